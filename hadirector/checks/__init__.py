@@ -1,0 +1,1 @@
+"""hadirector.checks package."""

@@ -1,0 +1,1 @@
+"""Configuration: typed frozen schema, TOML loading with full validation, diffs. Pure."""

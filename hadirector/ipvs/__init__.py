@@ -1,0 +1,1 @@
+"""IPVS: desired model, reconcile (pure), kernel adapter (netlink), ipvsadm formats."""

@@ -1,0 +1,1 @@
+"""Network adapters: VRRP raw sockets, VIP netlink, GARP/NA, link watch. The only I/O here."""
