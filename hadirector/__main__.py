@@ -1,0 +1,3 @@
+from hadirector.cli import main
+import sys
+sys.exit(main())

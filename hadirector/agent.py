@@ -1,0 +1,746 @@
+"""The agent: wires configuration, VRRP machines and the network adapters in one trio process.
+
+Theory of operation. One root nursery holds: a task per VRRP instance (its receive loop and
+its driver), the link watcher, the VIP watcher, tracking tasks (scripts, files), the notify
+runner, the IPVS reconciler and the signal loop. Each instance owns a bounded inbox: every
+input (an accepted advert, a link change, a new effective priority, a sync-group command, a
+stop or a reconfiguration) goes through it, so the pure state machine is driven by one task,
+in order, with ``trio.current_time()`` as its clock. The machine answers with actions, which
+the driver performs in the order given: send an advert, acquire the VIPs (add, then announce),
+release them, report a transition (log, notify scripts, sync group).
+
+Received adverts are checked here before the machine sees them (RFC 5798 §7.1): TTL/hop
+limit 255, the optional HMAC trailer and replay guard, the codec's checks (version, type,
+length, checksum), VRID, version, allowed sources, v2 authentication. A rejected advert is
+counted, logged at most once a second per reason, and changes nothing.
+
+SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
+heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and
+applies only what changed, keeping the running configuration when the new file is invalid.
+
+This module does no protocol reasoning of its own: decisions live in the pure core.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hadirector import logs, sdnotify
+from hadirector.alerts import notify
+from hadirector.config import load as config_load
+from hadirector.config.schema import Config, TrackScript, VrrpInstance
+from hadirector.errors import ConfigError, DecodeError, KernelError
+from hadirector.net.addresses import AddressManager
+from hadirector.net.announce import Announcer
+from hadirector.net.links import LinkWatcher
+from hadirector.net.vrrp_socket import VrrpSocket
+from hadirector.vrrp import auth, codec, track
+from hadirector.vrrp.group import SyncGroup
+from hadirector.vrrp.machine import (
+    AcquireAddresses,
+    MachineConfig,
+    ReleaseAddresses,
+    SendAdvert,
+    State,
+    Transition,
+    VrrpMachine,
+)
+
+STOP_TIMEOUT_S = 15.0
+RECEIVE_ERROR_BACKOFF_S = 0.2
+
+
+def _seconds_to_cs(seconds: float) -> int:
+    return round(seconds * 100)
+
+
+def machine_config(cfg: VrrpInstance, primary: Any) -> MachineConfig:
+    """The state machine's parameters for one configured instance."""
+    return MachineConfig(
+        vrid=cfg.vrid,
+        priority=cfg.priority,
+        advert_interval_cs=cfg.advert_interval_cs,
+        version=cfg.version,
+        preempt=cfg.preempt,
+        preempt_delay_cs=_seconds_to_cs(cfg.preempt_delay_s),
+        primary_address=primary,
+        max_adopted_interval_cs=cfg.max_adopted_interval_cs,
+        handover_hold_cs=_seconds_to_cs(cfg.handover_hold_s),
+    )
+
+
+# Identity fields: a change to any of them restarts the instance (new socket, new machine).
+IDENTITY_FIELDS = (
+    "interface",
+    "vrid",
+    "version",
+    "unicast_peers",
+    "unicast_src",
+    "hmac_key_file",
+    "v3_checksum_pseudo_header",
+)
+
+
+class RateLimitedLog:
+    """Log a repeated event at most once per ``period_s`` per key, with the count since."""
+
+    def __init__(self, log: Any, period_s: float = 1.0) -> None:
+        self._log = log
+        self._period_s = period_s
+        self._last: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def warning(self, key: str, event: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -math.inf) < self._period_s:
+            self._suppressed[key] += 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        self._log.warning(event, suppressed=suppressed, **fields)
+
+
+@dataclass
+class TrackStates:
+    """Current tracked-resource states shared by every instance."""
+
+    interfaces: dict[str, bool] = field(default_factory=dict)
+    scripts: dict[str, bool] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+
+
+class Instance:
+    """One VRRP instance at run time: socket, machine, VIPs, announcements."""
+
+    def __init__(self, agent: Agent, cfg: VrrpInstance) -> None:
+        self.agent = agent
+        self.cfg = cfg
+        self.log = logs.get(instance=cfg.name)
+        self.rejects = RateLimitedLog(self.log)
+        self.counters: Counter[str] = Counter()
+        self.inbox_send, self.inbox = trio.open_memory_channel[tuple[Any, ...]](1024)
+        self.machine: VrrpMachine | None = None
+        self.sock: VrrpSocket | None = None
+        self.announcer: Announcer | None = None
+        self.hmac_key: bytes | None = None
+        self.replay = auth.ReplayGuard()
+        self.holding: set[str] = set()
+        self._announce_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self.done = trio.Event()
+        self.group: SyncGroup | None = None
+
+    # -- life cycle -------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.machine.state if self.machine else State.INIT
+
+    def post(self, *event: Any) -> None:
+        try:
+            self.inbox_send.send_nowait(event)
+        except trio.WouldBlock:
+            self.counters["inbox_full"] += 1
+            self.rejects.warning("inbox", "vrrp.inbox_full")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            self.done.set()
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+        cfg = self.cfg
+        if cfg.hmac_key_file:
+            self.hmac_key = auth.load_key(Path(cfg.hmac_key_file).read_bytes())
+        self.sock = await self._open_socket()
+        self.announcer = Announcer.open(cfg.interface)
+        self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
+        # VIPs left behind by a crashed run: a backup must not answer for them.
+        for vip in cfg.virtual_addresses:
+            await self.agent.addresses.remove(vip)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._receive_loop)
+            task_status.started()
+            now = trio.current_time()
+            self.log.info(
+                "vrrp.start",
+                interface=cfg.interface,
+                vrid=cfg.vrid,
+                version=cfg.version,
+                priority=cfg.priority,
+                advert_interval_s=cfg.advert_interval_cs / 100,
+                source=str(self.sock.local_address),
+                destinations=[str(d) for d in self.sock.destinations],
+            )
+            await self._perform(self.machine.start(now))
+            prio = self.agent.effective_priority(cfg)
+            if prio != cfg.priority:
+                await self._perform(self.machine.set_priority(prio, trio.current_time()))
+            if not self.agent.links.is_up(cfg.interface):
+                await self._perform(self.machine.set_link(False, trio.current_time()))
+            await self._drive()
+            nursery.cancel_scope.cancel()
+        self.sock.close()
+
+    async def _open_socket(self) -> VrrpSocket:
+        cfg = self.cfg
+        attempt = 0
+        while True:
+            try:
+                return VrrpSocket.open(
+                    interface=cfg.interface,
+                    family=cfg.family,
+                    unicast_peers=cfg.unicast_peers,
+                    unicast_src=cfg.unicast_src,
+                )
+            except OSError as exc:
+                if attempt == 0:
+                    self.log.error("vrrp.socket_error", interface=cfg.interface, error=str(exc))
+                attempt += 1
+                await trio.sleep(1.0)
+
+    async def _drive(self) -> None:
+        assert self.machine is not None
+        machine = self.machine
+        while machine.state is not State.STOPPED:
+            deadline = machine.next_deadline()
+            event: tuple[Any, ...] | None = None
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                event = await self.inbox.receive()
+            now = trio.current_time()
+            if event is None:
+                actions = machine.timer(now)
+            else:
+                actions = self._dispatch(event, now)
+            await self._perform(actions)
+
+    def _dispatch(self, event: tuple[Any, ...], now: float) -> list[Any]:
+        assert self.machine is not None
+        machine = self.machine
+        kind = event[0]
+        if kind == "advert":
+            _, advert, source = event
+            return machine.receive(
+                priority=advert.priority, interval_cs=advert.interval_cs, source=source, now=now
+            )
+        if kind == "link":
+            return machine.set_link(event[1], now)
+        if kind == "priority":
+            return machine.set_priority(event[1], now)
+        if kind == "force":
+            return machine.force(event[1], now, event[2])
+        if kind == "stop":
+            return machine.stop(now)
+        if kind == "reconfigure":
+            return self._reconfigure(event[1], now)
+        raise AssertionError(f"unknown event {kind!r}")
+
+    def _reconfigure(self, new: VrrpInstance, now: float) -> list[Any]:
+        assert self.machine is not None and self.sock is not None
+        old = self.cfg
+        self.cfg = new
+        actions = list(
+            self.machine.reconfigure(machine_config(new, self.sock.local_address), now)
+        )
+        if self.machine.state is State.MASTER and old.virtual_addresses != new.virtual_addresses:
+            # Add new VIPs and announce them; drop the ones no longer configured.
+            actions.append(_VipDiff(old.virtual_addresses, new.virtual_addresses))
+        self.log.info("config.instance_updated")
+        return actions
+
+    # -- actions ----------------------------------------------------------------------
+
+    async def _perform(self, actions: Sequence[Any]) -> None:
+        for action in actions:
+            if isinstance(action, SendAdvert):
+                await self._send_advert(action.priority, action.interval_cs)
+            elif isinstance(action, AcquireAddresses):
+                await self._acquire()
+            elif isinstance(action, ReleaseAddresses):
+                await self._release()
+            elif isinstance(action, Transition):
+                self._on_transition(action)
+            elif isinstance(action, _VipDiff):
+                await self._apply_vip_diff(action)
+            else:  # pragma: no cover - a new action type without a handler is our bug
+                raise AssertionError(f"unhandled action {action!r}")
+
+    async def _send_advert(self, priority: int, interval_cs: int) -> None:
+        assert self.sock is not None
+        cfg = self.cfg
+        auth_type, auth_data = (1, cfg.auth_pass.encode().ljust(8, b"\0")) if (
+            cfg.auth_type == "pass" and cfg.auth_pass
+        ) else (0, b"")
+        advert = codec.Advert(
+            version=cfg.version,
+            vrid=cfg.vrid,
+            priority=priority,
+            interval_cs=interval_cs,
+            addresses=tuple(v.interface.ip for v in cfg.virtual_addresses)[:255],
+            auth_type=auth_type if cfg.version == 2 else 0,
+            auth_data=auth_data if cfg.version == 2 else b"",
+        )
+        src = self.sock.local_address
+        for dst in self.sock.destinations:
+            payload = codec.encode(
+                advert, src=src, dst=dst, v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header
+            )
+            if self.hmac_key is not None:
+                payload = auth.sign(payload, key=self.hmac_key, seq=time.time_ns(), src=src,
+                                    dst=dst)
+            try:
+                await self.sock.send(payload, dst)
+                self.counters["adverts_sent"] += 1
+            except OSError as exc:
+                self.counters["send_errors"] += 1
+                self.rejects.warning("send", "vrrp.send_failed", dst=str(dst), error=str(exc))
+
+    async def _acquire(self) -> None:
+        added = []
+        for vip in self.cfg.virtual_addresses:
+            try:
+                if await self.agent.addresses.add(vip):
+                    added.append(str(vip.interface))
+            except KernelError as exc:
+                self.log.error("vip.add_failed", vip=str(vip.interface), error=str(exc))
+                continue
+            self.holding.add(str(vip.interface))
+        if added:
+            self.log.info("vip.added", vips=added)
+        # First announcement now, before the first advert (make-before-break); the rest of
+        # the burst, the delayed burst and the refresh run in the background.
+        self._announce_once(self.cfg.virtual_addresses)
+        self._start_announcer(self.cfg.virtual_addresses, first_done=True)
+
+    def _start_announcer(self, vips: Sequence[Any], *, first_done: bool) -> None:
+        if self._announce_scope is not None:
+            self._announce_scope.cancel()
+        scope = trio.CancelScope()
+        self._announce_scope = scope
+        assert self._nursery is not None
+        self._nursery.start_soon(self._announce_task, scope, tuple(vips), first_done)
+
+    async def _announce_task(self, scope: trio.CancelScope, vips: tuple[Any, ...],
+                             first_done: bool) -> None:
+        cfg = self.cfg
+        with scope:
+            repeat = cfg.garp_master_repeat - (1 if first_done else 0)
+            for _ in range(repeat):
+                await trio.sleep(cfg.garp_interval_s)
+                self._announce_once(vips)
+            if cfg.garp_master_delay_s > 0:
+                await trio.sleep(cfg.garp_master_delay_s)
+                for _ in range(cfg.garp_master_repeat):
+                    self._announce_once(vips)
+                    await trio.sleep(cfg.garp_interval_s)
+            if cfg.garp_master_refresh_s > 0:
+                while True:
+                    await trio.sleep(cfg.garp_master_refresh_s)
+                    self._announce_once(vips)
+
+    def _announce_once(self, vips: Sequence[Any]) -> None:
+        assert self.announcer is not None
+        for vip in vips:
+            ip = vip.interface.ip
+            try:
+                if ip.version == 4:
+                    self.announcer.send_garp(ip)
+                else:
+                    self.announcer.send_unsolicited_na(ip)
+                self.counters["announcements"] += 1
+            except OSError as exc:
+                self.counters["announce_errors"] += 1
+                self.rejects.warning("announce", "vip.announce_failed", vip=str(ip),
+                                     error=str(exc))
+
+    async def _release(self) -> None:
+        if self._announce_scope is not None:
+            self._announce_scope.cancel()
+            self._announce_scope = None
+        removed = []
+        for vip in self.cfg.virtual_addresses:
+            try:
+                if await self.agent.addresses.remove(vip):
+                    removed.append(str(vip.interface))
+            except KernelError as exc:
+                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
+        self.holding.clear()
+        if removed:
+            self.log.info("vip.removed", vips=removed)
+
+    async def _apply_vip_diff(self, diff: _VipDiff) -> None:
+        old = set(diff.old)
+        new = set(diff.new)
+        for vip in sorted(old - new, key=str):
+            await self.agent.addresses.remove(vip)
+            self.holding.discard(str(vip.interface))
+            self.log.info("vip.removed", vips=[str(vip.interface)], reason="reload")
+        fresh = [v for v in diff.new if v not in old]
+        for vip in fresh:
+            await self.agent.addresses.add(vip)
+            self.holding.add(str(vip.interface))
+            self.log.info("vip.added", vips=[str(vip.interface)], reason="reload")
+        if fresh:
+            self._announce_once(fresh)
+
+    async def readd_if_held(self, vip_text: str) -> None:
+        """A VIP vanished behind our back: put it back if we are master and hold it."""
+        if self.state is not State.MASTER or vip_text not in self.holding:
+            return
+        for vip in self.cfg.virtual_addresses:
+            if str(vip.interface) == vip_text:
+                await self.agent.addresses.add(vip)
+                self._announce_once([vip])
+                self.log.warning("vip.readded", vip=vip_text, reason="deleted externally")
+
+    def _on_transition(self, tr: Transition) -> None:
+        assert self.machine is not None
+        priority = self.machine.effective_priority
+        self.log.info(
+            "vrrp.transition", old=tr.old.value, new=tr.new.value, reason=tr.reason,
+            priority=priority,
+        )
+        self.counters[f"to_{tr.new.value.lower()}"] += 1
+        timeout_s = self.agent.config.global_.notify_timeout_s
+        self.agent.notifier.submit(
+            notify.jobs_for(self.cfg.notify, "INSTANCE", self.cfg.name, tr.new.value, priority,
+                            timeout_s)
+        )
+        self.agent.on_member_transition(self, tr)
+        self.agent.update_status()
+
+    # -- receive path -----------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                received = await self.sock.receive()
+            except OSError as exc:
+                self.rejects.warning("recv", "vrrp.receive_failed", error=str(exc))
+                await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
+                continue
+            advert = self._accept(received)
+            if advert is not None:
+                self.post("advert", advert, received.src)
+
+    def _reject(self, reason: str, src: Any, detail: str = "") -> None:
+        self.counters[f"rejected_{reason}"] += 1
+        self.rejects.warning(reason, "vrrp.advert_rejected", reason=reason, source=str(src),
+                             detail=detail)
+
+    def _accept(self, received: Any) -> codec.Advert | None:
+        """The RFC 5798 §7.1 receive checks; None when the packet is dropped."""
+        cfg = self.cfg
+        src = received.src
+        if received.ttl != 255:
+            self._reject("ttl", src, f"ttl/hop limit {received.ttl}, must be 255")
+            return None
+        payload = received.payload
+        if self.hmac_key is not None:
+            try:
+                payload, seq = auth.verify(payload, key=self.hmac_key, src=src, dst=received.dst)
+            except DecodeError as exc:
+                self._reject("auth", src, str(exc))
+                return None
+            if not self.replay.accept(src, seq):
+                self._reject("replay", src, f"sequence {seq} not newer")
+                return None
+        try:
+            advert = codec.decode(
+                payload, src=src, dst=received.dst,
+                v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
+            )
+        except DecodeError as exc:
+            self._reject(exc.reason, src, exc.detail)
+            return None
+        if advert.vrid != cfg.vrid:
+            self.counters["other_vrid"] += 1
+            return None
+        if advert.version != cfg.version:
+            self._reject("version", src, f"version {advert.version}, configured {cfg.version}")
+            return None
+        if cfg.accept_from and src not in cfg.accept_from:
+            self._reject("source", src, "not an allowed peer")
+            return None
+        if cfg.version == 2:
+            want_type = 1 if cfg.auth_type == "pass" else 0
+            want_data = cfg.auth_pass.encode().ljust(8, b"\0") if want_type else None
+            if advert.auth_type != want_type or (
+                want_data is not None and advert.auth_data != want_data
+            ):
+                self._reject("auth", src, f"auth type {advert.auth_type} or password mismatch")
+                return None
+        self.counters["adverts_accepted"] += 1
+        return advert
+
+
+@dataclass(frozen=True)
+class _VipDiff:
+    """Internal action: a reload changed the VIP list of a master instance."""
+
+    old: tuple[Any, ...]
+    new: tuple[Any, ...]
+
+
+class Agent:
+    """Everything one ``hadirector run`` process does."""
+
+    def __init__(self, config: Config, config_path: Path | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.log = logs.get(component="agent", router_id=config.global_.router_id)
+        self.instances: dict[str, Instance] = {}
+        self.groups: dict[str, SyncGroup] = {}
+        self.group_of: dict[str, str] = {}
+        self.group_state: dict[str, str] = {}
+        self.tracks = TrackStates()
+        self.notifier = notify.NotifyRunner()
+        self.addresses = AddressManager()
+        self.links = LinkWatcher()
+        self._nursery: trio.Nursery | None = None
+        self._track_scope: trio.CancelScope | None = None
+        self.stopping = False
+
+    # -- tracking ---------------------------------------------------------------------
+
+    def effective_priority(self, cfg: VrrpInstance) -> int | None:
+        """Priority after tracking (None = FAULT), from the current tracked states."""
+        items: list[tuple[track.TrackSpec, Any]] = []
+        for ref in cfg.track_interfaces:
+            up = self.tracks.interfaces.get(ref.name, self.links.is_up(ref.name))
+            items.append((track.TrackSpec("interface", ref.name, ref.weight), up))
+        for ref in cfg.track_scripts:
+            ok = self.tracks.scripts.get(ref.name, True)
+            items.append((track.TrackSpec("script", ref.name, ref.weight), ok))
+        for ref in cfg.track_files:
+            value = self.tracks.files.get(ref.name, 0)
+            items.append((track.TrackSpec("file", ref.name, ref.weight), value))
+        return track.effective_priority(cfg.priority, items)
+
+    def _retrack(self) -> None:
+        for inst in self.instances.values():
+            inst.post("priority", self.effective_priority(inst.cfg))
+
+    async def _track_script_loop(self, ts: TrackScript) -> None:
+        log = logs.get(track_script=ts.name)
+        hysteresis = track.RiseFall(ts.rise, ts.fall)
+        state: bool | None = None
+        while True:
+            job = notify.NotifyJob(ts.script, f"track_script {ts.name}", ts.timeout_s)
+            code = await notify.run_one(job, logs.get(track_script=ts.name, quiet=True))
+            new = hysteresis.update(code == 0)
+            if new is not None and new != state:
+                state = new
+                self.tracks.scripts[ts.name] = new
+                log.info("track.script", name=ts.name, ok=new, code=code)
+                self._retrack()
+            await trio.sleep(ts.interval_s)
+
+    async def _track_file_loop(self, name: str, path: str) -> None:
+        log = logs.get(track_file=name)
+        last: int | None = None
+        while True:
+            try:
+                value = int(Path(path).read_text().strip() or "0")
+            except (OSError, ValueError) as exc:
+                if last != 0:
+                    log.warning("track.file_unreadable", name=name, path=path, error=str(exc))
+                value = 0
+            if value != last:
+                last = value
+                self.tracks.files[name] = value
+                log.info("track.file", name=name, value=value)
+                self._retrack()
+            await trio.sleep(1.0)
+
+    async def _link_loop(self) -> None:
+        async for ifname, up in self.links.changes():
+            self.log.info("link.change", interface=ifname, up=up)
+            tracked = False
+            for inst in self.instances.values():
+                if inst.cfg.interface == ifname:
+                    inst.post("link", up)
+                if any(ref.name == ifname for ref in inst.cfg.track_interfaces):
+                    tracked = True
+            if tracked:
+                self.tracks.interfaces[ifname] = up
+                self._retrack()
+
+    async def _vip_watch_loop(self) -> None:
+        async for removed in self.addresses.watch():
+            for inst in self.instances.values():
+                await inst.readd_if_held(str(removed))
+
+    # -- sync groups ------------------------------------------------------------------
+
+    def _build_groups(self) -> None:
+        self.groups = {g.name: SyncGroup(g.name, list(g.instances)) for g in
+                       self.config.sync_groups}
+        self.group_of = {m: g.name for g in self.config.sync_groups for m in g.instances}
+
+    def on_member_transition(self, inst: Instance, tr: Transition) -> None:
+        name = self.group_of.get(inst.cfg.name)
+        if name is None or self.stopping:
+            return
+        group = self.groups[name]
+        for member, target in group.on_transition(inst.cfg.name, tr.new):
+            other = self.instances.get(member)
+            if other is not None and other.state is not target:
+                other.post("force", target, f"sync group {name}")
+        states = {m: self.instances[m].state for m in group.members if m in self.instances}
+        values = set(states.values())
+        if len(values) == 1:
+            state = values.pop().value
+            if self.group_state.get(name) != state:
+                self.group_state[name] = state
+                gcfg = next(g for g in self.config.sync_groups if g.name == name)
+                self.log.info("vrrp.group_transition", group=name, new=state)
+                self.notifier.submit(notify.jobs_for(
+                    gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s))
+
+    # -- status -----------------------------------------------------------------------
+
+    def update_status(self) -> None:
+        text = ", ".join(f"{n}={i.state.value}" for n, i in sorted(self.instances.items()))
+        sdnotify.notify(f"STATUS={text}")
+
+    # -- main -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.addresses.open()
+        await self.links.open()
+        self._build_groups()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.notifier.run)
+            nursery.start_soon(self._link_loop)
+            nursery.start_soon(self._vip_watch_loop)
+            self._start_tracking()
+            for cfg in self.config.vrrp_instances:
+                await self._start_instance(cfg)
+            sdnotify.notify("READY=1")
+            self.update_status()
+            nursery.start_soon(self._watchdog)
+            await self._signal_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _start_instance(self, cfg: VrrpInstance) -> None:
+        assert self._nursery is not None
+        inst = Instance(self, cfg)
+        self.instances[cfg.name] = inst
+        await self._nursery.start(inst.run)
+
+    def _start_tracking(self) -> None:
+        assert self._nursery is not None
+        if self._track_scope is not None:
+            self._track_scope.cancel()
+        scope = trio.CancelScope()
+        self._track_scope = scope
+
+        async def tracking() -> None:
+            with scope:
+                async with trio.open_nursery() as n:
+                    for ts in self.config.track_scripts:
+                        n.start_soon(self._track_script_loop, ts)
+                    for tf in self.config.track_files:
+                        n.start_soon(self._track_file_loop, tf.name, tf.path)
+
+        self._nursery.start_soon(tracking)
+
+    async def _watchdog(self) -> None:
+        period = sdnotify.watchdog_interval_s()
+        if period is None:
+            return
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await trio.sleep(period)
+
+    async def _signal_loop(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                    continue
+                self.log.info("agent.stopping", signal=signal.Signals(signum).name)
+                await self.shutdown()
+                return
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        sdnotify.notify("STOPPING=1")
+        for inst in self.instances.values():
+            inst.post("stop")
+        with trio.move_on_after(STOP_TIMEOUT_S) as scope:
+            for inst in self.instances.values():
+                await inst.done.wait()
+        if scope.cancelled_caught:
+            self.log.error("agent.stop_timeout", timeout_s=STOP_TIMEOUT_S)
+        await self.notifier.drain(self.config.global_.notify_timeout_s)
+        self.log.info("agent.stopped")
+
+    async def reload(self) -> None:
+        sdnotify.notify("RELOADING=1")
+        try:
+            if self.config_path is None:
+                raise ConfigError("no configuration file to re-read")
+            new = config_load.load_path(self.config_path)
+        except ConfigError as exc:
+            self.log.error(
+                "config.reload_failed", problems=[str(p) for p in exc.problems],
+                kept="running configuration",
+            )
+            sdnotify.notify("READY=1")
+            return
+        await self.apply_config(new)
+        sdnotify.notify("READY=1")
+
+    async def apply_config(self, new: Config) -> None:
+        old = self.config
+        self.config = new
+        old_by_name = {i.name: i for i in old.vrrp_instances}
+        new_by_name = {i.name: i for i in new.vrrp_instances}
+        self._build_groups()
+        for name, cfg in old_by_name.items():
+            if name not in new_by_name or _identity_changed(cfg, new_by_name[name]):
+                inst = self.instances[name]
+                inst.post("stop")
+                await inst.done.wait()
+                del self.instances[name]
+                self.log.info("config.instance_removed", instance=name)
+        for name, cfg in new_by_name.items():
+            if name not in self.instances:
+                await self._start_instance(cfg)
+                self.log.info("config.instance_added", instance=name)
+            elif old_by_name.get(name) != cfg:
+                self.instances[name].post("reconfigure", cfg)
+        if (old.track_scripts, old.track_files) != (new.track_scripts, new.track_files):
+            self._start_tracking()
+        self._retrack()
+        self.log.info("config.reloaded", instances=sorted(new_by_name))
+
+
+def _identity_changed(old: VrrpInstance, new: VrrpInstance) -> bool:
+    return any(getattr(old, f) != getattr(new, f) for f in IDENTITY_FIELDS) or (
+        old.family != new.family
+    )
+
+
+async def run_agent(config: Config, config_path: Path | None) -> None:
+    """Entry point used by the CLI."""
+    agent = Agent(config, config_path)
+    await agent.run()
+
+
+__all__ = ["Agent", "Instance", "machine_config", "replace", "run_agent"]

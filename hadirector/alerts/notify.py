@@ -1,0 +1,126 @@
+"""Notify scripts, keepalived-compatible, run in transition order.
+
+For a VRRP instance entering STATE, the per-state script (``notify_master``,
+``notify_backup``, ``notify_fault``, ``notify_stop``) runs first as configured, then the
+generic ``notify`` script with ``INSTANCE <name> <STATE> <priority>`` appended (``GROUP``
+for sync groups), as keepalived does. Scripts are argv, never a shell; each starts in its
+own session (process group) and the whole group is killed on timeout, so grandchildren do
+not outlive it. Jobs run one at a time from a queue, so a slow script delays later scripts
+but never the VRRP state machine. This module runs processes; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from hadirector import logs
+
+STATE_KEYS = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOPPED": "stop"}
+
+
+@dataclass(frozen=True)
+class NotifyJob:
+    """One script run: argv, the reason (for logs) and a timeout."""
+
+    argv: tuple[str, ...]
+    what: str
+    timeout_s: float
+
+
+def jobs_for(
+    scripts: Any, kind: str, name: str, state: str, priority: int, timeout_s: float
+) -> list[NotifyJob]:
+    """The jobs for ``kind`` ("INSTANCE"/"GROUP") ``name`` entering ``state``, in order.
+
+    ``scripts`` has attributes notify, master, backup, fault, stop (argv tuples or None).
+    """
+    jobs: list[NotifyJob] = []
+    key = STATE_KEYS.get(state)
+    specific = getattr(scripts, key) if key else None
+    what = f"{kind.lower()} {name} {state}"
+    if specific:
+        jobs.append(NotifyJob(tuple(specific), what, timeout_s))
+    generic = getattr(scripts, "notify", None)
+    if generic:
+        argv = (*generic, kind, name, state, str(priority))
+        jobs.append(NotifyJob(argv, what, timeout_s))
+    return jobs
+
+
+async def run_one(job: NotifyJob, log: Any) -> int | None:
+    """Run one script to completion or timeout; return its exit code (None on timeout/error)."""
+    try:
+        proc = await trio.lowlevel.open_process(
+            list(job.argv),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        log.error("notify.failed", script=job.argv[0], what=job.what, error=str(exc))
+        return None
+    code: int | None = None
+    try:
+        with trio.move_on_after(job.timeout_s if job.timeout_s > 0 else math.inf) as scope:
+            code = await proc.wait()
+        if scope.cancelled_caught:
+            _kill_group(proc.pid)
+            await proc.wait()
+            log.error("notify.timeout", script=job.argv[0], what=job.what,
+                      timeout_s=job.timeout_s)
+            return None
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc.pid)
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+    if code != 0:
+        log.warning("notify.exit", script=job.argv[0], what=job.what, code=code)
+    else:
+        log.info("notify.done", script=job.argv[0], what=job.what)
+    return code
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class NotifyRunner:
+    """A FIFO of notify jobs run one at a time by ``run()`` (a task in the agent's nursery)."""
+
+    def __init__(self, buffer: int = 256) -> None:
+        self._send, self._receive = trio.open_memory_channel[NotifyJob](buffer)
+        self._log = logs.get(component="notify")
+        self.pending = 0
+
+    def submit(self, jobs: Sequence[NotifyJob]) -> None:
+        for job in jobs:
+            try:
+                self._send.send_nowait(job)
+                self.pending += 1
+            except trio.WouldBlock:
+                self._log.error("notify.dropped", script=job.argv[0], what=job.what,
+                                reason="queue full")
+
+    async def run(self) -> None:
+        async for job in self._receive:
+            try:
+                await run_one(job, self._log)
+            finally:
+                self.pending -= 1
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until every queued job has run (used at shutdown), at most ``timeout_s``."""
+        with trio.move_on_after(timeout_s):
+            while self.pending:
+                await trio.sleep(0.01)

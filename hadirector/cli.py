@@ -1,0 +1,144 @@
+"""Command line: argument parsing and dispatch only.
+
+Subcommands import what they use, lazily, so that ``hadirector run`` starts fast (the
+daemon never imports scapy) and ``check-config`` needs neither trio nor pyroute2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "/etc/hadirector/hadirector.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hadirector", description="VRRP and IPVS high-availability agent for LVS directors"
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the agent in the foreground")
+    run.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="TOML configuration file")
+    run.add_argument("--log-format", choices=["json", "console"], default="json")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                     help="overrides [global].log_level")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+
+    ipvs = sub.add_parser("ipvs", help="IPVS table tools")
+    ipvs_sub = ipvs.add_subparsers(dest="ipvs_command")
+    ipvs_sub.add_parser("save", help="print the live IPVS table as `ipvsadm -S -n` does")
+    imp = ipvs_sub.add_parser("import", help="turn ipvsadm rules into [[virtual_server]] TOML")
+    imp.add_argument("file", help="ipvsadm-save output or ipvsadm command lines ('-' = stdin)")
+
+    demo = sub.add_parser("demo", help="two directors in namespaces of its own, with a failover")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds to run the demo")
+    demo.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from hadirector import __version__
+
+        print(__version__)
+        return 0
+    if args.command == "check-config":
+        return _check_config(Path(args.config))
+    if args.command == "run":
+        return _run(Path(args.config), args.log_format, args.log_level)
+    if args.command == "ipvs":
+        if args.ipvs_command == "save":
+            return _ipvs_save()
+        if args.ipvs_command == "import":
+            return _ipvs_import(args.file)
+    if args.command == "demo":
+        from hadirector import demo as demo_mod
+
+        return demo_mod.main(duration_s=args.duration, keep=args.keep)
+    _parser().print_help()
+    return 2
+
+
+def _load(path: Path) -> object:
+    from hadirector.config.load import load_path
+    from hadirector.errors import ConfigError
+
+    try:
+        return load_path(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(path: Path) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    instances = getattr(config, "vrrp_instances", ())
+    services = getattr(config, "virtual_servers", ())
+    print(f"{path}: OK ({len(instances)} VRRP instance(s), {len(services)} virtual server(s))")
+    return 0
+
+
+def _run(path: Path, log_format: str, log_level: str | None) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    import trio
+
+    from hadirector import agent, logs
+
+    level = log_level or config.global_.log_level  # type: ignore[attr-defined]
+    logs.configure(log_format, level)
+    try:
+        trio.run(agent.run_agent, config, path)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _ipvs_save() -> int:
+    import trio
+
+    from hadirector.errors import KernelError
+    from hadirector.ipvs import kernel, save
+
+    async def dump() -> str:
+        ipvs = await kernel.IpvsKernel.open()
+        try:
+            return save.format_save(await ipvs.snapshot())
+        finally:
+            ipvs.close()
+
+    try:
+        sys.stdout.write(trio.run(dump))
+    except KernelError as exc:
+        print(f"hadirector ipvs save: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ipvs_import(file: str) -> int:
+    from hadirector.errors import ConfigError
+    from hadirector.ipvs.importer import import_rules
+
+    text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    try:
+        sys.stdout.write(import_rules(text))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{file}: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
