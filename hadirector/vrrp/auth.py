@@ -122,21 +122,23 @@ class ReplayGuard:
 def load_key(content: str | bytes) -> bytes:
     """The HMAC key from a key file's content.
 
-    Hex: after stripping surrounding whitespace, an even number (64 or more) of hex digits,
-    i.e. at least 32 bytes. Otherwise raw: the content exactly as given (a ``str`` as UTF-8),
-    at least 32 bytes. Anything else raises ``ValueError`` (the message never shows the key).
+    Hex: if the content, stripped of surrounding whitespace, is all hex digits, it must be an
+    even number (64 or more) of them, i.e. at least 32 bytes. Otherwise raw: the content
+    exactly as given (a ``str`` as UTF-8), at least 32 bytes. Anything else raises
+    ``ValueError`` (the message never shows the key).
     """
     raw = content.encode() if isinstance(content, str) else bytes(content)
     stripped = raw.strip()
     if not stripped:
         raise ValueError("key is empty (or only whitespace)")
-    if (
-        len(stripped) >= 2 * MIN_KEY_LEN
-        and stripped.isascii()
-        and _HEX_DIGITS.issuperset(stripped.decode("ascii"))
-    ):
-        if len(stripped) % 2:
-            raise ValueError(f"hex key has an odd number of digits ({len(stripped)})")
+    if stripped.isascii() and _HEX_DIGITS.issuperset(stripped.decode("ascii")):
+        # All hex digits: a hex key, never a raw one (a mistyped hex key must not be taken
+        # for a weaker raw key that happens to be long enough).
+        if len(stripped) % 2 or len(stripped) < 2 * MIN_KEY_LEN:
+            raise ValueError(
+                f"hex key must be an even number (>= {2 * MIN_KEY_LEN}) of hex digits,"
+                f" got {len(stripped)}"
+            )
         return bytes.fromhex(stripped.decode("ascii"))
     if len(raw) < MIN_KEY_LEN:
         raise ValueError(
