@@ -1,0 +1,216 @@
+"""Turn the difference between a desired and an actual IPVS table into kernel operations.
+
+``plan(desired, actual, ...)`` returns the shortest ordered list of operations that makes the
+kernel's table agree with the desired one, and nothing for what already agrees: an agent
+restarted over a correct table writes nothing, so no connection is reset.
+
+Rules:
+
+- A service whose attributes differ is edited in place (``EditService``), never deleted and
+  re-added: that would drop its connections. A service whose *key* changes is a different
+  service (added, then the old one deleted, if owned).
+- Destinations: missing ones are added, differing ones edited (``EditDest`` carries the whole
+  desired destination, since the kernel's "set" replaces all of it), extra ones deleted.
+- Services absent from the desired table are deleted only when this agent owns them: all of
+  them with ``own_whole_table``, else those listed in ``owned``. Others are never touched.
+- Order: services in numeric key order; for each, the service add/edit, then its dest adds,
+  edits and deletes (adds first, so a pool never empties on the way to a new pool); service
+  deletions last (a replacement is up before the old service goes). A deleted service takes
+  its destinations with it: no ``DelDest`` is emitted for it.
+
+``apply_ops(actual, ops)`` simulates the kernel on a table (refusing what the kernel refuses),
+so tests can check that a plan converges and is idempotent.
+
+This module is part of the pure core: no I/O, no clock, standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from hadirector.ipvs.model import (
+    SVC_F_HASHED,
+    Dest,
+    DestKey,
+    Entry,
+    Service,
+    ServiceKey,
+    Table,
+    sorted_dests,
+    sorted_services,
+)
+
+
+@dataclass(frozen=True)
+class AddService:
+    """Create a virtual service (IPVS_CMD_NEW_SERVICE)."""
+
+    key: ServiceKey
+    service: Service
+
+
+@dataclass(frozen=True)
+class EditService:
+    """Change a service's attributes in place (IPVS_CMD_SET_SERVICE); carries all of them."""
+
+    key: ServiceKey
+    service: Service
+
+
+@dataclass(frozen=True)
+class DelService:
+    """Delete a virtual service and, with it, its destinations (IPVS_CMD_DEL_SERVICE)."""
+
+    key: ServiceKey
+
+
+@dataclass(frozen=True)
+class AddDest:
+    """Add a destination to a service (IPVS_CMD_NEW_DEST)."""
+
+    service_key: ServiceKey
+    dest_key: DestKey
+    dest: Dest
+
+
+@dataclass(frozen=True)
+class EditDest:
+    """Replace a destination's attributes (IPVS_CMD_SET_DEST); carries the whole dest."""
+
+    service_key: ServiceKey
+    dest_key: DestKey
+    dest: Dest
+
+
+@dataclass(frozen=True)
+class DelDest:
+    """Remove a destination from a service (IPVS_CMD_DEL_DEST)."""
+
+    service_key: ServiceKey
+    dest_key: DestKey
+
+
+Op = AddService | EditService | DelService | AddDest | EditDest | DelDest
+
+
+class SimulationError(Exception):
+    """An operation the kernel would refuse (the errno it would return is in ``errno_name``)."""
+
+    def __init__(self, errno_name: str, op: Op) -> None:
+        self.errno_name = errno_name
+        self.op = op
+        super().__init__(f"{errno_name}: {op}")
+
+
+def _plan_dests(key: ServiceKey, desired: Entry, actual: Entry | None) -> list[Op]:
+    ops: list[Op] = []
+    have = actual.dests if actual is not None else {}
+    for dkey in sorted_dests(desired.dests):
+        want = desired.dests[dkey]
+        if dkey not in have:
+            ops.append(AddDest(key, dkey, want))
+    for dkey in sorted_dests(desired.dests):
+        want = desired.dests[dkey]
+        if dkey in have and have[dkey].effective() != want.effective():
+            ops.append(EditDest(key, dkey, want))
+    for dkey in sorted_dests(have):
+        if dkey not in desired.dests:
+            ops.append(DelDest(key, dkey))
+    return ops
+
+
+def plan(
+    desired: Table,
+    actual: Table,
+    *,
+    own_whole_table: bool = False,
+    owned: Iterable[ServiceKey] | None = None,
+) -> list[Op]:
+    """The ordered operations that turn ``actual`` into ``desired`` (see module docstring)."""
+    ops: list[Op] = []
+    for key in sorted_services(desired):
+        want = desired[key]
+        have = actual.get(key)
+        if have is None:
+            ops.append(AddService(key, want.service))
+        elif have.service.effective() != want.service.effective():
+            ops.append(EditService(key, want.service))
+        ops.extend(_plan_dests(key, want, have))
+    owned_keys = frozenset(owned) if owned is not None else frozenset()
+    for key in sorted_services(actual):
+        if key not in desired and (own_whole_table or key in owned_keys):
+            ops.append(DelService(key))
+    return ops
+
+
+def _kernel_service(service: Service) -> Service:
+    """A service as a kernel dump would show it back (the HASHED bit set)."""
+    return Service(
+        service.scheduler,
+        service.flags | SVC_F_HASHED,
+        service.timeout_s,
+        service.netmask,
+        service.pe_name,
+    )
+
+
+def apply_ops(actual: Table, ops: Sequence[Op]) -> dict[ServiceKey, Entry]:
+    """A new table: ``actual`` after the kernel carried out ``ops`` in order.
+
+    Raises SimulationError where the kernel would fail: adding what exists (EEXIST),
+    editing or deleting what does not (ESRCH for services, ENOENT for dests).
+    """
+    table: dict[ServiceKey, tuple[Service, dict[DestKey, Dest]]] = {
+        k: (e.service, dict(e.dests)) for k, e in actual.items()
+    }
+    for op in ops:
+        match op:
+            case AddService(key=key, service=service):
+                if key in table:
+                    raise SimulationError("EEXIST", op)
+                table[key] = (_kernel_service(service), {})
+            case EditService(key=key, service=service):
+                if key not in table:
+                    raise SimulationError("ESRCH", op)
+                table[key] = (_kernel_service(service), table[key][1])
+            case DelService(key=key):
+                if key not in table:
+                    raise SimulationError("ESRCH", op)
+                del table[key]
+            case AddDest(service_key=skey, dest_key=dkey, dest=dest):
+                if skey not in table:
+                    raise SimulationError("ESRCH", op)
+                if dkey in table[skey][1]:
+                    raise SimulationError("EEXIST", op)
+                table[skey][1][dkey] = dest
+            case EditDest(service_key=skey, dest_key=dkey, dest=dest):
+                if skey not in table:
+                    raise SimulationError("ESRCH", op)
+                if dkey not in table[skey][1]:
+                    raise SimulationError("ENOENT", op)
+                table[skey][1][dkey] = dest
+            case DelDest(service_key=skey, dest_key=dkey):
+                if skey not in table:
+                    raise SimulationError("ESRCH", op)
+                if dkey not in table[skey][1]:
+                    raise SimulationError("ENOENT", op)
+                del table[skey][1][dkey]
+    return {k: Entry(s, d) for k, (s, d) in table.items()}
+
+
+def describe(op: Op) -> str:
+    """One line for logs: verb and object (``edit-dest tcp 192.0.2.1:80 -> 10.0.0.1:80``)."""
+    match op:
+        case AddService(key=key):
+            return f"add-service {key}"
+        case EditService(key=key):
+            return f"edit-service {key}"
+        case DelService(key=key):
+            return f"del-service {key}"
+        case AddDest(service_key=skey, dest_key=dkey):
+            return f"add-dest {skey} -> {dkey}"
+        case EditDest(service_key=skey, dest_key=dkey):
+            return f"edit-dest {skey} -> {dkey}"
+        case DelDest(service_key=skey, dest_key=dkey):
+            return f"del-dest {skey} -> {dkey}"
