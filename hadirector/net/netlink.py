@@ -1,0 +1,438 @@
+"""rtnetlink sockets driven by trio, with pyroute2 used only to encode and decode messages.
+
+What it does:
+- ``NetlinkSocket``: one ``AF_NETLINK``/``NETLINK_ROUTE`` socket in non-blocking mode, waited
+  on with ``trio.lowlevel.wait_readable``. ``request()`` sends one message and collects the
+  answer (an ACK, a single reply or a multi-part dump), matching replies by sequence number so
+  that replies left over by a cancelled request are skipped. ``receive()`` returns the next
+  batch of multicast notifications for a socket subscribed to ``RTMGRP_*`` groups.
+- ``request_blocking()``: the same exchange on a short-lived blocking socket, for the few
+  synchronous ``open()`` paths (name to index, primary address) that run once at start-up.
+- ``nonblocking_call()``: the trio wait-and-retry loop every adapter in ``hadirector.net``
+  uses around its own non-blocking sockets (raw IP, packet).
+
+Kernel errors come back as ``OSError`` with the errno and, when the kernel supplied one,
+its extended-ack text. Lost notifications (``ENOBUFS`` on a subscribed socket) raise
+``EventsLost`` so the caller can resynchronise with a dump.
+
+What it must not do: hold pyroute2's ``IPRoute``/``NetNS`` objects (per-thread state,
+private event loops), start threads, or know anything about VRRP. It is an adapter: the
+pure core never imports it.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import trio
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_NOOP,
+    NLMSG_OVERRUN,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+__all__ = [
+    "NLM_F_ACK",
+    "NLM_F_DUMP",
+    "NLM_F_REQUEST",
+    "AddressInfo",
+    "EventsLost",
+    "LinkInfo",
+    "Message",
+    "NetlinkSocket",
+    "addresses_blocking",
+    "link_by_name_blocking",
+    "nonblocking_call",
+    "request_blocking",
+]
+
+T = TypeVar("T")
+
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NLM_F_CAPPED = 0x100
+NLM_F_ACK_TLVS = 0x200
+NLMSGERR_ATTR_MSG = 1
+
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+_RECV_BUFFER_BYTES = 1 << 16
+_SUBSCRIBER_RCVBUF_BYTES = 1 << 20
+
+# Message types this module knows how to decode; anything else is returned undecoded.
+_DECODERS: dict[int, Any] = {
+    RTM_NEWLINK: ifinfmsg,
+    RTM_DELLINK: ifinfmsg,
+    RTM_NEWADDR: ifaddrmsg,
+    RTM_DELADDR: ifaddrmsg,
+}
+
+
+class EventsLost(Exception):
+    """The kernel dropped notifications (ENOBUFS): resynchronise with a dump."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One decoded rtnetlink message: its type, and pyroute2's decoded body (or None)."""
+
+    msg_type: int
+    flags: int
+    seq: int
+    body: Any  # pyroute2 ifinfmsg / ifaddrmsg, decoded; None for types not in _DECODERS
+
+
+async def nonblocking_call(
+    sock: socket.socket, operation: Callable[[], T], *, writable: bool = False
+) -> T:
+    """Run ``operation`` (a non-blocking socket call) until it stops raising BlockingIOError.
+
+    Waits for readability (or writability) between tries. Behaves as a trio checkpoint: a
+    cancellation raised before the first try is delivered, and a call that succeeds at once
+    still yields to the scheduler.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    waited = False
+    while True:
+        try:
+            result = operation()
+        except BlockingIOError:
+            waited = True
+            if writable:
+                await trio.lowlevel.wait_writable(sock)
+            else:
+                await trio.lowlevel.wait_readable(sock)
+            continue
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return result
+
+
+def split_messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """Split one netlink datagram into (type, flags, seq, raw message) tuples."""
+    out: list[tuple[int, int, int, bytes]] = []
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, msg_type, flags, seq, _pid = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size or offset + length > len(data):
+            break
+        out.append((msg_type, flags, seq, bytes(data[offset : offset + length])))
+        offset += (length + 3) & ~3
+    return out
+
+
+def _error_from(raw: bytes, flags: int) -> OSError | None:
+    """Decode an NLMSG_ERROR: None for an ACK (error 0), else an OSError with ext-ack text."""
+    (code,) = struct.unpack_from("=i", raw, _HEADER.size)
+    if code == 0:
+        return None
+    err = -code
+    text = os.strerror(err)
+    if flags & NLM_F_ACK_TLVS:
+        # Skip the echoed request: just its header when capped, else the whole request.
+        echoed_len = _HEADER.unpack_from(raw, _HEADER.size + 4)[0]
+        offset = _HEADER.size + 4 + (_HEADER.size if flags & NLM_F_CAPPED else echoed_len)
+        offset = (offset + 3) & ~3
+        while offset + 4 <= len(raw):
+            nla_len, nla_type = struct.unpack_from("=HH", raw, offset)
+            if nla_len < 4:
+                break
+            if nla_type & 0x3FFF == NLMSGERR_ATTR_MSG:
+                message = raw[offset + 4 : offset + nla_len].split(b"\0", 1)[0]
+                text = f"{text} ({message.decode('utf-8', 'replace')})"
+                break
+            offset += (nla_len + 3) & ~3
+    return OSError(err, text)
+
+
+def _decode(msg_type: int, flags: int, seq: int, raw: bytes) -> Message:
+    decoder = _DECODERS.get(msg_type)
+    body: Any = None
+    if decoder is not None:
+        body = decoder(raw)
+        body.decode()
+    return Message(msg_type, flags, seq, body)
+
+
+def _encode(body: Any, msg_type: int, flags: int, seq: int) -> bytes:
+    body["header"]["type"] = msg_type
+    body["header"]["flags"] = flags
+    body["header"]["sequence_number"] = seq
+    body["header"]["pid"] = 0
+    body.encode()
+    return bytes(body.data)
+
+
+def _new_socket(groups: int, *, blocking: bool, rcvbuf_bytes: int | None) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        if rcvbuf_bytes is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+        sock.bind((0, groups))
+        sock.setblocking(blocking)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Collector:
+    """Accumulates the replies to one request; says when the exchange is complete."""
+
+    def __init__(self, seq: int, flags: int) -> None:
+        self.seq = seq
+        self.dump = bool(flags & NLM_F_DUMP)
+        self.want_ack = bool(flags & NLM_F_ACK)
+        self.replies: list[Message] = []
+        self.done = False
+
+    def feed(self, data: bytes) -> None:
+        for msg_type, flags, seq, raw in split_messages(data):
+            if seq != self.seq or msg_type in (NLMSG_NOOP, NLMSG_OVERRUN):
+                continue  # a notification, or a leftover from a cancelled request
+            if msg_type == NLMSG_ERROR:
+                error = _error_from(raw, flags)
+                if error is not None:
+                    raise error
+                self.done = True
+            elif msg_type == NLMSG_DONE:
+                self.done = True
+            else:
+                self.replies.append(_decode(msg_type, flags, seq, raw))
+                if not self.dump and not self.want_ack:
+                    self.done = True
+
+
+class NetlinkSocket:
+    """A NETLINK_ROUTE socket for trio: requests with matched replies, or subscriptions."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._seq = 0
+        self._lock = trio.Lock()
+
+    @classmethod
+    def open(cls, groups: int = 0) -> NetlinkSocket:
+        """Open a socket; ``groups`` is an ``RTMGRP_*`` bit mask to subscribe to (0 = none)."""
+        rcvbuf = _SUBSCRIBER_RCVBUF_BYTES if groups else None
+        return cls(_new_socket(groups, blocking=False, rcvbuf_bytes=rcvbuf))
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(self._sock)
+            self._sock.close()
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq % 0x7FFFFFFF) + 1
+        return self._seq
+
+    async def request(self, body: Any, msg_type: int, flags: int) -> list[Message]:
+        """Send ``body`` (a pyroute2 message) as ``msg_type``; return the replies.
+
+        ``flags`` should include ``NLM_F_REQUEST`` and either ``NLM_F_ACK`` (a change),
+        ``NLM_F_DUMP`` (a listing), or neither (a single GET). Raises OSError on a kernel error.
+        """
+        async with self._lock:
+            seq = self._next_seq()
+            data = _encode(body, msg_type, flags, seq)
+            await nonblocking_call(self._sock, lambda: self._sock.send(data), writable=True)
+            collector = _Collector(seq, flags)
+            while not collector.done:
+                try:
+                    chunk = await nonblocking_call(
+                        self._sock, lambda: self._sock.recv(_RECV_BUFFER_BYTES)
+                    )
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:
+                        continue  # only notifications are dropped; our reply is still queued
+                    raise
+                collector.feed(chunk)
+            return collector.replies
+
+    def _parse_notifications(self, data: bytes) -> list[Message]:
+        return [
+            _decode(msg_type, flags, seq, raw)
+            for msg_type, flags, seq, raw in split_messages(data)
+            if msg_type not in (NLMSG_NOOP, NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN)
+        ]
+
+    async def receive(self) -> list[Message]:
+        """Wait for the next datagram of notifications; raise EventsLost on ENOBUFS."""
+        try:
+            data = await nonblocking_call(self._sock, lambda: self._sock.recv(_RECV_BUFFER_BYTES))
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                raise EventsLost("netlink notifications were dropped") from exc
+            raise
+        return self._parse_notifications(data)
+
+    def receive_pending(self) -> list[Message]:
+        """Return every notification already queued, without waiting.
+
+        Raises EventsLost if the kernel dropped some (ENOBUFS); the queue is usable after.
+        """
+        out: list[Message] = []
+        while True:
+            try:
+                data = self._sock.recv(_RECV_BUFFER_BYTES, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return out
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise EventsLost("netlink notifications were dropped") from exc
+                raise
+            out.extend(self._parse_notifications(data))
+
+
+def request_blocking(
+    body: Any, msg_type: int, flags: int, *, timeout_s: float = 2.0
+) -> list[Message]:
+    """Synchronous ``request()`` on a fresh socket, for start-up paths outside trio's loop.
+
+    The socket lives in the calling thread's network namespace at the time of the call.
+    """
+    sock = _new_socket(0, blocking=True, rcvbuf_bytes=None)
+    try:
+        sock.settimeout(timeout_s)
+        sock.send(_encode(body, msg_type, flags, 1))
+        collector = _Collector(1, flags)
+        while not collector.done:
+            collector.feed(sock.recv(_RECV_BUFFER_BYTES))
+        return collector.replies
+    finally:
+        sock.close()
+
+
+# --- decoded views of the two message kinds the adapters use -------------------------------
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+IFF_LOWER_UP = 0x10000
+IFA_F_SECONDARY = 0x01
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
+IFA_F_TENTATIVE = 0x40
+RT_SCOPE_LINK = 253
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """What the adapters need from an RTM_NEWLINK/RTM_DELLINK message."""
+
+    index: int
+    name: str
+    flags: int  # IFF_* bits
+    mac: str | None  # "aa:bb:cc:dd:ee:ff", or None for links without one
+    deleted: bool = False
+
+    @property
+    def up(self) -> bool:
+        """Administratively up and with carrier (IFF_UP and IFF_RUNNING); False if deleted."""
+        return not self.deleted and bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING)
+
+    @classmethod
+    def from_message(cls, message: Message) -> LinkInfo:
+        body = message.body
+        return cls(
+            index=int(body["index"]),
+            name=str(body.get_attr("IFLA_IFNAME") or ""),
+            flags=int(body["flags"]),
+            mac=body.get_attr("IFLA_ADDRESS"),
+            deleted=message.msg_type == RTM_DELLINK,
+        )
+
+
+@dataclass(frozen=True)
+class AddressInfo:
+    """What the adapters need from an RTM_NEWADDR/RTM_DELADDR message."""
+
+    index: int
+    interface: IPInterface
+    label: str | None  # IPv4 only (IFA_LABEL); None for IPv6
+    flags: int  # IFA_F_* bits (the 32-bit IFA_FLAGS attribute when present)
+    scope: int
+    deleted: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """Neither tentative (DAD pending), DAD-failed nor deprecated."""
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)
+
+    @classmethod
+    def from_message(cls, message: Message) -> AddressInfo:
+        body = message.body
+        # IPv4: IFA_LOCAL is the address (IFA_ADDRESS is the peer on point-to-point links).
+        raw = body.get_attr("IFA_LOCAL") or body.get_attr("IFA_ADDRESS")
+        flags = body.get_attr("IFA_FLAGS")
+        return cls(
+            index=int(body["index"]),
+            interface=ipaddress.ip_interface(f"{raw}/{body['prefixlen']}"),
+            label=body.get_attr("IFA_LABEL"),
+            flags=int(flags if flags is not None else body["flags"]),
+            scope=int(body["scope"]),
+            deleted=message.msg_type == RTM_DELADDR,
+        )
+
+
+def link_request(ifname: str) -> Any:
+    """An RTM_GETLINK body asking for one link by name."""
+    body = ifinfmsg()
+    body["attrs"] = [("IFLA_IFNAME", ifname)]
+    return body
+
+
+def address_dump_request(family: int) -> Any:
+    """An RTM_GETADDR dump body for one address family (AF_INET / AF_INET6)."""
+    body = ifaddrmsg()
+    body["family"] = family
+    return body
+
+
+def link_by_name_blocking(ifname: str) -> LinkInfo:
+    """Look a link up by name (synchronously). Raises OSError(ENODEV) if there is none."""
+    replies = request_blocking(link_request(ifname), RTM_GETLINK, NLM_F_REQUEST)
+    for message in replies:
+        if message.msg_type == RTM_NEWLINK:
+            return LinkInfo.from_message(message)
+    raise OSError(errno.ENODEV, f"no link named {ifname}")
+
+
+def addresses_blocking(family: int, index: int) -> list[AddressInfo]:
+    """Addresses of one family on the link with ``index``, in the kernel's order."""
+    replies = request_blocking(
+        address_dump_request(family), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP
+    )
+    return [
+        info
+        for info in (AddressInfo.from_message(m) for m in replies if m.msg_type == RTM_NEWADDR)
+        if info.index == index
+    ]
