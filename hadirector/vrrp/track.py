@@ -1,0 +1,147 @@
+"""Tracking: a VRRP instance's effective priority from the state of tracked resources.
+
+Pure and keepalived-compatible in its arithmetic. Three kinds of tracked resource:
+
+- ``interface`` (state: up, a bool). Weight 0: down means FAULT. Weight W < 0: down
+  subtracts |W|. Weight W > 0: up adds W.
+- ``script`` (state: succeeding, a bool). Weight 0: failing means FAULT. W > 0: succeeding
+  adds W. W < 0: failing subtracts |W|.
+- ``file`` (state: the integer read from the file). Weight 0: a non-zero value means FAULT.
+  Otherwise the value times the weight is added.
+
+The sum is clamped to 1..254: tracking never makes a router the address owner nor silences
+it (priority 0 is reserved for "leaving", RFC 5798 §5.2.4). A base priority of 255 (address
+owner) is returned unchanged unless a FAULT condition holds. ``None`` means FAULT.
+
+``RiseFall`` turns raw script results into a state with hysteresis: ``rise`` consecutive
+successes to go up, ``fall`` consecutive failures to go down.
+
+This module must not run scripts, read files, watch links or import anything but the
+standard library and the rest of the pure core: the agent gathers states and calls here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from hadirector.errors import ConfigError, Problem
+
+TrackKind = Literal["interface", "script", "file"]
+KINDS: tuple[str, ...] = ("interface", "script", "file")
+MAX_WEIGHT = 254
+OWNER_PRIORITY = 255
+MIN_PRIORITY = 1
+MAX_TRACKED_PRIORITY = 254
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """One tracked resource of an instance: what it is, and how much it weighs."""
+
+    kind: TrackKind
+    name: str
+    weight: int
+
+    def __post_init__(self) -> None:
+        problems: list[Problem] = []
+        if self.kind not in KINDS:
+            problems.append(Problem("kind", f"must be one of {', '.join(KINDS)}"))
+        if not self.name:
+            problems.append(Problem("name", "must not be empty"))
+        if not -MAX_WEIGHT <= self.weight <= MAX_WEIGHT:
+            problems.append(
+                Problem("weight", f"must be -{MAX_WEIGHT}..{MAX_WEIGHT}, got {self.weight}")
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """The outcome of tracking: priority (None = FAULT), what faulted, the sum applied."""
+
+    priority: int | None
+    faults: tuple[str, ...]
+    adjustment: int
+
+
+def _contribution(spec: TrackSpec, state: bool | int) -> int | None:
+    """Priority change from one resource; None for a FAULT condition."""
+    if spec.kind == "file":
+        value = int(state)
+        if spec.weight == 0:
+            return None if value != 0 else 0
+        return value * spec.weight
+    ok = bool(state)  # interface up / script succeeding
+    if spec.weight == 0:
+        return 0 if ok else None
+    if spec.weight > 0:
+        return spec.weight if ok else 0
+    return 0 if ok else spec.weight
+
+
+def evaluate(base: int, tracked: Iterable[tuple[TrackSpec, bool | int]]) -> TrackResult:
+    """Effective priority of a router of priority ``base`` given its tracked states."""
+    if not MIN_PRIORITY <= base <= OWNER_PRIORITY:
+        raise ValueError(f"base priority must be 1..255, got {base}")
+    faults: list[str] = []
+    adjustment = 0
+    for spec, state in tracked:
+        delta = _contribution(spec, state)
+        if delta is None:
+            faults.append(f"{spec.kind} {spec.name}")
+        else:
+            adjustment += delta
+    if faults:
+        return TrackResult(None, tuple(faults), adjustment)
+    if base == OWNER_PRIORITY:
+        return TrackResult(OWNER_PRIORITY, (), adjustment)
+    priority = min(max(base + adjustment, MIN_PRIORITY), MAX_TRACKED_PRIORITY)
+    return TrackResult(priority, (), adjustment)
+
+
+def effective_priority(base: int, tracked: Iterable[tuple[TrackSpec, bool | int]]) -> int | None:
+    """Effective priority (1..254, or 255 for the owner), or None for FAULT."""
+    return evaluate(base, tracked).priority
+
+
+class RiseFall:
+    """Hysteresis: ``rise`` consecutive successes -> up, ``fall`` consecutive failures -> down.
+
+    The state is None (unknown) until either threshold is first reached.
+    """
+
+    def __init__(self, rise: int, fall: int, initial: bool | None = None) -> None:
+        if rise < 1 or fall < 1:
+            raise ValueError(f"rise and fall must be at least 1, got {rise}/{fall}")
+        self.rise = rise
+        self.fall = fall
+        self.state: bool | None = initial
+        self._successes = 0
+        self._failures = 0
+
+    def update(self, ok: bool) -> bool | None:
+        """Feed one result; returns the (possibly new) state."""
+        if ok:
+            self._successes += 1
+            self._failures = 0
+            if self.state is not True and self._successes >= self.rise:
+                self.state = True
+        else:
+            self._failures += 1
+            self._successes = 0
+            if self.state is not False and self._failures >= self.fall:
+                self.state = False
+        return self.state
+
+
+__all__ = [
+    "RiseFall",
+    "TrackKind",
+    "TrackResult",
+    "TrackSpec",
+    "effective_priority",
+    "evaluate",
+]
