@@ -1,0 +1,310 @@
+"""The typed configuration: frozen dataclasses built by ``config.load`` from a TOML file.
+
+Every value here is already validated, defaulted and resolved (a VRRP instance's
+``accept_from`` in unicast mode, a track reference's weight, a real server's forwarding
+method), so consumers never re-apply defaults. Everything is immutable and hashable:
+tuples, never lists or dicts, so two configurations compare with ``==`` and ``config.diff``
+can tell what a reload changes.
+
+Units are in the names: VRRP intervals are integer centiseconds (``*_cs``), every other
+duration is seconds (``*_s``, float, or int where the kernel takes whole seconds).
+
+This module must not do I/O, read the clock or import anything outside the standard
+library: it is part of the pure core.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+Family = Literal[4, 6]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Protocol = Literal["tcp", "udp", "sctp"]
+Forwarding = Literal["nat", "dr", "tun", "fullnat"]
+TunnelType = Literal["ipip", "gue", "gre"]
+AuthType = Literal["none", "pass"]
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
+FORWARDINGS: tuple[str, ...] = ("nat", "dr", "tun", "fullnat")
+SCHEDULERS: tuple[str, ...] = (
+    "rr",
+    "wrr",
+    "lc",
+    "wlc",
+    "lblc",
+    "lblcr",
+    "dh",
+    "sh",
+    "sed",
+    "nq",
+    "mh",
+    "fo",
+    "ovf",
+    "twos",
+)
+# Scheduler flag -> the scheduler it belongs to (IP_VS_SVC_F_SCHED1 = *-fallback,
+# IP_VS_SVC_F_SCHED2 = *-port).
+SCHEDULER_FLAGS: dict[str, str] = {
+    "sh-fallback": "sh",
+    "sh-port": "sh",
+    "mh-fallback": "mh",
+    "mh-port": "mh",
+}
+TUNNEL_TYPES: tuple[str, ...] = ("ipip", "gue", "gre")
+TUNNEL_FLAGS: tuple[str, ...] = ("nocsum", "csum", "remcsum")
+
+DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
+DEFAULT_STATE_DIR = "/run/hadirector"
+MAX_V3_INTERVAL_CS = 4095  # 12-bit Max Adver Int field (RFC 5798 §5.2.7)
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """The ``[global]`` table."""
+
+    router_id: str | None = None  # None: the agent uses the host name
+    log_level: LogLevel = "info"
+    control_socket: str = DEFAULT_CONTROL_SOCKET
+    notify_timeout_s: float = 10.0
+    state_dir: str = DEFAULT_STATE_DIR
+
+
+@dataclass(frozen=True)
+class NotifyScripts:
+    """Notify commands as argv tuples (``None`` = not configured)."""
+
+    notify: tuple[str, ...] | None = None
+    master: tuple[str, ...] | None = None
+    backup: tuple[str, ...] | None = None
+    fault: tuple[str, ...] | None = None
+    stop: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class VirtualAddress:
+    """One VIP: address with prefix, the device it goes on, an optional IPv4 label."""
+
+    interface: IPInterface
+    dev: str
+    label: str | None = None
+
+    @property
+    def address(self) -> IPAddress:
+        return self.interface.ip
+
+    @property
+    def family(self) -> Family:
+        return 4 if self.interface.version == 4 else 6
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    """A tracked object's name and its resolved weight (0 = going down means FAULT)."""
+
+    name: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class VrrpInstance:
+    """One ``[[vrrp_instance]]``: a VRRP router for one VRID on one interface and family."""
+
+    name: str
+    interface: str
+    vrid: int
+    priority: int
+    virtual_addresses: tuple[VirtualAddress, ...]
+    advert_interval_cs: int = 100
+    version: Literal[2, 3] = 3
+    preempt: bool = True
+    preempt_delay_s: float = 0.0
+    unicast_src: IPAddress | None = None  # None: picked at runtime
+    unicast_peers: tuple[IPAddress, ...] = ()
+    # Sources adverts are accepted from; empty = any. In unicast mode this is resolved to
+    # unicast_peers unless given explicitly.
+    accept_from: tuple[IPAddress, ...] = ()
+    # v3: the largest interval a backup adopts from a master; v2: equal to advert_interval_cs.
+    max_adopted_interval_cs: int = 400
+    v3_checksum_pseudo_header: bool = True
+    auth_type: AuthType = "none"
+    auth_pass: str | None = None
+    hmac_key_file: str | None = None
+    garp_master_repeat: int = 5
+    garp_interval_s: float = 0.001
+    garp_master_delay_s: float = 5.0
+    garp_master_refresh_s: float = 0.0
+    handover_hold_s: float = 0.1
+    track_interfaces: tuple[TrackRef, ...] = ()
+    track_scripts: tuple[TrackRef, ...] = ()
+    track_files: tuple[TrackRef, ...] = ()
+    notify: NotifyScripts = field(default_factory=NotifyScripts)
+
+    @property
+    def family(self) -> Family:
+        """The address family of the instance: that of its VIPs (all one family)."""
+        return self.virtual_addresses[0].family
+
+    @property
+    def unicast(self) -> bool:
+        """True when adverts go unicast to ``unicast_peers`` instead of multicast."""
+        return bool(self.unicast_peers)
+
+    @property
+    def primary_vip(self) -> IPAddress:
+        return self.virtual_addresses[0].address
+
+
+@dataclass(frozen=True)
+class SyncGroup:
+    """A ``[[sync_group]]``: instances that change state together."""
+
+    name: str
+    instances: tuple[str, ...]
+    notify: NotifyScripts = field(default_factory=NotifyScripts)
+
+
+@dataclass(frozen=True)
+class TrackScript:
+    """A ``[[track_script]]``: a command whose exit status adjusts priority or faults."""
+
+    name: str
+    script: tuple[str, ...]
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+    weight: int = 0
+    rise: int = 1
+    fall: int = 1
+
+
+@dataclass(frozen=True)
+class TrackFile:
+    """A ``[[track_file]]``: a file holding an integer that, times weight, adjusts priority."""
+
+    name: str
+    path: str
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class IpvsSettings:
+    """The ``[ipvs]`` table."""
+
+    own_whole_table: bool = False
+    timeout_tcp_s: int | None = None
+    timeout_tcpfin_s: int | None = None
+    timeout_udp_s: int | None = None
+    reconcile_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class FwmarkMatch:
+    """Traffic an fwmark service owns: the agent keeps an nftables rule marking it."""
+
+    address: IPAddress
+    protocol: Protocol = "tcp"
+    ports: tuple[int, ...] = ()  # empty: every port
+
+
+@dataclass(frozen=True)
+class RealServer:
+    """A ``[[virtual_server.real_server]]`` with its forwarding method resolved."""
+
+    address: IPAddress
+    port: int | None
+    weight: int = 1
+    upper_threshold: int = 0
+    lower_threshold: int = 0
+    forwarding: Forwarding = "nat"
+
+    @property
+    def key(self) -> tuple[IPAddress, int | None]:
+        return (self.address, self.port)
+
+
+@dataclass(frozen=True, order=True)
+class ServiceKey:
+    """What identifies an IPVS virtual service: protocol+address+port, or fwmark+family."""
+
+    family: int
+    fwmark: int
+    protocol: str
+    address: str  # compressed text form, "" for fwmark services ("" sorts first)
+    port: int
+
+    def __str__(self) -> str:
+        fam = "inet" if self.family == 4 else "inet6"
+        if self.fwmark:
+            return f"fwmark {self.fwmark} {fam}"
+        host = self.address if self.family == 4 else f"[{self.address}]"
+        return f"{self.protocol} {host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class VirtualServer:
+    """A ``[[virtual_server]]``: one IPVS service and its real servers."""
+
+    protocol: Protocol | None  # None for fwmark services
+    address: IPAddress | None
+    port: int | None
+    fwmark: int | None
+    family: Family
+    scheduler: str = "wlc"
+    scheduler_flags: tuple[str, ...] = ()
+    one_packet: bool = False
+    forwarding: Forwarding = "nat"
+    persistence_timeout_s: int = 0
+    persistence_netmask: int = 32  # prefix length, for both families
+    tunnel_type: TunnelType = "ipip"
+    tunnel_port: int | None = None
+    tunnel_flags: tuple[str, ...] = ()
+    fullnat_source: IPAddress | None = None
+    match: FwmarkMatch | None = None
+    real_servers: tuple[RealServer, ...] = ()
+
+    @property
+    def key(self) -> ServiceKey:
+        if self.fwmark is not None:
+            return ServiceKey(self.family, self.fwmark, "", "", 0)
+        return ServiceKey(
+            self.family,
+            0,
+            self.protocol or "",
+            self.address.compressed if self.address is not None else "",
+            self.port or 0,
+        )
+
+    @property
+    def persistence_netmask_dotted(self) -> str | None:
+        """The persistence netmask as a dotted quad for IPv4 services, else None."""
+        if self.family != 4:
+            return None
+        return str(ipaddress.IPv4Network(f"0.0.0.0/{self.persistence_netmask}").netmask)
+
+    @property
+    def persistent(self) -> bool:
+        return self.persistence_timeout_s > 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one director."""
+
+    global_: GlobalConfig = field(default_factory=GlobalConfig)
+    vrrp_instances: tuple[VrrpInstance, ...] = ()
+    sync_groups: tuple[SyncGroup, ...] = ()
+    track_scripts: tuple[TrackScript, ...] = ()
+    track_files: tuple[TrackFile, ...] = ()
+    ipvs: IpvsSettings = field(default_factory=IpvsSettings)
+    virtual_servers: tuple[VirtualServer, ...] = ()
+
+    def instance(self, name: str) -> VrrpInstance | None:
+        return next((i for i in self.vrrp_instances if i.name == name), None)
+
+    def group_of(self, instance_name: str) -> SyncGroup | None:
+        return next((g for g in self.sync_groups if instance_name in g.instances), None)
