@@ -1,0 +1,987 @@
+"""A LAN in network namespaces for end-to-end tests and the failover benchmark.
+
+``Lab`` builds, per run, a "switch" namespace holding one Linux bridge per LAN (``br0``,
+``br1``), and the namespaces ``dir-a``, ``dir-b`` (directors) and ``client``, each joined
+to every bridge by a veth pair (``eth0`` on LAN 1, ``eth1`` on LAN 2)::
+
+    LAN 1  192.0.2.0/24     2001:db8:1::/64   dir-a .1/::1  dir-b .2/::2  client .10/::10
+    LAN 2  198.51.100.0/24  2001:db8:2::/64   (same host numbers)          VIPs .100/::100
+
+It also runs a wire watcher in the switch namespace (a packet socket on each bridge, in
+promiscuous mode) that records every ARP, neighbour advertisement/solicitation and VRRP
+frame with a monotonic timestamp, and the helpers tests need: run a command in a node,
+take a director off the wire (carrier loss), split the directors from each other while the
+client still hears both (bridge port isolation), read neighbour entries, MACs and who holds
+an address.
+
+It also defines the implementation-neutral ``Director`` protocol that tests and
+``bench/failover.py`` drive (keepalived now, hadirector later), the ``InstanceSpec`` that
+describes one VRRP instance to any implementation, and ``ProcessDirector``, a base class
+that runs an agent in a node and follows its state from an event stream.
+
+Everything a ``Lab`` creates is removed by ``close()`` (also on errors): processes it
+started are killed by process group, its namespaces deleted. Namespace names carry the
+pid, so concurrent runs do not collide, and namespaces left by dead runs are swept.
+
+This module must not send traffic outside the namespaces it created, must not touch the
+host's own network configuration, and must not import hadirector, trio, pyroute2 or scapy
+(it is imported by tools that must start fast, and runs as the watcher program itself:
+``python tests/netns/lab.py watch OUT IFACE...``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+NODES = ("dir-a", "dir-b", "client")
+DIRECTORS = ("dir-a", "dir-b")
+HOST_NUMBER = {"dir-a": 1, "dir-b": 2, "client": 10}
+VIP_HOST_NUMBER = 100
+LAN_NET4 = ("192.0.2.0/24", "198.51.100.0/24")
+LAN_NET6 = ("2001:db8:1::/64", "2001:db8:2::/64")
+PORT_LETTER = {"dir-a": "a", "dir-b": "b", "client": "c"}
+NS_PREFIX = "hdl"
+_NS_RE = re.compile(r"^hdl(\d+)[a-z]+-(sw|a|b|cl)$")
+_NS_SUFFIX = {"switch": "sw", "dir-a": "a", "dir-b": "b", "client": "cl"}
+_lab_counter = itertools.count()
+WATCH_READY = "ready"
+
+
+def lan_address(node: str, lan: int = 0, family: int = 4) -> str:
+    """The fixed address of ``node`` on LAN ``lan`` (0-based) in ``family`` (4 or 6)."""
+    return _host(LAN_NET4[lan] if family == 4 else LAN_NET6[lan], HOST_NUMBER[node])
+
+
+def vip_address(lan: int = 0, family: int = 4) -> str:
+    """The virtual address of LAN ``lan``: 192.0.2.100, 198.51.100.100, 2001:db8:N::100."""
+    return _host(LAN_NET4[lan] if family == 4 else LAN_NET6[lan], VIP_HOST_NUMBER)
+
+
+def _host(net: str, number: int) -> str:
+    network = ipaddress.ip_network(net)
+    return str(network.network_address + number)
+
+
+def prefix_len(family: int) -> int:
+    return 24 if family == 4 else 64
+
+
+def iface(lan: int) -> str:
+    """The name of a node's interface on LAN ``lan``: eth0, eth1."""
+    return f"eth{lan}"
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout_s: float,
+    what: str = "condition",
+    interval_s: float = 0.02,
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value, and return that value.
+
+    Raises TimeoutError naming ``what`` (and the last value seen) when ``timeout_s`` passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.1f} s waiting for {what}: {value!r}")
+        time.sleep(interval_s)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame seen on a bridge: ``kind`` is "arp", "vrrp", "na" or "ns".
+
+    ``t`` is CLOCK_MONOTONIC seconds (the kernel's receive time), comparable with
+    ``time.monotonic()`` in any process on the host. ``info`` holds the decoded fields:
+    arp: op, sender_ip, sender_mac, target_ip, target_mac, gratuitous;
+    vrrp: version, vrid, priority, interval_cs, src, addresses;
+    na/ns: src, target, and for na the flags router/solicited/override and target_mac.
+    """
+
+    t: float
+    lan: int
+    kind: str
+    src_mac: str
+    dst_mac: str
+    info: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A state change of one VRRP instance, as the agent reported it."""
+
+    t: float  # time.monotonic() when the test process learned of it
+    instance: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """One VRRP instance, described independently of the implementation running it."""
+
+    name: str = "VI_1"
+    interface: str = "eth0"
+    vrid: int = 51
+    priority: int = 100
+    advert_s: float = 1.0
+    version: int = 3
+    preempt: bool = True
+    vips: tuple[str, ...] = ("192.0.2.100/24",)
+    unicast_src: str | None = None
+    unicast_peers: tuple[str, ...] = ()
+    auth_pass: str | None = None  # VRRPv2 simple password (keepalived "PASS")
+
+    def vip_hosts(self) -> tuple[str, ...]:
+        """The VIPs without prefix lengths."""
+        return tuple(v.split("/")[0] for v in self.vips)
+
+
+def default_instances(
+    lab: Lab,
+    node: str,
+    priority: int,
+    advert_s: float,
+    version: int = 3,
+    *,
+    unicast: bool = False,
+    preempt: bool = True,
+    family: int = 4,
+    vrid: int = 51,
+    auth_pass: str | None = None,
+) -> list[InstanceSpec]:
+    """One instance per LAN of ``lab`` for ``node``: VIP .100 (or ::100) on each LAN.
+
+    With ``unicast`` the instance advertises to the other director's LAN address instead of
+    the multicast group.
+    """
+    peer = "dir-b" if node == "dir-a" else "dir-a"
+    specs = []
+    for lan in range(lab.lans):
+        specs.append(
+            InstanceSpec(
+                name=f"VI_{lan + 1}",
+                interface=iface(lan),
+                vrid=vrid + lan,
+                priority=priority,
+                advert_s=advert_s,
+                version=version,
+                preempt=preempt,
+                vips=(f"{vip_address(lan, family)}/{prefix_len(family)}",),
+                unicast_src=lan_address(node, lan, family) if unicast else None,
+                unicast_peers=(lan_address(peer, lan, family),) if unicast else (),
+                auth_pass=auth_pass,
+            )
+        )
+    return specs
+
+
+class Director(Protocol):
+    """A VRRP agent running in one director namespace, as tests and the bench drive it."""
+
+    node: str
+    instances: Sequence[InstanceSpec]
+
+    def start(self) -> None:
+        """Start the agent (after a crash: clear leftover VIPs and put it back on the wire)."""
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Graceful stop: SIGTERM and wait for the process to exit."""
+
+    def crash(self) -> None:
+        """SIGKILL the agent and take the node off the wire (its VIPs stay configured)."""
+
+    def state(self, instance: str | None = None) -> str:
+        """The last reported state of ``instance`` (default: the first one), or "INIT"."""
+
+    def wait_state(self, state: str, timeout_s: float, instance: str | None = None) -> None:
+        """Wait until ``instance`` (default: every instance) reports ``state``."""
+
+    def transitions(self) -> list[Transition]:
+        """Every transition reported since this object was made, oldest first."""
+
+    def running(self) -> bool:
+        """Whether the agent process is alive."""
+
+
+DirectorFactory = Callable[["Lab", str, int, float, int], Director]
+"""(lab, node, priority, advert_s, version) -> Director, as the bench calls it."""
+
+
+class ProcessDirector:
+    """Base for a ``Director`` that is one process tree in a node, reporting transitions.
+
+    Subclasses provide ``argv()`` (the command), may override ``prepare()`` (write
+    configuration before each start) and feed reported states to ``report()`` from a
+    thread: ``follow_json_log()`` does this for JSON-lines logs on stdout.
+    """
+
+    def __init__(self, lab: Lab, node: str, instances: Sequence[InstanceSpec]) -> None:
+        self.lab = lab
+        self.node = node
+        self.instances: Sequence[InstanceSpec] = list(instances)
+        self.dir = lab.tmpdir / f"{type(self).__name__.lower()}-{node}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._cond = threading.Condition()
+        self._states: dict[str, str] = {}
+        self._transitions: list[Transition] = []
+        self._crashed = False
+        self._starts = 0
+
+    # -- to be provided by subclasses ------------------------------------------------------
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Write configuration files; called before every start."""
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        """Hook after the process started (e.g. to start a log-reading thread)."""
+
+    # -- state reports -------------------------------------------------------------------
+
+    def report(self, instance: str, new: str, t: float | None = None) -> None:
+        """Record that ``instance`` reported state ``new`` (thread-safe)."""
+        now = time.monotonic() if t is None else t
+        new = new.upper()
+        with self._cond:
+            old = self._states.get(instance, "INIT")
+            if old != new:
+                self._transitions.append(Transition(now, instance, old, new))
+            self._states[instance] = new
+            self._cond.notify_all()
+
+    def follow_json_log(
+        self,
+        stream: IO[bytes],
+        sink: IO[bytes] | None = None,
+        event: str = "vrrp.transition",
+    ) -> threading.Thread:
+        """Read JSON lines from ``stream``; report each ``event`` (fields instance, new).
+
+        Every line is copied to ``sink`` when given (a log file for post-mortems).
+        """
+
+        def reader() -> None:
+            for raw in iter(stream.readline, b""):
+                if sink is not None:
+                    sink.write(raw)
+                    sink.flush()
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("event") == event:
+                    self.report(str(record.get("instance", "")), str(record.get("new", "")))
+
+        thread = threading.Thread(target=reader, name=f"log-{self.node}", daemon=True)
+        thread.start()
+        return thread
+
+    # -- Director ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.running():
+            raise RuntimeError(f"{self.node}: already running")
+        if self._crashed:
+            for spec in self.instances:
+                for vip in spec.vips:
+                    self.lab.run(
+                        self.node, "ip", "addr", "del", vip, "dev", spec.interface, check=False
+                    )
+            for lan in range(self.lab.lans):
+                self.lab.link(self.node, iface(lan), up=True)
+            self._crashed = False
+        with self._cond:
+            self._states.clear()
+        self.prepare()
+        self._starts += 1
+        self.proc = self.lab.popen(
+            self.node,
+            *self.argv(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.started(self.proc)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.lab.kill(self.proc)
+                raise
+        self.lab.reap(self.proc)
+
+    def crash(self) -> None:
+        if self.proc is None:
+            raise RuntimeError(f"{self.node}: not running")
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        # Off the wire at once: the killed processes can take a second to finish exiting.
+        for lan in range(self.lab.lans):
+            self.lab.link(self.node, iface(lan), up=False)
+        self._crashed = True
+        self.lab.reap(self.proc)
+
+    def state(self, instance: str | None = None) -> str:
+        name = instance or self.instances[0].name
+        with self._cond:
+            return self._states.get(name, "INIT")
+
+    def wait_state(self, state: str, timeout_s: float, instance: str | None = None) -> None:
+        names = [instance] if instance else [s.name for s in self.instances]
+        want = state.upper()
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not all(self._states.get(n) == want for n in names):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"{self.node}: wanted {want} for {names} within {timeout_s:.1f} s, "
+                        f"states are {self._states}"
+                    )
+                self._cond.wait(remaining)
+
+    def transitions(self) -> list[Transition]:
+        with self._cond:
+            return list(self._transitions)
+
+
+def _run_ok(argv: Sequence[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_namespaces() -> list[str]:
+    """Delete lab namespaces whose creating process is gone; return their names.
+
+    Processes still inside such a namespace were started by that dead lab run: they are
+    killed by pid before the namespace goes.
+    """
+    listing = _run_ok(["ip", "netns", "list"]).stdout
+    swept = []
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = _NS_RE.match(name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        for pid_text in _run_ok(["ip", "netns", "pids", name]).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_text), signal.SIGKILL)
+        _run_ok(["ip", "netns", "del", name])
+        swept.append(name)
+    return swept
+
+
+class Lab:
+    """The namespaces, bridges and watcher of one test or benchmark run (context manager).
+
+    Node names are the logical ones ("dir-a", "dir-b", "client", and "switch");
+    ``ns(node)`` gives the real namespace name.
+    """
+
+    def __init__(self, lans: int = 1, ipv6: bool = True, watch: bool = True) -> None:
+        if lans not in (1, 2):
+            raise ValueError("lans must be 1 or 2")
+        self.lans = lans
+        self.ipv6 = ipv6
+        self.watch = watch
+        self.tag = f"{NS_PREFIX}{os.getpid()}{_letters(next(_lab_counter))}"
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._created: list[str] = []
+        self._watcher: subprocess.Popen[bytes] | None = None
+        self._wire_path = self.tmpdir / "wire.jsonl"
+        self._wire_offset = 0
+        self._wire_partial = b""
+        self._frames: list[Frame] = []
+        self._wire_lock = threading.Lock()
+        self.keep_tmpdir = bool(os.environ.get("HDL_KEEP_TMP"))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        try:
+            self.setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ns(self, node: str) -> str:
+        """The real namespace name of ``node``."""
+        try:
+            return f"{self.tag}-{_NS_SUFFIX[node]}"
+        except KeyError:
+            raise ValueError(f"unknown node {node!r}") from None
+
+    def port(self, node: str, lan: int = 0) -> str:
+        """The bridge-side veth name (in the switch namespace) of ``node`` on ``lan``."""
+        return f"{PORT_LETTER[node]}{lan}"
+
+    def setup(self) -> None:
+        sweep_stale_namespaces()
+        for node in ("switch", *NODES):
+            self._ip("netns", "add", self.ns(node))
+            self._created.append(self.ns(node))
+        sw = self.ns("switch")
+        self.sysctl("switch", "net.ipv6.conf.all.disable_ipv6", "1")
+        self.sysctl("switch", "net.ipv6.conf.default.disable_ipv6", "1")
+        for node in NODES:
+            self.sysctl(node, "net.ipv6.conf.all.accept_dad", "0")
+            self.sysctl(node, "net.ipv6.conf.default.accept_dad", "0")
+            self.sysctl(node, "net.ipv6.conf.default.router_solicitations", "0")
+            if not self.ipv6:
+                self.sysctl(node, "net.ipv6.conf.all.disable_ipv6", "1")
+                self.sysctl(node, "net.ipv6.conf.default.disable_ipv6", "1")
+            self._ip("-n", self.ns(node), "link", "set", "lo", "up")
+        for lan in range(self.lans):
+            bridge = f"br{lan}"
+            self._ip(
+                "-n",
+                sw,
+                "link",
+                "add",
+                bridge,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+                "mcast_snooping",
+                "0",
+            )
+            self._ip("-n", sw, "link", "set", bridge, "up")
+            for node in NODES:
+                port, dev = self.port(node, lan), iface(lan)
+                self._ip(
+                    "-n",
+                    sw,
+                    "link",
+                    "add",
+                    port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    dev,
+                    "netns",
+                    self.ns(node),
+                )
+                self._ip("-n", sw, "link", "set", port, "master", bridge)
+                self._ip("-n", sw, "link", "set", port, "up")
+                self._ip(
+                    "-n",
+                    self.ns(node),
+                    "addr",
+                    "add",
+                    f"{lan_address(node, lan, 4)}/24",
+                    "dev",
+                    dev,
+                )
+                if self.ipv6:
+                    self._ip(
+                        "-n",
+                        self.ns(node),
+                        "addr",
+                        "add",
+                        f"{lan_address(node, lan, 6)}/64",
+                        "dev",
+                        dev,
+                        "nodad",
+                    )
+                self._ip("-n", self.ns(node), "link", "set", dev, "up")
+        if self.watch:
+            self._start_watcher()
+
+    def close(self) -> None:
+        """Kill every process this lab started, delete its namespaces and temp dir."""
+        for proc in reversed(self._procs):
+            self.kill(proc)
+        self._procs.clear()
+        self._watcher = None
+        for name in reversed(self._created):
+            for pid_text in _run_ok(["ip", "netns", "pids", name]).stdout.split():
+                # Anything still inside was started through this lab (e.g. a daemon that
+                # forked away from its process group): it dies with the namespace.
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid_text), signal.SIGKILL)
+            _run_ok(["ip", "netns", "del", name])
+        self._created.clear()
+        if not self.keep_tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    # -- commands ----------------------------------------------------------------------
+
+    def _ip(self, *args: str) -> None:
+        done = _run_ok(["ip", *args])
+        if done.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+    def _argv(self, node: str, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.ns(node), *argv]
+
+    def run(
+        self, node: str, *argv: str, check: bool = True, timeout_s: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in ``node`` to completion; raise RuntimeError if it fails and
+        ``check``."""
+        done = _run_ok(self._argv(node, argv), timeout_s)
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"[{node}] {' '.join(argv)} exited {done.returncode}: "
+                f"{done.stderr.strip() or done.stdout.strip()}"
+            )
+        return done
+
+    def popen(self, node: str, *argv: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in ``node`` in its own session; the lab kills it on close."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        proc: subprocess.Popen[bytes] = subprocess.Popen(
+            self._argv(node, argv), start_new_session=True, **kwargs
+        )
+        self._procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process group of ``proc`` (one this lab started) and reap it."""
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.reap(proc)
+
+    def reap(self, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+        """Wait for ``proc``; kill the rest of its process group and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.005)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def sysctl(self, node: str, key: str, value: str) -> None:
+        path = "/proc/sys/" + key.replace(".", "/")
+        self.run(node, "sh", "-c", f"echo {value} > {path}")
+
+    # -- links and partitions ----------------------------------------------------------
+
+    def link(self, node: str, dev: str = "eth0", up: bool = True) -> None:
+        """Set the bridge end of ``node``'s ``dev`` up or down: the node sees carrier loss."""
+        lan = int(dev.removeprefix("eth"))
+        self._ip(
+            "-n", self.ns("switch"), "link", "set", self.port(node, lan), "up" if up else "down"
+        )
+
+    def cut(self, *nodes: str) -> None:
+        """Split ``nodes`` (default: both directors) from each other on every LAN.
+
+        Their bridge ports become isolated: isolated ports do not forward to one another,
+        but still to and from every other port, so the client keeps hearing them all.
+        """
+        self._isolate(nodes or DIRECTORS, True)
+
+    def heal(self, *nodes: str) -> None:
+        """Undo ``cut``."""
+        self._isolate(nodes or DIRECTORS, False)
+
+    def _isolate(self, nodes: Iterable[str], on: bool) -> None:
+        for node in nodes:
+            for lan in range(self.lans):
+                done = _run_ok(
+                    [
+                        "bridge",
+                        "-n",
+                        self.ns("switch"),
+                        "link",
+                        "set",
+                        "dev",
+                        self.port(node, lan),
+                        "isolated",
+                        "on" if on else "off",
+                    ]
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"bridge isolation: {done.stderr.strip()}")
+
+    # -- observations ------------------------------------------------------------------
+
+    def mac(self, node: str, dev: str = "eth0") -> str:
+        data = json.loads(self.run(node, "ip", "-j", "link", "show", "dev", dev).stdout)
+        return str(data[0]["address"])
+
+    def neigh(self, node: str, ip: str, dev: str | None = None) -> str | None:
+        """The MAC in ``node``'s neighbour entry for ``ip`` (None if absent/unresolved)."""
+        argv = ["ip", "-j", "neigh", "show", "to", ip]
+        if dev:
+            argv += ["dev", dev]
+        for entry in json.loads(self.run(node, *argv).stdout or "[]"):
+            if entry.get("lladdr") and "FAILED" not in entry.get("state", []):
+                return str(entry["lladdr"])
+        return None
+
+    def addresses(self, node: str) -> set[str]:
+        """Every address configured in ``node`` (without prefix lengths)."""
+        data = json.loads(self.run(node, "ip", "-j", "addr", "show").stdout or "[]")
+        return {a["local"] for link in data for a in link.get("addr_info", [])}
+
+    def who_has(self, ip: str) -> set[str]:
+        """The directors that have ``ip`` configured."""
+        return {node for node in DIRECTORS if ip in self.addresses(node)}
+
+    def who_has_vip(self, vip: str | None = None) -> set[str]:
+        return self.who_has(vip or vip_address())
+
+    # -- wire watcher ------------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        ready = self.tmpdir / "watch.ready"
+        ifaces = [f"br{lan}" for lan in range(self.lans)]
+        with open(self.tmpdir / "watch.err", "wb") as err:
+            self._watcher = self.popen(
+                "switch", sys.executable, str(Path(__file__).resolve()), "watch",
+                str(self._wire_path), str(ready), *ifaces, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+        watcher = self._watcher
+
+        def is_ready() -> bool:
+            if watcher.poll() is not None:
+                err = (self.tmpdir / "watch.err").read_text(errors="replace")
+                raise RuntimeError(f"wire watcher exited: {err}")
+            return ready.exists()
+
+        wait_for(is_ready, 30.0, "wire watcher")
+
+    def wire(self, kind: str | None = None, since: float | None = None) -> list[Frame]:
+        """Frames recorded so far, optionally of one ``kind`` and at or after ``since``."""
+        with self._wire_lock:
+            self._read_wire()
+            frames = list(self._frames)
+        return [
+            f
+            for f in frames
+            if (kind is None or f.kind == kind) and (since is None or f.t >= since)
+        ]
+
+    def _read_wire(self) -> None:
+        if not self._wire_path.exists():
+            return
+        with open(self._wire_path, "rb") as fh:
+            fh.seek(self._wire_offset)
+            data = fh.read()
+        self._wire_offset += len(data)
+        data = self._wire_partial + data
+        *lines, self._wire_partial = data.split(b"\n")
+        for line in lines:
+            rec = json.loads(line)
+            self._frames.append(
+                Frame(
+                    rec["t"], rec["lan"], rec["kind"], rec["src_mac"], rec["dst_mac"], rec["info"]
+                )
+            )
+
+    def wait_wire(
+        self,
+        match: Callable[[Frame], bool],
+        timeout_s: float,
+        what: str = "frame",
+        since: float | None = None,
+    ) -> Frame:
+        """Wait until a recorded frame satisfies ``match``; return the first such frame."""
+
+        def found() -> Frame | None:
+            return next((f for f in self.wire(since=since) if match(f)), None)
+
+        return wait_for(found, timeout_s, what, interval_s=0.05)
+
+
+def _letters(n: int) -> str:
+    out = ""
+    while True:
+        out = chr(ord("a") + n % 26) + out
+        n = n // 26 - 1
+        if n < 0:
+            return out
+
+
+# -- the watcher program ----------------------------------------------------------------
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+ETH_P_8021Q = 0x8100
+PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+SO_TIMESTAMPNS = 35
+IPPROTO_VRRP = 112
+
+
+def _mac(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def decode_frame(frame: bytes) -> tuple[str, dict[str, Any]] | None:
+    """Decode an Ethernet frame into (kind, info) if it is ARP, NA/NS or VRRP, else None."""
+    if len(frame) < 14:
+        return None
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    offset = 14
+    if ethertype == ETH_P_8021Q and len(frame) >= 18:
+        ethertype = struct.unpack_from("!H", frame, 16)[0]
+        offset = 18
+    body = frame[offset:]
+    if ethertype == ETH_P_ARP and len(body) >= 28:
+        op = struct.unpack_from("!H", body, 6)[0]
+        sender_ip = socket.inet_ntoa(body[14:18])
+        target_ip = socket.inet_ntoa(body[24:28])
+        return "arp", {
+            "op": op,
+            "sender_mac": _mac(body[8:14]),
+            "sender_ip": sender_ip,
+            "target_mac": _mac(body[18:24]),
+            "target_ip": target_ip,
+            "gratuitous": sender_ip == target_ip,
+        }
+    if ethertype == ETH_P_IP and len(body) >= 20:
+        ihl = (body[0] & 0x0F) * 4
+        if body[9] != IPPROTO_VRRP or len(body) < ihl + 8:
+            return None
+        info = _decode_vrrp(body[ihl:], 4)
+        info.update(
+            src=socket.inet_ntoa(body[12:16]), dst=socket.inet_ntoa(body[16:20]), ttl=body[8]
+        )
+        return "vrrp", info
+    if ethertype == ETH_P_IPV6 and len(body) >= 40:
+        next_header, hop_limit = body[6], body[7]
+        src = socket.inet_ntop(socket.AF_INET6, body[8:24])
+        dst = socket.inet_ntop(socket.AF_INET6, body[24:40])
+        payload = body[40:]
+        if next_header == IPPROTO_VRRP and len(payload) >= 8:
+            info = _decode_vrrp(payload, 6)
+            info.update(src=src, dst=dst, ttl=hop_limit)
+            return "vrrp", info
+        if next_header == 58 and len(payload) >= 24 and payload[0] in (135, 136):
+            target = socket.inet_ntop(socket.AF_INET6, payload[8:24])
+            info = {"src": src, "dst": dst, "target": target}
+            if payload[0] == 136:
+                flags = payload[4]
+                info.update(
+                    router=bool(flags & 0x80),
+                    solicited=bool(flags & 0x40),
+                    override=bool(flags & 0x20),
+                    target_mac=_nd_lladdr(payload[24:], 2),
+                )
+                return "na", info
+            return "ns", info
+    return None
+
+
+def _nd_lladdr(options: bytes, wanted: int) -> str | None:
+    while len(options) >= 8:
+        kind, length = options[0], options[1] * 8
+        if length == 0:
+            return None
+        if kind == wanted:
+            return _mac(options[2:8])
+        options = options[length:]
+    return None
+
+
+def _decode_vrrp(vrrp: bytes, family: int) -> dict[str, Any]:
+    version = vrrp[0] >> 4
+    count = vrrp[3]
+    size = 4 if family == 4 else 16
+    af = socket.AF_INET if family == 4 else socket.AF_INET6
+    if version == 3:
+        interval_cs = struct.unpack_from("!H", vrrp, 4)[0] & 0x0FFF
+        start = 8
+    else:
+        interval_cs = vrrp[5] * 100
+        start = 8
+    addresses = [
+        socket.inet_ntop(af, vrrp[start + i * size : start + (i + 1) * size])
+        for i in range(count)
+        if len(vrrp) >= start + (i + 1) * size
+    ]
+    return {
+        "version": version,
+        "vrid": vrrp[1],
+        "priority": vrrp[2],
+        "interval_cs": interval_cs,
+        "addresses": addresses,
+    }
+
+
+def watch_main(out_path: str, ready_path: str, ifaces: Sequence[str]) -> int:
+    """Record ARP/ND/VRRP frames seen on ``ifaces`` as JSON lines in ``out_path``."""
+    socks: dict[int, tuple[socket.socket, int]] = {}
+    for lan, name in enumerate(ifaces):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.bind((name, 0))
+        ifindex = socket.if_nametoindex(name)
+        sock.setsockopt(
+            SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""),
+        )
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        socks[sock.fileno()] = (sock, lan)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    poller = select.poll()
+    for fd in socks:
+        poller.register(fd, select.POLLIN)
+    with open(out_path, "ab", buffering=0) as out:
+        Path(ready_path).touch()
+        while not stop:
+            try:
+                events = poller.poll(200)
+            except InterruptedError:
+                continue
+            lines = []
+            for fd, _ in events:
+                sock, lan = socks[fd]
+                while True:
+                    try:
+                        data, ancdata, _flags, addr = sock.recvmsg(
+                            65535, socket.CMSG_SPACE(16), socket.MSG_DONTWAIT
+                        )
+                    except BlockingIOError:
+                        break
+                    if addr[2] == PACKET_OUTGOING:
+                        continue
+                    decoded = decode_frame(data)
+                    if decoded is None:
+                        continue
+                    kind, info = decoded
+                    lines.append(
+                        json.dumps(
+                            {
+                                "t": _kernel_monotonic(ancdata),
+                                "lan": lan,
+                                "kind": kind,
+                                "src_mac": _mac(data[6:12]),
+                                "dst_mac": _mac(data[0:6]),
+                                "info": info,
+                            }
+                        ).encode()
+                        + b"\n"
+                    )
+            if lines:
+                out.write(b"".join(lines))
+    return 0
+
+
+def _kernel_monotonic(ancdata: list[tuple[int, int, bytes]]) -> float:
+    """The kernel receive time of a packet on CLOCK_MONOTONIC.
+
+    SO_TIMESTAMPNS stamps CLOCK_REALTIME; the packet's age against the realtime clock now
+    is subtracted from the monotonic clock now.
+    """
+    mono_now = time.monotonic()
+    real_now = time.time()
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            age = real_now - (sec + nsec / 1e9)
+            return float(mono_now - max(0.0, age))
+    return mono_now
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) >= 4 and argv[0] == "watch":
+        return watch_main(argv[1], argv[2], argv[3:])
+    print("usage: lab.py watch OUT READY IFACE...", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+
+
+__all__ = [
+    "DIRECTORS",
+    "NODES",
+    "Director",
+    "DirectorFactory",
+    "Frame",
+    "InstanceSpec",
+    "Lab",
+    "ProcessDirector",
+    "Transition",
+    "decode_frame",
+    "default_instances",
+    "iface",
+    "lan_address",
+    "sweep_stale_namespaces",
+    "vip_address",
+    "wait_for",
+]

@@ -1,0 +1,401 @@
+"""A client probing a VIP every few milliseconds, counting every probe and every reply.
+
+Run in the client namespace::
+
+    ip netns exec CLIENT python tests/netns/prober.py --target 192.0.2.100 --duration 10
+
+It sends ICMP (or ICMPv6) echo requests from a raw socket on a fixed schedule (default
+every 2 ms; a slot the process was too late for is skipped and counted, never sent in a
+burst), and receives the replies on a packet socket bound to the client's interface, so
+each reply's source MAC is known. Each request carries a 64-bit sequence number; replies
+are matched by it, so the counts are exact: ``lost`` is the number of probes sent that got
+no reply by the end of the run plus a grace period.
+
+It stops at ``--duration`` or on SIGTERM/SIGINT and prints one JSON object:
+sent, answered, lost, duplicates, send_errors, skipped_slots, max_send_gap_ms,
+longest_gap_ms (longest time without a reply, counting from the first probe to the last),
+gaps (every reply gap over ``--gap-ms``, with its times and the probes lost in it),
+lost_runs (runs of consecutive lost probes), mac_changes and replies per MAC. Times are
+CLOCK_MONOTONIC seconds (send: just before sendto; reply: the kernel's receive stamp), so
+they line up with ``time.monotonic()`` in the test process and with the lab's wire log.
+
+``ProberRun`` starts it through a lab and collects the result.
+
+This program must stay standard-library only and fast to start, must only send to the
+target it is given, and must never estimate a count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35
+ICMP_FILTER = 1  # SOL_RAW option: bitmap of ICMP types to drop
+SOL_RAW = 255
+ICMP6_FILTER = 1
+MAGIC = b"hdlprobe"
+PAYLOAD = struct.Struct("!8sQ")
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def echo_request(family: int, ident: int, seq: int) -> bytes:
+    """An ICMP/ICMPv6 echo request carrying ``seq`` (64 bits) in its payload."""
+    payload = PAYLOAD.pack(MAGIC, seq) + bytes(16)
+    if family == 6:  # the kernel fills in the ICMPv6 checksum for raw ICMPv6 sockets
+        return struct.pack("!BBHHH", 128, 0, 0, ident, seq & 0xFFFF) + payload
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq & 0xFFFF)
+    csum = _checksum(header + payload)
+    return struct.pack("!BBHHH", 8, 0, csum, ident, seq & 0xFFFF) + payload
+
+
+def parse_reply(frame: bytes, family: int, ident: int, target: bytes) -> int | None:
+    """The sequence number of an echo reply from ``target`` to us in ``frame``, or None."""
+    if len(frame) < 14:
+        return None
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    if family == 4:
+        if ethertype != ETH_P_IP or len(frame) < 34:
+            return None
+        ihl = (frame[14] & 0x0F) * 4
+        if frame[14 + 9] != 1 or frame[26:30] != target:
+            return None
+        icmp = frame[14 + ihl :]
+        reply_type = 0
+    else:
+        if ethertype != ETH_P_IPV6 or len(frame) < 54:
+            return None
+        if frame[14 + 6] != 58 or frame[22:38] != target:
+            return None
+        icmp = frame[54:]
+        reply_type = 129
+    if len(icmp) < 8 + PAYLOAD.size or icmp[0] != reply_type or icmp[1] != 0:
+        return None
+    if struct.unpack_from("!H", icmp, 4)[0] != ident:
+        return None
+    magic, seq = PAYLOAD.unpack_from(icmp, 8)
+    return int(seq) if magic == MAGIC else None
+
+
+def _kernel_monotonic(ancdata: list[tuple[int, int, bytes]]) -> float:
+    mono_now = time.monotonic()
+    real_now = time.time()
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return float(mono_now - max(0.0, real_now - (sec + nsec / 1e9)))
+    return mono_now
+
+
+def _mac(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def summarize(
+    send_times: Sequence[float],
+    replies: dict[int, tuple[float, str]],
+    duplicates: int = 0,
+    gap_ms: float = 10.0,
+) -> dict[str, Any]:
+    """The result of a run from per-probe send times and first replies (seq -> (t, mac)).
+
+    Probe ``seq`` was sent at ``send_times[seq]``. Pure function: the unit under test for
+    the counting rules.
+    """
+    sent = len(send_times)
+    answered = sum(1 for seq in replies if 0 <= seq < sent)
+    result: dict[str, Any] = {
+        "sent": sent,
+        "answered": answered,
+        "lost": sent - answered,
+        "duplicates": duplicates,
+    }
+    send_gaps = [b - a for a, b in itertools.pairwise(send_times)]
+    result["max_send_gap_ms"] = round(max(send_gaps, default=0.0) * 1000, 3)
+    # Reply gaps, bounded by the first and the last probe sent.
+    ordered = sorted((t, seq, mac) for seq, (t, mac) in replies.items() if 0 <= seq < sent)
+    gaps = []
+    if sent:
+        points = [(send_times[0], -1), *((t, seq) for t, seq, _ in ordered)]
+        end = send_times[-1]
+        if not ordered or end > ordered[-1][0]:
+            points.append((end, sent))
+        for (t0, s0), (t1, s1) in itertools.pairwise(points):
+            ms = (t1 - t0) * 1000
+            if ms > gap_ms:
+                lo, hi = min(s0, s1), max(s0, s1)
+                lost_inside = sum(
+                    1 for s in range(max(lo, 0), min(hi + 1, sent)) if s not in replies
+                )
+                gaps.append({"start": t0, "end": t1, "ms": round(ms, 3), "lost": lost_inside})
+        longest = max(
+            ((t1 - t0) for (t0, _), (t1, _) in itertools.pairwise(points)),
+            default=0.0,
+        )
+    else:
+        longest = 0.0
+    result["longest_gap_ms"] = round(longest * 1000, 3)
+    result["gaps"] = gaps
+    runs = []
+    run_start: int | None = None
+    for seq in range(sent + 1):
+        missing = seq < sent and seq not in replies
+        if missing and run_start is None:
+            run_start = seq
+        elif not missing and run_start is not None:
+            runs.append(
+                {
+                    "first_seq": run_start,
+                    "count": seq - run_start,
+                    "start": send_times[run_start],
+                    "end": send_times[seq - 1],
+                }
+            )
+            run_start = None
+    result["lost_runs"] = runs
+    changes = []
+    macs: dict[str, int] = {}
+    last_mac: str | None = None
+    for t, seq, mac in ordered:
+        macs[mac] = macs.get(mac, 0) + 1
+        if last_mac is not None and mac != last_mac:
+            changes.append({"t": t, "seq": seq, "old": last_mac, "new": mac})
+        last_mac = mac
+    result["mac_changes"] = changes
+    result["macs"] = macs
+    return result
+
+
+def probe(
+    target: str,
+    dev: str,
+    interval_s: float,
+    duration_s: float,
+    grace_s: float,
+    gap_ms: float,
+    ready: Path | None = None,
+) -> dict[str, Any]:
+    """Probe ``target`` through ``dev``; return the summary of the run."""
+    family = 6 if ":" in target else 4
+    af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    target_raw = socket.inet_pton(af, target)
+    ident = os.getpid() & 0xFFFF
+    if family == 4:
+        tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        tx.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", 0xFFFFFFFF))
+        ethertype = ETH_P_IP
+    else:
+        tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        tx.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, b"\xff" * 32)
+        ethertype = ETH_P_IPV6
+    tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+    tx.setblocking(False)
+    rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+    rx.bind((dev, 0))
+    rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    rx.setblocking(False)
+
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    send_times: list[float] = []
+    replies: dict[int, tuple[float, str]] = {}
+    duplicates = 0
+    send_errors: dict[str, int] = {}
+    skipped = 0
+    poller = select.poll()
+    poller.register(rx.fileno(), select.POLLIN)
+
+    def drain() -> None:
+        nonlocal duplicates
+        while True:
+            try:
+                data, ancdata, _flags, addr = rx.recvmsg(2048, socket.CMSG_SPACE(16))
+            except BlockingIOError:
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            seq = parse_reply(data, family, ident, target_raw)
+            if seq is None:
+                continue
+            if seq in replies:
+                duplicates += 1
+            else:
+                replies[seq] = (_kernel_monotonic(ancdata), _mac(data[6:12]))
+
+    if ready is not None:
+        ready.touch()
+    start = time.monotonic()
+    end = start + duration_s
+    slot = 0
+    while not stop:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = start + slot * interval_s
+        if now < due:
+            with contextlib.suppress(InterruptedError):
+                poller.poll(max(0.0, (due - now) * 1000))
+            drain()
+            continue
+        seq = len(send_times)
+        packet = echo_request(family, ident, seq)
+        send_times.append(time.monotonic())
+        try:
+            tx.sendto(packet, (target, 0))
+        except OSError as exc:
+            name = type(exc).__name__ if exc.errno is None else os.strerror(exc.errno)
+            send_errors[name] = send_errors.get(name, 0) + 1
+        late_slots = int((time.monotonic() - start) / interval_s) - slot
+        if late_slots > 0:
+            skipped += late_slots
+            slot += late_slots
+        slot += 1
+        drain()
+    last_send = time.monotonic()
+    while True:
+        remaining = last_send + grace_s - time.monotonic()
+        if remaining <= 0:
+            break
+        with contextlib.suppress(InterruptedError):
+            poller.poll(remaining * 1000)
+        drain()
+    result = summarize(send_times, replies, duplicates, gap_ms)
+    result.update(
+        target=target,
+        interval_ms=interval_s * 1000,
+        started=start,
+        ended=last_send,
+        send_errors=sum(send_errors.values()),
+        send_error_kinds=send_errors,
+        skipped_slots=skipped,
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, help="address to probe (IPv4 or IPv6)")
+    parser.add_argument("--dev", default="eth0", help="client interface (default eth0)")
+    parser.add_argument("--interval-ms", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=3600.0, help="seconds (or signal)")
+    parser.add_argument(
+        "--grace-ms",
+        type=float,
+        default=250.0,
+        help="how long to wait for late replies after the last probe",
+    )
+    parser.add_argument("--gap-ms", type=float, default=10.0, help="report reply gaps over this")
+    parser.add_argument("--ready", type=Path, help="file to create once probing starts")
+    parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
+    args = parser.parse_args(argv)
+    result = probe(
+        args.target,
+        args.dev,
+        args.interval_ms / 1000,
+        args.duration,
+        args.grace_ms / 1000,
+        args.gap_ms,
+        args.ready,
+    )
+    text = json.dumps(result)
+    if args.out:
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.rename(args.out)
+    else:
+        print(text)
+    return 0
+
+
+class _LabLike(Protocol):
+    tmpdir: Path
+
+    def popen(self, node: str, *argv: str, **kwargs: Any) -> subprocess.Popen[bytes]: ...
+
+
+class ProberRun:
+    """The prober running in a lab's client namespace; ``stop()`` returns its result."""
+
+    _count = 0
+
+    def __init__(
+        self,
+        lab: _LabLike,
+        target: str,
+        *,
+        node: str = "client",
+        dev: str = "eth0",
+        interval_ms: float = 2.0,
+        duration_s: float = 3600.0,
+        gap_ms: float = 10.0,
+        ready_timeout_s: float = 30.0,
+    ) -> None:
+        ProberRun._count += 1
+        base = lab.tmpdir / f"probe{ProberRun._count}"
+        self.out = base.with_suffix(".json")
+        ready = base.with_suffix(".ready")
+        self.err = base.with_suffix(".err")
+        with open(self.err, "wb") as err:
+            self.proc = lab.popen(
+                node, sys.executable, str(Path(__file__).resolve()),
+                "--target", target, "--dev", dev, "--interval-ms", str(interval_ms),
+                "--duration", str(duration_s), "--gap-ms", str(gap_ms),
+                "--ready", str(ready), "--out", str(self.out),
+                stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+        deadline = time.monotonic() + ready_timeout_s
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"prober did not start: {self.err.read_text()}")
+            time.sleep(0.01)
+
+    def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Stop probing (SIGTERM) and return the result."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.result(timeout_s)
+
+    def result(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Wait for the run to end on its own and return the result."""
+        self.proc.wait(timeout=timeout_s)
+        if not self.out.exists():
+            raise RuntimeError(f"prober exited {self.proc.returncode}: {self.err.read_text()}")
+        data: dict[str, Any] = json.loads(self.out.read_text())
+        return data
+
+
+if __name__ == "__main__":
+    sys.exit(main())
