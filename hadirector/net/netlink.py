@@ -22,6 +22,7 @@ pure core never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -62,6 +63,7 @@ __all__ = [
     "Message",
     "NetlinkSocket",
     "addresses_blocking",
+    "close_socket",
     "link_by_name_blocking",
     "nonblocking_call",
     "request_blocking",
@@ -127,6 +129,15 @@ async def nonblocking_call(
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return result
+
+
+def close_socket(sock: socket.socket) -> None:
+    """Close ``sock``, first waking any trio task waiting on it (works outside trio too)."""
+    if sock.fileno() < 0:
+        return
+    with contextlib.suppress(RuntimeError):  # outside trio.run nobody can be waiting
+        trio.lowlevel.notify_closing(sock)
+    sock.close()
 
 
 def split_messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -244,9 +255,7 @@ class NetlinkSocket:
         return self._sock.fileno()
 
     def close(self) -> None:
-        if self._sock.fileno() >= 0:
-            trio.lowlevel.notify_closing(self._sock)
-            self._sock.close()
+        close_socket(self._sock)
 
     def _next_seq(self) -> int:
         self._seq = (self._seq % 0x7FFFFFFF) + 1

@@ -325,6 +325,78 @@ class Lab:
         self.close()
 
 
+class Capture:
+    """``tcpdump`` writing a pcap in a namespace; read it back with ``tshark``.
+
+    ``with Capture(ns, "eth0", "arp", path) as cap:`` returns once tcpdump is listening;
+    leaving the block stops it and flushes the file. ``cap.fields(...)`` and
+    ``cap.problems()`` ask tshark about what was captured.
+    """
+
+    def __init__(self, netns: Netns, ifname: str, bpf_filter: str, path: Path) -> None:
+        self.netns = netns
+        self.ifname = ifname
+        self.bpf_filter = bpf_filter
+        self.path = Path(path)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Capture:
+        self._proc = self.netns.spawn(
+            "tcpdump",
+            "-i",
+            self.ifname,
+            "-n",
+            "--immediate-mode",
+            "-U",
+            "-w",
+            str(self.path),
+            *self.bpf_filter.split(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert self._proc.stderr is not None
+        line = self._proc.stderr.readline().decode()
+        if "listening on" not in line:
+            raise RuntimeError(f"tcpdump did not start: {line}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            time.sleep(0.1)  # let the last frames reach tcpdump
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+
+    def tshark(self, *args: str) -> str:
+        """Run tshark on the capture file (outside any namespace) and return its stdout."""
+        proc = subprocess.run(
+            ["tshark", "-n", "-r", str(self.path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"tshark {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+        return proc.stdout
+
+    def fields(self, display_filter: str, *names: str) -> list[list[str]]:
+        """One row per matching frame, one column per tshark field name."""
+        out = self.tshark(
+            "-Y",
+            display_filter,
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            *itertools.chain.from_iterable(("-e", n) for n in names),
+        )
+        return [line.split("|") for line in out.splitlines() if line.strip()]
+
+    def problems(self) -> str:
+        """tshark's text for every malformed frame or expert warning/error ("" = clean)."""
+        return self.tshark("-Y", "_ws.malformed || _ws.expert.severity >= 6291456", "-V")
+
+
 @contextlib.contextmanager
 def lab() -> Iterator[Lab]:
     """``with nsutil.lab() as lab:`` — a Lab that is always cleaned up."""

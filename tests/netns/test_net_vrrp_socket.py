@@ -1,0 +1,191 @@
+"""VrrpSocket against the real kernel: two or three namespaces on a bridge.
+
+Adverts are real VRRP packets from the project's codec, so the receiving side and tshark
+(watching from a third namespace) can both check them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from hadirector.net.links import LinkUnavailable
+from hadirector.net.vrrp_socket import (
+    VRRP_MULTICAST_V4,
+    VRRP_MULTICAST_V6,
+    IPAddress,
+    Received,
+    VrrpSocket,
+)
+from hadirector.vrrp import codec
+from tests.netns import nsutil
+
+pytestmark = pytest.mark.netns
+
+A4, B4, C4 = "192.0.2.11", "192.0.2.12", "192.0.2.13"
+A6, B6 = "2001:db8:0:1::11", "2001:db8:0:1::12"
+VIP4 = ipaddress.IPv4Address("192.0.2.100")
+VIP6 = ipaddress.IPv6Address("2001:db8:0:1::100")
+
+
+@pytest.fixture
+def lab() -> Iterator[nsutil.Lab]:
+    with nsutil.lab() as instance:
+        yield instance
+
+
+def _advert(sock: VrrpSocket, dst: IPAddress, priority: int) -> bytes:
+    vip = VIP4 if sock.family == 4 else VIP6
+    advert = codec.Advert(version=3, vrid=51, priority=priority, interval_cs=100, addresses=(vip,))
+    return codec.encode(advert, src=sock.local_address, dst=dst)
+
+
+async def _receive_within(sock: VrrpSocket, timeout_s: float) -> Received | None:
+    with trio.move_on_after(timeout_s):
+        return await sock.receive()
+    return None
+
+
+def _open(node: nsutil.Node, family: int, **kwargs: object) -> VrrpSocket:
+    with node.netns.entered():
+        return VrrpSocket.open(interface=node.ifname, family=family, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(
+    lab: nsutil.Lab, family: int
+) -> None:
+    a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
+    b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
+    sock_a = _open(a, family)
+    sock_b = _open(b, family)
+    group = VRRP_MULTICAST_V4 if family == 4 else VRRP_MULTICAST_V6
+    expected_a = ipaddress.ip_address(A4 if family == 4 else a.link_local())
+    expected_b = ipaddress.ip_address(B4 if family == 4 else b.link_local())
+    assert sock_a.local_address == expected_a
+    assert sock_a.destinations == (group,)
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            from_a = _advert(sock_a, group, 100)
+            await sock_a.send(from_a, group)
+            got = await sock_b.receive()
+            assert got == Received(from_a, expected_a, group, 255)
+            codec.decode(got.payload, src=got.src, dst=got.dst)  # the checksum survived
+            # A's own advert never comes back to A; B's does reach A.
+            assert await _receive_within(sock_a, 0.3) is None
+            from_b = _advert(sock_b, group, 200)
+            await sock_b.send(from_b, group)
+            back = await sock_a.receive()
+            assert back == Received(from_b, expected_b, group, 255)
+
+    try:
+        trio.run(main)
+    finally:
+        sock_a.close()
+        sock_b.close()
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> None:
+    a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
+    b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
+    c = lab.node("c", ipv4=[f"{C4}/24"], ipv6=["2001:db8:0:1::13/64"])
+    a_addr = ipaddress.ip_address(A4 if family == 4 else A6)
+    b_addr = ipaddress.ip_address(B4 if family == 4 else B6)
+    sock_a = _open(a, family, unicast_peers=[b_addr], unicast_src=a_addr)
+    sock_b = _open(b, family, unicast_peers=[a_addr], unicast_src=b_addr)
+    sock_c = _open(c, family)  # a multicast listener on the same wire
+    assert sock_a.destinations == (b_addr,)
+    assert sock_a.local_address == a_addr
+    count = 20
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            for n in range(count):
+                await sock_a.send(_advert(sock_a, b_addr, 100 + n), b_addr)
+            for n in range(count):
+                got = await sock_b.receive()
+                assert (got.src, got.dst, got.ttl) == (a_addr, b_addr, 255)
+                assert codec.decode(got.payload, src=got.src, dst=got.dst).priority == 100 + n
+            await sock_b.send(_advert(sock_b, a_addr, 7), a_addr)
+            got = await sock_a.receive()
+            assert (got.src, got.dst, got.ttl) == (b_addr, a_addr, 255)
+            assert await _receive_within(sock_c, 0.3) is None
+
+    try:
+        trio.run(main)
+        # Only the receive socket reads: the bound send socket must not have queued the
+        # unicast adverts addressed to it (it would fill up and never be drained).
+        raw = b.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
+        queues = re.findall(r"^\s*\d+: \S+ \S+ \S+ \S+:(\S+)", raw, re.MULTILINE)
+        assert queues and all(int(q, 16) == 0 for q in queues), raw
+    finally:
+        for sock in (sock_a, sock_b, sock_c):
+            sock.close()
+
+
+def test_send_while_link_down_raises_link_unavailable(lab: nsutil.Lab) -> None:
+    a = lab.node("a", ipv4=[f"{A4}/24"])
+    sock = _open(a, 4)
+
+    async def main() -> None:
+        a.netns.ip("link", "set", a.ifname, "down")
+        with pytest.raises(LinkUnavailable):
+            await sock.send(_advert(sock, VRRP_MULTICAST_V4, 100), VRRP_MULTICAST_V4)
+        a.netns.ip("link", "set", a.ifname, "up")
+        await sock.send(_advert(sock, VRRP_MULTICAST_V4, 100), VRRP_MULTICAST_V4)
+
+    try:
+        trio.run(main)
+    finally:
+        sock.close()
+
+
+def test_open_without_an_address_is_link_unavailable(lab: nsutil.Lab) -> None:
+    a = lab.node("a")
+    with pytest.raises(LinkUnavailable), a.netns.entered():
+        VrrpSocket.open(interface=a.ifname, family=4)
+    with pytest.raises(OSError), a.netns.entered():
+        VrrpSocket.open(interface="nosuch0", family=4)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_adverts_are_well_formed_on_the_wire(lab: nsutil.Lab, family: int, tmp_path: Path) -> None:
+    a = lab.node("a", ipv4=[f"{A4}/24"])
+    watcher = lab.node("w")
+    sock = _open(a, family)
+    group = VRRP_MULTICAST_V4 if family == 4 else VRRP_MULTICAST_V6
+
+    async def main() -> None:
+        for priority in (100, 150, 254):
+            await sock.send(_advert(sock, group, priority), group)
+
+    try:
+        with nsutil.Capture(
+            watcher.netns, watcher.ifname, "ip proto 112 or ip6", tmp_path / "v.pcap"
+        ) as cap:
+            trio.run(main)
+    finally:
+        sock.close()
+    ttl_field = "ip.ttl" if family == 4 else "ipv6.hlim"
+    src_field = "ip.src" if family == 4 else "ipv6.src"
+    dst_field = "ip.dst" if family == 4 else "ipv6.dst"
+    rows = cap.fields(
+        "vrrp",
+        ttl_field,
+        src_field,
+        dst_field,
+        "vrrp.prio",
+        "vrrp.ip_addr" if family == 4 else "vrrp.ipv6_addr",
+    )
+    assert [r[0] for r in rows] == ["255"] * 3
+    assert {r[1] for r in rows} == {str(sock.local_address)}
+    assert {r[2] for r in rows} == {str(group)}
+    assert [r[3] for r in rows] == ["100", "150", "254"]
+    assert cap.problems() == ""
