@@ -11,6 +11,7 @@ valid packet.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Literal
 
 import pytest
 from hypothesis import assume, example, given
@@ -184,6 +185,8 @@ def test_pseudo_header_ipv6(src: IPv6Address, dst: IPv6Address, length: int) -> 
 
 # --- strategies ------------------------------------------------------------------------
 
+Family = Literal[4, 6]
+FAMILIES: tuple[Family, ...] = (4, 6)
 vrids = st.integers(1, 255)
 priorities = st.integers(0, 255)
 
@@ -207,9 +210,9 @@ def v2_cases(draw: st.DrawFn) -> tuple[Advert, IPAddress, IPAddress, bool]:
 
 @st.composite
 def v3_cases(
-    draw: st.DrawFn, family: int | None = None
+    draw: st.DrawFn, family: Family | None = None
 ) -> tuple[Advert, IPAddress, IPAddress, bool]:
-    v = family if family is not None else draw(st.sampled_from([4, 6]))
+    v: Family = family if family is not None else draw(st.sampled_from(FAMILIES))
     mcast = MCAST_V4 if v == 4 else MCAST_V6
     advert = Advert(
         3,
@@ -299,7 +302,7 @@ def test_decode_arbitrary_bytes(data: bytes, src: IPAddress, dst: IPAddress, pse
 def checksum_fixed_garbage(draw: st.DrawFn) -> tuple[bytes, IPAddress, IPAddress, bool]:
     """Random header fields and body with a correct checksum, to reach the checks that come
     after it (auth type, interval, reserved bits)."""
-    v = draw(st.sampled_from([4, 6]))
+    v = draw(st.sampled_from(FAMILIES))
     src = draw(st.ip_addresses(v=v))
     dst = draw(st.ip_addresses(v=v))
     version = draw(st.sampled_from([2, 3, 2, 3, 0, 1, 4, 15]))
@@ -472,7 +475,7 @@ def test_v2_auth_data_ignored_for_type_none() -> None:
 def test_decode_accepts_bytearray_and_memoryview() -> None:
     wire = v3_wire(V3_OK)
     expected = decode(wire, src=S4, dst=MCAST_V4)
-    assert decode(bytearray(wire), src=S4, dst=MCAST_V4) == expected
+    assert decode(bytearray(wire), src=S4, dst=MCAST_V4) == expected  # type: ignore[arg-type]
     assert decode(memoryview(wire), src=S4, dst=MCAST_V4) == expected  # type: ignore[arg-type]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -90,7 +90,7 @@ def v2_cases(draw: st.DrawFn) -> Case:
 
 
 @st.composite
-def v3_cases(draw: st.DrawFn, v: int) -> Case:
+def v3_cases(draw: st.DrawFn, v: Literal[4, 6]) -> Case:
     advert = Advert(
         3,
         draw(st.integers(1, 255)),
