@@ -1,0 +1,102 @@
+"""Values the IPVS kernel adapter reads back, on top of the model's keys and attributes.
+
+The desired-table vocabulary (``ServiceKey``, ``DestKey``, ``Service``, ``Dest`` and the
+kernel's numbers) lives in :mod:`hadirector.ipvs.model`; the adapter takes and returns those
+same objects, so the reconciler compares like with like. This module adds what only the
+kernel knows: a service or destination *as read back* (with connection counters), the global
+protocol timeouts, the sync-daemon records and the IPVS version.
+
+Pure: standard library and the pure model only; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from hadirector.ipvs.model import Dest, DestKey, Entry, Service, ServiceKey
+
+__all__ = [
+    "Dest",
+    "DestKey",
+    "DestState",
+    "Entry",
+    "IpvsInfo",
+    "Service",
+    "ServiceKey",
+    "ServiceState",
+    "SyncDaemon",
+    "SyncState",
+    "Timeouts",
+]
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A virtual service as the kernel reports it.
+
+    ``service.flags`` is as the kernel reports it, including the internal HASHED bit
+    (``Service.effective()`` drops it for comparisons).
+    """
+
+    key: ServiceKey
+    service: Service
+
+
+@dataclass(frozen=True)
+class DestState:
+    """A destination as the kernel reports it, with its connection counters.
+
+    ``active_conns`` are established connections, ``inactive_conns`` all others (TIME_WAIT,
+    SYN_RECV, ...), ``persistent_conns`` persistence templates pointing at it.
+    """
+
+    key: DestKey
+    dest: Dest
+    active_conns: int = 0
+    inactive_conns: int = 0
+    persistent_conns: int = 0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Global IPVS protocol timeouts in seconds (``ipvsadm --set tcp tcpfin udp``).
+
+    When setting, 0 leaves that timeout unchanged (the kernel's convention).
+    """
+
+    tcp_s: int
+    tcpfin_s: int
+    udp_s: int
+
+
+@dataclass(frozen=True)
+class IpvsInfo:
+    """The kernel's IPVS version (``(1, 2, 1)``) and connection hash table size."""
+
+    version: tuple[int, int, int]
+    conn_tab_size: int
+
+
+class SyncState(IntEnum):
+    """Role of a kernel connection-sync daemon (IP_VS_STATE_MASTER / _BACKUP)."""
+
+    MASTER = 1
+    BACKUP = 2
+
+
+@dataclass(frozen=True)
+class SyncDaemon:
+    """One running kernel sync daemon as GET_DAEMON reports it.
+
+    ``mcast_group`` is the multicast group ("224.0.0.81" is the kernel's default);
+    ``sync_maxlen`` the largest sync message payload in bytes (0 = from the MTU).
+    """
+
+    state: SyncState
+    ifname: str
+    syncid: int
+    sync_maxlen: int = 0
+    mcast_group: str = "224.0.0.81"
+    mcast_port: int = 8848
+    mcast_ttl: int = 1
