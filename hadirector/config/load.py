@@ -269,7 +269,7 @@ class _Table:
         self.path = path
         for key in data:
             if key not in keys:
-                hint = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.75)
+                hint = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
                 msg = f'unknown key (did you mean "{hint[0]}"?)' if hint else "unknown key"
                 loader.add(_join(path, str(key)), msg)
 
@@ -522,19 +522,15 @@ class _Loader:
             return None
         return list(value)
 
-    def tables(self, value: object, path: str, toml_name: str) -> list[Mapping[str, object]]:
-        """An array of tables; wrong entries are problems and are skipped (indexes kept)."""
+    def tables(self, value: object, path: str, toml_name: str) -> list[Mapping[str, object] | None]:
+        """An array of tables; an entry that is not a table is a problem and becomes None."""
         if isinstance(value, Mapping):
             self.add(path, f"must be an array of tables ([[{toml_name}]]), got a single table")
             return []
         items = self.array(value, path)
         if items is None:
             return []
-        out: list[Mapping[str, object]] = []
-        for i, item in enumerate(items):
-            t = self.table(item, f"{path}[{i}]")
-            out.append(t if t is not None else {})
-        return out
+        return [self.table(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
     def unique_list(self, value: object, path: str, item: Check[T]) -> list[T] | None:
         """An array whose items pass ``item`` and are not repeated."""
@@ -599,7 +595,7 @@ class _Loader:
             virtual_servers=tuple(_present(servers)),
         )
 
-    def section(self, top: _Table, key: str) -> list[Mapping[str, object]]:
+    def section(self, top: _Table, key: str) -> list[Mapping[str, object] | None]:
         """A top-level array of tables ([[key]]), empty when absent."""
         return self.tables(top.raw(key), key, key) if top.has(key) else []
 
@@ -661,7 +657,9 @@ class _Loader:
 
     # ---- [[track_script]], [[track_file]]
 
-    def track_script(self, data: Mapping[str, object], path: str) -> TrackScript | None:
+    def track_script(self, data: Mapping[str, object] | None, path: str) -> TrackScript | None:
+        if data is None:
+            return None
         t = _Table(self, data, path, SCRIPT_KEYS)
         name = t.req("name", self.name())
         script = t.req("script", self.argv)
@@ -674,7 +672,9 @@ class _Loader:
             return None
         return TrackScript(name, script, interval_s, timeout_s, weight, rise, fall)
 
-    def track_file(self, data: Mapping[str, object], path: str) -> TrackFile | None:
+    def track_file(self, data: Mapping[str, object] | None, path: str) -> TrackFile | None:
+        if data is None:
+            return None
         t = _Table(self, data, path, FILE_KEYS)
         name = t.req("name", self.name())
         file_path = t.req("path", self.abspath())
@@ -687,11 +687,13 @@ class _Loader:
 
     def instance(
         self,
-        data: Mapping[str, object],
+        data: Mapping[str, object] | None,
         path: str,
         scripts: Mapping[str, TrackScript | TrackFile | None],
         files: Mapping[str, TrackScript | TrackFile | None],
     ) -> tuple[VrrpInstance | None, str | None]:
+        if data is None:
+            return None, None
         t = _Table(self, data, path, INSTANCE_KEYS)
         name = t.req("name", self.name())
         interface = t.req("interface", self.ifname())
@@ -1033,7 +1035,9 @@ class _Loader:
     # ---- [[sync_group]]
 
     def sync_groups(
-        self, tables: Sequence[Mapping[str, object]], instance_names: Sequence[str | None]
+        self,
+        tables: Sequence[Mapping[str, object] | None],
+        instance_names: Sequence[str | None],
     ) -> list[SyncGroup | None]:
         known = {n for n in instance_names if n is not None}
         member_of: dict[str, str] = {}
@@ -1041,6 +1045,9 @@ class _Loader:
         out: list[SyncGroup | None] = []
         for i, data in enumerate(tables):
             path = f"sync_group[{i}]"
+            if data is None:
+                out.append(None)
+                continue
             t = _Table(self, data, path, GROUP_KEYS)
             name = t.req("name", self.name())
             if name is not None:
@@ -1074,7 +1081,9 @@ class _Loader:
 
     # ---- [[virtual_server]]
 
-    def virtual_server(self, data: Mapping[str, object], path: str) -> VirtualServer | None:
+    def virtual_server(self, data: Mapping[str, object] | None, path: str) -> VirtualServer | None:
+        if data is None:
+            return None
         t = _Table(self, data, path, VS_KEYS)
         has_address, has_fwmark = t.has("address"), t.has("fwmark")
         address: IPAddress | None = None
@@ -1123,7 +1132,8 @@ class _Loader:
             self.add(t.at("address"), "port 0 (all ports) needs persistence_timeout > 0")
         netmask = self.persistence_netmask(t, family)
 
-        real_servers = self.real_servers(t, family, port, fwmark, forwarding)
+        is_fwmark = has_fwmark and not has_address
+        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding)
         any_tun = forwarding == "tun" or any(r.forwarding == "tun" for r in real_servers)
         tunnel_type, tunnel_port, tunnel_flags = self.tunnel(t, any_tun)
 
@@ -1262,7 +1272,7 @@ class _Loader:
         vs: _Table,
         family: int | None,
         service_port: int | None,
-        fwmark: int | None,
+        is_fwmark: bool,
         forwarding: str,
     ) -> list[RealServer]:
         if not vs.has("real_server"):
@@ -1272,13 +1282,15 @@ class _Loader:
         out: list[RealServer] = []
         for i, data in enumerate(tables):
             path = f"{base}[{i}]"
+            if data is None:
+                continue
             t = _Table(self, data, path, RS_KEYS)
             # Ports: required for address services, except that a port-0 (all ports) service
             # may leave them out or use 0; optional for fwmark services.
             endpoint = t.req(
                 "address",
                 self.endpoint(
-                    port_required=fwmark is None and service_port != 0,
+                    port_required=not is_fwmark and service_port != 0,
                     min_port=0 if service_port == 0 else 1,
                 ),
             )
@@ -1295,7 +1307,7 @@ class _Loader:
             if endpoint is None:
                 continue
             address, port = endpoint
-            if port is None and fwmark is None:
+            if port is None and not is_fwmark:
                 port = service_port
             if family is not None and address.version != family:
                 self.add(
@@ -1304,7 +1316,7 @@ class _Loader:
                 )
                 continue
             if (
-                fwmark is None
+                not is_fwmark
                 and resolved in ("dr", "tun")
                 and service_port is not None
                 and port != service_port
