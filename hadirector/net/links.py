@@ -39,7 +39,6 @@ from hadirector.net.netlink import (
     LinkInfo,
     Message,
     NetlinkSocket,
-    request_blocking,
 )
 
 __all__ = ["LINK_UNAVAILABLE_ERRNOS", "LinkChange", "LinkUnavailable", "LinkWatcher"]
@@ -50,6 +49,7 @@ LINK_UNAVAILABLE_ERRNOS = frozenset(
 )
 
 _MAX_PENDING_CHANGES = 4096
+_DUMP_FLAGS = NLM_F_REQUEST | NLM_F_DUMP
 
 
 class LinkUnavailable(OSError):
@@ -69,6 +69,8 @@ class LinkWatcher:
     def __init__(self) -> None:
         """No I/O here: ``await open()`` subscribes and reads the current links."""
         self._sock: NetlinkSocket | None = None
+        self._requests: NetlinkSocket | None = None  # re-dumps from changes()
+        self._sync_requests: NetlinkSocket | None = None  # re-dumps from is_up()
         self._links: dict[int, LinkInfo] = {}
         self._pending: deque[LinkChange] = deque(maxlen=_MAX_PENDING_CHANGES)
 
@@ -76,29 +78,32 @@ class LinkWatcher:
         """Subscribe to link notifications, then dump the current links."""
         if self._sock is not None:
             return
-        sock = NetlinkSocket.open(RTMGRP_LINK)
+        self._open_sockets()
+        assert self._requests is not None
         try:
-            replies = await _dump_links()
+            self._load(await _dump_links(self._requests))
         except BaseException:
-            sock.close()
+            self.close()
             raise
-        self._sock = sock
-        for message in replies:
-            if message.msg_type == RTM_NEWLINK:
-                info = LinkInfo.from_message(message)
-                self._links[info.index] = info
 
     def open_blocking(self) -> None:
         """``open()`` for callers outside trio (tests, one-shot tools)."""
         if self._sock is not None:
             return
-        sock = NetlinkSocket.open(RTMGRP_LINK)
+        self._open_sockets()
+        assert self._sync_requests is not None
         try:
-            replies = request_blocking(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP)
+            self._load(self._sync_requests.request_now(ifinfmsg(), RTM_GETLINK, _DUMP_FLAGS))
         except BaseException:
-            sock.close()
+            self.close()
             raise
-        self._sock = sock
+
+    def _open_sockets(self) -> None:
+        self._sock = NetlinkSocket.open(RTMGRP_LINK)  # subscribe first, then dump
+        self._requests = NetlinkSocket.open()
+        self._sync_requests = NetlinkSocket.open()
+
+    def _load(self, replies: list[Message]) -> None:
         for message in replies:
             if message.msg_type == RTM_NEWLINK:
                 info = LinkInfo.from_message(message)
@@ -110,9 +115,10 @@ class LinkWatcher:
         return self._sock
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        for sock in (self._sock, self._requests, self._sync_requests):
+            if sock is not None:
+                sock.close()
+        self._sock = self._requests = self._sync_requests = None
 
     def _apply(self, info: LinkInfo) -> None:
         old = self._links.get(info.index)
@@ -147,7 +153,8 @@ class LinkWatcher:
         try:
             self._apply_messages(self._socket().receive_pending())
         except EventsLost:
-            self._resync(request_blocking(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP))
+            assert self._sync_requests is not None
+            self._resync(self._sync_requests.request_now(ifinfmsg(), RTM_GETLINK, _DUMP_FLAGS))
 
     def is_up(self, ifname: str) -> bool:
         """True if ``ifname`` exists, is up and has carrier, as of the notifications so far."""
@@ -170,14 +177,11 @@ class LinkWatcher:
             try:
                 messages = await self._socket().receive()
             except EventsLost:
-                self._resync(await _dump_links())
+                assert self._requests is not None
+                self._resync(await _dump_links(self._requests))
                 continue
             self._apply_messages(messages)
 
 
-async def _dump_links() -> list[Message]:
-    request = NetlinkSocket.open()
-    try:
-        return await request.request(ifinfmsg(), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP)
-    finally:
-        request.close()
+async def _dump_links(sock: NetlinkSocket) -> list[Message]:
+    return await sock.request(ifinfmsg(), RTM_GETLINK, _DUMP_FLAGS)

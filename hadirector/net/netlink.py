@@ -26,8 +26,10 @@ import contextlib
 import errno
 import ipaddress
 import os
+import select
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -283,6 +285,27 @@ class NetlinkSocket:
                     raise
                 collector.feed(chunk)
             return collector.replies
+
+    def request_now(
+        self, body: Any, msg_type: int, flags: int, *, timeout_s: float = 2.0
+    ) -> list[Message]:
+        """``request()`` that blocks the thread until answered (or TimeoutError).
+
+        Only for a socket that no trio task is using: it would take that task's replies.
+        """
+        seq = self._next_seq()
+        self._sock.send(_encode(body, msg_type, flags, seq))
+        collector = _Collector(seq, flags)
+        deadline = time.monotonic() + timeout_s
+        while not collector.done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._sock], [], [], remaining)[0]:
+                raise TimeoutError(f"no netlink answer within {timeout_s} s")
+            try:
+                collector.feed(self._sock.recv(_RECV_BUFFER_BYTES))
+            except BlockingIOError:
+                continue
+        return collector.replies
 
     def _parse_notifications(self, data: bytes) -> list[Message]:
         return [

@@ -1,0 +1,291 @@
+"""Virtual addresses (VIPs) on interfaces, over a trio rtnetlink socket.
+
+What it does: ``AddressManager`` adds and removes VIPs with RTM_NEWADDR / RTM_DELADDR on its
+own non-blocking netlink socket, pyroute2 only encoding and decoding the messages (no
+``IPRoute`` objects, no threads). A VIP is anything with ``.interface`` (an
+``IPv4Interface``/``IPv6Interface``: address and prefix length), ``.dev`` (interface name)
+and ``.label`` (IPv4 label or None; the kernel keeps labels for IPv4 only).
+
+- ``add(vip)`` returns True if it added the address, False if it was already there
+  (EEXIST). IPv6 VIPs are added with ``IFA_F_NODAD``: usable at once, no duplicate address
+  detection delay during a takeover.
+- ``remove(vip)`` returns True if it removed the address, False if it was not there
+  (EADDRNOTAVAIL, or the device is gone).
+- Any other refusal raises ``KernelError`` naming the address and the device.
+- ``list(ifname)`` returns the addresses on an interface (``AddressInfo``: address with
+  prefix, label, IFA_F_* flags), both families, in the kernel's order.
+- ``watch()`` yields an ``AddressRemoved`` whenever an address this manager added (and has
+  not removed since) disappears behind its back — ``ip addr del``, a flush, the interface
+  going away — so the agent can put it back. Its own ``remove()`` calls are not reported. If
+  the kernel drops notifications, ``watch()`` re-lists the addresses and reports every held
+  VIP that is missing.
+
+Interface names are resolved to indexes through netlink and cached; the cache is refreshed
+from link notifications (delete, rename, re-create) read before each lookup.
+
+What it must not do: decide which VIPs should exist (the agent and the VRRP machine do),
+announce them (``announce``), or touch addresses it was not asked about.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import ipaddress
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_LINK,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+from hadirector.errors import KernelError
+from hadirector.net.netlink import (
+    IFA_F_NODAD,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    AddressInfo,
+    EventsLost,
+    IPInterface,
+    LinkInfo,
+    Message,
+    NetlinkSocket,
+    address_dump_request,
+    link_request,
+)
+
+__all__ = ["AddressManager", "AddressRemoved", "Vip"]
+
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+
+
+class Vip(Protocol):
+    """What the manager needs to know about a virtual address."""
+
+    @property
+    def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface: ...
+
+    @property
+    def dev(self) -> str: ...
+
+    @property
+    def label(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class AddressRemoved:
+    """A held VIP vanished from its interface without this manager removing it."""
+
+    vip: Vip
+    interface: IPInterface
+    dev: str
+
+    def __str__(self) -> str:
+        return str(self.interface)
+
+
+def _family(interface: IPInterface) -> int:
+    return socket.AF_INET if interface.version == 4 else socket.AF_INET6
+
+
+class AddressManager:
+    """Adds, removes, lists and watches addresses (see the module docstring)."""
+
+    def __init__(self) -> None:
+        """No I/O here: sockets open in ``open()`` (or on first use)."""
+        self._requests: NetlinkSocket | None = None
+        self._links: NetlinkSocket | None = None
+        self._events: NetlinkSocket | None = None
+        self._index_by_name: dict[str, int] = {}
+        self._held: dict[tuple[int, IPInterface], Vip] = {}
+
+    async def open(self) -> None:
+        """Open the request socket and subscribe to link and address notifications."""
+        if self._requests is not None:
+            return
+        self._links = NetlinkSocket.open(RTMGRP_LINK)
+        self._events = NetlinkSocket.open(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+        self._requests = NetlinkSocket.open()
+
+    def close(self) -> None:
+        for sock in (self._requests, self._links, self._events):
+            if sock is not None:
+                sock.close()
+        self._requests = self._links = self._events = None
+
+    async def _request_socket(self) -> NetlinkSocket:
+        if self._requests is None:
+            await self.open()
+        assert self._requests is not None
+        return self._requests
+
+    # -- interface name -> index ------------------------------------------------------
+
+    def _refresh_index_cache(self) -> None:
+        """Apply queued link notifications to the name -> index cache."""
+        if self._links is None:
+            return
+        try:
+            messages = self._links.receive_pending()
+        except EventsLost:
+            self._index_by_name.clear()
+            return
+        for message in messages:
+            if message.msg_type not in (RTM_NEWLINK, RTM_DELLINK):
+                continue
+            info = LinkInfo.from_message(message)
+            for name, index in list(self._index_by_name.items()):
+                if index == info.index and (info.deleted or name != info.name):
+                    del self._index_by_name[name]
+            if info.deleted:
+                self._index_by_name.pop(info.name, None)
+            elif self._index_by_name.get(info.name, info.index) != info.index:
+                del self._index_by_name[info.name]
+
+    async def index_of(self, ifname: str) -> int:
+        """The ifindex of ``ifname``; OSError(ENODEV) if there is no such interface."""
+        self._refresh_index_cache()
+        index = self._index_by_name.get(ifname)
+        if index is not None:
+            return index
+        sock = await self._request_socket()
+        replies = await sock.request(link_request(ifname), RTM_GETLINK, NLM_F_REQUEST)
+        for message in replies:
+            if message.msg_type == RTM_NEWLINK:
+                info = LinkInfo.from_message(message)
+                self._index_by_name[ifname] = info.index
+                return info.index
+        raise OSError(errno.ENODEV, f"no interface named {ifname}")
+
+    # -- changes ----------------------------------------------------------------------
+
+    @staticmethod
+    def _message(vip: Vip, index: int, *, adding: bool) -> Any:
+        interface = vip.interface
+        body = ifaddrmsg()
+        body["family"] = _family(interface)
+        body["prefixlen"] = interface.network.prefixlen
+        body["index"] = index
+        body["scope"] = 0  # RT_SCOPE_UNIVERSE
+        address = str(interface.ip)
+        attrs: list[tuple[str, Any]] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+        if interface.version == 4:
+            if adding and vip.label:
+                attrs.append(("IFA_LABEL", vip.label))
+        elif adding:
+            body["flags"] = IFA_F_NODAD
+            attrs.append(("IFA_FLAGS", IFA_F_NODAD))
+        body["attrs"] = attrs
+        return body
+
+    async def _change(self, vip: Vip, *, adding: bool) -> bool:
+        verb = "add" if adding else "remove"
+        where = f"{vip.interface} {'to' if adding else 'from'} {vip.dev}"
+        sock = await self._request_socket()
+        for attempt in (1, 2):
+            try:
+                index = await self.index_of(vip.dev)
+            except OSError as exc:
+                if not adding and exc.errno == errno.ENODEV:
+                    return False  # no device, so certainly no address on it
+                raise KernelError(f"cannot {verb} {where}: {exc.strerror}") from exc
+            key = (index, vip.interface)
+            if adding:
+                self._held[key] = vip
+            else:
+                self._held.pop(key, None)
+            body = self._message(vip, index, adding=adding)
+            msg_type = RTM_NEWADDR if adding else RTM_DELADDR
+            flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE | NLM_F_EXCL if adding else 0)
+            try:
+                await sock.request(body, msg_type, flags)
+            except OSError as exc:
+                if adding and exc.errno == errno.EEXIST:
+                    return False
+                if not adding and exc.errno == errno.EADDRNOTAVAIL:
+                    return False
+                if exc.errno == errno.ENODEV and attempt == 1:
+                    self._index_by_name.pop(vip.dev, None)  # stale index: look it up again
+                    self._held.pop(key, None)
+                    continue
+                if not adding and exc.errno == errno.ENODEV:
+                    return False
+                self._held.pop(key, None)
+                raise KernelError(f"cannot {verb} {where}: {exc.strerror}") from exc
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def add(self, vip: Vip) -> bool:
+        """Add ``vip``; True if added, False if it was already there. KernelError otherwise."""
+        return await self._change(vip, adding=True)
+
+    async def remove(self, vip: Vip) -> bool:
+        """Remove ``vip``; True if removed, False if it was not there. KernelError otherwise."""
+        return await self._change(vip, adding=False)
+
+    async def _dump(self) -> list[AddressInfo]:
+        sock = await self._request_socket()
+        out: list[AddressInfo] = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            replies = await sock.request(
+                address_dump_request(family), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP
+            )
+            out.extend(AddressInfo.from_message(m) for m in replies if m.msg_type == RTM_NEWADDR)
+        return out
+
+    async def list(self, ifname: str) -> builtins.list[AddressInfo]:
+        """Every address on ``ifname`` (IPv4 then IPv6). KernelError if there is no such link."""
+        try:
+            index = await self.index_of(ifname)
+        except OSError as exc:
+            raise KernelError(f"cannot list addresses of {ifname}: {exc.strerror}") from exc
+        return [info for info in await self._dump() if info.index == index]
+
+    # -- watching ---------------------------------------------------------------------
+
+    def _removed(self, messages: builtins.list[Message]) -> builtins.list[AddressRemoved]:
+        out: builtins.list[AddressRemoved] = []
+        for message in messages:
+            if message.msg_type != RTM_DELADDR:
+                continue
+            info = AddressInfo.from_message(message)
+            vip = self._held.pop((info.index, info.interface), None)
+            if vip is not None:
+                out.append(AddressRemoved(vip, vip.interface, vip.dev))
+        return out
+
+    async def _missing_after_loss(self) -> builtins.list[AddressRemoved]:
+        present = {(info.index, info.interface) for info in await self._dump()}
+        out: builtins.list[AddressRemoved] = []
+        for key, vip in list(self._held.items()):
+            if key not in present:
+                del self._held[key]
+                out.append(AddressRemoved(vip, vip.interface, vip.dev))
+        return out
+
+    async def watch(self) -> AsyncIterator[AddressRemoved]:
+        """Yield each held VIP that disappears behind our back, forever (one consumer)."""
+        if self._events is None:
+            await self.open()
+        assert self._events is not None
+        events = self._events
+        while True:
+            try:
+                removed = self._removed(await events.receive())
+            except EventsLost:
+                removed = await self._missing_after_loss()
+            for event in removed:
+                yield event

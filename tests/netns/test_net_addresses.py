@@ -1,0 +1,197 @@
+"""AddressManager against the real kernel, inside a namespace; checked with iproute2."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from hadirector.config.schema import VirtualAddress
+from hadirector.errors import KernelError
+from hadirector.net.addresses import AddressManager, AddressRemoved
+from tests.netns import nsutil
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def lab() -> Iterator[nsutil.Lab]:
+    with nsutil.lab() as instance:
+        yield instance
+
+
+def vip(text: str, dev: str = "eth0", label: str | None = None) -> VirtualAddress:
+    return VirtualAddress(ipaddress.ip_interface(text), dev, label)
+
+
+def _manager(node: nsutil.Node) -> AddressManager:
+    manager = AddressManager()
+    with node.netns.entered():
+        trio.run(manager.open)
+    return manager
+
+
+def _ip_addr(node: nsutil.Node, dev: str = "eth0") -> str:
+    return node.netns.ip("addr", "show", "dev", dev).stdout
+
+
+def test_ipv4_add_and_remove_are_idempotent_and_keep_the_label(lab: nsutil.Lab) -> None:
+    a = lab.node("a", ipv4=["192.0.2.11/24"])
+    manager = _manager(a)
+    v = vip("192.0.2.100/32", label="eth0:vip")
+
+    async def main() -> None:
+        assert await manager.add(v) is True
+        assert re.search(r"inet 192\.0\.2\.100/32 .*eth0:vip", _ip_addr(a))
+        assert await manager.add(v) is False
+        listed = await manager.list("eth0")
+        assert [(i.interface, i.label) for i in listed if i.interface.version == 4] == [
+            (ipaddress.ip_interface("192.0.2.11/24"), "eth0"),
+            (ipaddress.ip_interface("192.0.2.100/32"), "eth0:vip"),
+        ]
+        assert await manager.remove(v) is True
+        assert "192.0.2.100" not in _ip_addr(a)
+        assert await manager.remove(v) is False
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
+def test_ipv6_vip_is_added_without_dad(lab: nsutil.Lab) -> None:
+    a = lab.node("a", dad=True)
+    manager = _manager(a)
+
+    async def main() -> None:
+        # DAD is on in this namespace: an address added the usual way is tentative...
+        a.netns.ip("addr", "add", "2001:db8:0:1::5/64", "dev", "eth0")
+        assert re.search(r"2001:db8:0:1::5/64 .*tentative", _ip_addr(a))
+        # ...while the VIP is usable at once.
+        assert await manager.add(vip("2001:db8:0:1::100/64")) is True
+        line = next(x for x in _ip_addr(a).splitlines() if "2001:db8:0:1::100/64" in x)
+        assert "tentative" not in line and "nodad" in line
+        (info,) = [
+            i for i in await manager.list("eth0") if str(i.interface) == "2001:db8:0:1::100/64"
+        ]
+        assert info.usable and info.label is None
+        assert await manager.add(vip("2001:db8:0:1::100/64")) is False
+        assert await manager.remove(vip("2001:db8:0:1::100/64")) is True
+        assert await manager.remove(vip("2001:db8:0:1::100/64")) is False
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
+def test_kernel_refusals_name_the_address_and_device(lab: nsutil.Lab) -> None:
+    a = lab.node("a")
+    manager = _manager(a)
+
+    async def main() -> None:
+        with pytest.raises(KernelError, match=r"192\.0\.2\.100/32 to nosuch0"):
+            await manager.add(vip("192.0.2.100/32", dev="nosuch0"))
+        assert await manager.remove(vip("192.0.2.100/32", dev="nosuch0")) is False
+        # A label longer than IFNAMSIZ is refused by the kernel's attribute policy.
+        with pytest.raises(KernelError, match=r"192\.0\.2\.101/32 to eth0"):
+            await manager.add(vip("192.0.2.101/32", label="eth0:" + "x" * 20))
+        with pytest.raises(KernelError, match="nosuch0"):
+            await manager.list("nosuch0")
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
+def test_watch_reports_vips_deleted_behind_our_back_only(lab: nsutil.Lab) -> None:
+    a = lab.node("a", ipv4=["192.0.2.11/24"])
+    manager = _manager(a)
+    mine4, mine6 = vip("192.0.2.100/32"), vip("2001:db8:0:1::100/64")
+    own_removal = vip("192.0.2.101/32")
+
+    async def main() -> None:
+        events: list[AddressRemoved] = []
+
+        async def collect() -> None:
+            async for event in manager.watch():
+                events.append(event)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(collect)
+                for v in (mine4, mine6, own_removal):
+                    assert await manager.add(v)
+                assert await manager.remove(own_removal)  # ours: not reported
+                a.netns.ip("addr", "add", "192.0.2.102/32", "dev", "eth0")
+                a.netns.ip("addr", "del", "192.0.2.102/32", "dev", "eth0")  # never held
+                a.netns.ip("addr", "del", "192.0.2.100/32", "dev", "eth0")
+                a.netns.ip("addr", "del", "2001:db8:0:1::100/64", "dev", "eth0")
+                while len(events) < 2:
+                    await trio.sleep(0.01)
+                await trio.sleep(0.2)  # nothing else may follow
+                nursery.cancel_scope.cancel()
+        assert [str(e) for e in events] == ["192.0.2.100/32", "2001:db8:0:1::100/64"]
+        assert events[0].vip == mine4 and events[0].dev == "eth0"
+        # Re-adding puts it back under watch.
+        assert await manager.add(mine4) is True
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
+def test_interface_recreated_or_renamed_is_resolved_again(lab: nsutil.Lab) -> None:
+    a = lab.node("a")
+    a.netns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d0p")
+    manager = _manager(a)
+    v = vip("192.0.2.100/32", dev="d0")
+
+    async def main() -> None:
+        first = await manager.index_of("d0")
+        assert await manager.add(v)
+        a.netns.ip("link", "del", "d0")
+        a.netns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d0p")
+        assert await manager.index_of("d0") != first
+        assert await manager.add(v) is True
+        assert "192.0.2.100/32" in _ip_addr(a, "d0")
+        # Rename d0 away and make a new d0: the name must follow the new link.
+        a.netns.ip("link", "set", "d0", "name", "d1")
+        a.netns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d2p")
+        assert await manager.add(v) is True
+        assert "192.0.2.100/32" in _ip_addr(a, "d0")
+        assert "192.0.2.100/32" in _ip_addr(a, "d1")
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
+def test_many_concurrent_changes_share_one_socket(lab: nsutil.Lab) -> None:
+    a = lab.node("a")
+    manager = _manager(a)
+    vips = [vip(f"198.51.100.{n}/32") for n in range(1, 65)]
+
+    async def main() -> None:
+        results: list[bool] = []
+
+        async def add(v: VirtualAddress) -> None:
+            results.append(await manager.add(v))
+
+        async with trio.open_nursery() as nursery:
+            for v in vips:
+                nursery.start_soon(add, v)
+        assert results == [True] * len(vips)
+        present = {str(i.interface) for i in await manager.list("eth0")}
+        assert present >= {str(v.interface) for v in vips}
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
