@@ -7,8 +7,11 @@ checksum rules of each version:
 - v3 over IPv6 (RFC 5798 §5.2.8): Internet checksum over the IPv6 pseudo-header
   (RFC 8200 §8.1: source, destination, upper-layer length, next header 112) and the packet.
 - v3 over IPv4: with the IPv4 pseudo-header (source, destination, zero, protocol 112,
-  length) as RFC 5798 asks and keepalived does by default, or over the packet alone like
-  v2 (keepalived's ``v3_checksum_as_v2``): chosen by ``v3_ipv4_pseudo_header``.
+  length) as RFC 5798 asks and keepalived 2.2.7 always does, or over the packet alone like
+  v2 (FRR's ``no ... checksum-with-ipv4-pseudoheader``): chosen by ``v3_ipv4_pseudo_header``.
+  ``dst`` enters only the checksum: keepalived's ``old_unicast_checksum`` (unicast v3 adverts
+  whose pseudo-header names 224.0.0.18 instead of the peer) is read and written by passing
+  ``MCAST_V4`` as ``dst``.
 
 ``decode`` is the trust boundary for bytes from the wire: whatever it is given, it returns
 an ``Advert`` or raises ``DecodeError`` with a short reason tag ("short", "version", "type",

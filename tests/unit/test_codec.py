@@ -624,3 +624,79 @@ def test_parse_ipv4_round_trip(
 ) -> None:
     packet = parse_ipv4(ipv4_datagram(payload, src=src, dst=dst, ttl=ttl, protocol=protocol))
     assert packet == Ipv4Packet(src, dst, ttl, protocol, payload)
+
+
+# --- adverts captured from a real peer -------------------------------------------------
+# Sent by keepalived 2.2.7 (Debian 12) in network namespaces, captured with tcpdump on the
+# other end of a veth pair: whole IP datagrams. Interoperability in bytes.
+
+KEEPALIVED_V2_PASS = bytes.fromhex(
+    "45c0002800010000ff701891c0000201e00000122135960101014917c00002647365637265740000"
+)
+KEEPALIVED_V3_MCAST = bytes.fromhex(
+    "45c0002400010000ff701895c0000201e00000123133640200324339c0000264c0000265"
+)
+KEEPALIVED_V3_UNICAST = bytes.fromhex(
+    "45c0002000010000ff7036a9c0000201c000020231366401003223b1c0000264"
+)
+# with `old_unicast_checksum`: the pseudo-header names 224.0.0.18, not the unicast peer
+KEEPALIVED_V3_OLD_UNICAST = bytes.fromhex(
+    "45c0002000010000ff7036a9c0000201c000020231376401003205a0c0000264"
+)
+KEEPALIVED_V3_IPV6 = bytes.fromhex(
+    "6c0c3960001870ff"
+    "fe80000000000000e43a36fffe30333c"
+    "ff020000000000000000000000000012"
+    "313864010032f115"
+    "20010db8000000000000000000000100"
+)
+VIP = IPv4Address("192.0.2.100")
+
+
+def test_keepalived_v2_simple_text() -> None:
+    packet = parse_ipv4(KEEPALIVED_V2_PASS)
+    assert (packet.src, packet.dst, packet.ttl, packet.protocol) == (S4, MCAST_V4, 255, 112)
+    advert = decode(packet.payload, src=packet.src, dst=packet.dst)
+    assert advert == Advert(2, 53, 150, 100, (VIP,), 1, b"secret\x00\x00")
+    assert advert.auth_data == v2_password("secret")
+    assert encode(advert, src=packet.src, dst=packet.dst) == packet.payload
+
+
+def test_keepalived_v3_multicast() -> None:
+    packet = parse_ipv4(KEEPALIVED_V3_MCAST)
+    advert = decode(packet.payload, src=packet.src, dst=packet.dst)
+    assert advert == Advert(3, 51, 100, 50, (VIP, IPv4Address("192.0.2.101")))
+    assert encode(advert, src=packet.src, dst=packet.dst) == packet.payload
+    # keepalived 2.2.7 puts the pseudo-header in v3/IPv4 checksums
+    with pytest.raises(DecodeError):
+        decode(packet.payload, src=packet.src, dst=packet.dst, v3_ipv4_pseudo_header=False)
+
+
+def test_keepalived_v3_unicast() -> None:
+    packet = parse_ipv4(KEEPALIVED_V3_UNICAST)
+    assert packet.dst == IPv4Address("192.0.2.2")
+    advert = decode(packet.payload, src=packet.src, dst=packet.dst)
+    assert advert == Advert(3, 54, 100, 50, (VIP,))
+    assert encode(advert, src=packet.src, dst=packet.dst) == packet.payload
+
+
+def test_keepalived_v3_old_unicast_checksum() -> None:
+    packet = parse_ipv4(KEEPALIVED_V3_OLD_UNICAST)
+    with pytest.raises(DecodeError) as err:
+        decode(packet.payload, src=packet.src, dst=packet.dst)
+    assert err.value.reason == "checksum"
+    # `dst` enters only the checksum: naming the group address reads the old form.
+    advert = decode(packet.payload, src=packet.src, dst=MCAST_V4)
+    assert advert == Advert(3, 55, 100, 50, (VIP,))
+    assert encode(advert, src=packet.src, dst=MCAST_V4) == packet.payload
+
+
+def test_keepalived_v3_ipv6() -> None:
+    datagram = KEEPALIVED_V3_IPV6
+    assert datagram[0] >> 4 == 6 and datagram[6] == 112 and datagram[7] == 255
+    src, dst = IPv6Address(datagram[8:24]), IPv6Address(datagram[24:40])
+    payload = datagram[40:]
+    assert len(payload) == int.from_bytes(datagram[4:6], "big")
+    advert = decode(payload, src=src, dst=dst)
+    assert advert == Advert(3, 56, 100, 50, (IPv6Address("2001:db8::100"),))
+    assert encode(advert, src=src, dst=dst) == payload
