@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 from hadirector.errors import ConfigError, Problem
 from hadirector.ipvs.model import (
-    DEFAULT_PERSISTENCE_TIMEOUT_S,
     FWD_DROUTE,
     FWD_MASQ,
     FWD_TUNNEL,
@@ -62,6 +61,9 @@ from hadirector.ipvs.model import (
 )
 
 MAX_PERSISTENCE_TIMEOUT_S = 86400 * 31  # ipvsadm's limit
+#: What ipvsadm 1.31 sets for a bare ``-p`` (libipvs IPVS_SVC_PERSISTENT_TIMEOUT, 6 minutes;
+#: its manual says 300, the binary does 360: checked on the real kernel in the VM).
+IPVSADM_DEFAULT_PERSISTENCE_TIMEOUT_S = 360
 INT32_MAX = 2**31 - 1
 
 # canonical option name -> takes an argument? (None = optional argument)
@@ -341,7 +343,7 @@ def _service_attrs(opts: dict[str, str | None], key: ServiceKey) -> Service:
         flags |= SVC_F_PERSISTENT
         raw = opts["persistent"]
         timeout_s = (
-            DEFAULT_PERSISTENCE_TIMEOUT_S
+            IPVSADM_DEFAULT_PERSISTENCE_TIMEOUT_S
             if raw is None
             else _integer(raw, "persistence timeout", 1, MAX_PERSISTENCE_TIMEOUT_S)
         )

@@ -94,7 +94,6 @@ TUN_FLAG_BY_NAME: Mapping[str, int] = {
 
 NETMASK_V4_HOST = 0xFFFFFFFF
 NETMASK_V6_HOST = 128
-DEFAULT_PERSISTENCE_TIMEOUT_S = 300
 
 
 def default_netmask(family: int) -> int:
