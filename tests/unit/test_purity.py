@@ -1,6 +1,8 @@
 """The pure core stays pure: each core module, imported alone in a fresh interpreter, loads
 none of trio, pyroute2, scapy, structlog, asyncio, socket or subprocess, and no hadirector
-module outside the core (adapters, agent, cli).
+module outside the core (adapters, agent, cli). An import inside a function escapes that
+check, so the source is also read: no import statement anywhere in a core module names
+those libraries, nor the clock (``time``) or threads.
 
 Modules are discovered by glob from ``PURE_MODULE_GLOBS``, the one list of what the core
 is, so a core module added later is covered without touching this test.
@@ -8,6 +10,7 @@ is, so a core module added later is covered without touching this test.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -42,6 +45,9 @@ FORBIDDEN_TOP_LEVEL = {
     "subprocess",
 }
 
+# Never imported by a core module, at any depth (lazy imports included).
+FORBIDDEN_IMPORTS = FORBIDDEN_TOP_LEVEL | {"time", "threading", "select", "selectors", "signal"}
+
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
@@ -50,14 +56,15 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def pure_modules() -> list[str]:
-    found: set[str] = set()
+def pure_paths() -> list[Path]:
+    found: set[Path] = set()
     for pattern in PURE_MODULE_GLOBS:
-        found.update(module_name(p) for p in REPO.glob(pattern) if p.is_file())
+        found.update(p for p in REPO.glob(pattern) if p.is_file())
     return sorted(found)
 
 
-PURE = pure_modules()
+PURE_PATHS = pure_paths()
+PURE = sorted({module_name(p) for p in PURE_PATHS})
 
 
 def allowed_project_modules() -> set[str]:
@@ -103,3 +110,28 @@ def test_pure_module_imports_nothing_impure(name: str) -> None:
         f"{name} loads non-core project modules {outside_core}"
         " (a module that is pure belongs in PURE_MODULE_GLOBS)"
     )
+
+
+def imported_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, top-level module) of every absolute import statement in ``tree``."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append((node.lineno, node.module.split(".")[0]))
+    return names
+
+
+@pytest.mark.parametrize("path", PURE_PATHS, ids=[module_name(p) for p in PURE_PATHS])
+def test_pure_module_source_imports_nothing_impure(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    bad = [
+        f"line {line}: {name}" for line, name in imported_names(tree) if name in FORBIDDEN_IMPORTS
+    ]
+    assert not bad, f"{path.relative_to(REPO)} imports {bad}"
+
+
+def test_source_scan_sees_lazy_imports() -> None:
+    source = "from . import sibling\ndef f():\n    import time.x\n    from trio import lowlevel\n"
+    assert imported_names(ast.parse(source)) == [(3, "time"), (4, "trio")]
