@@ -458,11 +458,20 @@ def link_by_name_blocking(ifname: str) -> LinkInfo:
     raise OSError(errno.ENODEV, f"no link named {ifname}")
 
 
-def addresses_blocking(family: int, index: int) -> list[AddressInfo]:
-    """Addresses of one family on the link with ``index``, in the kernel's order."""
-    replies = request_blocking(
-        address_dump_request(family), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP
-    )
+def addresses_blocking(
+    family: int, index: int, *, sock: NetlinkSocket | None = None
+) -> list[AddressInfo]:
+    """Addresses of one family on the link with ``index``, in the kernel's order.
+
+    With ``sock`` the dump goes over that socket (``request_now``: no task may be using it),
+    so it reads the namespace the socket was opened in; otherwise over a fresh socket.
+    """
+    body = address_dump_request(family)
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    if sock is not None:
+        replies = sock.request_now(body, RTM_GETADDR, flags)
+    else:
+        replies = request_blocking(body, RTM_GETADDR, flags)
     return [
         info
         for info in (AddressInfo.from_message(m) for m in replies if m.msg_type == RTM_NEWADDR)

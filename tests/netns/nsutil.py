@@ -392,9 +392,16 @@ class Capture:
         )
         return [line.split("|") for line in out.splitlines() if line.strip()]
 
-    def problems(self) -> str:
-        """tshark's text for every malformed frame or expert warning/error ("" = clean)."""
-        return self.tshark("-Y", "_ws.malformed || _ws.expert.severity >= 6291456", "-V")
+    def problems(self, *tshark_options: str) -> str:
+        """tshark's text for every malformed frame or expert warning/error ("" = clean).
+
+        ``tshark_options`` are extra ``-o pref:value`` settings, e.g.
+        ``("-o", "arp.detect_duplicate_ips:FALSE")`` when a VIP moving between MACs is the
+        point of the test rather than a fault.
+        """
+        return self.tshark(
+            *tshark_options, "-Y", "_ws.malformed || _ws.expert.severity >= 6291456", "-V"
+        )
 
 
 @contextlib.contextmanager

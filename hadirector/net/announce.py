@@ -1,0 +1,207 @@
+"""Announcing a VIP's new home: gratuitous ARP (IPv4) and unsolicited Neighbor Advertisement
+(IPv6), hand-built frames on one packet socket per interface.
+
+What it does: ``Announcer.open(interface)`` opens one ``AF_PACKET``/``SOCK_RAW`` socket bound
+to the interface with protocol 0 (it sends, it never receives) and reads the interface's MAC
+(from the socket's own address) and IPv6 link-local address (netlink). Sending is a single
+non-blocking ``send()`` of a ready frame: no scapy, no socket per frame (~20 µs a frame).
+
+- ``send_garp(ipv4)`` sends a gratuitous ARP *request* (RFC 5227 §3 "ARP Announcement", what
+  keepalived sends): Ethernet broadcast, opcode 1, sender = target protocol address = the
+  VIP, sender hardware address = our MAC, target hardware address 00:00:00:00:00:00.
+  ``send_garp(ipv4, reply=True)`` sends the gratuitous *reply* variant instead (opcode 2,
+  target hardware address = our MAC, as ``arping -A``), for neighbours that only learn from
+  replies. Linux neighbours update an existing entry from either.
+- ``send_unsolicited_na(ipv6)`` sends an ICMPv6 Neighbor Advertisement (RFC 4861 §4.4, §7.2.6)
+  to ff02::1 (Ethernet 33:33:00:00:00:01), hop limit 255, Router and Solicited flags clear,
+  Override set, target = the VIP, with a Target Link-Layer Address option; source = the
+  interface's link-local (the VIP itself if the interface has none); checksum computed here.
+
+Frames shorter than the Ethernet minimum are zero-padded to 60 bytes. The MAC and link-local
+follow the interface: the announcer reads queued link/IPv6-address notifications for its
+interface before each send (one non-blocking ``recv``) and re-reads both when something
+changed; ``refresh()`` does the same on demand. While the link is down or gone the sends
+raise ``LinkUnavailable``; a full transmit queue raises ``BlockingIOError`` (the agent counts
+it; the next repeat of the announcement covers it).
+
+What it must not do: decide when or how often to announce (the agent does, from the
+configuration), or block: both sends are plain synchronous calls that never wait.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+
+from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
+from hadirector.net.netlink import (
+    EventsLost,
+    NetlinkSocket,
+    addresses_blocking,
+    close_socket,
+    link_by_name_blocking,
+)
+from hadirector.vrrp.codec import internet_checksum
+
+__all__ = ["Announcer", "build_garp", "build_unsolicited_na"]
+
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+ETH_BROADCAST = b"\xff" * 6
+ETH_ALL_NODES = bytes.fromhex("333300000001")
+ETH_MIN_FRAME = 60  # without the FCS
+ARP_REQUEST = 1
+ARP_REPLY = 2
+IPPROTO_ICMPV6 = 58
+ND_NEIGHBOR_ADVERT = 136
+ND_OPT_TARGET_LLADDR = 2
+NA_FLAG_OVERRIDE = 0x20000000
+ALL_NODES = ipaddress.IPv6Address("ff02::1")
+HOP_LIMIT = 255
+
+
+def _pad(frame: bytes) -> bytes:
+    return frame.ljust(ETH_MIN_FRAME, b"\0")
+
+
+def build_garp(mac: bytes, address: ipaddress.IPv4Address, *, reply: bool = False) -> bytes:
+    """The Ethernet frame of a gratuitous ARP request (or reply) for ``address``."""
+    if len(mac) != 6:
+        raise ValueError(f"an Ethernet MAC has 6 bytes, got {len(mac)}")
+    ip = address.packed
+    target_mac = mac if reply else b"\0" * 6
+    arp = struct.pack(
+        "!HHBBH6s4s6s4s",
+        1,  # hardware type: Ethernet
+        0x0800,  # protocol type: IPv4
+        6,
+        4,
+        ARP_REPLY if reply else ARP_REQUEST,
+        mac,
+        ip,
+        target_mac,
+        ip,
+    )
+    return _pad(ETH_BROADCAST + mac + struct.pack("!H", ETH_P_ARP) + arp)
+
+
+def build_unsolicited_na(
+    mac: bytes, source: ipaddress.IPv6Address, target: ipaddress.IPv6Address
+) -> bytes:
+    """The Ethernet frame of an unsolicited NA (Override set) for ``target``, to ff02::1."""
+    if len(mac) != 6:
+        raise ValueError(f"an Ethernet MAC has 6 bytes, got {len(mac)}")
+    option = struct.pack("!BB6s", ND_OPT_TARGET_LLADDR, 1, mac)  # length in units of 8 bytes
+    body = struct.pack("!I16s", NA_FLAG_OVERRIDE, target.packed) + option
+    length = 4 + len(body)  # type, code, checksum + body
+    pseudo = source.packed + ALL_NODES.packed + struct.pack("!I3xB", length, IPPROTO_ICMPV6)
+    unsummed = struct.pack("!BBH", ND_NEIGHBOR_ADVERT, 0, 0) + body
+    checksum = internet_checksum(pseudo + unsummed)
+    icmp = struct.pack("!BBH", ND_NEIGHBOR_ADVERT, 0, checksum) + body
+    ipv6 = struct.pack(
+        "!IHBB16s16s",
+        0x60000000,  # version 6, traffic class 0, flow label 0
+        length,
+        IPPROTO_ICMPV6,
+        HOP_LIMIT,
+        source.packed,
+        ALL_NODES.packed,
+    )
+    return _pad(ETH_ALL_NODES + mac + struct.pack("!H", ETH_P_IPV6) + ipv6 + icmp)
+
+
+class Announcer:
+    """Sends GARPs and unsolicited NAs on one interface (see the module docstring)."""
+
+    def __init__(
+        self,
+        interface: str,
+        ifindex: int,
+        sock: socket.socket,
+        events: NetlinkSocket,
+        requests: NetlinkSocket,
+    ) -> None:
+        self.interface = interface
+        self.ifindex = ifindex
+        self._sock = sock
+        self._events = events  # link and IPv6 address notifications, read before each send
+        self._requests = requests  # address dumps for refresh()
+        self.mac = b""
+        self.link_local: ipaddress.IPv6Address | None = None
+        self.refresh()
+
+    @classmethod
+    def open(cls, interface: str) -> Announcer:
+        """Open the packet socket on ``interface``; OSError(ENODEV) if there is none."""
+        link = link_by_name_blocking(interface)
+        events = NetlinkSocket.open(RTMGRP_LINK | RTMGRP_IPV6_IFADDR)
+        requests = NetlinkSocket.open()
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            sock.bind((interface, 0))
+            sock.setblocking(False)
+            return cls(interface, link.index, sock, events, requests)
+        except BaseException:
+            sock.close()
+            events.close()
+            requests.close()
+            raise
+
+    def refresh(self) -> None:
+        """Re-read the interface's MAC and IPv6 link-local address."""
+        self.mac = bytes(self._sock.getsockname()[4])[:6]
+        link_locals = [
+            info
+            for info in addresses_blocking(socket.AF_INET6, self.ifindex, sock=self._requests)
+            if info.interface.ip.is_link_local
+        ]
+        usable = [info for info in link_locals if info.usable] or link_locals
+        ip = usable[0].interface.ip if usable else None
+        self.link_local = ipaddress.IPv6Address(ip) if ip is not None else None
+
+    def _follow_interface(self) -> None:
+        try:
+            messages = self._events.receive_pending()
+        except EventsLost:
+            self.refresh()
+            return
+        for message in messages:
+            body = message.body
+            if body is None or int(body["index"]) != self.ifindex:
+                continue
+            if message.msg_type == RTM_DELLINK:
+                continue  # the packet socket is dead anyway; sends will say LinkUnavailable
+            self.refresh()
+            return
+
+    def _send(self, frame: bytes, what: str) -> None:
+        try:
+            self._sock.send(frame)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            if exc.errno in LINK_UNAVAILABLE_ERRNOS:
+                message = f"{what} on {self.interface}: {exc.strerror}"
+                raise LinkUnavailable(exc.errno, message) from exc
+            raise
+
+    def send_garp(self, address: ipaddress.IPv4Address, *, reply: bool = False) -> None:
+        """Broadcast one gratuitous ARP request (or, with ``reply``, reply) for ``address``."""
+        self._follow_interface()
+        self._send(build_garp(self.mac, address, reply=reply), f"gratuitous ARP for {address}")
+
+    def send_unsolicited_na(self, address: ipaddress.IPv6Address) -> None:
+        """Send one unsolicited Neighbor Advertisement for ``address`` to all nodes."""
+        self._follow_interface()
+        if self.link_local is None:
+            self.refresh()
+        source = self.link_local if self.link_local is not None else address
+        self._send(build_unsolicited_na(self.mac, source, address), f"unsolicited NA for {address}")
+
+    def close(self) -> None:
+        close_socket(self._sock)
+        self._events.close()
+        self._requests.close()

@@ -1,0 +1,225 @@
+"""Announcer against the real kernel: a VIP moves from A to B, B announces it, and a client's
+neighbour entry follows; a watcher captures the frames and tshark checks them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from hadirector.config.schema import VirtualAddress
+from hadirector.net.addresses import AddressManager
+from hadirector.net.announce import Announcer, build_garp, build_unsolicited_na
+from hadirector.net.links import LinkUnavailable
+from tests.netns import nsutil
+
+pytestmark = pytest.mark.netns
+
+VIP4 = ipaddress.IPv4Address("192.0.2.100")
+VIP6 = ipaddress.IPv6Address("2001:db8:0:1::100")
+
+
+@pytest.fixture
+def lab() -> Iterator[nsutil.Lab]:
+    with nsutil.lab() as instance:
+        yield instance
+
+
+class Director:
+    """One node that can hold the VIP: its address manager and announcer."""
+
+    def __init__(self, node: nsutil.Node) -> None:
+        self.node = node
+        self.addresses = AddressManager()
+        with node.netns.entered():
+            trio.run(self.addresses.open)
+            self.announcer = Announcer.open(node.ifname)
+
+    def take(self, vip: VirtualAddress) -> None:
+        assert trio.run(self.addresses.add, vip)
+
+    def give_up(self, vip: VirtualAddress) -> None:
+        assert trio.run(self.addresses.remove, vip)
+
+    def close(self) -> None:
+        self.announcer.close()
+        self.addresses.close()
+
+
+def _topology(lab: nsutil.Lab) -> tuple[Director, Director, nsutil.Node, nsutil.Node]:
+    a = lab.node("a", ipv4=["192.0.2.11/24"], ipv6=["2001:db8:0:1::11/64"])
+    b = lab.node("b", ipv4=["192.0.2.12/24"], ipv6=["2001:db8:0:1::12/64"])
+    client = lab.node("c", ipv4=["192.0.2.13/24"], ipv6=["2001:db8:0:1::13/64"])
+    watcher = lab.node("w")
+    return Director(a), Director(b), client, watcher
+
+
+def _touch(client: nsutil.Node, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """Make the client resolve ``address`` (one UDP datagram to it)."""
+    family = "AF_INET" if address.version == 4 else "AF_INET6"
+    client.netns.python(
+        "import socket, time\n"
+        f"s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
+        f"s.sendto(b'x', ('{address}', 9))\n"
+        "time.sleep(0.2)\n"
+    )
+
+
+def _neighbour_mac(client: nsutil.Node, address: object) -> str | None:
+    out = client.netns.ip("neigh", "show", str(address), "dev", client.ifname).stdout
+    match = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return match.group(1) if match else None
+
+
+def _wait_neighbour(client: nsutil.Node, address: object, mac: str, timeout_s: float = 3) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (seen := _neighbour_mac(client, address)) != mac:
+        assert time.monotonic() < deadline, f"{address}: client has {seen}, expected {mac}"
+        time.sleep(0.02)
+
+
+def test_gratuitous_arp_moves_the_client_and_is_well_formed(
+    lab: nsutil.Lab, tmp_path: Path
+) -> None:
+    a, b, client, watcher = _topology(lab)
+    vip = VirtualAddress(ipaddress.ip_interface(f"{VIP4}/32"), "eth0")
+    try:
+        a.take(vip)
+        _touch(client, VIP4)
+        _wait_neighbour(client, VIP4, a.node.mac)
+        with nsutil.Capture(watcher.netns, "eth0", "arp", tmp_path / "garp.pcap") as cap:
+            a.give_up(vip)
+            b.take(vip)
+            b.announcer.send_garp(VIP4)
+            _wait_neighbour(client, VIP4, b.node.mac)
+            # And back to A with the reply variant.
+            b.give_up(vip)
+            a.take(vip)
+            a.announcer.send_garp(VIP4, reply=True)
+            _wait_neighbour(client, VIP4, a.node.mac)
+    finally:
+        a.close()
+        b.close()
+    rows = cap.fields(
+        f"arp.src.proto_ipv4 == {VIP4}",
+        "eth.dst",
+        "eth.src",
+        "arp.opcode",
+        "arp.src.hw_mac",
+        "arp.dst.hw_mac",
+        "arp.dst.proto_ipv4",
+        "arp.isgratuitous",
+        "frame.len",
+    )
+    bmac, amac = b.node.mac, a.node.mac
+    gratuitous = [r for r in rows if r[6] == "1"]
+    assert gratuitous == [
+        ["ff:ff:ff:ff:ff:ff", bmac, "1", bmac, "00:00:00:00:00:00", str(VIP4), "1", "60"],
+        ["ff:ff:ff:ff:ff:ff", amac, "2", amac, amac, str(VIP4), "1", "60"],
+    ]
+    # The VIP moving between two MACs is the point here, not a duplicate-address fault.
+    assert cap.problems("-o", "arp.detect_duplicate_ips:FALSE") == ""
+
+
+def test_unsolicited_na_moves_the_client_and_is_well_formed(
+    lab: nsutil.Lab, tmp_path: Path
+) -> None:
+    a, b, client, watcher = _topology(lab)
+    vip = VirtualAddress(ipaddress.ip_interface(f"{VIP6}/64"), "eth0")
+    try:
+        a.take(vip)
+        _touch(client, VIP6)
+        _wait_neighbour(client, VIP6, a.node.mac)
+        with nsutil.Capture(watcher.netns, "eth0", "icmp6", tmp_path / "na.pcap") as cap:
+            a.give_up(vip)
+            b.take(vip)
+            b.announcer.send_unsolicited_na(VIP6)
+            _wait_neighbour(client, VIP6, b.node.mac)
+    finally:
+        a.close()
+        b.close()
+    rows = cap.fields(
+        "icmpv6.type == 136 && icmpv6.nd.na.flag.s == 0",
+        "eth.dst",
+        "eth.src",
+        "ipv6.src",
+        "ipv6.dst",
+        "ipv6.hlim",
+        "icmpv6.nd.na.flag.r",
+        "icmpv6.nd.na.flag.o",
+        "icmpv6.nd.na.target_address",
+        "icmpv6.opt.linkaddr",
+        "icmpv6.checksum.status",
+    )
+    bmac = b.node.mac
+    assert rows == [
+        [
+            "33:33:00:00:00:01",
+            bmac,
+            b.node.link_local(),
+            "ff02::1",
+            "255",
+            "0",
+            "1",
+            str(VIP6),
+            bmac,
+            "1",  # tshark: checksum good
+        ]
+    ]
+    assert cap.problems() == ""
+
+
+def test_announcer_follows_a_mac_change_and_reports_link_down(
+    lab: nsutil.Lab, tmp_path: Path
+) -> None:
+    a = lab.node("a", ipv4=["192.0.2.11/24"])
+    watcher = lab.node("w")
+    with a.netns.entered():
+        announcer = Announcer.open("eth0")
+    new_mac = "02:00:5e:00:53:01"
+    try:
+        with nsutil.Capture(watcher.netns, "eth0", "arp", tmp_path / "mac.pcap") as cap:
+            announcer.send_garp(VIP4)
+            a.netns.ip("link", "set", "eth0", "address", new_mac)
+            announcer.send_garp(VIP4)  # no refresh() call: the announcer notices by itself
+        a.netns.ip("link", "set", "eth0", "down")
+        with pytest.raises(LinkUnavailable):
+            announcer.send_garp(VIP4)
+    finally:
+        announcer.close()
+    macs = [row[0] for row in cap.fields("arp", "arp.src.hw_mac")]
+    assert macs[1:] == [new_mac] and macs[0] != new_mac
+
+
+def test_frame_builders_match_known_bytes() -> None:
+    mac = bytes.fromhex("02005e005301")
+    garp = build_garp(mac, VIP4)
+    assert (
+        garp.hex()
+        == (
+            "ffffffffffff"
+            "02005e005301"
+            "0806"  # Ethernet
+            "0001"
+            "0800"
+            "06"
+            "04"
+            "0001"  # ARP: Ethernet/IPv4, request
+            "02005e005301"
+            "c0000264"
+            "000000000000"
+            "c0000264"
+        )
+        + "00" * 18
+    )  # padded to 60 bytes
+    na = build_unsolicited_na(mac, ipaddress.IPv6Address("fe80::1"), VIP6)
+    assert len(na) == 14 + 40 + 32
+    assert na[:14].hex() == "33330000000102005e00530186dd"
+    assert na[14:22].hex() == "6000000000203aff"  # payload 32, ICMPv6, hop limit 255
+    assert na[54] == 136 and na[58:62].hex() == "20000000"  # NA, flags: Override only
+    assert na[62:78] == VIP6.packed and na[78:86].hex() == "020102005e005301"
