@@ -328,7 +328,11 @@ def _service_key(opts: dict[str, str | None]) -> ServiceKey:
     which = given[0]
     value = opts[which] or ""
     if which == "fwmark-service":
-        mark = _integer(value, "fwmark", 1, 2**32 - 1)
+        # ipvsadm -S prints marks with %d: 2**31 and above come out negative
+        if value.startswith("-") and value[1:].isdigit():
+            mark = _integer(value[1:], "negative fwmark", 1, 2**31) * -1 & 0xFFFFFFFF
+        else:
+            mark = _integer(value, "fwmark", 1, 2**32 - 1)
         return ServiceKey.mark(mark, 6 if "ipv6" in opts else 4)
     address, port = _host_port(value, "service address")
     proto = {"tcp-service": IPPROTO_TCP, "udp-service": IPPROTO_UDP}.get(which, IPPROTO_SCTP)
