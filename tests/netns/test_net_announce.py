@@ -14,7 +14,7 @@ import trio
 
 from hadirector.config.schema import VirtualAddress
 from hadirector.net.addresses import AddressManager
-from hadirector.net.announce import Announcer, build_garp, build_unsolicited_na
+from hadirector.net.announce import Announcer
 from hadirector.net.links import LinkUnavailable
 from tests.netns import nsutil
 
@@ -194,32 +194,3 @@ def test_announcer_follows_a_mac_change_and_reports_link_down(
         announcer.close()
     macs = [row[0] for row in cap.fields("arp", "arp.src.hw_mac")]
     assert macs[1:] == [new_mac] and macs[0] != new_mac
-
-
-def test_frame_builders_match_known_bytes() -> None:
-    mac = bytes.fromhex("02005e005301")
-    garp = build_garp(mac, VIP4)
-    assert (
-        garp.hex()
-        == (
-            "ffffffffffff"
-            "02005e005301"
-            "0806"  # Ethernet
-            "0001"
-            "0800"
-            "06"
-            "04"
-            "0001"  # ARP: Ethernet/IPv4, request
-            "02005e005301"
-            "c0000264"
-            "000000000000"
-            "c0000264"
-        )
-        + "00" * 18
-    )  # padded to 60 bytes
-    na = build_unsolicited_na(mac, ipaddress.IPv6Address("fe80::1"), VIP6)
-    assert len(na) == 14 + 40 + 32
-    assert na[:14].hex() == "33330000000102005e00530186dd"
-    assert na[14:22].hex() == "6000000000203aff"  # payload 32, ICMPv6, hop limit 255
-    assert na[54] == 136 and na[58:62].hex() == "20000000"  # NA, flags: Override only
-    assert na[62:78] == VIP6.packed and na[78:86].hex() == "020102005e005301"
