@@ -25,7 +25,7 @@ This module is part of the pure core: no I/O, no clock, standard library only.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from hadirector.ipvs.model import (
@@ -164,8 +164,14 @@ def dest_rule(key: ServiceKey, dest_key: DestKey, dest: Dest) -> str:
     return f"{line} --tun-type {tun_name}"
 
 
-def format_save(services: Iterable[SavedService]) -> str:
-    """The save text for services and destinations, in the order given."""
+def format_save(services: Iterable[SavedService] | Table) -> str:
+    """The save text for services and destinations, in the order given.
+
+    A whole table (a mapping, as the kernel adapter's ``table()`` returns) is first put in
+    ipvsadm's order, as :func:`format_table` does.
+    """
+    if isinstance(services, Mapping):
+        services = ipvsadm_order(services)
     lines: list[str] = []
     for key, service, dests in services:
         lines.append(service_rule(key, service))

@@ -276,3 +276,9 @@ def test_golden_rules_read_back_and_print_identically() -> None:
     items = list(table.items())
     random.Random(7).shuffle(items)
     assert format_table(dict(items)) == GOLDEN_RULES
+
+
+def test_format_save_of_a_mapping_sorts_like_ipvsadm() -> None:
+    table = parse_rules(GOLDEN_RULES)
+    reversed_table = dict(reversed(list(table.items())))
+    assert format_save(reversed_table) == GOLDEN_RULES
