@@ -20,7 +20,8 @@ are parsed by ``vrrp.codec.parse_ipv4``; an IPv4 header that does not parse is c
 ``IPV6_HOPLIMIT`` ancillary data. Packets whose source is our own ``local_address`` are
 skipped (and counted in ``own_skipped``). ``send(payload, dst)`` sends one VRRP packet; the
 IPv6 checksum is the codec's (``IPV6_CHECKSUM`` is not set). While the link is down or gone,
-or the source address is missing, ``send`` raises ``LinkUnavailable`` (an OSError).
+or the source address is missing, ``send`` raises ``LinkUnavailable`` (an OSError). One task
+receives at a time; any number may send (they take turns).
 
 What it must not do: decode or validate VRRP (the codec and the agent do), read the clock,
 or open a socket per packet. If the interface is deleted and re-created (new ifindex) the
@@ -36,6 +37,8 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import trio
 
 from hadirector.errors import DecodeError
 from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
@@ -157,6 +160,7 @@ class VrrpSocket:
         self._sender = sender
         self.malformed = 0
         self.own_skipped = 0
+        self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
 
     @classmethod
     def open(
@@ -277,10 +281,13 @@ class VrrpSocket:
             raise ValueError(f"destination {dst} is not IPv{self.family}")
         address = self._sockaddr(dst)
         sender = self._sender
-        try:
-            await nonblocking_call(sender, lambda: sender.sendto(payload, address), writable=True)
-        except OSError as exc:
-            raise _link_unavailable(exc, f"VRRP send on {self.interface} to {dst}") from exc
+        async with self._send_lock:
+            try:
+                await nonblocking_call(
+                    sender, lambda: sender.sendto(payload, address), writable=True
+                )
+            except OSError as exc:
+                raise _link_unavailable(exc, f"VRRP send on {self.interface} to {dst}") from exc
 
     async def receive(self) -> Received:
         """Wait for the next VRRP packet from someone else on this interface."""

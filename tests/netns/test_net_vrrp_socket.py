@@ -130,21 +130,38 @@ def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> No
             sock.close()
 
 
-def test_send_while_link_down_raises_link_unavailable(lab: nsutil.Lab) -> None:
+@pytest.mark.parametrize("family", [4, 6])
+def test_link_down_is_link_unavailable_and_sockets_work_again_after(
+    lab: nsutil.Lab, family: int
+) -> None:
     a = lab.node("a", ipv4=[f"{A4}/24"])
-    sock = _open(a, 4)
+    b = lab.node("b", ipv4=[f"{B4}/24"])
+    sock_a = _open(a, family)
+    sock_b = _open(b, family)
+    group = sock_a.destinations[0]
+
+    async def exchange() -> None:
+        with trio.fail_after(5):
+            await sock_a.send(_advert(sock_a, group, 100), group)
+            assert (await sock_b.receive()).src == sock_a.local_address
+            await sock_b.send(_advert(sock_b, group, 100), group)
+            assert (await sock_a.receive()).src == sock_b.local_address
 
     async def main() -> None:
-        a.netns.ip("link", "set", a.ifname, "down")
-        with pytest.raises(LinkUnavailable):
-            await sock.send(_advert(sock, VRRP_MULTICAST_V4, 100), VRRP_MULTICAST_V4)
-        a.netns.ip("link", "set", a.ifname, "up")
-        await sock.send(_advert(sock, VRRP_MULTICAST_V4, 100), VRRP_MULTICAST_V4)
+        await exchange()
+        for node in (a, b):  # admin down and up on either side: the group is joined again
+            node.netns.ip("link", "set", node.ifname, "down")
+            if node is a:
+                with pytest.raises(LinkUnavailable):
+                    await sock_a.send(_advert(sock_a, group, 100), group)
+            node.netns.ip("link", "set", node.ifname, "up")
+            await exchange()
 
     try:
         trio.run(main)
     finally:
-        sock.close()
+        sock_a.close()
+        sock_b.close()
 
 
 def test_open_without_an_address_is_link_unavailable(lab: nsutil.Lab) -> None:
