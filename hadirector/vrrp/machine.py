@@ -624,6 +624,8 @@ class VrrpMachine:
             return self._become_backup(now, reason)
         if state is State.MASTER:
             return self._become_master(now, reason)
+        # Told BACKUP without an advert to learn from: expect our own interval (§6.4.1).
+        self.master_adver_interval_cs = self.cfg.advert_interval_cs
         return self._step_down(now, reason)
 
     def reconfigure(self, cfg: MachineConfig, now: float) -> list[Action]:
