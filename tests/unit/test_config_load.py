@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ DROP = object()  # marks a key to remove from a base table
 # --------------------------------------------------------------------------- TOML writer
 
 
+def toml_string(text: str) -> str:
+    """A TOML basic string (JSON escapes are TOML escapes; DEL must be escaped too)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -38,17 +44,21 @@ def toml_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+        return toml_string(value)
+    if isinstance(value, date | time):  # datetime is a date
+        return value.isoformat()
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{toml_string(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+        )
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
 def to_toml(doc: dict[str, Any]) -> str:
     """A document as TOML: top-level keys with inline values (arrays of inline tables)."""
-    return "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in doc.items())
+    return "".join(f"{toml_string(k)} = {toml_value(v)}\n" for k, v in doc.items())
 
 
 # --------------------------------------------------------------------------- builders
