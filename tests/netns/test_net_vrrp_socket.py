@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +208,54 @@ def test_adverts_are_well_formed_on_the_wire(lab: nsutil.Lab, family: int, tmp_p
     assert {r[2] for r in rows} == {str(group)}
     assert [r[3] for r in rows] == ["100", "150", "254"]
     assert cap.problems() == ""
+
+
+KEEPALIVED_CONF = """\
+global_defs {{
+    router_id {router_id}
+    vrrp_version 3
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 200
+    advert_int 0.1
+    virtual_ipaddress {{
+        {vip}
+    }}
+}}
+"""
+
+
+@pytest.mark.keepalived
+@pytest.mark.parametrize("family", [4, 6])
+def test_keepalived_adverts_are_received(lab: nsutil.Lab, family: int, tmp_path: Path) -> None:
+    if shutil.which("keepalived") is None:
+        pytest.skip("needs keepalived")
+    a = lab.node("a", ipv4=[f"{A4}/24"])
+    k = lab.node("k", ipv4=[f"{B4}/24"])
+    vip = f"{VIP4}/32" if family == 4 else f"{VIP6}/64"
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(KEEPALIVED_CONF.format(router_id="k", vip=vip))
+    sock = _open(a, family)
+    k.netns.spawn(
+        "keepalived", "-n", "-l", "-D", "-P", "-f", str(conf),
+        "--pid", str(tmp_path / "k.pid"), "--vrrp_pid", str(tmp_path / "kv.pid"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    expected_src = ipaddress.ip_address(B4 if family == 4 else k.link_local())
+    group = VRRP_MULTICAST_V4 if family == 4 else VRRP_MULTICAST_V6
+
+    async def main() -> None:
+        with trio.fail_after(15):  # keepalived starts as backup and claims master after ~0.4 s
+            got = await sock.receive()
+        assert (got.src, got.dst, got.ttl) == (expected_src, group, 255)
+        advert = codec.decode(got.payload, src=got.src, dst=got.dst)
+        assert (advert.vrid, advert.priority, advert.interval_cs) == (51, 200, 10)
+        assert advert.addresses == (VIP4 if family == 4 else VIP6,)
+
+    try:
+        trio.run(main)
+    finally:
+        sock.close()
