@@ -240,6 +240,8 @@ class Dest:
 
     ``forwarding`` is a ``FWD_*`` method; thresholds are connection counts (0 = unset);
     the tunnel fields matter for ``FWD_TUNNEL`` only (port for GUE, flags for GUE/GRE).
+    The 6.1 kernel reports back the method it was given, also for a destination address
+    that is local (it does not turn it into LOCALNODE: seen in the VM).
     """
 
     forwarding: int = FWD_DROUTE

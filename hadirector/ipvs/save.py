@@ -2,7 +2,8 @@
 
 The text is what ``ipvsadm -R`` reads back, so a table dumped by the agent can be restored by
 stock tools, and a table read from the kernel can be compared with ``ipvsadm -S -n`` output.
-Facts about ipvsadm 1.31 (Debian 12) this follows, each checked by a test:
+Facts about ipvsadm 1.31 (Debian 12) this follows, each checked byte for byte against the
+real ipvsadm on the Debian 6.1 kernel in the VM (``tests/unit/test_ipvs_save_kernel.py``):
 
 - one service line ``-A <svc> -s <scheduler>``, then ``-p <timeout>`` when persistent, with
   ``-M <netmask>`` when the mask is not the per-host one (dotted quad for IPv4, a prefix
