@@ -285,12 +285,16 @@ def _host_port(text: str, what: str) -> tuple[str, int | None]:
         address = ipaddress.ip_address(host).compressed
     except ValueError:
         raise _LineError(
-            f"{what} {text!r}: not a numeric IP address (host names are not resolved)"
+            f"{what} {text!r}: not a numeric IP address (host names are not resolved:"
+            " save with ipvsadm -S -n)"
         ) from None
     if port_text is None:
         return address, None
     if not port_text.isdigit():
-        raise _LineError(f"{what} {text!r}: port must be numeric (service names are not looked up)")
+        raise _LineError(
+            f"{what} {text!r}: port must be numeric (service names are not looked up:"
+            " save with ipvsadm -S -n)"
+        )
     return address, _integer(port_text, f"{what} port", 0, 65535)
 
 

@@ -162,3 +162,49 @@ def test_pure_core_imports_no_io_libraries() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_desired_from_the_real_loader() -> None:
+    load = pytest.importorskip("hadirector.config.load", reason="configuration loader missing")
+    config = load.load_text(
+        """
+[[virtual_server]]
+address = "192.0.2.10:443"
+forwarding = "fullnat"
+fullnat_source = "192.0.2.200"
+persistence_timeout = 120
+persistence_netmask = "255.255.255.0"
+[[virtual_server.real_server]]
+address = "203.0.113.1:8443"
+weight = 4
+upper_threshold = 100
+lower_threshold = 80
+
+[[virtual_server]]
+fwmark = 9
+family = "inet6"
+scheduler = "mh"
+scheduler_flags = ["mh-port"]
+forwarding = "tun"
+tunnel_type = "gre"
+tunnel_flags = ["csum"]
+[[virtual_server.real_server]]
+address = "2001:db8:1::9"
+[[virtual_server.real_server]]
+address = "[2001:db8:1::a]:8080"
+forwarding = "nat"
+"""
+    )
+    table = m.desired_from_config(config.virtual_servers)
+    web = table[m.ServiceKey.virtual("tcp", "192.0.2.10", 443)]
+    assert web.service == m.Service("wlc", m.SVC_F_PERSISTENT, 120, 0xFFFFFF00)
+    # fullnat is masquerade in IPVS (the source NAT lives in nftables)
+    assert web.dests == {m.DestKey("203.0.113.1", 8443): m.Dest(m.FWD_MASQ, 4, 100, 80)}
+    mark = table[m.ServiceKey.mark(9, 6)]
+    assert mark.service == m.Service("mh", m.SVC_F_SCHED2, 0, 128)
+    assert mark.dests == {
+        m.DestKey("2001:db8:1::9", 0): m.Dest(
+            m.FWD_TUNNEL, 1, 0, 0, m.TUN_TYPE_GRE, 0, m.TUN_F_CSUM
+        ),
+        m.DestKey("2001:db8:1::a", 8080): m.Dest(m.FWD_MASQ, 1),
+    }
