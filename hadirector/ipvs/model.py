@@ -16,8 +16,8 @@ the standard library.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, Protocol
 
 from hadirector.errors import ConfigError, Problem
@@ -451,6 +451,32 @@ def desired_from_config(vs_list: Iterable[VirtualServerLike]) -> dict[ServiceKey
     if problems:
         raise ConfigError(problems)
     return table
+
+
+def apply_health(
+    table: Table,
+    down: Collection[tuple[ServiceKey, DestKey]],
+    *,
+    quiesce: bool,
+) -> dict[ServiceKey, Entry]:
+    """The table with failed real servers taken out of rotation.
+
+    ``down`` names (service, real server) pairs whose health checks fail. With ``quiesce``
+    they stay with weight 0 (established connections drain, no new ones arrive); without,
+    they are left out of the table (the reconciler deletes them from the kernel).
+    """
+    if not down:
+        return dict(table)
+    out: dict[ServiceKey, Entry] = {}
+    for key, entry in table.items():
+        dests: dict[DestKey, Dest] = {}
+        for dkey, dest in entry.dests.items():
+            if (key, dkey) not in down:
+                dests[dkey] = dest
+            elif quiesce:
+                dests[dkey] = replace(dest, weight=0)
+        out[key] = Entry(entry.service, dests)
+    return out
 
 
 def sorted_services(table: Table) -> list[ServiceKey]:

@@ -208,3 +208,21 @@ forwarding = "nat"
         ),
         m.DestKey("2001:db8:1::a", 8080): m.Dest(m.FWD_MASQ, 1),
     }
+
+
+def test_apply_health_quiesces_or_removes_only_the_failed() -> None:
+    svc = m.ServiceKey.virtual("tcp", "192.0.2.10", 80)
+    other = m.ServiceKey.virtual("tcp", "192.0.2.11", 80)
+    rs1, rs2 = m.DestKey("203.0.113.1", 80), m.DestKey("203.0.113.2", 80)
+    nat = m.Dest(m.FWD_MASQ, 5, 100, 10)
+    table = {
+        svc: m.Entry(m.Service(), {rs1: nat, rs2: nat}),
+        other: m.Entry(m.Service(), {rs1: nat}),
+    }
+    quiesced = m.apply_health(table, {(svc, rs1)}, quiesce=True)
+    assert quiesced[svc].dests == {rs1: m.Dest(m.FWD_MASQ, 0, 100, 10), rs2: nat}
+    assert quiesced[other] == table[other]  # same server, other service: untouched
+    removed = m.apply_health(table, {(svc, rs1)}, quiesce=False)
+    assert removed[svc].dests == {rs2: nat}
+    assert removed[other] == table[other]
+    assert m.apply_health(table, set(), quiesce=False) == table
