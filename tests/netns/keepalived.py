@@ -34,6 +34,7 @@ from .lab import DIRECTORS, InstanceSpec, Lab, ProcessDirector, default_instance
 
 KEEPALIVED = "keepalived"
 _FIFO_STOP = b"__lab_reader_stop__\n"
+STATES = frozenset({"BACKUP", "MASTER", "FAULT", "STOP", "DELETED"})
 
 
 def available() -> bool:
@@ -160,6 +161,7 @@ class KeepalivedDirector(ProcessDirector):
         self.fifo_path = self.dir / "notify.fifo"
         self.log_path = self.dir / "keepalived.log"
         self.group_states: dict[str, str] = {}
+        self.events: list[tuple[float, str, str]] = []
         self._fifo_fd: int | None = None
         self._fifo_thread: threading.Thread | None = None
 
@@ -243,8 +245,10 @@ class KeepalivedDirector(ProcessDirector):
             return
         # keepalived 2.2 quotes the name: INSTANCE "VI_1" MASTER 150
         kind, name, state = words[0], words[1].strip('"'), words[2]
-        if kind == "INSTANCE":
+        if kind == "INSTANCE" and state in STATES:
             self.report(name, state, now)
+        elif kind == "INSTANCE":  # an event, not a state: MASTER_RX_LOWER_PRI, *_PRIORITY
+            self.events.append((now, name, state))
         elif kind == "GROUP":
             self.group_states[name] = state
 
