@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -22,6 +22,7 @@ from hadirector.vrrp.machine import (
     Transition,
     VrrpMachine,
 )
+from hadirector.vrrp.timers import master_down_interval_s
 
 OURS = IPv4Address("192.0.2.10")
 LOWER = IPv4Address("192.0.2.5")
@@ -644,6 +645,68 @@ def test_config_validation_reports_every_problem() -> None:
     assert config(version=2, advert_interval_cs=300).advert_interval_cs == 300
 
 
+# -- one machine, random inputs (hypothesis) ---------------------------------------------------
+
+machine_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("advert"), st.integers(0, 255), st.sampled_from([0, 50, 100, 200, 999])),
+        st.tuples(st.just("wait"), st.floats(0.0, 5.0), st.just(0)),
+        st.tuples(st.just("link"), st.booleans(), st.just(0)),
+        st.tuples(st.just("track"), st.one_of(st.none(), st.integers(1, 254)), st.just(0)),
+        st.tuples(st.just("stop"), st.just(0), st.just(0)),
+        st.tuples(
+            st.just("force"), st.sampled_from([State.BACKUP, State.MASTER, State.FAULT]), st.just(0)
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(version=st.sampled_from([2, 3]), priority=st.integers(1, 255), ops=machine_ops)
+def test_rejected_adverts_change_nothing_and_timers_match_state(
+    version: int, priority: int, ops: list[tuple[str, Any, Any]]
+) -> None:
+    """RFC 5798 §7.1 / RFC 3768 §7.1: a rejected advert changes no state and no timer."""
+    m = VrrpMachine(config(version=version, priority=priority, max_adopted_interval_cs=200))
+    now = 0.0
+    m.start(now)
+    for kind, a, b in ops:
+        before = (m.state, m.next_deadline(), m.master_adver_interval_cs, m.holding_addresses)
+        rejected = m.counters["rejected"]
+        if kind == "advert":
+            actions = advert(m, now, priority=a, interval_cs=b, source=LOWER)
+            if m.counters["rejected"] != rejected:
+                assert actions == []
+                assert before == (
+                    m.state, m.next_deadline(), m.master_adver_interval_cs, m.holding_addresses
+                )  # fmt: skip
+        elif kind == "wait":
+            end = now + a
+            while (d := m.next_deadline()) is not None and d <= end:
+                now = d
+                m.timer(now)
+            now = end
+        elif kind == "link":
+            m.set_link(a, now)
+        elif kind == "track":
+            m.set_priority(a, now)
+        elif kind == "stop":
+            m.stop(now)
+        else:
+            m.force(a, now, "g")
+        deadline = m.next_deadline()
+        if m.state in (State.BACKUP, State.MASTER):
+            assert deadline is not None and deadline > now - 1e-9
+        else:
+            assert deadline is None
+        assert m.holding_addresses is (m.state is State.MASTER) or (
+            m.state is State.BACKUP and m.holding_addresses  # preempted, within the hold
+        )
+        if m.state is State.FAULT:
+            assert m.fault_reasons
+
+
 # -- two machines on a simulated wire (hypothesis stateful) -----------------------------------
 
 LATENCY_S = 0.001
@@ -871,9 +934,9 @@ class TwoRouters(RuleBasedStateMachine):
     def never_two_masters_longer_than_master_down(self) -> None:
         if not hasattr(self, "pair"):
             return
-        bound = max(
-            3 * n.cfg.advert_interval_cs / 100 + 1.0 for n in self.pair.nodes
-        )  # Master_Down_Interval bound (skew < one interval <= 1 s)
+        # The longest Master_Down_Interval in play: priority 1, the longer interval.
+        interval_cs = max(n.cfg.advert_interval_cs for n in self.pair.nodes)
+        bound = master_down_interval_s(1, interval_cs, self.pair.nodes[0].cfg.version)
         assert self.pair.longest_both_master_s <= bound
 
 
