@@ -30,15 +30,24 @@ configuration), or block: both sends are plain synchronous calls that never wait
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
 
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl import (
+    RTM_DELADDR,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_LINK,
+)
 
 from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
 from hadirector.net.netlink import (
+    AddressInfo,
     EventsLost,
+    LinkInfo,
     NetlinkSocket,
     addresses_blocking,
     close_socket,
@@ -163,6 +172,7 @@ class Announcer:
         self.link_local = ipaddress.IPv6Address(ip) if ip is not None else None
 
     def _follow_interface(self) -> None:
+        """Refresh if the interface's MAC or IPv6 link-local changed since the last look."""
         try:
             messages = self._events.receive_pending()
         except EventsLost:
@@ -172,10 +182,20 @@ class Announcer:
             body = message.body
             if body is None or int(body["index"]) != self.ifindex:
                 continue
-            if message.msg_type == RTM_DELLINK:
-                continue  # the packet socket is dead anyway; sends will say LinkUnavailable
-            self.refresh()
-            return
+            if message.msg_type == RTM_NEWLINK:
+                mac = LinkInfo.from_message(message).mac
+                changed = mac is not None and mac.replace(":", "") != self.mac.hex()
+            elif message.msg_type in (RTM_NEWADDR, RTM_DELADDR):
+                changed = AddressInfo.from_message(message).interface.ip.is_link_local
+            else:
+                changed = False  # RTM_DELLINK: the socket is dead; sends say LinkUnavailable
+            if changed:
+                self.refresh()
+                return
+
+    def _require_ethernet(self, what: str) -> None:
+        if len(self.mac) != 6:
+            raise OSError(errno.EOPNOTSUPP, f"{what}: {self.interface} is not an Ethernet link")
 
     def _send(self, frame: bytes, what: str) -> None:
         try:
@@ -190,16 +210,18 @@ class Announcer:
 
     def send_garp(self, address: ipaddress.IPv4Address, *, reply: bool = False) -> None:
         """Broadcast one gratuitous ARP request (or, with ``reply``, reply) for ``address``."""
+        what = f"gratuitous ARP for {address}"
         self._follow_interface()
-        self._send(build_garp(self.mac, address, reply=reply), f"gratuitous ARP for {address}")
+        self._require_ethernet(what)
+        self._send(build_garp(self.mac, address, reply=reply), what)
 
     def send_unsolicited_na(self, address: ipaddress.IPv6Address) -> None:
         """Send one unsolicited Neighbor Advertisement for ``address`` to all nodes."""
+        what = f"unsolicited NA for {address}"
         self._follow_interface()
-        if self.link_local is None:
-            self.refresh()
+        self._require_ethernet(what)
         source = self.link_local if self.link_local is not None else address
-        self._send(build_unsolicited_na(self.mac, source, address), f"unsolicited NA for {address}")
+        self._send(build_unsolicited_na(self.mac, source, address), what)
 
     def close(self) -> None:
         close_socket(self._sock)

@@ -174,23 +174,35 @@ def test_unsolicited_na_moves_the_client_and_is_well_formed(
     assert cap.problems() == ""
 
 
-def test_announcer_follows_a_mac_change_and_reports_link_down(
+def test_announcer_follows_mac_and_link_local_changes_and_reports_link_down(
     lab: nsutil.Lab, tmp_path: Path
 ) -> None:
     a = lab.node("a", ipv4=["192.0.2.11/24"])
     watcher = lab.node("w")
     with a.netns.entered():
         announcer = Announcer.open("eth0")
+    old_mac, old_link_local = a.mac, a.link_local()
     new_mac = "02:00:5e:00:53:01"
+    new_link_local = "fe80::5eff:fe00:5301"  # EUI-64 of the new MAC
     try:
-        with nsutil.Capture(watcher.netns, "eth0", "arp", tmp_path / "mac.pcap") as cap:
+        with nsutil.Capture(watcher.netns, "eth0", "arp or icmp6", tmp_path / "m.pcap") as cap:
             announcer.send_garp(VIP4)
+            announcer.send_unsolicited_na(VIP6)
+            # Down, new MAC, up: the link-local is regenerated from the new MAC. No refresh()
+            # call: the announcer notices both changes by itself.
+            a.netns.ip("link", "set", "eth0", "down")
             a.netns.ip("link", "set", "eth0", "address", new_mac)
-            announcer.send_garp(VIP4)  # no refresh() call: the announcer notices by itself
+            a.netns.ip("link", "set", "eth0", "up")
+            assert a.link_local() == new_link_local
+            announcer.send_garp(VIP4)
+            announcer.send_unsolicited_na(VIP6)
         a.netns.ip("link", "set", "eth0", "down")
         with pytest.raises(LinkUnavailable):
             announcer.send_garp(VIP4)
     finally:
         announcer.close()
-    macs = [row[0] for row in cap.fields("arp", "arp.src.hw_mac")]
-    assert macs[1:] == [new_mac] and macs[0] != new_mac
+    assert cap.fields("arp", "arp.src.hw_mac") == [[old_mac], [new_mac]]
+    assert cap.fields("icmpv6.type == 136", "ipv6.src", "icmpv6.opt.linkaddr") == [
+        [old_link_local, old_mac],
+        [new_link_local, new_mac],
+    ]
