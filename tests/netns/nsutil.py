@@ -341,6 +341,9 @@ class Capture:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Capture:
+        for tool in ("tcpdump", "tshark"):
+            if shutil.which(tool) is None:
+                pytest.skip(f"needs {tool}")
         self._proc = self.netns.spawn(
             "tcpdump",
             "-i",
