@@ -288,7 +288,7 @@ class VrrpMachine:
         ]
         return min(pending) if pending else None
 
-    # -- timer helpers ---------------------------------------------------------------
+    # -- timer arithmetic ------------------------------------------------------------
 
     def _skew_s(self) -> float:
         return timers.skew_time_s(
