@@ -718,7 +718,11 @@ class _Loader:
             self.add(t.at("version"), "version 2 is IPv4 only; these virtual_addresses are IPv6")
 
         # Intervals.
-        advert_cs = t.opt("advert_interval", self.interval(version if version_ok else 3), 100)
+        if version_ok:
+            advert_cs = t.opt("advert_interval", self.interval(version), 100)
+        else:  # the range depends on the version: only the type can be checked
+            t.maybe("advert_interval", self.number)
+            advert_cs = 100
         if t.has("max_adopted_interval") and version_ok and version == 2:
             self.add(t.at("max_adopted_interval"), "applies to version 3 only")
             max_adopted_cs = advert_cs

@@ -1419,8 +1419,12 @@ def test_a_broken_instance_does_not_cascade_into_its_references() -> None:
 
 def test_wrong_version_does_not_cascade() -> None:
     # An invalid version must not produce version-dependent follow-up problems.
-    assert one_instance(version=5, auth_type="pass", auth_pass="x", advert_interval=0.5) == [
+    assert one_instance(version=5, auth_type="pass", auth_pass="x", advert_interval=100) == [
         f"{P}.version: must be 2 or 3, got 5"
+    ]
+    assert one_instance(version="2", advert_interval="1") == [
+        f'{P}.version: must be 2 or 3, got "2"',
+        f'{P}.advert_interval: must be a number, got string "1"',
     ]
 
 
