@@ -282,3 +282,20 @@ def test_format_save_of_a_mapping_sorts_like_ipvsadm() -> None:
     table = parse_rules(GOLDEN_RULES)
     reversed_table = dict(reversed(list(table.items())))
     assert format_save(reversed_table) == GOLDEN_RULES
+
+
+def test_large_marks_and_weights_as_ipvsadm_prints_them() -> None:
+    # seen from ipvsadm 1.31 on the 6.1 kernel: marks print with %d (and ipvsadm -R then
+    # refuses them), the wrapped difference sorts 2**31 before 2**32 - 2
+    table = {
+        m.ServiceKey.mark(0xFFFFFFFE): m.Entry(m.Service("rr"), {}),
+        m.ServiceKey.mark(0x80000000, 6): m.Entry(
+            m.Service("rr", PERSIST, 2678400, 128),
+            {m.DestKey.of("2001:db8::a:0:0:1", 0): m.Dest(m.FWD_DROUTE, 2**31 - 1)},
+        ),
+    }
+    assert format_table(table) == (
+        "-A -f -2147483648 -6 -s rr -p 2678400\n"
+        "-a -f -2147483648 -6 -r [2001:db8::a:0:0:1]:0 -g -w 2147483647\n"
+        "-A -f -2 -s rr\n"
+    )
