@@ -557,6 +557,8 @@ class _Loader:
         top = _Table(self, data, "", TOP_KEYS)
         global_ = self.global_(top)
         ipvs = self.ipvs(top)
+        # A track script or file with a problem keeps its name, so references to it from
+        # instances do not add a second, misleading problem.
         scripts = [
             self.track_script(t, f"track_script[{i}]")
             for i, t in enumerate(self.section(top, "track_script"))
@@ -589,8 +591,8 @@ class _Loader:
             global_=global_,
             vrrp_instances=tuple(_present(instances)),
             sync_groups=tuple(_present(groups)),
-            track_scripts=tuple(_present(scripts)),
-            track_files=tuple(_present(files)),
+            track_scripts=tuple(_present([s for s, _ in scripts])),
+            track_files=tuple(_present([f for f, _ in files])),
             ipvs=ipvs,
             virtual_servers=tuple(_present(servers)),
         )
@@ -600,16 +602,16 @@ class _Loader:
         return self.tables(top.raw(key), key, key) if top.has(key) else []
 
     def unique_names(
-        self, objs: Sequence[TrackScript | TrackFile | None], section: str
+        self, objs: Sequence[tuple[TrackScript | TrackFile | None, str | None]], section: str
     ) -> dict[str, TrackScript | TrackFile | None]:
         seen: dict[str, TrackScript | TrackFile | None] = {}
-        for i, obj in enumerate(objs):
-            if obj is None:
+        for i, (obj, name) in enumerate(objs):
+            if name is None:
                 continue
-            if obj.name in seen:
-                self.add(f"{section}[{i}].name", f"duplicate name {_quote(obj.name)}")
+            if name in seen:
+                self.add(f"{section}[{i}].name", f"duplicate name {_quote(name)}")
                 continue
-            seen[obj.name] = obj
+            seen[name] = obj
         return seen
 
     # ---- [global], [ipvs]
@@ -657,9 +659,11 @@ class _Loader:
 
     # ---- [[track_script]], [[track_file]]
 
-    def track_script(self, data: Mapping[str, object] | None, path: str) -> TrackScript | None:
+    def track_script(
+        self, data: Mapping[str, object] | None, path: str
+    ) -> tuple[TrackScript | None, str | None]:
         if data is None:
-            return None
+            return None, None
         t = _Table(self, data, path, SCRIPT_KEYS)
         name = t.req("name", self.name())
         script = t.req("script", self.argv)
@@ -669,19 +673,21 @@ class _Loader:
         rise = t.opt("rise", self.integer(1, 1000), 1)
         fall = t.opt("fall", self.integer(1, 1000), 1)
         if name is None or script is None:
-            return None
-        return TrackScript(name, script, interval_s, timeout_s, weight, rise, fall)
+            return None, name
+        return TrackScript(name, script, interval_s, timeout_s, weight, rise, fall), name
 
-    def track_file(self, data: Mapping[str, object] | None, path: str) -> TrackFile | None:
+    def track_file(
+        self, data: Mapping[str, object] | None, path: str
+    ) -> tuple[TrackFile | None, str | None]:
         if data is None:
-            return None
+            return None, None
         t = _Table(self, data, path, FILE_KEYS)
         name = t.req("name", self.name())
         file_path = t.req("path", self.abspath())
         weight = t.opt("weight", self.integer(-253, 253), 1)
         if name is None or file_path is None:
-            return None
-        return TrackFile(name, file_path, weight)
+            return None, name
+        return TrackFile(name, file_path, weight), name
 
     # ---- [[vrrp_instance]]
 

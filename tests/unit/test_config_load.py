@@ -1417,6 +1417,20 @@ def test_a_broken_instance_does_not_cascade_into_its_references() -> None:
     assert found == ["vrrp_instance[0].vrid: must be 1..255, got 999"]
 
 
+def test_a_broken_track_script_does_not_cascade_into_its_references() -> None:
+    found = problems(
+        {
+            "track_script": [{"name": "chk", "script": "check.sh"}],
+            "track_file": [{"name": "maint", "path": 3}],
+            "vrrp_instance": [inst(track_scripts=["chk"], track_files=["maint"])],
+        }
+    )
+    assert found == [
+        'track_script[0].script: the program must be an absolute path, got "check.sh"',
+        "track_file[0].path: must be a string (absolute path), got integer 3",
+    ]
+
+
 def test_wrong_version_does_not_cascade() -> None:
     # An invalid version must not produce version-dependent follow-up problems.
     assert one_instance(version=5, auth_type="pass", auth_pass="x", advert_interval=100) == [
