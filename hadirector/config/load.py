@@ -755,7 +755,12 @@ class _Loader:
         unicast_src: IPAddress | None = t.address("unicast_src", fam_ip)
         peers: tuple[IPAddress, ...] = t.many("unicast_peers", fam_ip)
         if unicast_src is not None and unicast_src in peers:
-            idx = peers.index(unicast_src)
+            raw_peers = cast(list[object], t.raw("unicast_peers"))
+            idx = next(
+                i
+                for i, r in enumerate(raw_peers)
+                if isinstance(r, str) and _parse_ip(r) == unicast_src
+            )
             self.add(f"{t.at('unicast_peers')}[{idx}]", "must not be our own unicast_src")
         accept_from: tuple[IPAddress, ...] = t.many("accept_from", fam_ip)
         if not t.has("accept_from"):

@@ -782,6 +782,13 @@ INVALID_INSTANCE: list[tuple[dict[str, Any], list[str]]] = [
         [f"{P}.unicast_peers[1]: must not be our own unicast_src"],
     ),
     (
+        {"unicast_src": "192.0.2.11", "unicast_peers": [1, "192.0.2.12", "192.0.2.11"]},
+        [
+            f"{P}.unicast_peers[0]: must be a string (IP address), got integer 1",
+            f"{P}.unicast_peers[2]: must not be our own unicast_src",
+        ],
+    ),
+    (
         {"unicast_peers": "192.0.2.12"},
         [f'{P}.unicast_peers: must be an array, got string "192.0.2.12"'],
     ),
