@@ -28,7 +28,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +250,7 @@ class Instance:
         assert self.machine is not None and self.sock is not None
         old = self.cfg
         self.cfg = new
-        actions = list(
+        actions: list[Any] = list(
             self.machine.reconfigure(machine_config(new, self.sock.local_address), now)
         )
         if self.machine.state is State.MASTER and old.virtual_addresses != new.virtual_addresses:
@@ -279,9 +279,11 @@ class Instance:
     async def _send_advert(self, priority: int, interval_cs: int) -> None:
         assert self.sock is not None
         cfg = self.cfg
-        auth_type, auth_data = (1, cfg.auth_pass.encode().ljust(8, b"\0")) if (
-            cfg.auth_type == "pass" and cfg.auth_pass
-        ) else (0, b"")
+        auth_type, auth_data = (
+            (1, codec.v2_password(cfg.auth_pass))
+            if cfg.auth_type == "pass" and cfg.auth_pass
+            else (0, b"")
+        )
         advert = codec.Advert(
             version=cfg.version,
             vrid=cfg.vrid,
@@ -297,8 +299,9 @@ class Instance:
                 advert, src=src, dst=dst, v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header
             )
             if self.hmac_key is not None:
-                payload = auth.sign(payload, key=self.hmac_key, seq=time.time_ns(), src=src,
-                                    dst=dst)
+                payload = auth.sign(
+                    payload, key=self.hmac_key, seq=time.time_ns(), src=src, dst=dst
+                )
             try:
                 await self.sock.send(payload, dst)
                 self.counters["adverts_sent"] += 1
@@ -331,8 +334,9 @@ class Instance:
         assert self._nursery is not None
         self._nursery.start_soon(self._announce_task, scope, tuple(vips), first_done)
 
-    async def _announce_task(self, scope: trio.CancelScope, vips: tuple[Any, ...],
-                             first_done: bool) -> None:
+    async def _announce_task(
+        self, scope: trio.CancelScope, vips: tuple[Any, ...], first_done: bool
+    ) -> None:
         cfg = self.cfg
         with scope:
             repeat = cfg.garp_master_repeat - (1 if first_done else 0)
@@ -361,8 +365,7 @@ class Instance:
                 self.counters["announcements"] += 1
             except OSError as exc:
                 self.counters["announce_errors"] += 1
-                self.rejects.warning("announce", "vip.announce_failed", vip=str(ip),
-                                     error=str(exc))
+                self.rejects.warning("announce", "vip.announce_failed", vip=str(ip), error=str(exc))
 
     async def _release(self) -> None:
         if self._announce_scope is not None:
@@ -407,15 +410,25 @@ class Instance:
     def _on_transition(self, tr: Transition) -> None:
         assert self.machine is not None
         priority = self.machine.effective_priority
+        if tr.old is tr.new:
+            # A member held in FAULT by its sync group reporting a fault of its own: the
+            # group must learn it, operators already know the state.
+            self.log.debug("vrrp.fault_reason", state=tr.new.value, reason=tr.reason)
+            self.agent.on_member_transition(self, tr)
+            return
         self.log.info(
-            "vrrp.transition", old=tr.old.value, new=tr.new.value, reason=tr.reason,
+            "vrrp.transition",
+            old=tr.old.value,
+            new=tr.new.value,
+            reason=tr.reason,
             priority=priority,
         )
         self.counters[f"to_{tr.new.value.lower()}"] += 1
         timeout_s = self.agent.config.global_.notify_timeout_s
         self.agent.notifier.submit(
-            notify.jobs_for(self.cfg.notify, "INSTANCE", self.cfg.name, tr.new.value, priority,
-                            timeout_s)
+            notify.jobs_for(
+                self.cfg.notify, "INSTANCE", self.cfg.name, tr.new.value, priority, timeout_s
+            )
         )
         self.agent.on_member_transition(self, tr)
         self.agent.update_status()
@@ -437,8 +450,9 @@ class Instance:
 
     def _reject(self, reason: str, src: Any, detail: str = "") -> None:
         self.counters[f"rejected_{reason}"] += 1
-        self.rejects.warning(reason, "vrrp.advert_rejected", reason=reason, source=str(src),
-                             detail=detail)
+        self.rejects.warning(
+            reason, "vrrp.advert_rejected", reason=reason, source=str(src), detail=detail
+        )
 
     def _accept(self, received: Any) -> codec.Advert | None:
         """The RFC 5798 §7.1 receive checks; None when the packet is dropped."""
@@ -459,7 +473,9 @@ class Instance:
                 return None
         try:
             advert = codec.decode(
-                payload, src=src, dst=received.dst,
+                payload,
+                src=src,
+                dst=received.dst,
                 v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
             )
         except DecodeError as exc:
@@ -476,7 +492,7 @@ class Instance:
             return None
         if cfg.version == 2:
             want_type = 1 if cfg.auth_type == "pass" else 0
-            want_data = cfg.auth_pass.encode().ljust(8, b"\0") if want_type else None
+            want_data = codec.v2_password(cfg.auth_pass or "") if want_type else None
             if advert.auth_type != want_type or (
                 want_data is not None and advert.auth_data != want_data
             ):
@@ -586,8 +602,9 @@ class Agent:
     # -- sync groups ------------------------------------------------------------------
 
     def _build_groups(self) -> None:
-        self.groups = {g.name: SyncGroup(g.name, list(g.instances)) for g in
-                       self.config.sync_groups}
+        self.groups = {
+            g.name: SyncGroup(g.name, list(g.instances)) for g in self.config.sync_groups
+        }
         self.group_of = {m: g.name for g in self.config.sync_groups for m in g.instances}
 
     def on_member_transition(self, inst: Instance, tr: Transition) -> None:
@@ -607,8 +624,11 @@ class Agent:
                 self.group_state[name] = state
                 gcfg = next(g for g in self.config.sync_groups if g.name == name)
                 self.log.info("vrrp.group_transition", group=name, new=state)
-                self.notifier.submit(notify.jobs_for(
-                    gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s))
+                self.notifier.submit(
+                    notify.jobs_for(
+                        gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
+                    )
+                )
 
     # -- status -----------------------------------------------------------------------
 
@@ -698,7 +718,8 @@ class Agent:
             new = config_load.load_path(self.config_path)
         except ConfigError as exc:
             self.log.error(
-                "config.reload_failed", problems=[str(p) for p in exc.problems],
+                "config.reload_failed",
+                problems=[str(p) for p in exc.problems],
                 kept="running configuration",
             )
             sdnotify.notify("READY=1")
@@ -741,6 +762,3 @@ async def run_agent(config: Config, config_path: Path | None) -> None:
     """Entry point used by the CLI."""
     agent = Agent(config, config_path)
     await agent.run()
-
-
-__all__ = ["Agent", "Instance", "machine_config", "replace", "run_agent"]

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hadirector.config.schema import Config
 
 DEFAULT_CONFIG = "/etc/hadirector/hadirector.toml"
 
@@ -23,8 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent in the foreground")
     run.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="TOML configuration file")
     run.add_argument("--log-format", choices=["json", "console"], default="json")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
-                     help="overrides [global].log_level")
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="overrides [global].log_level",
+    )
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _load(path: Path) -> object:
+def _load(path: Path) -> Config | None:
     from hadirector.config.load import load_path
     from hadirector.errors import ConfigError
 
@@ -82,9 +90,10 @@ def _check_config(path: Path) -> int:
     config = _load(path)
     if config is None:
         return 1
-    instances = getattr(config, "vrrp_instances", ())
-    services = getattr(config, "virtual_servers", ())
-    print(f"{path}: OK ({len(instances)} VRRP instance(s), {len(services)} virtual server(s))")
+    print(
+        f"{path}: OK ({len(config.vrrp_instances)} VRRP instance(s), "
+        f"{len(config.virtual_servers)} virtual server(s))"
+    )
     return 0
 
 
@@ -96,7 +105,7 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
 
     from hadirector import agent, logs
 
-    level = log_level or config.global_.log_level  # type: ignore[attr-defined]
+    level = log_level or config.global_.log_level
     logs.configure(log_format, level)
     try:
         trio.run(agent.run_agent, config, path)

@@ -88,9 +88,23 @@ def _start_agent(lab: DemoLab, key: str, priority: int, workdir: Path) -> subpro
     conf = workdir / f"director-{key}.toml"
     conf.write_text(CONFIG.format(name=f"director-{key}", priority=priority, vip=VIP))
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", lab.nodes[key], sys.executable, "-m", "hadirector", "run",
-         "--config", str(conf), "--log-format", "console"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.nodes[key],
+            sys.executable,
+            "-m",
+            "hadirector",
+            "run",
+            "--config",
+            str(conf),
+            "--log-format",
+            "console",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     threading.Thread(target=_pump, args=(f"director-{key}", proc.stdout), daemon=True).start()
     return proc
@@ -106,13 +120,17 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
         lab.build()
         with tempfile.TemporaryDirectory(prefix="hadirector-demo-") as tmp:
             work = Path(tmp)
-            print(f"demo: LAN 192.0.2.0/24, VIP {VIP}; director-a priority 150, "
-                  "director-b priority 100, advert 0.1 s")
+            print(
+                f"demo: LAN 192.0.2.0/24, VIP {VIP}; director-a priority 150, "
+                "director-b priority 100, advert 0.1 s"
+            )
             procs.append(_start_agent(lab, "a", 150, work))
             procs.append(_start_agent(lab, "b", 100, work))
             ping = subprocess.Popen(
                 ["ip", "netns", "exec", lab.nodes["c"], "ping", "-n", "-i", "0.2", "-W", "1", VIP],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             procs.append(ping)
             threading.Thread(target=_pump, args=("client", ping.stdout), daemon=True).start()

@@ -73,8 +73,7 @@ async def run_one(job: NotifyJob, log: Any) -> int | None:
         if scope.cancelled_caught:
             _kill_group(proc.pid)
             await proc.wait()
-            log.error("notify.timeout", script=job.argv[0], what=job.what,
-                      timeout_s=job.timeout_s)
+            log.error("notify.timeout", script=job.argv[0], what=job.what, timeout_s=job.timeout_s)
             return None
     finally:
         if proc.returncode is None:
@@ -109,8 +108,9 @@ class NotifyRunner:
                 self._send.send_nowait(job)
                 self.pending += 1
             except trio.WouldBlock:
-                self._log.error("notify.dropped", script=job.argv[0], what=job.what,
-                                reason="queue full")
+                self._log.error(
+                    "notify.dropped", script=job.argv[0], what=job.what, reason="queue full"
+                )
 
     async def run(self) -> None:
         async for job in self._receive:
