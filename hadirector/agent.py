@@ -219,10 +219,7 @@ class Instance:
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 event = await self.inbox.receive()
             now = trio.current_time()
-            if event is None:
-                actions = machine.timer(now)
-            else:
-                actions = self._dispatch(event, now)
+            actions = machine.timer(now) if event is None else self._dispatch(event, now)
             await self._perform(actions)
 
     def _dispatch(self, event: tuple[Any, ...], now: float) -> list[Any]:

@@ -10,6 +10,7 @@ namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -71,10 +72,8 @@ class DemoLab:
         for ns in reversed(self.created):
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
             for pid in pids.stdout.split():
-                try:
+                with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 

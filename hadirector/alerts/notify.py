@@ -11,6 +11,7 @@ but never the VRRP state machine. This module runs processes; it decides nothing
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -88,10 +89,8 @@ async def run_one(job: NotifyJob, log: Any) -> int | None:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class NotifyRunner:
