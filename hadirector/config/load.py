@@ -1122,7 +1122,7 @@ class _Loader:
         elif has_fwmark and not has_address:
             fwmark = t.req("fwmark", self.integer(1, UINT32_MAX))
             fam_name = t.opt("family", self.choice(("inet", "inet6")), "inet")
-            family = 4 if fam_name == "inet" else 6
+            family = None if t.bad("family") else 4 if fam_name == "inet" else 6
             if t.has("protocol"):
                 self.add(t.at("protocol"), "not with fwmark (the mark selects the traffic)")
         vs_ok = family is not None and (fwmark is not None or address is not None)
@@ -1160,9 +1160,11 @@ class _Loader:
             self.add(t.at("fullnat_source"), 'is required with forwarding = "fullnat"')
         if t.has("fullnat_source") and forwarding != "fullnat" and not t.bad("forwarding"):
             self.add(t.at("fullnat_source"), 'applies only with forwarding = "fullnat"')
-        match = t.maybe("match", lambda v, p: self.fwmark_match(v, p, family))
+        match = None
         if t.has("match") and has_address:
             self.add(t.at("match"), "applies to fwmark services only")
+        else:
+            match = t.maybe("match", lambda v, p: self.fwmark_match(v, p, family))
 
         if not vs_ok or family is None:
             return None

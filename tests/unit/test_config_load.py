@@ -1113,7 +1113,10 @@ INVALID_SERVICE: list[tuple[dict[str, Any], list[str]]] = [
     (vs(protocol="icmp"), [f'{V}.protocol: must be one of tcp|udp|sctp, got "icmp"']),
     (fw(fwmark=0), [f"{V}.fwmark: must be 1..4294967295, got 0"]),
     (fw(fwmark=2**32), [f"{V}.fwmark: must be 1..4294967295, got 4294967296"]),
-    (fw(family="inet7"), [f'{V}.family: must be one of inet|inet6, got "inet7"']),
+    (
+        fw(family="inet7", real_server=[{"address": "2001:db8::1"}]),
+        [f'{V}.family: must be one of inet|inet6, got "inet7"'],
+    ),
     (fw(protocol="tcp"), [f"{V}.protocol: not with fwmark (the mark selects the traffic)"]),
     (
         vs(scheduler="roundrobin"),
