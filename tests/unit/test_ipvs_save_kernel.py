@@ -114,3 +114,19 @@ def test_large_marks_print_as_ipvsadm_prints_them() -> None:
     # ipvsadm prints marks with %d; it cannot restore its own output for them, so only
     # the save direction is compared here
     assert format_table(parse_rules(LARGE)) == _restore_and_save(LARGE)
+
+
+@pytest.mark.usefixtures("ipvs")
+def test_importer_replays_a_script_as_ipvsadm_does() -> None:
+    # the shell script run for real, command by command, against the importer's replay
+    # (-E/-e replace every attribute, bare -p, -w5, --opt=value, bundled -At, DR ports)
+    from tests.unit.test_ipvs_importer import SCRIPT
+
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", f"ip link set lo up && {{\n{SCRIPT}\n}} && ipvsadm -S -n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert format_table(parse_rules(SCRIPT)) == done.stdout
