@@ -1,3 +1,7 @@
-from hadirector.cli import main
+"""``python -m hadirector``: the same as the ``hadirector`` command."""
+
 import sys
+
+from hadirector.cli import main
+
 sys.exit(main())

@@ -24,6 +24,7 @@ This module does no protocol reasoning of its own: decisions live in the pure co
 from __future__ import annotations
 
 import math
+import socket
 import signal
 import time
 from collections import Counter
@@ -39,10 +40,12 @@ from hadirector.alerts import notify
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, DecodeError, KernelError
+from hadirector.ipvs.manager import IpvsManager
 from hadirector.net.addresses import AddressManager
 from hadirector.net.announce import Announcer
 from hadirector.net.links import LinkWatcher
 from hadirector.net.vrrp_socket import VrrpSocket
+from hadirector.preflight import preflight
 from hadirector.vrrp import auth, codec, track
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import (
@@ -137,6 +140,7 @@ class Instance:
         self._announce_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.done = trio.Event()
+        self.stop_requested = False
         self.group: SyncGroup | None = None
 
     # -- life cycle -------------------------------------------------------------------
@@ -146,6 +150,8 @@ class Instance:
         return self.machine.state if self.machine else State.INIT
 
     def post(self, *event: Any) -> None:
+        if event[0] == "stop":
+            self.stop_requested = True
         try:
             self.inbox_send.send_nowait(event)
         except trio.WouldBlock:
@@ -159,10 +165,15 @@ class Instance:
             self.done.set()
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+        # Started at once: a missing interface must not hold up the agent (nor SIGTERM).
+        task_status.started()
         cfg = self.cfg
-        if cfg.hmac_key_file:
+        sock = await self._open_socket()
+        if sock is None:
+            return
+        self.sock = sock
+        if cfg.hmac_key_file:  # checked by preflight(); read again here on (re)start
             self.hmac_key = auth.load_key(Path(cfg.hmac_key_file).read_bytes())
-        self.sock = await self._open_socket()
         self.announcer = Announcer.open(cfg.interface)
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
         # VIPs left behind by a crashed run: a backup must not answer for them.
@@ -171,7 +182,6 @@ class Instance:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._receive_loop)
-            task_status.started()
             now = trio.current_time()
             self.log.info(
                 "vrrp.start",
@@ -193,10 +203,11 @@ class Instance:
             nursery.cancel_scope.cancel()
         self.sock.close()
 
-    async def _open_socket(self) -> VrrpSocket:
+    async def _open_socket(self) -> VrrpSocket | None:
+        """Open the VRRP socket, retrying each second; None if stopped meanwhile."""
         cfg = self.cfg
         attempt = 0
-        while True:
+        while not self.stop_requested:
             try:
                 return VrrpSocket.open(
                     interface=cfg.interface,
@@ -206,9 +217,15 @@ class Instance:
                 )
             except OSError as exc:
                 if attempt == 0:
-                    self.log.error("vrrp.socket_error", interface=cfg.interface, error=str(exc))
+                    self.log.error(
+                        "vrrp.socket_error",
+                        interface=cfg.interface,
+                        error=str(exc),
+                        retry_s=1.0,
+                    )
                 attempt += 1
                 await trio.sleep(1.0)
+        return None
 
     async def _drive(self) -> None:
         assert self.machine is not None
@@ -513,7 +530,9 @@ class Agent:
     def __init__(self, config: Config, config_path: Path | None) -> None:
         self.config = config
         self.config_path = config_path
-        self.log = logs.get(component="agent", router_id=config.global_.router_id)
+        self.log = logs.get(
+            component="agent", router_id=config.global_.router_id or socket.gethostname()
+        )
         self.instances: dict[str, Instance] = {}
         self.groups: dict[str, SyncGroup] = {}
         self.group_of: dict[str, str] = {}
@@ -522,6 +541,7 @@ class Agent:
         self.notifier = notify.NotifyRunner()
         self.addresses = AddressManager()
         self.links = LinkWatcher()
+        self.ipvs = IpvsManager(config)
         self._nursery: trio.Nursery | None = None
         self._track_scope: trio.CancelScope | None = None
         self.stopping = False
@@ -645,6 +665,7 @@ class Agent:
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             self._start_tracking()
+            await nursery.start(self.ipvs.run)
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
             sdnotify.notify("READY=1")
@@ -713,6 +734,9 @@ class Agent:
             if self.config_path is None:
                 raise ConfigError("no configuration file to re-read")
             new = config_load.load_path(self.config_path)
+            problems = preflight(new)
+            if problems:
+                raise ConfigError(problems)
         except ConfigError as exc:
             self.log.error(
                 "config.reload_failed",
@@ -746,6 +770,7 @@ class Agent:
         if (old.track_scripts, old.track_files) != (new.track_scripts, new.track_files):
             self._start_tracking()
         self._retrack()
+        self.ipvs.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
 

@@ -78,7 +78,13 @@ def _load(path: Path) -> Config | None:
     from hadirector.errors import ConfigError
 
     try:
-        return load_path(path)
+        config = load_path(path)
+        from hadirector.preflight import preflight
+
+        problems = preflight(config)
+        if problems:
+            raise ConfigError(problems)
+        return config
     except ConfigError as exc:
         print(f"{path}: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for problem in exc.problems:
@@ -121,11 +127,12 @@ def _ipvs_save() -> int:
     from hadirector.ipvs import kernel, save
 
     async def dump() -> str:
-        ipvs = await kernel.IpvsKernel.open()
+        ipvs = kernel.IpvsKernel()
+        await ipvs.open()
         try:
-            return save.format_save(await ipvs.snapshot())
+            return save.format_table(await ipvs.table())
         finally:
-            ipvs.close()
+            await ipvs.aclose()
 
     try:
         sys.stdout.write(trio.run(dump))

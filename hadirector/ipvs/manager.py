@@ -1,0 +1,244 @@
+"""The agent's IPVS component: keeps the kernel's table true to the configuration.
+
+At start it opens the kernel adapter (a kernel without IPVS is reported once, clearly, and
+the agent goes on doing VRRP), loads the schedulers the configuration names (a service whose
+scheduler the kernel lacks is refused with its name and left out, the rest is applied),
+turns on the sysctls NAT and FULLNAT need (saying so), sets the global timeouts, writes the
+agent's own nftables table (PFMC marks, FULLNAT SNAT), then reconciles: the pure planner
+compares desired and actual and returns the minimal operations, so a restart that finds
+the table already right writes nothing, and a reload touches only what changed. The same
+reconcile runs every ``reconcile_interval`` and repairs drift (entries changed or deleted
+by hand), logging what it repaired.
+
+Services not in the configuration are never touched unless ``own_whole_table`` is set;
+services this process configured and a reload removed are deleted.
+
+Decisions live in ipvs/model.py and ipvs/reconcile.py; this module only sequences I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hadirector import logs
+from hadirector.config.schema import Config, VirtualServer
+from hadirector.errors import ConfigError, IpvsUnavailable, KernelError
+from hadirector.ipvs import kernel, model, nft, reconcile
+from hadirector.ipvs.types import Timeouts
+
+SYSCTL_ROOT = Path("/proc/sys")
+
+OP_EVENTS = {
+    reconcile.AddService: "ipvs.service.add",
+    reconcile.EditService: "ipvs.service.edit",
+    reconcile.DelService: "ipvs.service.del",
+    reconcile.AddDest: "ipvs.dest.add",
+    reconcile.EditDest: "ipvs.dest.edit",
+    reconcile.DelDest: "ipvs.dest.del",
+}
+
+
+def needed_sysctls(services: Iterable[VirtualServer]) -> dict[str, str]:
+    """The sysctls the configured forwarding methods need (key path under /proc/sys)."""
+    wanted: dict[str, str] = {}
+    for vs in services:
+        methods = {vs.forwarding} | {rs.forwarding for rs in vs.real_servers}
+        if methods & {"nat", "fullnat"}:
+            if vs.family == 4:
+                wanted["net/ipv4/ip_forward"] = "1"
+            else:
+                wanted["net/ipv6/conf/all/forwarding"] = "1"
+        if "fullnat" in methods:
+            wanted["net/ipv4/vs/conntrack"] = "1"
+    return wanted
+
+
+class IpvsManager:
+    """Owns the IPVS table of this network namespace for the agent."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.log = logs.get(component="ipvs")
+        self.kernel: kernel.IpvsKernel | None = None
+        self.available: bool | None = None
+        self.owned: set[model.ServiceKey] = set()
+        self.refused: set[model.ServiceKey] = set()
+        self.down: set[tuple[model.ServiceKey, model.DestKey]] = set()
+        self.quiesce = True
+        self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
+        self._wake = trio.Event()
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.config.virtual_servers) or self.config.ipvs.own_whole_table
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            if self.wanted and self.available is None:
+                await self._open()
+                if self.available:
+                    await self._prepare()
+                    await self.reconcile("start")
+            if not started:
+                task_status.started()
+                started = True
+            interval = self.config.ipvs.reconcile_interval_s if self.available else math.inf
+            with trio.move_on_after(interval):
+                await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = trio.Event()
+                if self.available:
+                    await self._prepare()
+                    await self.reconcile("reload")
+            elif self.available:
+                await self.reconcile("periodic")
+
+    async def _open(self) -> None:
+        self.kernel = kernel.IpvsKernel()
+        try:
+            await self.kernel.open()
+        except IpvsUnavailable as exc:
+            self.available = False
+            self.log.error(
+                "ipvs.unavailable",
+                error=str(exc),
+                virtual_servers=len(self.config.virtual_servers),
+                effect="VRRP runs; no virtual service is programmed",
+            )
+            return
+        except KernelError as exc:
+            self.available = False
+            self.log.error("ipvs.open_failed", error=str(exc))
+            return
+        self.available = True
+        self.log.info("ipvs.open", virtual_servers=len(self.config.virtual_servers))
+
+    def update(self, config: Config) -> None:
+        """A reload: remember what we owned, take the new configuration, reconcile soon."""
+        old_keys = set(self.owned)
+        self.config = config
+        self.owned = old_keys
+        if self.wanted and self.available is False:
+            self.available = None  # try again: maybe the module can load now
+        self._wake.set()
+
+    def set_health(self, down: set[tuple[model.ServiceKey, model.DestKey]], quiesce: bool) -> None:
+        """Real servers whose checks fail (used by the health checker); reconcile soon."""
+        self.down = set(down)
+        self.quiesce = quiesce
+        self._wake.set()
+
+    async def _prepare(self) -> None:
+        """Schedulers, sysctls, timeouts and the nftables table for the current config."""
+        self.refused = set()
+        for vs in self.config.virtual_servers:
+            try:
+                await kernel.ensure_scheduler(vs.scheduler)
+            except KernelError as exc:
+                key = model.service_key_of(vs)
+                self.refused.add(key)
+                self.log.error("ipvs.service_refused", service=str(key), error=str(exc))
+        for key_path, value in needed_sysctls(self.config.virtual_servers).items():
+            self._sysctl(key_path, value)
+        settings = self.config.ipvs
+        if any(
+            t is not None
+            for t in (settings.timeout_tcp_s, settings.timeout_tcpfin_s, settings.timeout_udp_s)
+        ):
+            assert self.kernel is not None
+            timeouts = Timeouts(
+                settings.timeout_tcp_s or 0,
+                settings.timeout_tcpfin_s or 0,
+                settings.timeout_udp_s or 0,
+            )
+            try:
+                await self.kernel.set_timeouts(timeouts)
+                self.log.info(
+                    "ipvs.timeouts",
+                    tcp_s=timeouts.tcp_s,
+                    tcpfin_s=timeouts.tcpfin_s,
+                    udp_s=timeouts.udp_s,
+                )
+            except KernelError as exc:
+                self.log.error("ipvs.timeouts_failed", error=str(exc))
+        error = await nft.apply(self.config.virtual_servers)
+        if error:
+            self.log.error("ipvs.nft_failed", error=error)
+        else:
+            rules = nft.render(self.config.virtual_servers)
+            self.log.info(
+                "ipvs.nft",
+                table=f"inet {nft.TABLE}",
+                rules=0 if rules is None else rules.count("\n") - 1,
+            )
+
+    def _sysctl(self, key_path: str, value: str) -> None:
+        path = SYSCTL_ROOT / key_path
+        try:
+            current = path.read_text().strip()
+            if current != value:
+                path.write_text(value)
+                self.log.warning(
+                    "ipvs.sysctl",
+                    key=key_path.replace("/", "."),
+                    old=current,
+                    new=value,
+                    reason="needed by the configured forwarding",
+                )
+        except OSError as exc:
+            self.log.error("ipvs.sysctl_failed", key=key_path.replace("/", "."), error=str(exc))
+
+    def desired(self) -> dict[model.ServiceKey, model.Entry]:
+        table = model.desired_from_config(self.config.virtual_servers)
+        for key in self.refused:
+            table.pop(key, None)
+        return model.apply_health(table, self.down, quiesce=self.quiesce)
+
+    async def reconcile(self, reason: str) -> list[Any]:
+        """Bring the kernel to the desired table; return the operations written."""
+        assert self.kernel is not None
+        try:
+            desired = self.desired()
+        except ConfigError as exc:  # the loader should have refused this configuration
+            self.log.error("ipvs.config_error", problems=[str(p) for p in exc.problems])
+            return []
+        try:
+            actual = await self.kernel.table()
+        except KernelError as exc:
+            self.counters["errors"] += 1
+            self.log.error("ipvs.read_failed", error=str(exc))
+            return []
+        ops = reconcile.plan(
+            desired,
+            actual,
+            own_whole_table=self.config.ipvs.own_whole_table,
+            owned=self.owned,
+        )
+        self.counters["reconciles"] += 1
+        if not ops:
+            self.owned = set(desired)
+            return []
+        errors = await self.kernel.apply(ops)
+        failed = {e.what for e in errors}
+        for op in ops:
+            text = kernel.describe_op(op)
+            if text not in failed:
+                self.log.info(OP_EVENTS[type(op)], op=text, reason=reason)
+        for error in errors:
+            self.log.error("ipvs.op_failed", op=error.what, error=str(error), reason=reason)
+        self.counters["writes"] += len(ops) - len(errors)
+        self.counters["errors"] += len(errors)
+        if reason == "periodic":
+            self.log.warning("ipvs.drift_repaired", operations=len(ops) - len(errors))
+        self.owned = set(desired)
+        return ops
+
+    async def aclose(self) -> None:
+        if self.kernel is not None:
+            await self.kernel.aclose()
