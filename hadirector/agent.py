@@ -24,8 +24,8 @@ This module does no protocol reasoning of its own: decisions live in the pure co
 from __future__ import annotations
 
 import math
-import socket
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
