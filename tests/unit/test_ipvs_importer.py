@@ -343,3 +343,27 @@ def test_marks_above_2_31_read_back_as_ipvsadm_prints_them() -> None:
     saved = format_table(table)
     assert saved == "-A -f -2 -s rr\n"
     assert parse_rules(saved) == {m.ServiceKey.mark(0xFFFFFFFE): m.Entry(m.Service("rr"), {})}
+
+
+def test_edits_replace_every_attribute_with_ipvsadm_defaults() -> None:
+    # as ipvsadm 1.31 does on the real kernel (test_ipvs_save_kernel checks the same text)
+    from tests.unit.test_ipvs_save_kernel import EDITS
+
+    table = parse_rules(EDITS)
+    web = table[m.ServiceKey.virtual("tcp", "192.0.2.1", 80)]
+    assert web.service == m.Service("wlc", 0, 0, 0xFFFFFFFF)
+    assert web.dests == {
+        m.DestKey("198.51.100.1", 8080): m.Dest(m.FWD_MASQ, 1),
+        m.DestKey("198.51.100.2", 80): m.Dest(m.FWD_DROUTE, 3),
+    }
+    assert table[m.ServiceKey.virtual("tcp", "192.0.2.2", 80)].service == m.Service("rr")
+    assert table[m.ServiceKey.mark(3)].dests == {
+        m.DestKey("198.51.100.3", 8080): m.Dest(m.FWD_DROUTE, 1)
+    }
+    # an edit without -m means -g, which moves the server to the service port: no such server
+    with pytest.raises(ConfigError, match="line 3: no such real server 198.51.100.1:80"):
+        parse_rules(
+            "-A -t 192.0.2.1:80\n"
+            "-a -t 192.0.2.1:80 -r 198.51.100.1:8080 -m\n"
+            "-e -t 192.0.2.1:80 -r 198.51.100.1:8080\n"
+        )
