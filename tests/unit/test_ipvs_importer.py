@@ -361,7 +361,7 @@ def test_edits_replace_every_attribute_with_ipvsadm_defaults() -> None:
         m.DestKey("198.51.100.3", 8080): m.Dest(m.FWD_DROUTE, 1)
     }
     # an edit without -m means -g, which moves the server to the service port: no such server
-    with pytest.raises(ConfigError, match="line 3: no such real server 198.51.100.1:80"):
+    with pytest.raises(ConfigError, match=r"line 3: no such real server 198\.51\.100\.1:80"):
         parse_rules(
             "-A -t 192.0.2.1:80\n"
             "-a -t 192.0.2.1:80 -r 198.51.100.1:8080 -m\n"
