@@ -5,7 +5,9 @@ What it does: ``VrrpSocket.open()`` opens two raw sockets pinned to one interfac
 
 - a *receive* socket that is not bound to any address (a raw socket bound to a unicast
   address never sees the multicast adverts), joined to 224.0.0.18 / ff02::12 on the
-  interface's index in multicast mode;
+  interface's index in multicast mode. In unicast mode it does not join, and multicast
+  packets it still gets because another socket on the host joined the group (an unbound
+  IPv6 raw socket sees them whatever ``IPV6_MULTICAST_ALL`` says) are skipped;
 - a *send* socket bound to ``local_address`` so the kernel puts the right source in the IP
   header, with TTL / hop limit 255 for multicast *and* unicast (RFC 5798 §5.1.1.3 / §5.1.2.5),
   multicast loop off, the outgoing interface set, and DSCP CS6 (internetwork control). A
@@ -78,6 +80,7 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 
 _RECV_BUFFER_BYTES = 65535
 _RCVBUF_BYTES = 1 << 20
@@ -158,6 +161,7 @@ class VrrpSocket:
         self.destinations: tuple[IPAddress, ...] = destinations
         self._receiver = receiver
         self._sender = sender
+        self.multicast = destinations[0].is_multicast
         self.malformed = 0
         self.own_skipped = 0
         self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
@@ -239,6 +243,8 @@ class VrrpSocket:
         multicast: bool,
     ) -> None:
         mreqn = struct.pack("4s4si", VRRP_MULTICAST_V4.packed, b"\0\0\0\0", ifindex)
+        # Only groups this socket joined, not every group some other socket joined here.
+        receiver.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         if multicast:
             receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
@@ -301,6 +307,8 @@ class VrrpSocket:
             if received.src == self.local_address:
                 self.own_skipped += 1
                 continue
+            if not self.multicast and received.dst.is_multicast:
+                continue  # unicast mode: multicast adverts are for other sockets
             return received
 
     async def _receive_ipv4(self) -> Received | None:

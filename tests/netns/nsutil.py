@@ -311,7 +311,23 @@ class Lab:
         ns.ip("link", "set", ifname, "up")
         node = Node(self, ns, ifname, port)
         self.nodes.append(node)
+        self.wait_forwarding(node)
         return node
+
+    def wait_forwarding(self, node: Node, timeout_s: float = 5.0) -> None:
+        """Wait until the bridge forwards on the node's port (carrier seen, port enabled).
+
+        The bridge learns of a carrier change a moment after ``ip link set up`` returns;
+        a frame sent in between is dropped. Call this after ``set_carrier(True)`` too.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = self.switch.ip("-d", "-o", "link", "show", "dev", node.port).stdout
+            if "bridge_slave state forwarding" in out and " state UP " in out:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bridge port {node.port} not forwarding: {out}")
+            time.sleep(0.01)
 
     def close(self) -> None:
         for ns in reversed(self._namespaces):

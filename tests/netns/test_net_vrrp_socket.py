@@ -103,6 +103,7 @@ def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> No
     sock_a = _open(a, family, unicast_peers=[b_addr], unicast_src=a_addr)
     sock_b = _open(b, family, unicast_peers=[a_addr], unicast_src=b_addr)
     sock_c = _open(c, family)  # a multicast listener on the same wire
+    sockets = [sock_a, sock_b, sock_c]
     assert sock_a.destinations == (b_addr,)
     assert sock_a.local_address == a_addr
     count = 20
@@ -119,6 +120,13 @@ def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> No
             got = await sock_a.receive()
             assert (got.src, got.dst, got.ttl) == (b_addr, a_addr, 255)
             assert await _receive_within(sock_c, 0.3) is None
+            # B also joins the group for another instance: a multicast advert reaches that
+            # socket, not B's unicast-mode one.
+            sockets.append(sock_b_multicast := _open(b, family))
+            group = sock_c.destinations[0]
+            await sock_c.send(_advert(sock_c, group, 9), group)
+            assert (await sock_b_multicast.receive()).dst == group
+            assert await _receive_within(sock_b, 0.3) is None
 
     try:
         trio.run(main)
@@ -128,7 +136,7 @@ def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> No
         queues = re.findall(r"^\s*\d+: \S+ \S+ \S+ \S+:(\S+)", raw, re.MULTILINE)
         assert queues and all(int(q, 16) == 0 for q in queues), raw
     finally:
-        for sock in (sock_a, sock_b, sock_c):
+        for sock in sockets:
             sock.close()
 
 
@@ -142,12 +150,20 @@ def test_link_down_is_link_unavailable_and_sockets_work_again_after(
     sock_b = _open(b, family)
     group = sock_a.destinations[0]
 
-    async def exchange() -> None:
+    async def deliver(sender: VrrpSocket, receiver: VrrpSocket) -> None:
+        # Like VRRP itself, repeat: the bridge forwards again only once its port has seen
+        # the carrier come back, a moment after `ip link set up` returns.
         with trio.fail_after(5):
-            await sock_a.send(_advert(sock_a, group, 100), group)
-            assert (await sock_b.receive()).src == sock_a.local_address
-            await sock_b.send(_advert(sock_b, group, 100), group)
-            assert (await sock_a.receive()).src == sock_b.local_address
+            while True:
+                await sender.send(_advert(sender, group, 100), group)
+                got = await _receive_within(receiver, 0.05)
+                if got is not None:
+                    assert got.src == sender.local_address
+                    return
+
+    async def exchange() -> None:
+        await deliver(sock_a, sock_b)
+        await deliver(sock_b, sock_a)
 
     async def main() -> None:
         await exchange()
