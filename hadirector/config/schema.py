@@ -159,6 +159,16 @@ class VrrpInstance:
     def primary_vip(self) -> IPAddress:
         return self.virtual_addresses[0].address
 
+    @property
+    def preempt_delay_cs(self) -> int:
+        """``preempt_delay_s`` in whole centiseconds (the VRRP machine's clock unit)."""
+        return round(self.preempt_delay_s * 100)
+
+    @property
+    def handover_hold_cs(self) -> int:
+        """``handover_hold_s`` in whole centiseconds (the VRRP machine's clock unit)."""
+        return round(self.handover_hold_s * 100)
+
 
 @dataclass(frozen=True)
 class SyncGroup:

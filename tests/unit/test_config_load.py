@@ -244,6 +244,7 @@ def test_instance_defaults_are_resolved() -> None:
     assert vi.garp_master_delay_s == 5.0
     assert vi.garp_master_refresh_s == 0.0
     assert vi.handover_hold_s == 0.1
+    assert (vi.preempt_delay_cs, vi.handover_hold_cs) == (0, 10)
     assert (vi.track_interfaces, vi.track_scripts, vi.track_files) == ((), (), ())
     assert vi.notify.notify is None and vi.notify.master is None
 
@@ -298,6 +299,8 @@ VALID_INSTANCE = [
     ({"preempt": False}, "preempt", False),
     ({"preempt_delay": 300}, "preempt_delay_s", 300.0),
     ({"preempt_delay": 1000.0}, "preempt_delay_s", 1000.0),
+    ({"preempt_delay": 2.5}, "preempt_delay_cs", 250),
+    ({"handover_hold": 0.25}, "handover_hold_cs", 25),
     ({"unicast_src": "192.0.2.11"}, "unicast_src", ipaddress.ip_address("192.0.2.11")),
     (
         {"unicast_peers": ["192.0.2.12", "192.0.2.13"]},
