@@ -40,11 +40,7 @@ from hadirector.alerts import notify
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, DecodeError, KernelError
-from hadirector.ipvs.manager import IpvsManager
-from hadirector.net.addresses import AddressManager
-from hadirector.net.announce import Announcer
-from hadirector.net.links import LinkWatcher
-from hadirector.net.vrrp_socket import VrrpSocket
+from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
 from hadirector.preflight import preflight
 from hadirector.vrrp import auth, codec, track
 from hadirector.vrrp.group import SyncGroup
@@ -132,8 +128,8 @@ class Instance:
         self.counters: Counter[str] = Counter()
         self.inbox_send, self.inbox = trio.open_memory_channel[tuple[Any, ...]](1024)
         self.machine: VrrpMachine | None = None
-        self.sock: VrrpSocket | None = None
-        self.announcer: Announcer | None = None
+        self.sock: VrrpEndpoint | None = None
+        self.announcer: AnnouncerPort | None = None
         self.hmac_key: bytes | None = None
         self.replay = auth.ReplayGuard()
         self.holding: set[str] = set()
@@ -174,7 +170,7 @@ class Instance:
         self.sock = sock
         if cfg.hmac_key_file:  # checked by preflight(); read again here on (re)start
             self.hmac_key = auth.load_key(Path(cfg.hmac_key_file).read_bytes())
-        self.announcer = Announcer.open(cfg.interface)
+        self.announcer = self.agent.adapters.open_announcer(cfg.interface)
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
         # VIPs left behind by a crashed run: a backup must not answer for them.
         for vip in cfg.virtual_addresses:
@@ -203,13 +199,13 @@ class Instance:
             nursery.cancel_scope.cancel()
         self.sock.close()
 
-    async def _open_socket(self) -> VrrpSocket | None:
+    async def _open_socket(self) -> VrrpEndpoint | None:
         """Open the VRRP socket, retrying each second; None if stopped meanwhile."""
         cfg = self.cfg
         attempt = 0
         while not self.stop_requested:
             try:
-                return VrrpSocket.open(
+                return self.agent.adapters.open_vrrp_endpoint(
                     interface=cfg.interface,
                     family=cfg.family,
                     unicast_peers=cfg.unicast_peers,
@@ -527,7 +523,10 @@ class _VipDiff:
 class Agent:
     """Everything one ``hadirector run`` process does."""
 
-    def __init__(self, config: Config, config_path: Path | None) -> None:
+    def __init__(
+        self, config: Config, config_path: Path | None, adapters: Adapters | None = None
+    ) -> None:
+        self.adapters = adapters or Adapters.real()
         self.config = config
         self.config_path = config_path
         self.log = logs.get(
@@ -539,12 +538,13 @@ class Agent:
         self.group_state: dict[str, str] = {}
         self.tracks = TrackStates()
         self.notifier = notify.NotifyRunner()
-        self.addresses = AddressManager()
-        self.links = LinkWatcher()
-        self.ipvs = IpvsManager(config)
+        self.addresses = self.adapters.addresses()
+        self.links = self.adapters.links()
+        self.ipvs = self.adapters.ipvs(config)
         self._nursery: trio.Nursery | None = None
         self._track_scope: trio.CancelScope | None = None
         self.stopping = False
+        self._stop_requested = trio.Event()
 
     # -- tracking ---------------------------------------------------------------------
 
@@ -655,24 +655,33 @@ class Agent:
 
     # -- main -------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run until stopped (SIGTERM/SIGINT or ``request_stop()``), then hand over and exit."""
         await self.addresses.open()
         await self.links.open()
         self._build_groups()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if handle_signals:
+                nursery.start_soon(self._signal_loop)
             nursery.start_soon(self.notifier.run)
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             self._start_tracking()
-            await nursery.start(self.ipvs.run)
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
+            # IPVS after VRRP: programming a large table must not delay the first advert.
+            nursery.start_soon(self.ipvs.run)
             sdnotify.notify("READY=1")
             self.update_status()
             nursery.start_soon(self._watchdog)
-            await self._signal_loop()
+            await self._stop_requested.wait()
+            await self.shutdown()
             nursery.cancel_scope.cancel()
+
+    def request_stop(self) -> None:
+        """Ask the agent to hand over and exit (what SIGTERM does)."""
+        self._stop_requested.set()
 
     async def _start_instance(self, cfg: VrrpInstance) -> None:
         assert self._nursery is not None
@@ -712,7 +721,7 @@ class Agent:
                     await self.reload()
                     continue
                 self.log.info("agent.stopping", signal=signal.Signals(signum).name)
-                await self.shutdown()
+                self.request_stop()
                 return
 
     async def shutdown(self) -> None:

@@ -1,0 +1,111 @@
+"""The agent's adapters behind small Protocols, and the bundle the agent is built from.
+
+The agent only ever talks to these shapes; ``Adapters.real()`` gives the kernel-backed
+implementations (net/, ipvs/manager.py), tests give recording fakes on a simulated wire
+(tests/agent/). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ReceivedPacket(Protocol):
+    payload: bytes
+    src: IPAddress
+    dst: IPAddress
+    ttl: int
+
+
+class VrrpEndpoint(Protocol):
+    """A VRRP socket: send a VRRP packet to a destination, receive the next one."""
+
+    local_address: IPAddress
+    destinations: tuple[IPAddress, ...]
+
+    async def send(self, payload: bytes, dst: IPAddress) -> None: ...
+
+    async def receive(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class OpenVrrpEndpoint(Protocol):
+    def __call__(
+        self,
+        *,
+        interface: str,
+        family: int,
+        unicast_peers: Sequence[IPAddress] = (),
+        unicast_src: IPAddress | None = None,
+    ) -> VrrpEndpoint: ...
+
+
+class AnnouncerPort(Protocol):
+    """Gratuitous ARP / unsolicited NA on one interface."""
+
+    def send_garp(self, address: ipaddress.IPv4Address) -> None: ...
+
+    def send_unsolicited_na(self, address: ipaddress.IPv6Address) -> None: ...
+
+
+class AddressesPort(Protocol):
+    """VIPs on interfaces: add/remove (False = already so), and vanished-VIP events."""
+
+    async def open(self) -> None: ...
+
+    async def add(self, vip: Any) -> bool: ...
+
+    async def remove(self, vip: Any) -> bool: ...
+
+    def watch(self) -> AsyncIterator[Any]: ...
+
+
+class LinksPort(Protocol):
+    """Link states and their changes as (ifname, up) pairs."""
+
+    async def open(self) -> None: ...
+
+    def is_up(self, ifname: str) -> bool: ...
+
+    def changes(self) -> AsyncIterator[Any]: ...
+
+
+class IpvsPort(Protocol):
+    """The IPVS component: runs in the agent's nursery, takes reloads."""
+
+    async def run(self) -> None: ...
+
+    def update(self, config: Any) -> None: ...
+
+
+@dataclass
+class Adapters:
+    """Factories for everything the agent touches outside the pure core."""
+
+    open_vrrp_endpoint: OpenVrrpEndpoint
+    open_announcer: Callable[[str], AnnouncerPort]
+    addresses: Callable[[], AddressesPort]
+    links: Callable[[], LinksPort]
+    ipvs: Callable[[Any], IpvsPort]
+
+    @classmethod
+    def real(cls) -> Adapters:
+        from hadirector.ipvs.manager import IpvsManager
+        from hadirector.net.addresses import AddressManager
+        from hadirector.net.announce import Announcer
+        from hadirector.net.links import LinkWatcher
+        from hadirector.net.vrrp_socket import VrrpSocket
+
+        return cls(
+            open_vrrp_endpoint=VrrpSocket.open,
+            open_announcer=Announcer.open,
+            addresses=AddressManager,
+            links=LinkWatcher,
+            ipvs=IpvsManager,
+        )
