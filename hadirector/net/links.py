@@ -139,12 +139,16 @@ class LinkWatcher:
                 self._apply(LinkInfo.from_message(message))
 
     def _resync(self, replies: list[Message]) -> None:
-        fresh = {
-            info.index: info
-            for info in (LinkInfo.from_message(m) for m in replies if m.msg_type == RTM_NEWLINK)
-        }
+        self._resync_infos([LinkInfo.from_message(m) for m in replies if m.msg_type == RTM_NEWLINK])
+
+    def _resync_infos(self, infos: list[LinkInfo]) -> None:
+        """Replace the state with a fresh dump, queueing a change for every flip."""
+        fresh = {info.index: info for info in infos}
+        # Links gone or renamed first: a dump may list a new owner of a name before the
+        # renamed link that used to hold it.
         for index, old in list(self._links.items()):
-            if index not in fresh:
+            new = fresh.get(index)
+            if new is None or new.name != old.name:
                 self._apply(LinkInfo(old.index, old.name, 0, old.mac, deleted=True))
         for info in fresh.values():
             self._apply(info)
