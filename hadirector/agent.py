@@ -306,7 +306,10 @@ class Instance:
         src = self.sock.local_address
         for dst in self.sock.destinations:
             payload = codec.encode(
-                advert, src=src, dst=dst, v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header
+                advert,
+                src=src,
+                dst=codec.MCAST_V4 if cfg.old_unicast_checksum else dst,
+                v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
             )
             if self.hmac_key is not None:
                 payload = auth.sign(
@@ -464,6 +467,21 @@ class Instance:
             reason, "vrrp.advert_rejected", reason=reason, source=str(src), detail=detail
         )
 
+    def _decode(self, payload: bytes, src: Any, dst: Any) -> codec.Advert:
+        """Decode; in IPv4 v3 unicast mode also accept keepalived's old checksum form."""
+        cfg = self.cfg
+        pseudo = cfg.v3_checksum_pseudo_header
+        try:
+            return codec.decode(payload, src=src, dst=dst, v3_ipv4_pseudo_header=pseudo)
+        except DecodeError as exc:
+            if exc.reason != "checksum" or not (cfg.unicast and cfg.family == 4):
+                raise
+            advert = codec.decode(
+                payload, src=src, dst=codec.MCAST_V4, v3_ipv4_pseudo_header=pseudo
+            )
+            self.counters["old_unicast_checksum_seen"] += 1
+            return advert
+
     def _accept(self, received: Any) -> codec.Advert | None:
         """The RFC 5798 §7.1 receive checks; None when the packet is dropped."""
         cfg = self.cfg
@@ -482,12 +500,7 @@ class Instance:
                 self._reject("replay", src, f"sequence {seq} not newer")
                 return None
         try:
-            advert = codec.decode(
-                payload,
-                src=src,
-                dst=received.dst,
-                v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
-            )
+            advert = self._decode(payload, src, received.dst)
         except DecodeError as exc:
             self._reject(exc.reason, src, exc.detail)
             return None

@@ -96,6 +96,7 @@ INSTANCE_KEYS: Final = (
     "accept_from",
     "max_adopted_interval",
     "v3_checksum_pseudo_header",
+    "old_unicast_checksum",
     "auth_type",
     "auth_pass",
     "hmac_key_file",
@@ -773,6 +774,14 @@ class _Loader:
                 t.at("v3_checksum_pseudo_header"),
                 "must be true for IPv6 (the IPv6 pseudo-header is always part of the checksum)",
             )
+        old_unicast = t.opt("old_unicast_checksum", self.boolean(), False)
+        if old_unicast and family is not None and version_ok and (
+            family != 4 or version != 3 or not peers
+        ):
+            self.add(
+                t.at("old_unicast_checksum"),
+                "applies to IPv4 VRRPv3 with unicast_peers only",
+            )
         auth_type = t.opt("auth_type", self.choice(("none", "pass")), "none")
         if auth_type != "none" and version == 3 and version_ok:
             self.add(t.at("auth_type"), "authentication exists in version 2 only")
@@ -815,6 +824,7 @@ class _Loader:
             accept_from=accept_from,
             max_adopted_interval_cs=max_adopted_cs,
             v3_checksum_pseudo_header=pseudo,
+            old_unicast_checksum=old_unicast,
             auth_type=cast(Any, auth_type),
             auth_pass=auth_pass,
             hmac_key_file=hmac_key_file,

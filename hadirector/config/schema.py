@@ -132,6 +132,7 @@ class VrrpInstance:
     # v3: the largest interval a backup adopts from a master; v2: equal to advert_interval_cs.
     max_adopted_interval_cs: int = 400
     v3_checksum_pseudo_header: bool = True
+    old_unicast_checksum: bool = False  # keepalived's: unicast v3 pseudo-header names 224.0.0.18
     auth_type: AuthType = "none"
     auth_pass: str | None = None
     hmac_key_file: str | None = None

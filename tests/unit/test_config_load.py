@@ -1505,3 +1505,25 @@ def test_loaded_config_is_hashable_and_equal_across_loads() -> None:
     one, two = load_text(text), load_text(text)
     assert one == two
     assert hash(one) == hash(two)
+
+
+def test_old_unicast_checksum_is_for_ipv4_v3_unicast_only() -> None:
+    from hadirector.config.load import load_text
+    from hadirector.errors import ConfigError
+
+    base = """
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = 100
+virtual_addresses = ["192.0.2.100/24"]
+old_unicast_checksum = true
+"""
+    cfg = load_text(base + 'unicast_peers = ["192.0.2.2"]\n')
+    assert cfg.vrrp_instances[0].old_unicast_checksum is True
+    with pytest.raises(ConfigError) as info:
+        load_text(base)
+    assert [str(p) for p in info.value.problems] == [
+        "vrrp_instance[0].old_unicast_checksum: applies to IPv4 VRRPv3 with unicast_peers only"
+    ]
