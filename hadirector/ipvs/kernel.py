@@ -117,6 +117,15 @@ def _op_hint(op: Op, error: int) -> str:
         return f"scheduler {name!r} not found: is module ip_vs_{name} available?"
     if isinstance(op, EditDest | DelDest) and error == errno_module.ENOENT:
         return "no such destination"
+    if isinstance(op, AddDest | EditDest) and error == errno_module.ERANGE:
+        return "lower connection threshold above the upper one (0 counts as 0 here)"
+    if (
+        isinstance(op, AddService | EditServiceOp)
+        and error == errno_module.EINVAL
+        and op.key.family == 6
+        and not 1 <= op.service.netmask <= 128
+    ):
+        return f"IPv6 netmask must be a prefix length 1..128, got {op.service.netmask}"
     return ""
 
 

@@ -1,0 +1,179 @@
+"""The kernel's connection-sync daemons driven by SyncKernel (inside the VM).
+
+Two namespaces joined by a veth pair stand for two directors: a master daemon in one and
+a backup daemon in the other, read back through GET_DAEMON and through ``ipvsadm --list
+--daemon``; then a connection made through the master's IPVS shows up on the backup.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from hadirector.ipvs import model
+from hadirector.ipvs.kernel import IpvsKernel, IpvsOpError
+from hadirector.ipvs.model import Dest, DestKey, Service, ServiceKey
+from hadirector.ipvs.types import SyncDaemon, SyncState
+from hadirector.sync.kernel import SyncKernel
+
+from .conftest import in_netns, run_ip
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+def directors(ipvs_modules: None) -> Iterator[tuple[str, str]]:
+    """Namespaces a and b, linked by veth a0 (192.0.2.1) <-> b0 (192.0.2.2)."""
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"hda-{tag}", f"hdb-{tag}"
+    run_ip("netns", "add", a)
+    run_ip("netns", "add", b)
+    try:
+        run_ip("-n", a, "link", "add", "a0", "type", "veth", "peer", "b0", "netns", b)
+        for ns, dev, addr in ((a, "a0", "192.0.2.1/24"), (b, "b0", "192.0.2.2/24")):
+            run_ip("-n", ns, "addr", "add", addr, "dev", dev)
+            run_ip("-n", ns, "link", "set", dev, "up")
+            run_ip("-n", ns, "link", "set", "lo", "up")
+        yield a, b
+    finally:
+        run_ip("netns", "delete", a)
+        run_ip("netns", "delete", b)
+
+
+def test_master_and_backup_start_read_back_and_stop(directors: tuple[str, str]) -> None:
+    a, b = directors
+
+    async def main() -> tuple[list[SyncDaemon], list[SyncDaemon], list[SyncDaemon]]:
+        async with IpvsKernel(a) as ka, IpvsKernel(b) as kb:
+            sync_a, sync_b = SyncKernel(ka), SyncKernel(kb)
+            await sync_a.start_daemon(SyncState.MASTER, "a0", 7)
+            await sync_b.start_daemon(
+                SyncState.BACKUP, "b0", 7, mcast_group="239.1.2.3", mcast_port=8849, mcast_ttl=3
+            )
+            read_a, read_b = await sync_a.daemons(), await sync_b.daemons()
+            await sync_a.stop_daemon(SyncState.MASTER)
+            await sync_b.stop_daemon(SyncState.BACKUP)
+            return read_a, read_b, await sync_a.daemons() + await sync_b.daemons()
+
+    # ipvsadm is read while the daemons run, from a second trio run.
+    read_a, read_b, after_stop = trio.run(main)
+    [master] = read_a
+    [backup] = read_b
+    assert (master.state, master.ifname, master.syncid) == (SyncState.MASTER, "a0", 7)
+    assert (master.mcast_group, master.mcast_port, master.mcast_ttl) == ("224.0.0.81", 8848, 1)
+    assert master.sync_maxlen > 0
+    assert (backup.state, backup.ifname, backup.syncid) == (SyncState.BACKUP, "b0", 7)
+    assert (backup.mcast_group, backup.mcast_port, backup.mcast_ttl) == ("239.1.2.3", 8849, 3)
+    assert after_stop == []
+
+
+def test_ipvsadm_sees_the_daemons_we_start(directors: tuple[str, str]) -> None:
+    a, b = directors
+
+    async def start() -> None:
+        async with IpvsKernel(a) as ka, IpvsKernel(b) as kb:
+            await SyncKernel(ka).start_daemon(SyncState.MASTER, "a0", 3, mcast_port=8850)
+            await SyncKernel(kb).start_daemon(SyncState.BACKUP, "b0", 3, mcast_port=8850)
+
+    trio.run(start)
+    listing_a = in_netns(a, "ipvsadm", "--list", "--daemon")
+    listing_b = in_netns(b, "ipvsadm", "--list", "--daemon")
+    assert "master sync daemon (mcast=a0, syncid=3" in listing_a
+    assert "port=8850" in listing_a
+    assert "backup sync daemon (mcast=b0, syncid=3" in listing_b
+
+
+def test_daemon_errors_are_clear(directors: tuple[str, str]) -> None:
+    a, _ = directors
+
+    async def main() -> list[IpvsOpError]:
+        caught = []
+        async with IpvsKernel(a) as ka:
+            sync = SyncKernel(ka)
+            await sync.stop_daemon(SyncState.BACKUP)  # not running: fine by default
+            with pytest.raises(IpvsOpError) as info:
+                await sync.stop_daemon(SyncState.BACKUP, missing_ok=False)
+            caught.append(info.value)
+            await sync.start_daemon(SyncState.MASTER, "a0", 1)
+            with pytest.raises(IpvsOpError) as info:
+                await sync.start_daemon(SyncState.MASTER, "a0", 1)
+            caught.append(info.value)
+            with pytest.raises(IpvsOpError) as info:
+                await sync.start_daemon(SyncState.BACKUP, "nosuchdev0", 1)
+            caught.append(info.value)
+        return caught
+
+    caught = trio.run(main)
+    assert caught[0].errno == errno.ESRCH
+    assert str(caught[0]).startswith("stop sync backup daemon:")
+    assert caught[1].errno == errno.EEXIST
+    assert str(caught[1]).startswith("start sync master daemon on a0 (syncid 1): File exists")
+    assert caught[2].errno == errno.ENODEV
+    assert "nosuchdev0" in str(caught[2])
+
+
+def test_connections_reach_the_backup(directors: tuple[str, str]) -> None:
+    """A TCP connection through the master's IPVS appears in the backup's table."""
+    a, b = directors
+    vip = ServiceKey.virtual("tcp", "203.0.113.10", 80)
+    real = DestKey.of("192.0.2.2", 8080)
+    # The "client" is the master's own namespace: a local connection to the VIP.
+    run_ip("-n", a, "addr", "add", "203.0.113.10/32", "dev", "lo")
+    run_ip("-n", b, "route", "add", "default", "via", "192.0.2.1")
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", b, "python3", "-c", _ACCEPT_LOOP],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+
+        async def setup() -> None:
+            async with IpvsKernel(a) as ka, IpvsKernel(b) as kb:
+                for kernel in (ka, kb):
+                    await kernel.add_service(vip, Service("rr", model.SVC_F_PERSISTENT, 300))
+                    await kernel.add_dest(vip, real, Dest(model.FWD_MASQ, 1))
+                await SyncKernel(ka).start_daemon(SyncState.MASTER, "a0", 9)
+                await SyncKernel(kb).start_daemon(SyncState.BACKUP, "b0", 9)
+
+        trio.run(setup)
+        in_netns(a, "python3", "-c", _CONNECT % "203.0.113.10")
+        deadline = time.monotonic() + 30
+        while True:
+            backup_conns = in_netns(b, "ipvsadm", "-L", "-n", "-c")
+            if "203.0.113.10:80" in backup_conns or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "203.0.113.10:80" in backup_conns, backup_conns
+        assert "192.0.2.2:8080" in backup_conns
+    finally:
+        server.kill()
+        server.wait()
+
+
+_ACCEPT_LOOP = """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("192.0.2.2", 8080))
+s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"hello")
+    c.close()
+"""
+
+_CONNECT = """
+import socket
+c = socket.create_connection(("%s", 80), timeout=10)
+assert c.recv(5) == b"hello"
+c.close()
+"""
