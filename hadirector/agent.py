@@ -170,7 +170,10 @@ class Instance:
         self.sock = sock
         if cfg.hmac_key_file:  # checked by preflight(); read again here on (re)start
             self.hmac_key = auth.load_key(Path(cfg.hmac_key_file).read_bytes())
-        self.announcer = self.agent.adapters.open_announcer(cfg.interface)
+        try:
+            self.announcer = self.agent.adapters.open_announcer(cfg.interface)
+        except OSError as exc:
+            self.log.error("vip.announcer_unavailable", interface=cfg.interface, error=str(exc))
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
         # VIPs left behind by a crashed run: a backup must not answer for them.
         for vip in cfg.virtual_addresses:
@@ -367,7 +370,8 @@ class Instance:
                     self._announce_once(vips)
 
     def _announce_once(self, vips: Sequence[Any]) -> None:
-        assert self.announcer is not None
+        if self.announcer is None:
+            return
         for vip in vips:
             ip = vip.interface.ip
             try:
