@@ -1,0 +1,133 @@
+"""On the host: the adapter's behaviour without IPVS, and the VM runner itself.
+
+The build machines' kernel has no IPVS: opening the adapter there must raise
+IpvsUnavailable with a message an operator can act on, not crash. The runner tests boot one
+small VM to check what the VM suite relies on (exit status, cwd, environment, writable
+shares, a read-only host) and the runner's failure statuses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from hadirector.errors import IpvsUnavailable, KernelError
+from hadirector.ipvs.kernel import IpvsKernel, ensure_scheduler
+
+from . import vmplugin
+
+RUNNER = vmplugin.RUNNER
+
+
+def host_has_ipvs() -> bool:
+    if Path("/proc/net/ip_vs").exists():
+        return True
+    probe = subprocess.run(["modprobe", "-n", "ip_vs"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_host_without_ipvs = pytest.mark.skipif(
+    vmplugin.IN_VM or host_has_ipvs(), reason="this kernel has IPVS; the test is for one without"
+)
+
+
+@needs_host_without_ipvs
+def test_open_without_ipvs_raises_a_clear_ipvs_unavailable() -> None:
+    async def main() -> None:
+        await IpvsKernel().open()
+
+    with pytest.raises(IpvsUnavailable) as info:
+        trio.run(main)
+    message = str(info.value)
+    assert "IPVS is not available in this kernel" in message
+    assert os.uname().release in message
+    assert "CONFIG_IP_VS" in message
+    assert "modprobe ip_vs" in message
+
+
+@needs_host_without_ipvs
+def test_missing_scheduler_is_a_kernel_error_naming_the_module() -> None:
+    with pytest.raises(KernelError, match="modprobe ip_vs_wlc"):
+        trio.run(ensure_scheduler, "wlc")
+    with pytest.raises(KernelError, match="invalid IPVS scheduler name"):
+        trio.run(ensure_scheduler, "../x")
+
+
+def test_requests_before_open_and_unknown_namespaces_are_kernel_errors() -> None:
+    async def unopened() -> None:
+        await IpvsKernel().services()
+
+    async def bad_namespace() -> None:
+        await IpvsKernel(netns=f"no-such-ns-{uuid.uuid4().hex[:6]}").open()
+
+    with pytest.raises(KernelError, match="not open"):
+        trio.run(unopened)
+    with pytest.raises(KernelError, match="cannot open IPVS netlink socket in netns"):
+        trio.run(bad_namespace)
+
+
+def require_vm_tools() -> None:
+    if os.environ.get("HADIRECTOR_SKIP_VM") == "1":
+        pytest.skip("HADIRECTOR_SKIP_VM=1: VM tests skipped explicitly")
+    if vmplugin.IN_VM:
+        pytest.skip("runs on the host only")
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.fail(
+            "qemu-system-x86_64 missing: apt-get install -y qemu-system-x86 linux-image-amd64 "
+            "busybox-static (or HADIRECTOR_SKIP_VM=1 to skip VM tests explicitly)"
+        )
+
+
+def test_runner_passes_status_cwd_env_and_shares(tmp_path: Path) -> None:
+    require_vm_tools()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    probe = Path.cwd() / ".vmcache" / f"guest-write-{uuid.uuid4().hex[:6]}"
+    script = (
+        "echo cwd=$(pwd); echo in_vm=$HADIRECTOR_IN_VM extra=$EXTRA; "
+        f"echo from-guest > {shared}/out; touch {probe}; "
+        "modprobe ip_vs && test -e /proc/net/ip_vs && echo ipvs=yes; exit 7"
+    )
+    result = subprocess.run(
+        [
+            *(sys.executable, str(RUNNER), "--timeout", "300", "--rw", str(shared)),
+            *("--env", "EXTRA=a b", "--", "sh", "-c", script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 7, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"cwd={Path.cwd()}" in lines
+    assert "in_vm=1 extra=a b" in lines
+    assert "ipvs=yes" in lines
+    assert (shared / "out").read_text() == "from-guest\n"
+    assert not probe.exists(), "guest writes outside --rw shares must vanish"
+
+
+def test_runner_reports_its_own_failures() -> None:
+    require_vm_tools()
+    no_kernel = subprocess.run(
+        [sys.executable, str(RUNNER), "--kernel", "0.0-none", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert no_kernel.returncode == 125
+    assert "VM failed: kernel 0.0-none not found" in no_kernel.stderr
+    too_slow = subprocess.run(
+        [sys.executable, str(RUNNER), "--timeout", "2", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert too_slow.returncode == 124
+    assert "timed out after 2 s" in too_slow.stderr
