@@ -1,0 +1,268 @@
+"""Handovers between two agents: graceful stop, preemption back, faults, sync groups and
+split brain, checked from the VIP add/remove ledger of both directors in virtual time."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from hadirector.vrrp.timers import master_down_interval_s, skew_time_s
+from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
+
+VIP = "192.0.2.100/24"
+INTERVAL_CS = 10
+
+
+async def elect(lab: Lab, a_extra: str = "", b_extra: str = "") -> tuple[Running, Running]:
+    a, b = lab.hosts["a"], lab.hosts["b"]
+    ra = await lab.start(a, instance_toml(priority=200) + a_extra)
+    rb = await lab.start(b, instance_toml(priority=100) + b_extra)
+    await trio.sleep(2)
+    assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+    return ra, rb
+
+
+def test_graceful_stop_is_make_before_break_and_run_returns() -> None:
+    async def scenario(lab: Lab) -> None:
+        wire, _a, _b = pair(lab)
+        ra, rb = await elect(lab)
+        t_stop = trio.current_time()
+        ra.stop()
+        with trio.fail_after(5):
+            await ra.wait()
+        await trio.sleep(1)
+        assert rb.state("VI_1") == "MASTER"
+        assert ra.agent.instances["VI_1"].state.value == "STOPPED"
+        # The VIP was held by someone at every instant since a first took it.
+        t_first = lab.find("add", host="a")[0].time
+        assert lab.coverage_gaps(VIP, t_first, trio.current_time()) == []
+        # The taker announces before the giver removes.
+        b_add = lab.find("add", host="b")[0]
+        b_garp = lab.find("garp", host="b")[0]
+        a_remove = lab.find("remove", host="a")[0]
+        assert b_add.seq < b_garp.seq < a_remove.seq
+        # a sent priority 0 (§6.4.2: b waits only Skew_Time), then released after the hold.
+        zero = next(f for f, adv in wire.adverts_from("a") if adv.priority == 0)
+        assert zero.time == t_stop
+        assert b_add.time - zero.time == pytest.approx(skew_time_s(100, INTERVAL_CS, 3))
+        assert a_remove.time - b_add.time == pytest.approx(0.1)  # handover_hold default
+        assert ra.returned_at == pytest.approx(a_remove.time)
+        assert lab.holders(VIP) == {"b"}
+
+    run_lab(scenario)
+
+
+def test_preemption_back_after_restart_has_no_gap_and_no_extra_transition() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra, rb = await elect(lab)
+        ra.stop()
+        await ra.wait()
+        await trio.sleep(2)
+        t_restart = trio.current_time()
+        ra2 = await lab.start(a, instance_toml(priority=200))
+        await trio.sleep(3)
+        assert (ra2.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        t_first = lab.find("add", host="a")[0].time
+        assert lab.coverage_gaps(VIP, t_first, trio.current_time()) == []
+        # Restarted a: BACKUP, then MASTER after its own Master_Down_Interval, because b's
+        # lower-priority adverts are discarded (§6.4.2, preempt).
+        a_master = lab.find("transition", host="a")[-1]
+        assert a_master.time - t_restart == pytest.approx(
+            master_down_interval_s(200, INTERVAL_CS, 3)
+        )
+        assert lab.transitions("a") == [
+            ("a", "INIT", "BACKUP"),
+            ("a", "BACKUP", "MASTER"),
+            ("a", "MASTER", "STOPPED"),
+            ("a", "INIT", "BACKUP"),
+            ("a", "BACKUP", "MASTER"),
+        ]
+        assert lab.transitions("b") == [
+            ("b", "INIT", "BACKUP"),
+            ("b", "BACKUP", "MASTER"),
+            ("b", "MASTER", "BACKUP"),
+        ]
+        # Preempted b released only after a had announced.
+        a_garp = next(e for e in lab.find("garp", host="a") if e.time >= t_restart)
+        b_remove = lab.find("remove", host="b")[-1]
+        assert a_garp.seq < b_remove.seq
+        assert lab.holders(VIP) == {"a"}
+
+    run_lab(scenario)
+
+
+def test_link_down_on_master_faults_and_link_up_preempts_back() -> None:
+    async def scenario(lab: Lab) -> None:
+        wire, a, _ = pair(lab)
+        ra, rb = await elect(lab)
+        a.links.set("eth0", False)
+        t_down = trio.current_time()
+        await trio.sleep(0)
+        await trio.sleep(1)
+        assert ra.state("VI_1") == "FAULT"
+        assert rb.state("VI_1") == "MASTER"
+        # FAULT releases at once (no hold); b takes over after its Master_Down_Interval
+        # from the last advert it heard: an outage, which the ledger shows.
+        a_remove = lab.find("remove", host="a")[0]
+        assert a_remove.time == t_down
+        last = max(f.time for f, _ in wire.adverts_from("a") if "b" in f.delivered_to)
+        b_master = lab.find("transition", host="b")[-1]
+        assert b_master.time - last == pytest.approx(master_down_interval_s(100, INTERVAL_CS, 3))
+        assert lab.coverage_gaps(VIP, t_down - 1, b_master.time) == [(t_down, b_master.time)]
+        a.links.set("eth0", True)
+        t_up = trio.current_time()
+        await trio.sleep(2)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        assert lab.coverage_gaps(VIP, b_master.time, trio.current_time()) == []
+        assert [t[1:] for t in lab.transitions("a")] == [
+            ("INIT", "BACKUP"),
+            ("BACKUP", "MASTER"),
+            ("MASTER", "FAULT"),
+            ("FAULT", "BACKUP"),
+            ("BACKUP", "MASTER"),
+        ]
+        a_back = lab.find("transition", host="a")[-1]
+        assert a_back.time - t_up == pytest.approx(master_down_interval_s(200, INTERVAL_CS, 3))
+
+    run_lab(scenario)
+
+
+def test_tracked_interface_down_lowers_priority_and_peer_takes_over() -> None:
+    async def scenario(lab: Lab) -> None:
+        wire, a, _ = pair(lab, extra_interfaces=["eth1"])
+        track = 'track_interfaces = [{ name = "eth1", weight = -60 }]\n'
+        ra, rb = await elect(lab, a_extra=track)
+        t_down = trio.current_time()
+        a.links.set("eth1", False)
+        await trio.sleep(2)
+        # 200 - 60 = 140 is still above 100: nothing moves.
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        assert {adv.priority for f, adv in wire.adverts_from("a") if f.time > t_down} == {140}
+
+    async def scenario_drop(lab: Lab) -> None:
+        wire, a, _ = pair(lab, extra_interfaces=["eth1"])
+        track = 'track_interfaces = [{ name = "eth1", weight = -60 }]\n'
+        ra = await lab.start(a, instance_toml(priority=150, extra=track))
+        rb = await lab.start(lab.hosts["b"], instance_toml(priority=100))
+        await trio.sleep(2)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        t_down = trio.current_time()
+        a.links.set("eth1", False)
+        await trio.sleep(2)
+        # 150 - 60 = 90 < 100: a advertises 90, b discards it (§6.4.2, preempt) and its
+        # Master_Down_Timer expires; a hears b's 100 and steps down (§6.4.3).
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("BACKUP", "MASTER")
+        after = [adv.priority for f, adv in wire.adverts_from("a") if f.time > t_down]
+        assert after and set(after) == {90}
+        last_150 = max(f.time for f, adv in wire.adverts_from("a") if adv.priority == 150)
+        b_master = lab.find("transition", host="b")[-1]
+        assert b_master.time - last_150 == pytest.approx(
+            master_down_interval_s(100, INTERVAL_CS, 3)
+        )
+        assert ra.agent.instances["VI_1"].machine.effective_priority == 90
+        assert lab.holders(VIP) == {"b"}
+        t_first = lab.find("add", host="a")[0].time
+        assert lab.coverage_gaps(VIP, t_first, trio.current_time()) == []
+        a.links.set("eth1", True)
+        await trio.sleep(2)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+
+    run_lab(scenario)
+    run_lab(scenario_drop)
+
+
+SYNC_PAIR = """
+[[sync_group]]
+name = "G1"
+instances = ["VI_1", "VI_2"]
+"""
+
+
+def sync_config(priority: int) -> str:
+    return (
+        instance_toml(name="VI_1", interface="eth0", vrid=51, priority=priority)
+        + instance_toml(
+            name="VI_2", interface="eth1", vrid=52, priority=priority, vips=["198.51.100.1/24"]
+        )
+        + SYNC_PAIR
+    )
+
+
+def test_sync_group_member_fault_moves_both_instances_to_the_peer() -> None:
+    async def scenario(lab: Lab) -> None:
+        lan, srv = lab.wire("lan"), lab.wire("srv")
+        a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
+        b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+        ra = await lab.start(a, sync_config(200))
+        rb = await lab.start(b, sync_config(100))
+        await trio.sleep(2)
+        assert [ra.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["BACKUP", "BACKUP"]
+        t_fault = trio.current_time()
+        a.links.set("eth1", False)  # server side of a lost
+        await trio.sleep(2)
+        assert [ra.state(i) for i in ("VI_1", "VI_2")] == ["FAULT", "FAULT"]
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        assert a.held() == set()
+        assert b.held() == {VIP, "198.51.100.1/24"}
+        # VI_1's link is fine: the group's FAULT sends priority 0 on it, so b's VI_1 takes
+        # over after Skew_Time and b's group pulls VI_2 along at the same instant.
+        zero = [f for f, adv in lan.adverts_from("a") if adv.priority == 0]
+        assert zero and zero[0].time == t_fault
+        b_vi1 = lab.find("transition", host="b", subject="VI_1")[-1]
+        b_vi2 = lab.find("transition", host="b", subject="VI_2")[-1]
+        assert b_vi1.time - t_fault == pytest.approx(skew_time_s(100, INTERVAL_CS, 3))
+        assert b_vi2.time == b_vi1.time
+        assert lab.find("vrrp.group_transition", host="b")[-1].detail["new"] == "MASTER"
+        assert not srv.adverts_from("a") or max(f.time for f, _ in srv.adverts_from("a")) < (
+            t_fault
+        )
+        a.links.set("eth1", True)
+        await trio.sleep(3)
+        assert [ra.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["BACKUP", "BACKUP"]
+        assert a.held() == {VIP, "198.51.100.1/24"}
+
+    run_lab(scenario)
+
+
+@pytest.mark.parametrize(
+    "first_across",
+    [
+        "b",
+        pytest.param(
+            "a",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the winner's advert crosses first: the loser steps down silently, "
+                "so the winner never learns of the split brain and does not re-announce",
+            ),
+        ),
+    ],
+)
+def test_split_brain_heals_to_one_master_with_a_fresh_announcement(first_across: str) -> None:
+    async def scenario(lab: Lab) -> None:
+        wire, _, _ = pair(lab)
+        extra = "garp_master_delay = 0.0\n"  # no scheduled second burst to mistake for one
+        ra, rb = await elect(lab, a_extra=extra, b_extra=extra)
+        wire.cut("a", "b")
+        await trio.sleep(2)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "MASTER")
+        assert lab.holders(VIP) == {"a", "b"}
+        # Heal just after the other master's advert, so that `first_across` speaks first.
+        other = "a" if first_across == "b" else "b"
+        await trio.sleep_until(wire.adverts_from(other)[-1][0].time + 0.1 + 1e-4)
+        wire.heal()
+        t_heal = trio.current_time()
+        await trio.sleep(2)
+        crossing = [f for f in wire.frames if f.time >= t_heal and f.delivered_to]
+        assert crossing[0].sender == first_across
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        assert lab.holders(VIP) == {"a"}
+        b_remove = lab.find("remove", host="b")[-1]
+        fresh = [e for e in lab.find("garp", host="a") if t_heal <= e.time]
+        assert fresh, "the surviving master must re-announce after the heal"
+        assert fresh[0].seq < b_remove.seq
+
+    run_lab(scenario)
