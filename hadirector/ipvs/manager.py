@@ -223,6 +223,7 @@ class IpvsManager:
         self.counters["reconciles"] += 1
         if not ops:
             self.owned = set(desired)
+            self._log_reconciled(reason, desired, 0, 0)
             return []
         errors = await self.kernel.apply(ops)
         failed = {e.what for e in errors}
@@ -237,7 +238,23 @@ class IpvsManager:
         if reason == "periodic":
             self.log.warning("ipvs.drift_repaired", operations=len(ops) - len(errors))
         self.owned = set(desired)
+        self._log_reconciled(reason, desired, len(ops) - len(errors), len(errors))
         return ops
+
+    def _log_reconciled(
+        self, reason: str, desired: dict[model.ServiceKey, model.Entry], written: int, failed: int
+    ) -> None:
+        """Say when the table is in step after start or reload (periodic runs stay quiet)."""
+        if reason == "periodic":
+            return
+        self.log.info(
+            "ipvs.reconciled",
+            reason=reason,
+            services=len(desired),
+            refused=len(self.refused),
+            written=written,
+            failed=failed,
+        )
 
     async def aclose(self) -> None:
         if self.kernel is not None:

@@ -1,0 +1,355 @@
+"""An LVS lab inside the VM: namespaces, tiny real servers, a client, the agent as a process.
+
+Everything here lives in network namespaces this module creates (names start with ``lvs-``
+and carry a random tag) and is torn down with them; addresses come from the documentation
+ranges 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24. Nothing here sends traffic
+anywhere else.
+
+- ``Lab``: creates namespaces, veth pairs and bridges, runs commands in them, deletes them.
+- ``socket_in``: a socket created inside a namespace (a short-lived thread enters it), so
+  real servers and the client run as threads of the test process: no Python start-up per
+  server, which costs seconds under the VM's emulation.
+- ``RealServer``: listens on some ports of its namespace and answers every connection with
+  ``<name> <peer address> <local port>``; it records each peer it saw.
+- ``request``: one bounded TCP request from a namespace; returns what the server said.
+- ``AgentProcess``: ``hadirector run`` in a namespace, its JSON log lines collected by a
+  reader thread, with waits on events.
+
+Test support only: must not be imported by the package, and must not touch the VM's own
+(root) namespace beyond creating and deleting namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+CLONE_NEWNET = 0x40000000
+REQUEST_TIMEOUT_S = 5.0
+
+
+def run(*command: str, check: bool = True) -> str:
+    """Run a command; its stdout (AssertionError with stderr if it fails and ``check``)."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr}")
+    return result.stdout
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+def socket_in(
+    netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+) -> socket.socket:
+    """A socket that belongs to namespace ``netns`` (usable from any thread afterwards)."""
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with open(f"/run/netns/{netns}") as target, open("/proc/thread-self/ns/net") as home:
+                _setns(target.fileno())
+                try:
+                    made.append(socket.socket(family, kind))
+                finally:
+                    _setns(home.fileno())
+        except BaseException as error:  # reported to the caller below
+            failed.append(error)
+
+    thread = threading.Thread(target=worker, name=f"socket-in-{netns}")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
+class Lab:
+    """Namespaces of one test, deleted on ``close()`` (also a context manager)."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:5]
+        self.namespaces: list[str] = []
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def netns(self, role: str) -> str:
+        """A new namespace ``lvs-<role>-<tag>`` with lo up."""
+        name = f"lvs-{role}-{self.tag}"
+        run("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        self.ip(name, "link", "set", "lo", "up")
+        return name
+
+    def ip(self, netns: str, *args: str) -> str:
+        return run("ip", "-n", netns, *args)
+
+    def exec(self, netns: str, *command: str, check: bool = True) -> str:
+        return run("ip", "netns", "exec", netns, *command, check=check)
+
+    def sysctl(self, netns: str, **values: str | int) -> None:
+        """Set sysctls in a namespace: ``key__sub`` spells ``key/sub`` (dots also accepted)."""
+        for key, value in values.items():
+            path = key.replace("__", "/").replace(".", "/")
+            self.exec(netns, "sh", "-c", f"echo {value} > /proc/sys/{path}")
+
+    def link(self, a: str, a_dev: str, b: str, b_dev: str) -> None:
+        """A veth pair: ``a_dev`` in ``a``, ``b_dev`` in ``b``, both up."""
+        self.ip(a, "link", "add", a_dev, "type", "veth", "peer", b_dev, "netns", b)
+        self.ip(a, "link", "set", a_dev, "up")
+        self.ip(b, "link", "set", b_dev, "up")
+
+    def close(self) -> None:
+        for name in reversed(self.namespaces):
+            run("ip", "netns", "delete", name, check=False)
+        self.namespaces.clear()
+
+
+# --- real servers and the client --------------------------------------------------------------
+
+
+class RealServer:
+    """A TCP server in a namespace answering ``<name> <peer> <port>`` to every connection."""
+
+    def __init__(self, name: str, netns: str, ports: tuple[int, ...]) -> None:
+        self.name = name
+        self.netns = netns
+        self.peers: list[tuple[str, int]] = []  # (peer address, local port) per connection
+        self._lock = threading.Lock()
+        self._listeners: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        for port in ports:
+            sock = socket_in(netns)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(64)
+            sock.settimeout(0.5)
+            self._listeners.append(sock)
+            thread = threading.Thread(
+                target=self._serve, args=(sock, port), name=f"rs-{name}-{port}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, listener: socket.socket, port: int) -> None:
+        while not self._stopping:
+            try:
+                conn, (peer, _peer_port, *_) = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(REQUEST_TIMEOUT_S)
+                try:
+                    data = b""
+                    while b"\r\n\r\n" not in data and len(data) < 4096:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    with self._lock:
+                        self.peers.append((peer, port))
+                    body = f"{self.name} {peer} {port}\n".encode()
+                    head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    conn.sendall(head + body)
+                except OSError:
+                    continue
+
+    def seen(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self.peers)
+
+    def stop(self) -> None:
+        self._stopping = True
+        for sock in self._listeners:
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a real server said: its name, the client address it saw, the port it served."""
+
+    server: str
+    peer: str
+    port: int
+
+
+def request(
+    netns: str,
+    address: str,
+    port: int,
+    source_port: int = 0,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+) -> Answer:
+    """One HTTP/1.0 request from namespace ``netns`` to ``address:port``, bounded in time.
+
+    A caller giving each request its own ``source_port`` makes sure no request meets an
+    IPVS connection entry left by an earlier one (a reused port would be rescheduled or
+    stick to the old server, and counts would no longer be exact).
+    """
+    sock = socket_in(netns)
+    with sock:
+        sock.settimeout(timeout_s)
+        if source_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", source_port))
+        sock.connect((address, port))
+        sock.sendall(f"GET / HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
+        data = b""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200"):
+        raise AssertionError(f"bad answer from {address}:{port}: {data!r}")
+    server, peer, served = body.decode().split()
+    return Answer(server, peer, int(served))
+
+
+# --- the agent ---------------------------------------------------------------------------------
+
+
+WRITE_EVENTS = frozenset(
+    {
+        "ipvs.service.add",
+        "ipvs.service.edit",
+        "ipvs.service.del",
+        "ipvs.dest.add",
+        "ipvs.dest.edit",
+        "ipvs.dest.del",
+    }
+)
+
+
+class AgentProcess:
+    """``hadirector run --config FILE`` in a namespace; its log lines parsed as they come."""
+
+    def __init__(self, netns: str, config: Path) -> None:
+        self.netns = netns
+        self.config = config
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [
+                "ip", "netns", "exec", netns,
+                sys.executable, "-m", "hadirector", "run", "--config", str(config),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )  # fmt: skip
+        self.events: list[dict[str, Any]] = []
+        self.other_lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="agent-log", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            with self._cond:
+                if isinstance(record, dict) and "event" in record:
+                    self.events.append(record)
+                else:
+                    self.other_lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        """A position in the event list (for ``wait_for(..., since=...)``)."""
+        with self._cond:
+            return len(self.events)
+
+    def named(self, *names: str, since: int = 0) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events[since:] if e["event"] in names]
+
+    def wait_for(
+        self,
+        name: str,
+        timeout_s: float,
+        since: int = 0,
+        where: Callable[[dict[str, Any]], bool] = lambda _e: True,
+    ) -> dict[str, Any]:
+        """The first event ``name`` after position ``since`` matching ``where``; or fail."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for event in self.events[since:]:
+                    if event["event"] == name and where(event):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    break
+                self._cond.wait(min(left, 0.5))
+        raise AssertionError(
+            f"no {name} within {timeout_s} s; agent said:\n" + self.transcript(since)
+        )
+
+    def transcript(self, since: int = 0) -> str:
+        with self._cond:
+            lines = [json.dumps(e) for e in self.events[since:]] + self.other_lines
+        return "\n".join(lines[-80:])
+
+    def signal(self, signum: int) -> None:
+        # ``ip netns exec`` execs the command: the process is the agent itself.
+        self.process.send_signal(signum)
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM and wait; the exit status (killed after ``timeout_s``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def agent(netns: str, config: Path) -> Iterator[AgentProcess]:
+    """An agent that is stopped (SIGTERM, then SIGKILL) whatever the test does."""
+    process = AgentProcess(netns, config)
+    try:
+        yield process
+    finally:
+        process.stop()
