@@ -262,6 +262,10 @@ class ProcessDirector:
     def prepare(self) -> None:
         """Write configuration files; called before every start."""
 
+    def popen_kwargs(self) -> dict[str, Any]:
+        """Extra ``subprocess.Popen`` arguments (e.g. ``env``)."""
+        return {}
+
     def started(self, proc: subprocess.Popen[bytes]) -> None:
         """Hook after the process started (e.g. to start a log-reading thread)."""
 
@@ -328,6 +332,7 @@ class ProcessDirector:
             *self.argv(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            **self.popen_kwargs(),
         )
         self.started(self.proc)
 
@@ -380,6 +385,140 @@ class ProcessDirector:
     def transitions(self) -> list[Transition]:
         with self._cond:
             return list(self._transitions)
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def hadirector_toml(
+    instances: Sequence[InstanceSpec],
+    *,
+    router_id: str,
+    state_dir: Path,
+    sync_group: str | None = None,
+    log_level: str = "info",
+) -> str:
+    """A hadirector configuration (VRRP only) for ``instances`` (see docs/config.md)."""
+    lines = [
+        "[global]",
+        f"router_id = {_toml_str(router_id)}",
+        f"log_level = {_toml_str(log_level)}",
+        f"state_dir = {_toml_str(str(state_dir))}",
+        f"control_socket = {_toml_str(str(state_dir / 'hadirector.sock'))}",
+    ]
+    for spec in instances:
+        lines += [
+            "",
+            "[[vrrp_instance]]",
+            f"name = {_toml_str(spec.name)}",
+            f"interface = {_toml_str(spec.interface)}",
+            f"vrid = {spec.vrid}",
+            f"priority = {spec.priority}",
+            f"advert_interval = {spec.advert_s!r}",
+            f"version = {spec.version}",
+            f"preempt = {'true' if spec.preempt else 'false'}",
+            f"virtual_addresses = [{', '.join(_toml_str(v) for v in spec.vips)}]",
+        ]
+        if spec.unicast_src:
+            lines.append(f"unicast_src = {_toml_str(spec.unicast_src)}")
+        if spec.unicast_peers:
+            lines.append(f"unicast_peers = [{', '.join(_toml_str(p) for p in spec.unicast_peers)}]")
+        if spec.auth_pass is not None:
+            lines += ['auth_type = "pass"', f"auth_pass = {_toml_str(spec.auth_pass)}"]
+    if sync_group:
+        lines += [
+            "",
+            "[[sync_group]]",
+            f"name = {_toml_str(sync_group)}",
+            f"instances = [{', '.join(_toml_str(s.name) for s in instances)}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def hadirector_command() -> list[str] | None:
+    """How to run the hadirector CLI here (None when it is not installed)."""
+    path = shutil.which("hadirector")
+    if path:
+        return [path]
+    import importlib.util
+
+    if importlib.util.find_spec("hadirector") is not None:
+        return [sys.executable, "-m", "hadirector"]
+    return None
+
+
+class HadirectorDirector(ProcessDirector):
+    """``hadirector run`` in one lab director namespace (a ``Director``).
+
+    Same defaults as ``KeepalivedDirector``: one instance per LAN, VIP .100, vrid 51+lan.
+    States come from its JSON log on stdout (``vrrp.transition`` with ``instance``,
+    ``new``); the log is also kept in ``hadirector.log`` for post-mortems.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        node: str,
+        priority: int = 100,
+        advert_s: float = 1.0,
+        version: int = 3,
+        *,
+        instances: Sequence[InstanceSpec] | None = None,
+        unicast: bool = False,
+        preempt: bool = True,
+        family: int = 4,
+        auth_pass: str | None = None,
+        sync_group: str | None = None,
+        log_level: str = "info",
+    ) -> None:
+        if instances is None:
+            instances = default_instances(
+                lab,
+                node,
+                priority,
+                advert_s,
+                version,
+                unicast=unicast,
+                preempt=preempt,
+                family=family,
+                auth_pass=auth_pass,
+            )
+        super().__init__(lab, node, instances)
+        self.sync_group = sync_group
+        self.log_level = log_level
+        self.conf_path = self.dir / "hadirector.toml"
+        self.log_path = self.dir / "hadirector.log"
+
+    def prepare(self) -> None:
+        self.conf_path.write_text(
+            hadirector_toml(
+                self.instances,
+                router_id=f"lab-{self.node}",
+                state_dir=self.dir,
+                sync_group=self.sync_group,
+                log_level=self.log_level,
+            )
+        )
+
+    def argv(self) -> list[str]:
+        command = hadirector_command()
+        if command is None:
+            raise RuntimeError("hadirector is not installed")
+        return [*command, "run", "--config", str(self.conf_path), "--log-format", "json"]
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        return {"env": {**os.environ, "PYTHONUNBUFFERED": "1"}}
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.follow_json_log(proc.stdout, sink=open(self.log_path, "ab"))  # noqa: SIM115
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
 
 def _run_ok(argv: Sequence[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -973,12 +1112,15 @@ __all__ = [
     "Director",
     "DirectorFactory",
     "Frame",
+    "HadirectorDirector",
     "InstanceSpec",
     "Lab",
     "ProcessDirector",
     "Transition",
     "decode_frame",
     "default_instances",
+    "hadirector_command",
+    "hadirector_toml",
     "iface",
     "lan_address",
     "sweep_stale_namespaces",
