@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +21,12 @@ from .keepalived import KeepalivedDirector, keepalived_conf
 from .lab import (
     DIRECTORS,
     Frame,
+    HadirectorDirector,
     InstanceSpec,
     Lab,
     decode_frame,
+    hadirector_command,
+    hadirector_toml,
     lan_address,
     vip_address,
     wait_for,
@@ -375,3 +379,66 @@ def test_decode_frame_arp_and_vrrp() -> None:
         3, 51, 150, 10
     )  # fmt: skip
     assert info["addresses"] == ["192.0.2.100"] and info["src"] == "192.0.2.1"
+
+
+# -- the hadirector adapter (runs once `hadirector run` exists) --------------------------
+
+
+def _hadirector_cli() -> list[str]:
+    command = hadirector_command()
+    if command is None:
+        pytest.skip("hadirector is not installed")
+    return command
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [InstanceSpec(advert_s=0.01)],
+        [InstanceSpec(version=2, advert_s=1.0, auth_pass="s3cret", unicast_src="192.0.2.1",
+                      unicast_peers=("192.0.2.2",), preempt=False)],
+        [InstanceSpec(), InstanceSpec(name="VI_2", interface="eth1", vrid=52,
+                                      vips=("2001:db8:2::100/64",))],
+    ],
+    ids=["v3", "v2-unicast-auth", "two-families"],
+)  # fmt: skip
+def test_hadirector_toml_passes_check_config(tmp_path: Path, specs: list[InstanceSpec]) -> None:
+    command = _hadirector_cli()
+    conf = tmp_path / "hadirector.toml"
+    group = "G1" if len(specs) > 1 else None
+    conf.write_text(hadirector_toml(specs, router_id="lab", state_dir=tmp_path,
+                                    sync_group=group))  # fmt: skip
+    done = subprocess.run([*command, "check-config", "--config", str(conf)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.keepalived
+def test_hadirector_adapter_against_keepalived(netlab: Lab, keepalived_bin: str) -> None:
+    _hadirector_cli()
+    a = HadirectorDirector(netlab, "dir-a", 150, ADVERT_S)
+    b = KeepalivedDirector(netlab, "dir-b", 100, ADVERT_S)
+    a.start()
+    try:
+        a.wait_state("MASTER", STATE_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{a.log()[-3000:]}") from exc
+    b.start()
+    b.wait_state("BACKUP", STATE_TIMEOUT_S)
+    wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP on dir-a only")
+    mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
+    netlab.wait_wire(lambda f: f.kind == "vrrp" and f.src_mac == mac_a
+                     and f.info["priority"] == 150, 10, "hadirector's adverts")  # fmt: skip
+    t_crash = time.monotonic()
+    a.crash()
+    b.wait_state("MASTER", STATE_TIMEOUT_S)
+    wait_for(lambda: netlab.neigh("client", vip_address()) in (mac_b, None), 10, "neigh")
+    assert not a.running()
+    assert [t.new for t in a.transitions()] == ["BACKUP", "MASTER"]
+    assert b.transitions()[-1].t > t_crash
+    # A restart after the crash clears the stale VIP, rejoins the wire and preempts.
+    a.start()
+    a.wait_state("MASTER", STATE_TIMEOUT_S)
+    b.wait_state("BACKUP", STATE_TIMEOUT_S)
+    wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP back on dir-a only")
+    netlab.wait_wire(_is_garp_for(vip_address(), mac_a), 10, "GARP from hadirector", t_crash)
