@@ -340,34 +340,36 @@ class Instance:
         # First announcement now, before the first advert (make-before-break); the rest of
         # the burst, the delayed burst and the refresh run in the background.
         self._announce_once(self.cfg.virtual_addresses)
-        self._start_announcer(self.cfg.virtual_addresses, first_done=True)
+        self._start_announcer(first_done=True)
 
-    def _start_announcer(self, vips: Sequence[Any], *, first_done: bool) -> None:
+    def _start_announcer(self, *, first_done: bool) -> None:
         if self._announce_scope is not None:
             self._announce_scope.cancel()
         scope = trio.CancelScope()
         self._announce_scope = scope
         assert self._nursery is not None
-        self._nursery.start_soon(self._announce_task, scope, tuple(vips), first_done)
+        self._nursery.start_soon(self._announce_task, scope, first_done)
 
-    async def _announce_task(
-        self, scope: trio.CancelScope, vips: tuple[Any, ...], first_done: bool
-    ) -> None:
+    def _held_vips(self) -> list[Any]:
+        """The configured VIPs held now: a reload may have added or removed some."""
+        return [v for v in self.cfg.virtual_addresses if str(v.interface) in self.holding]
+
+    async def _announce_task(self, scope: trio.CancelScope, first_done: bool) -> None:
         cfg = self.cfg
         with scope:
             repeat = cfg.garp_master_repeat - (1 if first_done else 0)
             for _ in range(repeat):
                 await trio.sleep(cfg.garp_interval_s)
-                self._announce_once(vips)
+                self._announce_once(self._held_vips())
             if cfg.garp_master_delay_s > 0:
                 await trio.sleep(cfg.garp_master_delay_s)
                 for _ in range(cfg.garp_master_repeat):
-                    self._announce_once(vips)
+                    self._announce_once(self._held_vips())
                     await trio.sleep(cfg.garp_interval_s)
             if cfg.garp_master_refresh_s > 0:
                 while True:
                     await trio.sleep(cfg.garp_master_refresh_s)
-                    self._announce_once(vips)
+                    self._announce_once(self._held_vips())
 
     def _announce_once(self, vips: Sequence[Any]) -> None:
         if self.announcer is None:
