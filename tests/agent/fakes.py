@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from hadirector.agent import Agent
 from hadirector.config.load import load_text
@@ -431,6 +432,15 @@ class Running:
     async def wait(self) -> None:
         await self.returned.wait()
 
+    async def reload(self) -> None:
+        """SIGHUP: re-read the configuration file (logged as this host)."""
+        with bound_contextvars(host=self.host.name):
+            await self.agent.reload()
+
+    async def apply_config(self, config: str | Config) -> None:
+        with bound_contextvars(host=self.host.name):
+            await self.agent.apply_config(load_text(config) if isinstance(config, str) else config)
+
 
 class Lab:
     """Wires, hosts and the shared ledger of one test."""
@@ -460,8 +470,6 @@ class Lab:
         running = Running(host, host.agent(config, config_path))
 
         async def run() -> None:
-            from structlog.contextvars import bind_contextvars
-
             bind_contextvars(host=host.name)  # inherited by every task the agent starts
             try:
                 with running.scope:

@@ -1,0 +1,123 @@
+"""Reload (SIGHUP) on a running pair: VIP list changes apply in place without an election;
+an invalid file keeps the running configuration. Also: a VIP deleted behind the agent's back
+is put back and announced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
+
+VIP1 = "192.0.2.100/24"
+VIP2 = "192.0.2.101/24"
+
+
+async def start_pair(lab: Lab, path: Path, text: str) -> tuple[Running, Running]:
+    _, a, b = pair(lab)
+    path.write_text(text)
+    ra = await lab.start(a, text, config_path=path)
+    rb = await lab.start(b, instance_toml(priority=100))
+    await trio.sleep(2)
+    assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+    return ra, rb
+
+
+def test_reload_adds_a_vip_and_announces_it_without_a_transition(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+
+    async def scenario(lab: Lab) -> None:
+        ra, _ = await start_pair(lab, path, instance_toml(priority=200))
+        wire = lab.wires["lan"]
+        transitions = lab.transitions()
+        path.write_text(instance_toml(priority=200, vips=[VIP1, VIP2]))
+        t_reload = trio.current_time()
+        await ra.reload()
+        await trio.sleep(1)
+        assert lab.transitions() == transitions  # no election, no transition
+        assert lab.hosts["a"].held() == {VIP1, VIP2}
+        add = lab.find("add", host="a", subject=VIP2)
+        garp = lab.find("garp", host="a", subject="192.0.2.101")
+        assert add and add[0].time == t_reload
+        assert garp and garp[0].seq > add[0].seq and garp[0].time == t_reload
+        assert not lab.find("remove", host="a")
+        # The adverts now list both addresses; IPVS got the new configuration.
+        last = wire.adverts_from("a")[-1][1]
+        assert [str(x) for x in last.addresses] == ["192.0.2.100", "192.0.2.101"]
+        ipvs = lab.hosts["a"].ipvs[-1]
+        assert ipvs.configs[-1] is ra.agent.config
+        assert len(ipvs.configs) == 2
+
+    run_lab(scenario)
+
+
+def test_vips_changed_by_reload_are_the_ones_announced_afterwards(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    extra = "garp_master_refresh = 1.0\n"
+
+    async def scenario(lab: Lab) -> None:
+        ra, _ = await start_pair(lab, path, instance_toml(priority=200, extra=extra))
+        path.write_text(instance_toml(priority=200, vips=[VIP2], extra=extra))
+        await ra.reload()
+        t_reload = trio.current_time()
+        await trio.sleep(8)  # past the delayed burst (5 s) and several refreshes
+        assert lab.hosts["a"].held() == {VIP2}
+        later = {e.subject for e in lab.find("garp", host="a") if e.time > t_reload}
+        # Only the address held now is announced: never one that was removed.
+        assert later == {"192.0.2.101"}
+
+    run_lab(scenario)
+
+
+def test_invalid_reload_keeps_running_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+
+    async def scenario(lab: Lab) -> None:
+        ra, rb = await start_pair(lab, path, instance_toml(priority=200, vips=[VIP1, VIP2]))
+        config = ra.agent.config
+        transitions = lab.transitions()
+        for broken in (
+            "[[vrrp_instance]]\nname = 'VI_1'\n",  # required keys missing
+            "this is not toml = = =",
+            instance_toml(priority=300),  # out of range
+            instance_toml(priority=200, extra='hmac_key_file = "/nonexistent/key"\n'),
+        ):
+            path.write_text(broken)
+            await ra.reload()
+            await trio.sleep(0.5)
+        path.unlink()
+        await ra.reload()
+        await trio.sleep(1)
+        assert ra.agent.config is config
+        assert lab.transitions() == transitions
+        assert not lab.find("remove", host="a")
+        assert lab.hosts["a"].held() == {VIP1, VIP2}
+        assert len(lab.find("config.reload_failed", host="a")) == 5
+        assert rb.state("VI_1") == "BACKUP"
+
+    run_lab(scenario)
+
+
+def test_vip_deleted_externally_is_readded_and_announced() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await lab.start(b, instance_toml(priority=100))
+        await trio.sleep(2)
+        a.addresses.vanish(VIP1)
+        t_gone = trio.current_time()
+        await trio.sleep(0.01)
+        assert a.held() == {VIP1}
+        readd = [e for e in lab.find("add", host="a") if e.time >= t_gone]
+        garp = [e for e in lab.find("garp", host="a") if e.time >= t_gone]
+        assert readd and garp and readd[0].seq < garp[0].seq
+        assert readd[0].time == t_gone
+        assert ra.state("VI_1") == "MASTER"
+        # A backup does not put back an address it does not hold.
+        b.addresses.held["192.0.2.100/24"] = ra.agent.config.vrrp_instances[0].virtual_addresses[0]
+        b.addresses.vanish(VIP1)
+        await trio.sleep(0.5)
+        assert VIP1 not in b.held()
+
+    run_lab(scenario)
