@@ -21,6 +21,7 @@ This plugin only changes vm-marked items; it must not touch any other test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -146,7 +147,7 @@ class HostVmRunner:
         if item.nodeid in self.results:
             return self.results[item.nodeid]
         text = f"no result from the VM; {self.failure}"
-        return {"outcome": "failed", "when": "setup", "text": text}
+        return {"outcome": "failed", "when": "call", "text": text}
 
     def _run_vm(self, session: pytest.Session) -> dict[str, dict[str, Any]]:
         node_ids = [i.nodeid for i in session.items if isinstance(i, VmStandIn)]
@@ -159,7 +160,12 @@ class HostVmRunner:
         log_path = REPO / ".vmcache" / "last-vm-run.log"
         log_path.parent.mkdir(exist_ok=True)
         writer = self.config.get_terminal_writer()
-        writer.line(f"\nvm: running {len(node_ids)} test(s) in one VM boot (log: {log_path})")
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        uncaptured = (
+            capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext
+        )
+        with uncaptured():
+            writer.line(f"\nvm: running {len(node_ids)} test(s) in one VM boot (log: {log_path})")
         with tempfile.TemporaryDirectory(prefix="hadirector-vmx-") as exchange:
             report = Path(exchange) / "report.json"
             command = [
@@ -201,7 +207,8 @@ class HostVmRunner:
                     log.flush()
                     tail = [*tail[-(_TAIL_LINES - 1) :], line]
                     if stream:
-                        writer.line("vm| " + line.rstrip("\n"))
+                        with uncaptured():
+                            writer.line("vm| " + line.rstrip("\n"))
                 status = process.wait()
             results: dict[str, dict[str, Any]] = {}
             if report.exists():
