@@ -177,7 +177,10 @@ class Instance:
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
         # VIPs left behind by a crashed run: a backup must not answer for them.
         for vip in cfg.virtual_addresses:
-            await self.agent.addresses.remove(vip)
+            try:
+                await self.agent.addresses.remove(vip)
+            except KernelError as exc:
+                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._receive_loop)
@@ -405,12 +408,23 @@ class Instance:
         old = set(diff.old)
         new = set(diff.new)
         for vip in sorted(old - new, key=str):
-            await self.agent.addresses.remove(vip)
             self.holding.discard(str(vip.interface))
+            try:
+                await self.agent.addresses.remove(vip)
+            except KernelError as exc:
+                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
+                continue
             self.log.info("vip.removed", vips=[str(vip.interface)], reason="reload")
-        fresh = [v for v in diff.new if v not in old]
-        for vip in fresh:
-            await self.agent.addresses.add(vip)
+        fresh = []
+        for vip in diff.new:
+            if vip in old:
+                continue
+            try:
+                await self.agent.addresses.add(vip)
+            except KernelError as exc:
+                self.log.error("vip.add_failed", vip=str(vip.interface), error=str(exc))
+                continue
+            fresh.append(vip)
             self.holding.add(str(vip.interface))
             self.log.info("vip.added", vips=[str(vip.interface)], reason="reload")
         if fresh:
@@ -422,7 +436,11 @@ class Instance:
             return
         for vip in self.cfg.virtual_addresses:
             if str(vip.interface) == vip_text:
-                await self.agent.addresses.add(vip)
+                try:
+                    await self.agent.addresses.add(vip)
+                except KernelError as exc:
+                    self.log.error("vip.add_failed", vip=vip_text, error=str(exc))
+                    return
                 self._announce_once([vip])
                 self.log.warning("vip.readded", vip=vip_text, reason="deleted externally")
 
