@@ -32,6 +32,7 @@ from structlog.contextvars import bind_contextvars, bound_contextvars
 from hadirector.agent import Agent
 from hadirector.config.load import load_text
 from hadirector.config.schema import Config
+from hadirector.errors import KernelError
 from hadirector.ports import Adapters
 from hadirector.vrrp import auth, codec
 
@@ -254,13 +255,22 @@ class FakeAddresses:
         self.host = host
         self.held: dict[str, Any] = {}
         self.opened = 0
+        # VIPs the "kernel" refuses to add or to remove (KernelError).
+        self.refuse_add: set[str] = set()
+        self.refuse_remove: set[str] = set()
         self._send, self._receive = trio.open_memory_channel[Any](100)
 
     async def open(self) -> None:
         self.opened += 1
 
+    def _check(self, verb: str, key: str) -> None:
+        if key in (self.refuse_add if verb == "add" else self.refuse_remove):
+            self.host.lab.record(self.host.name, f"{verb}_refused", key)
+            raise KernelError(f"cannot {verb} {key}: Operation not permitted")
+
     async def add(self, vip: Any) -> bool:
         key = str(vip.interface)
+        self._check("add", key)
         if key in self.held:
             return False
         self.held[key] = vip
@@ -269,6 +279,7 @@ class FakeAddresses:
 
     async def remove(self, vip: Any) -> bool:
         key = str(vip.interface)
+        self._check("remove", key)
         if key not in self.held:
             return False
         del self.held[key]
