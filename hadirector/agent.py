@@ -600,8 +600,11 @@ class Agent:
         return track.effective_priority(cfg.priority, items)
 
     def _retrack(self) -> None:
-        for inst in self.instances.values():
-            inst.post("priority", self.effective_priority(inst.cfg))
+        for name, inst in self.instances.items():
+            # From the running configuration: on reload an instance's queued "reconfigure"
+            # has not been applied yet, and its old priority must not win over the new one.
+            cfg = self.config.instance(name) or inst.cfg
+            inst.post("priority", self.effective_priority(cfg))
 
     async def _track_script_loop(self, ts: TrackScript) -> None:
         log = logs.get(track_script=ts.name)
