@@ -8,7 +8,7 @@ transitions and rejections from what the agent reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ import structlog
 from tests.agent import fakes
 
 
-def _to_lab(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _to_lab(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     lab = fakes.active_lab()
     if lab is not None:
         lab.record_log(event_dict)

@@ -20,7 +20,7 @@ import heapq
 import ipaddress
 import itertools
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from hadirector.config.schema import Config
 from hadirector.errors import KernelError
 from hadirector.ports import Adapters
 from hadirector.vrrp import auth, codec
+from hadirector.vrrp.machine import VrrpMachine
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -430,6 +431,11 @@ class Running:
     def instance(self, instance: str) -> Any:
         return self.agent.instances[instance]
 
+    def machine(self, instance: str) -> VrrpMachine:
+        machine = self.agent.instances[instance].machine
+        assert machine is not None, f"{instance} has not started"
+        return machine
+
     def stop(self) -> None:
         """SIGTERM: graceful handover."""
         self.agent.request_stop()
@@ -499,7 +505,7 @@ class Lab:
         self.events.append(event)
         return event
 
-    def record_log(self, event_dict: dict[str, Any]) -> None:
+    def record_log(self, event_dict: Mapping[str, Any]) -> None:
         host = str(event_dict.get("host", "?"))
         name = str(event_dict.get("event", ""))
         detail = {k: v for k, v in event_dict.items() if k not in ("event", "host")}

@@ -51,7 +51,7 @@ def test_equal_priority_higher_primary_address_wins() -> None:
         assert ra.state("VI_1") == "BACKUP"
         assert rb.state("VI_1") == "MASTER"
         assert lab.holders(VIP) == {"b"}
-        assert ra.agent.instances["VI_1"].machine.counters["preempted"] == 1
+        assert ra.machine("VI_1").counters["preempted"] == 1
 
     run_lab(scenario)
 

@@ -160,7 +160,7 @@ def test_tracked_interface_down_lowers_priority_and_peer_takes_over() -> None:
         assert b_master.time - last_150 == pytest.approx(
             master_down_interval_s(100, INTERVAL_CS, 3)
         )
-        assert ra.agent.instances["VI_1"].machine.effective_priority == 90
+        assert ra.machine("VI_1").effective_priority == 90
         assert lab.holders(VIP) == {"b"}
         t_first = lab.find("add", host="a")[0].time
         assert lab.coverage_gaps(VIP, t_first, trio.current_time()) == []

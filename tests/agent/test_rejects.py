@@ -111,7 +111,7 @@ def test_garbage_burst_changes_nothing_and_backup_takes_over_on_time() -> None:
         assert inst.counters["rejected_ttl"] == seen.count("ttl")  # checked before decoding
         assert inst.counters["other_vrid"] >= seen.count("other_vrid")
         # a (master while it could hear) was not moved either.
-        assert ra.instance("VI_1").machine.counters["received"] == 0
+        assert ra.machine("VI_1").counters["received"] == 0
 
     run_lab(scenario)
 
@@ -206,7 +206,7 @@ def test_interval_above_max_adopted_from_allowed_peer_is_rejected() -> None:
         )
         await trio.sleep(0.5)
         assert rb.state("VI_1") == "MASTER"
-        assert rb.instance("VI_1").machine.counters["interval_out_of_bounds"] == 1
+        assert rb.machine("VI_1").counters["interval_out_of_bounds"] == 1
         # To the backup, while the master falls silent: not adopted, the backup takes over
         # after 3 x 0.1 s + skew, not after 3 x 40.95 s.
         wire.isolate("b")
@@ -215,7 +215,7 @@ def test_interval_above_max_adopted_from_allowed_peer_is_rejected() -> None:
         )
         await trio.sleep(1)
         assert ra.state("VI_1") == "MASTER"
-        machine = ra.instance("VI_1").machine
+        machine = ra.machine("VI_1")
         assert machine.counters["interval_out_of_bounds"] == 1
         assert machine.master_adver_interval_cs == INTERVAL_CS
         last = max(f.time for f, _ in wire.adverts_from("b") if "a" in f.delivered_to)

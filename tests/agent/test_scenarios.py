@@ -122,7 +122,7 @@ def test_preempt_delay_holds_takeover_for_the_configured_time() -> None:
         )
         assert took - last_accepted == pytest.approx(DOWN_200)
         assert t_start + 2 <= took <= t_start + 2 + DOWN_200
-        assert ra.instance("VI_1").machine.counters["preempt_delayed"] > 0
+        assert ra.machine("VI_1").counters["preempt_delayed"] > 0
 
     run_lab(scenario)
 
@@ -169,7 +169,7 @@ def test_v2_interval_mismatch_is_rejected() -> None:
         await trio.sleep(10)
         # RFC 3768 §7.1: adverts with another interval are discarded: both end master.
         assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "MASTER")
-        assert rb.instance("VI_1").machine.counters["interval_mismatch"] > 0
+        assert rb.machine("VI_1").counters["interval_mismatch"] > 0
 
     run_lab(scenario)
 
