@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from hadirector.vrrp.timers import master_down_interval_s, skew_time_s
-from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
+from tests.agent.fakes import FakeEndpoint, Frame, Lab, Running, instance_toml, pair, run_lab
 
 VIP = "192.0.2.100/24"
 INTERVAL_CS = 10
@@ -264,5 +264,54 @@ def test_split_brain_heals_to_one_master_with_a_fresh_announcement(first_across:
         fresh = [e for e in lab.find("garp", host="a") if t_heal <= e.time]
         assert fresh, "the surviving master must re-announce after the heal"
         assert fresh[0].seq < b_remove.seq
+
+    run_lab(scenario)
+
+
+@pytest.mark.parametrize("lost", ["priority zero", "taker's first advert"])
+def test_graceful_stop_survives_a_lost_packet(lost: str) -> None:
+    async def scenario(lab: Lab) -> None:
+        wire, _, _ = pair(lab)
+        ra, rb = await elect(lab)
+        dropped: list[float] = []
+
+        def drop(frame: Frame, to: FakeEndpoint) -> bool:
+            advert = frame.advert()
+            if dropped or advert is None:
+                return False
+            hit = (
+                frame.sender == "a" and advert.priority == 0
+                if lost == "priority zero"
+                else frame.sender == "b"
+            )
+            if hit:
+                dropped.append(frame.time)
+            return hit
+
+        wire.drop = drop
+        ra.stop()
+        with trio.fail_after(5):
+            await ra.wait()
+        await trio.sleep(1)
+        assert dropped
+        assert rb.state("VI_1") == "MASTER"
+        t_first = lab.find("add", host="a")[0].time
+        assert lab.coverage_gaps(VIP, t_first, trio.current_time()) == []
+        assert lab.find("transition", host="a")[-1].detail["reason"] == "stopped (handed over)"
+        b_add = lab.find("add", host="b")[0]
+        a_remove = lab.find("remove", host="a")[0]
+        if lost == "taker's first advert":
+            # The draining master repeats priority 0 each interval; the new master answers
+            # it at once (§6.4.3), and a releases one handover hold after hearing that.
+            repeat = next(
+                f for f, adv in wire.adverts_from("a") if adv.priority == 0 and f.time > b_add.time
+            )
+            answer = next(f for f, _ in wire.adverts_from("b") if f.time >= repeat.time)
+            assert answer.time == repeat.time and "a" in answer.delivered_to
+            assert a_remove.time - repeat.time == pytest.approx(0.1)
+        else:
+            assert a_remove.time - b_add.time == pytest.approx(0.1)
+        if lost == "priority zero":
+            assert b_add.time - dropped[0] == pytest.approx(0.1 + skew_time_s(100, INTERVAL_CS, 3))
 
     run_lab(scenario)
