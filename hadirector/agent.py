@@ -272,6 +272,11 @@ class Instance:
         if self.machine.state is State.MASTER and old.virtual_addresses != new.virtual_addresses:
             # Add new VIPs and announce them; drop the ones no longer configured.
             actions.append(_VipDiff(old.virtual_addresses, new.virtual_addresses))
+        elif self.holding and old.virtual_addresses != new.virtual_addresses:
+            # Stepped down, VIPs kept for the handover hold: the release to come only knows
+            # the new list, so drop the unconfigured ones now and add nothing.
+            kept = tuple(v for v in new.virtual_addresses if str(v.interface) in self.holding)
+            actions.append(_VipDiff(old.virtual_addresses, kept))
         self.log.info("config.instance_updated")
         return actions
 
