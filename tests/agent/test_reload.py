@@ -121,3 +121,28 @@ def test_vip_deleted_externally_is_readded_and_announced() -> None:
         assert VIP1 not in b.held()
 
     run_lab(scenario)
+
+
+def test_reload_during_the_handover_hold_leaves_no_vip_behind(tmp_path: Path) -> None:
+    path_a, path_b = tmp_path / "a.toml", tmp_path / "b.toml"
+
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        path_a.write_text(instance_toml(priority=200, vips=[VIP1, VIP2]))
+        path_b.write_text(instance_toml(priority=100, vips=[VIP1, VIP2]))
+        ra = await lab.start(a, path_a.read_text(), config_path=path_a)
+        rb = await lab.start(b, path_b.read_text(), config_path=path_b)
+        await trio.sleep(2)
+        path_b.write_text(instance_toml(priority=250, vips=[VIP1, VIP2]))
+        await rb.reload()
+        while ra.state("VI_1") == "MASTER":
+            await trio.sleep(0.001)
+        # a is BACKUP but still holds both for the handover hold; now it drops VIP2.
+        assert a.held() == {VIP1, VIP2}
+        path_a.write_text(instance_toml(priority=200, vips=[VIP1]))
+        await ra.reload()
+        await trio.sleep(1)
+        assert rb.state("VI_1") == "MASTER"
+        assert a.held() == set()
+
+    run_lab(scenario)
