@@ -1,0 +1,57 @@
+"""Announcement schedule of a new master (docs/config.md "Announcements and handover"):
+a burst of ``garp_master_repeat`` per address ``garp_interval`` apart, a second burst after
+``garp_master_delay``, then one every ``garp_master_refresh``; all of it stops on release."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from tests.agent.fakes import Lab, instance_toml, pair, run_lab
+
+EXTRA = (
+    "garp_master_repeat = 3\n"
+    "garp_interval = 0.01\n"
+    "garp_master_delay = 2.0\n"
+    "garp_master_refresh = 4.0\n"
+)
+
+
+def test_burst_delayed_burst_and_refresh_then_silence_after_release() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra = await lab.start(
+            a, instance_toml(priority=200, vips=["192.0.2.100/24", "192.0.2.101/24"], extra=EXTRA)
+        )
+        await trio.sleep(15)
+        t0 = lab.find("add", host="a")[0].time
+        for ip in ("192.0.2.100", "192.0.2.101"):
+            times = [e.time - t0 for e in lab.find("garp", host="a", subject=ip)]
+            # First burst: 3 at 10 ms; delayed burst 2 s after it: 3 more; refresh every 4 s.
+            first = [0.0, 0.01, 0.02]
+            second = [0.02 + 2.0 + k * 0.01 for k in range(3)]
+            refresh_start = second[-1] + 0.01
+            refresh = [refresh_start + 4.0 * k for k in (1, 2, 3)]
+            assert times == pytest.approx(first + second + refresh), ip
+        ra.stop()
+        await ra.wait()
+        n = len(lab.find("garp", host="a"))
+        await trio.sleep(10)
+        assert len(lab.find("garp", host="a")) == n  # nothing announced once released
+
+    run_lab(scenario)
+
+
+def test_preempted_master_stops_announcing() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        rb = await lab.start(b, instance_toml(priority=100, extra=EXTRA))
+        await trio.sleep(1)
+        ra = await lab.start(a, instance_toml(priority=200, extra=EXTRA))
+        await trio.sleep(20)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        released = lab.find("remove", host="b")[0].time
+        assert all(e.time <= released for e in lab.find("garp", host="b"))
+        assert len(lab.find("garp", host="b")) == 3  # only the first burst ran before
+
+    run_lab(scenario)
