@@ -22,6 +22,7 @@ This module must not start keepalived outside a lab namespace, nor read or write
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -219,6 +220,7 @@ class KeepalivedDirector(ProcessDirector):
         # O_RDWR: the open never blocks and keepalived restarts never give us EOF.
         fd = os.open(self.fifo_path, os.O_RDWR)
         self._fifo_fd = fd
+        self.lab.on_close(self.close_fifo)
         self._fifo_thread = threading.Thread(
             target=self._read_fifo, args=(fd,), name=f"fifo-{self.node}", daemon=True
         )
@@ -255,9 +257,14 @@ class KeepalivedDirector(ProcessDirector):
     def close_fifo(self) -> None:
         """Stop the FIFO reader (the lab's temp dir removal does the rest)."""
         if self._fifo_fd is not None and self._fifo_thread is not None:
-            with open(self.fifo_path, "wb", buffering=0) as writer:
-                writer.write(_FIFO_STOP)
-            self._fifo_thread.join(timeout=5)
+            if self._fifo_thread.is_alive():
+                with contextlib.suppress(OSError):  # ENXIO: the reader is already gone
+                    fd = os.open(self.fifo_path, os.O_WRONLY | os.O_NONBLOCK)
+                    try:
+                        os.write(fd, _FIFO_STOP)
+                    finally:
+                        os.close(fd)
+                self._fifo_thread.join(timeout=5)
             self._fifo_fd = None
             self._fifo_thread = None
 

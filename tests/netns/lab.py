@@ -294,6 +294,13 @@ class ProcessDirector:
         """
 
         def reader() -> None:
+            try:
+                follow()
+            finally:
+                if sink is not None:
+                    sink.close()
+
+        def follow() -> None:
             for raw in iter(stream.readline, b""):
                 if sink is not None:
                     sink.write(raw)
@@ -574,6 +581,7 @@ class Lab:
         self.tag = f"{NS_PREFIX}{os.getpid()}{_letters(next(_lab_counter))}"
         self.tmpdir = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._cleanups: list[Callable[[], None]] = []
         self._created: list[str] = []
         self._watcher: subprocess.Popen[bytes] | None = None
         self._wire_path = self.tmpdir / "wire.jsonl"
@@ -683,12 +691,19 @@ class Lab:
         if self.watch:
             self._start_watcher()
 
+    def on_close(self, cleanup: Callable[[], None]) -> None:
+        """Call ``cleanup`` when the lab closes (after its processes are killed)."""
+        self._cleanups.append(cleanup)
+
     def close(self) -> None:
         """Kill every process this lab started, delete its namespaces and temp dir."""
         for proc in reversed(self._procs):
             self.kill(proc)
         self._procs.clear()
         self._watcher = None
+        while self._cleanups:
+            with contextlib.suppress(Exception):
+                self._cleanups.pop()()
         for name in reversed(self._created):
             for pid_text in _run_ok(["ip", "netns", "pids", name]).stdout.split():
                 # Anything still inside was started through this lab (e.g. a daemon that
