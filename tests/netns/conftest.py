@@ -56,6 +56,14 @@ def _lab(request: pytest.FixtureRequest, lans: int) -> Iterator[Lab]:
 
 
 @pytest.fixture
+def netns_required() -> None:
+    """Skips the test unless this process can build namespaces (root, iproute2)."""
+    reason = _netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
 def netlab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A one-LAN lab: dir-a, dir-b and client on 192.0.2.0/24 and 2001:db8:1::/64."""
     yield from _lab(request, 1)

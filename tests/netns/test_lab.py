@@ -24,6 +24,7 @@ from .lab import (
     HadirectorDirector,
     InstanceSpec,
     Lab,
+    Transition,
     decode_frame,
     hadirector_command,
     hadirector_toml,
@@ -103,6 +104,7 @@ def test_cut_separates_directors_but_not_the_client(netlab: Lab) -> None:
     assert _probe_for(netlab, lan_address("dir-b"), 0.3, node="dir-a")["answered"] > 0
 
 
+@pytest.mark.usefixtures("netns_required")
 def test_close_removes_namespaces_and_processes() -> None:
     with Lab() as lab:
         names = [lab.ns(n) for n in ("switch", "dir-a", "dir-b", "client")]
@@ -114,6 +116,7 @@ def test_close_removes_namespaces_and_processes() -> None:
     assert not tmpdir.exists()
 
 
+@pytest.mark.usefixtures("netns_required")
 def test_close_cleans_up_after_a_failing_body() -> None:
     with pytest.raises(RuntimeError, match="boom"), Lab() as lab:
         name = lab.ns("client")
@@ -440,3 +443,19 @@ def test_hadirector_adapter_against_keepalived(netlab: Lab, keepalived_bin: str)
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
     wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP back on dir-a only")
     netlab.wait_wire(_is_garp_for(vip_address(), mac_a), 10, "GARP from hadirector", t_crash)
+
+
+def test_bench_counts_spurious_transitions() -> None:
+    from bench.failover import EXPECTED, spurious_transitions
+
+    def seq(*states: str) -> list[Transition]:
+        return [Transition(float(i), "VI_1", "?", s) for i, s in enumerate(states)]
+
+    expected = EXPECTED["preempt"]["dir-b"]
+    assert spurious_transitions(seq("BACKUP", "MASTER", "BACKUP"), expected) == 0
+    assert spurious_transitions(seq("BACKUP", "MASTER", "STOP"), EXPECTED["stop"]["dir-a"]) == 0
+    # A backup that flapped before the real takeover: two extra changes.
+    flap = seq("BACKUP", "MASTER", "BACKUP", "MASTER")
+    assert spurious_transitions(flap, EXPECTED["crash"]["dir-b"]) == 2
+    assert spurious_transitions(seq("BACKUP", "FAULT", "BACKUP", "MASTER", "BACKUP"),
+                                expected) == 2  # fmt: skip
