@@ -18,13 +18,16 @@ It also defines the implementation-neutral ``Director`` protocol that tests and
 ``bench/failover.py`` drive (keepalived now, hadirector later), the ``InstanceSpec`` that
 describes one VRRP instance to any implementation, and ``ProcessDirector``, a base class
 that runs an agent in a node and follows its state from an event stream.
+``HadirectorDirector`` runs ``hadirector run`` that way (TOML from ``hadirector_toml``,
+states from its JSON log); ``KeepalivedDirector`` lives in keepalived.py.
 
 Everything a ``Lab`` creates is removed by ``close()`` (also on errors): processes it
 started are killed by process group, its namespaces deleted. Namespace names carry the
 pid, so concurrent runs do not collide, and namespaces left by dead runs are swept.
 
 This module must not send traffic outside the namespaces it created, must not touch the
-host's own network configuration, and must not import hadirector, trio, pyroute2 or scapy
+host's own network configuration, and must not import hadirector (it runs its CLI), trio,
+pyroute2 or scapy
 (it is imported by tools that must start fast, and runs as the watcher program itself:
 ``python tests/netns/lab.py watch OUT IFACE...``).
 """
