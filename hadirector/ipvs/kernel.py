@@ -27,7 +27,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -40,7 +40,7 @@ from hadirector.ipvs.reconcile import AddDest, AddService, DelDest, DelService, 
 from hadirector.ipvs.reconcile import EditService as EditServiceOp
 from hadirector.ipvs.types import DestState, IpvsInfo, ServiceState, Timeouts
 
-__all__ = ["IpvsKernel", "IpvsOpError", "describe_op", "ensure_scheduler"]
+__all__ = ["IpvsKernel", "IpvsOpError", "decoding", "describe_op", "ensure_scheduler"]
 
 RECV_BUFFER_BYTES = 65536
 SOCKET_RCVBUF_BYTES = 1 << 20
@@ -57,14 +57,16 @@ _ERRNO_HINTS = {
 class IpvsOpError(KernelError):
     """The kernel refused one IPVS operation.
 
-    ``what`` names the operation and its object (``add dest 10.0.0.1:80 to tcp
-    192.0.2.1:80``), ``errno`` is the kernel's error number, ``detail`` its extended-ack text.
+    ``what`` names the operation and its object (``add dest 10.0.0.1:80 to TCP
+    192.0.2.1:80``), ``errno`` is the kernel's error number, ``detail`` a hint and the
+    kernel's extended-ack text, ``op`` the reconciler operation (None for other commands).
     """
 
-    def __init__(self, what: str, error: int, detail: str = "") -> None:
+    def __init__(self, what: str, error: int, detail: str = "", op: Op | None = None) -> None:
         self.what = what
         self.errno = error
         self.detail = detail
+        self.op = op
         name = errno_module.errorcode.get(error, str(error))
         hint = _ERRNO_HINTS.get(error, "")
         extra = "; ".join(part for part in (hint, detail) if part)
@@ -130,6 +132,15 @@ def _op_hint(op: Op, error: int) -> str:
 
 
 # --- the socket ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def decoding(what: str) -> Iterator[None]:
+    """Turn a DecodeError from reading a kernel reply into a KernelError naming ``what``."""
+    try:
+        yield
+    except DecodeError as error:
+        raise KernelError(f"{what}: undecodable kernel reply: {error}") from error
 
 
 class _NetlinkFailure(Exception):
@@ -296,6 +307,10 @@ class IpvsKernel:
                     elif message.msg_type != genl.NLMSG_NOOP:
                         replies[message.seq].append(genl.parse_genl(message)[1])
             completed = True
+        except OSError as error:  # e.g. ENOBUFS: replies were lost, the socket is retired
+            raise KernelError(f"IPVS netlink socket failed: {error}") from error
+        except DecodeError as error:
+            raise KernelError(f"undecodable netlink reply from the kernel: {error}") from error
         finally:
             if not completed:
                 self._close_socket()  # cancelled or failed half-way: never reuse
@@ -311,7 +326,7 @@ class IpvsKernel:
             raise DecodeError("genl-family", "no reply to the family lookup")
         return genl.family_id(replies[0])
 
-    async def request(
+    async def _request(
         self, cmd: int, attrs: bytes = b"", *, dump: bool = False
     ) -> list[dict[int, bytes]]:
         """One IPVS command; the top-level attributes of each reply message.
@@ -335,9 +350,10 @@ class IpvsKernel:
     async def command(
         self, what: str, cmd: int, attrs: bytes = b"", *, dump: bool = False
     ) -> list[dict[int, bytes]]:
-        """``request`` with kernel errors raised as IpvsOpError naming ``what``."""
+        """One IPVS command (``genl.IPVS_CMD_*`` and encoded attributes); the top-level
+        attributes of each reply. A kernel refusal raises IpvsOpError naming ``what``."""
         try:
-            return await self.request(cmd, attrs, dump=dump)
+            return await self._request(cmd, attrs, dump=dump)
         except _NetlinkFailure as failure:
             raise IpvsOpError(what, failure.error, failure.detail) from None
 
@@ -345,24 +361,27 @@ class IpvsKernel:
 
     async def info(self) -> IpvsInfo:
         [reply] = await self.command("get IPVS info", genl.IPVS_CMD_GET_INFO)
-        return genl.decode_info(reply)
+        with decoding("get IPVS info"):
+            return genl.decode_info(reply)
 
     async def services(self) -> list[ServiceState]:
         """Every virtual service of this namespace, in the kernel's order."""
         replies = await self.command("list services", genl.IPVS_CMD_GET_SERVICE, dump=True)
-        return [genl.decode_service(reply) for reply in replies]
+        with decoding("list services"):
+            return [genl.decode_service(reply) for reply in replies]
 
     async def service(self, key: ServiceKey) -> ServiceState | None:
         """One service, or None if the kernel has no such service."""
         try:
-            replies = await self.request(genl.IPVS_CMD_GET_SERVICE, genl.service_key_attr(key))
+            replies = await self._request(genl.IPVS_CMD_GET_SERVICE, genl.service_key_attr(key))
         except _NetlinkFailure as failure:
             if failure.error == errno_module.ESRCH:
                 return None
             raise IpvsOpError(
                 f"get service {_service_text(key)}", failure.error, failure.detail
             ) from None
-        return genl.decode_service(replies[0]) if replies else None
+        with decoding(f"get service {_service_text(key)}"):
+            return genl.decode_service(replies[0]) if replies else None
 
     async def dests(self, key: ServiceKey) -> list[DestState]:
         """Destinations of a service (empty if the service does not exist)."""
@@ -372,7 +391,8 @@ class IpvsKernel:
             genl.service_key_attr(key),
             dump=True,
         )
-        return [genl.decode_dest(reply, key.family) for reply in replies]
+        with decoding(f"list dests of {_service_text(key)}"):
+            return [genl.decode_dest(reply, key.family) for reply in replies]
 
     async def table(self) -> dict[ServiceKey, Entry]:
         """The whole table in the model's shape, for the reconciler."""
@@ -384,7 +404,8 @@ class IpvsKernel:
 
     async def get_timeouts(self) -> Timeouts:
         [reply] = await self.command("get timeouts", genl.IPVS_CMD_GET_CONFIG)
-        return genl.decode_timeouts(reply)
+        with decoding("get timeouts"):
+            return genl.decode_timeouts(reply)
 
     # -- writes --
 
@@ -443,11 +464,8 @@ class IpvsKernel:
             for op, (error, detail) in zip(ops[start:end], results, strict=True):
                 if error:
                     hint = _op_hint(op, error)
-                    errors.append(
-                        IpvsOpError(
-                            describe_op(op), error, "; ".join(p for p in (hint, detail) if p)
-                        )
-                    )
+                    text = "; ".join(p for p in (hint, detail) if p)
+                    errors.append(IpvsOpError(describe_op(op), error, text, op))
             start = end
         return errors
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno as errno_module
 
 from hadirector.ipvs import genl
-from hadirector.ipvs.kernel import IpvsKernel, IpvsOpError
+from hadirector.ipvs.kernel import IpvsKernel, IpvsOpError, decoding
 from hadirector.ipvs.types import SyncDaemon, SyncState
 
 __all__ = ["SyncDaemon", "SyncKernel", "SyncState"]
@@ -71,7 +71,6 @@ class SyncKernel:
 
     async def daemons(self) -> list[SyncDaemon]:
         """The running daemons (none, one or both roles)."""
-        replies = await self.ipvs.command(
-            "list sync daemons", genl.IPVS_CMD_GET_DAEMON, dump=True
-        )
-        return [genl.decode_daemon(reply) for reply in replies]
+        replies = await self.ipvs.command("list sync daemons", genl.IPVS_CMD_GET_DAEMON, dump=True)
+        with decoding("list sync daemons"):
+            return [genl.decode_daemon(reply) for reply in replies]

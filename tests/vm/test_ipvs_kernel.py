@@ -272,6 +272,7 @@ def test_batch_reports_each_failure_and_carries_on(netns: str) -> None:
         ("add dest 198.51.100.1:80 to UDP 192.0.2.1:53", errno.ESRCH),
     ]
     assert dests == {RS1: MASQ, RS2: Dest(model.FWD_MASQ, 5)}
+    assert [e.op for e in errors] == [ops[2], ops[3]]
 
 
 def test_large_batch_is_split_and_fully_applied(netns: str) -> None:
