@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -93,12 +95,12 @@ def test_runner_passes_status_cwd_env_and_shares(tmp_path: Path) -> None:
     script = (
         "echo cwd=$(pwd); echo in_vm=$HADIRECTOR_IN_VM extra=$EXTRA; "
         f"echo from-guest > {shared}/out; touch {probe}; "
-        "modprobe ip_vs && test -e /proc/net/ip_vs && echo ipvs=yes; exit 7"
+        "test -e /proc/net/ip_vs && echo ipvs=yes; exit 7"
     )
     result = subprocess.run(
         [
             *(sys.executable, str(RUNNER), "--timeout", "300", "--rw", str(shared)),
-            *("--env", "EXTRA=a b", "--", "sh", "-c", script),
+            *("--env", "EXTRA=a b", "--modprobe", "ip_vs", "--", "sh", "-c", script),
         ],
         capture_output=True,
         text=True,
@@ -131,3 +133,41 @@ def test_runner_reports_its_own_failures() -> None:
     )
     assert too_slow.returncode == 124
     assert "timed out after 2 s" in too_slow.stderr
+
+
+def test_runner_takes_qemu_down_when_terminated() -> None:
+    require_vm_tools()
+    runner = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--", "sleep", "600"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (qemu := qemu_children(runner.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert qemu, "qemu did not start"
+        runner.terminate()
+        assert runner.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{qemu[0]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{qemu[0]}").exists(), "qemu outlived its runner"
+    finally:
+        runner.kill()
+        runner.wait()
+
+
+def qemu_children(parent_pid: int) -> list[int]:
+    """Pids of qemu processes whose parent is ``parent_pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        if name.startswith("qemu-system") and ppid == parent_pid:
+            found.append(int(stat.parent.name))
+    return found
