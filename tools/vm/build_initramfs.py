@@ -70,9 +70,8 @@ def kernel_versions() -> list[str]:
     found = []
     for image in Path("/boot").glob("vmlinuz-*"):
         version = image.name.removeprefix("vmlinuz-")
-        if Path(f"/lib/modules/{version}/kernel/net/netfilter/ipvs/ip_vs.ko").exists() or any(
-            Path(f"/lib/modules/{version}/kernel/net/netfilter/ipvs").glob("ip_vs.ko*")
-        ):
+        ipvs_dir = Path(f"/lib/modules/{version}/kernel/net/netfilter/ipvs")
+        if any(ipvs_dir.glob("ip_vs.ko*")):
             found.append(version)
     return sorted(found, reverse=True)
 
@@ -148,7 +147,9 @@ class _Cpio:
         self.chunks: list[bytes] = []
         self.inode = 1
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)):
+    def _entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
         fields = [
             self.inode,
             mode,
