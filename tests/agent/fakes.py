@@ -423,7 +423,7 @@ class Running:
         self.returned = trio.Event()
         self.returned_at: float | None = None
         self.scope = trio.CancelScope()
-        self.error: BaseException | None = None
+        self.stop_requested = False
 
     def state(self, instance: str) -> str:
         return self.agent.instances[instance].state.value
@@ -438,6 +438,7 @@ class Running:
 
     def stop(self) -> None:
         """SIGTERM: graceful handover."""
+        self.stop_requested = True
         self.agent.request_stop()
 
     def kill(self) -> None:
