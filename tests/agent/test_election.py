@@ -124,3 +124,33 @@ def test_ipv6_instance_elects_and_sends_unsolicited_na() -> None:
         assert dst == ipaddress.IPv6Address("ff02::12")
 
     run_lab(scenario)
+
+
+def test_three_routers_the_highest_backup_takes_over_first() -> None:
+    async def scenario(lab: Lab) -> None:
+        wire = lab.wire("lan")
+        hosts = {
+            name: lab.host(name, {"eth0": (wire, f"192.0.2.{i}")})
+            for i, name in enumerate(("a", "b", "c"), start=1)
+        }
+        prio = {"a": 200, "b": 100, "c": 150}
+        run = {n: await lab.start(h, instance_toml(priority=prio[n])) for n, h in hosts.items()}
+        await trio.sleep(2)
+        assert {n: r.state("VI_1") for n, r in run.items()} == {
+            "a": "MASTER",
+            "b": "BACKUP",
+            "c": "BACKUP",
+        }
+        wire.isolate("a")
+        await trio.sleep(2)
+        # §6.1: Skew_Time shrinks with priority, so c (150) fires before b (100) and its
+        # first advert resets b's timer.
+        assert run["c"].state("VI_1") == "MASTER"
+        assert run["b"].state("VI_1") == "BACKUP"
+        assert lab.transitions("b") == [("b", "INIT", "BACKUP")]
+        last = max(f.time for f, _ in wire.adverts_from("a") if "c" in f.delivered_to)
+        took = lab.find("transition", host="c")[-1].time
+        assert took - last == pytest.approx(master_down_interval_s(150, INTERVAL_CS, 3))
+        assert lab.holders(VIP) == {"a", "c"}  # a is cut off, not stopped
+
+    run_lab(scenario)

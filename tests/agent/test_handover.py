@@ -315,3 +315,29 @@ def test_graceful_stop_survives_a_lost_packet(lost: str) -> None:
             assert b_add.time - dropped[0] == pytest.approx(0.1 + skew_time_s(100, INTERVAL_CS, 3))
 
     run_lab(scenario)
+
+
+def test_sync_group_fault_on_the_backup_keeps_the_master_and_recovers() -> None:
+    async def scenario(lab: Lab) -> None:
+        lan, srv = lab.wire("lan"), lab.wire("srv")
+        a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
+        b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+        ra = await lab.start(a, sync_config(200))
+        rb = await lab.start(b, sync_config(100))
+        await trio.sleep(2)
+        b.links.set("eth1", False)
+        await trio.sleep(1)
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["FAULT", "FAULT"]
+        assert [ra.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        b.links.set("eth1", True)
+        await trio.sleep(2)
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["BACKUP", "BACKUP"]
+        assert [ra.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        assert not lab.find("add", host="b")
+        for inst in ("VI_1", "VI_2"):
+            assert [t[1:] for t in lab.transitions("a", inst)] == [
+                ("INIT", "BACKUP"),
+                ("BACKUP", "MASTER"),
+            ]
+
+    run_lab(scenario)
