@@ -431,6 +431,34 @@ def test_a_request_cancelled_after_sending_retires_the_socket(netns: str) -> Non
     assert keys == sorted([TCP_VIP, UDP_VIP], key=ServiceKey.sort_key)
 
 
+def test_concurrent_callers_share_one_adapter(netns: str) -> None:
+    """Tasks writing and reading through one adapter at once each get their own answer."""
+    pool = [DestKey.of(f"198.51.100.{i}", 80) for i in range(1, 21)]
+
+    async def body(kernel: IpvsKernel) -> tuple[dict[DestKey, int], list[int]]:
+        await kernel.add_service(TCP_VIP, Service("wrr"))
+        await kernel.apply([AddDest(TCP_VIP, k, MASQ) for k in pool])
+        counts: list[int] = []
+
+        async def writer(index: int, key: DestKey) -> None:
+            for round_index in range(5):
+                await kernel.edit_dest(TCP_VIP, key, Dest(model.FWD_MASQ, index * 10 + round_index))
+
+        async def reader() -> None:
+            for _ in range(10):
+                counts.append(len(await kernel.dests(TCP_VIP)))
+
+        async with trio.open_nursery() as nursery:
+            for index, key in enumerate(pool):
+                nursery.start_soon(writer, index, key)
+            nursery.start_soon(reader)
+        return {d.key: d.dest.weight for d in await kernel.dests(TCP_VIP)}, counts
+
+    weights, counts = with_kernel(netns, body)
+    assert weights == {key: index * 10 + 4 for index, key in enumerate(pool)}
+    assert counts == [len(pool)] * 10
+
+
 def test_ensure_scheduler_loads_or_explains(netns: str) -> None:
     async def body() -> str:
         await ensure_scheduler("mh")
