@@ -53,6 +53,7 @@ ICMP6_FILTER = 1
 MAGIC = b"hdlprobe"
 PAYLOAD = struct.Struct("!8sQ")
 REALTIME_PRIORITY = 10
+IP_PKTINFO = 8  # Linux; not exported by Python 3.11's socket module
 
 
 def _checksum(data: bytes) -> int:
@@ -74,32 +75,48 @@ def echo_request(family: int, ident: int, seq: int) -> bytes:
     return struct.pack("!BBHHH", 8, 0, csum, ident, seq & 0xFFFF) + payload
 
 
-def parse_reply(frame: bytes, family: int, ident: int, target: bytes) -> int | None:
-    """The sequence number of an echo reply from ``target`` to us in ``frame``, or None."""
+def parse_reply(
+    frame: bytes, family: int, ident: int, target: bytes, udp: tuple[int, int] | None = None
+) -> int | None:
+    """The sequence number of a reply from ``target`` to us in the Ethernet ``frame``.
+
+    ICMP: an echo reply with identifier ``ident``. UDP (``udp`` = (server port, our
+    port)): a datagram between those ports echoing our payload. None for anything else.
+    """
     if len(frame) < 14:
         return None
     ethertype = struct.unpack_from("!H", frame, 12)[0]
+    protocol = 17 if udp else (1 if family == 4 else 58)
     if family == 4:
         if ethertype != ETH_P_IP or len(frame) < 34:
             return None
         ihl = (frame[14] & 0x0F) * 4
-        if frame[14 + 9] != 1 or frame[26:30] != target:
+        if frame[14 + 9] != protocol or frame[26:30] != target:
             return None
-        icmp = frame[14 + ihl :]
-        reply_type = 0
+        l4 = frame[14 + ihl :]
     else:
         if ethertype != ETH_P_IPV6 or len(frame) < 54:
             return None
-        if frame[14 + 6] != 58 or frame[22:38] != target:
+        if frame[14 + 6] != protocol or frame[22:38] != target:
             return None
-        icmp = frame[54:]
-        reply_type = 129
-    if len(icmp) < 8 + PAYLOAD.size or icmp[0] != reply_type or icmp[1] != 0:
+        l4 = frame[54:]
+    if len(l4) < 8 + PAYLOAD.size:
         return None
-    if struct.unpack_from("!H", icmp, 4)[0] != ident:
-        return None
-    magic, seq = PAYLOAD.unpack_from(icmp, 8)
+    if udp:
+        if struct.unpack_from("!HH", l4, 0) != udp:
+            return None
+    else:
+        if l4[0] != (0 if family == 4 else 129) or l4[1] != 0:
+            return None
+        if struct.unpack_from("!H", l4, 4)[0] != ident:
+            return None
+    magic, seq = PAYLOAD.unpack_from(l4, 8)
     return int(seq) if magic == MAGIC else None
+
+
+def udp_payload(seq: int) -> bytes:
+    """The payload of a UDP probe carrying ``seq``, padded as the ICMP probes are."""
+    return PAYLOAD.pack(MAGIC, seq) + bytes(16)
 
 
 def _kernel_monotonic(ancdata: list[tuple[int, int, bytes]]) -> float:
@@ -202,23 +219,31 @@ def probe(
     gap_ms: float,
     ready: Path | None = None,
     realtime: bool = True,
+    udp_port: int | None = None,
 ) -> dict[str, Any]:
     """Probe ``target`` through ``dev``; return the summary of the run.
 
-    With ``realtime`` the process asks for SCHED_FIFO (reported back as ``realtime``).
+    ICMP echo by default; with ``udp_port``, UDP datagrams to an echo server on that port
+    (``--echo-server``). With ``realtime`` the process asks for SCHED_FIFO (reported back
+    as ``realtime``).
     """
     family = 6 if ":" in target else 4
     af = socket.AF_INET6 if family == 6 else socket.AF_INET
     target_raw = socket.inet_pton(af, target)
     ident = os.getpid() & 0xFFFF
-    if family == 4:
+    ethertype = ETH_P_IP if family == 4 else ETH_P_IPV6
+    udp: tuple[int, int] | None = None
+    if udp_port is not None:
+        tx = socket.socket(af, socket.SOCK_DGRAM)
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+        tx.bind(("::" if family == 6 else "0.0.0.0", 0))
+        udp = (udp_port, tx.getsockname()[1])
+    elif family == 4:
         tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         tx.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", 0xFFFFFFFF))
-        ethertype = ETH_P_IP
     else:
         tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         tx.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, b"\xff" * 32)
-        ethertype = ETH_P_IPV6
     tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
     tx.setblocking(False)
     rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
@@ -253,6 +278,11 @@ def probe(
 
     def drain() -> None:
         nonlocal duplicates
+        while udp is not None:  # replies are counted from the packet socket
+            try:
+                tx.recv(2048)
+            except (BlockingIOError, ConnectionRefusedError):
+                break
         while True:
             try:
                 data, ancdata, _flags, addr = rx.recvmsg(2048, socket.CMSG_SPACE(16))
@@ -260,7 +290,7 @@ def probe(
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue
-            seq = parse_reply(data, family, ident, target_raw)
+            seq = parse_reply(data, family, ident, target_raw, udp)
             if seq is None:
                 continue
             if seq in replies:
@@ -284,10 +314,10 @@ def probe(
             drain()
             continue
         seq = len(send_times)
-        packet = echo_request(family, ident, seq)
+        packet = echo_request(family, ident, seq) if udp is None else udp_payload(seq)
         send_times.append(time.monotonic())
         try:
-            tx.sendto(packet, (target, 0))
+            tx.sendto(packet, (target, udp_port or 0))
         except OSError as exc:
             name = type(exc).__name__ if exc.errno is None else os.strerror(exc.errno)
             send_errors[name] = send_errors.get(name, 0) + 1
@@ -308,6 +338,7 @@ def probe(
     result = summarize(send_times, replies, duplicates, gap_ms)
     result.update(
         target=target,
+        protocol="udp" if udp else "icmp",
         interval_ms=interval_s * 1000,
         started=start,
         ended=last_send,
@@ -319,9 +350,68 @@ def probe(
     return result
 
 
+def echo_server(port: int, ready: Path | None = None) -> int:
+    """Echo every UDP datagram received on ``port`` (any address, IPv4 and IPv6) back to
+    its sender, from the address it was sent to (a VIP, not the interface's primary
+    address), until SIGTERM/SIGINT."""
+    v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v4.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    for sock, anywhere in ((v4, "0.0.0.0"), (v6, "::")):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((anywhere, port))
+        sock.setblocking(False)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    poller = select.poll()
+    for sock in (v4, v6):
+        poller.register(sock.fileno(), select.POLLIN)
+    if ready is not None:
+        ready.touch()
+    while not stop:
+        with contextlib.suppress(InterruptedError):
+            poller.poll(200)
+        for sock in (v4, v6):
+            while True:
+                try:
+                    data, ancdata, _flags, peer = sock.recvmsg(65535, 256)
+                except BlockingIOError:
+                    break
+                reply_from = []
+                for level, kind, value in ancdata:
+                    if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                        # struct in_pktinfo {ifindex, spec_dst, addr}: answer from addr.
+                        reply_from.append((level, kind, bytes(4) + value[8:12] + bytes(4)))
+                    elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                        reply_from.append((level, kind, value[:16] + bytes(4)))
+                with contextlib.suppress(OSError):
+                    sock.sendmsg([data], reply_from, 0, peer)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", required=True, help="address to probe (IPv4 or IPv6)")
+    parser.add_argument("--target", help="address to probe (IPv4 or IPv6)")
+    parser.add_argument(
+        "--udp",
+        type=int,
+        metavar="PORT",
+        help="probe a UDP echo server on PORT instead of ICMP echo",
+    )
+    parser.add_argument(
+        "--echo-server",
+        type=int,
+        metavar="PORT",
+        help="run a UDP echo server on PORT (IPv4 and IPv6) instead of probing",
+    )
     parser.add_argument("--dev", default="eth0", help="client interface (default eth0)")
     parser.add_argument("--interval-ms", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=3600.0, help="seconds (or signal)")
@@ -338,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
+    if args.echo_server is not None:
+        return echo_server(args.echo_server, args.ready)
+    if not args.target:
+        parser.error("--target is required")
     result = probe(
         args.target,
         args.dev,
@@ -346,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.grace_ms / 1000,
         args.gap_ms,
         args.ready,
+        realtime=not args.no_realtime,
+        udp_port=args.udp,
     )
     text = json.dumps(result)
     if args.out:
@@ -378,6 +474,7 @@ class ProberRun:
         interval_ms: float = 2.0,
         duration_s: float = 3600.0,
         gap_ms: float = 10.0,
+        udp_port: int | None = None,
         ready_timeout_s: float = 30.0,
     ) -> None:
         ProberRun._count += 1
@@ -385,20 +482,16 @@ class ProberRun:
         self.out = base.with_suffix(".json")
         ready = base.with_suffix(".ready")
         self.err = base.with_suffix(".err")
+        udp = ["--udp", str(udp_port)] if udp_port is not None else []
         with open(self.err, "wb") as err:
             self.proc = lab.popen(
                 node, sys.executable, str(Path(__file__).resolve()),
                 "--target", target, "--dev", dev, "--interval-ms", str(interval_ms),
-                "--duration", str(duration_s), "--gap-ms", str(gap_ms),
+                "--duration", str(duration_s), "--gap-ms", str(gap_ms), *udp,
                 "--ready", str(ready), "--out", str(self.out),
                 stdout=subprocess.DEVNULL, stderr=err,
             )  # fmt: skip
-        deadline = time.monotonic() + ready_timeout_s
-        while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"prober did not start: {self.err.read_text()}")
-            time.sleep(0.01)
+        _wait_ready(self.proc, ready, self.err, ready_timeout_s)
 
     def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Stop probing (SIGTERM) and return the result."""
@@ -413,6 +506,29 @@ class ProberRun:
             raise RuntimeError(f"prober exited {self.proc.returncode}: {self.err.read_text()}")
         data: dict[str, Any] = json.loads(self.out.read_text())
         return data
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, err: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{ready.stem} did not start: {err.read_text()}")
+        time.sleep(0.01)
+
+
+def start_echo_server(
+    lab: _LabLike, node: str, port: int, timeout_s: float = 30.0
+) -> subprocess.Popen[bytes]:
+    """Start a UDP echo server on ``port`` in ``node`` (the lab stops it on close)."""
+    base = lab.tmpdir / f"echo-{node}-{port}"
+    ready, err_path = base.with_suffix(".ready"), base.with_suffix(".err")
+    with open(err_path, "wb") as err:
+        proc = lab.popen(node, sys.executable, str(Path(__file__).resolve()),
+                         "--echo-server", str(port), "--ready", str(ready),
+                         stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+    _wait_ready(proc, ready, err_path, timeout_s)
+    return proc
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from .lab import (
     vip_address,
     wait_for,
 )
-from .prober import ProberRun, summarize
+from .prober import ProberRun, start_echo_server, summarize
 
 pytestmark = pytest.mark.netns
 
@@ -144,12 +144,19 @@ def test_summary_counts_exactly() -> None:
     assert tail["lost"] == 9 and tail["longest_gap_ms"] == pytest.approx(17.9)
 
 
-@pytest.mark.parametrize("family", [4, 6])
-def test_prober_counts_a_vip_taken_away_by_hand(netlab: Lab, family: int) -> None:
+@pytest.mark.parametrize(
+    ("family", "udp_port"), [(4, None), (6, None), (4, 7007), (6, 7007)],
+    ids=["icmp4", "icmp6", "udp4", "udp6"],
+)  # fmt: skip
+def test_prober_counts_a_vip_taken_away_by_hand(
+    netlab: Lab, family: int, udp_port: int | None
+) -> None:
     vip = vip_address(family=family)
     plen = 24 if family == 4 else 64
     netlab.run("dir-a", "ip", "addr", "add", f"{vip}/{plen}", "dev", "eth0", "nodad")
-    run = ProberRun(netlab, vip)
+    if udp_port is not None:
+        start_echo_server(netlab, "dir-a", udp_port)
+    run = ProberRun(netlab, vip, udp_port=udp_port)
     wait_for(lambda: netlab.neigh("client", vip), 10, "client resolving the VIP")
     time.sleep(0.3)
     t_del_start = time.monotonic()
@@ -163,6 +170,7 @@ def test_prober_counts_a_vip_taken_away_by_hand(netlab: Lab, family: int) -> Non
     result = run.stop()
 
     assert result["send_errors"] == 0
+    assert result["protocol"] == ("icmp" if udp_port is None else "udp")
     # Every slot of the run was either probed or counted as skipped.
     slots = (result["ended"] - result["started"]) / 0.002
     assert abs(result["sent"] + result["skipped_slots"] - slots) <= 2
