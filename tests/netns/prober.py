@@ -4,12 +4,14 @@ Run in the client namespace::
 
     ip netns exec CLIENT python tests/netns/prober.py --target 192.0.2.100 --duration 10
 
-It sends ICMP (or ICMPv6) echo requests from a raw socket on a fixed schedule (default
-every 2 ms; a slot the process was too late for is skipped and counted, never sent in a
-burst), and receives the replies on a packet socket bound to the client's interface, so
-each reply's source MAC is known. Each request carries a 64-bit sequence number; replies
-are matched by it, so the counts are exact: ``lost`` is the number of probes sent that got
-no reply by the end of the run plus a grace period.
+It sends ICMP (or ICMPv6) echo requests from a raw socket, or with ``--udp PORT`` UDP
+datagrams to an echo server (``--echo-server PORT`` runs one, e.g. on real servers behind
+IPVS), on a fixed schedule (default every 2 ms; a slot the process was too late for is
+skipped and counted, never sent in a burst), at SCHED_FIFO priority unless
+``--no-realtime``. It receives the replies on a packet socket bound to the client's
+interface, so each reply's source MAC is known. Each request carries a 64-bit sequence
+number; replies are matched by it, so the counts are exact: ``lost`` is the number of
+probes sent that got no reply by the end of the run plus a grace period.
 
 It stops at ``--duration`` or on SIGTERM/SIGINT and prints one JSON object:
 sent, answered, lost, duplicates, send_errors, skipped_slots, max_send_gap_ms,
@@ -19,7 +21,8 @@ lost_runs (runs of consecutive lost probes), mac_changes and replies per MAC. Ti
 CLOCK_MONOTONIC seconds (send: just before sendto; reply: the kernel's receive stamp), so
 they line up with ``time.monotonic()`` in the test process and with the lab's wire log.
 
-``ProberRun`` starts it through a lab and collects the result.
+``ProberRun`` starts it through a lab and collects the result; ``start_echo_server``
+starts an echo server in a lab node.
 
 This program must stay standard-library only and fast to start, must only send to the
 target it is given, and must never estimate a count.
