@@ -132,6 +132,7 @@ class Instance:
         self.announcer: AnnouncerPort | None = None
         self.hmac_key: bytes | None = None
         self.replay = auth.ReplayGuard()
+        self._hmac_seq = 0
         self.holding: set[str] = set()
         self._announce_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -323,8 +324,12 @@ class Instance:
                 v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
             )
             if self.hmac_key is not None:
+                # Wall-clock nanoseconds so that a restarted agent keeps increasing, but
+                # never below the last one sent: a clock stepped back must not turn our
+                # adverts into "replays" for as long as the step.
+                self._hmac_seq = max(time.time_ns(), self._hmac_seq + 1)
                 payload = auth.sign(
-                    payload, key=self.hmac_key, seq=time.time_ns(), src=src, dst=dst
+                    payload, key=self.hmac_key, seq=self._hmac_seq, src=src, dst=dst
                 )
             try:
                 await self.sock.send(payload, dst)
