@@ -351,8 +351,9 @@ class Instance:
         if added:
             self.log.info("vip.added", vips=added)
         # First announcement now, before the first advert (make-before-break); the rest of
-        # the burst, the delayed burst and the refresh run in the background.
-        self._announce_once(self.cfg.virtual_addresses)
+        # the burst, the delayed burst and the refresh run in the background. Only what we
+        # hold: announcing an address the kernel refused would draw traffic to a black hole.
+        self._announce_once(self._held_vips())
         self._start_announcer(first_done=True)
 
     def _start_announcer(self, *, first_done: bool) -> None:
