@@ -100,3 +100,33 @@ def test_missing_interface_is_retried_and_other_instances_run() -> None:
         assert a.held() == set()
 
     run_lab(scenario)
+
+
+def test_stop_while_an_interface_is_missing_returns_promptly() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        config = instance_toml(priority=200) + instance_toml(
+            name="VI_2", interface="eth9", vrid=52, priority=200, vips=["198.51.100.1/24"]
+        )
+        ra = await lab.start(a, config)
+        await trio.sleep(2.5)
+        t_stop = trio.current_time()
+        ra.stop()
+        await ra.wait()
+        assert ra.returned_at is not None and ra.returned_at - t_stop <= 1.0
+        assert a.held() == set()
+        assert not lab.find("agent.stop_timeout", host="a")
+
+    run_lab(scenario)
+
+
+def test_a_vip_that_could_not_be_added_is_not_announced() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        a.addresses.refuse_add.add(VIP1)
+        await lab.start(a, instance_toml(priority=200, vips=[VIP1, VIP2]))
+        await trio.sleep(7)
+        assert not lab.find("garp", host="a", subject="192.0.2.100")
+        assert lab.find("garp", host="a", subject="192.0.2.101")
+
+    run_lab(scenario)
