@@ -285,6 +285,7 @@ class AgentProcess:
                 record = None
             with self._cond:
                 if isinstance(record, dict) and "event" in record:
+                    record["_received_s"] = time.monotonic()  # when this process read it
                     self.events.append(record)
                 else:
                     self.other_lines.append(line.rstrip("\n"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.vm
 
 START_TIMEOUT_S = 120.0
 STEP_TIMEOUT_S = 30.0
+RECONCILE_INTERVAL_S = 1.0  # as in BASE_CONFIG
+REPAIR_SLACK_S = 4.0
 
 SCHEDULERS_61 = (
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf"
@@ -311,7 +314,8 @@ def test_agent_programs_repairs_reloads_and_adopts(lab: Lab, tmp_path: Path) -> 
 
     # --- a new agent adopts the table as it finds it: zero netlink writes ---
     with agent(director, config) as second:
-        second.wait_for("ipvs.reconciled", START_TIMEOUT_S, where=_reason("start"))
+        adopted = second.wait_for("ipvs.reconciled", START_TIMEOUT_S, where=_reason("start"))
+        assert adopted["written"] == 0 and adopted["failed"] == 0
         mark = second.mark()
         # a few periodic reconciles (1 s apart) must find nothing to do either
         _sleep_events(second, 3.0)
@@ -350,7 +354,12 @@ def _repair(
     """Damage the table by hand; the next periodic reconcile writes exactly ``expected``."""
     mark = process.mark()
     damage()
+    damaged_s = time.monotonic()
     repaired = process.wait_for("ipvs.drift_repaired", STEP_TIMEOUT_S, mark)
+    # within the 1 s interval, plus slack for a reconcile under the VM's emulation
+    took_s = repaired["_received_s"] - damaged_s
+    print(f"drift repaired {took_s:.2f} s after the damage: {expected}")
+    assert took_s <= RECONCILE_INTERVAL_S + REPAIR_SLACK_S
     writes = process.named(*WRITE_EVENTS, since=mark)
     got: dict[str, list[str]] = {}
     for event in writes:
