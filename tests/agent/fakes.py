@@ -32,7 +32,7 @@ from structlog.contextvars import bind_contextvars, bound_contextvars
 from hadirector.agent import Agent
 from hadirector.config.load import load_text
 from hadirector.config.schema import Config
-from hadirector.errors import KernelError
+from hadirector.errors import DecodeError, KernelError
 from hadirector.ports import Adapters
 from hadirector.vrrp import auth, codec
 from hadirector.vrrp.machine import VrrpMachine
@@ -95,7 +95,7 @@ class Frame:
         payload = self.payload[: -auth.TRAILER_LEN] if hmac else self.payload
         try:
             return codec.decode(payload, src=self.src, dst=self.dst)
-        except Exception:
+        except DecodeError:
             return None
 
 
@@ -108,8 +108,10 @@ class Wire:
     Multicast packets reach every other multicast endpoint of the same family; unicast
     packets reach the endpoint whose local address is the destination. ``delay_s`` delays
     every delivery; ``cut(a, b)`` drops everything between two hosts (both ways),
-    ``isolate(a)`` drops everything to and from a host, ``heal()`` undoes both. A host's
-    link being down (``FakeLinks``) drops its packets too.
+    ``isolate(a)`` drops everything to and from a host, ``heal()`` undoes both; ``drop``, a
+    predicate of (frame, receiving endpoint), loses chosen packets. A host's link being down
+    (``FakeLinks``) drops its packets too. ``frames`` keeps everything sent, with the hosts
+    each packet reached.
     """
 
     def __init__(self, lab: Lab, name: str, delay_s: float = 0.0) -> None:
@@ -286,6 +288,15 @@ class FakeAddresses:
         del self.held[key]
         self.host.lab.record(self.host.name, "remove", key, dev=vip.dev)
         return True
+
+    @property
+    def log(self) -> list[tuple[float, str, str]]:
+        """(time, "add"/"remove"/"vanish", vip) on this host, in order."""
+        return [
+            (e.time, e.kind, e.subject)
+            for e in self.host.lab.events
+            if e.host == self.host.name and e.kind in ("add", "remove", "vanish")
+        ]
 
     def vanish(self, vip_text: str) -> None:
         """Someone else deleted the VIP (``ip addr del``): drop it and tell the watcher."""
