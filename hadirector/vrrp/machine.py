@@ -21,7 +21,9 @@ failed, or the sync group put us there; STOPPED is final.
   Master_Down_Timer; preemption on and lower priority -> discard (the timer keeps running, so
   we take over when it expires). The timer expiring makes us MASTER.
 - §6.4.3 MASTER, advert received: priority 0 -> send an advert at once; higher priority, or
-  equal priority and a greater primary address than ours -> BACKUP (v3: adopt its interval);
+  equal priority and a greater primary address than ours -> BACKUP (v3: adopt its interval),
+  after one last advert at our own priority (a deviation from §6.4.3, which sends none: it
+  tells a winner that never heard us that there was a split brain, see below);
   anything else is discarded. Every advert a master hears comes from another master (a
   backup is silent), so a discarded one means split brain: we send an advert at once, which
   makes the other step down, and emit ``AcquireAddresses`` again so the caller re-announces
@@ -473,7 +475,11 @@ class VrrpMachine:
             self.counters["preempted"] += 1
             self._adopt_interval(interval_cs)
             why = "higher priority" if priority > self.effective_priority else "tie, higher address"
-            return self._step_down(now, f"preempted by {source} ({why} {priority})")
+            # A farewell advert at our own priority before stepping down: if the winner never
+            # heard us (split brain, its advert crossed first), it now sees a lower master,
+            # answers and re-announces (below), so neighbours' caches are put right.
+            farewell = self._advert(now)
+            return [farewell, *self._step_down(now, f"preempted by {source} ({why} {priority})")]
         # Split brain: another master we outrank. Advert now (it steps down), re-announce.
         self.counters["split_brain_won"] += 1
         return [self._advert(now), AcquireAddresses()]

@@ -229,17 +229,7 @@ def test_sync_group_member_fault_moves_both_instances_to_the_peer() -> None:
 
 @pytest.mark.parametrize(
     "first_across",
-    [
-        "b",
-        pytest.param(
-            "a",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the winner's advert crosses first: the loser steps down silently, "
-                "so the winner never learns of the split brain and does not re-announce",
-            ),
-        ),
-    ],
+    ["b", "a"],
 )
 def test_split_brain_heals_to_one_master_with_a_fresh_announcement(first_across: str) -> None:
     async def scenario(lab: Lab) -> None:

@@ -267,7 +267,8 @@ def test_rfc5798_6_4_3_priority_zero_answered_at_once() -> None:
 def test_rfc5798_6_4_3_higher_priority_steps_down_release_after_hold() -> None:
     m, t = master()
     assert advert(m, t + 0.5, priority=200, interval_cs=50) == [
-        Transition(State.MASTER, State.BACKUP, f"preempted by {HIGHER} (higher priority 200)")
+        SendAdvert(100, 100),  # farewell at our priority: a winner that never heard us learns
+        Transition(State.MASTER, State.BACKUP, f"preempted by {HIGHER} (higher priority 200)"),
     ]
     assert m.holding_addresses  # make-before-break: the taker already announced
     assert m.master_adver_interval_cs == 50  # v3 adopts on stepping down
@@ -283,7 +284,8 @@ def test_rfc5798_6_4_3_tie_broken_by_primary_address() -> None:
     # Equal priority, sender's primary address greater than ours: we step down.
     actions = advert(m, t + 0.1, priority=100, source=HIGHER)
     assert actions == [
-        Transition(State.MASTER, State.BACKUP, f"preempted by {HIGHER} (tie, higher address 100)")
+        SendAdvert(100, 100),
+        Transition(State.MASTER, State.BACKUP, f"preempted by {HIGHER} (tie, higher address 100)"),
     ]
     m2, t2 = master()
     # Equal priority, sender's address lower: we stay, answer, and re-announce.
@@ -298,7 +300,7 @@ def test_rfc5798_6_4_3_tie_break_ipv6() -> None:
     ours = IPv6Address("fe80::10")
     m, t = master(primary_address=ours)
     assert advert(m, t, priority=100, source=IPv6Address("fe80::9"))[0] == SendAdvert(100, 100)
-    assert advert(m, t, priority=100, source=IPv6Address("fe80::11"))[0].new is State.BACKUP  # type: ignore[union-attr]
+    assert advert(m, t, priority=100, source=IPv6Address("fe80::11"))[1].new is State.BACKUP  # type: ignore[union-attr]
 
 
 def test_split_brain_winner_advertises_and_reannounces() -> None:
@@ -317,14 +319,23 @@ def test_split_brain_two_machines_end_with_one_master_and_fresh_announce() -> No
     assert from_a == from_b == [SendAdvert(100, 100)]
     a_actions = advert(a, t + 1.001, source=HIGHER)
     b_actions = advert(b, t + 1.001, source=LOWER)
-    assert a_actions[0].new is State.BACKUP  # type: ignore[union-attr]
+    assert a_actions[0] == SendAdvert(100, 100)  # the loser's farewell
+    assert a_actions[1].new is State.BACKUP  # type: ignore[union-attr]
     assert b_actions == [SendAdvert(100, 100), AcquireAddresses()]
     assert [a.state, b.state] == [State.BACKUP, State.MASTER]
+    # The winner's advert crossing first: the farewell still reaches the winner, which
+    # answers and re-announces.
+    c, t3 = master(primary_address=LOWER)
+    d, _ = master(primary_address=HIGHER)
+    assert advert(c, t3 + 0.2, source=HIGHER)[0] == SendAdvert(100, 100)
+    assert advert(d, t3 + 0.201, source=LOWER) == [SendAdvert(100, 100), AcquireAddresses()]
+    assert [c.state, d.state] == [State.BACKUP, State.MASTER]
 
 
 def test_hold_zero_releases_with_the_transition() -> None:
     m, t = master(handover_hold_cs=0)
     assert advert(m, t, priority=200) == [
+        SendAdvert(100, 100),
         Transition(State.MASTER, State.BACKUP, f"preempted by {HIGHER} (higher priority 200)"),
         ReleaseAddresses(),
     ]
@@ -450,7 +461,7 @@ def test_tracking_in_master_advertised_from_next_advert() -> None:
     assert m.set_priority(60, t + 0.2) == []
     assert m.timer(t + 1.0) == [SendAdvert(60, 100)]
     # And it is the priority compared on receipt: 80 now outranks us.
-    assert advert(m, t + 1.1, priority=80)[0].new is State.BACKUP  # type: ignore[union-attr]
+    assert advert(m, t + 1.1, priority=80)[1].new is State.BACKUP  # type: ignore[union-attr]
 
 
 def test_tracking_fault_as_master_sends_priority_zero_then_releases() -> None:
