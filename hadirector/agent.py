@@ -572,7 +572,7 @@ class Agent:
     """Everything one ``hadirector run`` process does."""
 
     def __init__(
-        self, config: Config, config_path: Path | None, adapters: Adapters | None = None
+        self, config: Config, config_path: Path | None = None, adapters: Adapters | None = None
     ) -> None:
         self.adapters = adapters or Adapters.real()
         self.config = config
