@@ -1324,7 +1324,7 @@ class _Loader:
             weight = t.opt("weight", self.integer(0, INT32_MAX), 1)
             upper = t.opt("upper_threshold", self.integer(0, INT32_MAX), 0)
             lower = t.opt("lower_threshold", self.integer(0, INT32_MAX), 0)
-            if upper > 0 and lower > upper:
+            if lower > upper:  # the kernel refuses it (ERANGE), even with no upper limit
                 self.add(
                     t.at("lower_threshold"),
                     f"must be <= upper_threshold ({upper}), got {lower}",

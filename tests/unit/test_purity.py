@@ -29,6 +29,8 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/reconcile.py",
     "hadirector/ipvs/save.py",
     "hadirector/ipvs/importer.py",
+    "hadirector/ipvs/genl.py",
+    "hadirector/ipvs/types.py",
     "hadirector/checks/risefall.py",
     "hadirector/sync/codec.py",
 ]
