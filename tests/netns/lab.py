@@ -789,16 +789,24 @@ class Lab:
         )
 
     def cut(self, *nodes: str) -> None:
-        """Split ``nodes`` (default: both directors) from each other on every LAN.
+        """Split ``nodes`` from each other on every LAN (split brain).
 
         Their bridge ports become isolated: isolated ports do not forward to one another,
         but still to and from every other port, so the client keeps hearing them all.
+        No node, or a single director, means the two directors (isolating one port alone
+        would cut nothing).
         """
-        self._isolate(nodes or DIRECTORS, True)
+        self._isolate(self._split(nodes), True)
 
     def heal(self, *nodes: str) -> None:
-        """Undo ``cut``."""
-        self._isolate(nodes or DIRECTORS, False)
+        """Undo ``cut`` (same arguments)."""
+        self._isolate(self._split(nodes), False)
+
+    @staticmethod
+    def _split(nodes: Sequence[str]) -> tuple[str, ...]:
+        if len(nodes) < 2:
+            return DIRECTORS if not nodes or nodes[0] in DIRECTORS else (*DIRECTORS, *nodes)
+        return tuple(nodes)
 
     def _isolate(self, nodes: Iterable[str], on: bool) -> None:
         for node in nodes:

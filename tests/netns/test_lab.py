@@ -102,6 +102,10 @@ def test_cut_separates_directors_but_not_the_client(netlab: Lab) -> None:
         assert _probe_for(netlab, lan_address(node), 0.2)["lost"] == 0
     netlab.heal()
     assert _probe_for(netlab, lan_address("dir-b"), 0.3, node="dir-a")["answered"] > 0
+    netlab.cut("dir-b")  # one director named: cut from the other one
+    assert _probe_for(netlab, lan_address("dir-a"), 0.3, node="dir-b")["answered"] == 0
+    netlab.heal("dir-b")
+    assert _probe_for(netlab, lan_address("dir-a"), 0.3, node="dir-b")["answered"] > 0
 
 
 @pytest.mark.usefixtures("netns_required")
