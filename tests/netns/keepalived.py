@@ -11,8 +11,10 @@ Facts about keepalived 2.2.7 this relies on (see ``man keepalived.conf``):
 - ``state MASTER`` still starts in BACKUP and claims master after its own Master_Down
   timer; ``nopreempt`` requires ``state BACKUP``. So every instance is written with
   ``state BACKUP`` unless its priority is 255 (address owner).
-- The VRRPv3/IPv4 checksum switch is ``old_unicast_checksum`` (per instance, unicast
-  only); this build has no option to leave the pseudo-header out of multicast v3 adverts.
+- The only VRRPv3/IPv4 checksum switch is ``old_unicast_checksum`` (per instance, unicast
+  only): the pseudo-header then names the multicast group 224.0.0.18 instead of the
+  unicast peer (seen on the wire; test_lab pins it). There is no option to leave the
+  pseudo-header out (FRR's v2-style checksum), for multicast or unicast.
 - VRRPv2 adverts carry whole seconds; IPv6 instances are always v3.
 - On SIGTERM it sends priority 0, removes its VIPs and exits; on SIGKILL the VIPs stay.
 

@@ -122,7 +122,8 @@ class Frame:
     ``t`` is CLOCK_MONOTONIC seconds (the kernel's receive time), comparable with
     ``time.monotonic()`` in any process on the host. ``info`` holds the decoded fields:
     arp: op, sender_ip, sender_mac, target_ip, target_mac, gratuitous;
-    vrrp: version, vrid, priority, interval_cs, src, addresses;
+    vrrp: version, vrid, priority, interval_cs, src, dst, ttl, addresses, raw (hex of the
+    VRRP packet, for checksum checks);
     na/ns: src, target, and for na the flags router/solicited/override and target_mac.
     """
 
@@ -972,7 +973,8 @@ def decode_frame(frame: bytes) -> tuple[str, dict[str, Any]] | None:
         ihl = (body[0] & 0x0F) * 4
         if body[9] != IPPROTO_VRRP or len(body) < ihl + 8:
             return None
-        info = _decode_vrrp(body[ihl:], 4)
+        total_len = struct.unpack_from("!H", body, 2)[0]
+        info = _decode_vrrp(body[ihl:total_len], 4)
         info.update(
             src=socket.inet_ntoa(body[12:16]), dst=socket.inet_ntoa(body[16:20]), ttl=body[8]
         )
@@ -983,7 +985,8 @@ def decode_frame(frame: bytes) -> tuple[str, dict[str, Any]] | None:
         dst = socket.inet_ntop(socket.AF_INET6, body[24:40])
         payload = body[40:]
         if next_header == IPPROTO_VRRP and len(payload) >= 8:
-            info = _decode_vrrp(payload, 6)
+            payload_len = struct.unpack_from("!H", body, 4)[0]
+            info = _decode_vrrp(payload[:payload_len], 6)
             info.update(src=src, dst=dst, ttl=hop_limit)
             return "vrrp", info
         if next_header == 58 and len(payload) >= 24 and payload[0] in (135, 136):
@@ -1035,6 +1038,7 @@ def _decode_vrrp(vrrp: bytes, family: int) -> dict[str, Any]:
         "priority": vrrp[2],
         "interval_cs": interval_cs,
         "addresses": addresses,
+        "raw": vrrp.hex(),
     }
 
 

@@ -10,6 +10,7 @@ before hearing silence for longer than two advert intervals), never as a speed.
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import time
 from pathlib import Path
@@ -471,3 +472,48 @@ def test_bench_counts_spurious_transitions() -> None:
     assert spurious_transitions(flap, EXPECTED["crash"]["dir-b"]) == 2
     assert spurious_transitions(seq("BACKUP", "FAULT", "BACKUP", "MASTER", "BACKUP"),
                                 expected) == 2  # fmt: skip
+
+
+def _ones_complement_sum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def _v3_checksum(vrrp: bytes, pseudo_dst: str | None, src: str) -> int:
+    """The VRRPv3/IPv4 checksum of ``vrrp`` (checksum field zeroed): with the pseudo-header
+    (src, ``pseudo_dst``, protocol 112, length) or, with ``pseudo_dst`` None, without."""
+    body = vrrp[:6] + b"\0\0" + vrrp[8:]
+    pseudo = b""
+    if pseudo_dst is not None:
+        pseudo = (
+            ipaddress.ip_address(src).packed + ipaddress.ip_address(pseudo_dst).packed
+            + bytes([0, 112]) + len(body).to_bytes(2, "big")
+        )  # fmt: skip
+    return ~_ones_complement_sum(pseudo + body) & 0xFFFF
+
+
+@pytest.mark.keepalived
+@pytest.mark.parametrize("old_checksum", [False, True], ids=["rfc", "old_unicast_checksum"])
+def test_keepalived_unicast_v3_checksum(
+    netlab: Lab, keepalived_bin: str, old_checksum: bool
+) -> None:
+    """Pins what keepalived 2.2's ``old_unicast_checksum`` means on the wire: the IPv4
+    pseudo-header names the multicast group 224.0.0.18 instead of the unicast peer (it does
+    not leave the pseudo-header out)."""
+    a, _ = _pair(netlab, unicast=True, old_unicast_checksum=old_checksum)
+    since = time.monotonic()
+    advert = netlab.wait_wire(
+        lambda f: f.kind == "vrrp" and f.src_mac == netlab.mac("dir-a"), 15, "advert", since
+    )
+    raw = bytes.fromhex(advert.info["raw"])
+    on_wire = int.from_bytes(raw[6:8], "big")
+    src = advert.info["src"]
+    assert advert.info["dst"] == lan_address("dir-b")
+    expected_dst = "224.0.0.18" if old_checksum else lan_address("dir-b")
+    assert on_wire == _v3_checksum(raw, expected_dst, src)
+    assert on_wire != _v3_checksum(raw, None, src)
+    assert a.state() == "MASTER"
