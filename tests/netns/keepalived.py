@@ -96,7 +96,7 @@ def keepalived_conf(
             lines.append("    unicast_peer {")
             lines += [f"        {peer}" for peer in spec.unicast_peers]
             lines.append("    }")
-            if old_unicast_checksum:
+            if old_unicast_checksum or spec.old_unicast_checksum:
                 lines.append("    old_unicast_checksum")
         if spec.auth_pass is not None:
             if spec.version != 2:

@@ -160,6 +160,9 @@ class InstanceSpec:
     unicast_src: str | None = None
     unicast_peers: tuple[str, ...] = ()
     auth_pass: str | None = None  # VRRPv2 simple password (keepalived "PASS")
+    # Unicast v3/IPv4: checksum pseudo-header names 224.0.0.18, not the peer (keepalived's
+    # and hadirector's "old_unicast_checksum").
+    old_unicast_checksum: bool = False
 
     def vip_hosts(self) -> tuple[str, ...]:
         """The VIPs without prefix lengths."""
@@ -437,6 +440,8 @@ def hadirector_toml(
             lines.append(f"unicast_peers = [{', '.join(_toml_str(p) for p in spec.unicast_peers)}]")
         if spec.auth_pass is not None:
             lines += ['auth_type = "pass"', f"auth_pass = {_toml_str(spec.auth_pass)}"]
+        if spec.old_unicast_checksum:
+            lines.append("old_unicast_checksum = true")
     if sync_group:
         lines += [
             "",

@@ -411,10 +411,11 @@ def _hadirector_cli() -> list[str]:
         [InstanceSpec(advert_s=0.01)],
         [InstanceSpec(version=2, advert_s=1.0, auth_pass="s3cret", unicast_src="192.0.2.1",
                       unicast_peers=("192.0.2.2",), preempt=False)],
+        [InstanceSpec(unicast_peers=("192.0.2.2",), old_unicast_checksum=True)],
         [InstanceSpec(), InstanceSpec(name="VI_2", interface="eth1", vrid=52,
                                       vips=("2001:db8:2::100/64",))],
     ],
-    ids=["v3", "v2-unicast-auth", "two-families"],
+    ids=["v3", "v2-unicast-auth", "old-unicast-checksum", "two-families"],
 )  # fmt: skip
 def test_hadirector_toml_passes_check_config(tmp_path: Path, specs: list[InstanceSpec]) -> None:
     command = _hadirector_cli()
