@@ -6,8 +6,9 @@ flags, one service per scheduler of the 6.1 kernel, and one ``twos`` service the
 lacks). What the agent programs is read back by ``ipvsadm`` and compared with text written
 by hand here. Then, with the same agent still running: drift made by hand with ipvsadm is
 repaired, SIGHUP with one weight changed writes exactly one edit, a broken file on SIGHUP
-changes nothing; a second agent adopts the table without writing; a foreign service stays
-untouched until ``own_whole_table`` is set.
+changes nothing; a second agent adopts the table without writing, and deletes a service
+(and its SNAT rule) once the file drops it; a foreign service stays untouched until
+``own_whole_table`` is set.
 
 Python start-up costs ~15 s under the VM's emulation, so the whole story runs as one test
 with two agent starts; each step says what it checks.
@@ -142,8 +143,19 @@ scheduler = "{scheduler}"
 """
 
 
-def config_text(weight_12: int = 50, extra_ipvs: str = "") -> str:
+FULLNAT_BLOCK = (
+    '[[virtual_server]]\naddress = "192.0.2.14:80"\nforwarding = "fullnat"\n'
+    'fullnat_source = "198.51.100.1"\n\n'
+    '  [[virtual_server.real_server]]\n  address = "198.51.100.16:80"\n\n'
+)
+FULLNAT_SAVE = "-A -t 192.0.2.14:80 -s wlc\n-a -t 192.0.2.14:80 -r 198.51.100.16:80 -m -w 1\n"
+
+
+def config_text(weight_12: int = 50, extra_ipvs: str = "", fullnat: bool = True) -> str:
     text = BASE_CONFIG.format(weight_12=weight_12, extra_ipvs=extra_ipvs)
+    if not fullnat:
+        assert FULLNAT_BLOCK in text
+        text = text.replace(FULLNAT_BLOCK, "")
     for index, name in enumerate((*SCHEDULERS_61, "twos")):
         text += SCHEDULER_SERVICE.format(port=8001 + index, scheduler=name)
     return text
@@ -323,8 +335,26 @@ def test_agent_programs_repairs_reloads_and_adopts(lab: Lab, tmp_path: Path) -> 
         assert not second.named("ipvs.drift_repaired", since=mark)
         assert save() == with_foreign(reloaded)
 
+        # --- a service the file no longer lists goes (this agent adopted it), with its
+        # SNAT rule; the foreign one stays ---
+        assert FULLNAT_SAVE in reloaded
+        reduced = reloaded.replace(FULLNAT_SAVE, "")
+        config.write_text(config_text(weight_12=60, fullnat=False))
+        mark = second.mark()
+        second.signal(signal.SIGHUP)
+        second.wait_for("ipvs.reconciled", STEP_TIMEOUT_S, mark, _reason("reload"))
+        writes = second.named(*WRITE_EVENTS, since=mark)
+        assert [(e["event"], e["op"]) for e in writes] == [
+            ("ipvs.service.del", "delete service TCP 192.0.2.14:80")
+        ]
+        assert save() == with_foreign(reduced)
+        ruleset = lab.exec(director, "nft", "list", "table", "inet", "hadirector")
+        assert "snat" not in ruleset and "meta mark set 0x00000007" in ruleset
+
         # --- own_whole_table: now, and only now, the foreign service goes ---
-        config.write_text(config_text(weight_12=60, extra_ipvs="own_whole_table = true"))
+        config.write_text(
+            config_text(weight_12=60, fullnat=False, extra_ipvs="own_whole_table = true")
+        )
         mark = second.mark()
         second.signal(signal.SIGHUP)
         second.wait_for("ipvs.reconciled", STEP_TIMEOUT_S, mark, _reason("reload"))
@@ -332,7 +362,7 @@ def test_agent_programs_repairs_reloads_and_adopts(lab: Lab, tmp_path: Path) -> 
         assert [(e["event"], e["op"]) for e in writes] == [
             ("ipvs.service.del", "delete service TCP 203.0.113.99:80")
         ]
-        assert save() == reloaded
+        assert save() == reduced
 
 
 def _reason(reason: str) -> Callable[[dict[str, Any]], bool]:
