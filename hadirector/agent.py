@@ -23,7 +23,9 @@ This module does no protocol reasoning of its own: decisions live in the pure co
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import signal
 import socket
 import time
@@ -721,6 +723,7 @@ class Agent:
             self._start_tracking()
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
+            self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
             nursery.start_soon(self.ipvs.run)
             sdnotify.notify("READY=1")
@@ -729,6 +732,18 @@ class Agent:
             await self._stop_requested.wait()
             await self.shutdown()
             nursery.cancel_scope.cancel()
+
+    def _tune_process(self) -> None:
+        """Freeze start-up garbage out of the collector; real-time scheduling if configured."""
+        gc.collect()
+        gc.freeze()  # fewer and shorter collections on the advert path
+        prio = self.config.global_.realtime_priority
+        if prio:
+            try:
+                os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
+                self.log.info("agent.realtime", policy="SCHED_RR", priority=prio)
+            except OSError as exc:
+                self.log.error("agent.realtime_failed", priority=prio, error=str(exc))
 
     def request_stop(self) -> None:
         """Ask the agent to hand over and exit (what SIGTERM does)."""

@@ -80,7 +80,14 @@ TOP_KEYS: Final = (
     "ipvs",
     "virtual_server",
 )
-GLOBAL_KEYS: Final = ("router_id", "log_level", "control_socket", "notify_timeout", "state_dir")
+GLOBAL_KEYS: Final = (
+    "router_id",
+    "log_level",
+    "control_socket",
+    "notify_timeout",
+    "state_dir",
+    "realtime_priority",
+)
 INSTANCE_KEYS: Final = (
     "name",
     "interface",
@@ -635,6 +642,7 @@ class _Loader:
                 "notify_timeout", self.seconds(0, 3600, lo_open=True), default.notify_timeout_s
             ),
             state_dir=t.opt("state_dir", self.abspath(), default.state_dir),
+            realtime_priority=t.opt("realtime_priority", self.integer(0, 99), 0),
         )
 
     def ipvs(self, top: _Table) -> IpvsSettings:
@@ -775,8 +783,11 @@ class _Loader:
                 "must be true for IPv6 (the IPv6 pseudo-header is always part of the checksum)",
             )
         old_unicast = t.opt("old_unicast_checksum", self.boolean(), False)
-        if old_unicast and family is not None and version_ok and (
-            family != 4 or version != 3 or not peers
+        if (
+            old_unicast
+            and family is not None
+            and version_ok
+            and (family != 4 or version != 3 or not peers)
         ):
             self.add(
                 t.at("old_unicast_checksum"),

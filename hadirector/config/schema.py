@@ -73,6 +73,7 @@ class GlobalConfig:
     control_socket: str = DEFAULT_CONTROL_SOCKET
     notify_timeout_s: float = 10.0
     state_dir: str = DEFAULT_STATE_DIR
+    realtime_priority: int = 0  # 0: normal scheduling; 1..99: SCHED_RR
 
 
 @dataclass(frozen=True)
