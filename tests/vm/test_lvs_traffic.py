@@ -215,6 +215,8 @@ def lvs(ipvs_modules: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     "ipvs.reconciled", 120.0, where=lambda e: e.get("reason") == "start"
                 )
                 assert done["services"] == 7 and done["failed"] == 0, process.transcript()
+                complaints = ("ipvs.op_failed", "ipvs.nft_failed", "ipvs.sysctl_failed")
+                assert not process.named(*complaints), process.transcript()
                 yield Lvs(lab, client, director, process, servers, itertools.count(20000))
         finally:
             for server in servers.values():
