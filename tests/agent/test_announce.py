@@ -1,4 +1,4 @@
-"""Announcement schedule of a new master (docs/config.md "Announcements and handover"):
+"""Announcement schedule of a new master (README.md "Announcements and handover"):
 a burst of ``garp_master_repeat`` per address ``garp_interval`` apart, a second burst after
 ``garp_master_delay``, then one every ``garp_master_refresh``; all of it stops on release."""
 

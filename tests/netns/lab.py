@@ -413,7 +413,7 @@ def hadirector_toml(
     sync_group: str | None = None,
     log_level: str = "info",
 ) -> str:
-    """A hadirector configuration (VRRP only) for ``instances`` (see docs/config.md)."""
+    """A hadirector configuration (VRRP only) for ``instances`` (see the README configuration reference)."""
     lines = [
         "[global]",
         f"router_id = {_toml_str(router_id)}",
