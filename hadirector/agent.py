@@ -57,6 +57,8 @@ from hadirector.vrrp.machine import (
 )
 
 STOP_TIMEOUT_S = 15.0
+# Machine counters that mean "advert rejected": logged like the receive checks done here.
+MACHINE_REJECTS = ("interval_mismatch", "interval_out_of_bounds")
 RECEIVE_ERROR_BACKOFF_S = 0.2
 
 
@@ -250,9 +252,14 @@ class Instance:
         kind = event[0]
         if kind == "advert":
             _, advert, source = event
-            return machine.receive(
+            before = {k: machine.counters[k] for k in MACHINE_REJECTS}
+            actions = machine.receive(
                 priority=advert.priority, interval_cs=advert.interval_cs, source=source, now=now
             )
+            for key, count in before.items():
+                if machine.counters[key] != count:  # the machine's own checks (intervals)
+                    self._reject(key, source, f"interval {advert.interval_cs} cs")
+            return actions
         if kind == "link":
             return machine.set_link(event[1], now)
         if kind == "priority":
