@@ -17,6 +17,7 @@ raise DecodeError.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Iterable
@@ -319,6 +320,7 @@ def version_of(af: int) -> int:
         raise DecodeError("ipvs-family", f"unknown address family {af}") from None
 
 
+@functools.lru_cache(maxsize=65536)
 def _packed(address: str) -> bytes:
     return ipaddress.ip_address(address).packed
 
@@ -359,6 +361,7 @@ def _netmask_value(family: int, raw: bytes) -> int:
     return int(struct.unpack_from("!I" if family == 4 else "=I", raw)[0])
 
 
+@functools.lru_cache(maxsize=4096)
 def service_key_attr(key: ServiceKey) -> bytes:
     """IPVS_CMD_ATTR_SERVICE naming a service (for delete, get, and dest commands)."""
     return nla_nested(IPVS_CMD_ATTR_SERVICE, _service_key_attrs(key))

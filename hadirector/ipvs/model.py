@@ -15,6 +15,7 @@ the standard library.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -127,9 +128,17 @@ def canonical_address(text: str) -> str:
     return ipaddress.ip_address(text.strip()).compressed
 
 
+@functools.lru_cache(maxsize=65536)
+def _parsed(address: str) -> tuple[int, int]:
+    """(family, integer value) of a textual address; cached: tables repeat addresses, and
+    parsing dominated planning a large table."""
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
 def address_family(address: str) -> int:
     """4 or 6 for a textual address."""
-    return ipaddress.ip_address(address).version
+    return _parsed(address)[0]
 
 
 # --- keys and attributes ----------------------------------------------------------------------
@@ -167,7 +176,7 @@ class ServiceKey:
 
     def sort_key(self) -> tuple[int, int, int, int, int]:
         """Numeric order: family, mark, protocol, address, port."""
-        addr = int(ipaddress.ip_address(self.address)) if self.address else 0
+        addr = _parsed(self.address)[1] if self.address else 0
         return (self.family, self.fwmark, self.protocol, addr, self.port)
 
     def __str__(self) -> str:
@@ -194,7 +203,8 @@ class DestKey:
         return address_family(self.address)
 
     def sort_key(self) -> tuple[int, int, int]:
-        return (self.family, int(ipaddress.ip_address(self.address)), self.port)
+        family, value = _parsed(self.address)
+        return (family, value, self.port)
 
     def __str__(self) -> str:
         host = self.address if self.family == 4 else f"[{self.address}]"

@@ -347,7 +347,7 @@ def test_marks_above_2_31_read_back_as_ipvsadm_prints_them() -> None:
 
 def test_edits_replace_every_attribute_with_ipvsadm_defaults() -> None:
     # as ipvsadm 1.31 does on the real kernel (test_ipvs_save_kernel checks the same text)
-    from tests.unit.test_ipvs_save_kernel import EDITS
+    from tests.vm.test_ipvs_save_kernel import EDITS
 
     table = parse_rules(EDITS)
     web = table[m.ServiceKey.virtual("tcp", "192.0.2.1", 80)]
