@@ -32,6 +32,8 @@ from hadirector.ipvs import kernel, model, nft, reconcile
 from hadirector.ipvs.types import Timeouts
 
 SYSCTL_ROOT = Path("/proc/sys")
+#: Above this many writes in one reconcile, per-operation events go to debug level.
+PER_OP_LOG_LIMIT = 200
 
 OP_EVENTS = {
     reconcile.AddService: "ipvs.service.add",
@@ -227,10 +229,13 @@ class IpvsManager:
             return []
         errors = await self.kernel.apply(ops)
         failed = {e.what for e in errors}
+        # Each write is an event; a bulk load (thousands on a cold start) logs them at debug
+        # level only and is summed up by ipvs.reconciled, so logging does not double its time.
+        emit = self.log.info if len(ops) <= PER_OP_LOG_LIMIT else self.log.debug
         for op in ops:
             text = kernel.describe_op(op)
             if text not in failed:
-                self.log.info(OP_EVENTS[type(op)], op=text, reason=reason)
+                emit(OP_EVENTS[type(op)], op=text, reason=reason)
         for error in errors:
             self.log.error("ipvs.op_failed", op=error.what, error=str(error), reason=reason)
         self.counters["writes"] += len(ops) - len(errors)
