@@ -632,7 +632,7 @@ class Agent:
         state: bool | None = None
         while True:
             job = notify.NotifyJob(ts.script, f"track_script {ts.name}", ts.timeout_s)
-            code = await notify.run_one(job, logs.get(track_script=ts.name, quiet=True))
+            code = await notify.run_one(job, log, quiet=True)
             new = hysteresis.update(code == 0)
             if new is not None and new != state:
                 state = new

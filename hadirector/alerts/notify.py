@@ -56,35 +56,70 @@ def jobs_for(
     return jobs
 
 
-async def run_one(job: NotifyJob, log: Any) -> int | None:
-    """Run one script to completion or timeout; return its exit code (None on timeout/error)."""
+OUTPUT_LIMIT_BYTES = 2048
+
+
+async def run_one(job: NotifyJob, log: Any, *, quiet: bool = False) -> int | None:
+    """Run one script to completion or timeout; return its exit code (None on timeout/error).
+
+    Its output (stdout and stderr, the first ``OUTPUT_LIMIT_BYTES``) goes into the log
+    event, never onto the agent's own stdout. ``quiet`` (track scripts, run every second)
+    logs only failures to start and timeouts.
+    """
     try:
         proc = await trio.lowlevel.open_process(
             list(job.argv),
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
         log.error("notify.failed", script=job.argv[0], what=job.what, error=str(exc))
         return None
+    output = bytearray()
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.receive_some(4096):
+            output.extend(chunk[: max(0, OUTPUT_LIMIT_BYTES - len(output))])
+
     code: int | None = None
     try:
         with trio.move_on_after(job.timeout_s if job.timeout_s > 0 else math.inf) as scope:
-            code = await proc.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain)
+                code = await proc.wait()
+                # A background grandchild may hold the pipe open: don't wait for it long.
+                with trio.move_on_after(0.2):
+                    while nursery.child_tasks:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
         if scope.cancelled_caught:
             _kill_group(proc.pid)
             await proc.wait()
-            log.error("notify.timeout", script=job.argv[0], what=job.what, timeout_s=job.timeout_s)
+            log.error(
+                "notify.timeout",
+                script=job.argv[0],
+                what=job.what,
+                timeout_s=job.timeout_s,
+                output=output.decode(errors="replace"),
+            )
             return None
     finally:
         if proc.returncode is None:
             _kill_group(proc.pid)
             with trio.CancelScope(shield=True):
                 await proc.wait()
+        if proc.stdout is not None:
+            await proc.stdout.aclose()
+    text = output.decode(errors="replace")
+    if quiet:
+        return code
     if code != 0:
-        log.warning("notify.exit", script=job.argv[0], what=job.what, code=code)
+        log.warning("notify.exit", script=job.argv[0], what=job.what, code=code, output=text)
     else:
-        log.info("notify.done", script=job.argv[0], what=job.what)
+        log.info("notify.done", script=job.argv[0], what=job.what, output=text)
     return code
 
 
