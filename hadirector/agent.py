@@ -137,6 +137,9 @@ class Instance:
         self.hmac_key: bytes | None = None
         self.replay = auth.ReplayGuard()
         self._hmac_seq = 0
+        # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
+        # as keepalived does (one configured with old_unicast_checksum drops the RFC form).
+        self.peer_old_checksum = False
         self.holding: set[str] = set()
         self._announce_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -329,7 +332,7 @@ class Instance:
             payload = codec.encode(
                 advert,
                 src=src,
-                dst=codec.MCAST_V4 if cfg.old_unicast_checksum else dst,
+                dst=codec.MCAST_V4 if cfg.old_unicast_checksum or self.peer_old_checksum else dst,
                 v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
             )
             if self.hmac_key is not None:
@@ -511,12 +514,14 @@ class Instance:
             reason, "vrrp.advert_rejected", reason=reason, source=str(src), detail=detail
         )
 
-    def _decode(self, payload: bytes, src: Any, dst: Any) -> codec.Advert:
-        """Decode; in IPv4 v3 unicast mode also accept keepalived's old checksum form."""
+    def _decode(self, payload: bytes, src: Any, dst: Any) -> tuple[codec.Advert, bool]:
+        """Decode; in IPv4 v3 unicast mode also accept keepalived's old checksum form.
+
+        The flag says whether the advert came in the old form."""
         cfg = self.cfg
         pseudo = cfg.v3_checksum_pseudo_header
         try:
-            return codec.decode(payload, src=src, dst=dst, v3_ipv4_pseudo_header=pseudo)
+            return codec.decode(payload, src=src, dst=dst, v3_ipv4_pseudo_header=pseudo), False
         except DecodeError as exc:
             if exc.reason != "checksum" or not (cfg.unicast and cfg.family == 4):
                 raise
@@ -524,7 +529,7 @@ class Instance:
                 payload, src=src, dst=codec.MCAST_V4, v3_ipv4_pseudo_header=pseudo
             )
             self.counters["old_unicast_checksum_seen"] += 1
-            return advert
+            return advert, True
 
     def _accept(self, received: Any) -> codec.Advert | None:
         """The RFC 5798 §7.1 receive checks; None when the packet is dropped."""
@@ -544,7 +549,7 @@ class Instance:
                 self._reject("replay", src, f"sequence {seq} not newer")
                 return None
         try:
-            advert = self._decode(payload, src, received.dst)
+            advert, old_checksum = self._decode(payload, src, received.dst)
         except DecodeError as exc:
             self._reject(exc.reason, src, exc.detail)
             return None
@@ -565,6 +570,9 @@ class Instance:
             ):
                 self._reject("auth", src, f"auth type {advert.auth_type} or password mismatch")
                 return None
+        if old_checksum and not cfg.old_unicast_checksum and not self.peer_old_checksum:
+            self.peer_old_checksum = True
+            self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
         self.counters["adverts_accepted"] += 1
         return advert
 
