@@ -413,7 +413,7 @@ def hadirector_toml(
     sync_group: str | None = None,
     log_level: str = "info",
 ) -> str:
-    """A hadirector configuration (VRRP only) for ``instances`` (see the README configuration reference)."""
+    """A hadirector configuration (VRRP only) for ``instances`` (README: configuration)."""
     lines = [
         "[global]",
         f"router_id = {_toml_str(router_id)}",
