@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -243,3 +244,11 @@ def send_frames(
 ) -> None:
     """Send raw Ethernet ``frames`` from ``node``'s ``dev`` (``rounds`` times, 10 ms apart)."""
     lab.run(node, sys.executable, "-c", _SEND_FRAMES, dev, str(rounds), *(f.hex() for f in frames))
+
+
+def start_frames(
+    lab: Lab, node: str, frames: list[bytes], *, dev: str = "eth0", rounds: int = 1
+) -> subprocess.Popen[bytes]:
+    """Like ``send_frames`` but in the background; the caller waits (or the lab kills it)."""
+    hexes = [f.hex() for f in frames]
+    return lab.popen(node, sys.executable, "-c", _SEND_FRAMES, dev, str(rounds), *hexes)
