@@ -181,15 +181,17 @@ def _log(director: ProcessDirector) -> str:
 
 
 def hadirector_pair(
-    lab: Lab, *, unicast: bool = False, extra: Sequence[str] = ()
+    lab: Lab, *, unicast: bool = False, extra: Sequence[str] = (), accept_from: bool = True
 ) -> tuple[TunedHadirector, TunedHadirector]:
+    """dir-a (150) master, dir-b (100) backup; in multicast mode each accepts only the other
+    unless ``accept_from`` is false (the defaults, like keepalived's)."""
     if hadirector_command() is None:
         pytest.skip("hadirector is not installed")
     pair = []
     for node, priority in (("dir-a", 150), ("dir-b", 100)):
         peer = "dir-b" if node == "dir-a" else "dir-a"
         keys = list(extra)
-        if not unicast:
+        if not unicast and accept_from:
             keys.append(f"accept_from = [{_toml(lan_address(peer))}]")
         pair.append(TunedHadirector(lab, node, priority, keys, unicast=unicast))
     a, b = pair
@@ -397,4 +399,31 @@ def test_keepalived_observed_one_forged_advert_deposes_the_master(
         assert result["sent"] > 0 and result["answered"] == 0, result
     else:
         a.wait_state("MASTER", STATE_TIMEOUT_S)
+        wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP back on dir-a")
+
+
+@pytest.mark.parametrize("interval_cs", [10, MAX_INTERVAL_CS])
+def test_hadirector_defaults_against_the_same_forgery(netlab: Lab, interval_cs: int) -> None:
+    """The keepalived test's set-up and forgery with hadirector's defaults (multicast, no
+    ``accept_from``, no HMAC): with an ordinary interval it is obeyed just the same (the
+    settings above are what stops it); claiming 40.95 s it is refused outright, because the
+    default ``max_adopted_interval`` is 4 advert intervals."""
+    a, b = hadirector_pair(netlab, accept_from=False)
+    counts = (len(a.transitions()), len(b.transitions()))
+    run = resolved_probe(netlab) if interval_cs == MAX_INTERVAL_CS else None
+    since = time.monotonic()
+    forge(netlab, src=lan_address("client"), interval_cs=interval_cs)
+    assert len(forged_frames(netlab, since)) == 1
+    if run is not None:
+        wait_rejected(a, "interval_out_of_bounds", lan_address("client"))
+        wait_rejected(b, "interval_out_of_bounds", lan_address("client"))
+        time.sleep(1.0)
+        assert_nothing_moved(netlab, a, b, run, counts)
+    else:
+        t_forged = forged_frames(netlab, since)[0].t
+        wait_for(
+            lambda: [t.new for t in a.transitions() if t.t > t_forged] == ["BACKUP", "MASTER"],
+            STATE_TIMEOUT_S,
+            "dir-a deposed, then master again",
+        )
         wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP back on dir-a")
