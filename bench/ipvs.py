@@ -201,7 +201,7 @@ async def bench(args: argparse.Namespace) -> None:
     )
     print(
         f"  hadirector agent (open+prepare+reconcile): {agent_s:8.3f} s "
-        f"(reconcile alone {agent_reconcile_s:.3f} s, one log line per operation)"
+        f"(reconcile alone {agent_reconcile_s:.3f} s, logged as one ipvs.bulk summary)"
     )
     print(f"  ipvsadm -R (process included):          {ipvsadm_s:8.3f} s")
     print(f"  ratio ipvsadm / adapter: {ipvsadm_s / kernel_s:.2f}x")

@@ -19,6 +19,7 @@ Decisions live in ipvs/model.py and ipvs/reconcile.py; this module only sequence
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from hadirector.ipvs import kernel, model, nft, reconcile
 from hadirector.ipvs.types import Timeouts
 
 SYSCTL_ROOT = Path("/proc/sys")
-#: Above this many writes in one reconcile, per-operation events go to debug level.
+#: Above this many writes in one reconcile, per-operation events give way to one summary.
 PER_OP_LOG_LIMIT = 200
 
 OP_EVENTS = {
@@ -228,14 +229,16 @@ class IpvsManager:
             self._log_reconciled(reason, desired, 0, 0)
             return []
         errors = await self.kernel.apply(ops)
-        failed = {e.what for e in errors}
-        # Each write is an event; a bulk load (thousands on a cold start) logs them at debug
-        # level only and is summed up by ipvs.reconciled, so logging does not double its time.
-        emit = self.log.info if len(ops) <= PER_OP_LOG_LIMIT else self.log.debug
-        for op in ops:
-            text = kernel.describe_op(op)
-            if text not in failed:
-                emit(OP_EVENTS[type(op)], op=text, reason=reason)
+        failed = {id(e.op) for e in errors}
+        # Each write is an event; a bulk load (thousands on a cold start) is summed up per
+        # kind instead, so logging does not double its time.
+        kinds: Counter[str] = Counter(OP_EVENTS[type(op)] for op in ops if id(op) not in failed)
+        if len(ops) <= PER_OP_LOG_LIMIT:
+            for op in ops:
+                if id(op) not in failed:
+                    self.log.info(OP_EVENTS[type(op)], op=kernel.describe_op(op), reason=reason)
+        else:
+            self.log.info("ipvs.bulk", reason=reason, operations=dict(sorted(kinds.items())))
         for error in errors:
             self.log.error("ipvs.op_failed", op=error.what, error=str(error), reason=reason)
         self.counters["writes"] += len(ops) - len(errors)
