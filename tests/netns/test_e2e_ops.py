@@ -21,6 +21,7 @@ import pytest
 
 from .e2e_util import STATE_TIMEOUT_S, E2EDirector, is_garp, start_pair
 from .lab import Lab, hadirector_command, vip_address, wait_for
+from .prober import ProberRun
 
 pytestmark = pytest.mark.netns
 
@@ -165,6 +166,33 @@ def test_sighup_bad_file_kept_good_file_adds_vip(netlab: Lab) -> None:
     assert netlab.who_has_vip() == {"dir-a"}
     result = netlab.run("client", "ping", "-c", "1", "-W", "5", extra, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+    # A lower priority by reload (maintenance): dir-b takes over, make-before-break, and
+    # neither agent restarts its instance.
+    run = ProberRun(netlab, vip_address())
+    wait_for(lambda: netlab.neigh("client", vip_address()) == netlab.mac("dir-a"), 15, "neigh")
+    time.sleep(0.2)
+    a.instances = [dataclasses.replace(a.instances[0], priority=50)]
+    a.prepare()
+    t_lower = time.monotonic()
+    a.signal(signal.SIGHUP)
+    netlab.wait_wire(
+        lambda f: f.kind == "vrrp" and f.src_mac == netlab.mac("dir-a")
+        and f.info["priority"] == 50,
+        WIRE_TIMEOUT_S, "dir-a advertising 50", t_lower,
+    )  # fmt: skip
+    b.wait_state("MASTER", STATE_TIMEOUT_S)
+    a.wait_state("BACKUP", STATE_TIMEOUT_S)
+    wait_for(lambda: netlab.who_has_vip() == {"dir-b"}, 15, "the VIP on dir-b only")
+    wait_for(lambda: netlab.who_has(extra) == set(), 15, "the second VIP released")
+    wait_for(lambda: netlab.neigh("client", vip_address()) == netlab.mac("dir-b"), 15, "neigh")
+    time.sleep(0.3)
+    moved = run.stop()
+    assert moved["sent"] > 0 and moved["lost"] == 0, moved
+    assert a.states() == ["BACKUP", "MASTER", "BACKUP"]
+    assert b.states() == ["BACKUP", "MASTER"]
+    assert len(a.records("config.reloaded")) == 2
+    assert a.records("vrrp.start")[1:] == []  # the instance was never restarted
 
 
 # -- check-config ----------------------------------------------------------------------

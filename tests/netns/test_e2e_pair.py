@@ -158,6 +158,16 @@ def test_sigterm_handover_then_preemption_back(netlab: Lab) -> None:
     assert a.states() == ["BACKUP", "MASTER", "STOPPED", "BACKUP", "MASTER"]
     assert b.states() == ["BACKUP", "MASTER", "BACKUP"]
 
+    # Stopping the backup moves nothing and puts nothing on the wire.
+    t_stop_b = time.monotonic()
+    b.stop()
+    assert b.proc is not None and b.proc.returncode == 0, b.log()[-3000:]
+    assert b.states() == ["BACKUP", "MASTER", "BACKUP", "STOPPED"]
+    time.sleep(0.5)
+    assert adverts_from(netlab, mac_b, t_stop_b) == []
+    assert a.state() == "MASTER" and len(a.transitions()) == 5
+    assert netlab.who_has_vip() == {"dir-a"}
+
 
 # -- carrier loss and tracked interfaces -----------------------------------------------
 
