@@ -123,6 +123,7 @@ def prefix_from_netmask(family: int, netmask: int) -> int:
     return 32 - inverted.bit_length()
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical_address(text: str) -> str:
     """An address in one spelling (``ipaddress`` compressed form); ValueError if invalid."""
     return ipaddress.ip_address(text.strip()).compressed
