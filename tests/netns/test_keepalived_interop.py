@@ -21,6 +21,12 @@ IPv4 with keepalived's ``old_unicast_checksum`` on both sides; hadirector with t
 checksum against a keepalived with ``old_unicast_checksum`` (hadirector accepts the old form
 by itself in unicast mode); VRRPv2 multicast with simple password authentication; v3 IPv6.
 
+Observed with keepalived 2.2.7: one configured with ``old_unicast_checksum`` drops RFC-form
+adverts ("Invalid VRRPv3 checksum"). hadirector, once it has accepted an old-form advert,
+answers in that form; until then (only when hadirector starts first as master) keepalived
+claims master for a moment. Its complaints before the pair settles are allowed, none after,
+and hadirector's adverts on the wire are checked for the form keepalived expects.
+
 Times are asserted only as protocol bounds (a takeover after priority 0 is shorter than
 three advert intervals, a takeover after a crash is not shorter than two), never as speeds.
 """
