@@ -113,12 +113,14 @@ def test_crash_failover(netlab: Lab, family: int) -> None:
 # -- graceful stop and preemption back -------------------------------------------------
 
 
-def test_sigterm_handover_then_preemption_back(netlab: Lab) -> None:
-    a, b = start_pair(netlab)
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_sigterm_handover_then_preemption_back(netlab: Lab, family: int) -> None:
+    a, b = start_pair(netlab, family=family)
+    vip = vip_address(family=family)
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
-    _vip_only_on(netlab, "dir-a")
-    run = ProberRun(netlab, vip_address())
-    wait_for(lambda: netlab.neigh("client", vip_address()) == mac_a, 15, "client → dir-a")
+    _vip_only_on(netlab, "dir-a", vip)
+    run = ProberRun(netlab, vip)
+    wait_for(lambda: netlab.neigh("client", vip) == mac_a, 15, "client → dir-a")
     time.sleep(0.2)
     t_stop = time.monotonic()
     a.stop()
@@ -128,11 +130,13 @@ def test_sigterm_handover_then_preemption_back(netlab: Lab) -> None:
         lambda f: f.kind == "vrrp" and f.info["priority"] == 0, WIRE_TIMEOUT_S, "prio 0", t_stop
     )
     assert prio0.src_mac == mac_a
-    netlab.wait_wire(is_garp(vip_address(), mac_b), WIRE_TIMEOUT_S, "GARP from dir-b", t_stop)
+    netlab.wait_wire(
+        _announce(family, vip, mac_b), WIRE_TIMEOUT_S, "announcement from dir-b", t_stop
+    )
     # The stopped agent removed its VIP before exiting.
-    assert netlab.who_has_vip() == {"dir-b"}
-    assert a.records("vip.removed")[-1]["vips"] == [f"{vip_address()}/24"]
-    wait_for(lambda: netlab.neigh("client", vip_address()) == mac_b, 15, "client → dir-b")
+    assert netlab.who_has(vip) == {"dir-b"}
+    assert a.records("vip.removed")[-1]["vips"] == [f"{vip}/{24 if family == 4 else 64}"]
+    wait_for(lambda: netlab.neigh("client", vip) == mac_b, 15, "client → dir-b")
     time.sleep(0.3)
     handover = run.stop()
     assert handover["sent"] > 0 and handover["send_errors"] == 0
@@ -142,15 +146,15 @@ def test_sigterm_handover_then_preemption_back(netlab: Lab) -> None:
     assert b.states() == ["BACKUP", "MASTER"]
 
     # Preemption back: dir-a (150) restarts and takes over from dir-b (100).
-    run = ProberRun(netlab, vip_address())
+    run = ProberRun(netlab, vip)
     time.sleep(0.2)
     t_restart = time.monotonic()
     a.start()
     a.wait_state("MASTER", STATE_TIMEOUT_S)
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
-    netlab.wait_wire(is_garp(vip_address(), mac_a), WIRE_TIMEOUT_S, "GARP from dir-a", t_restart)
-    _vip_only_on(netlab, "dir-a")
-    wait_for(lambda: netlab.neigh("client", vip_address()) == mac_a, 15, "client → dir-a")
+    netlab.wait_wire(_announce(family, vip, mac_a), WIRE_TIMEOUT_S, "announcement", t_restart)
+    _vip_only_on(netlab, "dir-a", vip)
+    wait_for(lambda: netlab.neigh("client", vip) == mac_a, 15, "client → dir-a")
     time.sleep(0.3)
     preempt = run.stop()
     assert preempt["sent"] > 0 and preempt["lost"] == 0, preempt
@@ -166,7 +170,7 @@ def test_sigterm_handover_then_preemption_back(netlab: Lab) -> None:
     time.sleep(0.5)
     assert adverts_from(netlab, mac_b, t_stop_b) == []
     assert a.state() == "MASTER" and len(a.transitions()) == 5
-    assert netlab.who_has_vip() == {"dir-a"}
+    assert netlab.who_has(vip) == {"dir-a"}
 
 
 # -- carrier loss and tracked interfaces -----------------------------------------------
@@ -190,14 +194,12 @@ def test_link_down_fault_and_back(netlab: Lab) -> None:
 
 
 def test_tracked_interface_lowers_priority(netlab2: Lab) -> None:
-    def only_vi1(node: str, priority: int) -> list[InstanceSpec]:
-        return [InstanceSpec(priority=priority, advert_s=0.1)]
-
+    # One instance, on eth0 only: eth1 is merely tracked.
     track = {"track_interfaces": '[{ name = "eth1", weight = -60 }]'}
     a, b = start_pair(
         netlab2,
-        a_kwargs={"instances": only_vi1("dir-a", 150), "instance_extra": track},
-        b_kwargs={"instances": only_vi1("dir-b", 100)},
+        a_kwargs={"instances": [InstanceSpec(priority=150, advert_s=0.1)], "instance_extra": track},
+        b_kwargs={"instances": [InstanceSpec(priority=100, advert_s=0.1)]},
     )
     mac_a = netlab2.mac("dir-a")
     t_down = time.monotonic()
@@ -268,6 +270,33 @@ def test_sync_group_moves_both_instances(netlab2: Lab) -> None:
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
     for vip in vips:
         _vip_only_on(netlab2, "dir-a", vip)
+
+
+def test_sync_group_sigterm_handover_on_both_lans(netlab2: Lab) -> None:
+    a, b = start_pair(netlab2, sync_group="G1")
+    vips = [vip_address(lan) for lan in (0, 1)]
+    for vip in vips:
+        _vip_only_on(netlab2, "dir-a", vip)
+    runs = [ProberRun(netlab2, vips[lan], dev=f"eth{lan}") for lan in (0, 1)]
+
+    def client_on(node: str) -> bool:
+        return all(
+            netlab2.neigh("client", vips[lan]) == netlab2.mac(node, f"eth{lan}") for lan in (0, 1)
+        )
+
+    wait_for(lambda: client_on("dir-a"), 15, "client resolving both VIPs to dir-a")
+    time.sleep(0.2)
+    a.stop()
+    assert a.proc is not None and a.proc.returncode == 0, a.log()[-3000:]
+    b.wait_state("MASTER", STATE_TIMEOUT_S)
+    wait_for(lambda: client_on("dir-b"), 15, "client resolving both VIPs to dir-b")
+    for vip in vips:
+        _vip_only_on(netlab2, "dir-b", vip)
+    time.sleep(0.3)
+    for lan, run in enumerate(runs):
+        result = run.stop()
+        assert result["sent"] > 0 and result["lost"] == 0, (lan, result)
+    assert a.states("VI_1") == a.states("VI_2") == ["BACKUP", "MASTER", "STOPPED"]
 
 
 # -- split brain -----------------------------------------------------------------------
