@@ -262,7 +262,7 @@ def test_sync_group_moves_both_instances(netlab2: Lab) -> None:
     a.wait_state("FAULT", STATE_TIMEOUT_S, instance="VI_2")
     for vip in vips:
         _vip_only_on(netlab2, "dir-b", vip)
-    assert a.state("VI_1") in ("BACKUP", "FAULT")
+    a.wait_state("FAULT", STATE_TIMEOUT_S)  # VI_1 too: the group left MASTER as one
     result = _probe(netlab2, vips[0], 0.3)
     assert result["lost"] == 0 and set(result["macs"]) == {netlab2.mac("dir-b")}, result
     netlab2.link("dir-a", "eth1", up=True)
@@ -270,6 +270,11 @@ def test_sync_group_moves_both_instances(netlab2: Lab) -> None:
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
     for vip in vips:
         _vip_only_on(netlab2, "dir-a", vip)
+    for name in ("VI_1", "VI_2"):
+        assert a.states(name) == ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER"], name
+        assert b.states(name) == ["BACKUP", "MASTER", "BACKUP"], name
+    groups = [(r["group"], r["new"]) for r in b.records("vrrp.group_transition")]
+    assert groups == [("G1", "BACKUP"), ("G1", "MASTER"), ("G1", "BACKUP")]
 
 
 def test_sync_group_sigterm_handover_on_both_lans(netlab2: Lab) -> None:
