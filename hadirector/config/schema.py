@@ -74,6 +74,8 @@ class GlobalConfig:
     notify_timeout_s: float = 10.0
     state_dir: str = DEFAULT_STATE_DIR
     realtime_priority: int = 0  # 0: normal scheduling; 1..99: SCHED_RR
+    # Address and TCP port of the Prometheus endpoint (GET /metrics); None: not served.
+    metrics_listen: tuple[IPAddress, int] | None = None
 
 
 @dataclass(frozen=True)
