@@ -17,7 +17,6 @@ I/O; the one exception is ``load_path``, a thin wrapper that reads the file's by
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import ipaddress
 import math
@@ -49,7 +48,6 @@ from hadirector.config.schema import (
     NotifyScripts,
     RealServer,
     ServiceKey,
-    SyncDaemonSettings,
     SyncGroup,
     TrackFile,
     TrackRef,
@@ -131,19 +129,7 @@ IPVS_KEYS: Final = (
     "timeout_tcpfin",
     "timeout_udp",
     "reconcile_interval",
-    "sync",
 )
-SYNC_KEYS: Final = (
-    "interface",
-    "instance",
-    "group",
-    "syncid",
-    "maxlen",
-    "mcast_group",
-    "mcast_port",
-    "mcast_ttl",
-)
-SYNC_MAXLEN_MAX: Final = 65507  # the largest UDP payload over IPv4
 VS_KEYS: Final = (
     "address",
     "fwmark",
@@ -627,7 +613,6 @@ class _Loader:
         self.check_instances(instances, instance_names)
 
         groups = self.sync_groups(self.section(top, "sync_group"), instance_names)
-        ipvs = self.check_sync(ipvs, instance_names, groups)
         vs_tables = self.section(top, "virtual_server")
         servers = [self.virtual_server(t, f"virtual_server[{i}]") for i, t in enumerate(vs_tables)]
         self.check_services(servers)
@@ -704,74 +689,7 @@ class _Loader:
                 self.seconds(0, 86400, lo_open=True),
                 default.reconcile_interval_s,
             ),
-            sync=self.sync_daemon(t.raw("sync")) if t.has("sync") else None,
         )
-
-    def sync_daemon(self, value: object) -> SyncDaemonSettings | None:
-        """``[ipvs.sync]`` on its own; ``check_sync`` resolves whose state decides."""
-        data = self.table(value, "ipvs.sync")
-        if data is None:
-            return None
-        t = _Table(self, data, "ipvs.sync", SYNC_KEYS)
-        default = SyncDaemonSettings(interface="")
-        interface = t.req("interface", self.ifname())
-        instance = t.maybe("instance", self.name())
-        group = t.maybe("group", self.name())
-        if t.has("instance") and t.has("group"):
-            self.add(t.at("group"), "give either instance or group, not both")
-        mcast_group = t.maybe("mcast_group", self.multicast_group)
-        settings = SyncDaemonSettings(
-            interface=interface or "",
-            instance=instance,
-            group=group,
-            syncid=t.opt("syncid", self.integer(0, 255), default.syncid),
-            maxlen=t.opt("maxlen", self.integer(0, SYNC_MAXLEN_MAX), default.maxlen),
-            mcast_group=default.mcast_group if mcast_group is None else mcast_group,
-            mcast_port=t.opt("mcast_port", self.integer(1, 65535), default.mcast_port),
-            mcast_ttl=t.opt("mcast_ttl", self.integer(1, 255), default.mcast_ttl),
-        )
-        return settings if interface is not None else None
-
-    def multicast_group(self, value: object, path: str) -> IPAddress | None:
-        if not isinstance(value, str):
-            self.add(path, f"must be a string (multicast address), {_got(value)}")
-            return None
-        address = _parse_ip(value)
-        if address is None or not address.is_multicast:
-            self.add(path, f"must be an IPv4 or IPv6 multicast address, got {_show(value)}")
-            return None
-        return address
-
-    def check_sync(
-        self,
-        ipvs: IpvsSettings,
-        instance_names: Sequence[str | None],
-        groups: Sequence[SyncGroup | None],
-    ) -> IpvsSettings:
-        """Resolve whose VRRP state decides the sync daemon's role (``[ipvs.sync]``)."""
-        sync = ipvs.sync
-        if sync is None:
-            return ipvs
-        if sync.group is not None:
-            known_groups = {g.name for g in groups if g is not None}
-            if sync.group not in known_groups:
-                self.add("ipvs.sync.group", f"no [[sync_group]] named {_quote(sync.group)}")
-            return ipvs
-        if sync.instance is not None:
-            if sync.instance not in instance_names:
-                self.add("ipvs.sync.instance", f"no [[vrrp_instance]] named {_quote(sync.instance)}")
-            return ipvs
-        if len(instance_names) != 1:
-            self.add(
-                "ipvs.sync.instance",
-                "is required (or group) when there is not exactly one vrrp_instance, "
-                f"got {len(instance_names)}",
-            )
-            return ipvs
-        only = instance_names[0]
-        if only is None:  # that instance has a problem of its own
-            return ipvs
-        return dataclasses.replace(ipvs, sync=dataclasses.replace(sync, instance=only))
 
     # ---- [[track_script]], [[track_file]]
 
