@@ -28,6 +28,8 @@ Protocol = Literal["tcp", "udp", "sctp"]
 Forwarding = Literal["nat", "dr", "tun", "fullnat"]
 TunnelType = Literal["ipip", "gue", "gre"]
 AuthType = Literal["none", "pass"]
+HealthAction = Literal["quiesce", "remove"]
+CheckType = Literal["tcp", "http", "https", "script"]
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
@@ -58,6 +60,8 @@ SCHEDULER_FLAGS: dict[str, str] = {
 }
 TUNNEL_TYPES: tuple[str, ...] = ("ipip", "gue", "gre")
 TUNNEL_FLAGS: tuple[str, ...] = ("nocsum", "csum", "remcsum")
+HEALTH_ACTIONS: tuple[str, ...] = ("quiesce", "remove")
+CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script")
 
 DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
 DEFAULT_STATE_DIR = "/run/hadirector"
@@ -205,6 +209,27 @@ class TrackFile:
     weight: int = 1
 
 
+DEFAULT_SYNC_MCAST_GROUP = ipaddress.IPv4Address("224.0.0.81")  # the kernel's default
+
+
+@dataclass(frozen=True)
+class SyncDaemonSettings:
+    """The ``[ipvs.sync]`` table: the kernel's connection-sync daemons and who decides.
+
+    Exactly one of ``instance`` / ``group`` is set after loading (a single VRRP instance
+    is filled in when neither is given): its state picks the daemon's role.
+    """
+
+    interface: str
+    instance: str | None = None
+    group: str | None = None
+    syncid: int = 0
+    maxlen: int = 0  # largest sync message payload in bytes; 0: from the interface MTU
+    mcast_group: IPAddress = DEFAULT_SYNC_MCAST_GROUP
+    mcast_port: int = 8848
+    mcast_ttl: int = 1
+
+
 @dataclass(frozen=True)
 class IpvsSettings:
     """The ``[ipvs]`` table."""
@@ -214,6 +239,7 @@ class IpvsSettings:
     timeout_tcpfin_s: int | None = None
     timeout_udp_s: int | None = None
     reconcile_interval_s: float = 10.0
+    sync: SyncDaemonSettings | None = None  # None: no connection sync
 
 
 @dataclass(frozen=True)
@@ -226,6 +252,24 @@ class FwmarkMatch:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """A real server's health check, resolved (the service default merged with its own)."""
+
+    type: CheckType
+    port: int | None = None  # None: the real server's port
+    interval_s: float = 2.0
+    timeout_s: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    path: str = "/"  # http(s)
+    expect_status: tuple[int, ...] = (200,)  # http(s)
+    expect_body: str | None = None  # http(s): a substring the body must contain
+    host: str | None = None  # http(s): Host header (and TLS server name); None: the address
+    tls_verify: bool = False  # https
+    script: tuple[str, ...] | None = None  # script: argv
+
+
+@dataclass(frozen=True)
 class RealServer:
     """A ``[[virtual_server.real_server]]`` with its forwarding method resolved."""
 
@@ -235,6 +279,7 @@ class RealServer:
     upper_threshold: int = 0
     lower_threshold: int = 0
     forwarding: Forwarding = "nat"
+    check: HealthCheck | None = None  # None: no health check (always in rotation)
 
     @property
     def key(self) -> tuple[IPAddress, int | None]:
@@ -280,6 +325,8 @@ class VirtualServer:
     fullnat_source: IPAddress | None = None
     match: FwmarkMatch | None = None
     real_servers: tuple[RealServer, ...] = ()
+    health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
+    check: HealthCheck | None = None  # the default check of every real server (resolved there)
 
     @property
     def key(self) -> ServiceKey:

@@ -1322,7 +1322,7 @@ INVALID_SERVICE: list[tuple[dict[str, Any], list[str]]] = [
     ),
     (
         vs(real_server=[{"address": "203.0.113.11:80", "healthcheck": "tcp"}]),
-        [f"{R}[0].healthcheck: unknown key"],
+        [f'{R}[0].healthcheck: unknown key (did you mean "check"?)'],
     ),
     (vs(lb_algo="wlc"), [f"{V}.lb_algo: unknown key"]),
 ]

@@ -1,0 +1,45 @@
+"""Rise/fall hysteresis of one real server's health check.
+
+A server that is up goes down after ``fall`` consecutive failed checks; a server that is
+down comes back after ``rise`` consecutive successful checks. One result of the other kind
+resets the count. A server starts up (keepalived's behaviour without ``alpha``): it serves
+from the first moment and is taken out only by evidence, ``fall`` failures in a row.
+
+This module is part of the pure core: no I/O, no clock reads, standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change: the new state and the result that decided it."""
+
+    up: bool
+    reason: str
+
+
+class RiseFall:
+    """The hysteresis state of one check: feed results in, get changes out."""
+
+    def __init__(self, rise: int, fall: int, *, up: bool = True) -> None:
+        if rise < 1 or fall < 1:
+            raise ValueError(f"rise and fall must be at least 1, got {rise}/{fall}")
+        self.rise = rise
+        self.fall = fall
+        self.up = up
+        self.streak = 0  # consecutive results disagreeing with the current state
+
+    def update(self, ok: bool, reason: str = "") -> Change | None:
+        """Feed one check result; a ``Change`` when the state flips, else None."""
+        if ok == self.up:
+            self.streak = 0
+            return None
+        self.streak += 1
+        if self.streak < (self.rise if ok else self.fall):
+            return None
+        self.up = ok
+        self.streak = 0
+        return Change(ok, reason)
