@@ -723,8 +723,10 @@ class Agent:
 
     # -- main -------------------------------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = True) -> None:
-        """Run until stopped (SIGTERM/SIGINT or ``request_stop()``), then hand over and exit."""
+    async def run(self, *, handle_signals: bool = True, operations: bool = False) -> None:
+        """Run until stopped (SIGTERM/SIGINT or ``request_stop()``), then hand over and exit.
+
+        ``operations``: also serve the control socket and metrics (control.Operations)."""
         await self.addresses.open()
         await self.links.open()
         self._build_groups()
@@ -741,6 +743,10 @@ class Agent:
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
             nursery.start_soon(self.ipvs.run)
+            if operations:
+                from hadirector.control import Operations
+
+                await nursery.start(Operations(self).run)
             sdnotify.notify("READY=1")
             self.update_status()
             nursery.start_soon(self._watchdog)
@@ -818,7 +824,10 @@ class Agent:
         await self.notifier.drain(self.config.global_.notify_timeout_s)
         self.log.info("agent.stopped")
 
-    async def reload(self) -> None:
+    async def reload(self) -> list[str]:
+        """Re-read the configuration file and apply it (SIGHUP, control ``reload``).
+
+        Returns the problems that kept the running configuration, or [] once applied."""
         sdnotify.notify("RELOADING=1")
         try:
             if self.config_path is None:
@@ -834,9 +843,10 @@ class Agent:
                 kept="running configuration",
             )
             sdnotify.notify("READY=1")
-            return
+            return [str(p) for p in exc.problems]
         await self.apply_config(new)
         sdnotify.notify("READY=1")
+        return []
 
     async def apply_config(self, new: Config) -> None:
         old = self.config
@@ -873,4 +883,4 @@ def _identity_changed(old: VrrpInstance, new: VrrpInstance) -> bool:
 async def run_agent(config: Config, config_path: Path | None) -> None:
     """Entry point used by the CLI."""
     agent = Agent(config, config_path)
-    await agent.run()
+    await agent.run(operations=True)

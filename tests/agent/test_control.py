@@ -1,0 +1,192 @@
+"""The control socket on an agent running against the fakes: ``status`` follows the
+elections and failovers of a pair, ``reload`` applies a file or returns its problems, bad
+requests get error replies, and the metrics page renders the same state.
+
+The agents run on the simulated wire in virtual time; the control socket is a real unix
+socket in the test's temporary directory, spoken to by a trio client in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hadirector import control, metrics
+from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
+
+VIP = "192.0.2.100/24"
+
+
+async def ask(path: Path, line: bytes) -> dict[str, Any]:
+    """Send one raw request line; the decoded reply line."""
+    stream = await trio.open_unix_socket(str(path))
+    async with stream:
+        await stream.send_all(line)
+        data = b""
+        while b"\n" not in data:
+            chunk = await stream.receive_some(65536)
+            assert chunk, f"connection closed without a reply (got {data!r})"
+            data += chunk
+    reply = json.loads(data.partition(b"\n")[0])
+    assert isinstance(reply, dict)
+    return reply
+
+
+async def status_of(path: Path) -> dict[str, Any]:
+    reply = await ask(path, b'{"command": "status"}\n')
+    assert reply["ok"] is True, reply
+    st = reply["status"]
+    assert isinstance(st, dict)
+    return st
+
+
+async def serve_control(lab: Lab, running: Running, path: Path) -> control.Operations:
+    ops = control.Operations(running.agent)
+    await lab.nursery.start(ops.serve_control, str(path))
+    return ops
+
+
+def by_name(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["name"]: i for i in st["instances"]}
+
+
+def test_status_follows_election_and_failover(tmp_path: Path) -> None:
+    sock_a = tmp_path / "run" / "a.sock"  # the directory does not exist yet
+    sock_b = tmp_path / "run" / "b.sock"
+
+    async def scenario(lab: Lab) -> None:
+        wire, a, b = pair(lab)
+        ra = await lab.start(a, '[global]\nrouter_id = "dir-a"\n' + instance_toml(priority=200))
+        rb = await lab.start(b, instance_toml(priority=100))
+        await serve_control(lab, ra, sock_a)
+        await serve_control(lab, rb, sock_b)
+        assert stat.S_IMODE(os.stat(sock_a).st_mode) == 0o600
+        await trio.sleep(2)
+
+        sa, sb = await status_of(sock_a), await status_of(sock_b)
+        assert sa["router_id"] == "dir-a"
+        ia, ib = by_name(sa)["VI_1"], by_name(sb)["VI_1"]
+        assert (ia["state"], ib["state"]) == ("MASTER", "BACKUP")
+        assert ia["vips_held"] == [VIP] and ib["vips_held"] == []
+        assert (ia["priority"], ia["effective_priority"]) == (200, 200)
+        assert (ib["priority"], ib["effective_priority"]) == (100, 100)
+        assert ia["vrid"] == 51 and ia["interface"] == "eth0"
+        assert ia["master_adver_interval_cs"] == 10
+        # The counters are the agent's own: what went over the simulated wire.
+        sent_on_wire = len(wire.adverts_from("a"))
+        assert ia["counters"]["adverts_sent"] == sent_on_wire
+        assert ib["counters"]["adverts_accepted"] > 0
+        assert ia["counters"].get("to_master") == 1 and ib["counters"].get("to_backup") == 1
+
+        # a crashes (off the wire): b takes over, and its status says so.
+        wire.isolate("a")
+        await trio.sleep(2)
+        ib = by_name(await status_of(sock_b))["VI_1"]
+        assert ib["state"] == "MASTER"
+        assert ib["vips_held"] == [VIP]
+        assert ib["counters"]["to_master"] == 1 and ib["counters"]["to_backup"] == 1
+
+        # The metrics page renders the same report, transitions included.
+        page = metrics.render(await status_of(sock_b))
+        assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1' in page
+        assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1' in page
+        assert 'hadirector_vrrp_vips_held{instance="VI_1"} 1' in page
+
+    run_lab(scenario)
+
+
+def test_reload_through_the_control_socket(tmp_path: Path) -> None:
+    conf = tmp_path / "a.toml"
+    sock = tmp_path / "a.sock"
+
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        conf.write_text(instance_toml(priority=200))
+        ra = await lab.start(a, conf.read_text(), config_path=conf)
+        await lab.start(b, instance_toml(priority=100))
+        await serve_control(lab, ra, sock)
+        await trio.sleep(2)
+
+        # An invalid file: the problems come back, the running configuration stays.
+        conf.write_text(instance_toml(priority=300))
+        reply = await ask(sock, b'{"command": "reload"}\n')
+        assert reply["ok"] is False
+        assert any("priority" in p for p in reply["problems"]), reply
+        assert by_name(await status_of(sock))["VI_1"]["priority"] == 200
+
+        # A valid one (a lower priority): applied, and the pair hands over.
+        conf.write_text(instance_toml(priority=50))
+        reply = await ask(sock, b"reload\n")  # the bare-word form
+        assert reply == {"ok": True, "reloaded": True}
+        await trio.sleep(2)
+        inst = by_name(await status_of(sock))["VI_1"]
+        assert (inst["priority"], inst["state"]) == (50, "BACKUP")
+        assert lab.hosts["b"].held() == {VIP}
+
+    run_lab(scenario)
+
+
+def test_bad_requests_get_error_replies_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    sock = tmp_path / "a.sock"
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await serve_control(lab, ra, sock)
+        for line in (b"{not json\n", b"[1, 2]\n", b'{"command": 7}\n', b"shutdown\n", b"\xff\n"):
+            reply = await ask(sock, line)
+            assert reply["ok"] is False and reply["error"], (line, reply)
+        # Two requests on one connection, and an over-long line that ends it.
+        stream = await trio.open_unix_socket(str(sock))
+        async with stream:
+            await stream.send_all(b"status\nstatus\n")
+            data = b""
+            while data.count(b"\n") < 2:
+                data += await stream.receive_some(65536)
+            assert [json.loads(x)["ok"] for x in data.splitlines()] == [True, True]
+        reply = await ask(sock, b"x" * (control.MAX_REQUEST_BYTES + 10) + b"\n")
+        assert reply == {"ok": False, "error": "request too long"}
+        assert (await status_of(sock))["instances"][0]["name"] == "VI_1"
+
+    run_lab(scenario)
+
+
+def test_stale_socket_is_replaced_and_removed_on_exit(tmp_path: Path) -> None:
+    sock = tmp_path / "a.sock"
+    import socket as pysocket
+
+    stale = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    stale.bind(str(sock))  # bound, never listening: what a killed agent leaves behind
+    stale.close()
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        ops = control.Operations(ra.agent)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(ops.serve_control, str(sock))
+                assert (await status_of(sock))["instances"][0]["state"] in ("INIT", "BACKUP")
+                # A second server on the same path refuses: a live agent answers there.
+                other = control.Operations(ra.agent)
+                await nursery.start(other.serve_control, str(sock))
+                assert sock.exists()
+                assert (await status_of(sock))["instances"]
+                scope.cancel()
+        assert not sock.exists()
+
+    run_lab(scenario)
+
+
+def test_cli_client_reports_a_missing_agent(tmp_path: Path) -> None:
+    try:
+        control.request(str(tmp_path / "none.sock"), "status")
+    except control.ControlError as exc:
+        assert "not running" in str(exc)
+    else:
+        raise AssertionError("no error for a missing socket")
