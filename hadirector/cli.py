@@ -43,10 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     imp = ipvs_sub.add_parser("import", help="turn ipvsadm rules into [[virtual_server]] TOML")
     imp.add_argument("file", help="ipvsadm-save output or ipvsadm command lines ('-' = stdin)")
 
+    status = sub.add_parser("status", help="show the running agent's state (control socket)")
+    status.add_argument("--json", action="store_true", help="print the raw JSON report")
+    _socket_args(status)
+    reload = sub.add_parser("reload", help="re-read the running agent's configuration (SIGHUP)")
+    _socket_args(reload)
+
     demo = sub.add_parser("demo", help="two directors in namespaces of its own, with a failover")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run the demo")
     demo.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
     return parser
+
+
+def _socket_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", "-s", help="control socket (default: from the configuration)")
+    parser.add_argument(
+        "--config", "-c", help=f"take control_socket from this file (default {DEFAULT_CONFIG})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return _ipvs_save()
         if args.ipvs_command == "import":
             return _ipvs_import(args.file)
+    if args.command in ("status", "reload"):
+        return _control(args.command, args.socket, args.config, getattr(args, "json", False))
     if args.command == "demo":
         from hadirector import demo as demo_mod
 
@@ -117,6 +132,53 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
         trio.run(agent.run_agent, config, path)
     except KeyboardInterrupt:
         return 130
+    return 0
+
+
+def _control_socket(socket_path: str | None, config_path: str | None) -> str | None:
+    """The socket to use: --socket, else the configuration's (given or default file)."""
+    if socket_path:
+        return socket_path
+    from hadirector.config.load import load_path
+    from hadirector.config.schema import DEFAULT_CONTROL_SOCKET
+    from hadirector.errors import ConfigError
+
+    path = Path(config_path or DEFAULT_CONFIG)
+    if config_path is None and not path.exists():
+        return DEFAULT_CONTROL_SOCKET
+    try:
+        return load_path(path).global_.control_socket
+    except ConfigError as exc:
+        print(f"{path}: cannot read control_socket:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _control(command: str, socket_path: str | None, config_path: str | None, as_json: bool) -> int:
+    import json
+
+    from hadirector import control
+
+    path = _control_socket(socket_path, config_path)
+    if path is None:
+        return 1
+    try:
+        reply = control.request(path, command)
+    except control.ControlError as exc:
+        print(f"hadirector {command}: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"hadirector {command}: {reply.get('error', 'failed')}", file=sys.stderr)
+        for problem in reply.get("problems", []):
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    if command == "reload":
+        print("configuration reloaded")
+    elif as_json:
+        print(json.dumps(reply["status"], indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(control.format_status(reply["status"]))
     return 0
 
 
