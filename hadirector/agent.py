@@ -2,9 +2,10 @@
 
 Theory of operation. One root nursery holds: a task per VRRP instance (its receive loop and
 its driver), the link watcher, the VIP watcher, tracking tasks (scripts, files), the notify
-runner, the IPVS reconciler and the signal loop. Each instance owns a bounded inbox: every
-input (an accepted advert, a link change, a new effective priority, a sync-group command, a
-stop or a reconfiguration) goes through it, so the pure state machine is driven by one task,
+runner, the IPVS reconciler, the health checker (which feeds the reconciler the failed real
+servers) and the signal loop. Each instance owns a bounded inbox: every input (an accepted
+advert, a link change, a new effective priority, a sync-group command, a stop or a
+reconfiguration) goes through it, so the pure state machine is driven by one task,
 in order, with ``trio.current_time()`` as its clock. The machine answers with actions, which
 the driver performs in the order given: send an advert, acquire the VIPs (add, then announce),
 release them, report a transition (log, notify scripts, sync group).
@@ -39,6 +40,7 @@ import trio
 
 from hadirector import logs, sdnotify
 from hadirector.alerts import notify
+from hadirector.checks.runner import HealthChecker
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, DecodeError, KernelError
@@ -606,6 +608,7 @@ class Agent:
         self.addresses = self.adapters.addresses()
         self.links = self.adapters.links()
         self.ipvs = self.adapters.ipvs(config)
+        self.checks = HealthChecker(config, self._on_health)
         self._nursery: trio.Nursery | None = None
         self._track_scope: trio.CancelScope | None = None
         self.stopping = False
@@ -684,6 +687,12 @@ class Agent:
             for inst in self.instances.values():
                 await inst.readd_if_held(str(removed))
 
+    def _on_health(self, down: set[Any]) -> None:
+        """Failed real servers from the health checker go to the IPVS reconciler."""
+        set_health = getattr(self.ipvs, "set_health", None)
+        if set_health is not None:
+            set_health(down)
+
     # -- sync groups ------------------------------------------------------------------
 
     def _build_groups(self) -> None:
@@ -743,6 +752,7 @@ class Agent:
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
             nursery.start_soon(self.ipvs.run)
+            nursery.start_soon(self.checks.run)
             if operations:
                 from hadirector.control import Operations
 
@@ -871,6 +881,7 @@ class Agent:
             self._start_tracking()
         self._retrack()
         self.ipvs.update(new)
+        self.checks.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
 

@@ -72,7 +72,7 @@ class IpvsManager:
         self.owned: set[model.ServiceKey] = set()
         self.refused: set[model.ServiceKey] = set()
         self.down: set[tuple[model.ServiceKey, model.DestKey]] = set()
-        self.quiesce = True
+        self._reload_pending = False  # a wake-up for a new config (not just health)
         self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
         self._wake = trio.Event()
 
@@ -96,9 +96,12 @@ class IpvsManager:
                 await self._wake.wait()
             if self._wake.is_set():
                 self._wake = trio.Event()
-                if self.available:
+                reload, self._reload_pending = self._reload_pending, False
+                if self.available and reload:
                     await self._prepare()
                     await self.reconcile("reload")
+                elif self.available:
+                    await self.reconcile("health")
             elif self.available:
                 await self.reconcile("periodic")
 
@@ -129,12 +132,15 @@ class IpvsManager:
         self.owned = old_keys
         if self.wanted and self.available is False:
             self.available = None  # try again: maybe the module can load now
+        self._reload_pending = True
         self._wake.set()
 
-    def set_health(self, down: set[tuple[model.ServiceKey, model.DestKey]], quiesce: bool) -> None:
-        """Real servers whose checks fail (used by the health checker); reconcile soon."""
+    def set_health(self, down: set[tuple[model.ServiceKey, model.DestKey]]) -> None:
+        """Real servers whose checks fail (from the health checker); reconcile soon.
+
+        Each service's ``health_action`` decides: quiesce (weight 0) or remove.
+        """
         self.down = set(down)
-        self.quiesce = quiesce
         self._wake.set()
 
     async def _prepare(self) -> None:
@@ -201,7 +207,14 @@ class IpvsManager:
         table = model.desired_from_config(self.config.virtual_servers)
         for key in self.refused:
             table.pop(key, None)
-        return model.apply_health(table, self.down, quiesce=self.quiesce)
+        removing = {
+            model.service_key_of(vs)
+            for vs in self.config.virtual_servers
+            if vs.health_action == "remove"
+        }
+        removed = {pair for pair in self.down if pair[0] in removing}
+        table = model.apply_health(table, self.down - removed, quiesce=True)
+        return model.apply_health(table, removed, quiesce=False)
 
     async def reconcile(self, reason: str) -> list[Any]:
         """Bring the kernel to the desired table; return the operations written."""

@@ -1,0 +1,270 @@
+"""Health probes of one real server: TCP connect, HTTP/HTTPS GET, script.
+
+Each probe runs once and answers a ``ProbeResult`` (up or not, and why in a few words:
+``connect refused``, ``status 500``, ``timeout 1.0 s``). The whole probe, connect
+included, is bounded by the check's timeout. TCP sockets close with ``SO_LINGER`` 0 (a
+reset, no TIME_WAIT), so thousands of checks a second leave nothing behind. HTTP is a
+hand-written ``GET ... HTTP/1.0`` with ``Connection: close``; the response is read until
+the headers end (or, when a body must match, until ``Content-Length`` bytes or close) and
+never beyond ``MAX_RESPONSE_BYTES``. HTTPS is the same over ``trio.SSLStream``. A script
+runs in its own session and its whole process group is killed on timeout or cancel.
+
+Parsing (``parse_response``, ``judge``) is plain code on bytes, tested on canned input.
+This module probes and reports; it decides nothing about state (that is risefall.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+from dataclasses import dataclass
+
+import trio
+
+from hadirector.config.schema import HealthCheck, IPAddress
+
+MAX_RESPONSE_BYTES = 65536
+MAX_HEADER_BYTES = 16384
+READ_CHUNK_BYTES = 16384
+LINGER_RESET = struct.pack("ii", 1, 0)
+USER_AGENT = "hadirector-check"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe's verdict."""
+
+    ok: bool
+    reason: str
+
+
+UP = ProbeResult(True, "ok")
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What a check needs of an HTTP response: status, headers, and the body read."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    complete: bool  # the body is all there (Content-Length reached or connection closed)
+
+
+class HttpParseError(Exception):
+    """The server's answer is not HTTP."""
+
+
+def parse_response(data: bytes, *, eof: bool) -> HttpResponse | None:
+    """Parse what has been read so far; None when more bytes are needed.
+
+    Raises ``HttpParseError`` for a malformed status line or headers, or headers larger
+    than ``MAX_HEADER_BYTES``.
+    """
+    end = data.find(b"\r\n\r\n")
+    sep = 4
+    if end < 0:
+        end = data.find(b"\n\n")  # tolerate bare LF line ends
+        sep = 2
+    if end < 0:
+        if len(data) > MAX_HEADER_BYTES:
+            raise HttpParseError("headers too long")
+        if eof:
+            if not data:
+                raise HttpParseError("empty response")
+            raise HttpParseError("truncated headers")
+        return None
+    head = data[:end].decode("latin-1")
+    lines = head.replace("\r\n", "\n").split("\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[0]) != 8:
+        raise HttpParseError(f"bad status line {lines[0][:60]!r}")
+    code = parts[1]
+    if len(code) != 3 or not code.isdigit():
+        raise HttpParseError(f"bad status code {code[:10]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise HttpParseError(f"bad header line {line[:60]!r}")
+        headers[name.lower()] = value.strip()
+    body = data[end + sep :]
+    complete = eof
+    length_text = headers.get("content-length")
+    if length_text is not None:
+        if not length_text.isdigit():
+            raise HttpParseError(f"bad Content-Length {length_text[:20]!r}")
+        length = int(length_text)
+        if len(body) >= length:
+            body = body[:length]
+            complete = True
+    return HttpResponse(int(code), headers, body, complete)
+
+
+def judge(
+    response: HttpResponse, expect_status: tuple[int, ...], expect_body: str | None
+) -> ProbeResult:
+    """Whether an HTTP response means up."""
+    if response.status not in expect_status:
+        return ProbeResult(False, f"status {response.status}")
+    if expect_body is not None and expect_body.encode() not in response.body:
+        return ProbeResult(False, "body mismatch")
+    return UP
+
+
+def request_bytes(path: str, host: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+
+
+def host_header(address: IPAddress, port: int, default_port: int) -> str:
+    host = address.compressed if address.version == 4 else f"[{address.compressed}]"
+    return host if port == default_port else f"{host}:{port}"
+
+
+# --------------------------------------------------------------------------- the probes
+
+
+async def probe(check: HealthCheck, address: IPAddress, port: int | None) -> ProbeResult:
+    """Run one check against a real server, bounded by ``check.timeout_s``."""
+    target_port = check.port if check.port is not None else (port or 0)
+    with trio.move_on_after(check.timeout_s):
+        try:
+            if check.type == "tcp":
+                return await probe_tcp(address, target_port)
+            if check.type in ("http", "https"):
+                return await probe_http(check, address, target_port)
+            return await probe_script(check, address, port)
+        except ConnectionRefusedError:
+            return ProbeResult(False, "connect refused")
+        except ssl.SSLError as exc:
+            return ProbeResult(False, f"tls: {exc.reason or exc}")
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                return ProbeResult(False, f"tls: {cause.reason or cause}")
+            return ProbeResult(False, "connection lost")
+        except OSError as exc:
+            return ProbeResult(False, _os_reason(exc))
+        except HttpParseError as exc:
+            return ProbeResult(False, f"bad response: {exc}")
+    return ProbeResult(False, f"timeout {check.timeout_s} s")
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ECONNRESET:
+        return "connection reset"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable"
+    return f"error: {exc.strerror or exc}"
+
+
+async def _connect(address: IPAddress, port: int) -> trio.socket.SocketType:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        await sock.connect((address.compressed, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def probe_tcp(address: IPAddress, port: int) -> ProbeResult:
+    sock = await _connect(address, port)
+    sock.close()
+    return UP
+
+
+async def probe_http(check: HealthCheck, address: IPAddress, port: int) -> ProbeResult:
+    tls = check.type == "https"
+    host = check.host or host_header(address, port, 443 if tls else 80)
+    sock = await _connect(address, port)
+    stream: trio.abc.Stream = trio.SocketStream(sock)
+    try:
+        if tls:
+            stream = trio.SSLStream(
+                stream,
+                _tls_context(check.tls_verify),
+                server_hostname=(check.host or address.compressed) if check.tls_verify else None,
+            )
+        await stream.send_all(request_bytes(check.path, host))
+        data = bytearray()
+        eof = False
+        while True:
+            response = parse_response(bytes(data), eof=eof)
+            if response is not None and (
+                check.expect_body is None
+                or response.complete
+                or len(data) >= MAX_RESPONSE_BYTES
+                or response.status not in check.expect_status
+            ):
+                return judge(response, check.expect_status, check.expect_body)
+            if eof:
+                raise HttpParseError("truncated response")
+            try:
+                chunk = await stream.receive_some(READ_CHUNK_BYTES)
+            except trio.BrokenResourceError as exc:
+                # A TLS peer that closes without close_notify: take what we have.
+                if tls and isinstance(exc.__cause__, ssl.SSLEOFError):
+                    chunk = b""
+                else:
+                    raise
+            if not chunk:
+                eof = True
+            data += chunk[: MAX_RESPONSE_BYTES - len(data)]
+    finally:
+        sock.close()  # no TLS close_notify: the reset ends it
+
+
+_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One client context per verification mode, built once (building one costs ~ms)."""
+    ctx = _TLS_CONTEXTS.get(verify)
+    if ctx is None:
+        ctx = ssl.create_default_context()
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        _TLS_CONTEXTS[verify] = ctx
+    return ctx
+
+
+async def probe_script(check: HealthCheck, address: IPAddress, port: int | None) -> ProbeResult:
+    assert check.script is not None
+    env = dict(os.environ)
+    env["HADIRECTOR_RS_ADDRESS"] = address.compressed
+    env["HADIRECTOR_RS_PORT"] = str(check.port if check.port is not None else (port or 0))
+    proc = await trio.lowlevel.open_process(
+        list(check.script),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        code = await proc.wait()
+    finally:
+        # Timeout or cancel (or a normal exit that left a background child): the group goes.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+    if code == 0:
+        return UP
+    if code < 0:
+        return ProbeResult(False, f"killed by signal {-code}")
+    return ProbeResult(False, f"exit {code}")

@@ -1,0 +1,154 @@
+"""Scheduling of health checks: one trio task per (virtual service, real server).
+
+Each task probes on a fixed cadence: the n-th probe is due at ``start + n * interval``
+(a slow probe does not push later ones back, and there is no random jitter); first probes
+of the configured checks are spread evenly over one interval so a thousand checks do not
+fire in one burst. Results go through the rise/fall hysteresis (risefall.py); a change is
+logged (``check.down`` / ``check.up`` with service, server and reason) and the set of
+failed servers is handed to the health sink (``IpvsManager.set_health``), which applies
+each service's ``health_action``.
+
+On reload (``update``) checks are matched by service, server and check settings: an
+unchanged check keeps its task, a changed one is restarted keeping the server's state,
+a removed one stops and its server no longer counts as down.
+
+This module schedules and reports; probing is probes.py, the hysteresis risefall.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from hadirector import logs
+from hadirector.checks import probes
+from hadirector.checks.risefall import RiseFall
+from hadirector.config.schema import Config, HealthCheck, IPAddress
+from hadirector.ipvs import model
+
+CheckKey = tuple[model.ServiceKey, model.DestKey]
+HealthSink = Callable[[set[CheckKey]], None]
+Prober = Callable[[HealthCheck, IPAddress, int | None], Awaitable[probes.ProbeResult]]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """Everything one check task needs; equal specs mean the task can keep running."""
+
+    service: str  # for logs
+    server: str  # for logs
+    address: IPAddress
+    port: int | None
+    check: HealthCheck
+
+
+def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
+    """The checks a configuration asks for, by (service, destination) key."""
+    out: dict[CheckKey, CheckSpec] = {}
+    for vs in config.virtual_servers:
+        skey = model.service_key_of(vs)
+        for rs in vs.real_servers:
+            if rs.check is None:
+                continue
+            dkey = model.dest_key_of(vs, rs)
+            out[(skey, dkey)] = CheckSpec(str(skey), str(dkey), rs.address, rs.port, rs.check)
+    return out
+
+
+class _Running:
+    def __init__(self, spec: CheckSpec, up: bool) -> None:
+        self.spec = spec
+        self.hysteresis = RiseFall(spec.check.rise, spec.check.fall, up=up)
+        self.scope = trio.CancelScope()
+        self.probes = 0
+
+
+class HealthChecker:
+    """Runs every configured check and reports the failed servers to ``sink``."""
+
+    def __init__(self, config: Config, sink: HealthSink, *, prober: Prober = probes.probe) -> None:
+        self.sink = sink
+        self.prober = prober
+        self.log = logs.get(component="checks")
+        self.running: dict[CheckKey, _Running] = {}
+        self._specs = specs_from_config(config)
+        self._nursery: trio.Nursery | None = None
+        self._reported: set[CheckKey] | None = None
+
+    @property
+    def down(self) -> set[CheckKey]:
+        return {key for key, r in self.running.items() if not r.hysteresis.up}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._apply(self._specs)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def update(self, config: Config) -> None:
+        """A reload: restart only the checks whose settings changed."""
+        self._specs = specs_from_config(config)
+        if self._nursery is not None:
+            self._apply(self._specs)
+
+    def _apply(self, specs: dict[CheckKey, CheckSpec]) -> None:
+        assert self._nursery is not None
+        for key in [k for k in self.running if k not in specs]:
+            self.running.pop(key).scope.cancel()
+        fresh = [k for k, s in specs.items() if k not in self.running or self.running[k].spec != s]
+        started = trio.current_time()
+        for i, key in enumerate(sorted(fresh, key=_sort_key)):
+            spec = specs[key]
+            old = self.running.pop(key, None)
+            up = True
+            if old is not None:
+                old.scope.cancel()
+                up = old.hysteresis.up
+            entry = _Running(spec, up)
+            self.running[key] = entry
+            offset_s = spec.check.interval_s * i / len(fresh)
+            self._nursery.start_soon(self._check_loop, key, entry, started + offset_s)
+        if self.running or fresh or self._reported is not None:
+            self._report()
+        self.log.info(
+            "check.configured", checks=len(self.running), started=len(fresh), total=len(specs)
+        )
+
+    def _report(self) -> None:
+        down = self.down
+        if down != self._reported:
+            self._reported = down
+            self.sink(set(down))
+
+    async def _check_loop(self, key: CheckKey, entry: _Running, first_s: float) -> None:
+        spec = entry.spec
+        interval_s = spec.check.interval_s
+        with entry.scope:
+            due = first_s
+            while True:
+                await trio.sleep_until(due)
+                result = await self.prober(spec.check, spec.address, spec.port)
+                entry.probes += 1
+                change = entry.hysteresis.update(result.ok, result.reason)
+                if change is not None:
+                    emit = self.log.info if change.up else self.log.warning
+                    emit(
+                        "check.up" if change.up else "check.down",
+                        service=spec.service,
+                        server=spec.server,
+                        check=spec.check.type,
+                        reason=change.reason,
+                    )
+                    self._report()
+                now = trio.current_time()
+                due += interval_s
+                if due <= now:  # a probe overran (should not: timeout < interval): skip ahead
+                    due += math.ceil((now - due) / interval_s) * interval_s
+
+
+def _sort_key(key: CheckKey) -> tuple[object, ...]:
+    return (key[0].sort_key(), key[1].sort_key())
