@@ -1,0 +1,235 @@
+"""The agent's connection-sync component: the kernel's sync daemons follow VRRP.
+
+With ``[ipvs.sync]`` configured, the deciding VRRP instance (or sync group) picks the role
+of the kernel's IPVS sync daemon in this network namespace (sync/roles.py decides): at
+start the *backup* daemon runs (this director receives the peer's connection table); on
+becoming master the backup daemon is stopped and the *master* daemon started; on BACKUP or
+FAULT the reverse; on stop both are stopped. A persistent client's template and every
+established NAT connection thus already exist on the new master when a failover happens.
+
+Each change wakes one task that reads what the kernel runs, asks ``roles.plan`` for the
+steps and performs them, logging ``sync.master`` / ``sync.backup`` (a daemon started) and
+``sync.stopped``. A kernel error is logged (``sync.start_failed`` / ``sync.stop_failed``)
+and retried every ``RETRY_INTERVAL_S`` while the kernel is out of step; it is never fatal.
+A kernel without IPVS is reported once (``sync.unavailable``) and VRRP goes on.
+
+This module only sequences I/O; it must not decide roles itself, and it must not hold up
+VRRP (it runs as its own task and never blocks a VRRP instance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from hadirector import logs
+from hadirector.config.schema import Config, SyncDaemonSettings
+from hadirector.errors import IpvsUnavailable, KernelError
+from hadirector.ipvs.types import SyncState
+from hadirector.sync import roles
+
+if TYPE_CHECKING:
+    from hadirector.ipvs.kernel import IpvsKernel
+    from hadirector.sync.kernel import SyncKernel
+
+RETRY_INTERVAL_S = 5.0
+
+ROLE_EVENTS = {SyncState.MASTER: "sync.master", SyncState.BACKUP: "sync.backup"}
+
+
+def _real_kernel() -> IpvsKernel:
+    from hadirector.ipvs.kernel import IpvsKernel
+
+    return IpvsKernel()
+
+
+class SyncDaemons:
+    """Drives the kernel's sync daemons of this namespace from VRRP state changes."""
+
+    def __init__(
+        self, config: Config, kernel_factory: Callable[[], IpvsKernel] = _real_kernel
+    ) -> None:
+        self.settings: SyncDaemonSettings | None = config.ipvs.sync
+        self.log = logs.get(component="sync")
+        self._kernel_factory = kernel_factory
+        self._kernel: IpvsKernel | None = None
+        self.available: bool | None = None  # None: not tried yet
+        self.instance_states: dict[str, str] = {}
+        self.group_states: dict[str, str] = {}
+        self.stopping = False
+        self.counters: dict[str, int] = {"starts": 0, "stops": 0, "errors": 0}
+        self._wake = trio.Event()
+        self._lock = trio.Lock()
+        self._in_step = True
+        self._touched = False  # this process started or stopped a daemon
+        self._failures: dict[SyncState, str] = {}  # last error logged per role
+
+    # -- inputs (synchronous: called from VRRP tasks, never block them) ----------------
+
+    def on_instance(self, name: str, state: str) -> None:
+        """A VRRP instance changed state (state value: MASTER, BACKUP, FAULT, ...)."""
+        self.instance_states[name] = state
+        if self.settings is not None and self.settings.instance == name:
+            self._wake.set()
+
+    def on_group(self, name: str, state: str) -> None:
+        """A sync group's members all reached ``state``."""
+        self.group_states[name] = state
+        if self.settings is not None and self.settings.group == name:
+            self._wake.set()
+
+    def update(self, config: Config) -> None:
+        """A reload: new settings (or none), applied soon."""
+        if config.ipvs.sync != self.settings:
+            self.settings = config.ipvs.sync
+            if self.settings is not None and self.available is False:
+                self.available = None  # try again: maybe the module can load now
+            self._wake.set()
+
+    @property
+    def deciding_state(self) -> str | None:
+        """The current state of whatever decides (None: not known yet)."""
+        settings = self.settings
+        if settings is None:
+            return None
+        if settings.group is not None:
+            return self.group_states.get(settings.group)
+        if settings.instance is not None:
+            return self.instance_states.get(settings.instance)
+        return None
+
+    # -- the task ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while not self.stopping:
+            await self.apply()
+            wait_s = math.inf if self._in_step else RETRY_INTERVAL_S
+            with trio.move_on_after(wait_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def stop(self) -> None:
+        """The agent is stopping: stop both daemons, then close the kernel socket."""
+        self.stopping = True
+        self._wake.set()
+        await self.apply()
+        async with self._lock:
+            if self._kernel is not None:
+                await self._kernel.aclose()
+                self._kernel = None
+
+    async def apply(self) -> None:
+        """Bring the kernel's daemons in step with the deciding state (never raises)."""
+        async with self._lock:
+            wanted = () if self.stopping else roles.desired(self.settings, self.deciding_state)
+            if not wanted and not self._touched and self.settings is None:
+                self._in_step = True
+                return  # sync not configured and never started: leave the kernel alone
+            kernel = await self._open()
+            if kernel is None:
+                self._in_step = True
+                return
+            try:
+                running = await self._control(kernel).daemons()
+            except KernelError as exc:
+                self._fail(None, "sync.read_failed", str(exc))
+                return
+            steps = roles.plan(running, wanted)
+            ok = True
+            for step in steps:
+                ok = await self._perform(kernel, step) and ok
+            self._in_step = ok
+
+    async def _open(self) -> IpvsKernel | None:
+        if self.available is False:
+            return None
+        if self._kernel is not None:
+            return self._kernel
+        kernel = self._kernel_factory()
+        try:
+            await kernel.open()
+        except IpvsUnavailable as exc:
+            self.available = False
+            self.log.error(
+                "sync.unavailable",
+                error=str(exc),
+                effect="VRRP runs; connections are not synchronised",
+            )
+            return None
+        except KernelError as exc:
+            self._fail(None, "sync.open_failed", str(exc))
+            return None
+        self.available = True
+        self._kernel = kernel
+        return kernel
+
+    @staticmethod
+    def _control(kernel: IpvsKernel) -> SyncKernel:
+        from hadirector.sync.kernel import SyncKernel
+
+        return SyncKernel(kernel)
+
+    async def _perform(self, kernel: IpvsKernel, step: roles.Step) -> bool:
+        sync = self._control(kernel)
+        self._touched = True
+        if isinstance(step, roles.Stop):
+            try:
+                await sync.stop_daemon(step.state)
+            except KernelError as exc:
+                self._fail(step.state, "sync.stop_failed", str(exc), role=step.state.name)
+                return False
+            self.counters["stops"] += 1
+            self.log.info(
+                "sync.stopped",
+                role=step.state.name.lower(),
+                reason="agent stopping" if self.stopping else step.reason,
+                vrrp_state=self.deciding_state,
+            )
+            return True
+        spec = step.spec
+        try:
+            await sync.start_daemon(
+                spec.state,
+                spec.ifname,
+                spec.syncid,
+                sync_maxlen=spec.maxlen,
+                mcast_group=spec.mcast_group,
+                mcast_port=spec.mcast_port,
+                mcast_ttl=spec.mcast_ttl,
+            )
+        except KernelError as exc:
+            self._fail(
+                spec.state,
+                "sync.start_failed",
+                str(exc),
+                role=spec.state.name.lower(),
+                interface=spec.ifname,
+                syncid=spec.syncid,
+                retry_s=RETRY_INTERVAL_S,
+            )
+            return False
+        self._failures.pop(spec.state, None)
+        self.counters["starts"] += 1
+        self.log.info(
+            ROLE_EVENTS[spec.state],
+            interface=spec.ifname,
+            syncid=spec.syncid,
+            mcast_group=spec.mcast_group,
+            mcast_port=spec.mcast_port,
+            vrrp_state=self.deciding_state,
+        )
+        return True
+
+    def _fail(self, state: SyncState | None, event: str, error: str, **fields: Any) -> None:
+        """Log a failure, once per role and error text while it repeats; retry later."""
+        self.counters["errors"] += 1
+        self._in_step = False
+        if state is not None:
+            if self._failures.get(state) == error:
+                return
+            self._failures[state] = error
+        self.log.error(event, error=error, **fields)
