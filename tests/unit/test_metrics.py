@@ -1,0 +1,264 @@
+"""Prometheus rendering: exact text for a known status report, label and HELP escaping,
+value formatting, and the HTTP/1.0 responses; hypothesis checks that any label value
+survives the escaping (parsed back by a small reader of the text format written here)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hadirector.config.load import load_text
+from hadirector.errors import ConfigError
+from hadirector.metrics import (
+    Family,
+    escape_help,
+    escape_label_value,
+    format_value,
+    render,
+    render_families,
+    respond,
+)
+
+
+def status_report() -> dict[str, Any]:
+    """A report as control.status builds it: one master instance, one group, IPVS."""
+    return {
+        "router_id": "dir-a",
+        "version": "0.1.0",
+        "pid": 4242,
+        "uptime_s": 12.5,
+        "stopping": False,
+        "instances": [
+            {
+                "name": "VI_1",
+                "state": "MASTER",
+                "interface": "eth0",
+                "vrid": 51,
+                "version": 3,
+                "family": 4,
+                "unicast": False,
+                "source": "192.0.2.1",
+                "priority": 150,
+                "effective_priority": 140,
+                "advert_interval_cs": 100,
+                "master_adver_interval_cs": 100,
+                "vips": ["192.0.2.100/24"],
+                "vips_held": ["192.0.2.100/24"],
+                "counters": {
+                    "adverts_sent": 30,
+                    "adverts_accepted": 2,
+                    "rejected_checksum": 3,
+                    "rejected_ttl": 1,
+                    "to_backup": 1,
+                    "to_master": 1,
+                    "announcements": 10,
+                },
+                "machine_counters": {},
+            }
+        ],
+        "sync_groups": [{"name": "G", "state": "MASTER", "members": {"VI_1": "MASTER"}}],
+        "ipvs": {
+            "available": True,
+            "configured_services": 1,
+            "services": ["tcp 192.0.2.100:80"],
+            "refused": [],
+            "last_reconcile_age_s": None,
+            "counters": {"reconciles": 4, "writes": 3, "errors": 0},
+        },
+        "notify": {"pending": 0, "failures": 2},
+    }
+
+
+EXPECTED = """\
+# HELP hadirector_info Agent version and router id (always 1).
+# TYPE hadirector_info gauge
+hadirector_info{version="0.1.0",router_id="dir-a"} 1
+# HELP hadirector_uptime_seconds Seconds since the agent started.
+# TYPE hadirector_uptime_seconds gauge
+hadirector_uptime_seconds 12.5
+# HELP hadirector_vrrp_state VRRP instance state: 1 for the current state.
+# TYPE hadirector_vrrp_state gauge
+hadirector_vrrp_state{instance="VI_1",state="INIT"} 0
+hadirector_vrrp_state{instance="VI_1",state="BACKUP"} 0
+hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1
+hadirector_vrrp_state{instance="VI_1",state="FAULT"} 0
+hadirector_vrrp_state{instance="VI_1",state="STOPPED"} 0
+# HELP hadirector_vrrp_priority Effective priority after tracking (0 in FAULT).
+# TYPE hadirector_vrrp_priority gauge
+hadirector_vrrp_priority{instance="VI_1"} 140
+# HELP hadirector_vrrp_priority_configured Configured priority.
+# TYPE hadirector_vrrp_priority_configured gauge
+hadirector_vrrp_priority_configured{instance="VI_1"} 150
+# HELP hadirector_vrrp_master_adver_interval_seconds Master advertisement interval in use \
+(a v3 backup adopts the master's).
+# TYPE hadirector_vrrp_master_adver_interval_seconds gauge
+hadirector_vrrp_master_adver_interval_seconds{instance="VI_1"} 1
+# HELP hadirector_vrrp_vips_held Virtual addresses this node holds.
+# TYPE hadirector_vrrp_vips_held gauge
+hadirector_vrrp_vips_held{instance="VI_1"} 1
+# HELP hadirector_vrrp_transitions_total State transitions, by the state entered.
+# TYPE hadirector_vrrp_transitions_total counter
+hadirector_vrrp_transitions_total{instance="VI_1",state="BACKUP"} 1
+hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1
+hadirector_vrrp_transitions_total{instance="VI_1",state="FAULT"} 0
+hadirector_vrrp_transitions_total{instance="VI_1",state="STOPPED"} 0
+# HELP hadirector_vrrp_adverts_sent_total Advertisements sent.
+# TYPE hadirector_vrrp_adverts_sent_total counter
+hadirector_vrrp_adverts_sent_total{instance="VI_1"} 30
+# HELP hadirector_vrrp_adverts_received_total Advertisements for this VRID that passed \
+the receive checks.
+# TYPE hadirector_vrrp_adverts_received_total counter
+hadirector_vrrp_adverts_received_total{instance="VI_1"} 2
+# HELP hadirector_vrrp_adverts_rejected_total Advertisements rejected, by reason \
+(they change nothing).
+# TYPE hadirector_vrrp_adverts_rejected_total counter
+hadirector_vrrp_adverts_rejected_total{instance="VI_1",reason="checksum"} 3
+hadirector_vrrp_adverts_rejected_total{instance="VI_1",reason="ttl"} 1
+# HELP hadirector_vrrp_send_errors_total Advertisements the kernel refused.
+# TYPE hadirector_vrrp_send_errors_total counter
+hadirector_vrrp_send_errors_total{instance="VI_1"} 0
+# HELP hadirector_vrrp_announcements_total Gratuitous ARPs and unsolicited NAs sent for \
+held addresses.
+# TYPE hadirector_vrrp_announcements_total counter
+hadirector_vrrp_announcements_total{instance="VI_1"} 10
+# HELP hadirector_sync_group_state Sync group state: 1 for the common state.
+# TYPE hadirector_sync_group_state gauge
+hadirector_sync_group_state{group="G",state="INIT"} 0
+hadirector_sync_group_state{group="G",state="BACKUP"} 0
+hadirector_sync_group_state{group="G",state="MASTER"} 1
+hadirector_sync_group_state{group="G",state="FAULT"} 0
+hadirector_sync_group_state{group="G",state="STOPPED"} 0
+# HELP hadirector_ipvs_available 1 when the kernel has IPVS.
+# TYPE hadirector_ipvs_available gauge
+hadirector_ipvs_available 1
+# HELP hadirector_ipvs_services Virtual services this agent programs.
+# TYPE hadirector_ipvs_services gauge
+hadirector_ipvs_services 1
+# HELP hadirector_ipvs_errors_total IPVS reads and writes that failed.
+# TYPE hadirector_ipvs_errors_total counter
+hadirector_ipvs_errors_total 0
+# HELP hadirector_ipvs_reconciles_total Reconciliations of the kernel table with the \
+configuration.
+# TYPE hadirector_ipvs_reconciles_total counter
+hadirector_ipvs_reconciles_total 4
+# HELP hadirector_ipvs_writes_total IPVS write operations that succeeded.
+# TYPE hadirector_ipvs_writes_total counter
+hadirector_ipvs_writes_total 3
+# HELP hadirector_notify_pending Notify scripts queued or running.
+# TYPE hadirector_notify_pending gauge
+hadirector_notify_pending 0
+# HELP hadirector_notify_failures_total Notify scripts that failed to start, timed out \
+or exited non-zero.
+# TYPE hadirector_notify_failures_total counter
+hadirector_notify_failures_total 2
+"""
+
+
+def test_render_exact_text() -> None:
+    assert render(status_report()) == EXPECTED
+
+
+def test_parts_not_kept_are_left_out() -> None:
+    report = status_report()
+    report["ipvs"] = {
+        "available": None,
+        "configured_services": None,
+        "services": None,
+        "refused": None,
+        "last_reconcile_age_s": None,
+        "counters": {},
+    }
+    report["notify"] = {"pending": 1, "failures": None}
+    report["sync_groups"] = []
+    page = render(report)
+    assert "hadirector_ipvs" not in page
+    assert "hadirector_notify_failures_total" not in page
+    assert "hadirector_sync_group_state" not in page  # no samples, no family
+    assert "hadirector_notify_pending 1\n" in page
+
+
+def test_label_escaping() -> None:
+    fam = Family("m", "gauge", 'help with "quotes", a \\ and\na newline')
+    fam.add(1, instance='a"b\\c\nd')
+    assert render_families([fam]) == (
+        '# HELP m help with "quotes", a \\\\ and\\na newline\n'
+        "# TYPE m gauge\n"
+        'm{instance="a\\"b\\\\c\\nd"} 1\n'
+    )
+    assert escape_label_value("plain") == "plain"
+    assert escape_help("x\\y") == "x\\\\y"
+
+
+def test_instance_names_are_escaped_in_the_page() -> None:
+    report = status_report()
+    report["instances"][0]["name"] = 'odd"name'
+    assert 'hadirector_vrrp_priority{instance="odd\\"name"} 140\n' in render(report)
+
+
+def test_value_formatting() -> None:
+    assert format_value(3) == "3"
+    assert format_value(True) == "1"
+    assert format_value(2.0) == "2"
+    assert format_value(0.25) == "0.25"
+    assert format_value(math.inf) == "+Inf"
+    assert format_value(-math.inf) == "-Inf"
+    assert format_value(math.nan) == "NaN"
+
+
+_LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), text)
+
+
+@given(st.text())
+def test_any_label_value_round_trips(value: str) -> None:
+    fam = Family("m", "counter", "h")
+    fam.add(7, a=value, b="x")
+    sample = render_families([fam]).split("\n")[2]  # the format splits lines on \n only
+    assert "\n" not in sample
+    labels = dict(
+        (k, _unescape(v))
+        for k, v in _LABEL_RE.findall(sample[sample.index("{") : sample.rindex("}")])
+    )
+    assert labels == {"a": value, "b": "x"}
+    assert sample.endswith("} 7")
+
+
+def test_http_responses() -> None:
+    def page() -> str:
+        return "m 1\n"
+
+    ok = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", page)
+    head, _, body = ok.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8" in head
+    assert b"Content-Length: 4" in head
+    assert body == b"m 1\n"
+    assert respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", page).endswith(b"\r\n\r\n")
+    assert respond(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n", page).endswith(b"m 1\n")
+    assert respond(b"GET /nope HTTP/1.0\r\n\r\n", page).startswith(b"HTTP/1.0 404 ")
+    assert respond(b"POST /metrics HTTP/1.0\r\n\r\n", page).startswith(b"HTTP/1.0 405 ")
+    assert respond(b"garbage\r\n\r\n", page).startswith(b"HTTP/1.0 400 ")
+    assert respond(b"\r\n\r\n", page).startswith(b"HTTP/1.0 400 ")
+
+
+def test_metrics_listen_setting() -> None:
+    assert load_text("").global_.metrics_listen is None
+    cfg = load_text('[global]\nmetrics_listen = "127.0.0.1:9650"\n')
+    assert cfg.global_.metrics_listen is not None
+    assert [str(x) for x in cfg.global_.metrics_listen] == ["127.0.0.1", "9650"]
+    v6 = load_text('[global]\nmetrics_listen = "[2001:db8::1]:80"\n').global_.metrics_listen
+    assert v6 is not None and str(v6[0]) == "2001:db8::1"
+    for bad in ('"::1:9650"', '"127.0.0.1"', '"127.0.0.1:0"', '"127.0.0.1:70000"', "9650"):
+        try:
+            load_text(f"[global]\nmetrics_listen = {bad}\n")
+        except ConfigError as exc:
+            assert [p.path for p in exc.problems] == ["global.metrics_listen"], bad
+        else:
+            raise AssertionError(f"{bad} accepted")
