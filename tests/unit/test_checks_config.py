@@ -1,0 +1,228 @@
+"""Health check configuration: defaults, the service default merged into real servers,
+every invalid value reported with its key path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hadirector.config.load import load_mapping, load_text
+from hadirector.config.schema import HealthCheck, RealServer, VirtualServer
+from hadirector.errors import ConfigError
+
+VS = "virtual_server[0]"
+RS = f"{VS}.real_server[0]"
+
+
+def service(check: Any = None, rs_check: Any = None, **over: Any) -> dict[str, Any]:
+    rs: dict[str, Any] = {"address": "198.51.100.11:8080"}
+    if rs_check is not None:
+        rs["check"] = rs_check
+    vs: dict[str, Any] = {"address": "192.0.2.10:80", "real_server": [rs]}
+    if check is not None:
+        vs["check"] = check
+    vs.update(over)
+    return vs
+
+
+def loaded(vs: dict[str, Any]) -> VirtualServer:
+    return load_mapping({"virtual_server": [vs]}).virtual_servers[0]
+
+
+def first_rs(vs: dict[str, Any]) -> RealServer:
+    return loaded(vs).real_servers[0]
+
+
+def problems(vs: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_mapping({"virtual_server": [vs]})
+    return [str(p) for p in info.value.problems]
+
+
+def test_no_check_means_none_and_quiesce() -> None:
+    vs = loaded(service())
+    assert vs.health_action == "quiesce"
+    assert vs.check is None
+    assert vs.real_servers[0].check is None
+
+
+def test_defaults_of_a_tcp_check() -> None:
+    check = first_rs(service({"type": "tcp"})).check
+    assert check == HealthCheck(
+        type="tcp", port=None, interval_s=2.0, timeout_s=1.0, rise=2, fall=3
+    )
+
+
+def test_short_interval_halves_the_default_timeout() -> None:
+    check = first_rs(service({"type": "tcp", "interval": 0.5})).check
+    assert check is not None
+    assert (check.interval_s, check.timeout_s) == (0.5, 0.25)
+
+
+def test_real_server_overrides_the_service_default_key_by_key() -> None:
+    vs = service(
+        {"type": "http", "path": "/health", "interval": 5, "expect_status": [200, 204]},
+        {"fall": 1, "host": "www.example.com"},
+    )
+    check = first_rs(vs).check
+    assert check is not None
+    assert check.type == "http"
+    assert check.path == "/health"
+    assert check.interval_s == 5.0
+    assert check.expect_status == (200, 204)
+    assert (check.fall, check.rise) == (1, 2)
+    assert check.host == "www.example.com"
+
+
+def test_a_real_server_may_change_the_type_and_drops_inapplicable_values() -> None:
+    check = first_rs(service({"type": "http", "path": "/x"}, {"type": "tcp", "port": 22})).check
+    assert check == HealthCheck(type="tcp", port=22)
+
+
+def test_https_and_script_and_remove() -> None:
+    vs = loaded(
+        service(
+            {"type": "https", "tls_verify": True, "expect_body": "OK", "expect_status": 204},
+            health_action="remove",
+        )
+    )
+    assert vs.health_action == "remove"
+    check = vs.real_servers[0].check
+    assert check is not None
+    assert (check.type, check.tls_verify, check.expect_body, check.expect_status) == (
+        "https",
+        True,
+        "OK",
+        (204,),
+    )
+    script = first_rs(service({"type": "script", "script": "/bin/check --fast 'a b'"})).check
+    assert script is not None
+    assert script.script == ("/bin/check", "--fast", "a b")
+
+
+def test_toml_tables_load() -> None:
+    text = """
+[[virtual_server]]
+address = "192.0.2.10:80"
+health_action = "remove"
+  [virtual_server.check]
+  type = "http"
+  path = "/ready"
+  [[virtual_server.real_server]]
+  address = "198.51.100.11:8080"
+  [[virtual_server.real_server]]
+  address = "198.51.100.12:8080"
+    [virtual_server.real_server.check]
+    type = "script"
+    script = ["/usr/local/bin/probe", "x"]
+"""
+    vs = load_text(text).virtual_servers[0]
+    first, second = vs.real_servers
+    assert first.check is not None and first.check.path == "/ready"
+    assert second.check is not None and second.check.script == ("/usr/local/bin/probe", "x")
+
+
+def test_fwmark_real_server_without_port_needs_a_check_port() -> None:
+    vs = {
+        "fwmark": 7,
+        "check": {"type": "tcp"},
+        "real_server": [{"address": "198.51.100.11"}],
+    }
+    assert problems(vs) == [
+        f'{VS}.check.port: is required: real server "198.51.100.11" has no port to check'
+    ]
+    vs["check"] = {"type": "tcp", "port": 443}
+    check = first_rs(vs).check
+    assert check is not None and check.port == 443
+
+
+INVALID: list[tuple[dict[str, Any], list[str]]] = [
+    (
+        service(health_action="drain"),
+        [f'{VS}.health_action: must be one of quiesce|remove, got "drain"'],
+    ),
+    (service({}), [f"{VS}.check.type: is required"]),
+    (service("tcp"), [f'{VS}.check: must be a table, got string "tcp"']),
+    (
+        service({"type": "icmp"}),
+        [f'{VS}.check.type: must be one of tcp|http|https|script, got "icmp"'],
+    ),
+    (service({"type": "tcp", "port": 0}), [f"{VS}.check.port: must be 1..65535, got 0"]),
+    (
+        service({"type": "tcp", "interval": 0}),
+        [f"{VS}.check.interval: must be more than 0 and at most 86400 seconds, got 0"],
+    ),
+    (
+        service({"type": "tcp", "interval": 1, "timeout": 1}),
+        [f"{VS}.check.timeout: timeout (1 s) must be less than interval (1 s)"],
+    ),
+    (service({"type": "tcp", "rise": 0}), [f"{VS}.check.rise: must be 1..1000, got 0"]),
+    (
+        service({"type": "tcp", "fall": True}),
+        [f"{VS}.check.fall: must be an integer, got boolean true"],
+    ),
+    (
+        service({"type": "tcp", "path": "/x"}),
+        [f"{VS}.check.path: applies to type http|https only, not tcp"],
+    ),
+    (
+        service({"type": "http", "path": "health"}),
+        [
+            f'{VS}.check.path: must start with "/" and hold no spaces or control characters, '
+            'got "health"'
+        ],
+    ),
+    (
+        service({"type": "http", "path": "/a b"}),
+        [
+            f'{VS}.check.path: must start with "/" and hold no spaces or control characters, '
+            'got "/a b"'
+        ],
+    ),
+    (
+        service({"type": "http", "expect_status": [200, 99]}),
+        [f"{VS}.check.expect_status[1]: must be 100..599, got 99"],
+    ),
+    (
+        service({"type": "http", "expect_status": []}),
+        [f"{VS}.check.expect_status: must not be empty"],
+    ),
+    (
+        service({"type": "http", "tls_verify": True}),
+        [f"{VS}.check.tls_verify: applies to type https only, not http"],
+    ),
+    (service({"type": "http", "expect_body": ""}), [f"{VS}.check.expect_body: must not be empty"]),
+    (service({"type": "script"}), [f'{VS}.check.script: is required with type = "script"']),
+    (
+        service({"type": "script", "script": "check.sh"}),
+        [f'{VS}.check.script: the program must be an absolute path, got "check.sh"'],
+    ),
+    (
+        service({"type": "tcp", "script": "/bin/true"}),
+        [f"{VS}.check.script: applies to type script only, not tcp"],
+    ),
+    (
+        service({"type": "tcp", "retries": 3}),
+        [f"{VS}.check.retries: unknown key"],
+    ),
+    (
+        service({"type": "http"}, {"expect_status": "200"}),
+        [f'{RS}.check.expect_status: must be an integer, got string "200"'],
+    ),
+    (service(None, {"port": 80}), [f"{RS}.check.type: is required"]),
+]
+
+
+@pytest.mark.parametrize(("vs", "expected"), INVALID)
+def test_invalid(vs: dict[str, Any], expected: list[str]) -> None:
+    assert problems(vs) == expected
+
+
+def test_every_problem_at_once() -> None:
+    found = problems(service({"type": "http", "rise": 0, "fall": 0, "path": "x"}))
+    assert [p.split(":")[0] for p in found] == [
+        f"{VS}.check.rise",
+        f"{VS}.check.fall",
+        f"{VS}.check.path",
+    ]
