@@ -1,0 +1,244 @@
+"""HTTP response parsing and judging on canned bytes; the runner's cadence, hysteresis and
+reload behaviour against a scripted prober on trio's mock clock."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hadirector.checks import probes
+from hadirector.checks.probes import HttpParseError, ProbeResult, judge, parse_response
+from hadirector.checks.runner import CheckKey, HealthChecker
+from hadirector.config.load import load_mapping
+from hadirector.config.schema import Config, HealthCheck, IPAddress
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def test_parse_complete_response() -> None:
+    r = parse_response(OK_RESPONSE, eof=False)
+    assert r is not None
+    assert (r.status, r.body, r.complete) == (200, b"hello", True)
+    assert r.headers["content-type"] == "text/plain"
+
+
+def test_parse_needs_more_until_headers_end() -> None:
+    assert parse_response(b"HTTP/1.0 200 OK\r\nServer: x\r\n", eof=False) is None
+
+
+def test_body_incomplete_until_content_length_or_close() -> None:
+    r = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nhel", eof=False)
+    assert r is not None and not r.complete
+    r = parse_response(b"HTTP/1.0 200 OK\r\n\r\nhello wor", eof=False)
+    assert r is not None and not r.complete
+    r = parse_response(b"HTTP/1.0 200 OK\r\n\r\nhello wor", eof=True)
+    assert r is not None and r.complete and r.body == b"hello wor"
+
+
+def test_body_beyond_content_length_is_ignored() -> None:
+    r = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOKjunk", eof=False)
+    assert r is not None and r.body == b"OK" and r.complete
+
+
+def test_bare_lf_line_ends() -> None:
+    r = parse_response(b"HTTP/1.0 503 Busy\nRetry-After: 1\n\nbusy", eof=True)
+    assert r is not None and r.status == 503 and r.body == b"busy"
+
+
+@pytest.mark.parametrize(
+    ("data", "eof", "message"),
+    [
+        (b"", True, "empty response"),
+        (b"HTTP/1.0 200 OK\r\n", True, "truncated headers"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", False, "bad status line"),
+        (b"HTTP/1.0 2x0 OK\r\n\r\n", False, "bad status code"),
+        (b"HTTP/2 200\r\n\r\n", False, "bad status line"),
+        (b"HTTP/1.0 200 OK\r\nno colon here\r\n\r\n", False, "bad header line"),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n", False, "bad Content-Length"),
+        (b"x" * (probes.MAX_HEADER_BYTES + 1), False, "headers too long"),
+    ],
+)
+def test_malformed(data: bytes, eof: bool, message: str) -> None:
+    with pytest.raises(HttpParseError, match=message):
+        parse_response(data, eof=eof)
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_parse_never_raises_anything_else(data: bytes, eof: bool) -> None:
+    with contextlib.suppress(HttpParseError):
+        parse_response(data, eof=eof)
+
+
+@given(st.integers(100, 599), st.binary(max_size=100), st.integers(0, 120))
+def test_status_and_body_survive_any_split(status: int, body: bytes, cut: int) -> None:
+    data = b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (status, len(body)) + body
+    cut = min(cut, len(data))
+    partial = parse_response(data[:cut], eof=False)
+    assert partial is None or partial.status == status
+    whole = parse_response(data, eof=False)
+    assert whole is not None and (whole.status, whole.body, whole.complete) == (status, body, True)
+
+
+def test_judge() -> None:
+    r = parse_response(OK_RESPONSE, eof=False)
+    assert r is not None
+    assert judge(r, (200,), None).ok
+    assert judge(r, (200,), "ell").ok
+    assert judge(r, (200,), "bye") == ProbeResult(False, "body mismatch")
+    assert judge(r, (204, 301), None) == ProbeResult(False, "status 200")
+
+
+def test_request_and_host_header() -> None:
+    assert probes.request_bytes("/h?x=1", "example.com").startswith(
+        b"GET /h?x=1 HTTP/1.0\r\nHost: example.com\r\n"
+    )
+    assert probes.request_bytes("/", "a").endswith(b"Connection: close\r\n\r\n")
+    v4, v6 = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1")
+    assert probes.host_header(v4, 80, 80) == "192.0.2.1"
+    assert probes.host_header(v4, 8080, 80) == "192.0.2.1:8080"
+    assert probes.host_header(v6, 8443, 443) == "[2001:db8::1]:8443"
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def config(rise: int = 2, fall: int = 3, interval: float = 1.0, action: str = "quiesce") -> Config:
+    return load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "health_action": action,
+                    "check": {"type": "tcp", "interval": interval, "rise": rise, "fall": fall},
+                    "real_server": [
+                        {"address": "198.51.100.11:8080"},
+                        {"address": "198.51.100.12:8080"},
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class ScriptedProber:
+    """Answers by server address from a mutable table; records probe times."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.calls: list[tuple[float, str]] = []
+
+    async def __call__(
+        self, check: HealthCheck, address: IPAddress, port: int | None
+    ) -> ProbeResult:
+        self.calls.append((trio.current_time(), str(address)))
+        await trio.sleep(0.1)  # a probe takes time: the cadence must not drift by it
+        if str(address) in self.failing:
+            return ProbeResult(False, "connect refused")
+        return probes.UP
+
+
+def run_mocked(fn: Callable[[], Awaitable[None]]) -> None:
+    trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def down_servers(reports: list[set[CheckKey]]) -> list[set[str]]:
+    return [{k[1].address for k in r} for r in reports]
+
+
+async def run_checker(
+    cfg: Config, prober: ScriptedProber, body: Callable[[HealthChecker], Awaitable[None]]
+) -> list[set[CheckKey]]:
+    reports: list[set[CheckKey]] = []
+    checker = HealthChecker(cfg, reports.append, prober=prober)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(checker.run)
+        await body(checker)
+        nursery.cancel_scope.cancel()
+    return reports
+
+
+def test_fixed_cadence_spread_and_fall_rise() -> None:
+    run_mocked(_fixed_cadence_spread_and_fall_rise)
+
+
+async def _fixed_cadence_spread_and_fall_rise() -> None:
+    prober = ScriptedProber()
+
+    async def scenario(checker: HealthChecker) -> None:
+        await trio.sleep(10.05)
+        prober.failing.add("198.51.100.12")
+        await trio.sleep(10)
+        prober.failing.clear()
+        await trio.sleep(10)
+
+    start = trio.current_time()
+    reports = await run_checker(config(rise=2, fall=3), prober, scenario)
+    # Start: all up (reported once, empty); then .12 down, then up again.
+    assert down_servers(reports) == [set(), {"198.51.100.12"}, set()]
+    times_11 = [t - start for t, a in prober.calls if a == "198.51.100.11"]
+    times_12 = [t - start for t, a in prober.calls if a == "198.51.100.12"]
+    # Exactly every interval, no drift from the 0.1 s probe time; the two spread by 0.5 s.
+    assert times_11[:4] == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert times_12[:4] == pytest.approx([0.5, 1.5, 2.5, 3.5])
+    assert len(times_11) == 31
+
+
+def test_fall_count_is_respected() -> None:
+    run_mocked(_fall_count_is_respected)
+
+
+async def _fall_count_is_respected() -> None:
+    prober = ScriptedProber()
+    prober.failing.add("198.51.100.11")
+    seen: list[int] = []
+
+    async def scenario(checker: HealthChecker) -> None:
+        for _ in range(6):
+            await trio.sleep(1)
+            seen.append(len(checker.down))
+
+    await run_checker(config(rise=1, fall=4), prober, scenario)
+    # Probes at 0, 1, 2, 3 (+0.1 s each): the 4th failure (at 3.1 s) takes it down.
+    assert seen == [0, 0, 0, 1, 1, 1]
+
+
+def test_reload_keeps_unchanged_and_restarts_changed() -> None:
+    run_mocked(_reload_keeps_unchanged_and_restarts_changed)
+
+
+async def _reload_keeps_unchanged_and_restarts_changed() -> None:
+    prober = ScriptedProber()
+    prober.failing.add("198.51.100.11")
+
+    async def scenario(checker: HealthChecker) -> None:
+        await trio.sleep(5)
+        assert {k[1].address for k in checker.down} == {"198.51.100.11"}
+        tasks_before = {k: id(r) for k, r in checker.running.items()}
+        same = config(rise=2, fall=3)
+        checker.update(same)
+        assert {k: id(r) for k, r in checker.running.items()} == tasks_before
+        changed = config(rise=2, fall=3, interval=2.0)
+        checker.update(changed)
+        assert all(id(r) != tasks_before[k] for k, r in checker.running.items())
+        # The failing server keeps its state across the restart.
+        assert {k[1].address for k in checker.down} == {"198.51.100.11"}
+        prober.calls.clear()
+        t0 = trio.current_time()
+        await trio.sleep(3.95)
+        # Two servers every 2 s, spread by 1 s: probes at 0, 1, 2, 3 after the restart.
+        assert [round(t - t0) for t, _ in prober.calls] == [0, 1, 2, 3]
+        checker.update(load_mapping({}))
+        assert checker.running == {}
+        calls = len(prober.calls)
+        await trio.sleep(5)
+        assert len(prober.calls) == calls
+
+    reports = await run_checker(config(), prober, scenario)
+    assert down_servers(reports) == [set(), {"198.51.100.11"}, set()]
