@@ -46,6 +46,7 @@ from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, DecodeError, KernelError
 from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
 from hadirector.preflight import preflight
+from hadirector.sync.daemon import SyncDaemons
 from hadirector.vrrp import auth, codec, track
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import (
@@ -492,6 +493,7 @@ class Instance:
                 self.cfg.notify, "INSTANCE", self.cfg.name, tr.new.value, priority, timeout_s
             )
         )
+        self.agent.sync.on_instance(self.cfg.name, tr.new.value)
         self.agent.on_member_transition(self, tr)
         self.agent.update_status()
 
@@ -608,6 +610,7 @@ class Agent:
         self.addresses = self.adapters.addresses()
         self.links = self.adapters.links()
         self.ipvs = self.adapters.ipvs(config)
+        self.sync = SyncDaemons(config)
         self.checks = HealthChecker(config, self._on_health)
         self._nursery: trio.Nursery | None = None
         self._track_scope: trio.CancelScope | None = None
@@ -716,6 +719,7 @@ class Agent:
             state = values.pop().value
             if self.group_state.get(name) != state:
                 self.group_state[name] = state
+                self.sync.on_group(name, state)
                 gcfg = next(g for g in self.config.sync_groups if g.name == name)
                 self.log.info("vrrp.group_transition", group=name, new=state)
                 self.notifier.submit(
@@ -752,6 +756,7 @@ class Agent:
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
             nursery.start_soon(self.ipvs.run)
+            nursery.start_soon(self.sync.run)
             nursery.start_soon(self.checks.run)
             if operations:
                 from hadirector.control import Operations
@@ -831,6 +836,7 @@ class Agent:
                 await inst.done.wait()
         if scope.cancelled_caught:
             self.log.error("agent.stop_timeout", timeout_s=STOP_TIMEOUT_S)
+        await self.sync.stop()
         await self.notifier.drain(self.config.global_.notify_timeout_s)
         self.log.info("agent.stopped")
 
@@ -881,6 +887,7 @@ class Agent:
             self._start_tracking()
         self._retrack()
         self.ipvs.update(new)
+        self.sync.update(new)
         self.checks.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
