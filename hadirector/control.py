@@ -161,10 +161,14 @@ class Operations:
     ) -> None:
         address, port = listen
         try:
-            await metrics.serve(address, port, lambda: metrics.render(self.status()), task_status)
+            listeners = await trio.open_tcp_listeners(port, host=str(address))
         except OSError as exc:
             self.log.error("metrics.listen_failed", listen=f"{address}:{port}", error=str(exc))
             task_status.started()
+            return
+        self.log.info("metrics.listening", listen=f"{address}:{port}")
+        task_status.started()
+        await metrics.serve(listeners, lambda: metrics.render(self.status()))
 
     async def serve_control(
         self, path: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -274,13 +274,9 @@ async def _read_head(stream: trio.abc.Stream) -> bytes | None:
     return bytes(data)
 
 
-async def serve(
-    address: Any,
-    port: int,
-    page: Callable[[], str],
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``GET /metrics`` on ``address``:``port`` until cancelled."""
+async def serve(listeners: Sequence[trio.SocketListener], page: Callable[[], str]) -> None:
+    """Serve ``GET /metrics`` on ``listeners`` (from ``trio.open_tcp_listeners``) until
+    cancelled; ``page`` renders the text for each request."""
     limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def handler(stream: trio.SocketStream) -> None:
@@ -301,7 +297,4 @@ async def serve(
             finally:
                 limiter.release()
 
-    listeners = await trio.open_tcp_listeners(port, host=str(address))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handler, listeners)
-        task_status.started()
+    await trio.serve_listeners(handler, list(listeners))

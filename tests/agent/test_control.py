@@ -190,3 +190,48 @@ def test_cli_client_reports_a_missing_agent(tmp_path: Path) -> None:
         assert "not running" in str(exc)
     else:
         raise AssertionError("no error for a missing socket")
+
+
+async def http(port: int, request: bytes) -> bytes:
+    """Send ``request`` to the metrics endpoint; everything read until the server closes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        if request:
+            await stream.send_all(request)
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data
+
+
+def test_metrics_endpoint_serves_the_agent_and_bounds_requests() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await lab.start(b, instance_toml(priority=100))
+        ops = control.Operations(ra.agent)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        lab.nursery.start_soon(metrics.serve, listeners, lambda: metrics.render(ops.status()))
+        await trio.sleep(2)
+
+        reply = await http(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200 OK")
+        page = body.decode()
+        assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1\n' in page
+        assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1\n' in page
+        assert f"Content-Length: {len(body)}".encode() in head
+
+        # Too big a request head: refused without reading on.
+        big = b"GET /metrics HTTP/1.0\r\n" + b"X-Pad: " + b"a" * metrics.MAX_REQUEST_BYTES
+        assert (await http(port, big)).startswith(b"HTTP/1.0 400 ")
+        # A client that says nothing (or half a request) is cut off after the time bound.
+        t0 = trio.current_time()
+        assert await http(port, b"") == b""
+        assert await http(port, b"GET /met") == b""
+        assert trio.current_time() - t0 >= 2 * metrics.REQUEST_TIMEOUT_S
+        # ...and the endpoint still answers.
+        assert (await http(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 200")
+
+    run_lab(scenario)
