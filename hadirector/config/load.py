@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast
 
 from hadirector.config.schema import (
+    CHECK_TYPES,
     FORWARDINGS,
+    HEALTH_ACTIONS,
     LOG_LEVELS,
     MAX_V3_INTERVAL_CS,
     PROTOCOLS,
@@ -43,6 +45,7 @@ from hadirector.config.schema import (
     Family,
     FwmarkMatch,
     GlobalConfig,
+    HealthCheck,
     IPAddress,
     IPInterface,
     IpvsSettings,
@@ -160,10 +163,36 @@ VS_KEYS: Final = (
     "tunnel_flags",
     "fullnat_source",
     "match",
+    "health_action",
+    "check",
     "real_server",
 )
 MATCH_KEYS: Final = ("address", "protocol", "ports")
-RS_KEYS: Final = ("address", "weight", "upper_threshold", "lower_threshold", "forwarding")
+RS_KEYS: Final = ("address", "weight", "upper_threshold", "lower_threshold", "forwarding", "check")
+CHECK_KEYS: Final = (
+    "type",
+    "port",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "path",
+    "expect_status",
+    "expect_body",
+    "host",
+    "tls_verify",
+    "script",
+)
+# Check keys that apply to some check types only.
+CHECK_KEY_TYPES: Final = {
+    "path": ("http", "https"),
+    "expect_status": ("http", "https"),
+    "expect_body": ("http", "https"),
+    "host": ("http", "https"),
+    "tls_verify": ("https",),
+    "script": ("script",),
+}
+HTTP_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 
 
 # --------------------------------------------------------------------------- public API
@@ -504,8 +533,7 @@ class _Loader:
         if address is None or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
             self.add(
                 path,
-                'must be "ADDRESS:PORT" (IPv6 in brackets, port 1-65535), '
-                f"got {_show(value)}",
+                f'must be "ADDRESS:PORT" (IPv6 in brackets, port 1-65535), got {_show(value)}',
             )
             return None
         if address.is_multicast:
@@ -1277,8 +1305,10 @@ class _Loader:
             self.add(t.at("address"), "port 0 (all ports) needs persistence_timeout > 0")
         netmask = self.persistence_netmask(t, family)
 
+        health_action = t.opt("health_action", self.choice(HEALTH_ACTIONS), "quiesce")
+        default_check = t.maybe("check", lambda v, p: self.health_check(v, p, None))
         is_fwmark = has_fwmark and not has_address
-        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding)
+        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_check)
         any_tun = forwarding == "tun" or any(r.forwarding == "tun" for r in real_servers)
         tunnel_type, tunnel_port, tunnel_flags = self.tunnel(t, any_tun)
 
@@ -1316,6 +1346,8 @@ class _Loader:
             fullnat_source=fullnat_source,
             match=match,
             real_servers=tuple(real_servers),
+            health_action=cast(Any, health_action),
+            check=default_check,
         )
 
     def endpoint(
@@ -1421,6 +1453,7 @@ class _Loader:
         service_port: int | None,
         is_fwmark: bool,
         forwarding: str,
+        default_check: HealthCheck | None = None,
     ) -> list[RealServer]:
         if not vs.has("real_server"):
             return []
@@ -1451,6 +1484,9 @@ class _Loader:
                 )
             own = t.maybe("forwarding", self.rs_forwarding)
             resolved = own or forwarding
+            check = default_check
+            if t.has("check"):
+                check = t.maybe("check", lambda v, p: self.health_check(v, p, default_check))
             if endpoint is None:
                 continue
             address, port = endpoint
@@ -1477,8 +1513,112 @@ class _Loader:
             if any(r.key == (address, port) for r in out):
                 self.add(t.at("address"), f"duplicate real server {_show(t.raw('address'))}")
                 continue
-            out.append(RealServer(address, port, weight, upper, lower, cast(Any, resolved)))
+            if check is not None and check.type != "script" and check.port is None and not port:
+                where = t.at("check") if t.has("check") else vs.at("check")
+                self.add(
+                    f"{where}.port",
+                    f"is required: real server {_show(t.raw('address'))} has no port to check",
+                )
+                check = None
+            out.append(RealServer(address, port, weight, upper, lower, cast(Any, resolved), check))
         return out
+
+    def health_check(
+        self, value: object, path: str, base: HealthCheck | None
+    ) -> HealthCheck | None:
+        """A check table; keys it leaves out come from ``base`` (the service's default)."""
+        data = self.table(value, path)
+        if data is None:
+            return None
+        t = _Table(self, data, path, CHECK_KEYS)
+        dflt = base or HealthCheck("tcp")
+        if base is None:
+            kind = t.req("type", self.choice(CHECK_TYPES))
+        else:
+            kind = t.opt("type", self.choice(CHECK_TYPES), str(base.type))
+        port = t.maybe("port", self.integer(1, 65535))
+        if port is None and not t.has("port"):
+            port = dflt.port
+        interval_s = t.opt("interval", self.seconds(0, 86400, lo_open=True), dflt.interval_s)
+        if base is not None and base.timeout_s < interval_s:
+            default_timeout_s = base.timeout_s
+        else:
+            default_timeout_s = min(1.0, interval_s / 2)
+        timeout_s = t.opt("timeout", self.seconds(0, 86400, lo_open=True), default_timeout_s)
+        if timeout_s >= interval_s and not t.bad("timeout") and not t.bad("interval"):
+            self.add(
+                t.at("timeout") if t.has("timeout") else t.at("interval"),
+                f"timeout ({_num(timeout_s)} s) must be less than interval ({_num(interval_s)} s)",
+            )
+        rise = t.opt("rise", self.integer(1, 1000), dflt.rise)
+        fall = t.opt("fall", self.integer(1, 1000), dflt.fall)
+        http_path = t.opt("path", self.http_path, dflt.path)
+        expect_status = t.opt("expect_status", self.statuses, dflt.expect_status)
+        expect_body = t.maybe("expect_body", self.text(max_len=4096))
+        if expect_body is None and not t.has("expect_body"):
+            expect_body = dflt.expect_body
+        host = t.maybe("host", self.text(max_len=255, pattern=HTTP_TOKEN_RE))
+        if host is None and not t.has("host"):
+            host = dflt.host
+        tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
+        script = t.maybe("script", self.argv)
+        if script is None and not t.has("script"):
+            script = dflt.script
+        if kind is None or t.bad("type"):
+            return None
+        for key, kinds in CHECK_KEY_TYPES.items():
+            if t.has(key) and kind not in kinds:
+                self.add(t.at(key), f"applies to type {'|'.join(kinds)} only, not {kind}")
+        if kind == "script" and script is None and not t.bad("script"):
+            self.add(t.at("script"), 'is required with type = "script"')
+        if kind not in ("http", "https"):  # keep resolved checks free of inapplicable values
+            http_path, expect_status, expect_body, host = "/", (200,), None, None
+        if kind != "https":
+            tls_verify = False
+        if kind != "script":
+            script = None
+        elif script is None:
+            return None
+        return HealthCheck(
+            type=cast(Any, kind),
+            port=port,
+            interval_s=interval_s,
+            timeout_s=timeout_s,
+            rise=rise,
+            fall=fall,
+            path=http_path,
+            expect_status=expect_status,
+            expect_body=expect_body,
+            host=host,
+            tls_verify=tls_verify,
+            script=script,
+        )
+
+    def http_path(self, value: object, path: str) -> str | None:
+        text = self.text(max_len=1024)(value, path)
+        if text is None:
+            return None
+        if not text.startswith("/") or not HTTP_TOKEN_RE.fullmatch(text):
+            self.add(
+                path,
+                f'must start with "/" and hold no spaces or control characters, got {_show(value)}',
+            )
+            return None
+        return text
+
+    def statuses(self, value: object, path: str) -> tuple[int, ...] | None:
+        """One HTTP status code or an array of them."""
+        status = self.integer(100, 599)
+        if not isinstance(value, list):
+            one = status(value, path)
+            return None if one is None else (one,)
+        codes = self.unique_list(value, path, status)
+        if codes is None:
+            return None
+        if not codes:
+            self.add(path, "must not be empty")
+            return None
+        return tuple(codes)
 
     def rs_forwarding(self, value: object, path: str) -> str | None:
         if value == "fullnat":

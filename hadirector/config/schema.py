@@ -28,6 +28,8 @@ Protocol = Literal["tcp", "udp", "sctp"]
 Forwarding = Literal["nat", "dr", "tun", "fullnat"]
 TunnelType = Literal["ipip", "gue", "gre"]
 AuthType = Literal["none", "pass"]
+HealthAction = Literal["quiesce", "remove"]
+CheckType = Literal["tcp", "http", "https", "script"]
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
@@ -58,6 +60,8 @@ SCHEDULER_FLAGS: dict[str, str] = {
 }
 TUNNEL_TYPES: tuple[str, ...] = ("ipip", "gue", "gre")
 TUNNEL_FLAGS: tuple[str, ...] = ("nocsum", "csum", "remcsum")
+HEALTH_ACTIONS: tuple[str, ...] = ("quiesce", "remove")
+CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script")
 
 DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
 DEFAULT_STATE_DIR = "/run/hadirector"
@@ -248,6 +252,24 @@ class FwmarkMatch:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """A real server's health check, resolved (the service default merged with its own)."""
+
+    type: CheckType
+    port: int | None = None  # None: the real server's port
+    interval_s: float = 2.0
+    timeout_s: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    path: str = "/"  # http(s)
+    expect_status: tuple[int, ...] = (200,)  # http(s)
+    expect_body: str | None = None  # http(s): a substring the body must contain
+    host: str | None = None  # http(s): Host header (and TLS server name); None: the address
+    tls_verify: bool = False  # https
+    script: tuple[str, ...] | None = None  # script: argv
+
+
+@dataclass(frozen=True)
 class RealServer:
     """A ``[[virtual_server.real_server]]`` with its forwarding method resolved."""
 
@@ -257,6 +279,7 @@ class RealServer:
     upper_threshold: int = 0
     lower_threshold: int = 0
     forwarding: Forwarding = "nat"
+    check: HealthCheck | None = None  # None: no health check (always in rotation)
 
     @property
     def key(self) -> tuple[IPAddress, int | None]:
@@ -302,6 +325,8 @@ class VirtualServer:
     fullnat_source: IPAddress | None = None
     match: FwmarkMatch | None = None
     real_servers: tuple[RealServer, ...] = ()
+    health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
+    check: HealthCheck | None = None  # the default check of every real server (resolved there)
 
     @property
     def key(self) -> ServiceKey:
