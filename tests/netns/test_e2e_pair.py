@@ -382,7 +382,7 @@ def test_malformed_adverts_change_nothing(netlab: Lab) -> None:
     # Rejected adverts do not reset the backup's master-down timer: with the master gone
     # and the client flooding higher-priority adverts from a source not allowed, dir-b
     # still takes over.
-    flood = start_frames(netlab, "client", [frames["source"], frames["checksum"]], rounds=500)
+    flood = start_frames(netlab, "client", [frames["source"], frames["checksum"]], rounds=2000)
     a.crash()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
     assert flood.poll() is None, "the flood ended before the takeover"
@@ -417,7 +417,7 @@ def test_hmac_election_forged_and_replayed_adverts(netlab: Lab) -> None:
     # A recorded advert of dir-a, replayed (from the client, with dir-a's source address)
     # after dir-a crashed, does not keep dir-b from taking over.
     replayed = ipv4_frame(mac, lan_address("dir-a"), bytes.fromhex(signed.info["raw"]))
-    flood = start_frames(netlab, "client", [replayed], rounds=500)
+    flood = start_frames(netlab, "client", [replayed], rounds=2000)
     a.crash()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
     assert flood.poll() is None, "the replay ended before the takeover"
