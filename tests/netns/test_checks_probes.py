@@ -1,0 +1,399 @@
+"""Health checks against real servers in namespaces: TCP, HTTP, HTTPS (a self-signed
+certificate made here with openssl) and script probes, run by the real ``HealthChecker``.
+
+A checker namespace (203.0.113.1, 2001:db8:3::1) and a server namespace (203.0.113.2,
+2001:db8:3::2) share a bridge. The server is a small threaded Python HTTP(S) server whose
+behaviour is read from a file at each connection: ``ok`` (200 "healthy"), ``500``
+(500 "broken"), ``hang`` (accepts, never answers). Each test walks a check through
+up -> down (server stopped, 500, hang) -> up and checks the rise/fall counts from the
+recorded probe results: a change is reported exactly when the last ``fall`` (``rise``)
+results disagreed with the old state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from hadirector.checks import probes
+from hadirector.checks.runner import CheckKey, HealthChecker
+from hadirector.config.load import load_mapping
+from hadirector.config.schema import HealthCheck, IPAddress
+
+from .nsutil import Lab, Netns
+
+pytestmark = pytest.mark.netns
+
+SERVER_V4 = "203.0.113.2"
+SERVER_V6 = "2001:db8:3::2"
+PORT = 8080
+SLEEP_S = f"{60 + os.getpid() % 1000 / 1000:.3f}"  # a hung script's sleep, unique per run
+
+SERVER_CODE = r"""
+import socket, ssl, sys, threading, time
+port, mode_file, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = None
+if cert != "-":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+srv.bind(("::", port))
+srv.listen(256)
+print("listening", flush=True)
+
+def handle(conn):
+    try:
+        mode = open(mode_file).read().strip()
+        if mode == "hang":
+            time.sleep(60)
+            return
+        if ctx is not None:
+            conn = ctx.wrap_socket(conn, server_side=True)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        status, body = (b"200 OK", b"healthy") if mode == "ok" else (b"500 Oops", b"broken")
+        conn.sendall(b"HTTP/1.0 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=handle, args=(conn,), daemon=True).start()
+"""
+
+SCRIPT = """#!/bin/sh
+echo $$ > "{dir}/pid"
+[ "$HADIRECTOR_RS_ADDRESS" = "{address}" ] || exit 10
+[ "$HADIRECTOR_RS_PORT" = "{port}" ] || exit 11
+[ -e "{dir}/hang" ] && sleep {sleep_s}
+[ -e "{dir}/up" ] || exit 3
+exit 0
+"""
+
+
+@dataclass
+class Net:
+    checker: Netns
+    server: Netns
+    tmp: Path
+    mode_file: Path
+    server_proc: subprocess.Popen[bytes] | None = None
+    cert: tuple[str, str] = ("-", "-")
+
+    def set_mode(self, mode: str) -> None:
+        self.mode_file.write_text(mode)
+
+    def start_server(self) -> None:
+        code = self.tmp / "server.py"
+        code.write_text(SERVER_CODE)
+        proc = self.server.spawn(
+            sys.executable,
+            str(code),
+            str(PORT),
+            str(self.mode_file),
+            *self.cert,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"listening"
+        self.server_proc = proc
+
+    def stop_server(self) -> None:
+        assert self.server_proc is not None
+        self.server_proc.kill()
+        self.server_proc.wait()
+        self.server_proc = None
+
+
+@pytest.fixture
+def net(netns_required: None, tmp_path: Path) -> Iterator[Net]:
+    with Lab() as lab:
+        checker = lab.node("chk", ipv4=["203.0.113.1/24"], ipv6=["2001:db8:3::1/64"])
+        server = lab.node("srv", ipv4=[f"{SERVER_V4}/24"], ipv6=[f"{SERVER_V6}/64"])
+        mode_file = tmp_path / "mode"
+        mode_file.write_text("ok")
+        yield Net(checker.netns, server.netns, tmp_path, mode_file)
+
+
+@dataclass
+class Recorder:
+    """The probe results in order, and where in that sequence each change was reported."""
+
+    results: list[probes.ProbeResult] = field(default_factory=list)
+    reports: list[tuple[int, bool]] = field(default_factory=list)  # (results so far, down?)
+
+    async def probe(
+        self, check: HealthCheck, address: IPAddress, port: int | None
+    ) -> probes.ProbeResult:
+        result = await probes.probe(check, address, port)
+        self.results.append(result)
+        return result
+
+    def sink(self, down: set[CheckKey]) -> None:
+        self.reports.append((len(self.results), bool(down)))
+
+
+def config(check: dict[str, Any], address: str = SERVER_V4) -> Any:
+    host = address if ":" not in address else f"[{address}]"
+    return load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80" if ":" not in address else "[2001:db8:9::10]:80",
+                    "check": check,
+                    "real_server": [{"address": f"{host}:{PORT}"}],
+                }
+            ]
+        }
+    )
+
+
+async def wait_state(checker: HealthChecker, up: bool, timeout_s: float = 10.0) -> None:
+    with trio.fail_after(timeout_s):
+        while bool(checker.down) == up:
+            await trio.sleep(0.02)
+
+
+def run_in(ns: Netns, fn: Callable[[], Awaitable[None]]) -> None:
+    with ns.entered():  # sockets (and script processes) are made in the checker namespace
+        trio.run(fn)
+
+
+def assert_counts(rec: Recorder, rise: int, fall: int) -> None:
+    """Every reported change came right after ``fall`` failures / ``rise`` successes."""
+    changes = rec.reports[1:]  # the first report is the start (all up)
+    assert rec.reports[0] == (0, False)
+    assert changes, "no change was reported"
+    previous_up, previous_n = True, 0
+    for n, down in changes:
+        up = not down
+        assert up != previous_up
+        need = rise if up else fall
+        window = rec.results[n - need : n]
+        assert [r.ok for r in window] == [up] * need, (n, rec.results[max(0, n - need - 2) : n])
+        # Not one result late: the streak began with this window.
+        assert n - need == previous_n or rec.results[n - need - 1].ok != up
+        previous_up, previous_n = up, n
+
+
+def walk(
+    net: Net,
+    check: dict[str, Any],
+    breakers: list[tuple[str, Callable[[], object], Callable[[], object]]],
+    *,
+    rise: int = 2,
+    fall: int = 3,
+    address: str = SERVER_V4,
+) -> Recorder:
+    """up, then for each (expected reason, break, repair): down with that reason, up again."""
+    rec = Recorder()
+    cfg = config({**check, "rise": rise, "fall": fall}, address)
+
+    async def main() -> None:
+        checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            with trio.fail_after(5):
+                while len(rec.results) < rise:
+                    await trio.sleep(0.02)
+            assert not checker.down and all(r.ok for r in rec.results)
+            for reason, break_it, repair in breakers:
+                break_it()
+                await wait_state(checker, up=False)
+                assert rec.results[-1].reason.startswith(reason), rec.results[-1]
+                repair()
+                await wait_state(checker, up=True)
+            nursery.cancel_scope.cancel()
+
+    run_in(net.checker, main)
+    assert_counts(rec, rise, fall)
+    assert len(rec.reports) == 1 + 2 * len(breakers)
+    return rec
+
+
+HTTP_CHECK = {"type": "http", "interval": 0.3, "timeout": 0.25, "expect_body": "healthy"}
+
+
+def server_breakers(net: Net) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    return [
+        ("connect refused", net.stop_server, net.start_server),
+        ("status 500", lambda: net.set_mode("500"), lambda: net.set_mode("ok")),
+        ("timeout 0.25 s", lambda: net.set_mode("hang"), lambda: net.set_mode("ok")),
+    ]
+
+
+def test_tcp_check(net: Net) -> None:
+    net.start_server()
+    walk(
+        net,
+        {"type": "tcp", "interval": 0.3, "timeout": 0.25},
+        [("connect refused", net.stop_server, net.start_server)],
+        rise=3,
+        fall=2,
+    )
+
+
+def test_tcp_check_ipv6_timeout_when_dropped(net: Net) -> None:
+    net.start_server()
+
+    def drop() -> None:
+        net.server.run("nft", "add table inet t")
+        net.server.run(
+            "nft", "add chain inet t in { type filter hook input priority 0; policy accept; }"
+        )
+        net.server.run("nft", f"add rule inet t in tcp dport {PORT} drop")
+
+    walk(
+        net,
+        {"type": "tcp", "interval": 0.3, "timeout": 0.25},
+        [("timeout 0.25 s", drop, lambda: net.server.run("nft", "delete table inet t"))],
+        address=SERVER_V6,
+    )
+
+
+def test_http_check(net: Net) -> None:
+    net.start_server()
+    walk(net, HTTP_CHECK, server_breakers(net))
+
+
+def test_http_body_mismatch_and_expected_status(net: Net) -> None:
+    net.start_server()
+    check = {**HTTP_CHECK, "expect_body": "nope"}
+    rec = Recorder()
+
+    async def main() -> None:
+        checker = HealthChecker(config({**check, "fall": 1}), rec.sink, prober=rec.probe)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await wait_state(checker, up=False)
+            nursery.cancel_scope.cancel()
+
+    run_in(net.checker, main)
+    assert rec.results[0].reason == "body mismatch"
+
+    # A 500 is up when the check expects it.
+    net.set_mode("500")
+    rec = Recorder()
+    cfg = config({**HTTP_CHECK, "expect_status": [500], "expect_body": "broken", "fall": 1})
+
+    async def main500() -> None:
+        checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            with trio.fail_after(5):
+                while len(rec.results) < 3:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    run_in(net.checker, main500)
+    assert all(r.ok for r in rec.results), rec.results
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=rs.test",
+            "-addext",
+            f"subjectAltName=IP:{SERVER_V4}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+def test_https_check(net: Net, tls_cert: tuple[str, str]) -> None:
+    net.cert = tls_cert
+    net.start_server()
+    walk(net, {**HTTP_CHECK, "type": "https"}, server_breakers(net))
+
+
+def test_https_verify_refuses_a_self_signed_certificate(
+    net: Net, tls_cert: tuple[str, str]
+) -> None:
+    net.cert = tls_cert
+    net.start_server()
+    rec = Recorder()
+    cfg = config({**HTTP_CHECK, "type": "https", "tls_verify": True, "fall": 1})
+
+    async def main() -> None:
+        checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await wait_state(checker, up=False)
+            nursery.cancel_scope.cancel()
+
+    run_in(net.checker, main)
+    assert rec.results[0].reason.startswith("tls: CERTIFICATE_VERIFY_FAILED"), rec.results[0]
+
+
+def test_script_check_kills_the_group_on_timeout(net: Net) -> None:
+    script = net.tmp / "check.sh"
+    script.write_text(SCRIPT.format(dir=net.tmp, address=SERVER_V4, port=PORT, sleep_s=SLEEP_S))
+    script.chmod(0o755)
+    (net.tmp / "up").touch()
+    hung: list[int] = []
+
+    def hang() -> None:
+        (net.tmp / "hang").touch()
+
+    def unhang() -> None:
+        hung.append(int((net.tmp / "pid").read_text()))
+        (net.tmp / "hang").unlink()
+
+    walk(
+        net,
+        {"type": "script", "script": str(script), "interval": 0.3, "timeout": 0.25},
+        [
+            ("exit 3", (net.tmp / "up").unlink, (net.tmp / "up").touch),
+            ("timeout 0.25 s", hang, unhang),
+        ],
+    )
+    # The timed-out script's group (the shell and its sleep) was killed.
+    for pid in hung:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    marker = f"sleep {SLEEP_S}"
+    deadline = time.monotonic() + 2.0
+    while True:  # SIGKILL is delivered asynchronously: allow a moment
+        out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+        if not out.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert out.strip() == "", f"{marker} survived: {out}"
