@@ -164,7 +164,6 @@ def adverts_from(lab: Lab, mac: str, since: float) -> list[Frame]:
 
 # -- hand-built frames for the client to send ---------------------------------------------
 
-BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 VRRP_MCAST_MAC = "01:00:5e:00:00:12"
 VRRP_MCAST_V4 = "224.0.0.18"
 

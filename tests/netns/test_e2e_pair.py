@@ -13,6 +13,7 @@ guarantee, not a timing.
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from .e2e_util import (
     STATE_TIMEOUT_S,
     E2EDirector,
     adverts_from,
+    internet_checksum,
     ipv4_frame,
     is_garp,
     is_unsolicited_na,
@@ -66,6 +68,10 @@ def test_election_one_master_backup_silent(netlab: Lab) -> None:
     assert advert.info["addresses"] == [vip_address()]
     assert advert.info["interval_cs"] == 10
     assert (advert.info["dst"], advert.info["ttl"]) == ("224.0.0.18", 255)
+    # RFC 5798 §5.2.8: the checksum covers the IPv4 pseudo-header and the message.
+    raw = bytes.fromhex(advert.info["raw"])
+    pseudo = socket.inet_aton(lan_address("dir-a")) + socket.inet_aton("224.0.0.18")
+    assert internet_checksum(pseudo + bytes([0, 112]) + len(raw).to_bytes(2, "big") + raw) == 0
     # Ten advert intervals: the master keeps advertising, the backup says nothing.
     time.sleep(1.0)
     assert len(adverts_from(netlab, mac_a, since)) >= 3
