@@ -135,6 +135,7 @@ class NotifyRunner:
         self._send, self._receive = trio.open_memory_channel[NotifyJob](buffer)
         self._log = logs.get(component="notify")
         self.pending = 0
+        self.failures = 0
 
     def submit(self, jobs: Sequence[NotifyJob]) -> None:
         for job in jobs:
@@ -149,7 +150,8 @@ class NotifyRunner:
     async def run(self) -> None:
         async for job in self._receive:
             try:
-                await run_one(job, self._log)
+                if await run_one(job, self._log) != 0:
+                    self.failures += 1  # could not start, timed out, or exited non-zero
             finally:
                 self.pending -= 1
 
