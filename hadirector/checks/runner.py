@@ -76,7 +76,7 @@ class HealthChecker:
         self.running: dict[CheckKey, _Running] = {}
         self._specs = specs_from_config(config)
         self._nursery: trio.Nursery | None = None
-        self._reported: set[CheckKey] | None = None
+        self._reported: set[CheckKey] = set()  # the sink starts knowing of no failure
 
     @property
     def down(self) -> set[CheckKey]:
@@ -97,8 +97,10 @@ class HealthChecker:
 
     def _apply(self, specs: dict[CheckKey, CheckSpec]) -> None:
         assert self._nursery is not None
-        for key in [k for k in self.running if k not in specs]:
+        gone = [k for k in self.running if k not in specs]
+        for key in gone:
             self.running.pop(key).scope.cancel()
+        stopped = len(gone)
         fresh = [k for k, s in specs.items() if k not in self.running or self.running[k].spec != s]
         started = trio.current_time()
         for i, key in enumerate(sorted(fresh, key=_sort_key)):
@@ -112,11 +114,11 @@ class HealthChecker:
             self.running[key] = entry
             offset_s = spec.check.interval_s * i / len(fresh)
             self._nursery.start_soon(self._check_loop, key, entry, started + offset_s)
-        if self.running or fresh or self._reported is not None:
-            self._report()
-        self.log.info(
-            "check.configured", checks=len(self.running), started=len(fresh), total=len(specs)
-        )
+        self._report()
+        if fresh or stopped:
+            self.log.info(
+                "check.configured", checks=len(self.running), started=len(fresh), stopped=stopped
+            )
 
     def _report(self) -> None:
         down = self.down
