@@ -4,8 +4,9 @@
 generic TOML writer does not know (tracking, accept_from, HMAC, notify commands, realtime
 priority): they are inserted as raw TOML into ``[global]`` or into every
 ``[[vrrp_instance]]``. It also reads back the agent's JSON log as records and sends
-signals. ``start_pair`` starts the usual pair (dir-a first, then dir-b) and waits until
-dir-a is MASTER and dir-b BACKUP. Frame matchers pick announcements out of the wire log.
+signals; for IPv6 its VIP is 2001:db8:N::100 (``vip_for()``). ``start_pair`` starts the
+usual pair (dir-a first, then dir-b) and waits until dir-a is MASTER and dir-b BACKUP.
+Frame matchers pick announcements out of the wire log; the client sends hand-built frames.
 
 This module only drives the lab; it must not change the lab's files or send traffic
 anywhere but the lab's namespaces.
@@ -13,6 +14,7 @@ anywhere but the lab's namespaces.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import socket
@@ -21,10 +23,21 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .lab import Frame, HadirectorDirector, Lab
+from .lab import Frame, HadirectorDirector, Lab, vip_address
 
 ADVERT_S = 0.1
 STATE_TIMEOUT_S = 30.0
+
+
+def vip_for(lan: int = 0, family: int = 4) -> str:
+    """The VIP of LAN ``lan``: 192.0.2.100 / 198.51.100.100, or 2001:db8:N::100 for IPv6.
+
+    (The lab's ``vip_address`` numbers IPv6 hosts in hex, giving ``::64``; these tests use
+    the ``::100`` address the documentation of the lab and of the tests names.)
+    """
+    if family == 4:
+        return vip_address(lan, 4)
+    return f"2001:db8:{lan + 1}::100"
 
 
 class E2EDirector(HadirectorDirector):
@@ -48,6 +61,11 @@ class E2EDirector(HadirectorDirector):
         **kwargs: Any,
     ) -> None:
         super().__init__(lab, node, priority, advert_s, **kwargs)
+        if kwargs.get("family") == 6 and kwargs.get("instances") is None:
+            self.instances = [
+                dataclasses.replace(spec, vips=(f"{vip_for(lan, 6)}/64",))
+                for lan, spec in enumerate(self.instances)
+            ]
         self.global_extra = dict(global_extra or {})
         self.instance_extra = dict(instance_extra or {})
         self.per_instance = {k: dict(v) for k, v in (per_instance or {}).items()}

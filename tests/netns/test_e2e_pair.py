@@ -30,6 +30,7 @@ from .e2e_util import (
     send_frames,
     start_frames,
     start_pair,
+    vip_for,
     vrrp_v3_ipv4,
 )
 from .lab import InstanceSpec, Lab, lan_address, vip_address, wait_for
@@ -90,7 +91,7 @@ def test_election_one_master_backup_silent(netlab: Lab) -> None:
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_crash_failover(netlab: Lab, family: int) -> None:
     a, b = start_pair(netlab, family=family)
-    vip = vip_address(family=family)
+    vip = vip_for(family=family)
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
     _vip_only_on(netlab, "dir-a", vip)
     run = ProberRun(netlab, vip)
@@ -122,7 +123,7 @@ def test_crash_failover(netlab: Lab, family: int) -> None:
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_sigterm_handover_then_preemption_back(netlab: Lab, family: int) -> None:
     a, b = start_pair(netlab, family=family)
-    vip = vip_address(family=family)
+    vip = vip_for(family=family)
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
     _vip_only_on(netlab, "dir-a", vip)
     run = ProberRun(netlab, vip)
