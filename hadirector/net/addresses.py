@@ -7,8 +7,12 @@ own non-blocking netlink socket, pyroute2 only encoding and decoding the message
 and ``.label`` (IPv4 label or None; the kernel keeps labels for IPv4 only).
 
 - ``add(vip)`` returns True if it added the address, False if it was already there
-  (EEXIST). IPv6 VIPs are added with ``IFA_F_NODAD``: usable at once, no duplicate address
-  detection delay during a takeover.
+  (EEXIST). IPv6 VIPs are added with ``IFA_F_NODAD``: no duplicate address detection delay
+  during a takeover. Even so the kernel acknowledges an IPv6 address before it can receive:
+  its local route is inserted afterwards, from the address-configuration work queue (late
+  on a busy machine), and packets drawn by an announcement sent meanwhile are dropped. So
+  ``add`` returns only once a route lookup for the address answers "local" (at most
+  ``IPV6_READY_TIMEOUT_S``). IPv4 addresses receive as soon as the add is acknowledged.
 - ``remove(vip)`` returns True if it removed the address, False if it was not there
   (EADDRNOTAVAIL, or the device is gone).
 - Any other refusal raises ``KernelError`` naming the address and the device.
@@ -37,18 +41,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import trio
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWROUTE,
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from hadirector.errors import KernelError
 from hadirector.net.netlink import (
@@ -70,6 +78,9 @@ __all__ = ["AddressManager", "AddressRemoved", "Vip"]
 
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
+RTN_LOCAL = 2
+IPV6_READY_TIMEOUT_S = 1.0
+IPV6_READY_POLL_S = 0.001
 
 
 class Vip(Protocol):
@@ -229,8 +240,37 @@ class AddressManager:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def add(self, vip: Vip) -> bool:
-        """Add ``vip``; True if added, False if it was already there. KernelError otherwise."""
-        return await self._change(vip, adding=True)
+        """Add ``vip``; True if added, False if it was already there. KernelError otherwise.
+
+        An added IPv6 address is receivable when this returns (see the module docstring).
+        """
+        added = await self._change(vip, adding=True)
+        if added and vip.interface.version == 6:
+            await self._wait_local(vip.interface.ip)
+        return added
+
+    async def _wait_local(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        """Poll a route lookup for ``address`` until the kernel routes it locally, at most
+        ``IPV6_READY_TIMEOUT_S`` (then go on: the address is there, only late)."""
+        sock = await self._request_socket()
+        deadline = trio.current_time() + IPV6_READY_TIMEOUT_S
+        while True:
+            body = rtmsg()
+            body["family"] = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            body["dst_len"] = address.max_prefixlen
+            body["attrs"] = [("RTA_DST", str(address))]
+            try:
+                replies = await sock.request(body, RTM_GETROUTE, NLM_F_REQUEST)
+            except OSError:
+                replies = []
+            if any(
+                m.msg_type == RTM_NEWROUTE and m.body is not None and m.body["type"] == RTN_LOCAL
+                for m in replies
+            ):
+                return
+            if trio.current_time() >= deadline:
+                return
+            await trio.sleep(IPV6_READY_POLL_S)
 
     async def remove(self, vip: Vip) -> bool:
         """Remove ``vip``; True if removed, False if it was not there. KernelError otherwise."""

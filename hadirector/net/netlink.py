@@ -51,9 +51,11 @@ from pyroute2.netlink.rtnl import (
     RTM_GETLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWROUTE,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 __all__ = [
     "NLM_F_ACK",
@@ -90,6 +92,7 @@ _DECODERS: dict[int, Any] = {
     RTM_DELLINK: ifinfmsg,
     RTM_NEWADDR: ifaddrmsg,
     RTM_DELADDR: ifaddrmsg,
+    RTM_NEWROUTE: rtmsg,
 }
 
 
@@ -104,7 +107,7 @@ class Message:
     msg_type: int
     flags: int
     seq: int
-    body: Any  # pyroute2 ifinfmsg / ifaddrmsg, decoded; None for types not in _DECODERS
+    body: Any  # pyroute2 ifinfmsg / ifaddrmsg / rtmsg, decoded; None for types not in _DECODERS
 
 
 async def nonblocking_call(
