@@ -13,7 +13,9 @@ guarantee, not a timing.
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 import time
 from typing import Any
 
@@ -115,6 +117,46 @@ def test_crash_failover(netlab: Lab, family: int) -> None:
     assert b.states() == ["BACKUP", "MASTER"]
     assert b.transitions()[-1].t > t_crash
     assert b.records("vip.added")[0]["vips"] == [f"{vip}/{24 if family == 4 else 64}"]
+
+
+_RECEIVABLE_CHECK = """
+import ipaddress, json, sys
+from dataclasses import dataclass
+import trio
+from pyroute2 import IPRoute
+from hadirector.net.addresses import AddressManager
+
+@dataclass(frozen=True)
+class Vip:
+    interface: ipaddress.IPv6Interface
+    dev: str = "eth0"
+    label: None = None
+
+async def main(rounds: int) -> None:
+    manager = AddressManager()
+    await manager.open()
+    vip = Vip(ipaddress.IPv6Interface(sys.argv[2]))
+    lookups = IPRoute()
+    late = 0
+    for _ in range(rounds):
+        assert await manager.add(vip)
+        route = lookups.route("get", dst=str(vip.interface.ip), family=10)[0]
+        late += route["type"] != 2  # RTN_LOCAL: the kernel delivers it to this host
+        assert await manager.remove(vip)
+        await trio.sleep(0.002)
+    print(json.dumps({"late": late}))
+
+trio.run(main, int(sys.argv[1]))
+"""
+
+
+def test_ipv6_vip_receivable_when_added(netlab: Lab) -> None:
+    """The kernel acknowledges an IPv6 address before it routes it locally; announcing it
+    then loses the first packets it draws. The agent's add returns only once it is local."""
+    done = netlab.run(
+        "dir-a", sys.executable, "-c", _RECEIVABLE_CHECK, "300", f"{vip_for(family=6)}/64"
+    )
+    assert json.loads(done.stdout) == {"late": 0}
 
 
 # -- graceful stop and preemption back -------------------------------------------------
