@@ -26,11 +26,13 @@ The story, with each agent started once (Python start-up is slow under emulation
    daemon is stopped and its master daemon started;
 5. the client's next requests land on the same real server (persistence survived), and
    the long-lived connection still echoes (NAT needs B to know it: sync gave it);
-6. B stops on SIGTERM and stops its daemon.
+6. a reload of B with another sync id restarts its daemon with that id;
+7. B stops on SIGTERM and stops its daemon.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -261,8 +263,9 @@ def test_persistence_and_open_connections_survive_a_failover(lab: Lab, tmp_path:
         with agent(ns["dira"], write_config(tmp_path, "A", 150)) as a:
             # B starts once A is master, so that B never is (no preemption in its story).
             wait_for_master(a)
-            with agent(ns["dirb"], write_config(tmp_path, "B", 100)) as b:
-                run_story(lab, ns, a, b)
+            config_b = write_config(tmp_path, "B", 100)
+            with agent(ns["dirb"], config_b) as b:
+                run_story(lab, ns, a, b, config_b)
     finally:
         for server in http.values():
             server.stop()
@@ -270,7 +273,9 @@ def test_persistence_and_open_connections_survive_a_failover(lab: Lab, tmp_path:
             echo_server.stop()
 
 
-def run_story(lab: Lab, ns: dict[str, str], a: AgentProcess, b: AgentProcess) -> None:
+def run_story(
+    lab: Lab, ns: dict[str, str], a: AgentProcess, b: AgentProcess, config_b: Path
+) -> None:
     # Both up: A master with the master daemon, B backup with the backup daemon.
     for director in (a, b):
         director.wait_for("ipvs.reconciled", START_TIMEOUT_S)
@@ -338,7 +343,18 @@ def run_story(lab: Lab, ns: dict[str, str], a: AgentProcess, b: AgentProcess) ->
         # The open connection goes on through B (retransmitted until B's ARP/GARP settle).
         assert echo(long_lived, "after", 30) == f"{echo_server} after"
 
-    # 6. A graceful stop on B stops its daemon.
+    # 6. A reload that changes the sync id restarts the daemon with it, in the same role.
+    config_b.write_text(config_b.read_text().replace("syncid = 42", "syncid = 43"))
+    mark_reload = b.mark()
+    b.signal(signal.SIGHUP)
+    b.wait_for("sync.master", STEP_TIMEOUT_S, mark_reload, lambda e: e["syncid"] == 43)
+    restarts = b.named("sync.stopped", since=mark_reload)
+    assert [(e["role"], e["reason"]) for e in restarts] == [("master", "parameters changed")]
+    assert "master sync daemon (mcast=sync0, syncid=43" in lab.exec(
+        ns["dirb"], "ipvsadm", "--list", "--daemon"
+    )
+
+    # 7. A graceful stop on B stops its daemon.
     assert b.stop() == 0
     assert b.named("sync.stopped", since=mark_b)[-1]["role"] == "master"
     assert "sync daemon" not in lab.exec(ns["dirb"], "ipvsadm", "--list", "--daemon")
