@@ -136,7 +136,9 @@ class Instance:
         self.inbox_send, self.inbox = trio.open_memory_channel[tuple[Any, ...]](1024)
         self.machine: VrrpMachine | None = None
         self.sock: VrrpEndpoint | None = None
-        self.announcer: AnnouncerPort | None = None
+        # One announcer per device a VIP lives on (a VIP's `dev` may differ from the
+        # instance's interface: it is announced where it is).
+        self.announcers: dict[str, AnnouncerPort] = {}
         self.hmac_key: bytes | None = None
         self.replay = auth.ReplayGuard()
         self._hmac_seq = 0
@@ -172,26 +174,24 @@ class Instance:
             self.done.set()
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
-        # Started at once: a missing interface must not hold up the agent (nor SIGTERM).
-        task_status.started()
         cfg = self.cfg
+        # VIPs left behind by a crashed run: a backup must not answer for them. Removed
+        # before anything can wait (a missing interface), so a restart never leaves them up.
+        for vip in cfg.virtual_addresses:
+            try:
+                await self.agent.addresses.remove(vip)
+            except KernelError as exc:
+                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
+        # Started now: a missing interface must not hold up the agent (nor SIGTERM).
+        task_status.started()
         sock = await self._open_socket()
         if sock is None:
             return
         self.sock = sock
         if cfg.hmac_key_file:  # checked by preflight(); read again here on (re)start
             self.hmac_key = auth.load_key(Path(cfg.hmac_key_file).read_bytes())
-        try:
-            self.announcer = self.agent.adapters.open_announcer(cfg.interface)
-        except OSError as exc:
-            self.log.error("vip.announcer_unavailable", interface=cfg.interface, error=str(exc))
+        self._open_announcers()
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
-        # VIPs left behind by a crashed run: a backup must not answer for them.
-        for vip in cfg.virtual_addresses:
-            try:
-                await self.agent.addresses.remove(vip)
-            except KernelError as exc:
-                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._receive_loop)
@@ -282,6 +282,7 @@ class Instance:
         assert self.machine is not None and self.sock is not None
         old = self.cfg
         self.cfg = new
+        self._open_announcers()  # a VIP may now live on another device
         actions: list[Any] = list(
             self.machine.reconfigure(machine_config(new, self.sock.local_address), now)
         )
@@ -400,16 +401,29 @@ class Instance:
                     await trio.sleep(cfg.garp_master_refresh_s)
                     self._announce_once(self._held_vips())
 
+    def _open_announcers(self) -> None:
+        """An announcer for the instance's interface and every device its VIPs use."""
+        for dev in dict.fromkeys(
+            [self.cfg.interface, *(v.dev for v in self.cfg.virtual_addresses)]
+        ):
+            if dev in self.announcers:
+                continue
+            try:
+                self.announcers[dev] = self.agent.adapters.open_announcer(dev)
+            except OSError as exc:
+                self.log.error("vip.announcer_unavailable", interface=dev, error=str(exc))
+
     def _announce_once(self, vips: Sequence[Any]) -> None:
-        if self.announcer is None:
-            return
         for vip in vips:
             ip = vip.interface.ip
+            announcer = self.announcers.get(vip.dev)
+            if announcer is None:
+                continue
             try:
                 if ip.version == 4:
-                    self.announcer.send_garp(ip)
+                    announcer.send_garp(ip)
                 else:
-                    self.announcer.send_unsolicited_na(ip)
+                    announcer.send_unsolicited_na(ip)
                 self.counters["announcements"] += 1
             except OSError as exc:
                 self.counters["announce_errors"] += 1
