@@ -33,6 +33,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/types.py",
     "hadirector/checks/risefall.py",
     "hadirector/sync/codec.py",
+    "hadirector/sync/roles.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.
