@@ -51,7 +51,9 @@ def jobs_for(
         jobs.append(NotifyJob(tuple(specific), what, timeout_s))
     generic = getattr(scripts, "notify", None)
     if generic:
-        argv = (*generic, kind, name, state, str(priority))
+        # keepalived's words for the third argument: STOP, not our STOPPED.
+        word = "STOP" if state == "STOPPED" else state
+        argv = (*generic, kind, name, word, str(priority))
         jobs.append(NotifyJob(argv, what, timeout_s))
     return jobs
 

@@ -84,7 +84,7 @@ def test_notify_scripts_run_in_transition_order(netlab: Lab) -> None:
         "master",
         "INSTANCE VI_1 MASTER 150",
         "stop",
-        "INSTANCE VI_1 STOPPED 150",
+        "INSTANCE VI_1 STOP 150",
     ], a.log()[-3000:]
 
 
