@@ -13,6 +13,10 @@ by hand), logging what it repaired.
 Services not in the configuration are never touched unless ``own_whole_table`` is set;
 services this process configured and a reload removed are deleted.
 
+Real servers whose health checks fail (``set_health``, from checks/runner.py) are quiesced
+(weight 0) or left out (deleted) as their service's ``health_action`` says; such a change
+is reconciled at once (reason ``health``) without redoing the preparation a reload needs.
+
 Decisions live in ipvs/model.py and ipvs/reconcile.py; this module only sequences I/O.
 """
 
