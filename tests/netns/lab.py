@@ -5,7 +5,7 @@
 to every bridge by a veth pair (``eth0`` on LAN 1, ``eth1`` on LAN 2)::
 
     LAN 1  192.0.2.0/24     2001:db8:1::/64   dir-a .1/::1  dir-b .2/::2  client .10/::10
-    LAN 2  198.51.100.0/24  2001:db8:2::/64   (same host numbers)          VIPs .100/::100
+    LAN 2  198.51.100.0/24  2001:db8:2::/64   (same host numbers)          VIPs .100/::64 (host 100)
 
 It also runs a wire watcher in the switch namespace (a packet socket on each bridge, in
 promiscuous mode) that records every ARP, neighbour advertisement/solicitation and VRRP
@@ -77,7 +77,7 @@ def lan_address(node: str, lan: int = 0, family: int = 4) -> str:
 
 
 def vip_address(lan: int = 0, family: int = 4) -> str:
-    """The virtual address of LAN ``lan``: 192.0.2.100, 198.51.100.100, 2001:db8:N::100."""
+    """The virtual address of LAN ``lan``: 192.0.2.100, 198.51.100.100 or 2001:db8:N::64."""
     return _host(LAN_NET4[lan] if family == 4 else LAN_NET6[lan], VIP_HOST_NUMBER)
 
 
@@ -182,7 +182,7 @@ def default_instances(
     vrid: int = 51,
     auth_pass: str | None = None,
 ) -> list[InstanceSpec]:
-    """One instance per LAN of ``lab`` for ``node``: VIP .100 (or ::100) on each LAN.
+    """One instance per LAN of ``lab`` for ``node``: VIP .100 (::64 in IPv6) on each LAN.
 
     With ``unicast`` the instance advertises to the other director's LAN address instead of
     the multicast group.
