@@ -6,7 +6,7 @@ three ways, flushing the table between runs and checking each result against the
 - ``kernel``:  hadirector's adapter alone: IpvsKernel.table() + reconcile.plan() + apply()
   (one generic netlink socket, operations batched many per datagram);
 - ``agent``:   the agent's path: IpvsManager open + prepare (schedulers, sysctls, nftables)
-  + reconcile("start"), with its JSON log line per operation written to /dev/null;
+  + reconcile("start"); a bulk load logs one ipvs.bulk summary, not a line per write;
 - ``ipvsadm``: ``ipvsadm -R`` of the same rules, the text rendered by hadirector.ipvs.save
   (process start included).
 
