@@ -133,7 +133,13 @@ class HealthChecker:
             due = first_s
             while True:
                 await trio.sleep_until(due)
-                result = await self.prober(spec.check, spec.address, spec.port)
+                try:
+                    result = await self.prober(spec.check, spec.address, spec.port)
+                except Exception as exc:  # a probe bug must not take the agent down
+                    self.log.error(
+                        "check.error", service=spec.service, server=spec.server, error=repr(exc)
+                    )
+                    result = probes.ProbeResult(False, f"error: {exc!r}")
                 entry.probes += 1
                 change = entry.hysteresis.update(result.ok, result.reason)
                 if change is not None:

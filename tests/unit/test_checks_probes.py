@@ -243,3 +243,28 @@ async def _reload_keeps_unchanged_and_restarts_changed() -> None:
     reports = await run_checker(config(), prober, scenario)
     # Down, then the reload that drops every check leaves nothing down.
     assert down_servers(reports) == [{"198.51.100.11"}, set()]
+
+
+def test_a_probe_that_raises_counts_as_a_failure() -> None:
+    class Broken(ScriptedProber):
+        async def __call__(
+            self, check: HealthCheck, address: IPAddress, port: int | None
+        ) -> ProbeResult:
+            self.calls.append((trio.current_time(), str(address)))
+            if str(address) == "198.51.100.12":
+                raise ValueError("bug")
+            return probes.UP
+
+    prober = Broken()
+    reports: list[set[CheckKey]] = []
+
+    async def main() -> None:
+        checker = HealthChecker(config(rise=1, fall=1), reports.append, prober=prober)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(3)
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+    assert down_servers(reports) == [{"198.51.100.12"}]
+    assert sum(1 for _, a in prober.calls if a == "198.51.100.12") == 3  # kept probing
