@@ -11,13 +11,15 @@ Both services balance rs1 and rs2 (rr, NAT) and check them over HTTP every 0.5 s
 first quiesces a failed server (``health_action = "quiesce"``), the second removes it.
 Stopping rs1's server must show, in ``ipvsadm -Ln``, weight 0 in the first service and no
 rs1 in the second, and every client request must go to rs2; starting it again must bring
-back the configured weights and traffic to rs1. One agent start (Python start-up is slow
-under the VM's emulation); every wait is bounded.
+back the configured weights and traffic to rs1. A reload that changes one service's check
+restarts only that service's checks (SIGHUP, and back). One agent start (Python start-up
+is slow under the VM's emulation); every wait is bounded.
 """
 
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -55,6 +57,10 @@ check = {{ type = "http", interval = 0.5, timeout = 0.4, rise = 2, fall = 2 }}
 CONFIG = SERVICE.format(vip=VIP_QUIESCE, action="quiesce") + SERVICE.format(
     vip=VIP_REMOVE, action="remove"
 )
+# The same, with the first service checking a port nothing listens on.
+CONFIG_BAD_PORT = CONFIG.replace(
+    'check = { type = "http",', 'check = { type = "tcp", port = 8081,', 1
+)
 
 
 @dataclass
@@ -66,6 +72,7 @@ class Lvs:
     agent: AgentProcess
     servers: dict[str, RealServer]
     ports: Iterator[int]
+    config: Path
 
     def answers(self, vip: str, count: int) -> Counter[str]:
         return Counter(
@@ -144,7 +151,9 @@ def lvs(ipvs_modules: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     "ipvs.reconciled", 120.0, where=lambda e: e.get("reason") == "start"
                 )
                 assert done["services"] == 2 and done["failed"] == 0, process.transcript()
-                yield Lvs(lab, client, director, real, process, servers, itertools.count(21000))
+                yield Lvs(
+                    lab, client, director, real, process, servers, itertools.count(21000), config
+                )
         finally:
             for server in servers.values():
                 server.stop()
@@ -196,6 +205,23 @@ def test_a_failed_server_is_quiesced_or_removed_and_comes_back(lvs: Lvs) -> None
     lvs.wait_weights(lambda t: t == CONFIGURED)
     assert set(lvs.answers(VIP_QUIESCE, 10)) == {"rs1", "rs2"}
     assert set(lvs.answers(VIP_REMOVE, 10)) == {"rs1", "rs2"}
+
+    # A reload that changes one service's check restarts only that service's two checks:
+    # both its servers go to weight 0, the other service is left alone.
+    mark = lvs.agent.mark()
+    lvs.config.write_text(CONFIG_BAD_PORT)
+    lvs.agent.signal(signal.SIGHUP)
+    configured = lvs.agent.wait_for("check.configured", STEP_TIMEOUT_S, since=mark)
+    assert (configured["started"], configured["checks"]) == (2, 4), configured
+    lvs.wait_weights(lambda t: t == {Q: {RS1: 0, RS2: 0}, R: {RS1: 3, RS2: 2}})
+    downs = lvs.agent.named("check.down", since=mark)
+    assert {(e["service"], e["reason"]) for e in downs} == {(f"tcp {Q}", "connect refused")}
+    mark = lvs.agent.mark()
+    lvs.config.write_text(CONFIG)
+    lvs.agent.signal(signal.SIGHUP)
+    lvs.wait_weights(lambda t: t == CONFIGURED)
+    assert {e["service"] for e in lvs.agent.named("check.up", since=mark)} == {f"tcp {Q}"}
+
     # Health changes were reconciled as such, with nothing failing.
     assert not lvs.agent.named("ipvs.op_failed"), lvs.agent.transcript()
     assert lvs.agent.named("ipvs.reconciled") and any(
