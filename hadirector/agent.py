@@ -706,9 +706,7 @@ class Agent:
 
     def _on_health(self, down: set[Any]) -> None:
         """Failed real servers from the health checker go to the IPVS reconciler."""
-        set_health = getattr(self.ipvs, "set_health", None)
-        if set_health is not None:
-            set_health(down)
+        self.ipvs.set_health(down)
 
     # -- sync groups ------------------------------------------------------------------
 

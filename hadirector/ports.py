@@ -83,6 +83,8 @@ class IpvsPort(Protocol):
 
     def update(self, config: Any) -> None: ...
 
+    def set_health(self, down: set[Any]) -> None: ...
+
 
 @dataclass
 class Adapters:

@@ -356,6 +356,7 @@ class FakeIpvs:
     def __init__(self, host: Host, config: Config) -> None:
         self.host = host
         self.configs: list[Config] = [config]
+        self.health: list[set[Any]] = []
         self.started = False
 
     async def run(self) -> None:
@@ -364,6 +365,9 @@ class FakeIpvs:
 
     def update(self, config: Config) -> None:
         self.configs.append(config)
+
+    def set_health(self, down: set[Any]) -> None:
+        self.health.append(set(down))
 
 
 class Host:
