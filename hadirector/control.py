@@ -104,6 +104,15 @@ def _age(monotonic_at: float | None) -> float | None:
     return None if monotonic_at is None else round(time.monotonic() - monotonic_at, 3)
 
 
+def checks_status(agent: Agent) -> dict[str, Any]:
+    """Health checks: how many run, and which real servers are down (service -> servers)."""
+    checker = getattr(agent, "checks", None)
+    if checker is None:
+        return {"running": 0, "down": []}
+    down = sorted(f"{service} {server}" for service, server in checker.down)
+    return {"running": len(checker.running), "down": down}
+
+
 def status(agent: Agent, started_monotonic: float) -> dict[str, Any]:
     """The whole ``status`` reply body: router, instances, sync groups, IPVS, notify."""
     cfg = agent.config
@@ -121,6 +130,7 @@ def status(agent: Agent, started_monotonic: float) -> dict[str, Any]:
         "instances": [instance_status(i) for _, i in sorted(agent.instances.items())],
         "sync_groups": groups,
         "ipvs": ipvs_status(agent.ipvs),
+        "checks": checks_status(agent),
         "notify": {
             "pending": getattr(notifier, "pending", 0),
             "failures": getattr(notifier, "failures", None),
@@ -394,6 +404,10 @@ def format_status(st: Mapping[str, Any]) -> str:
     if ipvs["last_reconcile_age_s"] is not None:
         text += f", last reconcile {_duration(ipvs['last_reconcile_age_s'])} ago"
     lines.append(text)
+    checks = st.get("checks") or {"running": 0, "down": []}
+    if checks["running"]:
+        down = ", ".join(checks["down"]) or "none"
+        lines.append(f"checks: {checks['running']} running, down: {down}")
     notify = st["notify"]
     text = f"notify: {notify['pending']} pending"
     if notify["failures"] is not None:

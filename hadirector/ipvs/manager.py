@@ -23,6 +23,7 @@ Decisions live in ipvs/model.py and ipvs/reconcile.py; this module only sequence
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,6 +80,7 @@ class IpvsManager:
         self._reload_pending = False  # a wake-up for a new config (not just health)
         self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
         self._wake = trio.Event()
+        self.last_reconcile_monotonic: float | None = None  # time.monotonic(), for status
 
     @property
     def wanted(self) -> bool:
@@ -241,6 +243,7 @@ class IpvsManager:
             owned=self.owned,
         )
         self.counters["reconciles"] += 1
+        self.last_reconcile_monotonic = time.monotonic()
         if not ops:
             self.owned = set(desired)
             self._log_reconciled(reason, desired, 0, 0)
