@@ -36,11 +36,20 @@ import trio
 from hadirector.errors import DecodeError, IpvsUnavailable, KernelError
 from hadirector.ipvs import genl
 from hadirector.ipvs.model import Dest, DestKey, Entry, Service, ServiceKey
-from hadirector.ipvs.reconcile import AddDest, AddService, DelDest, DelService, EditDest, Op
+from hadirector.ipvs.reconcile import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    EditDest,
+    Op,
+    describe,
+    service_text,
+)
 from hadirector.ipvs.reconcile import EditService as EditServiceOp
 from hadirector.ipvs.types import DestState, IpvsInfo, ServiceState, Timeouts
 
-__all__ = ["IpvsKernel", "IpvsOpError", "decoding", "describe_op", "ensure_scheduler"]
+__all__ = ["IpvsKernel", "IpvsOpError", "decoding", "ensure_scheduler"]
 
 RECV_BUFFER_BYTES = 65536
 SOCKET_RCVBUF_BYTES = 1 << 20
@@ -72,28 +81,6 @@ class IpvsOpError(KernelError):
         extra = "; ".join(part for part in (hint, detail) if part)
         suffix = f" ({name}: {extra})" if extra else f" ({name})"
         super().__init__(f"{what}: {os.strerror(error)}{suffix}")
-
-
-def _service_text(key: ServiceKey) -> str:
-    return str(key).replace("tcp ", "TCP ").replace("udp ", "UDP ").replace("sctp ", "SCTP ")
-
-
-def describe_op(op: Op) -> str:
-    """How an operation is named in errors: ``add dest 10.0.0.1:80 to TCP 192.0.2.1:80``."""
-    match op:
-        case AddService(key=key, service=service):
-            return f"add service {_service_text(key)} (scheduler {service.scheduler})"
-        case EditServiceOp(key=key, service=service):
-            return f"edit service {_service_text(key)} (scheduler {service.scheduler})"
-        case DelService(key=key):
-            return f"delete service {_service_text(key)}"
-        case AddDest(service_key=skey, dest_key=dkey):
-            return f"add dest {dkey} to {_service_text(skey)}"
-        case EditDest(service_key=skey, dest_key=dkey):
-            return f"edit dest {dkey} of {_service_text(skey)}"
-        case DelDest(service_key=skey, dest_key=dkey):
-            return f"delete dest {dkey} from {_service_text(skey)}"
-    raise TypeError(f"not an IPVS operation: {op!r}")
 
 
 def _encode_op(op: Op) -> tuple[int, bytes]:
@@ -384,20 +371,20 @@ class IpvsKernel:
             if failure.error == errno_module.ESRCH:
                 return None
             raise IpvsOpError(
-                f"get service {_service_text(key)}", failure.error, failure.detail
+                f"get service {service_text(key)}", failure.error, failure.detail
             ) from None
-        with decoding(f"get service {_service_text(key)}"):
+        with decoding(f"get service {service_text(key)}"):
             return genl.decode_service(replies[0]) if replies else None
 
     async def dests(self, key: ServiceKey) -> list[DestState]:
         """Destinations of a service (empty if the service does not exist)."""
         replies = await self.command(
-            f"list dests of {_service_text(key)}",
+            f"list dests of {service_text(key)}",
             genl.IPVS_CMD_GET_DEST,
             genl.service_key_attr(key),
             dump=True,
         )
-        with decoding(f"list dests of {_service_text(key)}"):
+        with decoding(f"list dests of {service_text(key)}"):
             return [genl.decode_dest(reply, key.family) for reply in replies]
 
     async def table(self) -> dict[ServiceKey, Entry]:
@@ -471,7 +458,7 @@ class IpvsKernel:
                 if error:
                     hint = _op_hint(op, error)
                     text = "; ".join(p for p in (hint, detail) if p)
-                    errors.append(IpvsOpError(describe_op(op), error, text, op))
+                    errors.append(IpvsOpError(describe(op), error, text, op))
             start = end
         return errors
 

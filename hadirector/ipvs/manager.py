@@ -256,7 +256,7 @@ class IpvsManager:
         if len(ops) <= PER_OP_LOG_LIMIT:
             for op in ops:
                 if id(op) not in failed:
-                    self.log.info(OP_EVENTS[type(op)], op=kernel.describe_op(op), reason=reason)
+                    self.log.info(OP_EVENTS[type(op)], op=reconcile.describe(op), reason=reason)
         else:
             self.log.info("ipvs.bulk", reason=reason, operations=dict(sorted(kinds.items())))
         for error in errors:

@@ -199,18 +199,23 @@ def apply_ops(actual: Table, ops: Sequence[Op]) -> dict[ServiceKey, Entry]:
     return {k: Entry(s, d) for k, (s, d) in table.items()}
 
 
+def service_text(key: ServiceKey) -> str:
+    return str(key).replace("tcp ", "TCP ").replace("udp ", "UDP ").replace("sctp ", "SCTP ")
+
+
 def describe(op: Op) -> str:
-    """One line for logs: verb and object (``edit-dest tcp 192.0.2.1:80 -> 10.0.0.1:80``)."""
+    """An operation in logs and errors: ``add dest 10.0.0.1:80 to TCP 192.0.2.1:80``."""
     match op:
-        case AddService(key=key):
-            return f"add-service {key}"
-        case EditService(key=key):
-            return f"edit-service {key}"
+        case AddService(key=key, service=service):
+            return f"add service {service_text(key)} (scheduler {service.scheduler})"
+        case EditService(key=key, service=service):
+            return f"edit service {service_text(key)} (scheduler {service.scheduler})"
         case DelService(key=key):
-            return f"del-service {key}"
+            return f"delete service {service_text(key)}"
         case AddDest(service_key=skey, dest_key=dkey):
-            return f"add-dest {skey} -> {dkey}"
+            return f"add dest {dkey} to {service_text(skey)}"
         case EditDest(service_key=skey, dest_key=dkey):
-            return f"edit-dest {skey} -> {dkey}"
+            return f"edit dest {dkey} of {service_text(skey)}"
         case DelDest(service_key=skey, dest_key=dkey):
-            return f"del-dest {skey} -> {dkey}"
+            return f"delete dest {dkey} from {service_text(skey)}"
+    raise TypeError(f"not an IPVS operation: {op!r}")

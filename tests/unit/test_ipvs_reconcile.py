@@ -282,9 +282,9 @@ def test_apply_ops_refuses_what_the_kernel_refuses() -> None:
 
 
 def test_describe_names_the_object() -> None:
-    assert describe(EditDest(VIP, RS1, NAT)) == "edit-dest tcp 192.0.2.10:80 -> 203.0.113.1:80"
+    assert describe(EditDest(VIP, RS1, NAT)) == "edit dest 203.0.113.1:80 of TCP 192.0.2.10:80"
     v6 = m.ServiceKey.virtual("udp", "2001:db8::1", 53)
-    assert describe(DelService(v6)) == "del-service udp [2001:db8::1]:53"
+    assert describe(DelService(v6)) == "delete service UDP [2001:db8::1]:53"
     assert describe(AddService(m.ServiceKey.mark(7, 6), m.Service())) == (
-        "add-service fwmark 7 ipv6"
+        "add service fwmark 7 ipv6 (scheduler wlc)"
     )
