@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import stat
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_CONNECTIONS = 16
 IDLE_TIMEOUT_S = 30.0
+ACCEPT_RETRY_S = 0.1  # after accept() fails (out of descriptors)
+ACCEPT_ERROR_LOG_INTERVAL_S = 10.0
 CLIENT_TIMEOUT_S = 10.0
 # A reload may wait for instances to stop (an identity change): give it room.
 RELOAD_CLIENT_TIMEOUT_S = 60.0
@@ -150,6 +153,7 @@ class Operations:
         self.log = logs.get(component="control")
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
         self._reload_lock = trio.Lock()
+        self._accept_error_logged = -math.inf  # trio time of the last accept error logged
 
     def status(self) -> dict[str, Any]:
         return status(self.agent, self.started_monotonic)
@@ -197,26 +201,40 @@ class Operations:
                 task_status.started()
                 async with trio.open_nursery() as nursery:
                     while True:
-                        stream = await listener.accept()
+                        stream = await self._accept(listener)
                         nursery.start_soon(self._connection, stream)
         finally:
             with contextlib.suppress(OSError):
                 if os.stat(path).st_ino == ino:
                     os.unlink(path)
 
+    async def _accept(self, listener: trio.SocketListener) -> trio.SocketStream:
+        """The next client; out of descriptors (EMFILE, ENFILE...) waits and tries again."""
+        while True:
+            try:
+                return await listener.accept()
+            except OSError as exc:
+                now = trio.current_time()
+                if now - self._accept_error_logged >= ACCEPT_ERROR_LOG_INTERVAL_S:
+                    self._accept_error_logged = now
+                    self.log.error("control.accept_failed", error=str(exc))
+                await trio.sleep(ACCEPT_RETRY_S)
+
     async def _connection(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            try:
-                self._limiter.acquire_nowait()
-            except trio.WouldBlock:
-                await _send(stream, {"ok": False, "error": "too many connections"})
-                return
-            try:
-                await self._serve_lines(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            finally:
-                self._limiter.release()
+        """Serve one client; nothing the client does (or fails to do) escapes."""
+        try:
+            async with stream:
+                try:
+                    self._limiter.acquire_nowait()
+                except trio.WouldBlock:
+                    await _send(stream, {"ok": False, "error": "too many connections"})
+                    return
+                try:
+                    await self._serve_lines(stream)
+                finally:
+                    self._limiter.release()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
 
     async def _serve_lines(self, stream: trio.SocketStream) -> None:
         buffer = bytearray()

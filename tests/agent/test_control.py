@@ -8,8 +8,10 @@ socket in the test's temporary directory, spoken to by a trio client in the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import stat
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,62 @@ def test_bad_requests_get_error_replies_and_the_server_keeps_serving(tmp_path: P
         reply = await ask(sock, b"x" * (control.MAX_REQUEST_BYTES + 10) + b"\n")
         assert reply == {"ok": False, "error": "request too long"}
         assert (await status_of(sock))["instances"][0]["name"] == "VI_1"
+
+    run_lab(scenario)
+
+
+def test_a_client_over_the_limit_that_already_hung_up_does_not_stop_the_server(
+    tmp_path: Path,
+) -> None:
+    sock = tmp_path / "a.sock"
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await serve_control(lab, ra, sock)
+        holders = [await trio.open_unix_socket(str(sock)) for _ in range(control.MAX_CONNECTIONS)]
+        await trio.sleep(1)  # every holder accepted and holding a slot
+        late = await trio.open_unix_socket(str(sock))
+        await late.aclose()  # gone before its "too many connections" reply: EPIPE
+        await trio.sleep(1)
+        for holder in holders:
+            await holder.aclose()
+        await trio.sleep(1)
+        assert (await status_of(sock))["instances"][0]["name"] == "VI_1"
+
+    run_lab(scenario)
+
+
+def test_accept_out_of_descriptors_waits_and_serves_later(tmp_path: Path) -> None:
+    sock = tmp_path / "a.sock"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await serve_control(lab, ra, sock)
+        fillers: list[int] = []
+        highest_fd = max(int(name) for name in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest_fd + 64, hard))
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            os.close(fillers.pop())  # one descriptor left: the client's; accept() gets EMFILE
+            client = await trio.open_unix_socket(str(sock))
+            await trio.sleep(5)  # the server retries accept() meanwhile
+        finally:
+            for fd in fillers:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        async with client:
+            await client.send_all(b"status\n")
+            data = b""
+            while b"\n" not in data:
+                chunk = await client.receive_some(65536)
+                assert chunk, "closed without a reply"
+                data += chunk
+        assert json.loads(data)["ok"] is True
 
     run_lab(scenario)
 
