@@ -188,8 +188,8 @@ class Instance:
         if sock is None:
             return
         self.sock = sock
-        if cfg.hmac_key_file:  # checked by preflight(); read again here on (re)start
-            self.hmac_key = auth.load_key(Path(cfg.hmac_key_file).read_bytes())
+        if cfg.hmac_key_file and not await self._load_hmac_key(cfg.hmac_key_file):
+            return
         self._open_announcers()
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
         async with trio.open_nursery() as nursery:
@@ -215,6 +215,20 @@ class Instance:
             await self._drive()
             nursery.cancel_scope.cancel()
         self.sock.close()
+
+    async def _load_hmac_key(self, path: str) -> bool:
+        """Read the HMAC key, retrying each second while it is unreadable; False if stopped."""
+        attempt = 0
+        while not self.stop_requested:
+            try:
+                self.hmac_key = auth.load_key(Path(path).read_bytes())
+                return True
+            except (OSError, ValueError) as exc:
+                if attempt == 0:
+                    self.log.error("vrrp.hmac_key_failed", path=path, error=str(exc), retry_s=1.0)
+                attempt += 1
+                await trio.sleep(1.0)
+        return False
 
     async def _open_socket(self) -> VrrpEndpoint | None:
         """Open the VRRP socket, retrying each second; None if stopped meanwhile."""
@@ -269,7 +283,9 @@ class Instance:
         if kind == "link":
             return machine.set_link(event[1], now)
         if kind == "priority":
-            return machine.set_priority(event[1], now)
+            # Computed now, from the configuration this machine was built with: a reload's
+            # reconfigure may still be queued behind this event.
+            return machine.set_priority(self.agent.effective_priority(self.cfg), now)
         if kind == "force":
             return machine.force(event[1], now, event[2])
         if kind == "stop":
@@ -429,6 +445,11 @@ class Instance:
                 self.counters["announce_errors"] += 1
                 self.rejects.warning("announce", "vip.announce_failed", vip=str(ip), error=str(exc))
 
+    async def release_now(self) -> None:
+        """Remove the VIPs at once, whatever the machine says (a stop that timed out)."""
+        await self._release()
+        self.log.warning("vip.released_on_timeout")
+
     async def _release(self) -> None:
         if self._announce_scope is not None:
             self._announce_scope.cancel()
@@ -447,7 +468,17 @@ class Instance:
     async def _apply_vip_diff(self, diff: _VipDiff) -> None:
         old = set(diff.old)
         new = set(diff.new)
+        # A VIP the same reload gave to another instance is that instance's now: not removed.
+        elsewhere = {
+            v.interface
+            for i in self.agent.config.vrrp_instances
+            if i.name != self.cfg.name
+            for v in i.virtual_addresses
+        }
         for vip in sorted(old - new, key=str):
+            if vip.interface in elsewhere:
+                self.holding.discard(str(vip.interface))
+                continue
             self.holding.discard(str(vip.interface))
             try:
                 await self.agent.addresses.remove(vip)
@@ -630,6 +661,7 @@ class Agent:
         self._track_scope: trio.CancelScope | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
+        self._reload_lock = trio.Lock()
 
     # -- tracking ---------------------------------------------------------------------
 
@@ -711,17 +743,31 @@ class Agent:
     # -- sync groups ------------------------------------------------------------------
 
     def _build_groups(self) -> None:
-        self.groups = {
-            g.name: SyncGroup(g.name, list(g.instances)) for g in self.config.sync_groups
-        }
+        """Sync groups of the current configuration. A reload keeps a group whose members
+        did not change (it knows which member faulted on its own); a new or changed group
+        learns its members' current states."""
+        groups: dict[str, SyncGroup] = {}
+        for g in self.config.sync_groups:
+            old = self.groups.get(g.name)
+            if old is not None and old.members == list(g.instances):
+                groups[g.name] = old
+                continue
+            group = SyncGroup(g.name, list(g.instances))
+            for member in g.instances:
+                inst = self.instances.get(member)
+                if inst is not None and inst.state is not State.INIT:
+                    group.on_transition(member, inst.state)
+            groups[g.name] = group
+        self.groups = groups
         self.group_of = {m: g.name for g in self.config.sync_groups for m in g.instances}
 
     def on_member_transition(self, inst: Instance, tr: Transition) -> None:
         name = self.group_of.get(inst.cfg.name)
-        if name is None or self.stopping:
+        if name is None:
             return
         group = self.groups[name]
-        for member, target in group.on_transition(inst.cfg.name, tr.new):
+        commands = group.on_transition(inst.cfg.name, tr.new)
+        for member, target in [] if self.stopping else commands:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
                 other.post("force", target, f"sync group {name}")
@@ -838,16 +884,30 @@ class Agent:
                 self.request_stop()
                 return
 
+    def stop_timeout_s(self) -> float:
+        """How long a graceful stop may take: the longest drain of a master (it waits up to
+        a priority-1 peer's Master_Down_Interval, < 4 intervals, then the hold), plus slack."""
+        drains = [
+            4 * i.advert_interval_cs / 100 + i.handover_hold_s for i in self.config.vrrp_instances
+        ]
+        return max([STOP_TIMEOUT_S, *(d + 2.0 for d in drains)])
+
     async def shutdown(self) -> None:
         self.stopping = True
         sdnotify.notify("STOPPING=1")
-        for inst in self.instances.values():
+        instances = list(self.instances.values())
+        for inst in instances:
             inst.post("stop")
-        with trio.move_on_after(STOP_TIMEOUT_S) as scope:
-            for inst in self.instances.values():
+        timeout_s = self.stop_timeout_s()
+        with trio.move_on_after(timeout_s) as scope:
+            for inst in instances:
                 await inst.done.wait()
         if scope.cancelled_caught:
-            self.log.error("agent.stop_timeout", timeout_s=STOP_TIMEOUT_S)
+            self.log.error("agent.stop_timeout", timeout_s=timeout_s)
+            with trio.CancelScope(shield=True):
+                for inst in instances:
+                    if inst.holding:  # never leave a VIP up on a stopped director
+                        await inst.release_now()
         await self.sync.stop()
         await self.notifier.drain(self.config.global_.notify_timeout_s)
         self.log.info("agent.stopped")
@@ -856,6 +916,12 @@ class Agent:
         """Re-read the configuration file and apply it (SIGHUP, control ``reload``).
 
         Returns the problems that kept the running configuration, or [] once applied."""
+        if self.stopping:
+            return ["the agent is stopping"]
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> list[str]:
         sdnotify.notify("RELOADING=1")
         try:
             if self.config_path is None:

@@ -248,7 +248,13 @@ class IpvsManager:
             self.owned = set(desired)
             self._log_reconciled(reason, desired, 0, 0)
             return []
-        errors = await self.kernel.apply(ops)
+        try:
+            errors = await self.kernel.apply(ops)
+        except KernelError as exc:  # the socket failed (e.g. ENOBUFS): try again next time
+            self.counters["errors"] += 1
+            self.log.error("ipvs.apply_failed", error=str(exc), operations=len(ops), reason=reason)
+            self.owned |= set(desired)
+            return []
         failed = {id(e.op) for e in errors}
         # Each write is an event; a bulk load (thousands on a cold start) is summed up per
         # kind instead, so logging does not double its time.
@@ -265,7 +271,9 @@ class IpvsManager:
         self.counters["errors"] += len(errors)
         if reason == "periodic":
             self.log.warning("ipvs.drift_repaired", operations=len(ops) - len(errors))
-        self.owned = set(desired)
+        # A service whose delete failed is still ours: the next reconcile tries again.
+        undeleted = {e.op.key for e in errors if isinstance(e.op, reconcile.DelService)}
+        self.owned = set(desired) | undeleted
         self._log_reconciled(reason, desired, len(ops) - len(errors), len(errors))
         return ops
 
