@@ -26,6 +26,7 @@ import errno as errno_module
 import os
 import re
 import socket
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -214,28 +215,34 @@ class IpvsKernel:
             await self._open_locked()
 
     async def _open_locked(self) -> None:
+        """Open the socket and look the family up; every failure is a KernelError."""
         self._close_socket()
-        self._sock = trio.socket.from_stdlib_socket(_open_socket(self.netns))
         try:
-            self._family_id = await self._lookup_family()
-        except _NetlinkFailure as failure:
-            if failure.error != errno_module.ENOENT:
-                self._close_socket()
-                raise KernelError(f"generic netlink family lookup failed: {failure}") from None
-            loaded = await _modprobe("ip_vs")
-            try:
-                self._family_id = await self._lookup_family()
-            except _NetlinkFailure:
-                self._close_socket()
-                raise IpvsUnavailable(
-                    f"IPVS is not available in this kernel ({os.uname().release}): the generic "
-                    f"netlink family {genl.IPVS_GENL_NAME!r} is not registered and "
-                    f"'modprobe ip_vs' did not help ({loaded or 'it succeeded'}). "
-                    "Use a kernel with CONFIG_IP_VS (Debian's linux-image-amd64) and load ip_vs."
-                ) from None
+            self._sock = trio.socket.from_stdlib_socket(_open_socket(self.netns))
+        except OSError as error:  # EMFILE, ENFILE, ENOBUFS, EPERM...
+            raise KernelError(f"cannot open IPVS netlink socket: {error}") from error
+        try:
+            self._family_id = await self._find_family()
         except BaseException:
             self._close_socket()
             raise
+
+    async def _find_family(self) -> int:
+        try:
+            return await self._lookup_family()
+        except _NetlinkFailure as failure:
+            if failure.error != errno_module.ENOENT:
+                raise KernelError(f"generic netlink family lookup failed: {failure}") from None
+        loaded = await _modprobe("ip_vs")
+        try:
+            return await self._lookup_family()
+        except _NetlinkFailure:
+            raise IpvsUnavailable(
+                f"IPVS is not available in this kernel ({os.uname().release}): the generic "
+                f"netlink family {genl.IPVS_GENL_NAME!r} is not registered and "
+                f"'modprobe ip_vs' did not help ({loaded or 'it succeeded'}). "
+                "Use a kernel with CONFIG_IP_VS (Debian's linux-image-amd64) and load ip_vs."
+            ) from None
 
     async def aclose(self) -> None:
         self._close_socket()
@@ -316,8 +323,11 @@ class IpvsKernel:
         if error:
             raise _NetlinkFailure(error, detail)
         if not replies:
-            raise DecodeError("genl-family", "no reply to the family lookup")
-        return genl.family_id(replies[0])
+            raise KernelError("generic netlink family lookup: the kernel sent no reply")
+        try:
+            return genl.family_id(replies[0])
+        except DecodeError as error:
+            raise KernelError(f"undecodable generic netlink family reply: {error}") from error
 
     async def _request(
         self, cmd: int, attrs: bytes = b"", *, dump: bool = False
@@ -442,7 +452,10 @@ class IpvsKernel:
         The kernel handles the messages of a batch one after the other, exactly as if
         they were sent one by one; a refused operation does not stop the next ones.
         """
-        encoded = [_encode_op(op) for op in ops]
+        try:
+            encoded = [_encode_op(op) for op in ops]
+        except (ValueError, struct.error) as error:  # a value the kernel's format cannot hold
+            raise KernelError(f"cannot encode IPVS operation: {error}") from error
         errors: list[IpvsOpError] = []
         start = 0
         while start < len(ops):

@@ -8,7 +8,9 @@ shares, a read-only host) and the runner's failure statuses.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -73,6 +75,27 @@ def test_requests_before_open_and_unknown_namespaces_are_kernel_errors() -> None
         trio.run(unopened)
     with pytest.raises(KernelError, match="cannot open IPVS netlink socket in netns"):
         trio.run(bad_namespace)
+
+
+def test_open_out_of_descriptors_is_a_kernel_error_not_ipvs_unavailable() -> None:
+    async def main() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        highest_fd = max(int(name) for name in os.listdir("/proc/self/fd"))
+        fillers: list[int] = []
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest_fd + 32, hard))
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            await IpvsKernel().open()
+        finally:
+            for fd in fillers:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    with pytest.raises(KernelError, match="cannot open IPVS netlink socket") as info:
+        trio.run(main)
+    assert not isinstance(info.value, IpvsUnavailable)
 
 
 def require_vm_tools() -> None:
