@@ -454,8 +454,8 @@ class IpvsKernel:
         """
         try:
             encoded = [_encode_op(op) for op in ops]
-        except (ValueError, struct.error) as error:  # a value the kernel's format cannot hold
-            raise KernelError(f"cannot encode IPVS operation: {error}") from error
+        except (ValueError, struct.error) as exc:  # a value the kernel's format cannot hold
+            raise KernelError(f"cannot encode IPVS operation: {exc}") from exc
         errors: list[IpvsOpError] = []
         start = 0
         while start < len(ops):
