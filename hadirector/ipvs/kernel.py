@@ -326,8 +326,8 @@ class IpvsKernel:
             raise KernelError("generic netlink family lookup: the kernel sent no reply")
         try:
             return genl.family_id(replies[0])
-        except DecodeError as error:
-            raise KernelError(f"undecodable generic netlink family reply: {error}") from error
+        except DecodeError as exc:
+            raise KernelError(f"undecodable generic netlink family reply: {exc}") from exc
 
     async def _request(
         self, cmd: int, attrs: bytes = b"", *, dump: bool = False
