@@ -8,8 +8,10 @@ down. ``changes()`` yields a ``LinkChange(ifname, up)`` each time that boolean f
 (including deletion, creation and rename), in kernel order. ``is_up(ifname)`` answers from
 the same state after reading any notifications already queued, so it is current even when
 nobody iterates ``changes()``; transitions it consumes are kept for ``changes()``, not lost.
-If the kernel drops notifications (ENOBUFS) the watcher re-dumps and reports the
-differences.
+``is_up`` never blocks and never raises: if reading the queue fails, or finds that the
+kernel dropped notifications (ENOBUFS), it answers from the last known state and leaves the
+re-dump to ``changes()``, which then reports the differences. ``changes()`` never ends on a
+transient netlink error (a failed read or re-dump): it waits ``RETRY_S`` and dumps again.
 
 Latency: the kernel reports carrier changes of stacked devices (veth, VLAN, bond) at once;
 for a physical NIC, carrier events can be rate-limited by the kernel's link-watch (up to 1 s).
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
+import trio
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTMGRP_LINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -41,7 +44,7 @@ from hadirector.net.netlink import (
     NetlinkSocket,
 )
 
-__all__ = ["LINK_UNAVAILABLE_ERRNOS", "LinkChange", "LinkUnavailable", "LinkWatcher"]
+__all__ = ["LINK_UNAVAILABLE_ERRNOS", "RETRY_S", "LinkChange", "LinkUnavailable", "LinkWatcher"]
 
 # errnos from send paths that mean "the link cannot carry this now" rather than a bug.
 LINK_UNAVAILABLE_ERRNOS = frozenset(
@@ -49,6 +52,7 @@ LINK_UNAVAILABLE_ERRNOS = frozenset(
 )
 
 _MAX_PENDING_CHANGES = 4096
+RETRY_S = 0.1  # changes(): wait after a failed netlink read or re-dump, then dump again
 _DUMP_FLAGS = NLM_F_REQUEST | NLM_F_DUMP
 
 
@@ -73,6 +77,8 @@ class LinkWatcher:
         self._sync_requests: NetlinkSocket | None = None  # re-dumps from is_up()
         self._links: dict[int, LinkInfo] = {}
         self._pending: deque[LinkChange] = deque(maxlen=_MAX_PENDING_CHANGES)
+        self._stale = False  # notifications were lost: changes() must re-dump
+        self._stale_event = trio.Event()  # set with _stale, wakes changes()
 
     async def open(self) -> None:
         """Subscribe to link notifications, then dump the current links."""
@@ -153,15 +159,27 @@ class LinkWatcher:
         for info in fresh.values():
             self._apply(info)
 
+    def _mark_stale(self) -> None:
+        self._stale = True
+        self._stale_event.set()
+
     def _drain(self) -> None:
+        """Apply queued notifications without waiting; on any failure, leave it to changes()."""
+        if self._sock is None:
+            return
         try:
-            self._apply_messages(self._socket().receive_pending())
-        except EventsLost:
-            assert self._sync_requests is not None
-            self._resync(self._sync_requests.request_now(ifinfmsg(), RTM_GETLINK, _DUMP_FLAGS))
+            messages = self._sock.receive_pending()
+        except (EventsLost, OSError):
+            self._mark_stale()
+            return
+        self._apply_messages(messages)
 
     def is_up(self, ifname: str) -> bool:
-        """True if ``ifname`` exists, is up and has carrier, as of the notifications so far."""
+        """True if ``ifname`` exists, is up and has carrier, as of the notifications so far.
+
+        Never blocks, never raises: after lost notifications it answers from the last
+        known state until ``changes()`` has re-dumped.
+        """
         self._drain()
         return any(info.name == ifname and info.up for info in self._links.values())
 
@@ -174,17 +192,66 @@ class LinkWatcher:
         return None
 
     async def changes(self) -> AsyncIterator[LinkChange]:
-        """Yield each flip of a link's up state, forever (one consumer at a time)."""
+        """Yield each flip of a link's up state, forever (one consumer at a time).
+
+        A transient netlink error never ends it: it re-dumps (after ``RETRY_S`` if the
+        read or the dump failed) and reports what changed meanwhile.
+        """
+        sock = self._socket()
         while True:
             while self._pending:
                 yield self._pending.popleft()
+            if self._stale:
+                await self._redump()
+                continue
             try:
-                messages = await self._socket().receive()
+                messages = await self._receive_unless_stale(sock)
             except EventsLost:
-                assert self._requests is not None
-                self._resync(await _dump_links(self._requests))
+                self._mark_stale()
+                continue
+            except OSError:
+                self._mark_stale()
+                await trio.sleep(RETRY_S)
                 continue
             self._apply_messages(messages)
+
+    async def _redump(self) -> None:
+        """Replace the state with a fresh dump; on failure wait ``RETRY_S`` (still stale)."""
+        assert self._requests is not None
+        self._stale = False
+        self._stale_event = trio.Event()
+        try:
+            replies = await _dump_links(self._requests)
+        except OSError:
+            self._mark_stale()
+            await trio.sleep(RETRY_S)
+            return
+        self._resync(replies)
+
+    async def _receive_unless_stale(self, sock: NetlinkSocket) -> list[Message]:
+        """The next notifications, or [] as soon as ``is_up()`` finds some were lost."""
+        received: list[list[Message]] = []
+        failed: list[Exception] = []
+        stale_event = self._stale_event
+
+        async with trio.open_nursery() as nursery:
+
+            async def receive() -> None:
+                try:
+                    received.append(await sock.receive())
+                except (EventsLost, OSError) as exc:
+                    failed.append(exc)
+                nursery.cancel_scope.cancel()
+
+            async def wait_stale() -> None:
+                await stale_event.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(receive)
+            nursery.start_soon(wait_stale)
+        if failed:
+            raise failed[0]
+        return received[0] if received else []
 
 
 async def _dump_links(sock: NetlinkSocket) -> list[Message]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -129,5 +130,40 @@ def test_is_up_does_not_swallow_changes(lab: nsutil.Lab) -> None:
             assert await _next_change(watcher.changes()) == LinkChange("eth0", False)
 
         trio.run(main)
+    finally:
+        watcher.close()
+
+
+def test_lost_notifications_neither_block_nor_break_is_up(lab: nsutil.Lab) -> None:
+    """After ENOBUFS, is_up() answers at once from what it knew; changes() re-dumps."""
+    a = lab.node("a")
+    watcher = LinkWatcher()
+    with a.netns.entered():
+        watcher.open_blocking()
+    try:
+        assert watcher.is_up("eth0")
+        assert watcher._sock is not None and watcher._sync_requests is not None
+        # A tiny receive buffer makes the kernel drop notifications; a closed request
+        # socket stands for a dump that cannot be answered now.
+        sock = socket.socket(fileno=watcher._sock.fileno())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+        sock.detach()
+        watcher._sync_requests.close()
+        for i in range(16):
+            a.netns.ip("link", "add", f"d{i}", "type", "veth", "peer", "name", f"e{i}")
+        a.set_carrier(False)
+        time.sleep(0.2)
+        started = time.monotonic()
+        watcher.is_up("eth0")  # last known state, whatever it is: no exception, no wait
+        watcher.is_up("eth0")
+        assert time.monotonic() - started < 0.05
+
+        async def main() -> None:
+            changes = watcher.changes()
+            while await _next_change(changes) != LinkChange("eth0", False):
+                pass
+
+        trio.run(main)
+        assert not watcher.is_up("eth0")
     finally:
         watcher.close()
