@@ -22,7 +22,8 @@ and ``.label`` (IPv4 label or None; the kernel keeps labels for IPv4 only).
   not removed since) disappears behind its back — ``ip addr del``, a flush, the interface
   going away — so the agent can put it back. Its own ``remove()`` calls are not reported. If
   the kernel drops notifications, ``watch()`` re-lists the addresses and reports every held
-  VIP that is missing.
+  VIP that is missing. A transient netlink error (a failed read or re-listing) never ends
+  ``watch()``: it waits ``WATCH_RETRY_S`` and re-lists until that works.
 
 Interface names are resolved to indexes through netlink and cached; the cache is refreshed
 from link notifications (delete, rename, re-create) read before each lookup.
@@ -81,6 +82,7 @@ NLM_F_CREATE = 0x400
 RTN_LOCAL = 2
 IPV6_READY_TIMEOUT_S = 1.0
 IPV6_READY_POLL_S = 0.001
+WATCH_RETRY_S = 0.1  # watch(): wait after a failed netlink read or re-listing
 
 
 class Vip(Protocol):
@@ -308,7 +310,14 @@ class AddressManager:
         return out
 
     async def _missing_after_loss(self) -> builtins.list[AddressRemoved]:
-        present = {(info.index, info.interface) for info in await self._dump()}
+        """Held VIPs a fresh listing lacks; retried every ``WATCH_RETRY_S`` until it works."""
+        while True:
+            try:
+                present = {(info.index, info.interface) for info in await self._dump()}
+            except OSError:
+                await trio.sleep(WATCH_RETRY_S)
+                continue
+            break
         out: builtins.list[AddressRemoved] = []
         for key, vip in list(self._held.items()):
             if key not in present:
@@ -326,6 +335,9 @@ class AddressManager:
             try:
                 removed = self._removed(await events.receive())
             except EventsLost:
+                removed = await self._missing_after_loss()
+            except OSError:  # a failed read may have lost notifications too
+                await trio.sleep(WATCH_RETRY_S)
                 removed = await self._missing_after_loss()
             for event in removed:
                 yield event

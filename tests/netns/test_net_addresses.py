@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ import trio
 from hadirector.config.schema import VirtualAddress
 from hadirector.errors import KernelError
 from hadirector.net.addresses import AddressManager, AddressRemoved
+from hadirector.net.netlink import NetlinkSocket
 from tests.netns import nsutil
 
 pytestmark = pytest.mark.netns
@@ -190,6 +192,44 @@ def test_many_concurrent_changes_share_one_socket(lab: nsutil.Lab) -> None:
         assert results == [True] * len(vips)
         present = {str(i.interface) for i in await manager.list("eth0")}
         assert present >= {str(v.interface) for v in vips}
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
+def test_watch_survives_lost_notifications_and_a_failing_relisting(lab: nsutil.Lab) -> None:
+    """ENOBUFS, then a re-listing that fails for a while: watch() waits, re-lists, reports."""
+    a = lab.node("a", ipv4=["192.0.2.11/24"])
+    manager = _manager(a)
+    mine = vip("192.0.2.100/32")
+
+    async def main() -> None:
+        assert await manager.add(mine)
+        assert manager._events is not None and manager._requests is not None
+        # A tiny receive buffer makes the kernel drop notifications; a closed request
+        # socket stands for a listing the kernel cannot answer now.
+        sock = socket.socket(fileno=manager._events.fileno())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+        sock.detach()
+        working = manager._requests
+        broken = NetlinkSocket.open()
+        broken.close()
+        manager._requests = broken
+        for i in range(32):
+            a.netns.ip("addr", "add", f"198.51.100.{i + 1}/32", "dev", "eth0")
+        a.netns.ip("addr", "del", "192.0.2.100/32", "dev", "eth0")
+
+        async def repair() -> None:
+            await trio.sleep(0.5)
+            manager._requests = working
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(repair)
+                event = await manager.watch().__anext__()
+        assert event.vip == mine
 
     try:
         trio.run(main)
