@@ -98,7 +98,7 @@ async def run_one(job: NotifyJob, log: Any, *, quiet: bool = False) -> int | Non
                         await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
         if scope.cancelled_caught:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             await proc.wait()
             log.error(
                 "notify.timeout",
@@ -110,7 +110,7 @@ async def run_one(job: NotifyJob, log: Any, *, quiet: bool = False) -> int | Non
             return None
     finally:
         if proc.returncode is None:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             with trio.CancelScope(shield=True):
                 await proc.wait()
         if proc.stdout is not None:
@@ -125,8 +125,9 @@ async def run_one(job: NotifyJob, log: Any, *, quiet: bool = False) -> int | Non
     return code
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group a script was started as (``start_new_session``)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
 

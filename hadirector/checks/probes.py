@@ -15,10 +15,8 @@ This module probes and reports; it decides nothing about state (that is risefall
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
 import socket
 import ssl
 import struct
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 
 import trio
 
+from hadirector.alerts.notify import kill_group
 from hadirector.config.schema import HealthCheck, IPAddress
 
 MAX_RESPONSE_BYTES = 65536
@@ -258,8 +257,7 @@ async def probe_script(check: HealthCheck, address: IPAddress, port: int | None)
         code = await proc.wait()
     finally:
         # Timeout or cancel (or a normal exit that left a background child): the group goes.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         if proc.returncode is None:
             with trio.CancelScope(shield=True):
                 await proc.wait()
