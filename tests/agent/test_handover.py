@@ -7,7 +7,17 @@ import pytest
 import trio
 
 from hadirector.vrrp.timers import master_down_interval_s, skew_time_s
-from tests.agent.fakes import FakeEndpoint, Frame, Lab, Running, instance_toml, pair, run_lab
+from tests.agent.fakes import (
+    FakeEndpoint,
+    Frame,
+    Host,
+    Lab,
+    Running,
+    Wire,
+    instance_toml,
+    pair,
+    run_lab,
+)
 
 VIP = "192.0.2.100/24"
 INTERVAL_CS = 10
@@ -189,11 +199,17 @@ def sync_config(priority: int) -> str:
     )
 
 
+def sync_hosts(lab: Lab) -> tuple[Wire, Wire, Host, Host]:
+    """Two directors on a client LAN (eth0) and a server LAN (eth1), as a NAT pair."""
+    lan, srv = lab.wire("lan"), lab.wire("srv")
+    a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
+    b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+    return lan, srv, a, b
+
+
 def test_sync_group_member_fault_moves_both_instances_to_the_peer() -> None:
     async def scenario(lab: Lab) -> None:
-        lan, srv = lab.wire("lan"), lab.wire("srv")
-        a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
-        b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+        lan, srv, a, b = sync_hosts(lab)
         ra = await lab.start(a, sync_config(200))
         rb = await lab.start(b, sync_config(100))
         await trio.sleep(2)
@@ -309,9 +325,7 @@ def test_graceful_stop_survives_a_lost_packet(lost: str) -> None:
 
 def test_sync_group_fault_on_the_backup_keeps_the_master_and_recovers() -> None:
     async def scenario(lab: Lab) -> None:
-        lan, srv = lab.wire("lan"), lab.wire("srv")
-        a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
-        b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+        _lan, _srv, a, b = sync_hosts(lab)
         ra = await lab.start(a, sync_config(200))
         rb = await lab.start(b, sync_config(100))
         await trio.sleep(2)

@@ -11,14 +11,12 @@ from hadirector.config.load import load_text
 from hadirector.errors import KernelError
 from hadirector.ipvs import manager as manager_module
 from tests.agent.fakes import Lab, instance_toml, run_lab
-from tests.agent.test_handover import VIP, sync_config
+from tests.agent.test_handover import VIP, sync_config, sync_hosts
 
 
 def test_sync_group_still_moves_together_after_a_reload() -> None:
     async def scenario(lab: Lab) -> None:
-        lan, srv = lab.wire("lan"), lab.wire("srv")
-        a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
-        b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+        _lan, _srv, a, b = sync_hosts(lab)
         ra = await lab.start(a, sync_config(200))
         rb = await lab.start(b, sync_config(100))
         await trio.sleep(2)

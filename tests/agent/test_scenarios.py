@@ -11,6 +11,7 @@ import trio
 
 from hadirector.vrrp.timers import master_down_interval_s
 from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
+from tests.agent.test_handover import sync_hosts
 
 VIP = "192.0.2.100/24"
 INTERVAL_CS = 10
@@ -236,9 +237,7 @@ instances = ["VI_1", "VI_2"]
 
 def test_sync_group_graceful_stop_hands_over_both_without_a_gap() -> None:
     async def scenario(lab: Lab) -> None:
-        lan, srv = lab.wire("lan"), lab.wire("srv")
-        a = lab.host("a", {"eth0": (lan, "192.0.2.1"), "eth1": (srv, "198.51.100.11")})
-        b = lab.host("b", {"eth0": (lan, "192.0.2.2"), "eth1": (srv, "198.51.100.12")})
+        _lan, _srv, a, b = sync_hosts(lab)
 
         def cfg(priority: int) -> str:
             return (
