@@ -10,8 +10,10 @@ priority-100 backup, then the roles swapped (same VRID, same VIP, adverts every 
   reaches the VIP at the new MAC; the crashed director restarts and preempts back;
 - a graceful stop of the master: the backup takes over within Skew_Time of the priority-0
   advert, not after Master_Down_Interval; when hadirector is the one stopping (it keeps
-  the VIP until it hears the new master) the client loses no probe; the stopped director
-  restarts and preempts back;
+  the VIP until it hears the new master) the client loses no probe sent before the
+  taker's announcement (and none at all over IPv4; keepalived taking over an IPv6 VIP can
+  lose the probe its own announcement draws, see the test); the stopped director restarts
+  and preempts back;
 - neither side complained about the other's adverts: no ``vrrp.advert_rejected`` in
   hadirector's log, no receive-path error (checksum, TTL, version, auth, interval, address
   list, unicast peer) in keepalived's console log.
@@ -373,7 +375,19 @@ def test_interop(netlab: Lab, keepalived_bin: str, label: str, hadirector_role: 
     assert takeover_s < 3 * case.advert_s, takeover_s
     assert [(c["old"], c["new"]) for c in stopped["mac_changes"]] == [(mac_m, mac_b)]
     if master is pair.hadirector:
-        assert stopped["lost"] == 0, stopped
+        # Make-before-break: hadirector answers until the taker has announced.
+        why = (stopped["lost_runs"], stopped["mac_changes"], f"announced at {taken.t}")
+        assert [r for r in stopped["lost_runs"] if r["start"] < taken.t] == [], why
+        if case.family == 4:
+            assert stopped["lost"] == 0, why
+        else:
+            # keepalived announces an IPv6 VIP as soon as the kernel acknowledges it; the
+            # kernel inserts its local route later (address-configuration work queue), so
+            # on a busy machine the probe its announcement draws can be dropped at
+            # keepalived's side (seen: the one probe sent 0.1 ms after its NA). hadirector
+            # as taker waits for the local route (net/addresses.py).
+            late = [r for r in stopped["lost_runs"] if r["start"] > taken.t + 0.05]
+            assert late == [] and stopped["lost"] <= 3, why
     pair.reached_at(backup)
 
     # Preemption back after the restart.
