@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +356,108 @@ def agent(netns: str, config: Path) -> Iterator[AgentProcess]:
         yield process
     finally:
         process.stop()
+
+
+# --- wire capture, log times, the control socket ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    """One captured frame: kernel receive time (seconds since the epoch) and its bytes."""
+
+    t: float
+    data: bytes
+
+
+def read_pcap(path: Path) -> list[CapturedFrame]:
+    """The frames of a classic pcap file (microsecond or nanosecond time stamps)."""
+    raw = path.read_bytes()
+    if len(raw) < 24:
+        return []
+    magic = raw[:4]
+    formats = {
+        b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+        b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+        b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+        b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    }
+    if magic not in formats:
+        raise AssertionError(f"{path} is not a pcap file (magic {magic.hex()})")
+    order, unit = formats[magic]
+    frames = []
+    offset = 24
+    while offset + 16 <= len(raw):
+        seconds, fraction, captured, _original = struct.unpack_from(order + "IIII", raw, offset)
+        offset += 16
+        if offset + captured > len(raw):
+            break  # a record cut short by the capture's end
+        frames.append(CapturedFrame(seconds + fraction * unit, raw[offset : offset + captured]))
+        offset += captured
+    return frames
+
+
+class Capture:
+    """``tcpdump`` on one interface of a namespace, into a pcap file read back on ``stop()``.
+
+    Time stamps are the kernel's (CLOCK_REALTIME, like the agents' log time stamps).
+    """
+
+    def __init__(self, netns: str, dev: str, pcap: Path, expression: str) -> None:
+        self.pcap = pcap
+        self.process = subprocess.Popen(
+            [
+                "ip", "netns", "exec", netns,
+                "tcpdump", "-i", dev, "-n", "-U", "-Z", "root", "-w", str(pcap), expression,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert self.process.stderr is not None
+        # tcpdump says "listening on <dev>" once the capture is open.
+        said = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            said.append(line)
+            if "listening on" in line or not line:
+                break
+        if not any("listening on" in line for line in said):
+            self.process.kill()
+            raise AssertionError(f"tcpdump did not start: {''.join(said)}")
+
+    def stop(self) -> list[CapturedFrame]:
+        """End the capture (SIGINT flushes the file); every frame captured."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return read_pcap(self.pcap)
+
+
+def log_time_s(event: dict[str, Any]) -> float:
+    """An agent log record's ISO UTC ``timestamp`` as seconds since the epoch."""
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
+
+
+def control_status(path: Path, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The ``status`` reply body of the agent listening on control socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(path))
+        sock.sendall(b'{"command": "status"}\n')
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply = json.loads(data)
+    if not reply.get("ok"):
+        raise AssertionError(f"status failed: {reply}")
+    status: dict[str, Any] = reply["status"]
+    return status
