@@ -15,6 +15,15 @@ limit 255, the optional HMAC trailer and replay guard, the codec's checks (versi
 length, checksum), VRID, version, allowed sources, v2 authentication. A rejected advert is
 counted, logged at most once a second per reason, and changes nothing.
 
+An interface deleted and created again (ifdown/ifup of a VLAN or bond, a re-created veth)
+gets a new ifindex, and everything opened on the old one is dead. Its deletion is a link
+down: the instance goes to FAULT (a master's VIPs went with the interface) and says once that
+the interface is gone. When a link of the same name comes up, the instance re-opens its VRRP
+socket on the new index (multicast membership or unicast setup, source address) before it
+leaves FAULT; if the new interface has no address to send from yet it stays in FAULT, says
+why once, and tries again every ``REOPEN_RETRY_S``. The announcers and the address manager
+follow the name on their own (net/announce.py, net/addresses.py). Nothing else stops.
+
 SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
 heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and
 applies only what changed, keeping the running configuration when the new file is invalid.
@@ -63,6 +72,8 @@ STOP_TIMEOUT_S = 15.0
 # Machine counters that mean "advert rejected": logged like the receive checks done here.
 MACHINE_REJECTS = ("interval_mismatch", "interval_out_of_bounds")
 RECEIVE_ERROR_BACKOFF_S = 0.2
+# A re-created interface without a source address yet: try the VRRP socket again this often.
+REOPEN_RETRY_S = 0.5
 
 
 def _seconds_to_cs(seconds: float) -> int:
@@ -147,7 +158,13 @@ class Instance:
         self.peer_old_checksum = False
         self.holding: set[str] = set()
         self._announce_scope: trio.CancelScope | None = None
+        self._receive_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        # The interface was re-created but the socket could not follow yet: when to retry,
+        # and how many attempts failed (the first failure is logged, the success says all).
+        self._reopen_at: float | None = None
+        self._reopen_failures = 0
+        self._interface_gone = False  # logged once per disappearance
         self.done = trio.Event()
         self.stop_requested = False
         self.group: SyncGroup | None = None
@@ -194,7 +211,7 @@ class Instance:
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._receive_loop)
+            self._start_receiver()
             now = trio.current_time()
             self.log.info(
                 "vrrp.start",
@@ -230,18 +247,22 @@ class Instance:
                 await trio.sleep(1.0)
         return False
 
+    def _open_endpoint(self) -> VrrpEndpoint:
+        cfg = self.cfg
+        return self.agent.adapters.open_vrrp_endpoint(
+            interface=cfg.interface,
+            family=cfg.family,
+            unicast_peers=cfg.unicast_peers,
+            unicast_src=cfg.unicast_src,
+        )
+
     async def _open_socket(self) -> VrrpEndpoint | None:
         """Open the VRRP socket, retrying each second; None if stopped meanwhile."""
         cfg = self.cfg
         attempt = 0
         while not self.stop_requested:
             try:
-                return self.agent.adapters.open_vrrp_endpoint(
-                    interface=cfg.interface,
-                    family=cfg.family,
-                    unicast_peers=cfg.unicast_peers,
-                    unicast_src=cfg.unicast_src,
-                )
+                return self._open_endpoint()
             except OSError as exc:
                 if attempt == 0:
                     self.log.error(
@@ -259,12 +280,95 @@ class Instance:
         machine = self.machine
         while machine.state is not State.STOPPED:
             deadline = machine.next_deadline()
+            wake_at = min(
+                math.inf if deadline is None else deadline,
+                math.inf if self._reopen_at is None else self._reopen_at,
+            )
             event: tuple[Any, ...] | None = None
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            with trio.move_on_at(wake_at):
                 event = await self.inbox.receive()
             now = trio.current_time()
-            actions = machine.timer(now) if event is None else self._dispatch(event, now)
+            if event is not None:
+                actions = self._dispatch(event, now)
+            elif self._reopen_at is not None and now >= self._reopen_at:
+                actions = self._retry_reopen(now)
+            else:
+                actions = machine.timer(now)
             await self._perform(actions)
+
+    # -- the interface: down, gone, back ----------------------------------------------
+
+    def _on_link(self, up: bool, now: float) -> list[Any]:
+        """The instance's interface went down or came up (perhaps as a new interface)."""
+        assert self.machine is not None and self.sock is not None
+        if not up:
+            self._reopen_at = None
+            index = self.agent.links.index_of(self.cfg.interface)
+            if index != self.sock.ifindex and not self._interface_gone:
+                self._interface_gone = True
+                self.log.warning(
+                    "vrrp.interface_gone",
+                    interface=self.cfg.interface,
+                    ifindex=self.sock.ifindex,
+                    action="FAULT until an interface of this name is up again",
+                )
+            return self.machine.set_link(False, now)
+        if not self._follow_interface(now):
+            return []  # stays in FAULT; a retry is due at self._reopen_at
+        return self.machine.set_link(True, now)
+
+    def _retry_reopen(self, now: float) -> list[Any]:
+        self._reopen_at = None
+        if not self.agent.links.is_up(self.cfg.interface):
+            return []  # down (or gone) again: its next "up" tries again
+        return self._on_link(True, now)
+
+    def _follow_interface(self, now: float) -> bool:
+        """True when the VRRP socket is on the interface that now carries the configured
+        name, re-opening it if the interface was created again; False (with a retry
+        scheduled) while that cannot be done yet, e.g. no source address."""
+        assert self.machine is not None and self.sock is not None
+        cfg = self.cfg
+        index = self.agent.links.index_of(cfg.interface)
+        if index == self.sock.ifindex:
+            return True
+        if index is None:
+            return False  # gone again before we looked: its "down" is on its way
+        try:
+            sock = self._open_endpoint()
+        except OSError as exc:
+            if self._reopen_failures == 0:
+                self.log.warning(
+                    "vrrp.interface_not_ready",
+                    interface=cfg.interface,
+                    ifindex=index,
+                    error=str(exc),
+                    action=f"FAULT, retrying every {REOPEN_RETRY_S} s",
+                )
+            self._reopen_failures += 1
+            self._reopen_at = now + REOPEN_RETRY_S
+            return False
+        old = self.sock
+        self.sock = sock
+        self._start_receiver()
+        old.close()
+        self.log.info(
+            "vrrp.socket_reopened",
+            interface=cfg.interface,
+            old_ifindex=old.ifindex,
+            ifindex=sock.ifindex,
+            source=str(sock.local_address),
+            destinations=[str(d) for d in sock.destinations],
+            failed_attempts=self._reopen_failures,
+        )
+        self._reopen_failures = 0
+        self._reopen_at = None
+        self._interface_gone = False
+        self._open_announcers()  # one that could not open before may open now
+        if sock.local_address != old.local_address:
+            # In FAULT this changes only the primary address the machine compares with.
+            self.machine.reconfigure(machine_config(cfg, sock.local_address), now)
+        return True
 
     def _dispatch(self, event: tuple[Any, ...], now: float) -> list[Any]:
         assert self.machine is not None
@@ -281,7 +385,7 @@ class Instance:
                     self._reject(key, source, f"interval {advert.interval_cs} cs")
             return actions
         if kind == "link":
-            return machine.set_link(event[1], now)
+            return self._on_link(event[1], now)
         if kind == "priority":
             # Computed now, from the configuration this machine was built with: a reload's
             # reconfigure may still be queued behind this event.
@@ -502,11 +606,18 @@ class Instance:
             self._announce_once(fresh)
 
     async def readd_if_held(self, vip_text: str) -> None:
-        """A VIP vanished behind our back: put it back if we are master and hold it."""
+        """A VIP vanished behind our back: put it back if we are master and hold it.
+
+        Not while its interface is down or gone (deleted with it): a VIP on the instance's
+        own interface follows the machine (FAULT), one on another device is put back when
+        that device is up again (``restore_vips_on``)."""
         if self.state is not State.MASTER or vip_text not in self.holding:
             return
         for vip in self.cfg.virtual_addresses:
             if str(vip.interface) == vip_text:
+                if not self.agent.links.is_up(vip.dev):
+                    self.log.info("vip.lost_with_link", vip=vip_text, interface=vip.dev)
+                    return
                 try:
                     await self.agent.addresses.add(vip)
                 except KernelError as exc:
@@ -514,6 +625,29 @@ class Instance:
                     return
                 self._announce_once([vip])
                 self.log.warning("vip.readded", vip=vip_text, reason="deleted externally")
+
+    async def restore_vips_on(self, ifname: str) -> None:
+        """``ifname`` is up (again, perhaps created again): a master puts back the VIPs it
+        holds there that went away with it. Not for the instance's own interface, whose
+        coming back the machine handles (it left MASTER when the link went)."""
+        if self.state is not State.MASTER or ifname == self.cfg.interface:
+            return
+        readded = []
+        for vip in self._held_vips():
+            if vip.dev != ifname:
+                continue
+            try:
+                if await self.agent.addresses.add(vip):
+                    readded.append(vip)
+            except KernelError as exc:
+                self.log.error("vip.add_failed", vip=str(vip.interface), error=str(exc))
+        if readded:
+            self._announce_once(readded)
+            self.log.warning(
+                "vip.readded",
+                vips=[str(v.interface) for v in readded],
+                reason=f"{ifname} up again",
+            )
 
     def _on_transition(self, tr: Transition) -> None:
         assert self.machine is not None
@@ -544,18 +678,27 @@ class Instance:
 
     # -- receive path -----------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
-        assert self.sock is not None
-        while True:
-            try:
-                received = await self.sock.receive()
-            except OSError as exc:
-                self.rejects.warning("recv", "vrrp.receive_failed", error=str(exc))
-                await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
-                continue
-            advert = self._accept(received)
-            if advert is not None:
-                self.post("advert", advert, received.src)
+    def _start_receiver(self) -> None:
+        """Receive from the current socket (stopping the loop reading the previous one)."""
+        assert self._nursery is not None and self.sock is not None
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+        scope = trio.CancelScope()
+        self._receive_scope = scope
+        self._nursery.start_soon(self._receive_loop, scope, self.sock)
+
+    async def _receive_loop(self, scope: trio.CancelScope, sock: VrrpEndpoint) -> None:
+        with scope:
+            while True:
+                try:
+                    received = await sock.receive()
+                except OSError as exc:
+                    self.rejects.warning("recv", "vrrp.receive_failed", error=str(exc))
+                    await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
+                    continue
+                advert = self._accept(received)
+                if advert is not None:
+                    self.post("advert", advert, received.src)
 
     def _reject(self, reason: str, src: Any, detail: str = "") -> None:
         self.counters[f"rejected_{reason}"] += 1
@@ -720,11 +863,17 @@ class Agent:
 
     async def _link_loop(self) -> None:
         async for ifname, up in self.links.changes():
-            self.log.info("link.change", interface=ifname, up=up)
+            if up:
+                self.log.info("link.change", interface=ifname, up=up)
+            else:
+                deleted = self.links.index_of(ifname) is None
+                self.log.info("link.change", interface=ifname, up=up, deleted=deleted)
             tracked = False
-            for inst in self.instances.values():
+            for inst in list(self.instances.values()):
                 if inst.cfg.interface == ifname:
                     inst.post("link", up)
+                elif up:
+                    await inst.restore_vips_on(ifname)
                 if any(ref.name == ifname for ref in inst.cfg.track_interfaces):
                     tracked = True
             if tracked:

@@ -23,10 +23,14 @@ class ReceivedPacket(Protocol):
 
 
 class VrrpEndpoint(Protocol):
-    """A VRRP socket: send a VRRP packet to a destination, receive the next one."""
+    """A VRRP socket: send a VRRP packet to a destination, receive the next one.
+
+    ``ifindex`` is the index of the interface it was opened on: an interface deleted and
+    created again under the same name has another one, and this socket is then dead."""
 
     local_address: IPAddress
     destinations: tuple[IPAddress, ...]
+    ifindex: int
 
     async def send(self, payload: bytes, dst: IPAddress) -> None: ...
 
@@ -67,11 +71,14 @@ class AddressesPort(Protocol):
 
 
 class LinksPort(Protocol):
-    """Link states and their changes as (ifname, up) pairs."""
+    """Link states and their changes as (ifname, up) pairs; the current ifindex of a name
+    (None while there is no such interface)."""
 
     async def open(self) -> None: ...
 
     def is_up(self, ifname: str) -> bool: ...
+
+    def index_of(self, ifname: str) -> int | None: ...
 
     def changes(self) -> AsyncIterator[Any]: ...
 

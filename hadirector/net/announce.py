@@ -20,9 +20,11 @@ non-blocking ``send()`` of a ready frame: no scapy, no socket per frame (~20 µs
 Frames shorter than the Ethernet minimum are zero-padded to 60 bytes. The MAC and link-local
 follow the interface: the announcer reads queued link/IPv6-address notifications for its
 interface before each send (one non-blocking ``recv``) and re-reads both when something
-changed; ``refresh()`` does the same on demand. While the link is down or gone the sends
-raise ``LinkUnavailable``; a full transmit queue raises ``BlockingIOError`` (the agent counts
-it; the next repeat of the announcement covers it).
+changed; ``refresh()`` does the same on demand. The interface is followed by name: if it is
+deleted and one with the same name appears (a new ifindex: a re-created VLAN, bond or veth),
+the packet socket is re-bound to the new one before the next send. While the link is down or
+gone the sends raise ``LinkUnavailable``; a full transmit queue raises ``BlockingIOError``
+(the agent counts it; the next repeat of the announcement covers it).
 
 What it must not do: decide when or how often to announce (the agent does, from the
 configuration), or block: both sends are plain synchronous calls that never wait.
@@ -37,6 +39,7 @@ import struct
 
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
+    RTM_GETLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTMGRP_IPV6_IFADDR,
@@ -45,6 +48,7 @@ from pyroute2.netlink.rtnl import (
 
 from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
 from hadirector.net.netlink import (
+    NLM_F_REQUEST,
     AddressInfo,
     EventsLost,
     LinkInfo,
@@ -52,6 +56,7 @@ from hadirector.net.netlink import (
     addresses_blocking,
     close_socket,
     link_by_name_blocking,
+    link_request,
 )
 from hadirector.vrrp.codec import internet_checksum
 
@@ -171,16 +176,50 @@ class Announcer:
         ip = usable[0].interface.ip if usable else None
         self.link_local = ipaddress.IPv6Address(ip) if ip is not None else None
 
+    def _rebind(self, ifindex: int) -> None:
+        """Bind the packet socket to the interface that now carries our name."""
+        self._sock.bind((self.interface, 0))
+        self.ifindex = ifindex
+        self.refresh()
+
+    def _rebind_by_name(self) -> None:
+        """After lost notifications: re-bind if our name now belongs to another ifindex."""
+        try:
+            replies = self._requests.request_now(
+                link_request(self.interface), RTM_GETLINK, NLM_F_REQUEST
+            )
+        except OSError:
+            return  # gone (ENODEV) or unreadable: sends say LinkUnavailable, next look retries
+        for message in replies:
+            if message.msg_type == RTM_NEWLINK:
+                info = LinkInfo.from_message(message)
+                if info.index != self.ifindex:
+                    self._rebind(info.index)
+                return
+
     def _follow_interface(self) -> None:
-        """Refresh if the interface's MAC or IPv6 link-local changed since the last look."""
+        """Refresh if the interface's MAC or IPv6 link-local changed since the last look;
+        re-bind if an interface of our name was created again (a new ifindex)."""
         try:
             messages = self._events.receive_pending()
         except EventsLost:
+            self._rebind_by_name()
             self.refresh()
             return
         for message in messages:
             body = message.body
-            if body is None or int(body["index"]) != self.ifindex:
+            if body is None:
+                continue
+            if message.msg_type == RTM_NEWLINK and int(body["index"]) != self.ifindex:
+                info = LinkInfo.from_message(message)
+                if info.name == self.interface:
+                    try:
+                        self._rebind(info.index)
+                    except OSError:
+                        self._rebind_by_name()  # gone again already: the next look retries
+                    return
+                continue
+            if int(body["index"]) != self.ifindex:
                 continue
             if message.msg_type == RTM_NEWLINK:
                 mac = LinkInfo.from_message(message).mac

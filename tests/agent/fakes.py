@@ -210,13 +210,16 @@ class FakeEndpoint:
         self.destinations = destinations
         self.family = local_address.version
         self.multicast = destinations[0].is_multicast
+        self.ifindex = host.links.index_of(interface) or 0
         self.closed = False
         self._queue: list[tuple[float, int, Received]] = []
         self._wakeup = trio.Event()
         self.sent = 0
 
     def link_up(self) -> bool:
-        return self.host.links.is_up(self.interface)
+        """Up, and still the interface it was opened on (not a re-created one)."""
+        links = self.host.links
+        return links.is_up(self.interface) and links.index_of(self.interface) == self.ifindex
 
     def deliver(self, at: float, packet: Received) -> None:
         heapq.heappush(self._queue, (at, next(self.host.lab.seq), packet))
@@ -274,6 +277,9 @@ class FakeAddresses:
     async def add(self, vip: Any) -> bool:
         key = str(vip.interface)
         self._check("add", key)
+        if self.host.links.index_of(vip.dev) is None:
+            self.host.lab.record(self.host.name, "add_refused", key)
+            raise KernelError(f"cannot add {key} to {vip.dev}: No such device")
         if key in self.held:
             return False
         self.held[key] = vip
@@ -310,19 +316,48 @@ class FakeAddresses:
 
 
 class FakeLinks:
-    """Link states of one host (the ``LinksPort`` protocol); every link is up unless set."""
+    """Link states of one host (the ``LinksPort`` protocol); every link is up unless set.
+
+    Every name has an ifindex (numbered on first use); ``delete`` takes the link away
+    (down, no index), ``create`` brings it back with a new index."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
         self.state: dict[str, bool] = {}
+        self.indexes: dict[str, int] = {}
+        self.deleted: set[str] = set()
+        self._next_index = itertools.count(2)
         self._send, self._receive = trio.open_memory_channel[tuple[str, bool]](100)
+
+    def index_of(self, ifname: str) -> int | None:
+        if ifname in self.deleted:
+            return None
+        if ifname not in self.indexes:
+            self.indexes[ifname] = next(self._next_index)
+        return self.indexes[ifname]
+
+    def delete(self, ifname: str) -> None:
+        self.set(ifname, False)
+        self.deleted.add(ifname)
+        self.indexes.pop(ifname, None)
+        self.host.lab.record(self.host.name, "link_deleted", ifname)
+
+    def create(self, ifname: str, *, up: bool = True) -> int:
+        """A new link of that name (a new index), down until ``up``."""
+        self.deleted.discard(ifname)
+        self.indexes[ifname] = index = next(self._next_index)
+        self.host.lab.record(self.host.name, "link_created", ifname, ifindex=index)
+        self.state[ifname] = False
+        if up:
+            self.set(ifname, True)
+        return index
 
     async def open(self) -> None:
         # A fresh watcher sees only changes after it opened (like a netlink subscription).
         self._send, self._receive = trio.open_memory_channel[tuple[str, bool]](100)
 
     def is_up(self, ifname: str) -> bool:
-        return self.state.get(ifname, True)
+        return ifname not in self.deleted and self.state.get(ifname, True)
 
     def set(self, ifname: str, up: bool) -> None:
         if self.is_up(ifname) == up:
@@ -376,7 +411,7 @@ class Host:
     def __init__(self, lab: Lab, name: str, interfaces: dict[str, tuple[Wire, str]]) -> None:
         self.lab = lab
         self.name = name
-        self.interfaces = {
+        self.interfaces: dict[str, tuple[Wire, IPAddress | None]] = {
             ifname: (wire, ipaddress.ip_address(addr))
             for ifname, (wire, addr) in interfaces.items()
         }
@@ -393,11 +428,11 @@ class Host:
         unicast_peers: Sequence[IPAddress] = (),
         unicast_src: IPAddress | None = None,
     ) -> FakeEndpoint:
-        if interface not in self.interfaces:
+        if interface not in self.interfaces or self.links.index_of(interface) is None:
             raise OSError(19, f"no such device: {interface}")
         wire, address = self.interfaces[interface]
         local = unicast_src if unicast_src is not None else address
-        if local.version != family:
+        if local is None or local.version != family:
             raise OSError(99, f"no IPv{family} address on {interface}")
         destinations: tuple[IPAddress, ...] = (
             tuple(unicast_peers) if unicast_peers else (MCAST_V4 if family == 4 else MCAST_V6,)
@@ -406,6 +441,25 @@ class Host:
         wire.endpoints.append(ep)
         self.endpoints.append(ep)
         return ep
+
+    def delete_interface(self, ifname: str) -> None:
+        """``ip link del``: the link goes, and every VIP on it with it."""
+        self.links.delete(ifname)
+        for key, vip in list(self.addresses.held.items()):
+            if vip.dev == ifname:
+                self.addresses.vanish(key)
+
+    def create_interface(self, ifname: str, address: str | None, *, up: bool = True) -> int:
+        """The link is created again (new index) on the same wire, with ``address`` or none
+        yet (``set_address`` gives it one later); returns the new index."""
+        if ifname in self.interfaces:  # not for a device VRRP does not run on (a dummy)
+            wire, _old = self.interfaces[ifname]
+            self.interfaces[ifname] = (wire, ipaddress.ip_address(address) if address else None)
+        return self.links.create(ifname, up=up)
+
+    def set_address(self, ifname: str, address: str) -> None:
+        wire, _old = self.interfaces[ifname]
+        self.interfaces[ifname] = (wire, ipaddress.ip_address(address))
 
     def _make_ipvs(self, config: Any) -> FakeIpvs:
         ipvs = FakeIpvs(self, config)
