@@ -14,6 +14,9 @@ anywhere else.
 - ``request``: one bounded TCP request from a namespace; returns what the server said.
 - ``AgentProcess``: ``hadirector run`` in a namespace, its JSON log lines collected by a
   reader thread, with waits on events.
+- ``Capture``: tcpdump on an interface of a namespace into a pcap file, read back as
+  time-stamped frames (``read_pcap``); ``log_time_s`` puts a log record on the same clock.
+- ``control_status``: an agent's ``status`` reply over its control socket.
 
 Test support only: must not be imported by the package, and must not touch the VM's own
 (root) namespace beyond creating and deleting namespaces.
