@@ -430,6 +430,10 @@ class Capture:
             self.process.kill()
             raise AssertionError(f"tcpdump did not start: {''.join(said)}")
 
+    def frames(self) -> list[CapturedFrame]:
+        """The frames captured so far (tcpdump writes each one as it comes, ``-U``)."""
+        return read_pcap(self.pcap)
+
     def stop(self) -> list[CapturedFrame]:
         """End the capture (SIGINT flushes the file); every frame captured."""
         if self.process.poll() is None:
