@@ -165,6 +165,8 @@ class Instance:
         self._reopen_at: float | None = None
         self._reopen_failures = 0
         self._interface_gone = False  # logged once per disappearance
+        # The interface's incarnation (links.incarnation) the VRRP socket was opened on.
+        self._sock_incarnation = 0
         self.done = trio.Event()
         self.stop_requested = False
         self.group: SyncGroup | None = None
@@ -248,12 +250,29 @@ class Instance:
         return False
 
     def _open_endpoint(self) -> VrrpEndpoint:
+        """Open the VRRP socket, noting which incarnation of the interface it is tied to."""
         cfg = self.cfg
-        return self.agent.adapters.open_vrrp_endpoint(
+        # Read before opening: a re-creation in between makes the socket look stale
+        # (re-opened once more for nothing), never the other way round.
+        incarnation = self.agent.links.incarnation(cfg.interface)
+        sock = self.agent.adapters.open_vrrp_endpoint(
             interface=cfg.interface,
             family=cfg.family,
             unicast_peers=cfg.unicast_peers,
             unicast_src=cfg.unicast_src,
+        )
+        self._sock_incarnation = incarnation
+        return sock
+
+    def _socket_stale(self) -> bool:
+        """The interface the socket was opened on was deleted since (it may have come back
+        under the same name, even with the same ifindex: the socket is dead all the same)."""
+        assert self.sock is not None
+        links = self.agent.links
+        name = self.cfg.interface
+        return (
+            links.incarnation(name) != self._sock_incarnation
+            or links.index_of(name) != self.sock.ifindex
         )
 
     async def _open_socket(self) -> VrrpEndpoint | None:
@@ -303,8 +322,7 @@ class Instance:
         assert self.machine is not None and self.sock is not None
         if not up:
             self._reopen_at = None
-            index = self.agent.links.index_of(self.cfg.interface)
-            if index != self.sock.ifindex and not self._interface_gone:
+            if self._socket_stale() and not self._interface_gone:
                 self._interface_gone = True
                 self.log.warning(
                     "vrrp.interface_gone",
@@ -329,9 +347,9 @@ class Instance:
         scheduled) while that cannot be done yet, e.g. no source address."""
         assert self.machine is not None and self.sock is not None
         cfg = self.cfg
-        index = self.agent.links.index_of(cfg.interface)
-        if index == self.sock.ifindex:
+        if not self._socket_stale():
             return True
+        index = self.agent.links.index_of(cfg.interface)
         if index is None:
             return False  # gone again before we looked: its "down" is on its way
         try:
@@ -621,6 +639,11 @@ class Instance:
                 try:
                     await self.agent.addresses.add(vip)
                 except KernelError as exc:
+                    if not self.agent.links.is_up(vip.dev):
+                        # The link went after all: the kernel removes IPv6 addresses just
+                        # before it reports the link down (or deletes it).
+                        self.log.info("vip.lost_with_link", vip=vip_text, interface=vip.dev)
+                        return
                     self.log.error("vip.add_failed", vip=vip_text, error=str(exc))
                     return
                 self._announce_once([vip])

@@ -72,13 +72,16 @@ class AddressesPort(Protocol):
 
 class LinksPort(Protocol):
     """Link states and their changes as (ifname, up) pairs; the current ifindex of a name
-    (None while there is no such interface)."""
+    (None while there is no such interface) and its incarnation (a count that changes
+    when the interface is deleted and created again, even with the same ifindex)."""
 
     async def open(self) -> None: ...
 
     def is_up(self, ifname: str) -> bool: ...
 
     def index_of(self, ifname: str) -> int | None: ...
+
+    def incarnation(self, ifname: str) -> int: ...
 
     def changes(self) -> AsyncIterator[Any]: ...
 

@@ -21,10 +21,10 @@ Frames shorter than the Ethernet minimum are zero-padded to 60 bytes. The MAC an
 follow the interface: the announcer reads queued link/IPv6-address notifications for its
 interface before each send (one non-blocking ``recv``) and re-reads both when something
 changed; ``refresh()`` does the same on demand. The interface is followed by name: if it is
-deleted and one with the same name appears (a new ifindex: a re-created VLAN, bond or veth),
-the packet socket is re-bound to the new one before the next send. While the link is down or
-gone the sends raise ``LinkUnavailable``; a full transmit queue raises ``BlockingIOError``
-(the agent counts it; the next repeat of the announcement covers it).
+deleted (the kernel then unbinds the packet socket) and one with the same name appears, with
+a new ifindex or the old one, the socket is bound to it again before the next send. While
+the link is down or gone the sends raise ``LinkUnavailable``; a full transmit queue raises
+``BlockingIOError`` (the agent counts it; the next repeat of the announcement covers it).
 
 What it must not do: decide when or how often to announce (the agent does, from the
 configuration), or block: both sends are plain synchronous calls that never wait.
@@ -52,6 +52,7 @@ from hadirector.net.netlink import (
     AddressInfo,
     EventsLost,
     LinkInfo,
+    Message,
     NetlinkSocket,
     addresses_blocking,
     close_socket,
@@ -176,50 +177,49 @@ class Announcer:
         ip = usable[0].interface.ip if usable else None
         self.link_local = ipaddress.IPv6Address(ip) if ip is not None else None
 
-    def _rebind(self, ifindex: int) -> None:
-        """Bind the packet socket to the interface that now carries our name."""
-        self._sock.bind((self.interface, 0))
-        self.ifindex = ifindex
-        self.refresh()
+    def _bound(self) -> bool:
+        """Whether the packet socket still has a device: the kernel unbinds it when the
+        device is deleted (its name then reads as empty)."""
+        return bool(self._sock.getsockname()[0])
 
-    def _rebind_by_name(self) -> None:
-        """After lost notifications: re-bind if our name now belongs to another ifindex."""
+    def _rebind(self) -> bool:
+        """Bind to the interface that now carries our name; False while there is none."""
         try:
             replies = self._requests.request_now(
                 link_request(self.interface), RTM_GETLINK, NLM_F_REQUEST
             )
-        except OSError:
-            return  # gone (ENODEV) or unreadable: sends say LinkUnavailable, next look retries
-        for message in replies:
-            if message.msg_type == RTM_NEWLINK:
-                info = LinkInfo.from_message(message)
-                if info.index != self.ifindex:
-                    self._rebind(info.index)
-                return
+            index = next(
+                LinkInfo.from_message(m).index for m in replies if m.msg_type == RTM_NEWLINK
+            )
+            self._sock.bind((self.interface, 0))
+        except (OSError, StopIteration):
+            return False  # gone (ENODEV) or unreadable: sends say LinkUnavailable
+        self.ifindex = index
+        self.refresh()
+        return True
 
     def _follow_interface(self) -> None:
         """Refresh if the interface's MAC or IPv6 link-local changed since the last look;
-        re-bind if an interface of our name was created again (a new ifindex)."""
+        re-bind if the interface was deleted, or one of our name created again."""
         try:
-            messages = self._events.receive_pending()
+            messages: list[Message] | None = self._events.receive_pending()
         except EventsLost:
-            self._rebind_by_name()
+            messages = None
+        recreated = messages is None or any(
+            m.msg_type == RTM_NEWLINK
+            and m.body is not None
+            and int(m.body["index"]) != self.ifindex
+            and LinkInfo.from_message(m).name == self.interface
+            for m in messages
+        )
+        if (recreated or not self._bound()) and self._rebind():
+            return
+        if messages is None:
             self.refresh()
             return
         for message in messages:
             body = message.body
-            if body is None:
-                continue
-            if message.msg_type == RTM_NEWLINK and int(body["index"]) != self.ifindex:
-                info = LinkInfo.from_message(message)
-                if info.name == self.interface:
-                    try:
-                        self._rebind(info.index)
-                    except OSError:
-                        self._rebind_by_name()  # gone again already: the next look retries
-                    return
-                continue
-            if int(body["index"]) != self.ifindex:
+            if body is None or int(body["index"]) != self.ifindex:
                 continue
             if message.msg_type == RTM_NEWLINK:
                 mac = LinkInfo.from_message(message).mac
@@ -227,12 +227,14 @@ class Announcer:
             elif message.msg_type in (RTM_NEWADDR, RTM_DELADDR):
                 changed = AddressInfo.from_message(message).interface.ip.is_link_local
             else:
-                changed = False  # RTM_DELLINK: the socket is dead; sends say LinkUnavailable
+                changed = False  # RTM_DELLINK: the socket is unbound, handled above
             if changed:
                 self.refresh()
                 return
 
     def _require_ethernet(self, what: str) -> None:
+        if not self._bound():
+            raise LinkUnavailable(errno.ENODEV, f"{what}: {self.interface} is gone")
         if len(self.mac) != 6:
             raise OSError(errno.EOPNOTSUPP, f"{what}: {self.interface} is not an Ethernet link")
 

@@ -5,13 +5,21 @@ socket to ``RTMGRP_LINK`` *before* dumping every link, so no change between the 
 the first notification is missed. A link is *up* when it is administratively up and has
 carrier (``IFF_UP`` and ``IFF_RUNNING``, i.e. operstate UP or UNKNOWN); a deleted link is
 down. ``changes()`` yields a ``LinkChange(ifname, up)`` each time that boolean flips
-(including deletion, creation and rename), in kernel order. ``is_up(ifname)`` answers from
-the same state after reading any notifications already queued, so it is current even when
-nobody iterates ``changes()``; transitions it consumes are kept for ``changes()``, not lost.
+(including deletion, creation and rename), in kernel order; a deletion is always reported,
+even of a link that was down already (a second ``up=False``: ``index_of`` or ``incarnation``
+tell a deletion). ``is_up(ifname)`` answers from the same state after reading any
+notifications already queued, so it is current even when nobody iterates ``changes()``;
+transitions it consumes are kept for ``changes()``, not lost.
 ``is_up`` never blocks and never raises: if reading the queue fails, or finds that the
 kernel dropped notifications (ENOBUFS), it answers from the last known state and leaves the
 re-dump to ``changes()``, which then reports the differences. ``changes()`` never ends on a
 transient netlink error (a failed read or re-dump): it waits ``RETRY_S`` and dumps again.
+
+``incarnation(ifname)`` counts the links that have carried a name: it goes up each time a
+link of that name appears (created, or renamed to it), so whoever opened something on the
+interface can tell it was deleted and created again since, even when the kernel gave the
+new one the same ifindex (it may). Read from notifications, it misses a delete and re-create
+with the same index that fell entirely within lost notifications (a re-dump cannot see it).
 
 Latency: the kernel reports carrier changes of stacked devices (veth, VLAN, bond) at once;
 for a physical NIC, carrier events can be rate-limited by the kernel's link-watch (up to 1 s).
@@ -76,9 +84,11 @@ class LinkWatcher:
         self._requests: NetlinkSocket | None = None  # re-dumps from changes()
         self._sync_requests: NetlinkSocket | None = None  # re-dumps from is_up()
         self._links: dict[int, LinkInfo] = {}
+        self._incarnations: dict[str, int] = {}
         self._pending: deque[LinkChange] = deque(maxlen=_MAX_PENDING_CHANGES)
         self._stale = False  # notifications were lost: changes() must re-dump
         self._stale_event = trio.Event()  # set with _stale, wakes changes()
+        self._pending_event = trio.Event()  # set when is_up() & co. queued a change
 
     async def open(self) -> None:
         """Subscribe to link notifications, then dump the current links."""
@@ -114,6 +124,7 @@ class LinkWatcher:
             if message.msg_type == RTM_NEWLINK:
                 info = LinkInfo.from_message(message)
                 self._links[info.index] = info
+                self._incarnations[info.name] = self._incarnations.get(info.name, 0) + 1
 
     def _socket(self) -> NetlinkSocket:
         if self._sock is None:
@@ -128,6 +139,8 @@ class LinkWatcher:
 
     def _apply(self, info: LinkInfo) -> None:
         old = self._links.get(info.index)
+        if not info.deleted and (old is None or old.name != info.name):
+            self._incarnations[info.name] = self._incarnations.get(info.name, 0) + 1
         if info.deleted:
             self._links.pop(info.index, None)
         else:
@@ -138,6 +151,10 @@ class LinkWatcher:
         was_up = old.up if old is not None else False
         if info.up != was_up:
             self._pending.append(LinkChange(info.name, info.up))
+        elif info.deleted and old is not None:
+            # Deleted while down (the kernel reports the link down just before deleting
+            # it): said again, so that a consumer that saw "down" learns it is gone.
+            self._pending.append(LinkChange(info.name, False))
 
     def _apply_messages(self, messages: list[Message]) -> None:
         for message in messages:
@@ -173,6 +190,8 @@ class LinkWatcher:
             self._mark_stale()
             return
         self._apply_messages(messages)
+        if self._pending:
+            self._pending_event.set()  # changes() delivers it now, not at the next message
 
     def is_up(self, ifname: str) -> bool:
         """True if ``ifname`` exists, is up and has carrier, as of the notifications so far.
@@ -190,6 +209,12 @@ class LinkWatcher:
             if info.name == ifname:
                 return info.index
         return None
+
+    def incarnation(self, ifname: str) -> int:
+        """How many links have carried ``ifname`` so far (0: never seen): it changes when
+        the interface is deleted and created again, whatever ifindex the new one got."""
+        self._drain()
+        return self._incarnations.get(ifname, 0)
 
     async def changes(self) -> AsyncIterator[LinkChange]:
         """Yield each flip of a link's up state, forever (one consumer at a time).
@@ -229,10 +254,14 @@ class LinkWatcher:
         self._resync(replies)
 
     async def _receive_unless_stale(self, sock: NetlinkSocket) -> list[Message]:
-        """The next notifications, or [] as soon as ``is_up()`` finds some were lost."""
+        """The next notifications, or [] as soon as ``is_up()`` finds some were lost or
+        queued a change of its own."""
         received: list[list[Message]] = []
         failed: list[Exception] = []
         stale_event = self._stale_event
+        self._pending_event = pending_event = trio.Event()
+        if self._pending:
+            return []
 
         async with trio.open_nursery() as nursery:
 
@@ -247,8 +276,13 @@ class LinkWatcher:
                 await stale_event.wait()
                 nursery.cancel_scope.cancel()
 
+            async def wait_pending() -> None:
+                await pending_event.wait()
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(receive)
             nursery.start_soon(wait_stale)
+            nursery.start_soon(wait_pending)
         if failed:
             raise failed[0]
         return received[0] if received else []

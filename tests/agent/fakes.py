@@ -211,6 +211,7 @@ class FakeEndpoint:
         self.family = local_address.version
         self.multicast = destinations[0].is_multicast
         self.ifindex = host.links.index_of(interface) or 0
+        self.incarnation = host.links.incarnation(interface)
         self.closed = False
         self._queue: list[tuple[float, int, Received]] = []
         self._wakeup = trio.Event()
@@ -219,7 +220,7 @@ class FakeEndpoint:
     def link_up(self) -> bool:
         """Up, and still the interface it was opened on (not a re-created one)."""
         links = self.host.links
-        return links.is_up(self.interface) and links.index_of(self.interface) == self.ifindex
+        return links.is_up(self.interface) and links.incarnation(self.interface) == self.incarnation
 
     def deliver(self, at: float, packet: Received) -> None:
         heapq.heappush(self._queue, (at, next(self.host.lab.seq), packet))
@@ -318,14 +319,16 @@ class FakeAddresses:
 class FakeLinks:
     """Link states of one host (the ``LinksPort`` protocol); every link is up unless set.
 
-    Every name has an ifindex (numbered on first use); ``delete`` takes the link away
-    (down, no index), ``create`` brings it back with a new index."""
+    Every name has an ifindex (numbered on first use) and an incarnation; ``delete`` takes
+    the link away (down, no index), ``create`` brings it back as a new incarnation, with a
+    new index or, as the kernel may do, the old one."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
         self.state: dict[str, bool] = {}
         self.indexes: dict[str, int] = {}
         self.deleted: set[str] = set()
+        self.incarnations: dict[str, int] = {}
         self._next_index = itertools.count(2)
         self._send, self._receive = trio.open_memory_channel[tuple[str, bool]](100)
 
@@ -336,16 +339,21 @@ class FakeLinks:
             self.indexes[ifname] = next(self._next_index)
         return self.indexes[ifname]
 
+    def incarnation(self, ifname: str) -> int:
+        return self.incarnations.get(ifname, 1)
+
     def delete(self, ifname: str) -> None:
         self.set(ifname, False)
         self.deleted.add(ifname)
-        self.indexes.pop(ifname, None)
         self.host.lab.record(self.host.name, "link_deleted", ifname)
 
-    def create(self, ifname: str, *, up: bool = True) -> int:
-        """A new link of that name (a new index), down until ``up``."""
+    def create(self, ifname: str, *, up: bool = True, same_index: bool = False) -> int:
+        """A new link of that name (a new index unless ``same_index``), up if ``up``."""
         self.deleted.discard(ifname)
-        self.indexes[ifname] = index = next(self._next_index)
+        self.incarnations[ifname] = self.incarnation(ifname) + 1
+        if not same_index or ifname not in self.indexes:
+            self.indexes[ifname] = next(self._next_index)
+        index = self.indexes[ifname]
         self.host.lab.record(self.host.name, "link_created", ifname, ifindex=index)
         self.state[ifname] = False
         if up:
@@ -449,13 +457,15 @@ class Host:
             if vip.dev == ifname:
                 self.addresses.vanish(key)
 
-    def create_interface(self, ifname: str, address: str | None, *, up: bool = True) -> int:
+    def create_interface(
+        self, ifname: str, address: str | None, *, up: bool = True, same_index: bool = False
+    ) -> int:
         """The link is created again (new index) on the same wire, with ``address`` or none
         yet (``set_address`` gives it one later); returns the new index."""
         if ifname in self.interfaces:  # not for a device VRRP does not run on (a dummy)
             wire, _old = self.interfaces[ifname]
             self.interfaces[ifname] = (wire, ipaddress.ip_address(address) if address else None)
-        return self.links.create(ifname, up=up)
+        return self.links.create(ifname, up=up, same_index=same_index)
 
     def set_address(self, ifname: str, address: str) -> None:
         wire, _old = self.interfaces[ifname]

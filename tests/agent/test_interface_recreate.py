@@ -211,3 +211,43 @@ def test_vip_on_another_device_is_put_back_when_that_device_returns() -> None:
         assert any(g.time >= t_create for g in lab.find("garp", host="a", subject="203.0.113.10"))
 
     run_lab(scenario)
+
+
+def test_recreated_with_the_same_ifindex_is_still_a_new_interface() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        rb = await lab.start(b, instance_toml(priority=100))
+        await trio.sleep(2)
+        old_endpoint = ra.instance("VI_1").sock
+        a.delete_interface("eth0")
+        await trio.sleep(2)
+        assert rb.state("VI_1") == "MASTER"
+        index = a.create_interface("eth0", "192.0.2.1", same_index=True)
+        assert index == old_endpoint.ifindex
+        await trio.sleep(3)
+        assert old_endpoint.closed
+        assert len(lab.find("vrrp.interface_gone", host="a")) == 1
+        reopened = lab.find("vrrp.socket_reopened", host="a")
+        assert len(reopened) == 1 and reopened[0].detail["ifindex"] == index
+        assert ra.state("VI_1") == "MASTER" and rb.state("VI_1") == "BACKUP"
+
+    run_lab(scenario)
+
+
+def test_deleted_and_created_again_before_the_agent_looked() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        rb = await lab.start(b, instance_toml(priority=100))
+        await trio.sleep(2)
+        # Both within one instant: the agent reads "down" when the new link already exists.
+        a.delete_interface("eth0")
+        a.create_interface("eth0", "192.0.2.1", same_index=True)
+        await trio.sleep(3)
+        assert len(lab.find("vrrp.interface_gone", host="a")) == 1
+        assert len(lab.find("vrrp.socket_reopened", host="a")) == 1
+        assert ra.state("VI_1") == "MASTER" and rb.state("VI_1") == "BACKUP"
+        assert VIP in a.held() and VIP not in b.held()
+
+    run_lab(scenario)

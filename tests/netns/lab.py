@@ -794,6 +794,32 @@ class Lab:
             "-n", self.ns("switch"), "link", "set", self.port(node, lan), "up" if up else "down"
         )
 
+    def delete_link(self, node: str, lan: int = 0) -> None:
+        """``ip link del`` ``node``'s interface on ``lan``: its addresses go with it, and its
+        veth peer (the bridge port) too."""
+        self._ip("-n", self.ns(node), "link", "del", iface(lan))
+
+    def create_link(self, node: str, lan: int = 0, *, addresses: bool = True) -> None:
+        """Create ``node``'s interface on ``lan`` again, as ``setup`` did: a new veth pair
+        (a new ifindex and MAC) with its bridge end on the LAN's bridge, up; with
+        ``addresses`` also the node's fixed addresses (else ``add_lan_addresses`` later)."""
+        port, dev, sw = self.port(node, lan), iface(lan), self.ns("switch")
+        self._ip("-n", sw, "link", "add", port, "type", "veth", "peer", "name", dev,
+                 "netns", self.ns(node))  # fmt: skip
+        self._ip("-n", sw, "link", "set", port, "master", f"br{lan}")
+        self._ip("-n", sw, "link", "set", port, "up")
+        if addresses:
+            self.add_lan_addresses(node, lan)
+        self._ip("-n", self.ns(node), "link", "set", dev, "up")
+
+    def add_lan_addresses(self, node: str, lan: int = 0) -> None:
+        """Give ``node``'s interface on ``lan`` its fixed IPv4 (and IPv6) address."""
+        dev, ns = iface(lan), self.ns(node)
+        self._ip("-n", ns, "addr", "add", f"{lan_address(node, lan, 4)}/24", "dev", dev)
+        if self.ipv6:
+            self._ip("-n", ns, "addr", "add", f"{lan_address(node, lan, 6)}/64", "dev", dev,
+                     "nodad")  # fmt: skip
+
     def cut(self, *nodes: str) -> None:
         """Split ``nodes`` from each other on every LAN (split brain).
 
