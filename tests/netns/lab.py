@@ -799,13 +799,19 @@ class Lab:
         veth peer (the bridge port) too."""
         self._ip("-n", self.ns(node), "link", "del", iface(lan))
 
-    def create_link(self, node: str, lan: int = 0, *, addresses: bool = True) -> None:
+    def create_link(
+        self, node: str, lan: int = 0, *, addresses: bool = True, index: int | None = None
+    ) -> None:
         """Create ``node``'s interface on ``lan`` again, as ``setup`` did: a new veth pair
-        (a new ifindex and MAC) with its bridge end on the LAN's bridge, up; with
-        ``addresses`` also the node's fixed addresses (else ``add_lan_addresses`` later)."""
+        (a new MAC; a new ifindex, or ``index``) with its bridge end on the LAN's bridge, up;
+        with ``addresses`` also the node's fixed addresses (else ``add_lan_addresses``)."""
         port, dev, sw = self.port(node, lan), iface(lan), self.ns("switch")
-        self._ip("-n", sw, "link", "add", port, "type", "veth", "peer", "name", dev,
-                 "netns", self.ns(node))  # fmt: skip
+        if index is None:
+            self._ip("-n", sw, "link", "add", port, "type", "veth", "peer", "name", dev,
+                     "netns", self.ns(node))  # fmt: skip
+        else:
+            self._ip("-n", self.ns(node), "link", "add", dev, "index", str(index), "type",
+                     "veth", "peer", "name", port, "netns", sw)  # fmt: skip
         self._ip("-n", sw, "link", "set", port, "master", f"br{lan}")
         self._ip("-n", sw, "link", "set", port, "up")
         if addresses:
@@ -864,6 +870,10 @@ class Lab:
     def mac(self, node: str, dev: str = "eth0") -> str:
         data = json.loads(self.run(node, "ip", "-j", "link", "show", "dev", dev).stdout)
         return str(data[0]["address"])
+
+    def ifindex(self, node: str, dev: str = "eth0") -> int:
+        data = json.loads(self.run(node, "ip", "-j", "link", "show", "dev", dev).stdout)
+        return int(data[0]["ifindex"])
 
     def neigh(self, node: str, ip: str, dev: str | None = None) -> str | None:
         """The MAC in ``node``'s neighbour entry for ``ip`` (None if absent/unresolved)."""

@@ -3,19 +3,29 @@
 Two ``hadirector run`` directors in the namespace lab (dir-a 150, dir-b 100, 0.1 s adverts).
 dir-a's veth is deleted (``ip link del``): dir-a goes to FAULT and says once that the
 interface is gone, dir-b takes over. A veth of the same name is then created again (a new
-ifindex, a new MAC), put on the bridge and brought up: in IPv4 first without its address,
-so dir-a stays in FAULT and says why; once the address is there (IPv6: once the link-local
-is) dir-a re-opens its VRRP socket, comes back as BACKUP and preempts to MASTER, and the
-client reaches the VIP at the new MAC. The agent's pid never changes.
+MAC; a new ifindex, or the old one, as the kernel may give), put on the bridge and brought
+up: in IPv4 first without its address, so dir-a stays in FAULT and says why; once the
+address is there (IPv6: once the link-local is) dir-a re-opens its VRRP socket, comes back
+as BACKUP and preempts to MASTER, and the client reaches the VIP at the new MAC. The
+agent's pid never changes. Multicast and unicast (where the missing address is the
+configured ``unicast_src``), IPv4 and IPv6.
+
+The adapters are also checked alone: the link watcher counts a new incarnation of the name
+and the announcer sends from the new interface, with a new ifindex or the old one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
 import pytest
 
+from hadirector.net.announce import Announcer
+from hadirector.net.links import LinkUnavailable, LinkWatcher
+
+from . import nsutil
 from .e2e_util import STATE_TIMEOUT_S, adverts_from, is_garp, is_unsolicited_na, start_pair, vip_for
 from .lab import Lab, wait_for
 from .prober import ProberRun
@@ -29,9 +39,15 @@ def _probe(lab: Lab, target: str) -> dict[str, Any]:
     return ProberRun(lab, target, duration_s=0.5).result(timeout_s=60)
 
 
-@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
-def test_master_interface_deleted_and_created_again(netlab: Lab, family: int) -> None:
-    a, b = start_pair(netlab, family=family)
+@pytest.mark.parametrize(
+    ("family", "same_index", "unicast"),
+    [(4, False, False), (4, True, False), (4, False, True), (6, False, False)],
+    ids=["ipv4", "ipv4-same-ifindex", "ipv4-unicast", "ipv6"],
+)
+def test_master_interface_deleted_and_created_again(
+    netlab: Lab, family: int, same_index: bool, unicast: bool
+) -> None:
+    a, b = start_pair(netlab, family=family, unicast=unicast)
     vip = vip_for(family=family)
     pid = a.pid
     wait_for(lambda: netlab.who_has(vip) == {"dir-a"}, 15, f"{vip} on dir-a")
@@ -40,6 +56,7 @@ def test_master_interface_deleted_and_created_again(netlab: Lab, family: int) ->
     assert _probe(netlab, vip)["macs"].keys() == {old_mac_a}  # the client resolves the VIP
 
     # Deleted: FAULT, said once; the peer takes over.
+    old_index = netlab.ifindex("dir-a")
     netlab.delete_link("dir-a")
     b.wait_state("MASTER", STATE_TIMEOUT_S)
     a.wait_state("FAULT", STATE_TIMEOUT_S)
@@ -53,9 +70,12 @@ def test_master_interface_deleted_and_created_again(netlab: Lab, family: int) ->
 
     # Created again (new ifindex, new MAC), on the bridge and up.
     t_create = time.monotonic()
-    netlab.create_link("dir-a", addresses=family == 6)
+    # The kernel may give the new interface the old ifindex: it is a new interface all the
+    # same (multicast membership and packet socket binding went with the old one).
+    netlab.create_link("dir-a", addresses=family == 6, index=old_index if same_index else None)
     mac_a = netlab.mac("dir-a")
     assert mac_a != old_mac_a
+    assert (netlab.ifindex("dir-a") == old_index) is same_index
     if family == 4:
         # No IPv4 address to send from yet: still FAULT, and it says why, once.
         wait_for(lambda: a.records("vrrp.interface_not_ready"), 15, "interface_not_ready")
@@ -71,7 +91,8 @@ def test_master_interface_deleted_and_created_again(netlab: Lab, family: int) ->
     assert a.states()[seen:] == ["FAULT", "BACKUP", "MASTER"]
     reopened = a.records("vrrp.socket_reopened")
     assert len(reopened) == 1
-    assert reopened[0]["ifindex"] != reopened[0]["old_ifindex"]
+    assert reopened[0]["old_ifindex"] == old_index
+    assert (reopened[0]["ifindex"] == old_index) is same_index
     wait_for(lambda: netlab.who_has(vip) == {"dir-a"}, 15, f"{vip} back on dir-a only")
     announce = is_garp(vip, mac_a) if family == 4 else is_unsolicited_na(vip, mac_a)
     netlab.wait_wire(announce, WIRE_TIMEOUT_S, "announcement from the new MAC", t_create)
@@ -85,3 +106,37 @@ def test_master_interface_deleted_and_created_again(netlab: Lab, family: int) ->
 
     # The same process throughout.
     assert a.running() and a.pid == pid
+
+
+@pytest.mark.parametrize("same_index", [False, True], ids=["new-ifindex", "same-ifindex"])
+def test_announcer_and_link_watcher_follow_a_recreated_interface(
+    netlab: Lab, same_index: bool
+) -> None:
+    """The adapters alone: the link watcher counts the new incarnation, the announcer's
+    packet socket (unbound by the kernel with the old device) sends from the new one."""
+    vip = ipaddress.IPv4Address(vip_for())
+    with nsutil.Netns(netlab.ns("dir-a")).entered():
+        announcer = Announcer.open("eth0")
+        watcher = LinkWatcher()
+        watcher.open_blocking()
+    try:
+        old_index, old_mac = netlab.ifindex("dir-a"), netlab.mac("dir-a")
+        incarnation = watcher.incarnation("eth0")
+        announcer.send_garp(vip)
+        netlab.delete_link("dir-a")
+        wait_for(lambda: watcher.index_of("eth0") is None, 10, "the watcher seeing eth0 go")
+        with pytest.raises(LinkUnavailable):
+            announcer.send_garp(vip)
+        netlab.create_link("dir-a", index=old_index if same_index else None)
+        wait_for(lambda: watcher.is_up("eth0"), 10, "the watcher seeing eth0 up again")
+        assert watcher.incarnation("eth0") == incarnation + 1
+        assert (watcher.index_of("eth0") == old_index) is same_index
+        mac = netlab.mac("dir-a")
+        since = time.monotonic()
+        announcer.send_garp(vip)
+        assert (announcer.ifindex, announcer.mac.hex(":")) == (netlab.ifindex("dir-a"), mac)
+        assert mac != old_mac
+        netlab.wait_wire(is_garp(str(vip), mac), WIRE_TIMEOUT_S, "GARP from the new eth0", since)
+    finally:
+        announcer.close()
+        watcher.close()
