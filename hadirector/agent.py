@@ -715,6 +715,8 @@ class Instance:
             while True:
                 try:
                     received = await sock.receive()
+                except trio.ClosedResourceError:
+                    return  # replaced by a socket on a re-created interface
                 except OSError as exc:
                     self.rejects.warning("recv", "vrrp.receive_failed", error=str(exc))
                     await trio.sleep(RECEIVE_ERROR_BACKOFF_S)

@@ -26,8 +26,9 @@ or the source address is missing, ``send`` raises ``LinkUnavailable`` (an OSErro
 receives at a time; any number may send (they take turns).
 
 What it must not do: decode or validate VRRP (the codec and the agent do), read the clock,
-or open a socket per packet. If the interface is deleted and re-created (new ifindex) the
-agent closes this socket and opens a new one.
+or open a socket per packet. If the interface is deleted and created again, this socket is
+dead even if the new interface got the same ifindex (its multicast membership went with the
+old one): the agent closes it and opens a new one (``ifindex`` says which it was opened on).
 """
 
 from __future__ import annotations

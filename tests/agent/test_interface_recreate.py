@@ -91,7 +91,7 @@ def test_deleted_then_recreated_interface_leaves_fault_without_restart() -> None
         assert sent and all("b" in f.delivered_to for f in sent)
         # Never restarted; the other instance and the IPVS side were never disturbed.
         assert not ra.returned.is_set()
-        assert len(a.ipvs) == 1 and a.ipvs[0].started
+        assert len(a.ipvs) == 1 and a.ipvs[0].started and len(a.ipvs[0].configs) == 1
         assert [(o, n) for _, o, n in lab.transitions("a", "VI_2")] == [
             ("INIT", "BACKUP"),
             ("BACKUP", "MASTER"),
@@ -249,5 +249,25 @@ def test_deleted_and_created_again_before_the_agent_looked() -> None:
         assert len(lab.find("vrrp.socket_reopened", host="a")) == 1
         assert ra.state("VI_1") == "MASTER" and rb.state("VI_1") == "BACKUP"
         assert VIP in a.held() and VIP not in b.held()
+
+    run_lab(scenario)
+
+
+def test_a_link_flap_keeps_the_socket() -> None:
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await lab.start(b, instance_toml(priority=100))
+        await trio.sleep(2)
+        endpoint = ra.instance("VI_1").sock
+        a.links.set("eth0", False)
+        await trio.sleep(2)
+        assert ra.state("VI_1") == "FAULT"
+        a.links.set("eth0", True)
+        await trio.sleep(3)
+        assert ra.state("VI_1") == "MASTER"
+        assert ra.instance("VI_1").sock is endpoint and not endpoint.closed
+        assert not lab.find("vrrp.interface_gone", host="a")
+        assert not lab.find("vrrp.socket_reopened", host="a")
 
     run_lab(scenario)
