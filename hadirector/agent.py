@@ -21,7 +21,8 @@ down: the instance goes to FAULT (a master's VIPs went with the interface) and s
 the interface is gone. When a link of the same name comes up, the instance re-opens its VRRP
 socket on the new index (multicast membership or unicast setup, source address) before it
 leaves FAULT; if the new interface has no address to send from yet it stays in FAULT, says
-why once, and tries again every ``REOPEN_RETRY_S``. The announcers and the address manager
+why once, and tries again when an address appears (at the latest every
+``REOPEN_RETRY_S``). The announcers and the address manager
 follow the name on their own (net/announce.py, net/addresses.py). Nothing else stops.
 
 SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
@@ -335,6 +336,11 @@ class Instance:
             return []  # stays in FAULT; a retry is due at self._reopen_at
         return self.machine.set_link(True, now)
 
+    @property
+    def waiting_for_address(self) -> bool:
+        """The interface came back without what the VRRP socket needs: a retry is due."""
+        return self._reopen_at is not None
+
     def _retry_reopen(self, now: float) -> list[Any]:
         self._reopen_at = None
         if not self.agent.links.is_up(self.cfg.interface):
@@ -361,7 +367,8 @@ class Instance:
                     interface=cfg.interface,
                     ifindex=index,
                     error=str(exc),
-                    action=f"FAULT, retrying every {REOPEN_RETRY_S} s",
+                    action=f"FAULT; retrying when an address appears, at least every "
+                    f"{REOPEN_RETRY_S} s",
                 )
             self._reopen_failures += 1
             self._reopen_at = now + REOPEN_RETRY_S
@@ -404,6 +411,9 @@ class Instance:
             return actions
         if kind == "link":
             return self._on_link(event[1], now)
+        if kind == "address":
+            # An address appeared somewhere: if waiting for one to re-open, try now.
+            return self._retry_reopen(now) if self._reopen_at is not None else []
         if kind == "priority":
             # Computed now, from the configuration this machine was built with: a reload's
             # reconfigure may still be queued behind this event.
@@ -905,7 +915,13 @@ class Agent:
                 self.tracks.interfaces[ifname] = up
                 self._retrack()
 
+    def _on_address_added(self) -> None:
+        for inst in self.instances.values():
+            if inst.waiting_for_address:
+                inst.post("address")
+
     async def _vip_watch_loop(self) -> None:
+        self.addresses.on_address_added(self._on_address_added)
         async for removed in self.addresses.watch():
             for inst in self.instances.values():
                 await inst.readd_if_held(str(removed))

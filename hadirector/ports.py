@@ -59,7 +59,8 @@ class AnnouncerPort(Protocol):
 
 
 class AddressesPort(Protocol):
-    """VIPs on interfaces: add/remove (False = already so), and vanished-VIP events."""
+    """VIPs on interfaces: add/remove (False = already so), and vanished-VIP events; while
+    ``watch()`` runs, a listener hears of any address appearing (to retry what waited)."""
 
     async def open(self) -> None: ...
 
@@ -68,6 +69,8 @@ class AddressesPort(Protocol):
     async def remove(self, vip: Any) -> bool: ...
 
     def watch(self) -> AsyncIterator[Any]: ...
+
+    def on_address_added(self, listener: Callable[[], None]) -> None: ...
 
 
 class LinksPort(Protocol):

@@ -24,6 +24,9 @@ and ``.label`` (IPv4 label or None; the kernel keeps labels for IPv4 only).
   the kernel drops notifications, ``watch()`` re-lists the addresses and reports every held
   VIP that is missing. A transient netlink error (a failed read or re-listing) never ends
   ``watch()``: it waits ``WATCH_RETRY_S`` and re-lists until that works.
+- ``on_address_added(listener)``: while ``watch()`` runs, ``listener()`` is called whenever
+  an address appears or changes anywhere (and after lost notifications), so that whoever
+  waits for an interface to get a usable address can look again at once.
 
 Interface names are resolved to indexes through netlink and cached; the cache is refreshed
 from link notifications (delete, rename, re-create) read before each lookup.
@@ -38,7 +41,7 @@ import builtins
 import errno
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -124,6 +127,7 @@ class AddressManager:
         self._events: NetlinkSocket | None = None
         self._index_by_name: dict[str, int] = {}
         self._held: dict[tuple[int, IPInterface], Vip] = {}
+        self._address_listener: Callable[[], None] | None = None
 
     async def open(self) -> None:
         """Open the request socket and subscribe to link and address notifications."""
@@ -298,8 +302,18 @@ class AddressManager:
 
     # -- watching ---------------------------------------------------------------------
 
+    def on_address_added(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from ``watch()``) when an address appears or changes."""
+        self._address_listener = listener
+
+    def _address_added(self) -> None:
+        if self._address_listener is not None:
+            self._address_listener()
+
     def _removed(self, messages: builtins.list[Message]) -> builtins.list[AddressRemoved]:
         out: builtins.list[AddressRemoved] = []
+        if any(message.msg_type == RTM_NEWADDR for message in messages):
+            self._address_added()
         for message in messages:
             if message.msg_type != RTM_DELADDR:
                 continue
@@ -336,8 +350,10 @@ class AddressManager:
                 removed = self._removed(await events.receive())
             except EventsLost:
                 removed = await self._missing_after_loss()
+                self._address_added()
             except OSError:  # a failed read may have lost notifications too
                 await trio.sleep(WATCH_RETRY_S)
                 removed = await self._missing_after_loss()
+                self._address_added()
             for event in removed:
                 yield event

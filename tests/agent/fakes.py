@@ -266,6 +266,10 @@ class FakeAddresses:
         self.refuse_add: set[str] = set()
         self.refuse_remove: set[str] = set()
         self._send, self._receive = trio.open_memory_channel[Any](100)
+        self.address_listener: Callable[[], None] | None = None
+
+    def on_address_added(self, listener: Callable[[], None]) -> None:
+        self.address_listener = listener
 
     async def open(self) -> None:
         self.opened += 1
@@ -467,9 +471,13 @@ class Host:
             self.interfaces[ifname] = (wire, ipaddress.ip_address(address) if address else None)
         return self.links.create(ifname, up=up, same_index=same_index)
 
-    def set_address(self, ifname: str, address: str) -> None:
+    def set_address(self, ifname: str, address: str, *, notify: bool = True) -> None:
+        """``ip addr add``: the interface gets ``address`` (the kernel's notification is
+        heard by the address watcher unless ``notify`` is false, as if lost)."""
         wire, _old = self.interfaces[ifname]
         self.interfaces[ifname] = (wire, ipaddress.ip_address(address))
+        if notify and self.addresses.address_listener is not None:
+            self.addresses.address_listener()
 
     def _make_ipvs(self, config: Any) -> FakeIpvs:
         ipvs = FakeIpvs(self, config)
