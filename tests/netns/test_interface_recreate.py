@@ -21,9 +21,12 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hadirector.net.announce import Announcer
 from hadirector.net.links import LinkUnavailable, LinkWatcher
+from hadirector.net.netlink import IFF_RUNNING, IFF_UP, LinkInfo
 
 from . import nsutil
 from .e2e_util import STATE_TIMEOUT_S, adverts_from, is_garp, is_unsolicited_na, start_pair, vip_for
@@ -140,3 +143,62 @@ def test_announcer_and_link_watcher_follow_a_recreated_interface(
     finally:
         announcer.close()
         watcher.close()
+
+
+# -- the link watcher's bookkeeping, without a kernel ----------------------------------------
+
+_NAMES = ("eth0", "eth1")
+_FLAGS = (0, IFF_UP, IFF_UP | IFF_RUNNING)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("new", "flags", "rename", "delete")),
+            st.integers(1, 3),
+            st.sampled_from(_NAMES),
+            st.sampled_from(_FLAGS),
+        ),
+        max_size=40,
+    )
+)
+def test_incarnation_counts_each_new_owner_of_a_name(
+    script: list[tuple[str, int, str, int]],
+) -> None:
+    """Whatever the sequence of creations (new or reused ifindex), flag changes, renames and
+    deletions: a name's incarnation goes up exactly when a link newly carries it, and a
+    deletion is always reported as a change to down."""
+    watcher = LinkWatcher()
+    kernel: dict[int, LinkInfo] = {}
+    appeared: dict[str, int] = {}
+    for op, index, name, flags in script:
+        owner = next((i for i in kernel.values() if i.name == name), None)
+        reported_before = len(watcher._pending)
+        if op == "new":
+            if index in kernel or owner is not None:
+                continue
+            info = LinkInfo(index, name, flags, None)
+            kernel[index] = info
+            appeared[name] = appeared.get(name, 0) + 1
+        elif op == "flags":
+            if index not in kernel:
+                continue
+            info = LinkInfo(index, kernel[index].name, flags, None)
+            kernel[index] = info
+        elif op == "rename":
+            if index not in kernel or owner is not None:
+                continue
+            info = LinkInfo(index, name, kernel[index].flags, None)
+            kernel[index] = info
+            appeared[name] = appeared.get(name, 0) + 1
+        else:
+            if index not in kernel:
+                continue
+            info = LinkInfo(index, kernel.pop(index).name, 0, None, deleted=True)
+        watcher._apply(info)
+        if op == "delete":
+            assert watcher._pending[-1] == (info.name, False)
+            assert len(watcher._pending) > reported_before
+        for n in _NAMES:
+            assert watcher.incarnation(n) == appeared.get(n, 0), (n, script)
