@@ -28,9 +28,9 @@ holding the VIP, B backup) and removes its qdiscs whatever happens:
 3. Split brain: 100 % loss both ways until B is master too, then healed: B steps down, A
    stays the only master, holds the VIP alone and re-announces it (gratuitous ARP).
 
-The checks of (a) and (b) are plain functions of the two time lines, exercised on the host
-with made-up time lines (tests without the vm marker), so they are known to catch an early
-or a missing takeover.
+The checks of (a), (b) and (c) are plain functions of the two time lines, exercised on the
+host with made-up time lines (the tests without the vm marker), so they are known to catch
+an early, a missing or an unhealed takeover.
 """
 
 from __future__ import annotations
@@ -154,10 +154,10 @@ def early_takeovers(
     return problems
 
 
-def missed_takeovers(
+def long_silences(
     adverts: list[float], transitions: list[Transition], initial: str, master_down_s: float
-) -> list[str]:
-    """(b) Silences while backup that outlasted Master_Down_Interval + slack without a takeover.
+) -> list[tuple[float, float, float]]:
+    """The silences (b) judges, as (last advert, next advert, takeover deadline).
 
     A silence runs between two consecutive captured adverts ``p`` and ``q``. The backup's
     timer started when it read ``p`` (or when it stepped down, if ``p`` made it step down):
@@ -165,21 +165,27 @@ def missed_takeovers(
     ``q`` came after that. A gap where the log shows a master (or nothing yet) once ``p`` has
     been read (``LATE_SLACK_S`` after it) asks nothing.
     """
-    problems = []
+    judged = []
     for p, q in itertools.pairwise(adverts):
         state, since = state_at(transitions, initial, p + LATE_SLACK_S)
         if state != "BACKUP":
             continue
         start = max(p, since) if since is not None else p
         deadline = start + master_down_s + LATE_SLACK_S
-        if q <= deadline:
-            continue
-        if not any(tr.new == "MASTER" and p < tr.t <= deadline for tr in transitions):
-            problems.append(
-                f"silence {p:.3f} -> {q:.3f} ({q - p:.3f} s) while backup, no takeover by "
-                f"{deadline:.3f}"
-            )
-    return problems
+        if q > deadline:
+            judged.append((p, q, deadline))
+    return judged
+
+
+def missed_takeovers(
+    adverts: list[float], transitions: list[Transition], initial: str, master_down_s: float
+) -> list[str]:
+    """(b) Silences while backup that outlasted Master_Down_Interval + slack without a takeover."""
+    return [
+        f"silence {p:.3f} -> {q:.3f} ({q - p:.3f} s) while backup, no takeover by {deadline:.3f}"
+        for p, q, deadline in long_silences(adverts, transitions, initial, master_down_s)
+        if not any(tr.new == "MASTER" and p < tr.t <= deadline for tr in transitions)
+    ]
 
 
 def unhealed_takeovers(adverts: list[float], transitions: list[Transition]) -> list[str]:
@@ -399,6 +405,7 @@ def test_random_loss_takeovers_follow_rfc5798(pair: Pair) -> None:
     takeovers = [tr for tr in trs_b if tr.new == "MASTER"]
     gaps = [q - p for p, q in itertools.pairwise(from_a)]
     silences = [g for g in gaps if g > MASTER_DOWN_S]
+    judged = long_silences(from_a, trs_b, "BACKUP", MASTER_DOWN_S)
     late = []
     for tr in takeovers:
         start = last_before(from_a, tr.t - IN_FLIGHT_S)
@@ -408,7 +415,8 @@ def test_random_loss_takeovers_follow_rfc5798(pair: Pair) -> None:
         f"netem loss {LOSS_PERCENT}% for {LOSS_PHASE_S:.0f} s: A sent {sent} adverts, B's wire "
         f"saw {len(from_a)} from A ({accepted} accepted by B); silences > MDI "
         f"({MASTER_DOWN_S:.3f} s): {len(silences)} (longest gap {max(gaps):.3f} s), > MDI + "
-        f"{LATE_SLACK_S} s: {sum(g > MASTER_DOWN_S + LATE_SLACK_S for g in gaps)}; takeovers "
+        f"{LATE_SLACK_S} s: {sum(g > MASTER_DOWN_S + LATE_SLACK_S for g in gaps)} ({len(judged)} "
+        f"begun with B backup, each owing a takeover); takeovers "
         f"by B: {len(takeovers)} (logged after MDI + {late} s); B's adverts on the wire: "
         f"{len(from_b)}; A answered B {won} times"
     )
