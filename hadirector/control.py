@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from hadirector import __version__, logs, metrics
+from hadirector.vrrp.machine import State
 
 if TYPE_CHECKING:
     from hadirector.agent import Agent, Instance
@@ -82,9 +83,23 @@ def instance_status(inst: Instance) -> dict[str, Any]:
         ),
         "vips": [str(v.interface) for v in cfg.virtual_addresses],
         "vips_held": sorted(inst.holding),
+        "fault_reasons": fault_reasons(inst),
         "counters": counters,
         "machine_counters": dict(machine.counters) if machine is not None else {},
     }
+
+
+def fault_reasons(inst: Instance) -> list[str]:
+    """Why an instance is in FAULT (empty when it is not): the machine's own reasons (link
+    down, tracking, sync group), and a re-created interface still without a source address."""
+    machine = inst.machine
+    if machine is None or inst.state is not State.FAULT:
+        return []
+    reasons = list(machine.fault_reasons)
+    if inst.waiting_for_address:
+        reasons = [r for r in reasons if r != "link down"]
+        reasons.insert(0, f"{inst.cfg.interface} re-created, no source address yet")
+    return reasons
 
 
 def ipvs_status(ipvs: Any) -> dict[str, Any]:
@@ -408,6 +423,9 @@ def format_status(st: Mapping[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for inst in st["instances"]:
+        if inst.get("fault_reasons"):
+            lines.append(f"{inst['name']} in FAULT: {', '.join(inst['fault_reasons'])}")
     for g in st["sync_groups"]:
         members = ", ".join(f"{m}={s}" for m, s in g["members"].items())
         lines.append(f"sync group {g['name']}: {g['state'] or '-'} ({members})")
