@@ -269,9 +269,10 @@ def test_tcp_check_ipv6_timeout_when_dropped(net: Net) -> None:
     )
 
 
-def test_http_check(net: Net) -> None:
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_http_check(net: Net, address: str) -> None:
     net.start_server()
-    walk(net, HTTP_CHECK, server_breakers(net))
+    walk(net, HTTP_CHECK, server_breakers(net), address=address)
 
 
 def test_http_body_mismatch_and_expected_status(net: Net) -> None:
@@ -325,7 +326,7 @@ def tls_cert(tmp_path: Path) -> tuple[str, str]:
             "-subj",
             "/CN=rs.test",
             "-addext",
-            f"subjectAltName=IP:{SERVER_V4}",
+            f"subjectAltName=IP:{SERVER_V4},IP:{SERVER_V6}",
             "-keyout",
             str(key),
             "-out",
@@ -337,10 +338,11 @@ def tls_cert(tmp_path: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-def test_https_check(net: Net, tls_cert: tuple[str, str]) -> None:
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_https_check(net: Net, tls_cert: tuple[str, str], address: str) -> None:
     net.cert = tls_cert
     net.start_server()
-    walk(net, {**HTTP_CHECK, "type": "https"}, server_breakers(net))
+    walk(net, {**HTTP_CHECK, "type": "https"}, server_breakers(net), address=address)
 
 
 def test_https_verify_refuses_a_self_signed_certificate(
