@@ -337,6 +337,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
                     time.sleep(0.3)
                 made.wait_steady()
                 yield made
+                # No graceful stop: A, master, would drain for seconds waiting for a taker,
+                # and the namespaces (VIPs included) go with the lab.
+                for director in (b, a):
+                    director.process.kill()
 
 
 # --- the tests in the VM ------------------------------------------------------------------------
