@@ -177,3 +177,63 @@ c = socket.create_connection(("%s", 80), timeout=10)
 assert c.recv(5) == b"hello"
 c.close()
 """
+
+
+def test_ipv6_group_carries_ipv6_connections(directors: tuple[str, str]) -> None:
+    """Daemons on an IPv6 multicast group: read back as such, and an IPv6 connection through
+    the master's IPVS reaches the backup's table over IPv6 sync messages."""
+    a, b = directors
+    group, port = "ff02::8848", 8848
+    vip = ServiceKey.virtual("tcp", "2001:db8:10::10", 80)
+    real = DestKey.of("2001:db8:1::2", 8080)
+    for ns, dev, addr in ((a, "a0", "2001:db8:1::1/64"), (b, "b0", "2001:db8:1::2/64")):
+        run_ip("-n", ns, "addr", "add", addr, "dev", dev, "nodad")
+    run_ip("-n", a, "addr", "add", "2001:db8:10::10/128", "dev", "lo")
+    run_ip("-n", b, "route", "add", "default", "via", "2001:db8:1::1")
+    # The daemons bind to the interface's link-local address: wait until it is usable.
+    for ns, dev in ((a, "a0"), (b, "b0")):
+        deadline = time.monotonic() + 10
+        while "tentative" in in_netns(ns, "ip", "-6", "addr", "show", "dev", dev, "scope", "link"):
+            assert time.monotonic() < deadline, f"{dev}: link-local address still tentative"
+            time.sleep(0.1)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", b, "python3", "-c", _ACCEPT_LOOP6],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+
+        async def setup() -> tuple[list[SyncDaemon], list[SyncDaemon]]:
+            async with IpvsKernel(a) as ka, IpvsKernel(b) as kb:
+                for kernel in (ka, kb):
+                    await kernel.add_service(
+                        vip, Service("rr", model.SVC_F_PERSISTENT, 300, netmask=128)
+                    )
+                    await kernel.add_dest(vip, real, Dest(model.FWD_MASQ, 1))
+                sync_a, sync_b = SyncKernel(ka), SyncKernel(kb)
+                await sync_a.start_daemon(SyncState.MASTER, "a0", 11, mcast_group=group)
+                await sync_b.start_daemon(SyncState.BACKUP, "b0", 11, mcast_group=group)
+                return await sync_a.daemons(), await sync_b.daemons()
+
+        [master], [backup] = trio.run(setup)
+        assert (master.mcast_group, master.mcast_port) == (group, port)
+        assert (backup.mcast_group, backup.mcast_port) == (group, port)
+        in_netns(a, "python3", "-c", _CONNECT % "2001:db8:10::10")
+        deadline = time.monotonic() + 30
+        while True:
+            backup_conns = in_netns(b, "ipvsadm", "-L", "-n", "-c")
+            if "[2001:db8:10::10]:80" in backup_conns or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "[2001:db8:10::10]:80" in backup_conns, backup_conns
+        assert "[2001:db8:1::2]:8080" in backup_conns
+    finally:
+        server.kill()
+        server.wait()
+
+
+_ACCEPT_LOOP6 = _ACCEPT_LOOP.replace("socket.socket()", "socket.socket(socket.AF_INET6)").replace(
+    '("192.0.2.2", 8080)', '("2001:db8:1::2", 8080)'
+)
