@@ -28,6 +28,10 @@ follow the name on their own (net/announce.py, net/addresses.py). Nothing else s
 SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
 heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and
 applies only what changed, keeping the running configuration when the new file is invalid.
+A SIGHUP also re-reads every HMAC key file, changed paths or not, and hands the keys to the
+running instances in place (same socket, machine, replay guard and send sequence); a key file
+that cannot be read or holds no valid key refuses the reload as a whole. Only turning HMAC on
+or off restarts an instance.
 
 This module does no protocol reasoning of its own: decisions live in the pure core.
 """
@@ -53,9 +57,9 @@ from hadirector.alerts import notify
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
-from hadirector.errors import ConfigError, DecodeError, KernelError
+from hadirector.errors import ConfigError, DecodeError, KernelError, Problem
 from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
-from hadirector.preflight import preflight
+from hadirector.preflight import preflight, read_hmac_keys
 from hadirector.sync.daemon import SyncDaemons
 from hadirector.vrrp import auth, codec, track
 from hadirector.vrrp.group import SyncGroup
@@ -103,9 +107,10 @@ IDENTITY_FIELDS = (
     "version",
     "unicast_peers",
     "unicast_src",
-    "hmac_key_file",
     "v3_checksum_pseudo_header",
 )
+# HMAC turned on or off also restarts an instance (see _identity_changed); a change of key
+# files does not: the keys are handed over in place (Instance.set_hmac_keys).
 
 
 class RateLimitedLog:
@@ -151,7 +156,12 @@ class Instance:
         # One announcer per device a VIP lives on (a VIP's `dev` may differ from the
         # instance's interface: it is announced where it is).
         self.announcers: dict[str, AnnouncerPort] = {}
-        self.hmac_key: bytes | None = None
+        # Signing key and accepted keys; set at start or by a reload, None without HMAC.
+        self.hmac_keys: auth.KeyRing | None = None
+        # The files hmac_keys came from, in the same order (signing key first), and which
+        # key (index) last verified an advert from each source.
+        self._hmac_files: tuple[str, ...] = ()
+        self._hmac_key_of: dict[Any, int] = {}
         self.replay = auth.ReplayGuard()
         self._hmac_seq = 0
         # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
@@ -208,7 +218,7 @@ class Instance:
         if sock is None:
             return
         self.sock = sock
-        if cfg.hmac_key_file and not await self._load_hmac_key(cfg.hmac_key_file):
+        if cfg.hmac_key_file and not await self._load_hmac_keys():
             return
         self._open_announcers()
         self.machine = VrrpMachine(machine_config(cfg, self.sock.local_address))
@@ -236,19 +246,42 @@ class Instance:
             nursery.cancel_scope.cancel()
         self.sock.close()
 
-    async def _load_hmac_key(self, path: str) -> bool:
-        """Read the HMAC key, retrying each second while it is unreadable; False if stopped."""
+    async def _load_hmac_keys(self) -> bool:
+        """Read the HMAC keys, retrying each second while one is unreadable or invalid (or
+        until a reload hands keys over); False if stopped."""
         attempt = 0
         while not self.stop_requested:
-            try:
-                self.hmac_key = auth.load_key(Path(path).read_bytes())
+            if self.hmac_keys is not None:
                 return True
-            except (OSError, ValueError) as exc:
-                if attempt == 0:
-                    self.log.error("vrrp.hmac_key_failed", path=path, error=str(exc), retry_s=1.0)
-                attempt += 1
-                await trio.sleep(1.0)
+            ring, problems = read_hmac_keys(self.cfg, f"vrrp_instance[{self.cfg.name}]")
+            if ring is not None:
+                self.hmac_keys = ring
+                self._hmac_files = _hmac_files(self.cfg)
+                return True
+            if attempt == 0:
+                self.log.error(
+                    "vrrp.hmac_key_failed", problems=[str(p) for p in problems], retry_s=1.0
+                )
+            attempt += 1
+            await trio.sleep(1.0)
         return False
+
+    def set_hmac_keys(self, ring: auth.KeyRing, cfg: VrrpInstance) -> None:
+        """Use these keys from now on (a reload): the socket, machine, replay guard and send
+        sequence go on. ``cfg`` names the files they were read from (for the log)."""
+        if ring == self.hmac_keys:
+            return
+        started = self.hmac_keys is not None
+        self.hmac_keys = ring
+        self._hmac_files = _hmac_files(cfg)
+        self._hmac_key_of.clear()
+        if started:
+            self.counters["hmac_keys_changed"] += 1
+            self.log.info(
+                "vrrp.hmac_keys_changed",
+                signing=cfg.hmac_key_file,
+                accepted=list(cfg.hmac_accept_key_files),
+            )
 
     def _open_endpoint(self) -> VrrpEndpoint:
         """Open the VRRP socket, noting which incarnation of the interface it is tied to."""
@@ -487,14 +520,12 @@ class Instance:
                 dst=codec.MCAST_V4 if cfg.old_unicast_checksum or self.peer_old_checksum else dst,
                 v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
             )
-            if self.hmac_key is not None:
+            if self.hmac_keys is not None:
                 # Wall-clock nanoseconds so that a restarted agent keeps increasing, but
                 # never below the last one sent: a clock stepped back must not turn our
                 # adverts into "replays" for as long as the step.
                 self._hmac_seq = max(time.time_ns(), self._hmac_seq + 1)
-                payload = auth.sign(
-                    payload, key=self.hmac_key, seq=self._hmac_seq, src=src, dst=dst
-                )
+                payload = self.hmac_keys.sign(payload, seq=self._hmac_seq, src=src, dst=dst)
             try:
                 await self.sock.send(payload, dst)
                 self.counters["adverts_sent"] += 1
@@ -766,15 +797,27 @@ class Instance:
             self._reject("ttl", src, f"ttl/hop limit {received.ttl}, must be 255")
             return None
         payload = received.payload
-        if self.hmac_key is not None:
+        ring = self.hmac_keys
+        if ring is not None:
             try:
-                payload, seq = auth.verify(payload, key=self.hmac_key, src=src, dst=received.dst)
+                payload, seq, key_index = ring.verify(payload, src=src, dst=received.dst)
             except DecodeError as exc:
                 self._reject("auth", src, str(exc))
                 return None
             if not self.replay.accept(src, seq):
                 self._reject("replay", src, f"sequence {seq} not newer")
                 return None
+            if key_index:
+                self.counters["hmac_verified_by_accepted_key"] += 1
+            if self._hmac_key_of.get(src) != key_index:
+                # Says when a peer moves to another key (a rotation), never the key itself.
+                self._hmac_key_of[src] = key_index
+                self.log.info(
+                    "vrrp.hmac_peer_key",
+                    source=str(src),
+                    key_index=key_index,
+                    key_file=self._hmac_files[key_index],
+                )
         try:
             advert, old_checksum = self._decode(payload, src, received.dst)
         except DecodeError as exc:
@@ -1120,6 +1163,9 @@ class Agent:
             problems = preflight(new)
             if problems:
                 raise ConfigError(problems)
+            hmac_keys, problems = self._read_hmac_keys(new)
+            if problems:  # a key file changed since preflight read it
+                raise ConfigError(problems)
         except ConfigError as exc:
             self.log.error(
                 "config.reload_failed",
@@ -1128,11 +1174,36 @@ class Agent:
             )
             sdnotify.notify("READY=1")
             return [str(p) for p in exc.problems]
-        await self.apply_config(new)
+        await self.apply_config(new, hmac_keys=hmac_keys)
         sdnotify.notify("READY=1")
         return []
 
-    async def apply_config(self, new: Config) -> None:
+    @staticmethod
+    def _read_hmac_keys(config: Config) -> tuple[dict[str, auth.KeyRing], list[Problem]]:
+        """Every instance's HMAC keys read now, by instance name, and the problems."""
+        rings: dict[str, auth.KeyRing] = {}
+        problems: list[Problem] = []
+        for i, inst in enumerate(config.vrrp_instances):
+            ring, found = read_hmac_keys(inst, f"vrrp_instance[{i}]")
+            problems.extend(found)
+            if ring is not None:
+                rings[inst.name] = ring
+        return rings, problems
+
+    async def apply_config(
+        self, new: Config, *, hmac_keys: dict[str, auth.KeyRing] | None = None
+    ) -> None:
+        """Apply ``new`` in place of the running configuration. ``hmac_keys`` (by instance
+        name) are the keys read and checked by the reload; without them they are read here,
+        and an instance whose keys cannot be read keeps the ones it runs with."""
+        if hmac_keys is None:
+            hmac_keys, problems = self._read_hmac_keys(new)
+            if problems:
+                self.log.error(
+                    "vrrp.hmac_key_failed",
+                    problems=[str(p) for p in problems],
+                    kept="running keys",
+                )
         old = self.config
         self.config = new
         old_by_name = {i.name: i for i in old.vrrp_instances}
@@ -1151,6 +1222,10 @@ class Agent:
                 self.log.info("config.instance_added", instance=name)
             elif old_by_name.get(name) != cfg:
                 self.instances[name].post("reconfigure", cfg)
+            ring = hmac_keys.get(name)
+            if ring is not None:
+                # In place, before any advert is sent or checked with the old keys again.
+                self.instances[name].set_hmac_keys(ring, cfg)
         if (old.track_scripts, old.track_files) != (new.track_scripts, new.track_files):
             self._start_tracking()
         self._retrack()
@@ -1160,9 +1235,16 @@ class Agent:
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
 
+def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:
+    """The HMAC key files of an instance, signing key first (as in ``auth.KeyRing``)."""
+    return (cfg.hmac_key_file, *cfg.hmac_accept_key_files) if cfg.hmac_key_file else ()
+
+
 def _identity_changed(old: VrrpInstance, new: VrrpInstance) -> bool:
-    return any(getattr(old, f) != getattr(new, f) for f in IDENTITY_FIELDS) or (
-        old.family != new.family
+    return (
+        any(getattr(old, f) != getattr(new, f) for f in IDENTITY_FIELDS)
+        or old.family != new.family
+        or (old.hmac_key_file is None) != (new.hmac_key_file is None)
     )
 
 

@@ -2,7 +2,9 @@
 
 The loader (config/) is pure and cannot look at files; these problems are reported the
 same way, with key path and message, by ``check-config``, at start and on reload. This
-module reads files but changes nothing, and imports neither trio nor pyroute2.
+module reads files but changes nothing, and imports neither trio nor pyroute2. It also
+reads an instance's HMAC keys for the agent (``read_hmac_keys``), so that what is checked
+and what is used are read the same way; no message ever shows key material.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hadirector.config.schema import Config
+from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import Problem
 from hadirector.vrrp import auth
 
@@ -46,14 +48,35 @@ def preflight(config: Config) -> list[Problem]:
 
     for i, inst in enumerate(config.vrrp_instances):
         path = f"vrrp_instance[{i}]"
-        if inst.hmac_key_file:
-            try:
-                auth.load_key(Path(inst.hmac_key_file).read_bytes())
-            except (OSError, ValueError) as exc:
-                problems.append(Problem(f"{path}.hmac_key_file", str(exc)))
+        problems.extend(read_hmac_keys(inst, path)[1])
         notify_scripts(path, inst.notify)
     for i, group in enumerate(config.sync_groups):
         notify_scripts(f"sync_group[{i}]", group.notify)
     for i, ts in enumerate(config.track_scripts):
         script(f"track_script[{i}].script", ts.script)
     return problems
+
+
+def read_hmac_keys(inst: VrrpInstance, path: str) -> tuple[auth.KeyRing | None, list[Problem]]:
+    """The instance's HMAC keys read from their files now: ``(ring, [])``, or ``(None,
+    problems)`` naming the key (``path.hmac_key_file``, ``path.hmac_accept_key_files[i]``)
+    of each file that cannot be read or holds no valid key. ``(None, [])`` without HMAC."""
+    if not inst.hmac_key_file:
+        return None, []
+    problems: list[Problem] = []
+    keys: list[bytes] = []
+    files = [(f"{path}.hmac_key_file", inst.hmac_key_file)]
+    files += [
+        (f"{path}.hmac_accept_key_files[{i}]", file)
+        for i, file in enumerate(inst.hmac_accept_key_files)
+    ]
+    for key_path, file in files:
+        try:
+            keys.append(auth.load_key(Path(file).read_bytes()))
+        except OSError as exc:
+            problems.append(Problem(key_path, f"{file}: {exc.strerror or exc}"))
+        except ValueError as exc:
+            problems.append(Problem(key_path, f"{file}: {exc}"))
+    if problems:
+        return None, problems
+    return auth.KeyRing(keys[0], keys[1:]), []

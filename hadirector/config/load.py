@@ -113,6 +113,7 @@ INSTANCE_KEYS: Final = (
     "auth_type",
     "auth_pass",
     "hmac_key_file",
+    "hmac_accept_key_files",
     "garp_master_repeat",
     "garp_interval",
     "garp_master_delay",
@@ -939,6 +940,12 @@ class _Loader:
         if auth_type == "none" and auth_pass is not None and not t.bad("auth_type"):
             self.add(t.at("auth_pass"), 'applies only with auth_type = "pass"')
         hmac_key_file = t.maybe("hmac_key_file", self.abspath())
+        hmac_accept: tuple[str, ...] = t.many("hmac_accept_key_files", self.abspath())
+        if t.has("hmac_accept_key_files") and not t.has("hmac_key_file"):
+            self.add(
+                t.at("hmac_accept_key_files"),
+                "needs hmac_key_file (accepted keys verify, only hmac_key_file signs)",
+            )
 
         # Announcements and handover.
         garp_repeat = t.opt("garp_master_repeat", self.integer(1, 100), 5)
@@ -976,6 +983,7 @@ class _Loader:
             auth_type=cast(Any, auth_type),
             auth_pass=auth_pass,
             hmac_key_file=hmac_key_file,
+            hmac_accept_key_files=hmac_accept,
             garp_master_repeat=garp_repeat,
             garp_interval_s=garp_interval_s,
             garp_master_delay_s=garp_delay_s,

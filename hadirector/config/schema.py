@@ -142,7 +142,9 @@ class VrrpInstance:
     old_unicast_checksum: bool = False  # keepalived's: unicast v3 pseudo-header names 224.0.0.18
     auth_type: AuthType = "none"
     auth_pass: str | None = None
-    hmac_key_file: str | None = None
+    hmac_key_file: str | None = None  # signs and verifies the HMAC trailer
+    # Keys that verify but never sign (a rotation in progress); only with hmac_key_file.
+    hmac_accept_key_files: tuple[str, ...] = ()
     garp_master_repeat: int = 5
     garp_interval_s: float = 0.001
     garp_master_delay_s: float = 5.0

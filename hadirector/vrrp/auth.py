@@ -13,6 +13,12 @@ other addresses or reflected. ``seq`` must strictly increase per sender; the sen
 supplies it (the socket adapter uses wall-clock nanoseconds so that a restarted peer keeps
 increasing) and the receiver enforces it with ``ReplayGuard`` after ``verify``.
 
+Key rotation: a ``KeyRing`` holds the signing key and keys that are only accepted. Adverts
+are signed with the signing key; ``KeyRing.verify`` tries the signing key, then each accepted
+key, and says which one verified (by index, never the key). Two peers rotate by first
+accepting the new key on both, then signing with it on both, then dropping the old one: at no
+step does one refuse what the other signs.
+
 The trailer is off by default and must never be sent to a peer that is not hadirector
 (keepalived would refuse the length). ``verify`` raises ``DecodeError("auth", ...)`` for
 anything it cannot accept; the VRRP packet it returns still goes through ``codec.decode``.
@@ -27,11 +33,21 @@ import hashlib
 import hmac
 import string
 import struct
+from collections.abc import Sequence
 
 from hadirector.errors import DecodeError
 from hadirector.vrrp.codec import IPAddress
 
-__all__ = ["MAGIC", "MIN_KEY_LEN", "TRAILER_LEN", "ReplayGuard", "load_key", "sign", "verify"]
+__all__ = [
+    "MAGIC",
+    "MIN_KEY_LEN",
+    "TRAILER_LEN",
+    "KeyRing",
+    "ReplayGuard",
+    "load_key",
+    "sign",
+    "verify",
+]
 
 MAGIC = b"HDA1"
 _SEQ_LEN = 8
@@ -67,27 +83,88 @@ def sign(packet: bytes, *, key: bytes, seq: int, src: IPAddress, dst: IPAddress)
     return packet + MAGIC + seq_bytes + _mac(key, src, dst, packet, seq_bytes)
 
 
-def verify(data: bytes, *, key: bytes, src: IPAddress, dst: IPAddress) -> tuple[bytes, int]:
-    """``(packet, seq)`` if ``data`` ends with a trailer whose MAC ``key`` produced for this
-    ``src``/``dst``; otherwise ``DecodeError("auth", ...)``. Replay is the caller's check
-    (``ReplayGuard``)."""
-    data = bytes(data)
+def _split(data: bytes, src: IPAddress, dst: IPAddress) -> tuple[bytes, bytes, bytes]:
+    """``(packet, seq_bytes, mac)`` of a trailed advert, or ``DecodeError("auth", ...)``."""
     if len(data) <= TRAILER_LEN:
         raise DecodeError("auth", f"{len(data)} bytes cannot hold a packet and its trailer")
     if src.version != dst.version:
         raise DecodeError("auth", f"src {src} and dst {dst} differ in family")
     packet_len = len(data) - TRAILER_LEN
-    packet = data[:packet_len]
     magic = data[packet_len : packet_len + len(MAGIC)]
-    seq_bytes = data[packet_len + len(MAGIC) : packet_len + len(MAGIC) + _SEQ_LEN]
-    carried = data[-_MAC_LEN:]
     if magic != MAGIC:
         raise DecodeError("auth", "no authentication trailer")
-    expected = _mac(key, src, dst, packet, seq_bytes)
-    if not hmac.compare_digest(carried, expected):
-        raise DecodeError("auth", "MAC does not verify")
-    seq: int = struct.unpack("!Q", seq_bytes)[0]
+    seq_bytes = data[packet_len + len(MAGIC) : packet_len + len(MAGIC) + _SEQ_LEN]
+    return data[:packet_len], seq_bytes, data[-_MAC_LEN:]
+
+
+def verify(data: bytes, *, key: bytes, src: IPAddress, dst: IPAddress) -> tuple[bytes, int]:
+    """``(packet, seq)`` if ``data`` ends with a trailer whose MAC ``key`` produced for this
+    ``src``/``dst``; otherwise ``DecodeError("auth", ...)``. Replay is the caller's check
+    (``ReplayGuard``)."""
+    packet, seq, _ = KeyRing(key).verify(data, src=src, dst=dst)
     return packet, seq
+
+
+class KeyRing:
+    """The signing key and the keys accepted besides it (during a rotation).
+
+    ``keys[0]`` is the signing key, ``keys[i]`` for i >= 1 the i-th accepted one. Equal rings
+    compare equal; the repr never shows key material. ``ValueError`` for a key shorter than
+    ``MIN_KEY_LEN`` (the loader's job to prevent: our bug).
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, signing: bytes, accepted: Sequence[bytes] = ()) -> None:
+        keys = (bytes(signing), *(bytes(k) for k in accepted))
+        for key in keys:
+            if len(key) < MIN_KEY_LEN:
+                raise ValueError(f"key must be at least {MIN_KEY_LEN} bytes, got {len(key)}")
+        self._keys = keys
+
+    @property
+    def signing(self) -> bytes:
+        """The key adverts are signed with."""
+        return self._keys[0]
+
+    @property
+    def accepted(self) -> tuple[bytes, ...]:
+        """The keys that verify but never sign."""
+        return self._keys[1:]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyRing):
+            return NotImplemented
+        return self._keys == other._keys
+
+    def __hash__(self) -> int:
+        return hash(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(<signing key>, <{len(self._keys) - 1} accepted>)"
+
+    def sign(self, packet: bytes, *, seq: int, src: IPAddress, dst: IPAddress) -> bytes:
+        """``sign`` with the signing key."""
+        return sign(packet, key=self._keys[0], seq=seq, src=src, dst=dst)
+
+    def verify(self, data: bytes, *, src: IPAddress, dst: IPAddress) -> tuple[bytes, int, int]:
+        """``(packet, seq, index)``: ``index`` of the key whose MAC the trailer carries (0 the
+        signing key, i the i-th accepted key); ``DecodeError("auth", ...)`` if none does.
+
+        Every key is tried, in constant time each, whatever matched before."""
+        data = bytes(data)
+        packet, seq_bytes, carried = _split(data, src, dst)
+        found: int | None = None
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(carried, _mac(key, src, dst, packet, seq_bytes)):
+                found = index if found is None else found
+        if found is None:
+            raise DecodeError("auth", "MAC does not verify")
+        seq: int = struct.unpack("!Q", seq_bytes)[0]
+        return packet, seq, found
 
 
 class ReplayGuard:
