@@ -192,7 +192,8 @@ class ReplayGuard:
         return self._highest.get(src)
 
     def forget(self, src: IPAddress) -> None:
-        """Drop what is known of ``src`` (for example when the key changes on reload)."""
+        """Drop what is known of ``src``. A key change keeps the table: the peer's sequence
+        numbers go on increasing across a rotation."""
         self._highest.pop(src, None)
 
 

@@ -11,7 +11,9 @@ named as such, side by side with hadirector's:
   rejection is logged with reason "source".
 - A forger that spoofs the peer's own address passes that check (an honest limit). With
   ``hmac_key_file`` on both directors such an advert is rejected (reason "auth"), and a
-  captured signed advert sent again is rejected (reason "replay").
+  captured signed advert sent again is rejected (reason "replay"). The key is rotated by
+  three reloads of each director (``hmac_accept_key_files``) with no rejection, no
+  transition and no probe lost.
 - Without HMAC, ``max_adopted_interval`` bounds the damage of a spoofed peer: an advert
   claiming 40.95 s is rejected (reason "interval_out_of_bounds"); one within the bound is
   obeyed, but the deposed master waits at most the Master_Down_Interval of the bound.
@@ -26,6 +28,7 @@ check under test and not a malformed packet.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import struct
 import sys
@@ -270,6 +273,76 @@ def test_forged_advert_from_a_non_peer_is_rejected(netlab: Lab, unicast: bool) -
 
 
 # -- hadirector: the peer's own address --------------------------------------------------
+
+
+def _log_records(director: HadirectorDirector, event: str) -> list[dict[str, Any]]:
+    out = []
+    for line in director.log().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == event:
+            out.append(record)
+    return out
+
+
+def _hmac_keys(signing: Any, accepted: Sequence[Any]) -> list[str]:
+    keys = [f"hmac_key_file = {_toml(str(signing))}"]
+    if accepted:
+        keys.append(f"hmac_accept_key_files = {_toml([str(k) for k in accepted])}")
+    return keys
+
+
+def _reload(director: TunedHadirector, extra: list[str]) -> None:
+    """Rewrite the director's configuration with ``extra`` and SIGHUP it; wait until applied."""
+    done = len(_log_records(director, "config.reloaded"))
+    director.extra = [*extra, *[k for k in director.extra if not k.startswith("hmac_")]]
+    director.prepare()
+    assert director.proc is not None
+    director.proc.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: len(_log_records(director, "config.reloaded")) > done,
+        10,
+        f"{director.node} reloaded",
+    )
+
+
+def test_hmac_keys_rotate_by_reload_with_no_rejection_and_no_transition(netlab: Lab) -> None:
+    old, new = netlab.tmpdir / "old.key", netlab.tmpdir / "new.key"
+    old.write_text(bytes(range(32)).hex() + "\n")
+    new.write_text(bytes(range(64, 96)).hex() + "\n")
+    a, b = hadirector_pair(netlab, extra=_hmac_keys(old, []))
+    pids = (a.proc and a.proc.pid, b.proc and b.proc.pid)
+    counts = (len(a.transitions()), len(b.transitions()))
+    run = resolved_probe(netlab)
+    # Accept the new key; sign with it (the master first: the backup accepts it already);
+    # drop the old one. A second between the two directors' reloads (> Master_Down).
+    steps = [
+        ((b, a), _hmac_keys(old, [new])),
+        ((a, b), _hmac_keys(new, [old])),
+        ((a, b), _hmac_keys(new, [])),
+    ]
+    for order, keys in steps:
+        for director in order:
+            _reload(director, keys)
+            time.sleep(1.0)
+    assert_nothing_moved(netlab, a, b, run, counts)
+    assert (a.proc and a.proc.pid, b.proc and b.proc.pid) == pids
+    for director in (a, b):
+        assert rejections(director, "auth") == [] and rejections(director, "replay") == []
+        assert len(_log_records(director, "vrrp.hmac_keys_changed")) == 3
+        assert len(_log_records(director, "vrrp.start")) == 1  # never restarted
+    # While b only accepted the new key, it verified dir-a's adverts with it (index 1).
+    moved = [
+        r for r in _log_records(b, "vrrp.hmac_peer_key") if r.get("source") == lan_address("dir-a")
+    ]
+    # (Said again after each of b's own key changes.)
+    seen = [(r["key_index"], r["key_file"]) for r in moved]
+    assert (1, str(new)) in seen and seen[0] == (0, str(old)) and seen[-1] == (0, str(new))
+    # The old key no longer opens the door: a forged advert carries no valid trailer.
+    forge(netlab, src=lan_address("dir-b"), count=1)
+    wait_rejected(a, "auth", lan_address("dir-b"))
 
 
 def test_spoofed_peer_source_is_stopped_by_hmac_and_replays_are_refused(netlab: Lab) -> None:
