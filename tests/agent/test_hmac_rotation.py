@@ -8,6 +8,7 @@ signed with the expected key at each step (checked with hmac/hashlib from the tr
 layout, not with the code under test). A peer that skips step 1 does reject the other's
 adverts and a split brain follows, which shows these checks can fail. A key file rewritten
 in place is picked up by the next reload; one that became invalid refuses the reload.
+Turning HMAC on or off, by contrast, restarts the instance.
 """
 
 from __future__ import annotations
@@ -273,5 +274,36 @@ def test_a_key_file_gone_bad_refuses_the_reload_and_the_running_keys_stay(
         sent = adverts_since(peers.wire, "a", t)
         assert sent and all(signed_with(f, OLD) for f in sent)
         assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+
+    run_lab(scenario)
+
+
+def test_turning_hmac_on_or_off_by_reload_restarts_the_instance(tmp_path: Path) -> None:
+    old, _ = key_files(tmp_path)
+    path = tmp_path / "a.toml"
+
+    async def scenario(lab: Lab) -> None:
+        wire, host_a, _ = pair(lab)
+        text = instance_toml(priority=200)
+        path.write_text(text)
+        ra = await lab.start(host_a, text, config_path=path)
+        await trio.sleep(1)
+        plain = ra.instance("VI_1")
+        assert plain.hmac_keys is None
+        path.write_text(instance_toml(priority=200, extra=keys_extra(old, [])))
+        await ra.reload()
+        await trio.sleep(1)
+        signed = ra.instance("VI_1")
+        assert signed is not plain and signed.hmac_keys == auth.KeyRing(OLD)
+        assert lab.find("config.instance_removed", host="a")
+        t = trio.current_time()
+        await trio.sleep(0.5)
+        sent = adverts_since(wire, "a", t)
+        assert sent and all(signed_with(f, OLD) for f in sent)
+        path.write_text(instance_toml(priority=200))
+        await ra.reload()
+        await trio.sleep(1)
+        assert ra.instance("VI_1") is not signed and ra.instance("VI_1").hmac_keys is None
+        assert len(lab.find("config.instance_removed", host="a")) == 2
 
     run_lab(scenario)
