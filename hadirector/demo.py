@@ -3,15 +3,17 @@
 Builds a small LAN (a bridge in a "switch" namespace, two director namespaces and a client
 namespace, addresses from 192.0.2.0/24), runs ``hadirector run`` in each director with an
 embedded configuration, pings the VIP from the client and, while it runs, stops the master
-(graceful handover) and starts it again (preemption back), printing what happens. Everything
-it creates is deleted on exit, Ctrl-C included. Needs root; touches nothing outside its own
-namespaces.
+(graceful handover) and starts it again (preemption back), printing what happens and, at the
+end, the client's ping statistics. Everything it creates is deleted on exit, Ctrl-C included
+(each agent's control socket lives in the demo's temporary directory). Needs root; touches
+nothing outside its own namespaces and that directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,7 @@ VIP = "192.0.2.100"
 CONFIG = """\
 [global]
 router_id = "{name}"
+control_socket = "{socket}"
 
 [[vrrp_instance]]
 name = "VI_1"
@@ -85,7 +88,14 @@ def _pump(name: str, stream: object) -> None:
 
 def _start_agent(lab: DemoLab, key: str, priority: int, workdir: Path) -> subprocess.Popen[str]:
     conf = workdir / f"director-{key}.toml"
-    conf.write_text(CONFIG.format(name=f"director-{key}", priority=priority, vip=VIP))
+    conf.write_text(
+        CONFIG.format(
+            name=f"director-{key}",
+            priority=priority,
+            vip=VIP,
+            socket=workdir / f"director-{key}.sock",
+        )
+    )
     proc = subprocess.Popen(
         [
             "ip",
@@ -115,51 +125,60 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
         return 1
     lab = DemoLab()
     procs: list[subprocess.Popen[str]] = []
+    ping: subprocess.Popen[str] | None = None
+    pump: threading.Thread | None = None
+    work = Path(tempfile.mkdtemp(prefix="hadirector-demo-"))  # configs, control sockets
     try:
         lab.build()
-        with tempfile.TemporaryDirectory(prefix="hadirector-demo-") as tmp:
-            work = Path(tmp)
-            print(
-                f"demo: LAN 192.0.2.0/24, VIP {VIP}; director-a priority 150, "
-                "director-b priority 100, advert 0.1 s"
-            )
-            procs.append(_start_agent(lab, "a", 150, work))
-            procs.append(_start_agent(lab, "b", 100, work))
-            ping = subprocess.Popen(
-                ["ip", "netns", "exec", lab.nodes["c"], "ping", "-n", "-i", "0.2", "-W", "1", VIP],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            procs.append(ping)
-            threading.Thread(target=_pump, args=("client", ping.stdout), daemon=True).start()
-            step = max(duration_s / 3, 3.0)
+        print(
+            f"demo: LAN 192.0.2.0/24, VIP {VIP}; director-a priority 150, "
+            "director-b priority 100, advert 0.1 s"
+        )
+        procs.append(_start_agent(lab, "a", 150, work))
+        procs.append(_start_agent(lab, "b", 100, work))
+        ping = subprocess.Popen(
+            ["ip", "netns", "exec", lab.nodes["c"], "ping", "-n", "-i", "0.2", "-W", "1", VIP],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        pump = threading.Thread(target=_pump, args=("client", ping.stdout), daemon=True)
+        pump.start()
+        step = max(duration_s / 3, 3.0)
+        time.sleep(step)
+        if not keep:
+            print("demo: stopping director-a (SIGTERM): graceful handover to director-b")
+            procs[0].send_signal(signal.SIGTERM)
+            procs[0].wait(timeout=20)
             time.sleep(step)
-            if not keep:
-                print("demo: stopping director-a (SIGTERM): graceful handover to director-b")
-                procs[0].send_signal(signal.SIGTERM)
-                procs[0].wait(timeout=20)
-                time.sleep(step)
-                print("demo: starting director-a again: it preempts back")
-                procs[0] = _start_agent(lab, "a", 150, work)
-                time.sleep(step)
-            else:
-                while True:
-                    time.sleep(3600)
+            print("demo: starting director-a again: it preempts back")
+            procs[0] = _start_agent(lab, "a", 150, work)
+            time.sleep(step)
+        else:
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         pass
     except subprocess.CalledProcessError as exc:
         print(f"demo: setup failed: {' '.join(exc.cmd)}: {exc.stderr.strip()}", file=sys.stderr)
         return 1
     finally:
-        for proc in procs:
+        if ping is not None and ping.poll() is None:
+            ping.send_signal(signal.SIGINT)  # ping prints its statistics
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ping.wait(timeout=5)
+        if pump is not None:
+            pump.join(timeout=5)
+        # The backup first: the master then stops with no one to hand over to, and the
+        # backup never sees its priority-0 advert (no last-moment takeover).
+        for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
         lab.close()
+        shutil.rmtree(work, ignore_errors=True)
         print("demo: namespaces removed")
     return 0
