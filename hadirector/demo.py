@@ -80,13 +80,17 @@ class DemoLab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def _pump(name: str, stream: object) -> None:
+def _pump(name: str, stream: object, master: threading.Event | None = None) -> None:
     for line in stream:  # type: ignore[attr-defined]
         sys.stdout.write(f"[{name}] {line}")
         sys.stdout.flush()
+        if master is not None and "vrrp.transition" in line and "new=MASTER" in line:
+            master.set()
 
 
-def _start_agent(lab: DemoLab, key: str, priority: int, workdir: Path) -> subprocess.Popen[str]:
+def _start_agent(
+    lab: DemoLab, key: str, priority: int, workdir: Path, master: threading.Event | None = None
+) -> subprocess.Popen[str]:
     conf = workdir / f"director-{key}.toml"
     conf.write_text(
         CONFIG.format(
@@ -115,7 +119,9 @@ def _start_agent(lab: DemoLab, key: str, priority: int, workdir: Path) -> subpro
         stderr=subprocess.STDOUT,
         text=True,
     )
-    threading.Thread(target=_pump, args=(f"director-{key}", proc.stdout), daemon=True).start()
+    threading.Thread(
+        target=_pump, args=(f"director-{key}", proc.stdout, master), daemon=True
+    ).start()
     return proc
 
 
@@ -134,7 +140,13 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
             f"demo: LAN 192.0.2.0/24, VIP {VIP}; director-a priority 150, "
             "director-b priority 100, advert 0.1 s"
         )
-        procs.append(_start_agent(lab, "a", 150, work))
+        # director-a first, master before director-b starts (started together, either
+        # may win the first election, and a then preempts).
+        a_master = threading.Event()
+        procs.append(_start_agent(lab, "a", 150, work, a_master))
+        if not a_master.wait(timeout=30):
+            print("demo: director-a did not become master within 30 s", file=sys.stderr)
+            return 1
         procs.append(_start_agent(lab, "b", 100, work))
         ping = subprocess.Popen(
             ["ip", "netns", "exec", lab.nodes["c"], "ping", "-n", "-i", "0.2", "-W", "1", VIP],
