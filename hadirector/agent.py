@@ -1046,6 +1046,8 @@ class Agent:
                 await self._start_instance(cfg)
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
+            # Servers whose checks start them down (alpha) are out from the first reconcile.
+            self.ipvs.set_health(self.checks.down_at_start())
             nursery.start_soon(self.ipvs.run)
             nursery.start_soon(self.sync.run)
             nursery.start_soon(self.checks.run)

@@ -8,6 +8,9 @@ logged (``check.down`` / ``check.up`` with service, server and reason) and the s
 failed servers is handed to the health sink (``IpvsManager.set_health``), which applies
 each service's ``health_action``.
 
+A server starts up (in rotation) unless its check sets ``alpha``: then it starts down and
+needs ``rise`` successes to come in, on start and when a reload adds it.
+
 On reload (``update``) checks are matched by service, server and check settings: an
 unchanged check keeps its task, a changed one is restarted keeping the server's state,
 a removed one stops and its server no longer counts as down.
@@ -82,6 +85,11 @@ class HealthChecker:
     def down(self) -> set[CheckKey]:
         return {key for key, r in self.running.items() if not r.hysteresis.up}
 
+    def down_at_start(self) -> set[CheckKey]:
+        """The servers that start down (``alpha``), known before any check task runs: the
+        first IPVS reconcile must not put them in rotation even for a moment."""
+        return {key for key, spec in self._specs.items() if spec.check.alpha}
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -106,7 +114,7 @@ class HealthChecker:
         for i, key in enumerate(sorted(fresh, key=_sort_key)):
             spec = specs[key]
             old = self.running.pop(key, None)
-            up = True
+            up = not spec.check.alpha  # a new server starts up, or down with alpha
             if old is not None:
                 old.scope.cancel()
                 up = old.hysteresis.up

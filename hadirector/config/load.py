@@ -183,6 +183,7 @@ CHECK_KEYS: Final = (
     "host",
     "tls_verify",
     "script",
+    "alpha",
 )
 # Check keys that apply to some check types only.
 CHECK_KEY_TYPES: Final = {
@@ -1569,6 +1570,7 @@ class _Loader:
         if host is None and not t.has("host"):
             host = dflt.host
         tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
+        alpha = t.opt("alpha", self.boolean(), dflt.alpha)
         script = t.maybe("script", self.argv)
         if script is None and not t.has("script"):
             script = dflt.script
@@ -1600,6 +1602,7 @@ class _Loader:
             host=host,
             tls_verify=tls_verify,
             script=script,
+            alpha=alpha,
         )
 
     def http_path(self, value: object, path: str) -> str | None:

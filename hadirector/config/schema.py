@@ -269,6 +269,7 @@ class HealthCheck:
     host: str | None = None  # http(s): Host header (and TLS server name); None: the address
     tls_verify: bool = False  # https
     script: tuple[str, ...] | None = None  # script: argv
+    alpha: bool = False  # the server starts down (out of rotation) until `rise` successes
 
 
 @dataclass(frozen=True)

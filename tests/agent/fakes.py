@@ -404,6 +404,7 @@ class FakeIpvs:
         self.host = host
         self.configs: list[Config] = [config]
         self.health: list[set[Any]] = []
+        self.health_before_run: list[bool] = []  # per set_health: was run() not started yet
         self.started = False
 
     async def run(self) -> None:
@@ -415,6 +416,7 @@ class FakeIpvs:
 
     def set_health(self, down: set[Any]) -> None:
         self.health.append(set(down))
+        self.health_before_run.append(not self.started)
 
 
 class Host:

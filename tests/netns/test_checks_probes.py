@@ -398,3 +398,30 @@ def test_script_check_kills_the_group_on_timeout(net: Net) -> None:
             break
         time.sleep(0.05)
     assert out.strip() == "", f"{marker} survived: {out}"
+
+
+def test_alpha_server_starts_down_and_comes_in_after_rise_successes(net: Net) -> None:
+    """With ``alpha`` a healthy server is reported down before any probe, and up after
+    exactly ``rise`` successes; without it the same server is never reported down."""
+    net.start_server()
+    for alpha in (True, False):
+        rec = Recorder()
+        cfg = config({**HTTP_CHECK, "rise": 3, "fall": 2, "alpha": alpha})
+
+        async def main() -> None:
+            checker = HealthChecker(cfg, rec.sink, prober=rec.probe)  # noqa: B023
+            assert bool(checker.down_at_start()) is alpha  # noqa: B023
+            async with trio.open_nursery() as nursery:
+                await nursery.start(checker.run)
+                with trio.fail_after(5):
+                    while len(rec.results) < 5:  # noqa: B023
+                        await trio.sleep(0.02)
+                nursery.cancel_scope.cancel()
+
+        run_in(net.checker, main)
+        assert all(r.ok for r in rec.results), rec.results
+        if alpha:
+            # Down at once (no result yet), up after the third success.
+            assert rec.reports == [(0, True), (3, False)], rec.reports
+        else:
+            assert rec.reports == [], rec.reports

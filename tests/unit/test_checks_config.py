@@ -54,6 +54,15 @@ def test_defaults_of_a_tcp_check() -> None:
     )
 
 
+def test_alpha_is_off_by_default_and_merged_from_the_service() -> None:
+    assert first_rs(service({"type": "tcp"})).check.alpha is False  # type: ignore[union-attr]
+    vs = loaded(service({"type": "tcp", "alpha": True}, rs_check={"fall": 5}))
+    check = vs.real_servers[0].check
+    assert check is not None and (check.alpha, check.fall) == (True, 5)
+    vs = loaded(service({"type": "tcp", "alpha": True}, rs_check={"alpha": False}))
+    assert vs.real_servers[0].check is not None and vs.real_servers[0].check.alpha is False
+
+
 def test_short_interval_halves_the_default_timeout() -> None:
     check = first_rs(service({"type": "tcp", "interval": 0.5})).check
     assert check is not None
@@ -193,6 +202,10 @@ INVALID: list[tuple[dict[str, Any], list[str]]] = [
         [f"{VS}.check.tls_verify: applies to type https only, not http"],
     ),
     (service({"type": "http", "expect_body": ""}), [f"{VS}.check.expect_body: must not be empty"]),
+    (
+        service({"type": "tcp", "alpha": "yes"}),
+        [f'{VS}.check.alpha: must be true or false, got string "yes"'],
+    ),
     (service({"type": "script"}), [f'{VS}.check.script: is required with type = "script"']),
     (
         service({"type": "script", "script": "check.sh"}),
