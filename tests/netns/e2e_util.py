@@ -100,18 +100,6 @@ class E2EDirector(HadirectorDirector):
         assert self.proc is not None and self.proc.poll() is None
         self.proc.send_signal(signum)
 
-    def records(self, event: str | None = None) -> list[dict[str, Any]]:
-        """The agent's log records so far (all runs), optionally only ``event``."""
-        out = []
-        for line in self.log().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and (event is None or record.get("event") == event):
-                out.append(record)
-        return out
-
     def states(self, instance: str | None = None) -> list[str]:
         """The ``new`` states of every transition reported for ``instance`` (default first)."""
         name = instance or self.instances[0].name

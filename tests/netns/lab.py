@@ -536,6 +536,18 @@ class HadirectorDirector(ProcessDirector):
         except FileNotFoundError:
             return ""
 
+    def records(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The agent's JSON log records so far (all runs), optionally only ``event``."""
+        out = []
+        for line in self.log().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and (event is None or record.get("event") == event):
+                out.append(record)
+        return out
+
 
 def _run_ok(argv: Sequence[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import re
 import time
 from collections.abc import Callable
@@ -138,19 +137,7 @@ def _logs(*directors: ProcessDirector) -> str:
 
 def _rejections(director: HadirectorDirector) -> list[dict[str, Any]]:
     """Every ``vrrp.advert_rejected`` record in the director's JSON log."""
-    return _events(director, "vrrp.advert_rejected")
-
-
-def _events(director: HadirectorDirector, event: str) -> list[dict[str, Any]]:
-    out = []
-    for line in director.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            out.append(record)
-    return out
+    return director.records("vrrp.advert_rejected")
 
 
 def _ones_complement_sum(data: bytes) -> int:
@@ -233,7 +220,7 @@ class Pair:
         assert isinstance(self.keepalived, KeepalivedDirector)
         hadirector = self.hadirector
         wait_for(
-            lambda: _events(hadirector, "vrrp.old_unicast_checksum_detected"),
+            lambda: hadirector.records("vrrp.old_unicast_checksum_detected"),
             STATE_TIMEOUT_S,
             "hadirector detecting the old checksum form",
         )

@@ -205,19 +205,7 @@ def hadirector_pair(
 
 def rejections(director: HadirectorDirector, reason: str) -> list[dict[str, Any]]:
     """The ``vrrp.advert_rejected`` records with ``reason`` in the director's JSON log."""
-    out = []
-    for line in director.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            isinstance(record, dict)
-            and record.get("event") == "vrrp.advert_rejected"
-            and record.get("reason") == reason
-        ):
-            out.append(record)
-    return out
+    return [r for r in director.records("vrrp.advert_rejected") if r.get("reason") == reason]
 
 
 def wait_rejected(director: HadirectorDirector, reason: str, source: str) -> dict[str, Any]:
@@ -275,18 +263,6 @@ def test_forged_advert_from_a_non_peer_is_rejected(netlab: Lab, unicast: bool) -
 # -- hadirector: the peer's own address --------------------------------------------------
 
 
-def _log_records(director: HadirectorDirector, event: str) -> list[dict[str, Any]]:
-    out = []
-    for line in director.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            out.append(record)
-    return out
-
-
 def _hmac_keys(signing: Any, accepted: Sequence[Any]) -> list[str]:
     keys = [f"hmac_key_file = {_toml(str(signing))}"]
     if accepted:
@@ -296,13 +272,13 @@ def _hmac_keys(signing: Any, accepted: Sequence[Any]) -> list[str]:
 
 def _reload(director: TunedHadirector, extra: list[str]) -> None:
     """Rewrite the director's configuration with ``extra`` and SIGHUP it; wait until applied."""
-    done = len(_log_records(director, "config.reloaded"))
+    done = len(director.records("config.reloaded"))
     director.extra = [*extra, *[k for k in director.extra if not k.startswith("hmac_")]]
     director.prepare()
     assert director.proc is not None
     director.proc.send_signal(signal.SIGHUP)
     wait_for(
-        lambda: len(_log_records(director, "config.reloaded")) > done,
+        lambda: len(director.records("config.reloaded")) > done,
         10,
         f"{director.node} reloaded",
     )
@@ -331,12 +307,10 @@ def test_hmac_keys_rotate_by_reload_with_no_rejection_and_no_transition(netlab: 
     assert (a.proc and a.proc.pid, b.proc and b.proc.pid) == pids
     for director in (a, b):
         assert rejections(director, "auth") == [] and rejections(director, "replay") == []
-        assert len(_log_records(director, "vrrp.hmac_keys_changed")) == 3
-        assert len(_log_records(director, "vrrp.start")) == 1  # never restarted
+        assert len(director.records("vrrp.hmac_keys_changed")) == 3
+        assert len(director.records("vrrp.start")) == 1  # never restarted
     # While b only accepted the new key, it verified dir-a's adverts with it (index 1).
-    moved = [
-        r for r in _log_records(b, "vrrp.hmac_peer_key") if r.get("source") == lan_address("dir-a")
-    ]
+    moved = [r for r in b.records("vrrp.hmac_peer_key") if r.get("source") == lan_address("dir-a")]
     # (Said again after each of b's own key changes.)
     seen = [(r["key_index"], r["key_file"]) for r in moved]
     assert (1, str(new)) in seen and seen[0] == (0, str(old)) and seen[-1] == (0, str(new))
