@@ -145,17 +145,22 @@ def test_connections_reach_the_backup(directors: tuple[str, str]) -> None:
 
         trio.run(setup)
         in_netns(a, "python3", "-c", _CONNECT % "203.0.113.10")
-        deadline = time.monotonic() + 30
-        while True:
-            backup_conns = in_netns(b, "ipvsadm", "-L", "-n", "-c")
-            if "203.0.113.10:80" in backup_conns or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        backup_conns = _connections_once_listed(b, "203.0.113.10:80")
         assert "203.0.113.10:80" in backup_conns, backup_conns
         assert "192.0.2.2:8080" in backup_conns
     finally:
         server.kill()
         server.wait()
+
+
+def _connections_once_listed(ns: str, vip: str, timeout_s: float = 30.0) -> str:
+    """``ipvsadm -L -n -c`` in ``ns``, polled until it lists ``vip`` (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listing = in_netns(ns, "ipvsadm", "-L", "-n", "-c")
+        if vip in listing or time.monotonic() > deadline:
+            return listing
+        time.sleep(0.5)
 
 
 _ACCEPT_LOOP = """
@@ -221,12 +226,7 @@ def test_ipv6_group_carries_ipv6_connections(directors: tuple[str, str]) -> None
         assert (master.mcast_group, master.mcast_port) == (group, port)
         assert (backup.mcast_group, backup.mcast_port) == (group, port)
         in_netns(a, "python3", "-c", _CONNECT % "2001:db8:10::10")
-        deadline = time.monotonic() + 30
-        while True:
-            backup_conns = in_netns(b, "ipvsadm", "-L", "-n", "-c")
-            if "[2001:db8:10::10]:80" in backup_conns or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        backup_conns = _connections_once_listed(b, "[2001:db8:10::10]:80")
         assert "[2001:db8:10::10]:80" in backup_conns, backup_conns
         assert "[2001:db8:1::2]:8080" in backup_conns
     finally:
