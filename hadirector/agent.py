@@ -10,10 +10,10 @@ in order, with ``trio.current_time()`` as its clock. The machine answers with ac
 the driver performs in the order given: send an advert, acquire the VIPs (add, then announce),
 release them, report a transition (log, notify scripts, sync group).
 
-Received adverts are checked here before the machine sees them (RFC 5798 §7.1): TTL/hop
-limit 255, the optional HMAC trailer and replay guard, the codec's checks (version, type,
-length, checksum), VRID, version, allowed sources, v2 authentication. A rejected advert is
-counted, logged at most once a second per reason, and changes nothing.
+Received adverts go through the receive checks of vrrp/receive.py (RFC 5798 §7.1) before
+the machine sees them; the answer's reason is counted and logged here, at most once a second
+per reason, and a rejected advert changes nothing. Adverts are built by vrrp/send.py; the
+agent only sends them.
 
 An interface deleted and created again (ifdown/ifup of a VLAN or bond, a re-created veth)
 gets a new ifindex, and everything opened on the old one is dead. Its deletion is a link
@@ -57,11 +57,11 @@ from hadirector.alerts import notify
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
-from hadirector.errors import ConfigError, DecodeError, KernelError, Problem
+from hadirector.errors import ConfigError, KernelError, Problem
 from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
 from hadirector.preflight import preflight, read_hmac_keys
 from hadirector.sync.daemon import SyncDaemons
-from hadirector.vrrp import auth, codec, track
+from hadirector.vrrp import auth, codec, receive, send, track
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import (
     AcquireAddresses,
@@ -74,8 +74,6 @@ from hadirector.vrrp.machine import (
 )
 
 STOP_TIMEOUT_S = 15.0
-# Machine counters that mean "advert rejected": logged like the receive checks done here.
-MACHINE_REJECTS = ("interval_mismatch", "interval_out_of_bounds")
 RECEIVE_ERROR_BACKOFF_S = 0.2
 # A re-created interface without a source address yet: try the VRRP socket again this often.
 REOPEN_RETRY_S = 0.5
@@ -163,6 +161,9 @@ class Instance:
         self._hmac_files: tuple[str, ...] = ()
         self._hmac_key_of: dict[Any, int] = {}
         self.replay = auth.ReplayGuard()
+        # The receive checks' view of self.cfg, rebuilt when a reload changes it.
+        self._policy_of: VrrpInstance | None = None
+        self._policy: receive.ReceivePolicy | None = None
         self._hmac_seq = 0
         # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
         # as keepalived does (one configured with old_unicast_checksum drops the RFC form).
@@ -434,14 +435,9 @@ class Instance:
         kind = event[0]
         if kind == "advert":
             _, advert, source = event
-            before = {k: machine.counters[k] for k in MACHINE_REJECTS}
-            actions = machine.receive(
+            return machine.receive(
                 priority=advert.priority, interval_cs=advert.interval_cs, source=source, now=now
             )
-            for key, count in before.items():
-                if machine.counters[key] != count:  # the machine's own checks (intervals)
-                    self._reject(key, source, f"interval {advert.interval_cs} cs")
-            return actions
         if kind == "link":
             return self._on_link(event[1], now)
         if kind == "address":
@@ -496,36 +492,20 @@ class Instance:
                 raise AssertionError(f"unhandled action {action!r}")
 
     async def _send_advert(self, priority: int, interval_cs: int) -> None:
+        """Send the adverts vrrp/send.py builds for this priority and interval."""
         assert self.sock is not None
-        cfg = self.cfg
-        auth_type, auth_data = (
-            (1, codec.v2_password(cfg.auth_pass))
-            if cfg.auth_type == "pass" and cfg.auth_pass
-            else (0, b"")
-        )
-        advert = codec.Advert(
-            version=cfg.version,
-            vrid=cfg.vrid,
+        built = send.build(
+            send_policy(self.cfg, peer_old_checksum=self.peer_old_checksum),
             priority=priority,
             interval_cs=interval_cs,
-            addresses=tuple(v.interface.ip for v in cfg.virtual_addresses)[:255],
-            auth_type=auth_type if cfg.version == 2 else 0,
-            auth_data=auth_data if cfg.version == 2 else b"",
+            src=self.sock.local_address,
+            destinations=self.sock.destinations,
+            keys=self.hmac_keys,
+            last_seq=self._hmac_seq,
+            now_ns=time.time_ns() if self.hmac_keys is not None else 0,
         )
-        src = self.sock.local_address
-        for dst in self.sock.destinations:
-            payload = codec.encode(
-                advert,
-                src=src,
-                dst=codec.MCAST_V4 if cfg.old_unicast_checksum or self.peer_old_checksum else dst,
-                v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
-            )
-            if self.hmac_keys is not None:
-                # Wall-clock nanoseconds so that a restarted agent keeps increasing, but
-                # never below the last one sent: a clock stepped back must not turn our
-                # adverts into "replays" for as long as the step.
-                self._hmac_seq = max(time.time_ns(), self._hmac_seq + 1)
-                payload = self.hmac_keys.sign(payload, seq=self._hmac_seq, src=src, dst=dst)
+        self._hmac_seq = built.last_seq
+        for payload, dst in built.packets:
             try:
                 await self.sock.send(payload, dst)
                 self.counters["adverts_sent"] += 1
@@ -772,41 +752,36 @@ class Instance:
             reason, "vrrp.advert_rejected", reason=reason, source=str(src), detail=detail
         )
 
-    def _decode(self, payload: bytes, src: Any, dst: Any) -> tuple[codec.Advert, bool]:
-        """Decode; in IPv4 v3 unicast mode also accept keepalived's old checksum form.
-
-        The flag says whether the advert came in the old form."""
-        cfg = self.cfg
-        pseudo = cfg.v3_checksum_pseudo_header
-        try:
-            return codec.decode(payload, src=src, dst=dst, v3_ipv4_pseudo_header=pseudo), False
-        except DecodeError as exc:
-            if exc.reason != "checksum" or not (cfg.unicast and cfg.family == 4):
-                raise
-            advert = codec.decode(
-                payload, src=src, dst=codec.MCAST_V4, v3_ipv4_pseudo_header=pseudo
-            )
-            self.counters["old_unicast_checksum_seen"] += 1
-            return advert, True
+    @property
+    def _receive_policy(self) -> receive.ReceivePolicy:
+        if self._policy is None or self._policy_of is not self.cfg:
+            self._policy = receive_policy(self.cfg)
+            self._policy_of = self.cfg
+        return self._policy
 
     def _accept(self, received: Any) -> codec.Advert | None:
-        """The RFC 5798 §7.1 receive checks; None when the packet is dropped."""
-        cfg = self.cfg
+        """The receive checks (vrrp/receive.py) on one packet; None when it is dropped.
+
+        Counts and logs what the checks answered, commits the HMAC sequence number."""
         src = received.src
-        if received.ttl != 255:
-            self._reject("ttl", src, f"ttl/hop limit {received.ttl}, must be 255")
+        result = receive.check(
+            received.payload,
+            src=src,
+            dst=received.dst,
+            ttl=received.ttl,
+            policy=self._receive_policy,
+            keys=self.hmac_keys,
+            replay=self.replay,
+        )
+        if isinstance(result, receive.Rejected):
+            self._reject(result.reason, src, result.detail)
             return None
-        payload = received.payload
-        ring = self.hmac_keys
-        if ring is not None:
-            try:
-                payload, seq, key_index = ring.verify(payload, src=src, dst=received.dst)
-            except DecodeError as exc:
-                self._reject("auth", src, str(exc))
-                return None
-            if not self.replay.accept(src, seq):
-                self._reject("replay", src, f"sequence {seq} not newer")
-                return None
+        if isinstance(result, receive.NotOurs):
+            self.counters["other_vrid"] += 1
+            return None
+        if result.hmac_seq is not None:
+            self.replay.accept(src, result.hmac_seq)
+            key_index = result.hmac_key_index or 0
             if key_index:
                 self.counters["hmac_verified_by_accepted_key"] += 1
             if self._hmac_key_of.get(src) != key_index:
@@ -818,33 +793,46 @@ class Instance:
                     key_index=key_index,
                     key_file=self._hmac_files[key_index],
                 )
-        try:
-            advert, old_checksum = self._decode(payload, src, received.dst)
-        except DecodeError as exc:
-            self._reject(exc.reason, src, exc.detail)
-            return None
-        if advert.vrid != cfg.vrid:
-            self.counters["other_vrid"] += 1
-            return None
-        if advert.version != cfg.version:
-            self._reject("version", src, f"version {advert.version}, configured {cfg.version}")
-            return None
-        if cfg.accept_from and src not in cfg.accept_from:
-            self._reject("source", src, "not an allowed peer")
-            return None
-        if cfg.version == 2:
-            want_type = 1 if cfg.auth_type == "pass" else 0
-            want_data = codec.v2_password(cfg.auth_pass or "") if want_type else None
-            if advert.auth_type != want_type or (
-                want_data is not None and advert.auth_data != want_data
-            ):
-                self._reject("auth", src, f"auth type {advert.auth_type} or password mismatch")
-                return None
-        if old_checksum and not cfg.old_unicast_checksum and not self.peer_old_checksum:
-            self.peer_old_checksum = True
-            self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
+        if result.old_checksum:
+            self.counters["old_unicast_checksum_seen"] += 1
+            if not self.cfg.old_unicast_checksum and not self.peer_old_checksum:
+                self.peer_old_checksum = True
+                self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
         self.counters["adverts_accepted"] += 1
-        return advert
+        return result.advert
+
+
+def receive_policy(cfg: VrrpInstance) -> receive.ReceivePolicy:
+    """What one configured instance accepts (vrrp/receive.py)."""
+    return receive.ReceivePolicy(
+        vrid=cfg.vrid,
+        version=cfg.version,
+        advert_interval_cs=cfg.advert_interval_cs,
+        max_adopted_interval_cs=cfg.max_adopted_interval_cs,
+        accept_from=frozenset(cfg.accept_from),
+        v2_auth_data=_v2_auth_data(cfg),
+        v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
+        old_checksum_fallback=cfg.unicast and cfg.family == 4,
+    )
+
+
+def send_policy(cfg: VrrpInstance, *, peer_old_checksum: bool = False) -> send.SendPolicy:
+    """How one configured instance writes its adverts (vrrp/send.py)."""
+    return send.SendPolicy(
+        version=cfg.version,
+        vrid=cfg.vrid,
+        addresses=tuple(v.interface.ip for v in cfg.virtual_addresses),
+        v2_auth_data=_v2_auth_data(cfg),
+        v3_ipv4_pseudo_header=cfg.v3_checksum_pseudo_header,
+        old_checksum=cfg.old_unicast_checksum or peer_old_checksum,
+    )
+
+
+def _v2_auth_data(cfg: VrrpInstance) -> bytes | None:
+    """The v2 simple-text password as sent (8 bytes), None without one (or in v3)."""
+    if cfg.version == 2 and cfg.auth_type == "pass" and cfg.auth_pass:
+        return codec.v2_password(cfg.auth_pass)
+    return None
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,12 @@ failed, or the sync group put us there; STOPPED is final.
   backup is silent), so a discarded one means split brain: we send an advert at once, which
   makes the other step down, and emit ``AcquireAddresses`` again so the caller re-announces
   (a fresh gratuitous ARP / unsolicited NA puts the neighbours' caches right).
-- Receive checks left to the machine (RFC 3768 §7.1, RFC 5798 §7.1 being done by the
-  caller): v2 adverts must carry our interval (``interval_mismatch``), v3 intervals above
-  ``max_adopted_interval_cs`` are not adopted but rejected (``interval_out_of_bounds``). A
-  rejected advert is counted and touches no timer and no state.
+- Receive checks: the caller runs them all (vrrp/receive.py, RFC 5798 §7.1). The interval
+  check is repeated here with the same function (``receive.interval_rejection``) for a
+  caller that feeds adverts directly: v2 adverts must carry our interval
+  (``interval_mismatch``), v3 intervals above ``max_adopted_interval_cs`` are not adopted
+  but rejected (``interval_out_of_bounds``). A rejected advert is counted and touches no
+  timer and no state.
 
 Timer arithmetic lives in ``timers.py`` (exact, never rounded to centiseconds).
 
@@ -86,6 +88,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from hadirector.errors import ConfigError, Problem
 from hadirector.vrrp import timers
+from hadirector.vrrp.receive import interval_rejection
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -422,13 +425,14 @@ class VrrpMachine:
         if source == self.cfg.primary_address:
             self.counters["own_advert"] += 1
             return []
-        if self.cfg.version == 2:
-            if interval_cs != self.cfg.advert_interval_cs:  # RFC 3768 §7.1
-                self.counters["interval_mismatch"] += 1
-                self.counters["rejected"] += 1
-                return []
-        elif not 1 <= interval_cs <= self.cfg.max_adopted_interval_cs:
-            self.counters["interval_out_of_bounds"] += 1
+        rejected = interval_rejection(  # RFC 3768 §7.1 (v2), bounded adoption (v3)
+            version=self.cfg.version,
+            advert_interval_cs=self.cfg.advert_interval_cs,
+            max_adopted_interval_cs=self.cfg.max_adopted_interval_cs,
+            interval_cs=interval_cs,
+        )
+        if rejected is not None:
+            self.counters[rejected.reason] += 1
             self.counters["rejected"] += 1
             return []
         if priority == STOP_PRIORITY:

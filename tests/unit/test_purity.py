@@ -92,6 +92,8 @@ def test_discovery_finds_the_core() -> None:
     assert "hadirector.errors" in PURE
     assert "hadirector.vrrp.codec" in PURE
     assert "hadirector.vrrp.auth" in PURE
+    assert "hadirector.vrrp.receive" in PURE
+    assert "hadirector.vrrp.send" in PURE
 
 
 @pytest.mark.parametrize("name", PURE)
