@@ -3,12 +3,15 @@
 Theory of operation. One root nursery holds: a task per VRRP instance (its receive loop and
 its driver), the link watcher, the VIP watcher, tracking tasks (scripts, files), the notify
 runner, the IPVS reconciler, the health checker (which feeds the reconciler the failed real
-servers) and the signal loop. Each instance owns a bounded inbox: every input (an accepted
-advert, a link change, a new effective priority, a sync-group command, a stop or a
-reconfiguration) goes through it, so the pure state machine is driven by one task,
-in order, with ``trio.current_time()`` as its clock. The machine answers with actions, which
-the driver performs in the order given: send an advert, acquire the VIPs (add, then announce),
-release them, report a transition (log, notify scripts, sync group).
+servers) and the signal loop. Every input of an instance (an accepted advert, a link change,
+a new effective priority, a sync-group command, a stop, a reconfiguration, a VIP to put
+back) is posted to it, so the pure state machine is driven by one task, in order, with
+``trio.current_time()`` as its clock. Control events travel on a queue that never drops and
+are served before adverts, which travel on a bounded one (a flood drops adverts, counted,
+never a stop or a link change). Every VIP change is made by the instance's driver. The
+machine answers with actions, which the driver performs in the order given: send an advert,
+acquire the VIPs (add, then announce), release them, report a transition (log, notify
+scripts, sync group).
 
 Received adverts go through the receive checks of vrrp/receive.py (RFC 5798 §7.1) before
 the machine sees them; the answer's reason is counted and logged here, at most once a second
@@ -44,7 +47,7 @@ import os
 import signal
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +77,9 @@ from hadirector.vrrp.machine import (
 )
 
 STOP_TIMEOUT_S = 15.0
+# Adverts queued for an instance's driver beyond this many are dropped (and counted); control
+# events have no bound.
+ADVERT_QUEUE = 1024
 RECEIVE_ERROR_BACKOFF_S = 0.2
 # A re-created interface without a source address yet: try the VRRP socket again this often.
 REOPEN_RETRY_S = 0.5
@@ -148,7 +154,11 @@ class Instance:
         self.log = logs.get(instance=cfg.name)
         self.rejects = RateLimitedLog(self.log)
         self.counters: Counter[str] = Counter()
-        self.inbox_send, self.inbox = trio.open_memory_channel[tuple[Any, ...]](1024)
+        # Two queues: control events (never dropped) are served before adverts (bounded,
+        # dropped and counted when full); ``post`` wakes the driver.
+        self._control: deque[tuple[Any, ...]] = deque()
+        self._adverts: deque[tuple[Any, ...]] = deque()
+        self._wake = trio.Event()
         self.machine: VrrpMachine | None = None
         self.sock: VrrpEndpoint | None = None
         # One announcer per device a VIP lives on (a VIP's `dev` may differ from the
@@ -190,13 +200,45 @@ class Instance:
         return self.machine.state if self.machine else State.INIT
 
     def post(self, *event: Any) -> None:
-        if event[0] == "stop":
-            self.stop_requested = True
-        try:
-            self.inbox_send.send_nowait(event)
-        except trio.WouldBlock:
-            self.counters["inbox_full"] += 1
-            self.rejects.warning("inbox", "vrrp.inbox_full")
+        """Queue an event for the driver. An ``("advert", advert, source)`` goes on the
+        bounded advert queue (dropped and counted when it is full); anything else is a
+        control event (stop, link, address, priority, force, reconfigure, VIP repairs):
+        never dropped, and served before any queued advert."""
+        kind = event[0]
+        if kind == "advert":
+            if len(self._adverts) >= ADVERT_QUEUE:
+                self.counters["adverts_dropped"] += 1
+                self.rejects.warning("advert_queue", "vrrp.advert_queue_full", limit=ADVERT_QUEUE)
+                return
+            self._adverts.append(event)
+        else:
+            if kind == "stop":
+                self.stop_requested = True
+            self._control.append(event)
+        self._wake.set()
+
+    async def _next_event(self, wake_at: float) -> tuple[Any, ...] | None:
+        """The next event for the driver, None when ``wake_at`` (a timer) is due first.
+
+        Control events come first, then a due timer, then adverts: a flood of adverts
+        delays neither a stop, a link change or a reload, nor the machine's timers."""
+        waited = False
+        while True:
+            if self._control:
+                event = self._control.popleft()
+            elif trio.current_time() >= wake_at:
+                return None
+            elif self._adverts:
+                event = self._adverts.popleft()
+            else:
+                self._wake = trio.Event()
+                with trio.move_on_at(wake_at):
+                    await self._wake.wait()
+                waited = True
+                continue
+            if not waited:
+                await trio.lowlevel.checkpoint()  # a busy queue must not starve other tasks
+            return event
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -338,9 +380,7 @@ class Instance:
                 math.inf if deadline is None else deadline,
                 math.inf if self._reopen_at is None else self._reopen_at,
             )
-            event: tuple[Any, ...] | None = None
-            with trio.move_on_at(wake_at):
-                event = await self.inbox.receive()
+            event = await self._next_event(wake_at)
             now = trio.current_time()
             if event is not None:
                 actions = self._dispatch(event, now)
@@ -453,6 +493,10 @@ class Instance:
             return machine.stop(now)
         if kind == "reconfigure":
             return self._reconfigure(event[1], now)
+        if kind == "readd":
+            return [_Readd(event[1])]
+        if kind == "restore_vips_on":
+            return [_RestoreOn(event[1])]
         raise AssertionError(f"unknown event {kind!r}")
 
     def _reconfigure(self, new: VrrpInstance, now: float) -> list[Any]:
@@ -488,6 +532,10 @@ class Instance:
                 self._on_transition(action)
             elif isinstance(action, _VipDiff):
                 await self._apply_vip_diff(action)
+            elif isinstance(action, _Readd):
+                await self._readd_if_held(action.vip)
+            elif isinstance(action, _RestoreOn):
+                await self._restore_vips_on(action.ifname)
             else:  # pragma: no cover - a new action type without a handler is our bug
                 raise AssertionError(f"unhandled action {action!r}")
 
@@ -644,8 +692,11 @@ class Instance:
         if fresh:
             self._announce_once(fresh)
 
-    async def readd_if_held(self, vip_text: str) -> None:
+    async def _readd_if_held(self, vip_text: str) -> None:
         """A VIP vanished behind our back: put it back if we are master and hold it.
+
+        Run by the driver (posted as ``("readd", vip)`` by the VIP watcher), like every VIP
+        change: a release decided meanwhile waits for this add to finish, then removes it.
 
         Not while its interface is down or gone (deleted with it): a VIP on the instance's
         own interface follows the machine (FAULT), one on another device is put back when
@@ -670,10 +721,11 @@ class Instance:
                 self._announce_once([vip])
                 self.log.warning("vip.readded", vip=vip_text, reason="deleted externally")
 
-    async def restore_vips_on(self, ifname: str) -> None:
+    async def _restore_vips_on(self, ifname: str) -> None:
         """``ifname`` is up (again, perhaps created again): a master puts back the VIPs it
         holds there that went away with it. Not for the instance's own interface, whose
-        coming back the machine handles (it left MASTER when the link went)."""
+        coming back the machine handles (it left MASTER when the link went). Run by the
+        driver (posted as ``("restore_vips_on", ifname)`` by the link watcher)."""
         if self.state is not State.MASTER or ifname == self.cfg.interface:
             return
         readded = []
@@ -843,6 +895,20 @@ class _VipDiff:
     new: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class _Readd:
+    """Internal action: this VIP vanished behind our back; put it back if still held."""
+
+    vip: str
+
+
+@dataclass(frozen=True)
+class _RestoreOn:
+    """Internal action: this device is up again; put back the VIPs held on it."""
+
+    ifname: str
+
+
 class Agent:
     """Everything one ``hadirector run`` process does."""
 
@@ -939,7 +1005,7 @@ class Agent:
                 if inst.cfg.interface == ifname:
                     inst.post("link", up)
                 elif up:
-                    await inst.restore_vips_on(ifname)
+                    inst.post("restore_vips_on", ifname)
                 if any(ref.name == ifname for ref in inst.cfg.track_interfaces):
                     tracked = True
             if tracked:
@@ -955,7 +1021,7 @@ class Agent:
         self.addresses.on_address_added(self._on_address_added)
         async for removed in self.addresses.watch():
             for inst in self.instances.values():
-                await inst.readd_if_held(str(removed))
+                inst.post("readd", str(removed))
 
     def _on_health(self, down: set[Any]) -> None:
         """Failed real servers from the health checker go to the IPVS reconciler."""
