@@ -700,7 +700,7 @@ class Instance:
 
         Not while its interface is down or gone (deleted with it): a VIP on the instance's
         own interface follows the machine (FAULT), one on another device is put back when
-        that device is up again (``restore_vips_on``)."""
+        that device is up again (``_restore_vips_on``)."""
         if self.state is not State.MASTER or vip_text not in self.holding:
             return
         for vip in self.cfg.virtual_addresses:
