@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The pure core (DESIGN.md §1), as paths relative to the repository root.
+# The pure core (docs/ARCHITECTURE.md, "The pure core"), as paths relative to the repository root.
 PURE_MODULE_GLOBS = [
     "hadirector/errors.py",
     "hadirector/vrrp/*.py",

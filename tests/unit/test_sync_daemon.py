@@ -1,7 +1,7 @@
 """The sync component on this host's own kernel, which has no IPVS (the build machines'
-kernels lack it; DESIGN.md §3): said once, clearly, never fatal; and a configuration
-without ``[ipvs.sync]`` never opens the kernel at all. The daemons themselves are driven
-against a real IPVS kernel in tests/vm/test_lvs_sync.py.
+kernels lack it: docs/ARCHITECTURE.md, "The kernel we test against"): said once, clearly,
+never fatal; and a configuration without ``[ipvs.sync]`` never opens the kernel at all.
+The daemons themselves are driven against a real IPVS kernel in tests/vm/test_lvs_sync.py.
 """
 
 from __future__ import annotations
