@@ -156,16 +156,19 @@ def _control_socket(socket_path: str | None, config_path: str | None) -> str | N
 
 
 def _control(command: str, socket_path: str | None, config_path: str | None, as_json: bool) -> int:
+    """``status`` and ``reload``: the control client, and the loader for the socket path."""
     import json
 
-    from hadirector import control
+    from hadirector.control import client
 
     path = _control_socket(socket_path, config_path)
     if path is None:
         return 1
     try:
-        reply = control.request(path, command)
-    except control.ControlError as exc:
+        reply = client.request(path, command)
+        status_reply = reply.get("ok") and command == "status"
+        snapshot = client.read_status(reply, path) if status_reply else None
+    except client.ControlError as exc:
         print(f"hadirector {command}: {exc}", file=sys.stderr)
         return 1
     if not reply.get("ok"):
@@ -177,8 +180,8 @@ def _control(command: str, socket_path: str | None, config_path: str | None, as_
         print("configuration reloaded")
     elif as_json:
         print(json.dumps(reply["status"], indent=2, sort_keys=True))
-    else:
-        sys.stdout.write(control.format_status(reply["status"]))
+    elif snapshot is not None:
+        sys.stdout.write(client.format_status(snapshot))
     return 0
 
 

@@ -35,6 +35,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",
     "hadirector/status.py",
+    "hadirector/control/protocol.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.
