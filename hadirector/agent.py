@@ -52,7 +52,7 @@ from typing import Any
 
 import trio
 
-from hadirector import logs, sdnotify
+from hadirector import __version__, logs, sdnotify
 from hadirector.alerts import notify
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import load as config_load
@@ -60,6 +60,13 @@ from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, DecodeError, KernelError, Problem
 from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
 from hadirector.preflight import preflight, read_hmac_keys
+from hadirector.status import (
+    AgentStatus,
+    ChecksStatus,
+    InstanceStatus,
+    NotifyStatus,
+    SyncGroupStatus,
+)
 from hadirector.sync.daemon import SyncDaemons
 from hadirector.vrrp import auth, codec, track
 from hadirector.vrrp.group import SyncGroup
@@ -882,7 +889,8 @@ class Agent:
         self._track_scope: trio.CancelScope | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
-        self._reload_lock = trio.Lock()
+        self._reload_lock = trio.Lock()  # the one lock: SIGHUP and the control socket
+        self.started_monotonic = time.monotonic()
 
     # -- tracking ---------------------------------------------------------------------
 
@@ -1025,6 +1033,70 @@ class Agent:
         text = ", ".join(f"{n}={i.state.value}" for n, i in sorted(self.instances.items()))
         sdnotify.notify(f"STATUS={text}")
 
+    def status(self) -> AgentStatus:
+        """The status snapshot: what the control socket, metrics and ``hadirector status``
+        report (hadirector/status.py)."""
+        cfg = self.config
+        groups = []
+        for g in cfg.sync_groups:
+            members = {m: self.instances[m].state.value for m in g.instances if m in self.instances}
+            groups.append(SyncGroupStatus(g.name, self.group_state.get(g.name), members))
+        return AgentStatus(
+            router_id=cfg.global_.router_id or socket.gethostname(),
+            version=__version__,
+            pid=os.getpid(),
+            uptime_s=round(time.monotonic() - self.started_monotonic, 3),
+            stopping=self.stopping,
+            instances=tuple(self._instance_status(i) for _, i in sorted(self.instances.items())),
+            sync_groups=tuple(groups),
+            ipvs=self.ipvs.status(),
+            checks=ChecksStatus(
+                running=len(self.checks.running),
+                down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
+            ),
+            notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
+        )
+
+    @staticmethod
+    def _instance_status(inst: Instance) -> InstanceStatus:
+        """One VRRP instance's part of the status snapshot."""
+        cfg = inst.cfg
+        machine = inst.machine
+        return InstanceStatus(
+            name=cfg.name,
+            state=inst.state.value,
+            interface=cfg.interface,
+            vrid=cfg.vrid,
+            version=cfg.version,
+            family=cfg.family,
+            unicast=cfg.unicast,
+            source=str(inst.sock.local_address) if inst.sock is not None else None,
+            priority=cfg.priority,
+            effective_priority=machine.effective_priority if machine is not None else None,
+            advert_interval_cs=cfg.advert_interval_cs,
+            master_adver_interval_cs=(
+                machine.master_adver_interval_cs if machine is not None else None
+            ),
+            vips=tuple(str(v.interface) for v in cfg.virtual_addresses),
+            vips_held=tuple(sorted(inst.holding)),
+            fault_reasons=Agent._fault_reasons(inst),
+            counters=inst.counters,
+            machine_counters=machine.counters if machine is not None else {},
+        )
+
+    @staticmethod
+    def _fault_reasons(inst: Instance) -> tuple[str, ...]:
+        """Why an instance is in FAULT (empty when it is not): the machine's own reasons (link
+        down, tracking, sync group), and a re-created interface still without a source address."""
+        machine = inst.machine
+        if machine is None or inst.state is not State.FAULT:
+            return ()
+        reasons = list(machine.fault_reasons)
+        if inst.waiting_for_address:
+            reasons = [r for r in reasons if r != "link down"]
+            reasons.insert(0, f"{inst.cfg.interface} re-created, no source address yet")
+        return tuple(reasons)
+
     # -- main -------------------------------------------------------------------------
 
     async def run(self, *, handle_signals: bool = True, operations: bool = False) -> None:
@@ -1052,9 +1124,10 @@ class Agent:
             nursery.start_soon(self.sync.run)
             nursery.start_soon(self.checks.run)
             if operations:
-                from hadirector.control import Operations
+                from hadirector.control.server import Operations
 
-                await nursery.start(Operations(self).run)
+                glob = self.config.global_
+                await nursery.start(Operations(self).run, glob.control_socket, glob.metrics_listen)
             sdnotify.notify("READY=1")
             self.update_status()
             nursery.start_soon(self._watchdog)

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hadirector.status import IpvsStatus
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -90,13 +92,15 @@ class LinksPort(Protocol):
 
 
 class IpvsPort(Protocol):
-    """The IPVS component: runs in the agent's nursery, takes reloads."""
+    """The IPVS component: runs in the agent's nursery, takes reloads, reports its status."""
 
     async def run(self) -> None: ...
 
     def update(self, config: Any) -> None: ...
 
     def set_health(self, down: set[Any]) -> None: ...
+
+    def status(self) -> IpvsStatus: ...
 
 
 @dataclass

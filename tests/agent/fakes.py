@@ -34,6 +34,7 @@ from hadirector.config.load import load_text
 from hadirector.config.schema import Config
 from hadirector.errors import DecodeError, KernelError
 from hadirector.ports import Adapters
+from hadirector.status import IpvsStatus
 from hadirector.vrrp import auth, codec
 from hadirector.vrrp.machine import VrrpMachine
 
@@ -417,6 +418,9 @@ class FakeIpvs:
     def set_health(self, down: set[Any]) -> None:
         self.health.append(set(down))
         self.health_before_run.append(not self.started)
+
+    def status(self) -> IpvsStatus:
+        return IpvsStatus()  # not used: no kernel table behind the fake
 
 
 class Host:

@@ -34,6 +34,8 @@ PURE_MODULE_GLOBS = [
     "hadirector/checks/risefall.py",
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",
+    "hadirector/status.py",
+    "hadirector/control/protocol.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.
