@@ -1647,13 +1647,20 @@ class _Loader:
                 field = "fwmark" if vs.fwmark is not None else "address"
                 self.add(
                     f"virtual_server[{i}].{field}",
-                    f"duplicate service {key} (also virtual_server[{seen[key]}])",
+                    f"duplicate service {_service_text(key)} (also virtual_server[{seen[key]}])",
                 )
             else:
                 seen[key] = i
 
 
 # --------------------------------------------------------------------------- small parsers
+
+
+def _service_text(key: ServiceKey) -> str:
+    """A service as the loader names it: "tcp 192.0.2.1:80", "fwmark 7 inet6"."""
+    if key.is_fwmark:
+        return f"fwmark {key.fwmark} {'inet' if key.family == 4 else 'inet6'}"
+    return str(key)
 
 
 def _present(items: Sequence[T | None]) -> list[T]:

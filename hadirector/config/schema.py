@@ -10,7 +10,7 @@ Units are in the names: VRRP intervals are integer centiseconds (``*_cs``), ever
 duration is seconds (``*_s``, float, or int where the kernel takes whole seconds).
 
 This module must not do I/O, read the clock or import anything outside the standard
-library: it is part of the pure core.
+library and the pure core (the IPVS model's ``ServiceKey``): it is part of the pure core.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
+
+# One ServiceKey for the configuration, the reload plan and the kernel table.
+from hadirector.ipvs.model import ServiceKey as ServiceKey
+from hadirector.ipvs.model import service_key_of
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -289,24 +293,6 @@ class RealServer:
         return (self.address, self.port)
 
 
-@dataclass(frozen=True, order=True)
-class ServiceKey:
-    """What identifies an IPVS virtual service: protocol+address+port, or fwmark+family."""
-
-    family: int
-    fwmark: int
-    protocol: str
-    address: str  # compressed text form, "" for fwmark services ("" sorts first)
-    port: int
-
-    def __str__(self) -> str:
-        fam = "inet" if self.family == 4 else "inet6"
-        if self.fwmark:
-            return f"fwmark {self.fwmark} {fam}"
-        host = self.address if self.family == 4 else f"[{self.address}]"
-        return f"{self.protocol} {host}:{self.port}"
-
-
 @dataclass(frozen=True)
 class VirtualServer:
     """A ``[[virtual_server]]``: one IPVS service and its real servers."""
@@ -333,15 +319,8 @@ class VirtualServer:
 
     @property
     def key(self) -> ServiceKey:
-        if self.fwmark is not None:
-            return ServiceKey(self.family, self.fwmark, "", "", 0)
-        return ServiceKey(
-            self.family,
-            0,
-            self.protocol or "",
-            self.address.compressed if self.address is not None else "",
-            self.port or 0,
-        )
+        """What identifies the service to the kernel (and to ``config.diff``)."""
+        return service_key_of(self)
 
     @property
     def persistence_netmask_dotted(self) -> str | None:

@@ -44,8 +44,8 @@ def base(**sections: Any) -> dict[str, Any]:
     return doc
 
 
-HTTP = ServiceKey(4, 0, "tcp", "198.51.100.10", 80)
-MARK = ServiceKey(4, 7, "", "", 0)
+HTTP = ServiceKey.virtual("tcp", "198.51.100.10", 80)
+MARK = ServiceKey.mark(7)
 
 
 def test_identical_configs_have_an_empty_diff() -> None:
@@ -248,7 +248,7 @@ def test_service_field_change_and_moved_service() -> None:
     doc["virtual_server"][1]["fwmark"] = 8
     d = diff(load(base()), load(doc))
     assert d.virtual_servers == Changes(
-        added=(ServiceKey(4, 8, "", "", 0),), removed=(MARK,), changed=(HTTP,)
+        added=(ServiceKey.mark(8),), removed=(MARK,), changed=(HTTP,)
     )
     change = d.service_change(HTTP)
     assert change is not None
