@@ -54,6 +54,7 @@ import trio
 
 from hadirector import logs, sdnotify
 from hadirector.alerts import notify
+from hadirector.checks.risefall import RiseFall
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
@@ -897,16 +898,14 @@ class Agent:
 
     async def _track_script_loop(self, ts: TrackScript) -> None:
         log = logs.get(track_script=ts.name)
-        hysteresis = track.RiseFall(ts.rise, ts.fall)
-        state: bool | None = None
+        hysteresis = RiseFall(ts.rise, ts.fall, up=None)
         while True:
             job = notify.NotifyJob(ts.script, f"track_script {ts.name}", ts.timeout_s)
             code = await notify.run_one(job, log, quiet=True)
-            new = hysteresis.update(code == 0)
-            if new is not None and new != state:
-                state = new
-                self.tracks.scripts[ts.name] = new
-                log.info("track.script", name=ts.name, ok=new, code=code)
+            change = hysteresis.update(code == 0)
+            if change is not None:
+                self.tracks.scripts[ts.name] = change.up
+                log.info("track.script", name=ts.name, ok=change.up, code=code)
                 self._retrack()
             await trio.sleep(ts.interval_s)
 
