@@ -22,6 +22,7 @@ from typing import Literal
 # One ServiceKey for the configuration, the reload plan and the kernel table.
 from hadirector.ipvs.model import ServiceKey as ServiceKey
 from hadirector.ipvs.model import service_key_of
+from hadirector.ipvs.types import SYNC_MCAST_GROUP, SYNC_MCAST_PORT, SYNC_MCAST_TTL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -215,7 +216,7 @@ class TrackFile:
     weight: int = 1
 
 
-DEFAULT_SYNC_MCAST_GROUP = ipaddress.IPv4Address("224.0.0.81")  # the kernel's default
+DEFAULT_SYNC_MCAST_GROUP = ipaddress.IPv4Address(SYNC_MCAST_GROUP)  # the kernel's default
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,8 @@ class SyncDaemonSettings:
     syncid: int = 0
     maxlen: int = 0  # largest sync message payload in bytes; 0: from the interface MTU
     mcast_group: IPAddress = DEFAULT_SYNC_MCAST_GROUP
-    mcast_port: int = 8848
-    mcast_ttl: int = 1
+    mcast_port: int = SYNC_MCAST_PORT
+    mcast_ttl: int = SYNC_MCAST_TTL
 
 
 @dataclass(frozen=True)
