@@ -38,6 +38,8 @@ CheckType = Literal["tcp", "http", "https", "script"]
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
+DEFAULT_PROTOCOL: Protocol = "tcp"  # of an address service and of an fwmark match
+AUTH_TYPES: tuple[str, ...] = ("none", "pass")
 FORWARDINGS: tuple[str, ...] = ("nat", "dr", "tun", "fullnat")
 SCHEDULERS: tuple[str, ...] = (
     "rr",
@@ -254,7 +256,7 @@ class FwmarkMatch:
     """Traffic an fwmark service owns: the agent keeps an nftables rule marking it."""
 
     address: IPAddress
-    protocol: Protocol = "tcp"
+    protocol: Protocol = DEFAULT_PROTOCOL
     ports: tuple[int, ...] = ()  # empty: every port
 
 
