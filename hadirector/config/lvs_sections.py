@@ -295,10 +295,8 @@ class LvsSections(Checker):
             if host is None or (port_required and port_text is None):
                 self.add(path, f"must be {form}, got {show(value)}")
                 return None
-            address = self.ip(host, path) if parse_ip(host) is not None else None
+            address = self.ip_in(host, value, path, form)
             if address is None:
-                if not self.bad(path):
-                    self.add(path, f"must be {form}, got {show(value)}")
                 return None
             if port_text is None:
                 return address, None

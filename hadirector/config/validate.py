@@ -409,6 +409,14 @@ class Checker:
             return None
         return address
 
+    def ip_in(self, text: str, value: object, path: str, form: str) -> IPAddress | None:
+        """The unicast address ``text`` taken out of ``value``: an address that is not
+        unicast is a problem of its own, anything else one of ``value`` not being ``form``."""
+        address = self.ip(text, path) if parse_ip(text) is not None else None
+        if address is None and not self.bad(path):
+            self.add(path, f"must be {form}, got {show(value)}")
+        return address
+
     def table(self, value: object, path: str) -> Mapping[str, object] | None:
         if not isinstance(value, Mapping):
             self.add(path, f"must be a table, {got(value)}")

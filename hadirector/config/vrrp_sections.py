@@ -363,10 +363,8 @@ class VrrpSections(Checker):
             self.add(path, f'must be a string ("address/prefix"), {got(value)}')
             return None
         addr_text, slash, prefix_text = value.partition("/")
-        address = self.ip(addr_text, path) if parse_ip(addr_text) is not None else None
+        address = self.ip_in(addr_text, value, path, '"address" or "address/prefix"')
         if address is None:
-            if not self.bad(path):
-                self.add(path, f'must be "address" or "address/prefix", got {show(value)}')
             return None
         max_prefix = 32 if address.version == 4 else 128
         if slash:
