@@ -54,7 +54,9 @@ import trio
 
 from hadirector import __version__, logs, sdnotify
 from hadirector.alerts import notify
+from hadirector.checks.risefall import RiseFall
 from hadirector.checks.runner import HealthChecker
+from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, DecodeError, KernelError, Problem
@@ -105,19 +107,6 @@ def machine_config(cfg: VrrpInstance, primary: Any) -> MachineConfig:
         max_adopted_interval_cs=cfg.max_adopted_interval_cs,
         handover_hold_cs=_seconds_to_cs(cfg.handover_hold_s),
     )
-
-
-# Identity fields: a change to any of them restarts the instance (new socket, new machine).
-IDENTITY_FIELDS = (
-    "interface",
-    "vrid",
-    "version",
-    "unicast_peers",
-    "unicast_src",
-    "v3_checksum_pseudo_header",
-)
-# HMAC turned on or off also restarts an instance (see _identity_changed); a change of key
-# files does not: the keys are handed over in place (Instance.set_hmac_keys).
 
 
 class RateLimitedLog:
@@ -917,16 +906,14 @@ class Agent:
 
     async def _track_script_loop(self, ts: TrackScript) -> None:
         log = logs.get(track_script=ts.name)
-        hysteresis = track.RiseFall(ts.rise, ts.fall)
-        state: bool | None = None
+        hysteresis = RiseFall(ts.rise, ts.fall, up=None)
         while True:
             job = notify.NotifyJob(ts.script, f"track_script {ts.name}", ts.timeout_s)
             code = await notify.run_one(job, log, quiet=True)
-            new = hysteresis.update(code == 0)
-            if new is not None and new != state:
-                state = new
-                self.tracks.scripts[ts.name] = new
-                log.info("track.script", name=ts.name, ok=new, code=code)
+            change = hysteresis.update(code == 0)
+            if change is not None:
+                self.tracks.scripts[ts.name] = change.up
+                log.info("track.script", name=ts.name, ok=change.up, code=code)
                 self._retrack()
             await trio.sleep(ts.interval_s)
 
@@ -1281,11 +1268,14 @@ class Agent:
                 )
         old = self.config
         self.config = new
-        old_by_name = {i.name: i for i in old.vrrp_instances}
+        # The reload plan: which instances stop, restart or are updated in place.
+        plan = config_diff.diff(old, new)
+        stopped = {*plan.vrrp_instances.removed}
+        stopped.update(c.name for c in plan.instance_changes if c.replaces)
         new_by_name = {i.name: i for i in new.vrrp_instances}
         self._build_groups()
-        for name, cfg in old_by_name.items():
-            if name not in new_by_name or _identity_changed(cfg, new_by_name[name]):
+        for name in (i.name for i in old.vrrp_instances):
+            if name in stopped:
                 inst = self.instances[name]
                 inst.post("stop")
                 await inst.done.wait()
@@ -1295,7 +1285,7 @@ class Agent:
             if name not in self.instances:
                 await self._start_instance(cfg)
                 self.log.info("config.instance_added", instance=name)
-            elif old_by_name.get(name) != cfg:
+            elif plan.instance_change(name) is not None:
                 self.instances[name].post("reconfigure", cfg)
             ring = hmac_keys.get(name)
             if ring is not None:
@@ -1313,14 +1303,6 @@ class Agent:
 def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:
     """The HMAC key files of an instance, signing key first (as in ``auth.KeyRing``)."""
     return (cfg.hmac_key_file, *cfg.hmac_accept_key_files) if cfg.hmac_key_file else ()
-
-
-def _identity_changed(old: VrrpInstance, new: VrrpInstance) -> bool:
-    return (
-        any(getattr(old, f) != getattr(new, f) for f in IDENTITY_FIELDS)
-        or old.family != new.family
-        or (old.hmac_key_file is None) != (new.hmac_key_file is None)
-    )
 
 
 async def run_agent(config: Config, config_path: Path | None) -> None:
