@@ -141,22 +141,36 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
 
 
 def _control_socket(socket_path: str | None, config_path: str | None) -> str | None:
-    """The socket to use: --socket, else the configuration's (given or default file)."""
+    """The socket to use: --socket, else the configuration's (given or default file).
+
+    Only ``[global] control_socket`` is read and checked: an operator asking for the status
+    while another part of the file is being edited still gets it (and the full loader
+    stays out of this command's start-up)."""
     if socket_path:
         return socket_path
     path = Path(config_path or DEFAULT_CONFIG)
     if config_path is None and not path.exists():
         return DEFAULT_CONTROL_SOCKET
-    from hadirector.config.load import load_path
-    from hadirector.errors import ConfigError
+    import tomllib
+
+    from hadirector.config.validate import SUN_PATH_MAX, Checker
 
     try:
-        return load_path(path).global_.control_socket
-    except ConfigError as exc:
-        print(f"{path}: cannot read control_socket:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        print(f"{path}: cannot read control_socket: {exc}", file=sys.stderr)
         return None
+    section = document.get("global", {})
+    value = section.get("control_socket") if isinstance(section, dict) else None
+    if value is None:
+        return DEFAULT_CONTROL_SOCKET
+    checker = Checker()
+    checked = checker.abspath(max_bytes=SUN_PATH_MAX)(value, "global.control_socket")
+    if checked is None:
+        print(f"{path}: cannot read control_socket:", file=sys.stderr)
+        for problem in checker.problems:
+            print(f"  {problem}", file=sys.stderr)
+    return checked
 
 
 def _control(command: str, socket_path: str | None, config_path: str | None, as_json: bool) -> int:

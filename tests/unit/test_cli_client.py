@@ -91,6 +91,27 @@ def test_the_socket_from_a_configuration_file_loads_nothing_heavy(tmp_path: Path
     assert heavy(modules) == []
 
 
+def test_only_the_control_socket_of_a_configuration_file_is_read(tmp_path: Path) -> None:
+    """A file being edited elsewhere does not keep the operator from the status; a bad
+    control_socket or a file that is not TOML is said, with the key path."""
+    conf = tmp_path / "h.toml"
+    sock = tmp_path / "h.sock"
+    conf.write_text(f'[global]\ncontrol_socket = "{sock}"\nbogus = 1\n[[vrrp_instance]]\n')
+    code, modules, stderr = probe("status", "--config", str(conf))
+    assert code == 1 and f"no agent answers on {sock}" in stderr
+    assert "hadirector.config.load" not in modules
+    conf.write_text('[global]\ncontrol_socket = "relative.sock"\n')
+    code, _modules, stderr = probe("status", "--config", str(conf))
+    assert code == 1
+    assert 'global.control_socket: must be an absolute path, got "relative.sock"' in stderr
+    conf.write_text("[global\n")
+    code, _modules, stderr = probe("status", "--config", str(conf))
+    assert code == 1 and f"{conf}: cannot read control_socket: " in stderr
+    conf.write_text("[vrrp]\n")  # no [global]: the default socket
+    code, _modules, stderr = probe("status", "--config", str(conf))
+    assert code == 1 and f"no agent answers on {DEFAULT_CONTROL_SOCKET}" in stderr
+
+
 def test_the_default_socket_is_the_configurations() -> None:
     assert cli.DEFAULT_CONTROL_SOCKET == DEFAULT_CONTROL_SOCKET
 
