@@ -866,7 +866,6 @@ class Agent:
         self.instances: dict[str, Instance] = {}
         self.groups: dict[str, SyncGroup] = {}
         self.group_of: dict[str, str] = {}
-        self.group_state: dict[str, str] = {}
         self.tracks = TrackStates()
         self.notifier = notify.NotifyRunner()
         self.addresses = self.adapters.addresses()
@@ -980,7 +979,7 @@ class Agent:
             if old is not None and old.members == list(g.instances):
                 groups[g.name] = old
                 continue
-            group = SyncGroup(g.name, list(g.instances))
+            group = SyncGroup(g.name, list(g.instances), old.settled if old else None)
             for member in g.instances:
                 inst = self.instances.get(member)
                 if inst is not None and inst.state is not State.INIT:
@@ -999,20 +998,17 @@ class Agent:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
                 other.post("force", target, f"sync group {name}")
-        states = {m: self.instances[m].state for m in group.members if m in self.instances}
-        values = set(states.values())
-        if len(values) == 1:
-            state = values.pop().value
-            if self.group_state.get(name) != state:
-                self.group_state[name] = state
-                self.sync.on_group(name, state)
-                gcfg = next(g for g in self.config.sync_groups if g.name == name)
-                self.log.info("vrrp.group_transition", group=name, new=state)
-                self.notifier.submit(
-                    notify.jobs_for(
-                        gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
-                    )
+        settled = group.settle()
+        if settled is not None:
+            state = settled.value
+            self.sync.on_group(name, state)
+            gcfg = next(g for g in self.config.sync_groups if g.name == name)
+            self.log.info("vrrp.group_transition", group=name, new=state)
+            self.notifier.submit(
+                notify.jobs_for(
+                    gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
                 )
+            )
 
     # -- status -----------------------------------------------------------------------
 
@@ -1027,7 +1023,9 @@ class Agent:
         groups = []
         for g in cfg.sync_groups:
             members = {m: self.instances[m].state.value for m in g.instances if m in self.instances}
-            groups.append(SyncGroupStatus(g.name, self.group_state.get(g.name), members))
+            group = self.groups.get(g.name)
+            settled = group.settled if group is not None else None
+            groups.append(SyncGroupStatus(g.name, settled and settled.value, members))
         return AgentStatus(
             router_id=cfg.global_.router_id or socket.gethostname(),
             version=__version__,
