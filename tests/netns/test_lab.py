@@ -290,7 +290,7 @@ def test_keepalived_crash_failover(netlab: Lab, keepalived_bin: str, family: int
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
     run = ProberRun(netlab, vip)
     wait_for(lambda: netlab.neigh("client", vip) == mac_a, 10, "client resolving VIP to dir-a")
-    time.sleep(0.3)
+    netlab.wait_echo_replies("dir-a")
     t_crash = time.monotonic()
     a.crash()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
@@ -304,7 +304,7 @@ def test_keepalived_crash_failover(netlab: Lab, keepalived_bin: str, family: int
             10, "an unsolicited NA from dir-b", t_crash,
         )  # fmt: skip
     wait_for(lambda: netlab.who_has(vip) >= {"dir-b"}, 10, "the VIP on dir-b")
-    time.sleep(0.3)
+    netlab.wait_echo_replies("dir-b")
     result = run.stop()
 
     assert result["lost"] > 0
@@ -320,6 +320,7 @@ def test_keepalived_crash_failover(netlab: Lab, keepalived_bin: str, family: int
 def test_keepalived_graceful_stop_and_preemption(netlab: Lab, keepalived_bin: str) -> None:
     a, b = _pair(netlab)
     run = ProberRun(netlab, vip_address())
+    netlab.wait_echo_replies("dir-a")  # the prober has had answers from dir-a
     t_stop = time.monotonic()
     a.stop()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
@@ -332,13 +333,15 @@ def test_keepalived_graceful_stop_and_preemption(netlab: Lab, keepalived_bin: st
         lambda f: f.kind == "vrrp" and f.info["priority"] == 0, 10, "priority 0", t_stop
     )
     assert prio0.src_mac == netlab.mac("dir-a")
+    netlab.wait_echo_replies("dir-b")  # ... and from dir-b, before dir-a takes back
     t_restart = time.monotonic()
     a.start()
     a.wait_state("MASTER", STATE_TIMEOUT_S)
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
     wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "VIP back on dir-a only")
     netlab.wait_wire(_is_garp_for(vip_address(), netlab.mac("dir-a")), 10, "GARP", t_restart)
-    time.sleep(0.3)
+    wait_for(lambda: netlab.neigh("client", vip_address()) == netlab.mac("dir-a"), 10, "neigh")
+    netlab.wait_echo_replies("dir-a")
     result = run.stop()
     changes = [(c["old"], c["new"]) for c in result["mac_changes"]]
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
