@@ -278,7 +278,12 @@ def test_keepalived_election(
         assert advert.info["dst"] == lan_address("dir-b")
     else:
         assert advert.info["ttl"] == 255
-    time.sleep(3 * a.instances[0].advert_s)
+    # Three more adverts from dir-a (one capture socket: anything dir-b sent before the
+    # last of them was read before it), and none from dir-b.
+    wait_for(
+        lambda: len([f for f in netlab.wire("vrrp", advert.t) if f.src_mac == mac_a]) >= 4,
+        15, "three more adverts from dir-a",
+    )  # fmt: skip
     assert not [f for f in netlab.wire("vrrp", since) if f.src_mac == netlab.mac("dir-b")]
     # The client reaches the VIP at dir-a.
     result = _probe_for(netlab, vip, 0.3)
@@ -295,7 +300,7 @@ def test_keepalived_crash_failover(netlab: Lab, keepalived_bin: str, family: int
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
     run = ProberRun(netlab, vip)
     wait_for(lambda: netlab.neigh("client", vip) == mac_a, 10, "client resolving VIP to dir-a")
-    time.sleep(0.3)
+    netlab.wait_echo_replies("dir-a")
     t_crash = time.monotonic()
     a.crash()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
@@ -309,7 +314,7 @@ def test_keepalived_crash_failover(netlab: Lab, keepalived_bin: str, family: int
             10, "an unsolicited NA from dir-b", t_crash,
         )  # fmt: skip
     wait_for(lambda: netlab.who_has(vip) >= {"dir-b"}, 10, "the VIP on dir-b")
-    time.sleep(0.3)
+    netlab.wait_echo_replies("dir-b")
     result = run.stop()
 
     assert result["lost"] > 0
@@ -325,10 +330,12 @@ def test_keepalived_crash_failover(netlab: Lab, keepalived_bin: str, family: int
 def test_keepalived_graceful_stop_and_preemption(netlab: Lab, keepalived_bin: str) -> None:
     a, b = _pair(netlab)
     run = ProberRun(netlab, vip_address())
+    netlab.wait_echo_replies("dir-a")  # the prober has had answers from dir-a
     t_stop = time.monotonic()
     a.stop()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
-    assert [t.new for t in a.transitions()][-1] == "STOP"
+    # keepalived reports STOP through the notify FIFO, read by a thread of this process.
+    a.wait_state("STOP", STATE_TIMEOUT_S)
     wait_for(lambda: netlab.who_has_vip() == {"dir-b"}, 10, "VIP released by dir-a")
     # Priority 0 from the stopping master: dir-b answers for the VIP well before a
     # crash would let it (it waits Skew_Time, not Master_Down_Interval).
@@ -336,13 +343,15 @@ def test_keepalived_graceful_stop_and_preemption(netlab: Lab, keepalived_bin: st
         lambda f: f.kind == "vrrp" and f.info["priority"] == 0, 10, "priority 0", t_stop
     )
     assert prio0.src_mac == netlab.mac("dir-a")
+    netlab.wait_echo_replies("dir-b")  # ... and from dir-b, before dir-a takes back
     t_restart = time.monotonic()
     a.start()
     a.wait_state("MASTER", STATE_TIMEOUT_S)
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
     wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "VIP back on dir-a only")
     netlab.wait_wire(_is_garp_for(vip_address(), netlab.mac("dir-a")), 10, "GARP", t_restart)
-    time.sleep(0.3)
+    wait_for(lambda: netlab.neigh("client", vip_address()) == netlab.mac("dir-a"), 10, "neigh")
+    netlab.wait_echo_replies("dir-a")
     result = run.stop()
     changes = [(c["old"], c["new"]) for c in result["mac_changes"]]
     mac_a, mac_b = netlab.mac("dir-a"), netlab.mac("dir-b")
@@ -382,7 +391,8 @@ def test_keepalived_sync_group_on_two_lans(netlab2: Lab, keepalived_bin: str) ->
     for lan in (0, 1):
         result = _probe_for(netlab2, vip_address(lan), 0.2, dev=f"eth{lan}")
         assert result["lost"] == 0 and set(result["macs"]) == {netlab2.mac("dir-b", f"eth{lan}")}
-    assert b.group_states.get("G1") == "MASTER"
+    # The group's state comes through the notify FIFO after its members'.
+    wait_for(lambda: b.group_states.get("G1") == "MASTER", 10, "group G1 MASTER on dir-b")
 
 
 def test_decode_frame_arp_and_vrrp() -> None:

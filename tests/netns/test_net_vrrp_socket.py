@@ -206,6 +206,7 @@ def test_adverts_are_well_formed_on_the_wire(lab: nsutil.Lab, family: int, tmp_p
             watcher.netns, watcher.ifname, "ip proto 112 or ip6", tmp_path / "v.pcap"
         ) as cap:
             trio.run(main)
+            cap.wait_frames("vrrp", 3)
     finally:
         sock.close()
     ttl_field = "ip.ttl" if family == 4 else "ipv6.hlim"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from hadirector.config.load import load_text
@@ -64,7 +65,7 @@ def test_without_sync_settings_the_kernel_is_never_opened() -> None:
             await nursery.start(sync.run)
             sync.on_instance("web", "MASTER")
             sync.on_group("lvs", "MASTER")
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # whatever it would do, it has done
             await sync.stop()
             nursery.cancel_scope.cancel()
 
