@@ -189,10 +189,12 @@ def _pid(director: ProcessDirector) -> int:
     if director.proc is None:
         raise RuntimeError(f"{director.node}: the agent was not started")
     if not director.running():
-        log = getattr(director, "log", lambda: "")().strip().splitlines()
+        # The last line with words (a traceback's last line is a frame of "+---").
+        lines = [line.strip(" |+-") for line in getattr(director, "log", str)().splitlines()]
+        last = next((line for line in reversed(lines) if line), "(none)")
         raise RuntimeError(
             f"{director.node}: the agent exited with {director.proc.returncode}; "
-            f"last output: {log[-1] if log else '(none)'}"
+            f"last output: {last}"
         )
     return director.proc.pid
 
