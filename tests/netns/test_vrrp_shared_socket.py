@@ -1,5 +1,6 @@
 """End to end: the instances of an agent share one VRRP receive and one send socket per
-(interface, family), and each hears only its own VRID.
+(interface, family), and each hears only its own VRID; the shared sockets follow an
+interface deleted and created again (the old ones close with the last instance leaving).
 
 dir-a runs VRIDs 1-20 (priority 150), dir-b VRIDs 1-10 (100), all on eth0 at 0.1 s: dir-a's
 adverts for 11-20 are on the link, for a router dir-b does not run. Each agent holds exactly
@@ -98,3 +99,29 @@ def test_instances_share_one_socket_and_hear_only_their_vrid(netlab: Lab) -> Non
         assert inst["state"] == "BACKUP"
         assert inst["counters"].get("other_vrid", 0) == 0, inst
         assert not any(k.startswith("rejected_") for k in inst["counters"]), inst
+
+
+def test_shared_socket_follows_a_recreated_interface(netlab: Lab) -> None:
+    """Three instances on dir-a's eth0, which is deleted and created again: each re-opens
+    on the new interface, the old sockets close with the last of them, and all three are
+    heard again (as MASTER over dir-b)."""
+    a = E2EDirector(netlab, "dir-a", instances=_specs(150, range(1, 4)))
+    b = E2EDirector(netlab, "dir-b", instances=_specs(100, range(1, 4)))
+    a.start()
+    for spec in a.instances:
+        a.wait_state("MASTER", STATE_TIMEOUT_S, instance=spec.name)
+    b.start()
+    for spec in b.instances:
+        b.wait_state("BACKUP", STATE_TIMEOUT_S, instance=spec.name)
+    pid = a.pid
+    netlab.delete_link("dir-a")
+    for spec in a.instances:
+        a.wait_state("FAULT", STATE_TIMEOUT_S, instance=spec.name)
+        b.wait_state("MASTER", STATE_TIMEOUT_S, instance=spec.name)
+    netlab.create_link("dir-a")
+    for spec in a.instances:
+        a.wait_state("MASTER", STATE_TIMEOUT_S, instance=spec.name)
+        b.wait_state("BACKUP", STATE_TIMEOUT_S, instance=spec.name)
+    assert len(a.records("vrrp.socket_reopened")) == 3
+    assert a.running() and a.pid == pid
+    assert _raw_sockets(netlab, a) == 2  # the new pair only: the old went with the last
