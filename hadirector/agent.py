@@ -285,11 +285,13 @@ class Instance:
         # Read before opening: a re-creation in between makes the socket look stale
         # (re-opened once more for nothing), never the other way round.
         incarnation = self.agent.links.incarnation(cfg.interface)
-        sock = self.agent.adapters.open_vrrp_endpoint(
+        sock = self.agent.vrrp_sockets.open(
             interface=cfg.interface,
             family=cfg.family,
+            vrid=cfg.vrid,
             unicast_peers=cfg.unicast_peers,
             unicast_src=cfg.unicast_src,
+            incarnation=incarnation,
         )
         self._sock_incarnation = incarnation
         return sock
@@ -870,6 +872,8 @@ class Agent:
         self.notifier = notify.NotifyRunner()
         self.addresses = self.adapters.addresses()
         self.links = self.adapters.links()
+        # One receive and one send socket per (interface, family), shared by the instances.
+        self.vrrp_sockets = self.adapters.vrrp_sockets()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
         self.checks = HealthChecker(config, self._on_health)
@@ -1098,6 +1102,7 @@ class Agent:
             nursery.start_soon(self.notifier.run)
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
+            await nursery.start(self.vrrp_sockets.run)
             self._start_tracking()
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
