@@ -1,7 +1,7 @@
 """hadirector: a high-availability agent for pairs of LVS directors.
 
 VRRP election, virtual address moves and announcements, IPVS programming, health
-checks and connection sync. See README.md and DESIGN.md for the map.
+checks and connection sync. See README.md, and docs/ARCHITECTURE.md for the map.
 """
 
 __version__ = "0.1.0"

@@ -55,14 +55,23 @@ from typing import Any
 
 import trio
 
-from hadirector import logs, sdnotify
+from hadirector import __version__, logs, sdnotify
 from hadirector.alerts import notify
+from hadirector.checks.risefall import RiseFall
 from hadirector.checks.runner import HealthChecker
+from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, TrackScript, VrrpInstance
 from hadirector.errors import ConfigError, KernelError, Problem
 from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
 from hadirector.preflight import preflight, read_hmac_keys
+from hadirector.status import (
+    AgentStatus,
+    ChecksStatus,
+    InstanceStatus,
+    NotifyStatus,
+    SyncGroupStatus,
+)
 from hadirector.sync.daemon import SyncDaemons
 from hadirector.vrrp import auth, codec, receive, send, track
 from hadirector.vrrp.group import SyncGroup
@@ -102,19 +111,6 @@ def machine_config(cfg: VrrpInstance, primary: Any) -> MachineConfig:
         max_adopted_interval_cs=cfg.max_adopted_interval_cs,
         handover_hold_cs=_seconds_to_cs(cfg.handover_hold_s),
     )
-
-
-# Identity fields: a change to any of them restarts the instance (new socket, new machine).
-IDENTITY_FIELDS = (
-    "interface",
-    "vrid",
-    "version",
-    "unicast_peers",
-    "unicast_src",
-    "v3_checksum_pseudo_header",
-)
-# HMAC turned on or off also restarts an instance (see _identity_changed); a change of key
-# files does not: the keys are handed over in place (Instance.set_hmac_keys).
 
 
 class RateLimitedLog:
@@ -332,11 +328,13 @@ class Instance:
         # Read before opening: a re-creation in between makes the socket look stale
         # (re-opened once more for nothing), never the other way round.
         incarnation = self.agent.links.incarnation(cfg.interface)
-        sock = self.agent.adapters.open_vrrp_endpoint(
+        sock = self.agent.vrrp_sockets.open(
             interface=cfg.interface,
             family=cfg.family,
+            vrid=cfg.vrid,
             unicast_peers=cfg.unicast_peers,
             unicast_src=cfg.unicast_src,
+            incarnation=incarnation,
         )
         self._sock_incarnation = incarnation
         return sock
@@ -924,11 +922,12 @@ class Agent:
         self.instances: dict[str, Instance] = {}
         self.groups: dict[str, SyncGroup] = {}
         self.group_of: dict[str, str] = {}
-        self.group_state: dict[str, str] = {}
         self.tracks = TrackStates()
         self.notifier = notify.NotifyRunner()
         self.addresses = self.adapters.addresses()
         self.links = self.adapters.links()
+        # One receive and one send socket per (interface, family), shared by the instances.
+        self.vrrp_sockets = self.adapters.vrrp_sockets()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
         self.checks = HealthChecker(config, self._on_health)
@@ -936,7 +935,8 @@ class Agent:
         self._track_scope: trio.CancelScope | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
-        self._reload_lock = trio.Lock()
+        self._reload_lock = trio.Lock()  # the one lock: SIGHUP and the control socket
+        self.started_monotonic = time.monotonic()
 
     # -- tracking ---------------------------------------------------------------------
 
@@ -963,16 +963,14 @@ class Agent:
 
     async def _track_script_loop(self, ts: TrackScript) -> None:
         log = logs.get(track_script=ts.name)
-        hysteresis = track.RiseFall(ts.rise, ts.fall)
-        state: bool | None = None
+        hysteresis = RiseFall(ts.rise, ts.fall, up=None)
         while True:
             job = notify.NotifyJob(ts.script, f"track_script {ts.name}", ts.timeout_s)
             code = await notify.run_one(job, log, quiet=True)
-            new = hysteresis.update(code == 0)
-            if new is not None and new != state:
-                state = new
-                self.tracks.scripts[ts.name] = new
-                log.info("track.script", name=ts.name, ok=new, code=code)
+            change = hysteresis.update(code == 0)
+            if change is not None:
+                self.tracks.scripts[ts.name] = change.up
+                log.info("track.script", name=ts.name, ok=change.up, code=code)
                 self._retrack()
             await trio.sleep(ts.interval_s)
 
@@ -1039,7 +1037,7 @@ class Agent:
             if old is not None and old.members == list(g.instances):
                 groups[g.name] = old
                 continue
-            group = SyncGroup(g.name, list(g.instances))
+            group = SyncGroup(g.name, list(g.instances), old.settled if old else None)
             for member in g.instances:
                 inst = self.instances.get(member)
                 if inst is not None and inst.state is not State.INIT:
@@ -1058,26 +1056,89 @@ class Agent:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
                 other.post("force", target, f"sync group {name}")
-        states = {m: self.instances[m].state for m in group.members if m in self.instances}
-        values = set(states.values())
-        if len(values) == 1:
-            state = values.pop().value
-            if self.group_state.get(name) != state:
-                self.group_state[name] = state
-                self.sync.on_group(name, state)
-                gcfg = next(g for g in self.config.sync_groups if g.name == name)
-                self.log.info("vrrp.group_transition", group=name, new=state)
-                self.notifier.submit(
-                    notify.jobs_for(
-                        gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
-                    )
+        settled = group.settle()
+        if settled is not None:
+            state = settled.value
+            self.sync.on_group(name, state)
+            gcfg = next(g for g in self.config.sync_groups if g.name == name)
+            self.log.info("vrrp.group_transition", group=name, new=state)
+            self.notifier.submit(
+                notify.jobs_for(
+                    gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
                 )
+            )
 
     # -- status -----------------------------------------------------------------------
 
     def update_status(self) -> None:
         text = ", ".join(f"{n}={i.state.value}" for n, i in sorted(self.instances.items()))
         sdnotify.notify(f"STATUS={text}")
+
+    def status(self) -> AgentStatus:
+        """The status snapshot: what the control socket, metrics and ``hadirector status``
+        report (hadirector/status.py)."""
+        cfg = self.config
+        groups = []
+        for g in cfg.sync_groups:
+            members = {m: self.instances[m].state.value for m in g.instances if m in self.instances}
+            group = self.groups.get(g.name)
+            settled = group.settled if group is not None else None
+            groups.append(SyncGroupStatus(g.name, settled and settled.value, members))
+        return AgentStatus(
+            router_id=cfg.global_.router_id or socket.gethostname(),
+            version=__version__,
+            pid=os.getpid(),
+            uptime_s=round(time.monotonic() - self.started_monotonic, 3),
+            stopping=self.stopping,
+            instances=tuple(self._instance_status(i) for _, i in sorted(self.instances.items())),
+            sync_groups=tuple(groups),
+            ipvs=self.ipvs.status(),
+            checks=ChecksStatus(
+                running=len(self.checks.running),
+                down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
+            ),
+            notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
+        )
+
+    @staticmethod
+    def _instance_status(inst: Instance) -> InstanceStatus:
+        """One VRRP instance's part of the status snapshot."""
+        cfg = inst.cfg
+        machine = inst.machine
+        return InstanceStatus(
+            name=cfg.name,
+            state=inst.state.value,
+            interface=cfg.interface,
+            vrid=cfg.vrid,
+            version=cfg.version,
+            family=cfg.family,
+            unicast=cfg.unicast,
+            source=str(inst.sock.local_address) if inst.sock is not None else None,
+            priority=cfg.priority,
+            effective_priority=machine.effective_priority if machine is not None else None,
+            advert_interval_cs=cfg.advert_interval_cs,
+            master_adver_interval_cs=(
+                machine.master_adver_interval_cs if machine is not None else None
+            ),
+            vips=tuple(str(v.interface) for v in cfg.virtual_addresses),
+            vips_held=tuple(sorted(inst.holding)),
+            fault_reasons=Agent._fault_reasons(inst),
+            counters=inst.counters,
+            machine_counters=machine.counters if machine is not None else {},
+        )
+
+    @staticmethod
+    def _fault_reasons(inst: Instance) -> tuple[str, ...]:
+        """Why an instance is in FAULT (empty when it is not): the machine's own reasons (link
+        down, tracking, sync group), and a re-created interface still without a source address."""
+        machine = inst.machine
+        if machine is None or inst.state is not State.FAULT:
+            return ()
+        reasons = list(machine.fault_reasons)
+        if inst.waiting_for_address:
+            reasons = [r for r in reasons if r != "link down"]
+            reasons.insert(0, f"{inst.cfg.interface} re-created, no source address yet")
+        return tuple(reasons)
 
     # -- main -------------------------------------------------------------------------
 
@@ -1095,6 +1156,7 @@ class Agent:
             nursery.start_soon(self.notifier.run)
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
+            await nursery.start(self.vrrp_sockets.run)
             self._start_tracking()
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
@@ -1106,9 +1168,10 @@ class Agent:
             nursery.start_soon(self.sync.run)
             nursery.start_soon(self.checks.run)
             if operations:
-                from hadirector.control import Operations
+                from hadirector.control.server import Operations
 
-                await nursery.start(Operations(self).run)
+                glob = self.config.global_
+                await nursery.start(Operations(self).run, glob.control_socket, glob.metrics_listen)
             sdnotify.notify("READY=1")
             self.update_status()
             nursery.start_soon(self._watchdog)
@@ -1262,11 +1325,14 @@ class Agent:
                 )
         old = self.config
         self.config = new
-        old_by_name = {i.name: i for i in old.vrrp_instances}
+        # The reload plan: which instances stop, restart or are updated in place.
+        plan = config_diff.diff(old, new)
+        stopped = {*plan.vrrp_instances.removed}
+        stopped.update(c.name for c in plan.instance_changes if c.replaces)
         new_by_name = {i.name: i for i in new.vrrp_instances}
         self._build_groups()
-        for name, cfg in old_by_name.items():
-            if name not in new_by_name or _identity_changed(cfg, new_by_name[name]):
+        for name in (i.name for i in old.vrrp_instances):
+            if name in stopped:
                 inst = self.instances[name]
                 inst.post("stop")
                 await inst.done.wait()
@@ -1276,7 +1342,7 @@ class Agent:
             if name not in self.instances:
                 await self._start_instance(cfg)
                 self.log.info("config.instance_added", instance=name)
-            elif old_by_name.get(name) != cfg:
+            elif plan.instance_change(name) is not None:
                 self.instances[name].post("reconfigure", cfg)
             ring = hmac_keys.get(name)
             if ring is not None:
@@ -1294,14 +1360,6 @@ class Agent:
 def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:
     """The HMAC key files of an instance, signing key first (as in ``auth.KeyRing``)."""
     return (cfg.hmac_key_file, *cfg.hmac_accept_key_files) if cfg.hmac_key_file else ()
-
-
-def _identity_changed(old: VrrpInstance, new: VrrpInstance) -> bool:
-    return (
-        any(getattr(old, f) != getattr(new, f) for f in IDENTITY_FIELDS)
-        or old.family != new.family
-        or (old.hmac_key_file is None) != (new.hmac_key_file is None)
-    )
 
 
 async def run_agent(config: Config, config_path: Path | None) -> None:

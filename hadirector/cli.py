@@ -1,7 +1,9 @@
 """Command line: argument parsing and dispatch only.
 
 Subcommands import what they use, lazily, so that ``hadirector run`` starts fast (the
-daemon never imports scapy) and ``check-config`` needs neither trio nor pyroute2.
+daemon never imports scapy), ``check-config`` needs neither trio nor pyroute2, and
+``status`` and ``reload`` load only the standard-library control client (and the
+configuration loader when they read the socket path from a file).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
     from hadirector.config.schema import Config
 
 DEFAULT_CONFIG = "/etc/hadirector/hadirector.toml"
+# The same as config.schema.DEFAULT_CONTROL_SOCKET (a test checks), written here so that
+# `hadirector status` without a configuration file imports no configuration code.
+DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,36 +141,53 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
 
 
 def _control_socket(socket_path: str | None, config_path: str | None) -> str | None:
-    """The socket to use: --socket, else the configuration's (given or default file)."""
+    """The socket to use: --socket, else the configuration's (given or default file).
+
+    Only ``[global] control_socket`` is read and checked: an operator asking for the status
+    while another part of the file is being edited still gets it (and the full loader
+    stays out of this command's start-up)."""
     if socket_path:
         return socket_path
-    from hadirector.config.load import load_path
-    from hadirector.config.schema import DEFAULT_CONTROL_SOCKET
-    from hadirector.errors import ConfigError
-
     path = Path(config_path or DEFAULT_CONFIG)
     if config_path is None and not path.exists():
         return DEFAULT_CONTROL_SOCKET
+    import tomllib
+
+    from hadirector.config.validate import SUN_PATH_MAX, Checker
+
     try:
-        return load_path(path).global_.control_socket
-    except ConfigError as exc:
-        print(f"{path}: cannot read control_socket:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        print(f"{path}: cannot read control_socket: {exc}", file=sys.stderr)
         return None
+    section = document.get("global", {})
+    value = section.get("control_socket") if isinstance(section, dict) else None
+    if value is None:
+        return DEFAULT_CONTROL_SOCKET
+    checker = Checker()
+    checked = checker.abspath(max_bytes=SUN_PATH_MAX)(value, "global.control_socket")
+    if checked is None:
+        print(f"{path}: cannot read control_socket:", file=sys.stderr)
+        for problem in checker.problems:
+            print(f"  {problem}", file=sys.stderr)
+    return checked
 
 
 def _control(command: str, socket_path: str | None, config_path: str | None, as_json: bool) -> int:
+    """``status`` and ``reload``: the control client (standard library only, see
+    tests/unit/test_cli_client.py) and, with --config or the default file, the loader."""
     import json
 
-    from hadirector import control
+    from hadirector.control import client
 
     path = _control_socket(socket_path, config_path)
     if path is None:
         return 1
     try:
-        reply = control.request(path, command)
-    except control.ControlError as exc:
+        reply = client.request(path, command)
+        status_reply = reply.get("ok") and command == "status"
+        snapshot = client.read_status(reply, path) if status_reply else None
+    except client.ControlError as exc:
         print(f"hadirector {command}: {exc}", file=sys.stderr)
         return 1
     if not reply.get("ok"):
@@ -177,8 +199,8 @@ def _control(command: str, socket_path: str | None, config_path: str | None, as_
         print("configuration reloaded")
     elif as_json:
         print(json.dumps(reply["status"], indent=2, sort_keys=True))
-    else:
-        sys.stdout.write(control.format_status(reply["status"]))
+    elif snapshot is not None:
+        sys.stdout.write(client.format_status(snapshot))
     return 0
 
 

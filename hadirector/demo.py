@@ -80,17 +80,35 @@ class DemoLab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def _pump(name: str, stream: object, master: threading.Event | None = None) -> None:
+def _pump(name: str, stream: object, seen: dict[str, threading.Event] | None = None) -> None:
+    """Print ``stream``'s lines as ``name``'s; set ``seen[state]`` on a transition to it."""
     for line in stream:  # type: ignore[attr-defined]
         sys.stdout.write(f"[{name}] {line}")
         sys.stdout.flush()
-        if master is not None and "vrrp.transition" in line and "new=MASTER" in line:
-            master.set()
+        if "vrrp.transition" in line:
+            for state, event in (seen or {}).items():
+                if f"new={state}" in line:
+                    event.set()
+
+
+def _wait(event: threading.Event, what: str) -> None:
+    if not event.wait(timeout=30):
+        raise DemoError(f"{what} within 30 s")
+
+
+class DemoError(Exception):
+    """A step of the demo did not happen."""
 
 
 def _start_agent(
-    lab: DemoLab, key: str, priority: int, workdir: Path, master: threading.Event | None = None
+    lab: DemoLab,
+    key: str,
+    priority: int,
+    workdir: Path,
+    seen: dict[str, threading.Event],
+    pumps: list[threading.Thread],
 ) -> subprocess.Popen[str]:
+    """Start director ``key``; its output is printed by a thread added to ``pumps``."""
     conf = workdir / f"director-{key}.toml"
     conf.write_text(
         CONFIG.format(
@@ -119,9 +137,9 @@ def _start_agent(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    threading.Thread(
-        target=_pump, args=(f"director-{key}", proc.stdout, master), daemon=True
-    ).start()
+    pump = threading.Thread(target=_pump, args=(f"director-{key}", proc.stdout, seen), daemon=True)
+    pump.start()
+    pumps.append(pump)
     return proc
 
 
@@ -131,8 +149,10 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
         return 1
     lab = DemoLab()
     procs: list[subprocess.Popen[str]] = []
+    pumps: list[threading.Thread] = []  # the directors' output printers
     ping: subprocess.Popen[str] | None = None
     pump: threading.Thread | None = None
+    failed = False
     work = Path(tempfile.mkdtemp(prefix="hadirector-demo-"))  # configs, control sockets
     try:
         lab.build()
@@ -141,13 +161,14 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
             "director-b priority 100, advert 0.1 s"
         )
         # director-a first, master before director-b starts (started together, either
-        # may win the first election, and a then preempts).
-        a_master = threading.Event()
-        procs.append(_start_agent(lab, "a", 150, work, a_master))
-        if not a_master.wait(timeout=30):
-            print("demo: director-a did not become master within 30 s", file=sys.stderr)
-            return 1
-        procs.append(_start_agent(lab, "b", 100, work))
+        # may win the first election, and a then preempts). Each step waits for the
+        # transitions it needs, then runs for its share of the duration.
+        a_seen = {"MASTER": threading.Event()}
+        b_seen = {"BACKUP": threading.Event(), "MASTER": threading.Event()}
+        procs.append(_start_agent(lab, "a", 150, work, a_seen, pumps))
+        _wait(a_seen["MASTER"], "director-a did not become master")
+        procs.append(_start_agent(lab, "b", 100, work, b_seen, pumps))
+        _wait(b_seen["BACKUP"], "director-b did not become backup")
         ping = subprocess.Popen(
             ["ip", "netns", "exec", lab.nodes["c"], "ping", "-n", "-i", "0.2", "-W", "1", VIP],
             stdout=subprocess.PIPE,
@@ -162,15 +183,21 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
             print("demo: stopping director-a (SIGTERM): graceful handover to director-b")
             procs[0].send_signal(signal.SIGTERM)
             procs[0].wait(timeout=20)
+            _wait(b_seen["MASTER"], "director-b did not take over")
             time.sleep(step)
             print("demo: starting director-a again: it preempts back")
-            procs[0] = _start_agent(lab, "a", 150, work)
+            a_seen = {"MASTER": threading.Event()}
+            procs[0] = _start_agent(lab, "a", 150, work, a_seen, pumps)
+            _wait(a_seen["MASTER"], "director-a did not preempt")
             time.sleep(step)
         else:
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
         pass
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        failed = True
     except subprocess.CalledProcessError as exc:
         print(f"demo: setup failed: {' '.join(exc.cmd)}: {exc.stderr.strip()}", file=sys.stderr)
         return 1
@@ -190,7 +217,9 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for printer in pumps:  # their last lines (the STOPPED transitions) printed
+            printer.join(timeout=10)
         lab.close()
         shutil.rmtree(work, ignore_errors=True)
         print("demo: namespaces removed")
-    return 0
+    return 1 if failed else 0

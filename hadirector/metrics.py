@@ -1,11 +1,11 @@
 """Prometheus metrics: the status report rendered in the text exposition format, and a
 tiny HTTP/1.0 server for it.
 
-Rendering (``families``, ``render_families``, ``render``) is pure: it turns the JSON-ready
-status that the control socket also serves (control.status) into metric families and
-text, with no I/O and no clock, so it is tested on exact text. Label values are escaped as
-the format requires (backslash, double quote, newline); HELP text likewise (backslash,
-newline).
+Rendering (``families``, ``render_families``, ``render``) is pure: it turns the agent's
+status snapshot (hadirector/status.py, what the control socket also serves) into metric
+families and text, with no I/O and no clock, so it is tested on exact text. Label values
+are escaped as the format requires (backslash, double quote, newline); HELP text likewise
+(backslash, newline).
 
 The server (``serve``) answers ``GET /metrics`` over HTTP/1.0 and closes the connection. A
 request is bounded in size (``MAX_REQUEST_BYTES``) and time (``REQUEST_TIMEOUT_S``), and at
@@ -17,17 +17,18 @@ agent's state: it only reads.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import trio
+
+from hadirector.status import STATES, AgentStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 8
-VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOPPED")
 
 Kind = Literal["counter", "gauge"]
 Labels = tuple[tuple[str, str], ...]
@@ -95,15 +96,15 @@ def render_families(families: Iterable[Family]) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
-# -- from the status report ---------------------------------------------------------------
+# -- from the status snapshot -------------------------------------------------------------
 
 
-def families(status: Mapping[str, Any]) -> list[Family]:
-    """Metric families from a ``control.status`` report."""
+def families(status: AgentStatus) -> list[Family]:
+    """Metric families from the agent's status snapshot."""
     info = Family("hadirector_info", "gauge", "Agent version and router id (always 1).")
-    info.add(1, version=str(status["version"]), router_id=str(status["router_id"]))
+    info.add(1, version=status.version, router_id=status.router_id)
     uptime = Family("hadirector_uptime_seconds", "gauge", "Seconds since the agent started.")
-    uptime.add(float(status["uptime_s"]))
+    uptime.add(float(status.uptime_s))
 
     state = Family(
         "hadirector_vrrp_state", "gauge", "VRRP instance state: 1 for the current state."
@@ -142,17 +143,17 @@ def families(status: Mapping[str, Any]) -> list[Family]:
         "counter",
         "Gratuitous ARPs and unsolicited NAs sent for held addresses.",
     )
-    for inst in status["instances"]:
-        name = str(inst["name"])
-        counters: Mapping[str, int] = inst["counters"]
-        for s in VRRP_STATES:
-            state.add(1 if inst["state"] == s else 0, instance=name, state=s)
-        eff = inst["effective_priority"]
+    for inst in status.instances:
+        name = inst.name
+        counters = inst.counters
+        for s in STATES:
+            state.add(1 if inst.state == s else 0, instance=name, state=s)
+        eff = inst.effective_priority
         prio.add(eff if eff is not None else 0, instance=name)
-        prio_cfg.add(inst["priority"], instance=name)
-        if inst["master_adver_interval_cs"] is not None:
-            adver.add(inst["master_adver_interval_cs"] / 100, instance=name)
-        vips.add(len(inst["vips_held"]), instance=name)
+        prio_cfg.add(inst.priority, instance=name)
+        if inst.master_adver_interval_cs is not None:
+            adver.add(inst.master_adver_interval_cs / 100, instance=name)
+        vips.add(len(inst.vips_held), instance=name)
         for s in ("BACKUP", "MASTER", "FAULT", "STOPPED"):
             transitions.add(counters.get(f"to_{s.lower()}", 0), instance=name, state=s)
         sent.add(counters.get("adverts_sent", 0), instance=name)
@@ -168,50 +169,50 @@ def families(status: Mapping[str, Any]) -> list[Family]:
     group = Family(
         "hadirector_sync_group_state", "gauge", "Sync group state: 1 for the common state."
     )
-    for g in status["sync_groups"]:
-        for s in VRRP_STATES:
-            group.add(1 if g["state"] == s else 0, group=str(g["name"]), state=s)
+    for g in status.sync_groups:
+        for s in STATES:
+            group.add(1 if g.state == s else 0, group=g.name, state=s)
     out.append(group)
 
-    ipvs = status["ipvs"]
-    if ipvs["available"] is not None:
+    ipvs = status.ipvs
+    if ipvs.available is not None:
         fam = Family("hadirector_ipvs_available", "gauge", "1 when the kernel has IPVS.")
-        fam.add(1 if ipvs["available"] else 0)
+        fam.add(1 if ipvs.available else 0)
         out.append(fam)
-    if ipvs["services"] is not None:
+    if ipvs.services is not None:
         fam = Family("hadirector_ipvs_services", "gauge", "Virtual services this agent programs.")
-        fam.add(len(ipvs["services"]))
+        fam.add(len(ipvs.services))
         out.append(fam)
     ipvs_help = {
         "reconciles": "Reconciliations of the kernel table with the configuration.",
         "writes": "IPVS write operations that succeeded.",
         "errors": "IPVS reads and writes that failed.",
     }
-    for key in sorted(ipvs["counters"]):
+    for key in sorted(ipvs.counters):
         what = ipvs_help.get(key, f"IPVS {key}.")
         fam = Family(f"hadirector_ipvs_{_metric_word(key)}_total", "counter", what)
-        fam.add(ipvs["counters"][key])
+        fam.add(ipvs.counters[key])
         out.append(fam)
-    if ipvs["last_reconcile_age_s"] is not None:
+    if ipvs.last_reconcile_age_s is not None:
         fam = Family(
             "hadirector_ipvs_last_reconcile_age_seconds",
             "gauge",
             "Seconds since the last reconcile.",
         )
-        fam.add(float(ipvs["last_reconcile_age_s"]))
+        fam.add(float(ipvs.last_reconcile_age_s))
         out.append(fam)
 
-    notify = status["notify"]
+    notify = status.notify
     pending = Family("hadirector_notify_pending", "gauge", "Notify scripts queued or running.")
-    pending.add(notify["pending"])
+    pending.add(notify.pending)
     out.append(pending)
-    if notify["failures"] is not None:
+    if notify.failures is not None:
         fam = Family(
             "hadirector_notify_failures_total",
             "counter",
             "Notify scripts that failed to start, timed out or exited non-zero.",
         )
-        fam.add(notify["failures"])
+        fam.add(notify.failures)
         out.append(fam)
     return [f for f in out if f.samples]
 
@@ -220,8 +221,8 @@ def _metric_word(key: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in key.lower())
 
 
-def render(status: Mapping[str, Any]) -> str:
-    """The ``/metrics`` page for a ``control.status`` report."""
+def render(status: AgentStatus) -> str:
+    """The ``/metrics`` page for the agent's status snapshot."""
     return render_families(families(status))
 
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hadirector.status import IpvsStatus
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -23,7 +25,8 @@ class ReceivedPacket(Protocol):
 
 
 class VrrpEndpoint(Protocol):
-    """A VRRP socket: send a VRRP packet to a destination, receive the next one.
+    """A VRRP endpoint: send a VRRP packet to a destination, receive the next one of its
+    VRID (the shared socket it lives on hands it only those).
 
     ``ifindex`` is the index of the interface it was opened on: an interface deleted and
     created again under the same name has another one, and this socket is then dead."""
@@ -39,15 +42,26 @@ class VrrpEndpoint(Protocol):
     def close(self) -> None: ...
 
 
-class OpenVrrpEndpoint(Protocol):
-    def __call__(
+class VrrpSocketsPort(Protocol):
+    """Where instances get their VRRP endpoints: one receive and one send socket per
+    (interface, family), shared, demultiplexed by VRID (net/vrrp_socket.py). ``run`` serves
+    the shared sockets (their receive tasks) in the agent's nursery.
+
+    ``incarnation`` says which interface of that name the caller means: a newer one than
+    the shared sockets were opened on gets new sockets."""
+
+    def open(
         self,
         *,
         interface: str,
         family: int,
+        vrid: int,
         unicast_peers: Sequence[IPAddress] = (),
         unicast_src: IPAddress | None = None,
+        incarnation: int = 0,
     ) -> VrrpEndpoint: ...
+
+    async def run(self, *, task_status: Any = ...) -> None: ...
 
 
 class AnnouncerPort(Protocol):
@@ -90,7 +104,7 @@ class LinksPort(Protocol):
 
 
 class IpvsPort(Protocol):
-    """The IPVS component: runs in the agent's nursery, takes reloads."""
+    """The IPVS component: runs in the agent's nursery, takes reloads, reports its status."""
 
     async def run(self) -> None: ...
 
@@ -98,12 +112,14 @@ class IpvsPort(Protocol):
 
     def set_health(self, down: set[Any]) -> None: ...
 
+    def status(self) -> IpvsStatus: ...
+
 
 @dataclass
 class Adapters:
     """Factories for everything the agent touches outside the pure core."""
 
-    open_vrrp_endpoint: OpenVrrpEndpoint
+    vrrp_sockets: Callable[[], VrrpSocketsPort]
     open_announcer: Callable[[str], AnnouncerPort]
     addresses: Callable[[], AddressesPort]
     links: Callable[[], LinksPort]
@@ -115,10 +131,10 @@ class Adapters:
         from hadirector.net.addresses import AddressManager
         from hadirector.net.announce import Announcer
         from hadirector.net.links import LinkWatcher
-        from hadirector.net.vrrp_socket import VrrpSocket
+        from hadirector.net.vrrp_socket import VrrpSockets
 
         return cls(
-            open_vrrp_endpoint=VrrpSocket.open,
+            vrrp_sockets=VrrpSockets,
             open_announcer=Announcer.open,
             addresses=AddressManager,
             links=LinkWatcher,

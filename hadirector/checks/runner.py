@@ -62,7 +62,7 @@ def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
 
 
 class _Running:
-    def __init__(self, spec: CheckSpec, up: bool) -> None:
+    def __init__(self, spec: CheckSpec, up: bool | None) -> None:
         self.spec = spec
         self.hysteresis = RiseFall(spec.check.rise, spec.check.fall, up=up)
         self.scope = trio.CancelScope()
@@ -114,7 +114,7 @@ class HealthChecker:
         for i, key in enumerate(sorted(fresh, key=_sort_key)):
             spec = specs[key]
             old = self.running.pop(key, None)
-            up = not spec.check.alpha  # a new server starts up, or down with alpha
+            up: bool | None = not spec.check.alpha  # a new server starts up, or down with alpha
             if old is not None:
                 old.scope.cancel()
                 up = old.hysteresis.up

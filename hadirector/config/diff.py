@@ -8,9 +8,10 @@ the kernel. Orders follow the configuration: added and changed in the new file's
 removed in the old file's. Real servers and sync group members are compared as sets, so
 reordering them in the file changes nothing.
 
-For changed instances and services the names of the changed fields are given, so the
-agent can decide between an in-place update (priority, intervals, tracking) and replacing
-the VRRP router (``InstanceChange.replaces``: interface, vrid, version or family changed).
+For changed instances and services the names of the changed fields are given, and this
+module is where the agent's reload plan is decided: an instance either restarts (stopped
+and started again: ``InstanceChange.replaces``, ``restarts``) or is updated in place (see
+``INSTANCE_RESTART_FIELDS``).
 
 This module must not do I/O, read the clock or import anything outside the standard
 library: it is part of the pure core.
@@ -33,13 +34,35 @@ from hadirector.config.schema import (
     VrrpInstance,
 )
 
-__all__ = ["Changes", "ConfigDiff", "InstanceChange", "ServiceChange", "diff"]
+__all__ = [
+    "INSTANCE_RESTART_FIELDS",
+    "Changes",
+    "ConfigDiff",
+    "InstanceChange",
+    "ServiceChange",
+    "diff",
+    "restarts",
+]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-# Fields that identify the VRRP router on the wire: a change means a different router.
-INSTANCE_IDENTITY_FIELDS = frozenset({"interface", "vrid", "version", "family"})
+# The VRRP instance fields whose change restarts the instance (its socket, machine, key
+# ring and replay state are made anew). Two are derived, not fields of ``VrrpInstance``:
+# "family" (that of the VIPs) and "hmac" (HMAC turned on or off).
+#   interface, family          the receive/send socket is bound to them
+#   vrid, version              another router on the wire (the machine refuses a new VRID)
+#   unicast_peers, unicast_src the socket's destinations, source address and multicast
+#                              membership are chosen when it is opened
+#   hmac                       a trailer appears or disappears: start with fresh sequence
+#                              and replay state (a change of key files with HMAC on is
+#                              handed over in place)
+# Every other field is applied in place by the running instance: the machine's priority,
+# intervals and preemption (``VrrpMachine.reconfigure``), the VIPs, and what is read for
+# each advert sent or received (checksum forms, accept_from, v2 authentication, keys).
+INSTANCE_RESTART_FIELDS = frozenset(
+    {"interface", "vrid", "version", "family", "unicast_peers", "unicast_src", "hmac"}
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +86,8 @@ class InstanceChange:
 
     @property
     def replaces(self) -> bool:
-        """True when the change makes it another router (interface/vrid/version/family)."""
-        return not INSTANCE_IDENTITY_FIELDS.isdisjoint(self.fields)
+        """True when the instance restarts (a field of ``INSTANCE_RESTART_FIELDS`` changed)."""
+        return not INSTANCE_RESTART_FIELDS.isdisjoint(self.fields)
 
 
 RealServerKey = tuple[IPAddress, int | None]
@@ -178,9 +201,19 @@ def _fields(old: Any, new: Any, skip: frozenset[str] = frozenset()) -> tuple[str
     )
 
 
+def restarts(old: VrrpInstance, new: VrrpInstance) -> bool:
+    """True when a reload from ``old`` to ``new`` restarts the instance, False when it is
+    updated in place (or unchanged)."""
+    return not INSTANCE_RESTART_FIELDS.isdisjoint(_instance_fields(old, new))
+
+
 def _instance_fields(old: VrrpInstance, new: VrrpInstance) -> tuple[str, ...]:
-    fields = _fields(old, new)
-    return (*fields, "family") if old.family != new.family else fields
+    """The changed fields, then the derived "family" and "hmac" when they changed."""
+    derived = (
+        ("family", old.family != new.family),
+        ("hmac", (old.hmac_key_file is None) != (new.hmac_key_file is None)),
+    )
+    return (*_fields(old, new), *(name for name, changed in derived if changed))
 
 
 def _same_group(a: SyncGroup, b: SyncGroup) -> bool:

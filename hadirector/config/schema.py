@@ -10,7 +10,7 @@ Units are in the names: VRRP intervals are integer centiseconds (``*_cs``), ever
 duration is seconds (``*_s``, float, or int where the kernel takes whole seconds).
 
 This module must not do I/O, read the clock or import anything outside the standard
-library: it is part of the pure core.
+library and the pure core (the IPVS model's ``ServiceKey``): it is part of the pure core.
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
+
+# One ServiceKey for the configuration, the reload plan and the kernel table.
+from hadirector.ipvs.model import ServiceKey as ServiceKey
+from hadirector.ipvs.model import service_key_of
+from hadirector.ipvs.types import SYNC_MCAST_GROUP, SYNC_MCAST_PORT, SYNC_MCAST_TTL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -33,6 +38,8 @@ CheckType = Literal["tcp", "http", "https", "script"]
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
+DEFAULT_PROTOCOL: Protocol = "tcp"  # of an address service and of an fwmark match
+AUTH_TYPES: tuple[str, ...] = ("none", "pass")
 FORWARDINGS: tuple[str, ...] = ("nat", "dr", "tun", "fullnat")
 SCHEDULERS: tuple[str, ...] = (
     "rr",
@@ -211,7 +218,7 @@ class TrackFile:
     weight: int = 1
 
 
-DEFAULT_SYNC_MCAST_GROUP = ipaddress.IPv4Address("224.0.0.81")  # the kernel's default
+DEFAULT_SYNC_MCAST_GROUP = ipaddress.IPv4Address(SYNC_MCAST_GROUP)  # the kernel's default
 
 
 @dataclass(frozen=True)
@@ -228,8 +235,8 @@ class SyncDaemonSettings:
     syncid: int = 0
     maxlen: int = 0  # largest sync message payload in bytes; 0: from the interface MTU
     mcast_group: IPAddress = DEFAULT_SYNC_MCAST_GROUP
-    mcast_port: int = 8848
-    mcast_ttl: int = 1
+    mcast_port: int = SYNC_MCAST_PORT
+    mcast_ttl: int = SYNC_MCAST_TTL
 
 
 @dataclass(frozen=True)
@@ -249,7 +256,7 @@ class FwmarkMatch:
     """Traffic an fwmark service owns: the agent keeps an nftables rule marking it."""
 
     address: IPAddress
-    protocol: Protocol = "tcp"
+    protocol: Protocol = DEFAULT_PROTOCOL
     ports: tuple[int, ...] = ()  # empty: every port
 
 
@@ -289,24 +296,6 @@ class RealServer:
         return (self.address, self.port)
 
 
-@dataclass(frozen=True, order=True)
-class ServiceKey:
-    """What identifies an IPVS virtual service: protocol+address+port, or fwmark+family."""
-
-    family: int
-    fwmark: int
-    protocol: str
-    address: str  # compressed text form, "" for fwmark services ("" sorts first)
-    port: int
-
-    def __str__(self) -> str:
-        fam = "inet" if self.family == 4 else "inet6"
-        if self.fwmark:
-            return f"fwmark {self.fwmark} {fam}"
-        host = self.address if self.family == 4 else f"[{self.address}]"
-        return f"{self.protocol} {host}:{self.port}"
-
-
 @dataclass(frozen=True)
 class VirtualServer:
     """A ``[[virtual_server]]``: one IPVS service and its real servers."""
@@ -333,15 +322,8 @@ class VirtualServer:
 
     @property
     def key(self) -> ServiceKey:
-        if self.fwmark is not None:
-            return ServiceKey(self.family, self.fwmark, "", "", 0)
-        return ServiceKey(
-            self.family,
-            0,
-            self.protocol or "",
-            self.address.compressed if self.address is not None else "",
-            self.port or 0,
-        )
+        """What identifies the service to the kernel (and to ``config.diff``)."""
+        return service_key_of(self)
 
     @property
     def persistence_netmask_dotted(self) -> str | None:

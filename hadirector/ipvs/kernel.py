@@ -56,6 +56,7 @@ RECV_BUFFER_BYTES = 65536
 SOCKET_RCVBUF_BYTES = 1 << 20
 #: Most messages sent in one datagram by ``apply`` (each ACK is ~36 bytes back).
 BATCH_MAX_BYTES = 32768
+TABLE_READ_ATTEMPTS = 5  # reads of the whole table before giving up until the next reconcile
 CLONE_NEWNET = 0x40000000
 
 _ERRNO_HINTS = {
@@ -398,12 +399,27 @@ class IpvsKernel:
             return [genl.decode_dest(reply, key.family) for reply in replies]
 
     async def table(self) -> dict[ServiceKey, Entry]:
-        """The whole table in the model's shape, for the reconciler."""
-        table: dict[ServiceKey, Entry] = {}
-        for state in await self.services():
-            dests = {d.key: d.dest for d in await self.dests(state.key)}
-            table[state.key] = Entry(state.service, dests)
-        return table
+        """The whole table in the model's shape, for the reconciler.
+
+        The kernel lists services and each service's destinations in separate dumps, and
+        a service deleted in between (``ipvsadm -D``) lists no destinations rather than an
+        error: read that way, it would look like a service whose destinations were all
+        removed. So the service list is read again after the destinations, and the whole
+        read repeated (a few times at most) until the two lists agree.
+        """
+        services = await self.services()
+        for _attempt in range(TABLE_READ_ATTEMPTS):
+            table: dict[ServiceKey, Entry] = {}
+            for state in services:
+                dests = {d.key: d.dest for d in await self.dests(state.key)}
+                table[state.key] = Entry(state.service, dests)
+            again = await self.services()
+            if [s.key for s in again] == [s.key for s in services]:
+                return table
+            services = again
+        raise KernelError(
+            f"the IPVS table kept changing while it was read ({TABLE_READ_ATTEMPTS} attempts)"
+        )
 
     async def get_timeouts(self) -> Timeouts:
         [reply] = await self.command("get timeouts", genl.IPVS_CMD_GET_CONFIG)

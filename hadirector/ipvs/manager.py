@@ -36,6 +36,7 @@ from hadirector.config.schema import Config, VirtualServer
 from hadirector.errors import ConfigError, IpvsUnavailable, KernelError
 from hadirector.ipvs import kernel, model, nft, reconcile
 from hadirector.ipvs.types import Timeouts
+from hadirector.status import IpvsStatus, sorted_strs
 
 SYSCTL_ROOT = Path("/proc/sys")
 #: Above this many writes in one reconcile, per-operation events give way to one summary.
@@ -140,6 +141,18 @@ class IpvsManager:
             self.available = None  # try again: maybe the module can load now
         self._reload_pending = True
         self._wake.set()
+
+    def status(self) -> IpvsStatus:
+        """This component's part of the agent's status snapshot."""
+        age = self.last_reconcile_monotonic
+        return IpvsStatus(
+            available=self.available,
+            configured_services=len(self.config.virtual_servers),
+            services=sorted_strs(self.owned),
+            refused=sorted_strs(self.refused),
+            last_reconcile_age_s=None if age is None else round(time.monotonic() - age, 3),
+            counters=self.counters,
+        )
 
     def set_health(self, down: set[tuple[model.ServiceKey, model.DestKey]]) -> None:
         """Real servers whose checks fail (from the health checker); reconcile soon.

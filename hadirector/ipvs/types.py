@@ -4,7 +4,8 @@ The desired-table vocabulary (``ServiceKey``, ``DestKey``, ``Service``, ``Dest``
 kernel's numbers) lives in :mod:`hadirector.ipvs.model`; the adapter takes and returns those
 same objects, so the reconciler compares like with like. This module adds what only the
 kernel knows: a service or destination *as read back* (with connection counters), the global
-protocol timeouts, the sync-daemon records and the IPVS version.
+protocol timeouts, the sync-daemon record (also what ``sync.roles`` wants running) and the
+IPVS version.
 
 Pure: standard library and the pure model only; no I/O.
 """
@@ -17,6 +18,9 @@ from enum import IntEnum
 from hadirector.ipvs.model import Dest, DestKey, Entry, Service, ServiceKey
 
 __all__ = [
+    "SYNC_MCAST_GROUP",
+    "SYNC_MCAST_PORT",
+    "SYNC_MCAST_TTL",
     "Dest",
     "DestKey",
     "DestState",
@@ -85,18 +89,26 @@ class SyncState(IntEnum):
     BACKUP = 2
 
 
+# The kernel's defaults for a sync daemon's multicast (include/net/ip_vs.h): the one place
+# they are written, for the configuration, the roles and the kernel adapter alike.
+SYNC_MCAST_GROUP = "224.0.0.81"
+SYNC_MCAST_PORT = 8848
+SYNC_MCAST_TTL = 1
+
+
 @dataclass(frozen=True)
 class SyncDaemon:
-    """One running kernel sync daemon as GET_DAEMON reports it.
+    """One kernel sync daemon: as it should run (``sync.roles``) or as GET_DAEMON reports it.
 
-    ``mcast_group`` is the multicast group ("224.0.0.81" is the kernel's default);
-    ``sync_maxlen`` the largest sync message payload in bytes (0 = from the MTU).
+    ``mcast_group`` is the multicast group in text form; ``sync_maxlen`` the largest sync
+    message payload in bytes (0 = from the MTU: the kernel's choice, which a wanted daemon
+    leaves open).
     """
 
     state: SyncState
     ifname: str
     syncid: int
     sync_maxlen: int = 0
-    mcast_group: str = "224.0.0.81"
-    mcast_port: int = 8848
-    mcast_ttl: int = 1
+    mcast_group: str = SYNC_MCAST_GROUP
+    mcast_port: int = SYNC_MCAST_PORT
+    mcast_ttl: int = SYNC_MCAST_TTL

@@ -300,9 +300,13 @@ class NetlinkSocket:
         self._sock.send(_encode(body, msg_type, flags, seq))
         collector = _Collector(seq, flags)
         deadline = time.monotonic() + timeout_s
+        # poll, not select: select cannot watch a descriptor numbered 1024 or more, which an
+        # agent with a few hundred instances reaches.
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
         while not collector.done:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self._sock], [], [], remaining)[0]:
+            if remaining <= 0 or not poller.poll(remaining * 1000):
                 raise TimeoutError(f"no netlink answer within {timeout_s} s")
             try:
                 collector.feed(self._sock.recv(_RECV_BUFFER_BYTES))

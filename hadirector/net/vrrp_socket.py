@@ -1,41 +1,60 @@
 """VRRP on the wire: raw IP protocol 112 sockets, multicast or unicast, IPv4 or IPv6.
 
-What it does: ``VrrpSocket.open()`` opens two raw sockets pinned to one interface with
+What it does: ``VrrpSockets`` is the registry every VRRP instance of the agent opens its
+endpoint from: ``open(interface=, family=, vrid=, ...)`` returns a ``VrrpSocket`` (one per
+instance: its source, destinations, ``send`` and ``receive``), and all the endpoints on
+one (interface, family) share two raw sockets pinned to that interface with
 ``SO_BINDTODEVICE``:
 
-- a *receive* socket that is not bound to any address (a raw socket bound to a unicast
-  address never sees the multicast adverts), joined to 224.0.0.18 / ff02::12 on the
-  interface's index in multicast mode. In unicast mode it does not join, and multicast
-  packets it still gets because another socket on the host joined the group (an unbound
-  IPv6 raw socket sees them whatever ``IPV6_MULTICAST_ALL`` says) are skipped;
-- a *send* socket bound to ``local_address`` so the kernel puts the right source in the IP
-  header, with TTL / hop limit 255 for multicast *and* unicast (RFC 5798 §5.1.1.3 / §5.1.2.5),
-  multicast loop off, the outgoing interface set, and DSCP CS6 (internetwork control). A
-  socket-filter that drops everything keeps it from queueing the unicast adverts addressed
-  to it: only the receive socket reads.
+- one *receive* socket, not bound to any address (a raw socket bound to a unicast address
+  never sees the multicast adverts), joined to 224.0.0.18 / ff02::12 on the interface's
+  index while at least one endpoint on it is in multicast mode. A classic BPF socket
+  filter (net/vrrp_filter.py) lets through only the VRIDs of the endpoints open on it, and
+  is replaced whenever one opens or closes (a reload): adverts of other routers on the link
+  never reach Python. One task per receive socket reads every datagram, reads its VRID and
+  queues it for the endpoint of that VRID only. A datagram for a VRID no endpoint has
+  (queued before the filter changed) is counted in ``unknown_vrid`` and dropped; one too
+  short to hold a VRID, or whose IPv4 header does not parse, in ``malformed``;
+- one *send* socket, with TTL / hop limit 255 for multicast *and* unicast (RFC 5798
+  §5.1.1.3 / §5.1.2.5), multicast loop off, the outgoing interface set, and DSCP CS6
+  (internetwork control). It is bound to no address: each packet carries its endpoint's
+  source in ``IP_PKTINFO`` / ``IPV6_PKTINFO``, so endpoints with different sources
+  (``unicast_src``) share it. A socket filter that drops everything keeps it from queueing
+  the adverts that arrive: only the receive socket reads.
 
-``receive()`` returns a ``Received(payload, src, dst, ttl)``: the VRRP bytes, the IP source
-and destination, and the IPv4 TTL or IPv6 hop limit exactly as received (checking it is the
-agent's job: it knows multicast from unicast). IPv4 datagrams arrive with their header and
-are parsed by ``vrrp.codec.parse_ipv4``; an IPv4 header that does not parse is counted in
-``malformed`` and skipped. IPv6 gets the destination and hop limit from ``IPV6_PKTINFO`` and
-``IPV6_HOPLIMIT`` ancillary data. Packets whose source is our own ``local_address`` are
-skipped (and counted in ``own_skipped``). ``send(payload, dst)`` sends one VRRP packet; the
-IPv6 checksum is the codec's (``IPV6_CHECKSUM`` is not set). While the link is down or gone,
-or the source address is missing, ``send`` raises ``LinkUnavailable`` (an OSError). One task
-receives at a time; any number may send (they take turns).
+The sockets are opened with the first endpoint on (interface, family) and closed with the
+last (``VrrpSocket.close``). An interface deleted and created again is another interface
+even with the same name and ifindex (multicast membership went with the old one): the
+caller passes the interface's ``incarnation`` and an ``open`` for a newer one, or for a
+name whose ifindex changed, gets new sockets while the endpoints still on the old ones
+keep them until they close. The receive tasks run in ``VrrpSockets.run()``'s nursery
+(sockets opened before it starts get their task when it does).
 
-What it must not do: decode or validate VRRP (the codec and the agent do), read the clock,
-or open a socket per packet. If the interface is deleted and created again, this socket is
-dead even if the new interface got the same ifindex (its multicast membership went with the
-old one): the agent closes it and opens a new one (``ifindex`` says which it was opened on).
+``VrrpSocket.receive()`` returns a ``Received(payload, src, dst, ttl)``: the VRRP bytes,
+the IP source and destination, and the IPv4 TTL or IPv6 hop limit exactly as received
+(checking it is the agent's job: it knows multicast from unicast). IPv4 datagrams arrive
+with their header and are parsed by ``vrrp.codec.parse_ipv4``; IPv6 gets the destination
+and hop limit from ``IPV6_PKTINFO`` and ``IPV6_HOPLIMIT`` ancillary data. An endpoint does
+not get packets whose source is its own address (counted in ``own_skipped``) nor, in
+unicast mode, multicast ones (for another endpoint or another socket on the host; an
+unbound IPv6 raw socket sees them whatever ``IPV6_MULTICAST_ALL`` says). Each endpoint
+queues at most ``ENDPOINT_QUEUE`` packets (more are counted in ``queue_full`` and dropped).
+``send(payload, dst)`` sends one VRRP packet from the endpoint's source; the IPv6 checksum
+is the codec's (``IPV6_CHECKSUM`` is not set). While the link is down or gone, or the
+source address is missing, ``open`` and ``send`` raise ``LinkUnavailable`` (an OSError).
+One task receives from an endpoint at a time; any number may send (they take turns).
+
+What it must not do: decode or validate VRRP beyond the VRID (the codec and the agent do),
+read the clock, or open a socket per packet or per instance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import ipaddress
+import math
 import socket
 import struct
 from collections.abc import Sequence
@@ -43,7 +62,9 @@ from dataclasses import dataclass
 
 import trio
 
+from hadirector import logs
 from hadirector.errors import DecodeError
+from hadirector.net import vrrp_filter
 from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
 from hadirector.net.netlink import (
     IFA_F_SECONDARY,
@@ -62,6 +83,7 @@ __all__ = [
     "IPAddress",
     "Received",
     "VrrpSocket",
+    "VrrpSockets",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -72,10 +94,13 @@ VRRP_MULTICAST_V6 = ipaddress.IPv6Address("ff02::12")
 VRRP_TTL = 255
 DSCP_CS6_TOS = 0xC0
 NO_ADDRESS = errno.EADDRNOTAVAIL
+ENDPOINT_QUEUE = 256
+RECEIVE_ERROR_BACKOFF_S = 0.2
 
 # Linux constants the socket module does not export on every Python.
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_ATTACH_FILTER = 26
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
@@ -84,9 +109,8 @@ IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 
 _RECV_BUFFER_BYTES = 65535
-_RCVBUF_BYTES = 1 << 20
+_RCVBUF_BYTES = 1 << 21
 _ANC_BUFFER_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
-_DROP_ALL_FILTER = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, accept 0 bytes
 
 
 @dataclass(frozen=True)
@@ -105,11 +129,13 @@ def _link_unavailable(exc: OSError, what: str) -> OSError:
     return exc
 
 
-def _attach_drop_all(sock: socket.socket) -> None:
-    """Attach a classic BPF program that accepts nothing: the socket never queues input."""
-    program = ctypes.create_string_buffer(_DROP_ALL_FILTER, len(_DROP_ALL_FILTER))
-    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+def _attach_filter(sock: socket.socket, program: list[vrrp_filter.Instruction]) -> None:
+    """Attach (or replace) the socket's classic BPF program."""
+    code = vrrp_filter.pack(program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }; the kernel
+    # copies the program during the call.
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
@@ -141,192 +167,230 @@ def _pick_ipv6_source(ifname: str, addresses: list[AddressInfo]) -> ipaddress.IP
     )
 
 
-class VrrpSocket:
-    """Send and receive VRRP packets on one interface (see the module docstring)."""
+def _check_source(interface: str, ifindex: int, local: IPAddress) -> None:
+    """Raise what binding a socket on ``interface`` to ``local`` raises (EADDRNOTAVAIL when
+    it is not an address of this host, or still tentative): the send socket is bound to no
+    address, so this is where a missing source shows, as it did when each instance bound
+    its own."""
+    af = socket.AF_INET if local.version == 4 else socket.AF_INET6
+    with socket.socket(af, socket.SOCK_DGRAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+        if local.version == 4:
+            probe.bind((str(local), 0))
+        else:
+            probe.bind((str(local), 0, 0, ifindex if local.is_link_local else 0))
+
+
+class _Port:
+    """The receive and send sockets of one (interface, family), shared by its endpoints."""
 
     def __init__(
-        self,
-        *,
-        interface: str,
-        ifindex: int,
-        family: int,
-        local_address: IPAddress,
-        destinations: tuple[IPAddress, ...],
-        receiver: socket.socket,
-        sender: socket.socket,
+        self, registry: VrrpSockets, interface: str, family: int, ifindex: int, incarnation: int
     ) -> None:
+        self.registry = registry
         self.interface = interface
-        self.ifindex = ifindex
         self.family = family
-        self.local_address: IPAddress = local_address
-        self.destinations: tuple[IPAddress, ...] = destinations
-        self._receiver = receiver
-        self._sender = sender
-        self.multicast = destinations[0].is_multicast
+        self.ifindex = ifindex
+        self.incarnation = incarnation
+        self.by_vrid: dict[int, list[VrrpSocket]] = {}
+        self.multicast_members = 0
+        self.joined = False
         self.malformed = 0
-        self.own_skipped = 0
+        self.unknown_vrid = 0
+        self.receive_errors = 0
+        self.filter_vrids: frozenset[int] = frozenset()
+        self.reader_scope: trio.CancelScope | None = None
         self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        interface: str,
-        family: int,
-        unicast_peers: Sequence[IPAddress] = (),
-        unicast_src: IPAddress | None = None,
-    ) -> VrrpSocket:
-        """Open the receive and send sockets on ``interface`` for ``family`` (4 or 6).
-
-        With ``unicast_peers`` adverts go to each peer instead of the multicast group (and
-        no group is joined). Raises ``LinkUnavailable`` if there is no address to send from
-        and ``OSError(ENODEV)`` if the interface does not exist.
-        """
-        if family not in (4, 6):
-            raise ValueError(f"family must be 4 or 6, got {family!r}")
-        for peer in unicast_peers:
-            if peer.version != family:
-                raise ValueError(f"unicast peer {peer} is not IPv{family}")
-        if unicast_src is not None and unicast_src.version != family:
-            raise ValueError(f"unicast_src {unicast_src} is not IPv{family}")
-        link = link_by_name_blocking(interface)
         af = socket.AF_INET if family == 4 else socket.AF_INET6
-        local: IPAddress
-        if unicast_src is not None:
-            local = unicast_src
-        else:
-            addresses = addresses_blocking(af, link.index)
-            if family == 4:
-                local = _pick_ipv4_source(interface, addresses)
-            else:
-                local = _pick_ipv6_source(interface, addresses)
-        multicast = not unicast_peers
-        destinations: tuple[IPAddress, ...]
-        if multicast:
-            destinations = (VRRP_MULTICAST_V4 if family == 4 else VRRP_MULTICAST_V6,)
-        else:
-            destinations = tuple(unicast_peers)
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
-        sender: socket.socket | None = None
         try:
             sender = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
+        except OSError:
+            receiver.close()
+            raise
+        self.receiver = receiver
+        self.sender = sender
+        try:
+            _attach_filter(receiver, vrrp_filter.vrid_filter((), family))  # nothing yet
             device = interface.encode()
             for sock in (receiver, sender):
                 sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, device)
                 sock.setblocking(False)
             receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
-            _attach_drop_all(sender)
+            _attach_filter(sender, vrrp_filter.vrid_filter((), family))
             if family == 4:
-                cls._setup_ipv4(receiver, sender, link.index, local, multicast)
+                self._setup_ipv4()
             else:
-                cls._setup_ipv6(receiver, sender, link.index, local, multicast)
+                self._setup_ipv6()
         except OSError as exc:
-            receiver.close()
-            if sender is not None:
-                sender.close()
-            raise _link_unavailable(exc, f"VRRP socket on {interface} from {local}") from exc
-        return cls(
-            interface=interface,
-            ifindex=link.index,
-            family=family,
-            local_address=local,
-            destinations=destinations,
-            receiver=receiver,
-            sender=sender,
-        )
+            self.close()
+            raise _link_unavailable(exc, f"VRRP sockets on {interface}") from exc
 
-    @staticmethod
-    def _setup_ipv4(
-        receiver: socket.socket,
-        sender: socket.socket,
-        ifindex: int,
-        local: IPAddress,
-        multicast: bool,
-    ) -> None:
-        mreqn = struct.pack("4s4si", VRRP_MULTICAST_V4.packed, b"\0\0\0\0", ifindex)
+    def _setup_ipv4(self) -> None:
+        mreqn = struct.pack("4s4si", VRRP_MULTICAST_V4.packed, b"\0\0\0\0", self.ifindex)
         # Only groups this socket joined, not every group some other socket joined here.
-        receiver.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-        if multicast:
-            receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        self.receiver.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        sender = self.sender
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP_CS6_TOS)
-        sender.bind((str(local), 0))
 
-    @staticmethod
-    def _setup_ipv6(
-        receiver: socket.socket,
-        sender: socket.socket,
-        ifindex: int,
-        local: IPAddress,
-        multicast: bool,
-    ) -> None:
-        receiver.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
-        receiver.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
-        if multicast:
-            mreq = struct.pack("16sI", VRRP_MULTICAST_V6.packed, ifindex)
-            receiver.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+    def _setup_ipv6(self) -> None:
+        self.receiver.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        self.receiver.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        sender = self.sender
         sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
         sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
         sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-        sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+        sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
         sender.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, DSCP_CS6_TOS)
-        scope = ifindex if local.is_link_local else 0
-        sender.bind((str(local), 0, 0, scope))
 
-    def _sockaddr(self, dst: IPAddress) -> tuple[str, int] | tuple[str, int, int, int]:
-        if dst.version == 4:
-            return (str(dst), 0)
-        scope = self.ifindex if (dst.is_link_local or dst.is_multicast) else 0
-        return (str(dst), 0, 0, scope)
+    # -- membership and filter ----------------------------------------------------------
 
-    async def send(self, payload: bytes, dst: IPAddress) -> None:
-        """Send one VRRP packet to ``dst``; LinkUnavailable while the link can't carry it."""
-        if dst.version != self.family:
-            raise ValueError(f"destination {dst} is not IPv{self.family}")
-        address = self._sockaddr(dst)
-        sender = self._sender
+    @property
+    def endpoint_count(self) -> int:
+        return sum(len(eps) for eps in self.by_vrid.values())
+
+    def _set_group(self, join: bool) -> None:
+        if join == self.joined:
+            return
+        if self.family == 4:
+            mreqn = struct.pack("4s4si", VRRP_MULTICAST_V4.packed, b"\0\0\0\0", self.ifindex)
+            option = socket.IP_ADD_MEMBERSHIP if join else socket.IP_DROP_MEMBERSHIP
+            self.receiver.setsockopt(socket.IPPROTO_IP, option, mreqn)
+        else:
+            mreq = struct.pack("16sI", VRRP_MULTICAST_V6.packed, self.ifindex)
+            option = socket.IPV6_JOIN_GROUP if join else socket.IPV6_LEAVE_GROUP
+            self.receiver.setsockopt(socket.IPPROTO_IPV6, option, mreq)
+        self.joined = join
+
+    def _update(self) -> None:
+        """Filter and group membership after an endpoint came or went."""
+        vrids = frozenset(self.by_vrid)
+        if vrids != self.filter_vrids:
+            _attach_filter(self.receiver, vrrp_filter.vrid_filter(vrids, self.family))
+            self.filter_vrids = vrids
+        self._set_group(self.multicast_members > 0)
+
+    def add(self, endpoint: VrrpSocket) -> None:
+        self.by_vrid.setdefault(endpoint.vrid, []).append(endpoint)
+        if endpoint.multicast:
+            self.multicast_members += 1
+        try:
+            self._update()
+        except OSError as exc:
+            self.remove(endpoint)
+            raise _link_unavailable(exc, f"VRRP socket on {self.interface}") from exc
+
+    def remove(self, endpoint: VrrpSocket) -> None:
+        eps = self.by_vrid.get(endpoint.vrid, [])
+        if endpoint not in eps:
+            return
+        eps.remove(endpoint)
+        if not eps:
+            del self.by_vrid[endpoint.vrid]
+        if endpoint.multicast:
+            self.multicast_members -= 1
+        if not self.by_vrid:
+            self.registry._port_closed(self)
+            self.close()
+            return
+        # Failing means the interface is gone (a leave on a dead index fails): its socket
+        # is dead too and the endpoints left on it re-open on the new one.
+        with contextlib.suppress(OSError):
+            self._update()
+
+    def close(self) -> None:
+        if self.reader_scope is not None:
+            self.reader_scope.cancel()
+        close_socket(self.receiver)
+        close_socket(self.sender)
+
+    @property
+    def closed(self) -> bool:
+        return self.receiver.fileno() < 0
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send(self, payload: bytes, src: IPAddress, dst: IPAddress) -> None:
+        sender = self.sender
+        if self.family == 4:
+            address: tuple[str, int] | tuple[str, int, int, int] = (str(dst), 0)
+            # struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
+            info = struct.pack("i4s4s", self.ifindex, src.packed, b"\0\0\0\0")
+            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+        else:
+            scope = self.ifindex if (dst.is_link_local or dst.is_multicast) else 0
+            address = (str(dst), 0, 0, scope)
+            # struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }
+            info = struct.pack("16si", src.packed, self.ifindex)
+            ancillary = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
         async with self._send_lock:
-            try:
-                await nonblocking_call(
-                    sender, lambda: sender.sendto(payload, address), writable=True
-                )
-            except OSError as exc:
-                raise _link_unavailable(exc, f"VRRP send on {self.interface} to {dst}") from exc
+            await nonblocking_call(
+                sender, lambda: sender.sendmsg([payload], ancillary, 0, address), writable=True
+            )
 
-    async def receive(self) -> Received:
-        """Wait for the next VRRP packet from someone else on this interface."""
+    # -- receiving ----------------------------------------------------------------------
+
+    async def read_loop(self) -> None:
+        """Read every datagram and queue it for the endpoint of its VRID."""
+        log = logs.get(component="vrrp_socket", interface=self.interface, family=self.family)
+        last_logged = -math.inf
+        receive = self._receive_ipv4 if self.family == 4 else self._receive_ipv6
         while True:
-            if self.family == 4:
-                received = await self._receive_ipv4()
-            else:
-                received = await self._receive_ipv6()
-            if received is None:
+            try:
+                got = await receive()
+            except trio.ClosedResourceError:
+                return  # the last endpoint closed
+            except OSError as exc:
+                if self.closed:
+                    return
+                self.receive_errors += 1
+                now = trio.current_time()
+                if now - last_logged >= 1.0:
+                    last_logged = now
+                    log.warning("vrrp.receive_failed", error=str(exc), count=self.receive_errors)
+                await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
                 continue
-            if received.src == self.local_address:
-                self.own_skipped += 1
+            if got is None:
                 continue
-            if not self.multicast and received.dst.is_multicast:
-                continue  # unicast mode: multicast adverts are for other sockets
-            return received
+            vrid, received = got
+            for endpoint in self.by_vrid.get(vrid, ()):
+                endpoint._deliver(received)
 
-    async def _receive_ipv4(self) -> Received | None:
-        receiver = self._receiver
+    def _vrid(self, datagram: bytes) -> int | None:
+        vrid = vrrp_filter.vrid_of(datagram, self.family)
+        if vrid is None:
+            self.malformed += 1
+            return None
+        if vrid not in self.by_vrid:
+            self.unknown_vrid += 1
+            return None
+        return vrid
+
+    async def _receive_ipv4(self) -> tuple[int, Received] | None:
+        receiver = self.receiver
         datagram = await nonblocking_call(receiver, lambda: receiver.recv(_RECV_BUFFER_BYTES))
+        vrid = self._vrid(datagram)
+        if vrid is None:
+            return None
         try:
             packet = codec.parse_ipv4(datagram)
         except DecodeError:
             self.malformed += 1
             return None
-        return Received(packet.payload, packet.src, packet.dst, packet.ttl)
+        return vrid, Received(packet.payload, packet.src, packet.dst, packet.ttl)
 
-    async def _receive_ipv6(self) -> Received | None:
-        receiver = self._receiver
+    async def _receive_ipv6(self) -> tuple[int, Received] | None:
+        receiver = self.receiver
         payload, ancillary, _flags, address = await nonblocking_call(
             receiver, lambda: receiver.recvmsg(_RECV_BUFFER_BYTES, _ANC_BUFFER_BYTES)
         )
+        vrid = self._vrid(payload)
+        if vrid is None:
+            return None
         dst: ipaddress.IPv6Address | None = None
         hop_limit: int | None = None
         for level, kind, data in ancillary:
@@ -340,9 +404,193 @@ class VrrpSocket:
             self.malformed += 1
             return None
         src = ipaddress.IPv6Address(str(address[0]).split("%", 1)[0])
-        return Received(bytes(payload), src, dst, hop_limit)
+        return vrid, Received(bytes(payload), src, dst, hop_limit)
+
+
+class VrrpSocket:
+    """One instance's VRRP endpoint on a shared (interface, family) port (module docstring)."""
+
+    def __init__(
+        self,
+        port: _Port,
+        *,
+        vrid: int,
+        local_address: IPAddress,
+        destinations: tuple[IPAddress, ...],
+    ) -> None:
+        self._port = port
+        self.interface = port.interface
+        self.ifindex = port.ifindex
+        self.family = port.family
+        self.vrid = vrid
+        self.local_address: IPAddress = local_address
+        self.destinations: tuple[IPAddress, ...] = destinations
+        self.multicast = destinations[0].is_multicast
+        self.own_skipped = 0
+        self.queue_full = 0
+        self._inbox_send, self._inbox = trio.open_memory_channel[Received](ENDPOINT_QUEUE)
+        self.closed = False
+
+    @property
+    def malformed(self) -> int:
+        """Datagrams the shared receive socket could not read a VRID from."""
+        return self._port.malformed
+
+    @property
+    def unknown_vrid(self) -> int:
+        """Datagrams on the shared receive socket for a VRID nobody runs there."""
+        return self._port.unknown_vrid
+
+    def _deliver(self, received: Received) -> None:
+        if received.src == self.local_address:
+            self.own_skipped += 1
+            return
+        if not self.multicast and received.dst.is_multicast:
+            return  # unicast mode: multicast adverts are for other endpoints or sockets
+        try:
+            self._inbox_send.send_nowait(received)
+        except trio.WouldBlock:
+            self.queue_full += 1
+        except trio.ClosedResourceError:
+            pass
+
+    async def send(self, payload: bytes, dst: IPAddress) -> None:
+        """Send one VRRP packet to ``dst``; LinkUnavailable while the link can't carry it."""
+        if dst.version != self.family:
+            raise ValueError(f"destination {dst} is not IPv{self.family}")
+        if self.closed:
+            raise trio.ClosedResourceError("VRRP endpoint closed")
+        try:
+            await self._port.send(payload, self.local_address, dst)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                # The source in IP(V6)_PKTINFO is not an address of the host (any more), or
+                # is tentative again (IPv6 DAD after the link came back up).
+                raise LinkUnavailable(
+                    NO_ADDRESS,
+                    f"VRRP send on {self.interface} to {dst}: source {self.local_address} "
+                    "not usable (missing or tentative)",
+                ) from exc
+            raise _link_unavailable(exc, f"VRRP send on {self.interface} to {dst}") from exc
+
+    async def receive(self) -> Received:
+        """Wait for the next VRRP packet of this endpoint's VRID from someone else."""
+        return await self._inbox.receive()
 
     def close(self) -> None:
-        """Close both sockets (wakes any task blocked in receive/send with ClosedResourceError)."""
-        close_socket(self._receiver)
-        close_socket(self._sender)
+        """Leave the shared sockets (closed with the last endpoint); a task blocked in
+        ``receive`` gets ClosedResourceError."""
+        if self.closed:
+            return
+        self.closed = True
+        self._port.remove(self)
+        self._inbox.close()  # first: a blocked receive gets ClosedResourceError, not EOF
+        self._inbox_send.close()
+
+
+class VrrpSockets:
+    """The registry of shared VRRP ports of one agent (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._ports: dict[tuple[str, int], _Port] = {}
+        self._live: set[_Port] = set()  # _ports and older ones endpoints still use
+        self._nursery: trio.Nursery | None = None
+        self._pending: list[_Port] = []
+
+    def ports(self) -> list[_Port]:
+        """The current ports (one per interface and family in use)."""
+        return list(self._ports.values())
+
+    def open(
+        self,
+        *,
+        interface: str,
+        family: int,
+        vrid: int,
+        unicast_peers: Sequence[IPAddress] = (),
+        unicast_src: IPAddress | None = None,
+        incarnation: int = 0,
+    ) -> VrrpSocket:
+        """An endpoint for VRID ``vrid`` on ``interface`` for ``family`` (4 or 6).
+
+        With ``unicast_peers`` adverts go to each peer instead of the multicast group.
+        ``incarnation`` says which interface of that name the caller means (a newer one than
+        the port's gets new sockets). Raises ``LinkUnavailable`` if there is no address to
+        send from and ``OSError(ENODEV)`` if the interface does not exist.
+        """
+        if family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, got {family!r}")
+        if not 0 <= vrid <= 255:
+            raise ValueError(f"VRID must be 0..255, got {vrid!r}")
+        for peer in unicast_peers:
+            if peer.version != family:
+                raise ValueError(f"unicast peer {peer} is not IPv{family}")
+        if unicast_src is not None and unicast_src.version != family:
+            raise ValueError(f"unicast_src {unicast_src} is not IPv{family}")
+        link = link_by_name_blocking(interface)
+        local: IPAddress
+        if unicast_src is not None:
+            local = unicast_src
+        else:
+            af = socket.AF_INET if family == 4 else socket.AF_INET6
+            addresses = addresses_blocking(af, link.index)
+            if family == 4:
+                local = _pick_ipv4_source(interface, addresses)
+            else:
+                local = _pick_ipv6_source(interface, addresses)
+        try:
+            _check_source(interface, link.index, local)
+        except OSError as exc:
+            raise _link_unavailable(exc, f"VRRP socket on {interface} from {local}") from exc
+        destinations: tuple[IPAddress, ...]
+        if unicast_peers:
+            destinations = tuple(unicast_peers)
+        else:
+            destinations = (VRRP_MULTICAST_V4 if family == 4 else VRRP_MULTICAST_V6,)
+        key = (interface, family)
+        port = self._ports.get(key)
+        if port is None or port.ifindex != link.index or port.incarnation != incarnation:
+            port = _Port(self, interface, family, link.index, incarnation)
+            self._ports[key] = port  # an older one lives on until its endpoints close
+            self._live.add(port)
+            self._start_reader(port)
+        endpoint = VrrpSocket(port, vrid=vrid, local_address=local, destinations=destinations)
+        port.add(endpoint)
+        return endpoint
+
+    def _start_reader(self, port: _Port) -> None:
+        if self._nursery is None:
+            self._pending.append(port)
+            return
+        port.reader_scope = trio.CancelScope()
+        self._nursery.start_soon(self._read, port, port.reader_scope)
+
+    @staticmethod
+    async def _read(port: _Port, scope: trio.CancelScope) -> None:
+        with scope:
+            await port.read_loop()
+
+    def _port_closed(self, port: _Port) -> None:
+        self._live.discard(port)
+        if self._ports.get((port.interface, port.family)) is port:
+            del self._ports[(port.interface, port.family)]
+        if port in self._pending:
+            self._pending.remove(port)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the receive tasks until cancelled; the sockets are closed on the way out."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                pending, self._pending = self._pending, []
+                for port in pending:
+                    if not port.closed:
+                        self._start_reader(port)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for port in list(self._live):
+                port.close()
+            self._live.clear()
+            self._ports.clear()

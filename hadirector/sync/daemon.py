@@ -196,7 +196,7 @@ class SyncDaemons:
                 spec.state,
                 spec.ifname,
                 spec.syncid,
-                sync_maxlen=spec.maxlen,
+                sync_maxlen=spec.sync_maxlen,
                 mcast_group=spec.mcast_group,
                 mcast_port=spec.mcast_port,
                 mcast_ttl=spec.mcast_ttl,

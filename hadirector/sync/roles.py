@@ -24,27 +24,14 @@ from dataclasses import dataclass
 from hadirector.config.schema import SyncDaemonSettings
 from hadirector.ipvs.types import SyncDaemon, SyncState
 
-__all__ = ["DaemonSpec", "Start", "Stop", "desired", "matches", "plan", "role_for"]
-
-
-@dataclass(frozen=True)
-class DaemonSpec:
-    """One daemon as it should run (``maxlen`` 0: the kernel's choice, not compared)."""
-
-    state: SyncState
-    ifname: str
-    syncid: int
-    maxlen: int = 0
-    mcast_group: str = "224.0.0.81"
-    mcast_port: int = 8848
-    mcast_ttl: int = 1
+__all__ = ["Start", "Stop", "desired", "matches", "plan", "role_for"]
 
 
 @dataclass(frozen=True)
 class Start:
-    """Start one daemon."""
+    """Start one daemon (``sync_maxlen`` 0: the kernel's choice)."""
 
-    spec: DaemonSpec
+    spec: SyncDaemon
 
 
 @dataclass(frozen=True)
@@ -70,7 +57,7 @@ def role_for(vrrp_state: str | None) -> SyncState | None:
     return SyncState.BACKUP
 
 
-def desired(settings: SyncDaemonSettings | None, vrrp_state: str | None) -> tuple[DaemonSpec, ...]:
+def desired(settings: SyncDaemonSettings | None, vrrp_state: str | None) -> tuple[SyncDaemon, ...]:
     """The daemons that should run for ``settings`` when the deciding state is ``vrrp_state``."""
     if settings is None:
         return ()
@@ -78,11 +65,11 @@ def desired(settings: SyncDaemonSettings | None, vrrp_state: str | None) -> tupl
     if role is None:
         return ()
     return (
-        DaemonSpec(
+        SyncDaemon(
             state=role,
             ifname=settings.interface,
             syncid=settings.syncid,
-            maxlen=settings.maxlen,
+            sync_maxlen=settings.maxlen,
             mcast_group=str(settings.mcast_group),
             mcast_port=settings.mcast_port,
             mcast_ttl=settings.mcast_ttl,
@@ -97,20 +84,21 @@ def _same_address(a: str, b: str) -> bool:
         return a == b
 
 
-def matches(running: SyncDaemon, spec: DaemonSpec) -> bool:
-    """True when the running daemon is the one ``spec`` describes."""
+def matches(running: SyncDaemon, spec: SyncDaemon) -> bool:
+    """True when the running daemon is the one ``spec`` describes (a ``sync_maxlen`` of 0
+    in ``spec`` accepts whatever size the kernel chose)."""
     return (
         running.state is spec.state
         and running.ifname == spec.ifname
         and running.syncid == spec.syncid
-        and (spec.maxlen == 0 or running.sync_maxlen == spec.maxlen)
+        and (spec.sync_maxlen == 0 or running.sync_maxlen == spec.sync_maxlen)
         and _same_address(running.mcast_group, spec.mcast_group)
         and running.mcast_port == spec.mcast_port
         and running.mcast_ttl == spec.mcast_ttl
     )
 
 
-def plan(running: Iterable[SyncDaemon], wanted: Iterable[DaemonSpec]) -> list[Step]:
+def plan(running: Iterable[SyncDaemon], wanted: Iterable[SyncDaemon]) -> list[Step]:
     """Steps from ``running`` to ``wanted``: every stop first, then every start.
 
     Stops come first so that a role change never has both roles running on the way, and a

@@ -12,6 +12,10 @@ with ``VrrpMachine.force``:
 - a member becoming MASTER -> the others to MASTER (a faulty group sends it back to FAULT);
 - a member going from MASTER to BACKUP (it heard a better master) -> the others to BACKUP.
 
+The group also says when its members come to share a state (``settle``): the group's own
+state, which drives its notify scripts and the connection-sync daemons that follow it. It
+changes only when every member is in the same state, and is reported once per change.
+
 No command storms: the group remembers the commands it issued, and the transition a command
 causes is recognised as such and not propagated again; a member already in (or already
 commanded to) a state is not commanded to it. A FAULT reported while the member was
@@ -35,7 +39,9 @@ _LIVE = (State.BACKUP, State.MASTER, State.FAULT)
 class SyncGroup:
     """The state of one sync group, and the commands that keep its members together."""
 
-    def __init__(self, name: str, members: list[str]) -> None:
+    def __init__(self, name: str, members: list[str], settled: State | None = None) -> None:
+        """``settled``: the group's state carried over from a group of the same name that a
+        reload replaced (so an unchanged state is not reported again)."""
         problems = []
         if not members:
             problems.append(Problem("instances", "a sync group needs at least one member"))
@@ -48,6 +54,7 @@ class SyncGroup:
         self._states: dict[str, State] = dict.fromkeys(members, State.INIT)
         self._own_fault: set[str] = set()
         self._pending: dict[str, State] = {}
+        self._settled = settled
 
     def state_of(self, member: str) -> State:
         """The last state reported for ``member``."""
@@ -57,6 +64,23 @@ class SyncGroup:
     def faulty_members(self) -> frozenset[str]:
         """Members in FAULT on their own (not by the group's command)."""
         return frozenset(self._own_fault)
+
+    @property
+    def settled(self) -> State | None:
+        """The state the members last shared (None until they first did)."""
+        return self._settled
+
+    def settle(self) -> State | None:
+        """The group's new state when every member is now in the same state and it differs
+        from the last one shared; None otherwise (members apart, or nothing new)."""
+        states = set(self._states.values())
+        if len(states) != 1:
+            return None
+        (state,) = states
+        if state is State.INIT or state is self._settled:
+            return None
+        self._settled = state
+        return state
 
     def _command(self, target: State, *, unless: tuple[State, ...] = ()) -> list[Command]:
         commands: list[Command] = []

@@ -13,8 +13,8 @@ The sum is clamped to 1..254: tracking never makes a router the address owner no
 it (priority 0 is reserved for "leaving", RFC 5798 §5.2.4). A base priority of 255 (address
 owner) is returned unchanged unless a FAULT condition holds. ``None`` means FAULT.
 
-``RiseFall`` turns raw script results into a state with hysteresis: ``rise`` consecutive
-successes to go up, ``fall`` consecutive failures to go down.
+A track script's raw results get their hysteresis (``rise``/``fall``) from
+``hadirector.checks.risefall``, the counter real-server checks use too.
 
 This module must not run scripts, read files, watch links or import anything but the
 standard library and the rest of the pure core: the agent gathers states and calls here.
@@ -107,38 +107,7 @@ def effective_priority(base: int, tracked: Iterable[tuple[TrackSpec, bool | int]
     return evaluate(base, tracked).priority
 
 
-class RiseFall:
-    """Hysteresis: ``rise`` consecutive successes -> up, ``fall`` consecutive failures -> down.
-
-    The state is None (unknown) until either threshold is first reached.
-    """
-
-    def __init__(self, rise: int, fall: int, initial: bool | None = None) -> None:
-        if rise < 1 or fall < 1:
-            raise ValueError(f"rise and fall must be at least 1, got {rise}/{fall}")
-        self.rise = rise
-        self.fall = fall
-        self.state: bool | None = initial
-        self._successes = 0
-        self._failures = 0
-
-    def update(self, ok: bool) -> bool | None:
-        """Feed one result; returns the (possibly new) state."""
-        if ok:
-            self._successes += 1
-            self._failures = 0
-            if self.state is not True and self._successes >= self.rise:
-                self.state = True
-        else:
-            self._failures += 1
-            self._successes = 0
-            if self.state is not False and self._failures >= self.fall:
-                self.state = False
-        return self.state
-
-
 __all__ = [
-    "RiseFall",
     "TrackKind",
     "TrackResult",
     "TrackSpec",

@@ -34,6 +34,7 @@ from hadirector.config.load import load_text
 from hadirector.config.schema import Config
 from hadirector.errors import DecodeError, KernelError
 from hadirector.ports import Adapters
+from hadirector.status import IpvsStatus
 from hadirector.vrrp import auth, codec
 from hadirector.vrrp.machine import VrrpMachine
 
@@ -418,6 +419,20 @@ class FakeIpvs:
         self.health.append(set(down))
         self.health_before_run.append(not self.started)
 
+    def status(self) -> IpvsStatus:
+        return IpvsStatus()  # not used: no kernel table behind the fake
+
+
+class FakeVrrpSockets:
+    """The registry of VRRP endpoints (the ``VrrpSocketsPort`` protocol) of one host."""
+
+    def __init__(self, host: Host) -> None:
+        self.open = host.open_vrrp_endpoint
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
 
 class Host:
     """One director: its interfaces on wires and the fakes its agent is built from."""
@@ -439,9 +454,13 @@ class Host:
         *,
         interface: str,
         family: int,
+        vrid: int,
         unicast_peers: Sequence[IPAddress] = (),
         unicast_src: IPAddress | None = None,
+        incarnation: int = 0,
     ) -> FakeEndpoint:
+        """An endpoint of its own per instance (the wire delivers it every VRID: the
+        kernel's sharing and filtering are tested in tests/netns)."""
         if interface not in self.interfaces or self.links.index_of(interface) is None:
             raise OSError(19, f"no such device: {interface}")
         wire, address = self.interfaces[interface]
@@ -488,7 +507,7 @@ class Host:
 
     def adapters(self) -> Adapters:
         return Adapters(
-            open_vrrp_endpoint=self.open_vrrp_endpoint,
+            vrrp_sockets=lambda: FakeVrrpSockets(self),
             open_announcer=lambda ifname: FakeAnnouncer(self, ifname),
             addresses=lambda: self.addresses,
             links=lambda: self.links,

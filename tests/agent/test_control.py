@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
-from hadirector import control, metrics
+from hadirector import metrics
+from hadirector.control import client, protocol, server
+from hadirector.status import AgentStatus
 from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
 
 VIP = "192.0.2.100/24"
@@ -47,8 +50,8 @@ async def status_of(path: Path) -> dict[str, Any]:
     return st
 
 
-async def serve_control(lab: Lab, running: Running, path: Path) -> control.Operations:
-    ops = control.Operations(running.agent)
+async def serve_control(lab: Lab, running: Running, path: Path) -> server.Operations:
+    ops = server.Operations(running.agent)
     await lab.nursery.start(ops.serve_control, str(path))
     return ops
 
@@ -94,7 +97,7 @@ def test_status_follows_election_and_failover(tmp_path: Path) -> None:
         assert ib["counters"]["to_master"] == 1 and ib["counters"]["to_backup"] == 1
 
         # The metrics page renders the same report, transitions included.
-        page = metrics.render(await status_of(sock_b))
+        page = metrics.render(AgentStatus.from_json(await status_of(sock_b)))
         assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1' in page
         assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1' in page
         assert 'hadirector_vrrp_vips_held{instance="VI_1"} 1' in page
@@ -151,7 +154,7 @@ def test_bad_requests_get_error_replies_and_the_server_keeps_serving(tmp_path: P
             while data.count(b"\n") < 2:
                 data += await stream.receive_some(65536)
             assert [json.loads(x)["ok"] for x in data.splitlines()] == [True, True]
-        reply = await ask(sock, b"x" * (control.MAX_REQUEST_BYTES + 10) + b"\n")
+        reply = await ask(sock, b"x" * (protocol.MAX_REQUEST_BYTES + 10) + b"\n")
         assert reply == {"ok": False, "error": "request too long"}
         assert (await status_of(sock))["instances"][0]["name"] == "VI_1"
 
@@ -167,7 +170,7 @@ def test_a_client_over_the_limit_that_already_hung_up_does_not_stop_the_server(
         _, a, _ = pair(lab)
         ra = await lab.start(a, instance_toml(priority=200))
         await serve_control(lab, ra, sock)
-        holders = [await trio.open_unix_socket(str(sock)) for _ in range(control.MAX_CONNECTIONS)]
+        holders = [await trio.open_unix_socket(str(sock)) for _ in range(server.MAX_CONNECTIONS)]
         await trio.sleep(1)  # every holder accepted and holding a slot
         late = await trio.open_unix_socket(str(sock))
         await late.aclose()  # gone before its "too many connections" reply: EPIPE
@@ -225,13 +228,13 @@ def test_stale_socket_is_replaced_and_removed_on_exit(tmp_path: Path) -> None:
     async def scenario(lab: Lab) -> None:
         _, a, _ = pair(lab)
         ra = await lab.start(a, instance_toml(priority=200))
-        ops = control.Operations(ra.agent)
+        ops = server.Operations(ra.agent)
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 await nursery.start(ops.serve_control, str(sock))
                 assert (await status_of(sock))["instances"][0]["state"] in ("INIT", "BACKUP")
                 # A second server on the same path refuses: a live agent answers there.
-                other = control.Operations(ra.agent)
+                other = server.Operations(ra.agent)
                 await nursery.start(other.serve_control, str(sock))
                 assert sock.exists()
                 assert (await status_of(sock))["instances"]
@@ -243,8 +246,8 @@ def test_stale_socket_is_replaced_and_removed_on_exit(tmp_path: Path) -> None:
 
 def test_cli_client_reports_a_missing_agent(tmp_path: Path) -> None:
     try:
-        control.request(str(tmp_path / "none.sock"), "status")
-    except control.ControlError as exc:
+        client.request(str(tmp_path / "none.sock"), "status")
+    except client.ControlError as exc:
         assert "not running" in str(exc)
     else:
         raise AssertionError("no error for a missing socket")
@@ -267,10 +270,13 @@ def test_metrics_endpoint_serves_the_agent_and_bounds_requests() -> None:
         _, a, b = pair(lab)
         ra = await lab.start(a, instance_toml(priority=200))
         await lab.start(b, instance_toml(priority=100))
-        ops = control.Operations(ra.agent)
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
-        lab.nursery.start_soon(metrics.serve, listeners, lambda: metrics.render(ops.status()))
+
+        def render() -> str:
+            return metrics.render(ra.agent.status())
+
+        lab.nursery.start_soon(metrics.serve, listeners, render)
         await trio.sleep(2)
 
         reply = await http(port, b"GET /metrics HTTP/1.0\r\n\r\n")
@@ -291,5 +297,45 @@ def test_metrics_endpoint_serves_the_agent_and_bounds_requests() -> None:
         assert trio.current_time() - t0 >= 2 * metrics.REQUEST_TIMEOUT_S
         # ...and the endpoint still answers.
         assert (await http(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 200")
+
+    run_lab(scenario)
+
+
+def test_a_control_reload_and_a_sighup_reload_run_one_after_the_other(tmp_path: Path) -> None:
+    """One reload lock: a reload from the control socket and one from SIGHUP (the agent's
+    ``reload``) at the same time apply in turn. The first changes the VRID, so it waits for
+    the old instance to stop; the second finds the file already applied."""
+    conf = tmp_path / "a.toml"
+    sock = tmp_path / "a.sock"
+
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        conf.write_text(instance_toml(priority=200))
+        ra = await lab.start(a, conf.read_text(), config_path=conf)
+        await lab.start(b, instance_toml(priority=100))
+        await serve_control(lab, ra, sock)
+        await trio.sleep(2)
+        conf.write_text(instance_toml(priority=200, vrid=52))
+        replies: list[Any] = []
+
+        async def by_socket() -> None:
+            replies.append(await ask(sock, b"reload\n"))
+
+        async def by_signal() -> None:
+            replies.append(await ra.agent.reload())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(by_socket)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(by_signal)
+        assert sorted(map(str, replies)) == ["[]", "{'ok': True, 'reloaded': True}"]
+        events = [e.kind for e in lab.events if e.kind.startswith("config.")]
+        assert events == [
+            "config.instance_removed",
+            "config.instance_added",
+            "config.reloaded",
+            "config.reloaded",
+        ]
+        assert ra.agent.status().instance("VI_1").vrid == 52
 
     run_lab(scenario)

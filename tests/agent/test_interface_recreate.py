@@ -14,8 +14,8 @@ import ipaddress
 import pytest
 import trio
 
-from hadirector import control
 from hadirector.agent import REOPEN_RETRY_S
+from hadirector.control.client import format_status
 from tests.agent.fakes import Host, Lab, instance_toml, pair, run_lab
 
 VIP = "192.0.2.100/24"
@@ -52,7 +52,7 @@ def test_deleted_then_recreated_interface_leaves_fault_without_restart() -> None
         assert ra.state("VI_1") == "FAULT"
         assert rb.state("VI_1") == "MASTER"
         assert VIP in b.held() and VIP not in a.held()
-        assert control.instance_status(ra.instance("VI_1"))["fault_reasons"] == ["link down"]
+        assert ra.agent.status().instance("VI_1").fault_reasons == ("link down",)
         gone = lab.find("vrrp.interface_gone", host="a")
         assert len(gone) == 1 and gone[0].detail["ifindex"] == old_index
         # No busy loop, no flood: five seconds in FAULT log next to nothing.
@@ -123,9 +123,9 @@ def test_recreated_interface_without_an_address_stays_in_fault_until_it_has_one(
         assert len(not_ready) == 1  # said once, retried quietly
         assert "no IPv4 address" in not_ready[0].detail["error"]
         # The status command says why the instance is in FAULT.
-        report = control.status(ra.agent, 0.0)
-        assert report["instances"][0]["fault_reasons"] == ["eth0 re-created, no source address yet"]
-        text = control.format_status(report)
+        report = ra.agent.status()
+        assert report.instance("VI_1").fault_reasons == ("eth0 re-created, no source address yet",)
+        text = format_status(report)
         assert "VI_1 in FAULT: eth0 re-created, no source address yet" in text
         assert not lab.find("vrrp.socket_reopened", host="a")
         t_address = trio.current_time()
@@ -136,7 +136,7 @@ def test_recreated_interface_without_an_address_stays_in_fault_until_it_has_one(
         # At once when the address is heard of; else by the next periodic retry.
         assert reopened[0].time - t_address <= (0 if heard else REOPEN_RETRY_S)
         assert ra.state("VI_1") == "MASTER" and rb.state("VI_1") == "BACKUP"
-        assert control.instance_status(ra.instance("VI_1"))["fault_reasons"] == []
+        assert ra.agent.status().instance("VI_1").fault_reasons == ()
         assert not ra.returned.is_set()
 
     run_lab(scenario)

@@ -146,3 +146,31 @@ def test_reload_during_the_handover_hold_leaves_no_vip_behind(tmp_path: Path) ->
         assert a.held() == set()
 
     run_lab(scenario)
+
+
+def test_reload_follows_the_plan_restart_for_unicast_peers_in_place_otherwise(
+    tmp_path: Path,
+) -> None:
+    """config.diff decides: new unicast peers need a new socket (the instance restarts and
+    sends to the peer), a checksum form is read per advert (the instance goes on)."""
+    path = tmp_path / "a.toml"
+    unicast = 'unicast_src = "192.0.2.1"\nunicast_peers = ["192.0.2.2"]\n'
+
+    async def scenario(lab: Lab) -> None:
+        ra, _ = await start_pair(lab, path, instance_toml(priority=200))
+        running = ra.instance("VI_1")
+        path.write_text(instance_toml(priority=200, extra="v3_checksum_pseudo_header = false"))
+        await ra.reload()
+        await trio.sleep(1)
+        assert not lab.find("config.reload_failed", host="a")
+        assert ra.instance("VI_1") is running
+        assert not lab.find("config.instance_removed", host="a")
+        assert ra.instance("VI_1").cfg.v3_checksum_pseudo_header is False
+        path.write_text(instance_toml(priority=200, extra=unicast))
+        await ra.reload()
+        await trio.sleep(1)
+        assert ra.instance("VI_1") is not running
+        assert len(lab.find("config.instance_removed", host="a")) == 1
+        assert [str(d) for d in ra.instance("VI_1").sock.destinations] == ["192.0.2.2"]
+
+    run_lab(scenario)

@@ -23,10 +23,11 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .lab import Frame, HadirectorDirector, Lab, vip_address
+from .lab import Frame, HadirectorDirector, Lab, vip_address, wait_for
 
 ADVERT_S = 0.1
 STATE_TIMEOUT_S = 30.0
+WIRE_TIMEOUT_S = 15.0
 
 
 def vip_for(lan: int = 0, family: int = 4) -> str:
@@ -166,6 +167,19 @@ def is_unsolicited_na(vip: str, mac: str) -> Callable[[Frame], bool]:
 def adverts_from(lab: Lab, mac: str, since: float) -> list[Frame]:
     """VRRP frames sent from ``mac`` at or after ``since``."""
     return [f for f in lab.wire("vrrp", since) if f.src_mac == mac]
+
+
+def wait_adverts(lab: Lab, mac: str, since: float, count: int) -> list[Frame]:
+    """Wait until ``count`` VRRP frames from ``mac`` were on the wire at or after ``since``.
+
+    A window measured in the sender's own advert intervals, for "nothing changed
+    meanwhile" checks; and since one capture socket reads a LAN in order, every frame
+    another host sent before the last of these has been read by then too.
+    """
+    return wait_for(
+        lambda: adverts_from(lab, mac, since)[count - 1 :] and adverts_from(lab, mac, since),
+        WIRE_TIMEOUT_S, f"{count} adverts from {mac}",
+    )  # fmt: skip
 
 
 # -- hand-built frames for the client to send ---------------------------------------------

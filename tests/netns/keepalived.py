@@ -203,7 +203,9 @@ class KeepalivedDirector(ProcessDirector):
                     log.write(line)
                     log.flush()
 
-        threading.Thread(target=copy, name=f"klog-{self.node}", daemon=True).start()
+        thread = threading.Thread(target=copy, name=f"klog-{self.node}", daemon=True)
+        thread.start()
+        self._readers.append(thread)
 
     def log(self) -> str:
         """keepalived's console output so far (for failure messages)."""

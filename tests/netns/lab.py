@@ -260,6 +260,9 @@ class ProcessDirector:
         self._transitions: list[Transition] = []
         self._crashed = False
         self._starts = 0
+        #: threads reading the current process's output; stop() and crash() join them, so
+        #: that everything the process wrote before it ended is reported when they return
+        self._readers: list[threading.Thread] = []
 
     # -- to be provided by subclasses ------------------------------------------------------
 
@@ -321,6 +324,7 @@ class ProcessDirector:
 
         thread = threading.Thread(target=reader, name=f"log-{self.node}", daemon=True)
         thread.start()
+        self._readers.append(thread)
         return thread
 
     # -- Director ------------------------------------------------------------------------
@@ -339,6 +343,7 @@ class ProcessDirector:
             self._crashed = False
         with self._cond:
             self._states.clear()
+        self._readers = []
         self.prepare()
         self._starts += 1
         self.proc = self.lab.popen(
@@ -363,7 +368,7 @@ class ProcessDirector:
             except subprocess.TimeoutExpired:
                 self.lab.kill(self.proc)
                 raise
-        self.lab.reap(self.proc)
+        self.lab.reap(self.proc, readers=self._readers)
 
     def crash(self) -> None:
         if self.proc is None:
@@ -375,7 +380,7 @@ class ProcessDirector:
         for lan in range(self.lab.lans):
             self.lab.link(self.node, iface(lan), up=False)
         self._crashed = True
-        self.lab.reap(self.proc)
+        self.lab.reap(self.proc, readers=self._readers)
 
     def state(self, instance: str | None = None) -> str:
         name = instance or self.instances[0].name
@@ -775,8 +780,17 @@ class Lab:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.reap(proc)
 
-    def reap(self, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-        """Wait for ``proc``; kill the rest of its process group and wait until it is gone."""
+    def reap(
+        self,
+        proc: subprocess.Popen[bytes],
+        timeout_s: float = 10.0,
+        readers: Sequence[threading.Thread] = (),
+    ) -> None:
+        """Wait for ``proc``; kill the rest of its process group and wait until it is gone.
+
+        ``readers`` (threads reading its output) are then joined before its pipes are
+        closed: they read to the end of what the process group wrote.
+        """
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -788,6 +802,8 @@ class Lab:
             except ProcessLookupError:
                 break
             time.sleep(0.005)
+        for thread in readers:
+            thread.join(timeout_s)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -896,6 +912,26 @@ class Lab:
             if entry.get("lladdr") and "FAILED" not in entry.get("state", []):
                 return str(entry["lladdr"])
         return None
+
+    def echo_replies(self, node: str) -> int:
+        """ICMP and ICMPv6 echo replies ``node`` has sent (its namespace's SNMP counters)."""
+        out = self.run(node, "cat", "/proc/net/snmp", "/proc/net/snmp6").stdout.splitlines()
+        icmp = [line.split()[1:] for line in out if line.startswith("Icmp: ")]
+        replies = int(dict(zip(icmp[0], icmp[1], strict=True))["OutEchoReps"])
+        for line in out:
+            if line.startswith("Icmp6OutEchoReplies"):
+                replies += int(line.split()[1])
+        return replies
+
+    def wait_echo_replies(self, node: str, count: int = 10, timeout_s: float = 15.0) -> None:
+        """Wait until ``node`` has sent ``count`` more echo replies than it had now: a
+        prober pinging an address it holds has had answers from it (each reply reaches the
+        client's prober, which counts it by the kernel's receive stamp)."""
+        base = self.echo_replies(node)
+        wait_for(
+            lambda: self.echo_replies(node) >= base + count, timeout_s,
+            f"{count} echo replies from {node}",
+        )  # fmt: skip
 
     def addresses(self, node: str) -> set[str]:
         """Every address configured in ``node`` (without prefix lengths)."""

@@ -345,8 +345,10 @@ class Capture:
     """``tcpdump`` writing a pcap in a namespace; read it back with ``tshark``.
 
     ``with Capture(ns, "eth0", "arp", path) as cap:`` returns once tcpdump is listening;
-    leaving the block stops it and flushes the file. ``cap.fields(...)`` and
-    ``cap.problems()`` ask tshark about what was captured.
+    leaving the block stops it and flushes the file. tcpdump reads the frames a moment
+    after they are sent, and what it has not read when stopped is lost: before leaving,
+    ``cap.wait_frames(filter, n)`` waits until the frames the test is about are in the file.
+    ``cap.fields(...)`` and ``cap.problems()`` ask tshark about what was captured.
     """
 
     def __init__(self, netns: Netns, ifname: str, bpf_filter: str, path: Path) -> None:
@@ -381,7 +383,6 @@ class Capture:
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None and self._proc.poll() is None:
-            time.sleep(0.1)  # let the last frames reach tcpdump
             self._proc.terminate()
             self._proc.wait(timeout=10)
 
@@ -397,6 +398,21 @@ class Capture:
         if proc.returncode != 0:
             raise RuntimeError(f"tshark {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
         return proc.stdout
+
+    def wait_frames(self, display_filter: str, count: int, timeout_s: float = 30.0) -> None:
+        """Wait until ``count`` frames matching ``display_filter`` are in the file (tcpdump
+        writes each frame as soon as it has read it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                seen = len(self.fields(display_filter, "frame.number"))
+            except RuntimeError:  # tshark read a frame still being written
+                seen = 0
+            if seen >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} frames matching {display_filter!r}: {seen} seen")
+            time.sleep(0.05)
 
     def fields(self, display_filter: str, *names: str) -> list[list[str]]:
         """One row per matching frame, one column per tshark field name."""

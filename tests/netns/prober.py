@@ -14,7 +14,8 @@ number; replies are matched by it, so the counts are exact: ``lost`` is the numb
 probes sent that got no reply by the end of the run plus a grace period.
 
 It stops at ``--duration`` or on SIGTERM/SIGINT and prints one JSON object:
-sent, answered, lost, duplicates, send_errors, skipped_slots, max_send_gap_ms,
+sent, answered, lost, duplicates, send_errors, skipped_slots, slots (sent + skipped: every
+slot from the start to the end of the run), max_send_gap_ms,
 longest_gap_ms (longest time without a reply, counting from the first probe to the last),
 gaps (every reply gap over ``--gap-ms``, with its times and the probes lost in it),
 lost_runs (runs of consecutive lost probes), mac_changes and replies per MAC. Times are
@@ -331,6 +332,13 @@ def probe(
         slot += 1
         drain()
     last_send = time.monotonic()
+    # Slots that fell due after the last probe while the process was not running (or was
+    # stopped) are skipped too: afterwards every slot up to the end of the run is either
+    # probed or skipped, exactly, by the prober's own clock readings.
+    overdue = int((last_send - start) / interval_s) + 1 - slot
+    if overdue > 0:
+        skipped += overdue
+        slot += overdue
     while True:
         remaining = last_send + grace_s - time.monotonic()
         if remaining <= 0:
@@ -348,15 +356,24 @@ def probe(
         send_errors=sum(send_errors.values()),
         send_error_kinds=send_errors,
         skipped_slots=skipped,
+        slots=slot,
         realtime=realtime,
     )
     return result
 
 
-def echo_server(port: int, ready: Path | None = None) -> int:
+def echo_server(port: int, ready: Path | None = None, realtime: bool = True) -> int:
     """Echo every UDP datagram received on ``port`` (any address, IPv4 and IPv6) back to
     its sender, from the address it was sent to (a VIP, not the interface's primary
-    address), until SIGTERM/SIGINT."""
+    address), until SIGTERM/SIGINT.
+
+    With ``realtime`` it runs at SCHED_FIFO, as the prober does: an echo delayed by the
+    scheduler would be sent after a change the test made later (a VIP removed), and a
+    probe answered in time would count as lost.
+    """
+    if realtime:
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
     v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     v4.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -432,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
     if args.echo_server is not None:
-        return echo_server(args.echo_server, args.ready)
+        return echo_server(args.echo_server, args.ready, realtime=not args.no_realtime)
     if not args.target:
         parser.error("--target is required")
     result = probe(

@@ -391,8 +391,8 @@ def test_script_check_kills_the_group_on_timeout(net: Net) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
     marker = f"sleep {SLEEP_S}"
-    deadline = time.monotonic() + 2.0
-    while True:  # SIGKILL is delivered asynchronously: allow a moment
+    deadline = time.monotonic() + 10.0
+    while True:  # SIGKILL is delivered asynchronously: poll until they are gone
         out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
         if not out.strip() or time.monotonic() > deadline:
             break

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .e2e_util import STATE_TIMEOUT_S, E2EDirector, is_garp, start_pair
+from .e2e_util import STATE_TIMEOUT_S, E2EDirector, is_garp, start_pair, wait_adverts
 from .lab import Lab, hadirector_command, vip_address, wait_for
 from .prober import ProberRun
 
@@ -141,7 +141,7 @@ def test_sighup_bad_file_kept_good_file_adds_vip(netlab: Lab) -> None:
     a.signal(signal.SIGHUP)
     failed = wait_for(lambda: a.records("config.reload_failed"), 15, "config.reload_failed")[0]
     assert any("vrrp_instance[0].priority" in p for p in failed["problems"]), failed
-    time.sleep(0.5)
+    wait_adverts(netlab, netlab.mac("dir-a"), time.monotonic(), 5)
     assert a.running() and netlab.who_has_vip() == {"dir-a"}
     assert (a.transitions(), b.transitions()) == before
 
@@ -161,7 +161,7 @@ def test_sighup_bad_file_kept_good_file_adds_vip(netlab: Lab) -> None:
     )  # fmt: skip
     assert advert.info["addresses"] == [vip_address(), extra]
     assert advert.info["priority"] == 150
-    time.sleep(0.5)
+    wait_adverts(netlab, netlab.mac("dir-a"), advert.t, 6)
     assert (a.transitions(), b.transitions()) == before
     assert netlab.who_has_vip() == {"dir-a"}
     result = netlab.run("client", "ping", "-c", "1", "-W", "5", extra, check=False)
@@ -171,7 +171,7 @@ def test_sighup_bad_file_kept_good_file_adds_vip(netlab: Lab) -> None:
     # neither agent restarts its instance.
     run = ProberRun(netlab, vip_address())
     wait_for(lambda: netlab.neigh("client", vip_address()) == netlab.mac("dir-a"), 15, "neigh")
-    time.sleep(0.2)
+    netlab.wait_echo_replies("dir-a")
     a.instances = [dataclasses.replace(a.instances[0], priority=50)]
     a.prepare()
     t_lower = time.monotonic()
@@ -186,11 +186,12 @@ def test_sighup_bad_file_kept_good_file_adds_vip(netlab: Lab) -> None:
     wait_for(lambda: netlab.who_has_vip() == {"dir-b"}, 15, "the VIP on dir-b only")
     wait_for(lambda: netlab.who_has(extra) == set(), 15, "the second VIP released")
     wait_for(lambda: netlab.neigh("client", vip_address()) == netlab.mac("dir-b"), 15, "neigh")
-    time.sleep(0.3)
+    netlab.wait_echo_replies("dir-b")
     moved = run.stop()
     assert moved["sent"] > 0 and moved["lost"] == 0, moved
     assert a.states() == ["BACKUP", "MASTER", "BACKUP"]
     assert b.states() == ["BACKUP", "MASTER"]
+    wait_for(lambda: len(a.records("config.reloaded")) >= 2, 15, "the second config.reloaded")
     assert len(a.records("config.reloaded")) == 2
     assert a.records("vrrp.start")[1:] == []  # the instance was never restarted
 

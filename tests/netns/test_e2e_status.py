@@ -97,6 +97,13 @@ def test_status_metrics_and_reload_of_a_pair(netlab: Lab) -> None:
 
     # The human table names each side's state; --config finds the socket from the file.
     wait_for(lambda: os.path.exists(_socket(a)) and os.path.exists(_socket(b)), 15, "sockets")
+    # BACKUP comes before any advert is heard, and the VIP is added after MASTER: wait for
+    # both rather than count on the time the CLI takes to start.
+    wait_for(lambda: _status(netlab, a)["instances"][0]["vips_held"], 15, "dir-a holding")
+    wait_for(
+        lambda: _status(netlab, b)["instances"][0]["counters"].get("adverts_accepted", 0) > 0,
+        15, "dir-b accepting an advert",
+    )  # fmt: skip
     assert oct(os.stat(_socket(a)).st_mode & 0o777) == "0o600"
     table_a = _cli(netlab, a, "status", "--config", str(a.conf_path))
     table_b = _cli(netlab, b, "status", "--socket", _socket(b))
@@ -129,7 +136,8 @@ def test_status_metrics_and_reload_of_a_pair(netlab: Lab) -> None:
     # reload through the control socket: applied (same file), no transition.
     rel = _cli(netlab, b, "reload", "--socket", _socket(b))
     assert rel.returncode == 0 and "reloaded" in rel.stdout, rel.stderr
-    assert b.records("config.reloaded")
+    # The reply comes over the socket; the log line through the log pipe, maybe later.
+    wait_for(lambda: b.records("config.reloaded"), 15, "config.reloaded from dir-b")
 
     # Graceful handover: a stops, b takes over; b's counters show both transitions.
     a.stop()
@@ -137,6 +145,10 @@ def test_status_metrics_and_reload_of_a_pair(netlab: Lab) -> None:
     assert not os.path.exists(_socket(a)), "socket left behind after exit"
     gone = _cli(netlab, a, "status", "--socket", _socket(a))
     assert gone.returncode == 1 and "not running" in gone.stderr
+    wait_for(
+        lambda: _value(_metrics(netlab, b), "hadirector_vrrp_vips_held", instance=name) == 1,
+        15, "dir-b holding the VIP",
+    )  # fmt: skip
     m_b = _metrics(netlab, b)
     assert _value(m_b, "hadirector_vrrp_state", instance=name, state="MASTER") == 1
     assert _value(m_b, "hadirector_vrrp_transitions_total", instance=name, state="BACKUP") == 1

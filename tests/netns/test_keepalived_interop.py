@@ -224,10 +224,22 @@ class Pair:
             STATE_TIMEOUT_S,
             "hadirector detecting the old checksum form",
         )
-        time.sleep(5 * self.case.advert_s)
+        # Five adverts of the master's: keepalived's claim, if any, has come and gone.
+        self.adverts_after(self.master, time.monotonic(), 5)
         self.wait(self.master, "MASTER")
         self.wait(self.backup, "BACKUP")
         self.complaints_before = len(_complaints(self.keepalived))
+
+    def adverts_after(self, director: ProcessDirector, since: float, count: int) -> None:
+        """Wait until ``count`` adverts of ``director``'s were on the wire after ``since``: a
+        window in its own advert intervals (one capture socket reads the LAN in order, so
+        every frame sent before the last of them has been read too)."""
+        mac = self.mac(director)
+        wait_for(
+            lambda: len([f for f in self.lab.wire("vrrp", since) if f.src_mac == mac]) >= count,
+            15,
+            f"{count} adverts from {director.node}",
+        )
 
     def vip_only_on(self, director: ProcessDirector) -> None:
         wait_for(
@@ -268,7 +280,7 @@ class Pair:
         assert advert.info["addresses"] == [self.vip]
         if self.case.unicast:
             assert advert.info["dst"] == lan_address(self.backup.node, family=self.case.family)
-        time.sleep(3 * self.case.advert_s)
+        self.adverts_after(self.master, advert.t, 4)  # three more
         backup_mac = self.mac(self.backup)
         assert not [f for f in self.lab.wire("vrrp", since) if f.src_mac == backup_mac]
         self.reached_at(self.master)
@@ -323,12 +335,13 @@ def test_interop(netlab: Lab, keepalived_bin: str, label: str, hadirector_role: 
 
     # Crash of the master: the backup takes over after Master_Down_Interval.
     run = ProberRun(netlab, pair.vip)
-    time.sleep(0.2)
+    netlab.wait_echo_replies(master.node)
     t_crash = time.monotonic()
     master.crash()
     pair.wait(backup, "MASTER")
     netlab.wait_wire(_announces(pair.vip, mac_b, case.family), 10, "announcement", t_crash)
     wait_for(lambda: netlab.neigh("client", pair.vip) == mac_b, 15, "client entry moved")
+    netlab.wait_echo_replies(backup.node)
     crashed = run.stop()
     assert [(c["old"], c["new"]) for c in crashed["mac_changes"]] == [(mac_m, mac_b)]
     assert crashed["longest_gap_ms"] >= 2 * case.advert_s * 1000
@@ -343,7 +356,7 @@ def test_interop(netlab: Lab, keepalived_bin: str, label: str, hadirector_role: 
 
     # Graceful stop: priority 0, the backup waits only Skew_Time.
     run = ProberRun(netlab, pair.vip)
-    time.sleep(0.2)
+    netlab.wait_echo_replies(master.node)
     t_stop = time.monotonic()
     master.stop()
     pair.wait(backup, "MASTER")
@@ -356,7 +369,7 @@ def test_interop(netlab: Lab, keepalived_bin: str, label: str, hadirector_role: 
     taken = netlab.wait_wire(_announces(pair.vip, mac_b, case.family), 10, "announcement", prio0.t)
     pair.vip_only_on(backup)
     wait_for(lambda: netlab.neigh("client", pair.vip) == mac_b, 15, "client entry moved")
-    time.sleep(0.2)
+    netlab.wait_echo_replies(backup.node)
     stopped = run.stop()
     takeover_s = taken.t - prio0.t
     assert takeover_s < 3 * case.advert_s, takeover_s
@@ -379,12 +392,13 @@ def test_interop(netlab: Lab, keepalived_bin: str, label: str, hadirector_role: 
 
     # Preemption back after the restart.
     run = ProberRun(netlab, pair.vip)
+    netlab.wait_echo_replies(backup.node)
     master.start()
     pair.wait(master, "MASTER")
     pair.wait(backup, "BACKUP")
     pair.vip_only_on(master)
     wait_for(lambda: netlab.neigh("client", pair.vip) == mac_m, 15, "client entry back")
-    time.sleep(0.2)
+    netlab.wait_echo_replies(master.node)
     preempted = run.stop()
     assert [(c["old"], c["new"]) for c in preempted["mac_changes"]] == [(mac_b, mac_m)]
     pair.reached_at(master)

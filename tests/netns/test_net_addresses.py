@@ -115,6 +115,7 @@ def test_watch_reports_vips_deleted_behind_our_back_only(lab: nsutil.Lab) -> Non
     manager = _manager(a)
     mine4, mine6 = vip("192.0.2.100/32"), vip("2001:db8:0:1::100/64")
     own_removal = vip("192.0.2.101/32")
+    last = vip("192.0.2.103/32")  # removed by hand last: its report closes the sequence
 
     async def main() -> None:
         events: list[AddressRemoved] = []
@@ -126,18 +127,24 @@ def test_watch_reports_vips_deleted_behind_our_back_only(lab: nsutil.Lab) -> Non
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(collect)
-                for v in (mine4, mine6, own_removal):
+                for v in (mine4, mine6, own_removal, last):
                     assert await manager.add(v)
                 assert await manager.remove(own_removal)  # ours: not reported
                 a.netns.ip("addr", "add", "192.0.2.102/32", "dev", "eth0")
                 a.netns.ip("addr", "del", "192.0.2.102/32", "dev", "eth0")  # never held
                 a.netns.ip("addr", "del", "192.0.2.100/32", "dev", "eth0")
                 a.netns.ip("addr", "del", "2001:db8:0:1::100/64", "dev", "eth0")
-                while len(events) < 2:
+                a.netns.ip("addr", "del", "192.0.2.103/32", "dev", "eth0")
+                # The kernel reports in order on one socket: once the last removal is in,
+                # every earlier change has been seen (and nothing else may be among them).
+                while not events or events[-1].vip != last:
                     await trio.sleep(0.01)
-                await trio.sleep(0.2)  # nothing else may follow
                 nursery.cancel_scope.cancel()
-        assert [str(e) for e in events] == ["192.0.2.100/32", "2001:db8:0:1::100/64"]
+        assert [str(e) for e in events] == [
+            "192.0.2.100/32",
+            "2001:db8:0:1::100/64",
+            "192.0.2.103/32",
+        ]
         assert events[0].vip == mine4 and events[0].dev == "eth0"
         # Re-adding puts it back under watch.
         assert await manager.add(mine4) is True

@@ -102,6 +102,7 @@ def test_gratuitous_arp_moves_the_client_and_is_well_formed(
             a.take(vip)
             a.announcer.send_garp(VIP4, reply=True)
             _wait_neighbour(client, VIP4, a.node.mac)
+            cap.wait_frames(f"arp.src.proto_ipv4 == {VIP4} && arp.isgratuitous == 1", 2)
     finally:
         a.close()
         b.close()
@@ -140,6 +141,7 @@ def test_unsolicited_na_moves_the_client_and_is_well_formed(
             b.take(vip)
             b.announcer.send_unsolicited_na(VIP6)
             _wait_neighbour(client, VIP6, b.node.mac)
+            cap.wait_frames("icmpv6.type == 136 && icmpv6.nd.na.flag.s == 0", 1)
     finally:
         a.close()
         b.close()
@@ -196,6 +198,8 @@ def test_announcer_follows_mac_and_link_local_changes_and_reports_link_down(
             assert a.link_local() == new_link_local
             announcer.send_garp(VIP4)
             announcer.send_unsolicited_na(VIP6)
+            cap.wait_frames("arp", 2)
+            cap.wait_frames("icmpv6.type == 136", 2)
         a.netns.ip("link", "set", "eth0", "down")
         with pytest.raises(LinkUnavailable):
             announcer.send_garp(VIP4)

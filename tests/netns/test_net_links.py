@@ -167,3 +167,26 @@ def test_lost_notifications_neither_block_nor_break_is_up(lab: nsutil.Lab) -> No
         assert not watcher.is_up("eth0")
     finally:
         watcher.close()
+
+
+def test_blocking_request_on_a_descriptor_above_1023() -> None:
+    """An agent with a few hundred instances holds over a thousand descriptors: a blocking
+    netlink request must work on a socket numbered past select()'s limit."""
+    import os
+
+    from hadirector.net.netlink import addresses_blocking
+
+    fillers = []
+    try:
+        while not fillers or fillers[-1] < 1100:
+            fillers.append(os.open("/dev/null", os.O_RDONLY))
+        sock = NetlinkSocket.open()
+        try:
+            assert sock.fileno() > 1023
+            found = addresses_blocking(socket.AF_INET, socket.if_nametoindex("lo"), sock=sock)
+            assert "127.0.0.1" in [str(a.interface.ip) for a in found]
+        finally:
+            sock.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)

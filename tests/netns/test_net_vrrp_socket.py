@@ -1,7 +1,9 @@
-"""VrrpSocket against the real kernel: two or three namespaces on a bridge.
+"""VrrpSockets and their endpoints against the real kernel: namespaces on a bridge.
 
 Adverts are real VRRP packets from the project's codec, so the receiving side and tshark
-(watching from a third namespace) can both check them.
+(watching from a third namespace) can both check them. Each node has its own registry
+(``VrrpSockets``), run by ``_run`` next to the test's coroutine; endpoints are for VRID 51
+unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import ipaddress
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -23,6 +26,7 @@ from hadirector.net.vrrp_socket import (
     IPAddress,
     Received,
     VrrpSocket,
+    VrrpSockets,
 )
 from hadirector.vrrp import codec
 from tests.netns import nsutil
@@ -35,10 +39,38 @@ VIP4 = ipaddress.IPv4Address("192.0.2.100")
 VIP6 = ipaddress.IPv6Address("2001:db8:0:1::100")
 
 
+# The registry of each node (by namespace name) of the running test.
+_registries: dict[str, VrrpSockets] = {}
+
+
 @pytest.fixture
 def lab() -> Iterator[nsutil.Lab]:
-    with nsutil.lab() as instance:
-        yield instance
+    _registries.clear()
+    try:
+        with nsutil.lab() as instance:
+            yield instance
+    finally:
+        _registries.clear()
+
+
+def _registry(node: nsutil.Node) -> VrrpSockets:
+    return _registries.setdefault(node.netns.name, VrrpSockets())
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    """``trio.run(main)`` with every node's registry serving its sockets meanwhile."""
+    _run_registries(list(_registries.values()), main)
+
+
+def _run_registries(registries: list[VrrpSockets], main: Callable[[], Awaitable[None]]) -> None:
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            for registry in registries:
+                await nursery.start(registry.run)
+            await main()
+            nursery.cancel_scope.cancel()
+
+    trio.run(serve)
 
 
 def _advert(sock: VrrpSocket, dst: IPAddress, priority: int) -> bytes:
@@ -53,9 +85,9 @@ async def _receive_within(sock: VrrpSocket, timeout_s: float) -> Received | None
     return None
 
 
-def _open(node: nsutil.Node, family: int, **kwargs: object) -> VrrpSocket:
+def _open(node: nsutil.Node, family: int, vrid: int = 51, **kwargs: object) -> VrrpSocket:
     with node.netns.entered():
-        return VrrpSocket.open(interface=node.ifname, family=family, **kwargs)  # type: ignore[arg-type]
+        return _registry(node).open(interface=node.ifname, family=family, vrid=vrid, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -87,7 +119,7 @@ def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(
             assert back == Received(from_b, expected_b, group, 255)
 
     try:
-        trio.run(main)
+        _run(main)
     finally:
         sock_a.close()
         sock_b.close()
@@ -127,14 +159,14 @@ def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> No
             await sock_c.send(_advert(sock_c, group, 9), group)
             assert (await sock_b_multicast.receive()).dst == group
             assert await _receive_within(sock_b, 0.3) is None
+            # Only the receive socket reads: the send socket must not have queued the
+            # unicast adverts addressed to it (it would fill up and never be drained).
+            raw = b.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
+            queues = re.findall(r"^\s*\d+: \S+ \S+ \S+ \S+:(\S+)", raw, re.MULTILINE)
+            assert len(queues) == 2 and all(int(q, 16) == 0 for q in queues), raw
 
     try:
-        trio.run(main)
-        # Only the receive socket reads: the bound send socket must not have queued the
-        # unicast adverts addressed to it (it would fill up and never be drained).
-        raw = b.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
-        queues = re.findall(r"^\s*\d+: \S+ \S+ \S+ \S+:(\S+)", raw, re.MULTILINE)
-        assert queues and all(int(q, 16) == 0 for q in queues), raw
+        _run(main)
     finally:
         for sock in sockets:
             sock.close()
@@ -155,7 +187,12 @@ def test_link_down_is_link_unavailable_and_sockets_work_again_after(
         # the carrier come back, a moment after `ip link set up` returns.
         with trio.fail_after(5):
             while True:
-                await sender.send(_advert(sender, group, 100), group)
+                try:
+                    await sender.send(_advert(sender, group, 100), group)
+                except LinkUnavailable:
+                    # IPv6: the link-local source is tentative again (DAD) after "up".
+                    await trio.sleep(0.05)
+                    continue
                 got = await _receive_within(receiver, 0.05)
                 if got is not None:
                     assert got.src == sender.local_address
@@ -176,7 +213,7 @@ def test_link_down_is_link_unavailable_and_sockets_work_again_after(
             await exchange()
 
     try:
-        trio.run(main)
+        _run(main)
     finally:
         sock_a.close()
         sock_b.close()
@@ -185,9 +222,17 @@ def test_link_down_is_link_unavailable_and_sockets_work_again_after(
 def test_open_without_an_address_is_link_unavailable(lab: nsutil.Lab) -> None:
     a = lab.node("a")
     with pytest.raises(LinkUnavailable), a.netns.entered():
-        VrrpSocket.open(interface=a.ifname, family=4)
+        VrrpSockets().open(interface=a.ifname, family=4, vrid=51)
     with pytest.raises(OSError), a.netns.entered():
-        VrrpSocket.open(interface="nosuch0", family=4)
+        VrrpSockets().open(interface="nosuch0", family=4, vrid=51)
+    with pytest.raises(LinkUnavailable, match=r"192\.0\.2\.99"), a.netns.entered():
+        VrrpSockets().open(
+            interface=a.ifname,
+            family=4,
+            vrid=51,
+            unicast_peers=[ipaddress.IPv4Address(B4)],
+            unicast_src=ipaddress.IPv4Address("192.0.2.99"),
+        )
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -205,7 +250,8 @@ def test_adverts_are_well_formed_on_the_wire(lab: nsutil.Lab, family: int, tmp_p
         with nsutil.Capture(
             watcher.netns, watcher.ifname, "ip proto 112 or ip6", tmp_path / "v.pcap"
         ) as cap:
-            trio.run(main)
+            _run(main)
+            cap.wait_frames("vrrp", 3)
     finally:
         sock.close()
     ttl_field = "ip.ttl" if family == 4 else "ipv6.hlim"
@@ -272,6 +318,101 @@ def test_keepalived_adverts_are_received(lab: nsutil.Lab, family: int, tmp_path:
         assert advert.addresses == (VIP4 if family == 4 else VIP6,)
 
     try:
-        trio.run(main)
+        _run(main)
     finally:
         sock.close()
+
+
+def _raw_sockets(node: nsutil.Node, family: int) -> int:
+    """Raw sockets of this process in ``node``'s namespace (the kernel's table there)."""
+    table = node.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
+    inodes = {line.split()[9] for line in table.splitlines()[1:] if line.strip()}
+    mine = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue  # closed meanwhile (the directory's own fd)
+        match = re.fullmatch(r"socket:\[(\d+)\]", str(target))
+        if match:
+            mine.add(match.group(1))
+    return len(inodes & mine)
+
+
+@pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
+@pytest.mark.parametrize("family", [4, 6])
+def test_one_shared_socket_per_interface_receives_only_its_vrids(
+    lab: nsutil.Lab, family: int, unicast: bool
+) -> None:
+    """Two agents' worth of VRIDs on one link: each registry's one receive socket gets only
+    the VRIDs of its endpoints (the kernel filter: nothing reaches Python as an unknown VRID),
+    and follows a reload (one VRID closed, another opened)."""
+    a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
+    b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
+    a_addr = ipaddress.ip_address(A4 if family == 4 else A6)
+    b_addr = ipaddress.ip_address(B4 if family == 4 else B6)
+    mode: dict[str, Any] = {}
+    if unicast:
+        mode = {"unicast_peers": [b_addr], "unicast_src": a_addr}
+    first, second = VrrpSockets(), VrrpSockets()  # two agents on dir-a
+    with a.netns.entered():
+        ours = {v: first.open(interface=a.ifname, family=family, vrid=v, **mode) for v in (1, 2, 3)}
+        theirs = {
+            v: second.open(interface=a.ifname, family=family, vrid=v, **mode) for v in (4, 5, 6)
+        }
+    peer_mode = {"unicast_peers": [a_addr], "unicast_src": b_addr} if unicast else {}
+    peer = VrrpSockets()
+    with b.netns.entered():
+        senders = {
+            v: peer.open(interface=b.ifname, family=family, vrid=v, **peer_mode)
+            for v in range(1, 8)
+        }
+    if family == 6 and not unicast:
+        a.wait_ipv6_ready()
+        b.wait_ipv6_ready()
+    # Three endpoints, one receive and one send socket, for each agent.
+    assert [p.endpoint_count for p in first.ports()] == [3]
+    assert _raw_sockets(a, family) == 4
+
+    def advert(vrid: int, sender: VrrpSocket) -> bytes:
+        vip = VIP4 if family == 4 else VIP6
+        body = codec.Advert(version=3, vrid=vrid, priority=100, interval_cs=100, addresses=(vip,))
+        return codec.encode(body, src=sender.local_address, dst=sender.destinations[0])
+
+    async def send_all(vrids: Sequence[int]) -> None:
+        for vrid in vrids:
+            sender = senders[vrid]
+            await sender.send(advert(vrid, sender), sender.destinations[0])
+
+    async def heard(endpoint: VrrpSocket) -> int:
+        with trio.fail_after(10):
+            got = await endpoint.receive()
+        return codec.decode(got.payload, src=got.src, dst=got.dst).vrid
+
+    async def main() -> None:
+        for _ in range(5):
+            await send_all(range(1, 8))
+            for vrid, endpoint in (ours | theirs).items():
+                assert await heard(endpoint) == vrid
+        # A reload on the first agent: VRID 2 goes, VRID 7 comes.
+        ours.pop(2).close()
+        with a.netns.entered():
+            ours[7] = first.open(interface=a.ifname, family=family, vrid=7, **mode)
+        await send_all(range(1, 8))
+        for vrid, endpoint in ours.items():
+            assert await heard(endpoint) == vrid
+        # The other VRIDs were on the wire all along (the second agent heard its own), and
+        # none of them reached Python on the first agent's socket.
+        for port in first.ports() + second.ports():
+            assert (port.unknown_vrid, port.malformed) == (0, 0)
+        assert _raw_sockets(a, family) == 4
+        for endpoint in theirs.values():
+            endpoint.close()
+        assert _raw_sockets(a, family) == 2  # closed with the last endpoint
+        assert second.ports() == []
+
+    try:
+        _run_registries([first, second, peer], main)
+    finally:
+        for endpoint in [*ours.values(), *theirs.values(), *senders.values()]:
+            endpoint.close()

@@ -138,9 +138,31 @@ def forge(
     send_frames(lab, [frame] * count)
 
 
-def forged_frames(lab: Lab, since: float) -> list[Frame]:
+def forged_frames(lab: Lab, since: float, count: int = 0) -> list[Frame]:
+    """The client's VRRP frames on the wire since ``since``; with ``count``, once the wire
+    watcher has recorded that many (it writes what it read a moment after the send)."""
     mac = lab.mac("client")
-    return [f for f in lab.wire("vrrp", since) if f.src_mac == mac]
+
+    def frames() -> list[Frame]:
+        return [f for f in lab.wire("vrrp", since) if f.src_mac == mac]
+
+    if count:
+        wait_for(lambda: len(frames()) >= count, 10, f"{count} forged frames on the wire")
+    return frames()
+
+
+def adverts_after(lab: Lab, node: str, since: float, count: int) -> list[Frame]:
+    """Wait until ``count`` adverts of ``node``'s were on the wire after ``since``.
+
+    A window in the agent's own advert intervals for "nothing moved meanwhile"; one capture
+    socket reads the LAN in order, so every frame sent before the last of them is read too.
+    """
+    mac = lab.mac(node)
+
+    def adverts() -> list[Frame]:
+        return [f for f in lab.wire("vrrp", since) if f.src_mac == mac]
+
+    return wait_for(lambda: adverts()[count - 1 :] and adverts(), 10, f"{count} adverts")
 
 
 # -- directors ----------------------------------------------------------------------------
@@ -253,8 +275,8 @@ def test_forged_advert_from_a_non_peer_is_rejected(netlab: Lab, unicast: bool) -
         forge(netlab, src=source, to=to, count=12)
         forge(netlab, src=source, to=to, interval_cs=MAX_INTERVAL_CS)
         wait_rejected(a, "source", source)
-    time.sleep(4 * ADVERT_S)
-    assert len(forged_frames(netlab, since)) == 26
+    assert len(forged_frames(netlab, since, count=26)) == 26
+    adverts_after(netlab, "dir-a", forged_frames(netlab, since)[-1].t, 4)
     assert_nothing_moved(netlab, a, b, run, counts)
     if not unicast:  # the backup heard them too, and refused them for the same reason
         wait_rejected(b, "source", lan_address("client"))
@@ -302,17 +324,24 @@ def test_hmac_keys_rotate_by_reload_with_no_rejection_and_no_transition(netlab: 
     for order, keys in steps:
         for director in order:
             _reload(director, keys)
-            time.sleep(1.0)
+            adverts_after(netlab, "dir-a", time.monotonic(), 10)  # > Master_Down
     assert_nothing_moved(netlab, a, b, run, counts)
     assert (a.proc and a.proc.pid, b.proc and b.proc.pid) == pids
     for director in (a, b):
         assert rejections(director, "auth") == [] and rejections(director, "replay") == []
         assert len(director.records("vrrp.hmac_keys_changed")) == 3
         assert len(director.records("vrrp.start")) == 1  # never restarted
+
     # While b only accepted the new key, it verified dir-a's adverts with it (index 1).
-    moved = [r for r in b.records("vrrp.hmac_peer_key") if r.get("source") == lan_address("dir-a")]
-    # (Said again after each of b's own key changes.)
-    seen = [(r["key_index"], r["key_file"]) for r in moved]
+    # (Said again after each of b's own key changes; the last one on the next advert after
+    # b's last reload, which may still be on its way through the log pipe.)
+    def peer_keys() -> list[tuple[int, str]]:
+        moved = [
+            r for r in b.records("vrrp.hmac_peer_key") if r.get("source") == lan_address("dir-a")
+        ]
+        return [(r["key_index"], r["key_file"]) for r in moved]
+
+    seen = wait_for(lambda: peer_keys()[-1:] == [(0, str(new))] and peer_keys(), 10, "new key")
     assert (1, str(new)) in seen and seen[0] == (0, str(old)) and seen[-1] == (0, str(new))
     # The old key no longer opens the door: a forged advert carries no valid trailer.
     forge(netlab, src=lan_address("dir-b"), count=1)
@@ -327,10 +356,11 @@ def test_spoofed_peer_source_is_stopped_by_hmac_and_replays_are_refused(netlab: 
     counts = (len(a.transitions()), len(b.transitions()))
     run = resolved_probe(netlab)
     # accept_from lets the peer's address through: only the missing MAC stops it.
+    since = time.monotonic()
     forge(netlab, src=lan_address("dir-b"), count=12)
     forge(netlab, src=lan_address("dir-b"), interval_cs=MAX_INTERVAL_CS)
     wait_rejected(a, "auth", lan_address("dir-b"))
-    time.sleep(4 * ADVERT_S)
+    adverts_after(netlab, "dir-a", forged_frames(netlab, since, count=13)[-1].t, 4)
     assert_nothing_moved(netlab, a, b, run, counts)
 
     # Capture a signed priority-0 advert: dir-a stops (dir-b takes over) and comes back.
@@ -342,13 +372,14 @@ def test_spoofed_peer_source_is_stopped_by_hmac_and_replays_are_refused(netlab: 
         lambda f: f.kind == "vrrp" and f.src_mac == mac_a and f.info["priority"] == 0,
         10, "dir-a's signed priority 0", t_stop,
     )  # fmt: skip
+    t_start = time.monotonic()
     a.start()
     a.wait_state("MASTER", STATE_TIMEOUT_S)
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
     wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP back on dir-a only")
-    time.sleep(3 * ADVERT_S)
-    recent = [f for f in netlab.wire("vrrp", t_stop) if f.src_mac == mac_a]
-    current = recent[-1]
+    current = netlab.wait_wire(
+        lambda f: f.kind == "vrrp" and f.src_mac == mac_a, 10, "dir-a advertising", t_start
+    )
     assert current.info["priority"] == 150
 
     # Sent again by the client: accepted, the priority 0 would hand the VIP to dir-b
@@ -368,9 +399,10 @@ def test_spoofed_peer_source_is_stopped_by_hmac_and_replays_are_refused(netlab: 
                 payload=payload,
             )
         )
+    since = time.monotonic()
     send_frames(netlab, frames * 5)
     wait_rejected(b, "replay", lan_address("dir-a"))
-    time.sleep(5 * ADVERT_S)
+    adverts_after(netlab, "dir-a", forged_frames(netlab, since, count=10)[-1].t, 5)
     assert_nothing_moved(netlab, a, b, run, counts)
     # Genuine signatures: the MAC verified, only the sequence number stopped them.
     assert [r for r in rejections(b, "auth") if r["source"] == lan_address("dir-a")] == []
@@ -389,27 +421,38 @@ def test_max_adopted_interval_bounds_a_spoofed_peer(netlab: Lab, unicast: bool) 
     peer = lan_address("dir-b")
     run = resolved_probe(netlab)
     # Claiming 40.95 s from the peer's address: past the bound, refused.
+    since = time.monotonic()
     forge(netlab, src=peer, to=to, interval_cs=MAX_INTERVAL_CS, count=5)
     wait_rejected(a, "interval_out_of_bounds", peer)
-    time.sleep(4 * ADVERT_S)
+    adverts_after(netlab, "dir-a", forged_frames(netlab, since, count=5)[-1].t, 4)
     assert_nothing_moved(netlab, a, b, run, counts)
 
     # Claiming exactly the bound: obeyed (no HMAC, the peer's address: the honest limit),
     # but dir-a waits no longer than the bound's Master_Down_Interval before taking back.
     since = time.monotonic()
     forge(netlab, src=peer, to=to, interval_cs=round(MAX_ADOPTED_S * 100))
-    t_forged = forged_frames(netlab, since)[0].t
-    back = wait_for(
+    t_forged = forged_frames(netlab, since, count=1)[0].t
+    wait_for(
         lambda: next((t for t in a.transitions() if t.t > t_forged and t.new == "MASTER"), None),
         STATE_TIMEOUT_S,
         "dir-a master again",
     )
     assert [t.new for t in a.transitions() if t.t > t_forged] == ["BACKUP", "MASTER"]
+    # The wait is measured on the wire, on one clock: from the forged advert to dir-a's
+    # first advert after its silence as a backup (any advert it had under way when the
+    # forgery arrived is a few of its own 0.1 s intervals away from that).
+    mac_a = netlab.mac("dir-a")
+
+    def takeover() -> Frame | None:
+        adverts = [f for f in netlab.wire("vrrp", since) if f.src_mac == mac_a]
+        return next((f for f in adverts if f.t > t_forged + 3 * ADVERT_S), None)
+
+    taken = wait_for(takeover, 10, "dir-a advertising again")
     skew_s = (256 - 150) * MAX_ADOPTED_S / 256
     bound_s = 3 * MAX_ADOPTED_S + skew_s
-    waited_s = back.t - t_forged
-    # Lower bound: it did adopt the claimed interval. Upper: the bound, plus the time for
-    # a log line to reach this process on a loaded machine.
+    waited_s = taken.t - t_forged
+    # Lower bound: it did adopt the claimed interval. Upper: the bound, plus what the
+    # agent's timers may be late by on a loaded machine.
     assert 3 * MAX_ADOPTED_S <= waited_s <= bound_s + 0.5, (waited_s, bound_s)
     print(f"deposed by a spoofed peer for {waited_s:.3f} s (bound {bound_s:.3f} s)")
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
@@ -434,7 +477,7 @@ def test_keepalived_observed_one_forged_advert_deposes_the_master(
     wait_for(lambda: netlab.who_has_vip() == {"dir-a"}, 10, "the VIP on dir-a only")
     since = time.monotonic()
     forge(netlab, src=lan_address("client"), interval_cs=interval_cs)
-    assert len(forged_frames(netlab, since)) == 1
+    assert len(forged_frames(netlab, since, count=1)) == 1
     a.wait_state("BACKUP", STATE_TIMEOUT_S)
     wait_for(lambda: "with higher priority 254" in a.log(), 10, "keepalived logging the forgery")
     assert lan_address("client") in a.log()
@@ -460,11 +503,11 @@ def test_hadirector_defaults_against_the_same_forgery(netlab: Lab, interval_cs: 
     run = resolved_probe(netlab) if interval_cs == MAX_INTERVAL_CS else None
     since = time.monotonic()
     forge(netlab, src=lan_address("client"), interval_cs=interval_cs)
-    assert len(forged_frames(netlab, since)) == 1
+    assert len(forged_frames(netlab, since, count=1)) == 1
     if run is not None:
         wait_rejected(a, "interval_out_of_bounds", lan_address("client"))
         wait_rejected(b, "interval_out_of_bounds", lan_address("client"))
-        time.sleep(1.0)
+        adverts_after(netlab, "dir-a", forged_frames(netlab, since)[-1].t, 10)
         assert_nothing_moved(netlab, a, b, run, counts)
     else:
         t_forged = forged_frames(netlab, since)[0].t

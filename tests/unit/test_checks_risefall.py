@@ -78,3 +78,44 @@ def test_starting_down_needs_rise_successes() -> None:
 def test_rejects_counts_below_one(rise: int, fall: int) -> None:
     with pytest.raises(ValueError):
         RiseFall(rise, fall)
+
+
+# --------------------------------------------------------------------------- unknown start
+# A track script starts unknown: the first full run of either kind decides.
+
+
+def test_unknown_start_hysteresis() -> None:
+    rf = RiseFall(rise=2, fall=3, up=None)
+    assert rf.up is None
+    assert rf.update(True) is None  # one success is not enough
+    assert rf.update(True) == Change(True, "")
+    assert rf.update(False) is None
+    assert rf.update(False) is None
+    assert rf.update(True) is None  # the failure run is broken
+    assert [rf.update(False) for _ in range(3)] == [None, None, Change(False, "")]
+    assert rf.update(True) is None
+    assert rf.update(True) == Change(True, "")
+
+
+def test_unknown_start_a_broken_run_starts_over() -> None:
+    rf = RiseFall(rise=3, fall=2, up=None)
+    assert [rf.update(ok) for ok in (True, True, False, True, True)] == [None] * 5
+    assert rf.update(True) == Change(True, "")
+    assert RiseFall(3, 1, up=None).update(False) == Change(False, "")
+
+
+@given(rise=st.integers(1, 4), fall=st.integers(1, 4), results=st.lists(st.booleans()))
+def test_unknown_start_changes_only_after_a_full_run(
+    rise: int, fall: int, results: list[bool]
+) -> None:
+    rf = RiseFall(rise, fall, up=None)
+    previous: bool | None = None
+    for i, ok in enumerate(results):
+        change = rf.update(ok)
+        assert (change is not None) == (rf.up != previous)
+        if change is not None:
+            need = rise if ok else fall
+            assert change.up is ok is rf.up
+            assert i + 1 >= need
+            assert all(r is ok for r in results[i + 1 - need : i + 1])
+        previous = rf.up

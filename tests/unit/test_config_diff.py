@@ -7,12 +7,20 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hadirector.config.diff import Changes, diff
+from hadirector.config.diff import INSTANCE_RESTART_FIELDS, Changes, diff, restarts
 from hadirector.config.load import load_path, load_text
-from hadirector.config.schema import Config, ServiceKey
+from hadirector.config.schema import (
+    Config,
+    NotifyScripts,
+    ServiceKey,
+    TrackRef,
+    VirtualAddress,
+    VrrpInstance,
+)
 from tests.unit.test_config_load import fw, inst, to_toml, vs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +44,8 @@ def base(**sections: Any) -> dict[str, Any]:
     return doc
 
 
-HTTP = ServiceKey(4, 0, "tcp", "198.51.100.10", 80)
-MARK = ServiceKey(4, 7, "", "", 0)
+HTTP = ServiceKey.virtual("tcp", "198.51.100.10", 80)
+MARK = ServiceKey.mark(7)
 
 
 def test_identical_configs_have_an_empty_diff() -> None:
@@ -92,6 +100,92 @@ def test_vrid_interface_or_family_change_replaces_the_router() -> None:
     change = diff(load(base()), load(doc)).instance_change("VI_1")
     assert change is not None
     assert change.fields == ("virtual_addresses", "family")
+
+
+# --------------------------------------------------------------------------- reload plan
+
+V4 = ipaddress.ip_address
+VIP = VirtualAddress(ipaddress.ip_interface("192.0.2.50/24"), "eth0")
+RUNNING = VrrpInstance(
+    name="VI_1",
+    interface="eth0",
+    vrid=51,
+    priority=150,
+    virtual_addresses=(VIP,),
+    hmac_key_file="/etc/hadirector/a.key",
+)
+
+# Every VrrpInstance field, changed to another value, and whether that restarts the
+# instance (True) or is applied in place by the running one (False).
+PLAN: dict[str, tuple[Any, bool]] = {
+    "name": ("VI_1", False),  # the plan is per name: a rename is removed + added
+    "interface": ("eth1", True),
+    "vrid": (52, True),
+    "version": (2, True),
+    "unicast_src": (V4("192.0.2.1"), True),
+    "unicast_peers": ((V4("192.0.2.2"),), True),
+    "priority": (90, False),
+    "virtual_addresses": (
+        (VIP, VirtualAddress(ipaddress.ip_interface("192.0.2.51/24"), "eth0")),
+        False,
+    ),
+    "advert_interval_cs": (50, False),
+    "preempt": (False, False),
+    "preempt_delay_s": (3.0, False),
+    "accept_from": ((V4("192.0.2.2"),), False),
+    "max_adopted_interval_cs": (200, False),
+    "v3_checksum_pseudo_header": (False, False),
+    "old_unicast_checksum": (True, False),
+    "auth_type": ("pass", False),
+    "auth_pass": ("secret", False),
+    "hmac_key_file": ("/etc/hadirector/b.key", False),  # new keys, handed over in place
+    "hmac_accept_key_files": (("/etc/hadirector/a.key",), False),
+    "garp_master_repeat": (2, False),
+    "garp_interval_s": (0.01, False),
+    "garp_master_delay_s": (0.0, False),
+    "garp_master_refresh_s": (60.0, False),
+    "handover_hold_s": (0.5, False),
+    "track_interfaces": ((TrackRef("eth2", 0),), False),
+    "track_scripts": ((TrackRef("chk", -10),), False),
+    "track_files": ((TrackRef("maint", 1),), False),
+    "notify": (NotifyScripts(master=("/bin/true",)), False),
+}
+
+
+def test_the_plan_decides_every_instance_field() -> None:
+    assert set(PLAN) == {f.name for f in dataclasses.fields(VrrpInstance)}
+    derived = {"family", "hmac"}
+    assert {f for f, (_, restart) in PLAN.items() if restart} | derived == INSTANCE_RESTART_FIELDS
+
+
+@pytest.mark.parametrize("field", [f for f in PLAN if f != "name"])
+def test_reload_plan_per_instance_field(field: str) -> None:
+    value, restart = PLAN[field]
+    new = dataclasses.replace(RUNNING, **{field: value})
+    assert new != RUNNING
+    assert restarts(RUNNING, new) is restart
+    change = diff(Config(vrrp_instances=(RUNNING,)), Config(vrrp_instances=(new,)))
+    assert change.instance_change("VI_1") == change.instance_changes[0]
+    assert change.instance_changes[0].fields == (field,)
+    assert change.instance_changes[0].replaces is restart
+    assert not restarts(RUNNING, RUNNING)
+
+
+def test_family_change_restarts_the_instance() -> None:
+    vip6 = VirtualAddress(ipaddress.ip_interface("2001:db8::50/64"), "eth0")
+    new = dataclasses.replace(RUNNING, virtual_addresses=(vip6,))
+    assert restarts(RUNNING, new)
+    change = diff(Config(vrrp_instances=(RUNNING,)), Config(vrrp_instances=(new,)))
+    assert change.instance_changes[0].fields == ("virtual_addresses", "family")
+
+
+def test_hmac_turned_on_or_off_restarts_the_instance() -> None:
+    plain = dataclasses.replace(RUNNING, hmac_key_file=None)
+    for old, new in ((plain, RUNNING), (RUNNING, plain)):
+        assert restarts(old, new)
+        change = diff(Config(vrrp_instances=(old,)), Config(vrrp_instances=(new,)))
+        assert change.instance_changes[0].fields == ("hmac_key_file", "hmac")
+        assert change.instance_changes[0].replaces
 
 
 def test_rename_is_removed_plus_added() -> None:
@@ -154,7 +248,7 @@ def test_service_field_change_and_moved_service() -> None:
     doc["virtual_server"][1]["fwmark"] = 8
     d = diff(load(base()), load(doc))
     assert d.virtual_servers == Changes(
-        added=(ServiceKey(4, 8, "", "", 0),), removed=(MARK,), changed=(HTTP,)
+        added=(ServiceKey.mark(8),), removed=(MARK,), changed=(HTTP,)
     )
     change = d.service_change(HTTP)
     assert change is not None

@@ -176,7 +176,7 @@ def test_ipvs_example_loads_as_is() -> None:
     config = load_text(IPVS_EXAMPLE)
     assert config.vrrp_instances == ()
     (service,) = config.virtual_servers
-    assert service.key == ServiceKey(4, 0, "tcp", "192.168.98.128", 80)
+    assert service.key == ServiceKey.virtual("tcp", "192.168.98.128", 80)
     assert str(service.key) == "tcp 192.168.98.128:80"
     assert (service.protocol, service.address, service.port, service.fwmark) == (
         "tcp",
@@ -588,7 +588,7 @@ def test_fwmark_services() -> None:
         7,
         4,
     )
-    assert str(four.key) == "fwmark 7 inet"
+    assert (four.key, six.key) == (ServiceKey.mark(7, 4), ServiceKey.mark(7, 6))
     assert four.key != six.key
     assert four.persistence_netmask == 24
     assert four.persistence_netmask_dotted == "255.255.255.0"

@@ -230,3 +230,31 @@ def test_group_settles_and_stays_together(script: list[tuple[str, int, object]])
     assert d.group.faulty_members == faulty
     for m in d.machines.values():
         assert m.holding_addresses is (m.state is M)
+
+
+def test_the_group_settles_once_per_shared_state() -> None:
+    """The group's own state (its notify scripts, the sync daemons following it) changes
+    only when every member shares a state, and is reported once per change."""
+    group = SyncGroup("g", ["a", "b"])
+    assert group.settled is None
+    group.on_transition("a", State.BACKUP)
+    assert group.settle() is None  # b has not reported yet
+    group.on_transition("b", State.BACKUP)
+    assert group.settle() is State.BACKUP
+    assert group.settle() is None  # nothing new
+    commands = group.on_transition("a", State.MASTER)
+    assert commands == [("b", State.MASTER)]
+    assert group.settle() is None  # b not there yet
+    group.on_transition("b", State.MASTER)
+    assert group.settle() is State.MASTER and group.settled is State.MASTER
+
+
+def test_a_replacing_group_carries_the_settled_state() -> None:
+    """A reload that changes a group's members keeps its state: not reported again."""
+    group = SyncGroup("g", ["a", "b"], settled=State.MASTER)
+    for member in ("a", "b"):
+        group.on_transition(member, State.MASTER)
+    assert group.settle() is None
+    group.on_transition("a", State.FAULT)
+    group.on_transition("b", State.FAULT)
+    assert group.settle() is State.FAULT

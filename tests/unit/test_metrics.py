@@ -1,12 +1,13 @@
-"""Prometheus rendering: exact text for a known status report, label and HELP escaping,
+"""Prometheus rendering: exact text for a known status snapshot, label and HELP escaping,
 value formatting, and the HTTP/1.0 responses; hypothesis checks that any label value
 survives the escaping (parsed back by a small reader of the text format written here)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from typing import Any
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,33 +23,41 @@ from hadirector.metrics import (
     render_families,
     respond,
 )
+from hadirector.status import (
+    AgentStatus,
+    InstanceStatus,
+    IpvsStatus,
+    NotifyStatus,
+    SyncGroupStatus,
+)
 
 
-def status_report() -> dict[str, Any]:
-    """A report as control.status builds it: one master instance, one group, IPVS."""
-    return {
-        "router_id": "dir-a",
-        "version": "0.1.0",
-        "pid": 4242,
-        "uptime_s": 12.5,
-        "stopping": False,
-        "instances": [
-            {
-                "name": "VI_1",
-                "state": "MASTER",
-                "interface": "eth0",
-                "vrid": 51,
-                "version": 3,
-                "family": 4,
-                "unicast": False,
-                "source": "192.0.2.1",
-                "priority": 150,
-                "effective_priority": 140,
-                "advert_interval_cs": 100,
-                "master_adver_interval_cs": 100,
-                "vips": ["192.0.2.100/24"],
-                "vips_held": ["192.0.2.100/24"],
-                "counters": {
+def status_report() -> AgentStatus:
+    """A snapshot as the agent builds it: one master instance, one group, IPVS."""
+    return AgentStatus(
+        router_id="dir-a",
+        version="0.1.0",
+        pid=4242,
+        uptime_s=12.5,
+        stopping=False,
+        instances=(
+            InstanceStatus(
+                name="VI_1",
+                state="MASTER",
+                interface="eth0",
+                vrid=51,
+                version=3,
+                family=4,
+                unicast=False,
+                source="192.0.2.1",
+                priority=150,
+                effective_priority=140,
+                advert_interval_cs=100,
+                master_adver_interval_cs=100,
+                vips=("192.0.2.100/24",),
+                vips_held=("192.0.2.100/24",),
+                fault_reasons=(),
+                counters={
                     "adverts_sent": 30,
                     "adverts_accepted": 2,
                     "rejected_checksum": 3,
@@ -57,20 +66,20 @@ def status_report() -> dict[str, Any]:
                     "to_master": 1,
                     "announcements": 10,
                 },
-                "machine_counters": {},
-            }
-        ],
-        "sync_groups": [{"name": "G", "state": "MASTER", "members": {"VI_1": "MASTER"}}],
-        "ipvs": {
-            "available": True,
-            "configured_services": 1,
-            "services": ["tcp 192.0.2.100:80"],
-            "refused": [],
-            "last_reconcile_age_s": None,
-            "counters": {"reconciles": 4, "writes": 3, "errors": 0},
-        },
-        "notify": {"pending": 0, "failures": 2},
-    }
+                machine_counters={},
+            ),
+        ),
+        sync_groups=(SyncGroupStatus("G", "MASTER", {"VI_1": "MASTER"}),),
+        ipvs=IpvsStatus(
+            available=True,
+            configured_services=1,
+            services=("tcp 192.0.2.100:80",),
+            refused=(),
+            last_reconcile_age_s=None,
+            counters={"reconciles": 4, "writes": 3, "errors": 0},
+        ),
+        notify=NotifyStatus(pending=0, failures=2),
+    )
 
 
 EXPECTED = """\
@@ -162,18 +171,17 @@ def test_render_exact_text() -> None:
     assert render(status_report()) == EXPECTED
 
 
-def test_parts_not_kept_are_left_out() -> None:
+def test_render_of_the_snapshot_read_back_from_json() -> None:
+    """What the control socket sends renders the same page once read back."""
     report = status_report()
-    report["ipvs"] = {
-        "available": None,
-        "configured_services": None,
-        "services": None,
-        "refused": None,
-        "last_reconcile_age_s": None,
-        "counters": {},
-    }
-    report["notify"] = {"pending": 1, "failures": None}
-    report["sync_groups"] = []
+    assert AgentStatus.from_json(json.loads(json.dumps(report.to_json()))) == report
+    assert render(AgentStatus.from_json(report.to_json())) == EXPECTED
+
+
+def test_parts_not_kept_are_left_out() -> None:
+    report = replace(
+        status_report(), ipvs=IpvsStatus(), notify=NotifyStatus(pending=1), sync_groups=()
+    )
     page = render(report)
     assert "hadirector_ipvs" not in page
     assert "hadirector_notify_failures_total" not in page
@@ -195,7 +203,7 @@ def test_label_escaping() -> None:
 
 def test_instance_names_are_escaped_in_the_page() -> None:
     report = status_report()
-    report["instances"][0]["name"] = 'odd"name'
+    report = replace(report, instances=(replace(report.instances[0], name='odd"name'),))
     assert 'hadirector_vrrp_priority{instance="odd\\"name"} 140\n' in render(report)
 
 

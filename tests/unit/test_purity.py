@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The pure core (DESIGN.md §1), as paths relative to the repository root.
+# The pure core (docs/ARCHITECTURE.md, "The pure core"), as paths relative to the repository root.
 PURE_MODULE_GLOBS = [
     "hadirector/errors.py",
     "hadirector/vrrp/*.py",
@@ -32,8 +32,11 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/genl.py",
     "hadirector/ipvs/types.py",
     "hadirector/checks/risefall.py",
+    "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",
+    "hadirector/status.py",
+    "hadirector/control/protocol.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.

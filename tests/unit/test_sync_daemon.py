@@ -1,7 +1,7 @@
 """The sync component on this host's own kernel, which has no IPVS (the build machines'
-kernels lack it; DESIGN.md §3): said once, clearly, never fatal; and a configuration
-without ``[ipvs.sync]`` never opens the kernel at all. The daemons themselves are driven
-against a real IPVS kernel in tests/vm/test_lvs_sync.py.
+kernels lack it: docs/ARCHITECTURE.md, "The kernel we test against"): said once, clearly,
+never fatal; and a configuration without ``[ipvs.sync]`` never opens the kernel at all.
+The daemons themselves are driven against a real IPVS kernel in tests/vm/test_lvs_sync.py.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from hadirector.config.load import load_text
@@ -64,7 +65,7 @@ def test_without_sync_settings_the_kernel_is_never_opened() -> None:
             await nursery.start(sync.run)
             sync.on_instance("web", "MASTER")
             sync.on_group("lvs", "MASTER")
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # whatever it would do, it has done
             await sync.stop()
             nursery.cancel_scope.cancel()
 

@@ -22,28 +22,20 @@ from hypothesis import strategies as st
 from hadirector.config.schema import SyncDaemonSettings
 from hadirector.ipvs.types import SyncDaemon, SyncState
 from hadirector.sync import roles
-from hadirector.sync.roles import DaemonSpec, Start, Stop
+from hadirector.sync.roles import Start, Stop
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = SyncDaemonSettings(interface="sync0", instance="web", syncid=7)
 
 
-def spec(state: SyncState, **changes: object) -> DaemonSpec:
+def spec(state: SyncState, **changes: object) -> SyncDaemon:
     base = roles.desired(SETTINGS, "MASTER" if state is SyncState.MASTER else "BACKUP")[0]
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def running_as(s: DaemonSpec, kernel_maxlen: int = 1472) -> SyncDaemon:
+def running_as(s: SyncDaemon, kernel_maxlen: int = 1472) -> SyncDaemon:
     """The daemon as the kernel lists it once started from ``s``."""
-    return SyncDaemon(
-        state=s.state,
-        ifname=s.ifname,
-        syncid=s.syncid,
-        sync_maxlen=s.maxlen or kernel_maxlen,
-        mcast_group=s.mcast_group,
-        mcast_port=s.mcast_port,
-        mcast_ttl=s.mcast_ttl,
-    )
+    return dataclasses.replace(s, sync_maxlen=s.sync_maxlen or kernel_maxlen)
 
 
 def test_role_for_every_vrrp_state() -> None:
@@ -64,7 +56,7 @@ def test_desired_carries_every_setting() -> None:
         mcast_ttl=4,
     )
     assert roles.desired(settings, "MASTER") == (
-        DaemonSpec(SyncState.MASTER, "eth9", 200, 1200, "239.1.2.3", 9999, 4),
+        SyncDaemon(SyncState.MASTER, "eth9", 200, 1200, "239.1.2.3", 9999, 4),
     )
     assert roles.desired(settings, "FAULT")[0].state is SyncState.BACKUP
     assert roles.desired(settings, "STOPPED") == ()
@@ -116,7 +108,7 @@ def test_a_daemon_with_other_parameters_is_restarted() -> None:
             Stop(SyncState.BACKUP, "parameters changed"),
             Start(wanted),
         ], change
-    sized = spec(SyncState.BACKUP, maxlen=1000)
+    sized = spec(SyncState.BACKUP, sync_maxlen=1000)
     assert roles.plan([running_as(spec(SyncState.BACKUP))], [sized])[0] == Stop(
         SyncState.BACKUP, "parameters changed"
     )
@@ -133,18 +125,18 @@ def test_addresses_compare_as_addresses() -> None:
 
 states = st.sampled_from(list(SyncState))
 specs = st.builds(
-    DaemonSpec,
+    SyncDaemon,
     state=states,
     ifname=st.sampled_from(["eth0", "sync0"]),
     syncid=st.integers(0, 2),
-    maxlen=st.sampled_from([0, 1200]),
+    sync_maxlen=st.sampled_from([0, 1200]),
     mcast_group=st.sampled_from(["224.0.0.81", "239.9.9.9"]),
     mcast_port=st.sampled_from([8848, 9000]),
     mcast_ttl=st.sampled_from([1, 2]),
 )
 
 
-def one_per_state(items: list[DaemonSpec]) -> dict[SyncState, DaemonSpec]:
+def one_per_state(items: list[SyncDaemon]) -> dict[SyncState, SyncDaemon]:
     return {s.state: s for s in items}
 
 
@@ -152,7 +144,7 @@ def one_per_state(items: list[DaemonSpec]) -> dict[SyncState, DaemonSpec]:
     st.lists(specs, max_size=3).map(one_per_state), st.lists(specs, max_size=3).map(one_per_state)
 )
 def test_plan_reaches_exactly_what_is_wanted(
-    running: dict[SyncState, DaemonSpec], wanted: dict[SyncState, DaemonSpec]
+    running: dict[SyncState, SyncDaemon], wanted: dict[SyncState, SyncDaemon]
 ) -> None:
     table = {state: running_as(s) for state, s in running.items()}
     steps = roles.plan(table.values(), wanted.values())

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hadirector.errors import ConfigError
-from hadirector.vrrp.track import RiseFall, TrackSpec, effective_priority, evaluate
+from hadirector.vrrp.track import TrackSpec, effective_priority, evaluate
 
 
 def iface(weight: int, name: str = "eth1") -> TrackSpec:
@@ -112,38 +112,3 @@ def test_result_is_fault_or_in_range(base: int, items: list[tuple[TrackSpec, boo
         assert result.priority is not None
         assert 1 <= result.priority <= 254
         assert result.priority == min(max(base + result.adjustment, 1), 254)
-
-
-def test_rise_fall_hysteresis() -> None:
-    rf = RiseFall(rise=2, fall=3)
-    assert rf.state is None
-    assert rf.update(True) is None  # one success is not enough
-    assert rf.update(True) is True
-    assert rf.update(False) is True
-    assert rf.update(False) is True
-    assert rf.update(True) is True  # the failure run is broken
-    assert [rf.update(False) for _ in range(3)] == [True, True, False]
-    assert rf.update(True) is False
-    assert rf.update(True) is True
-
-
-def test_rise_fall_initial_and_first_down() -> None:
-    rf = RiseFall(rise=3, fall=1)
-    assert rf.update(False) is False
-    assert RiseFall(1, 1, initial=True).update(False) is False
-    with pytest.raises(ValueError):
-        RiseFall(0, 1)
-
-
-@given(rise=st.integers(1, 4), fall=st.integers(1, 4), results=st.lists(st.booleans()))
-def test_rise_fall_changes_only_after_a_full_run(rise: int, fall: int, results: list[bool]) -> None:
-    rf = RiseFall(rise, fall)
-    previous: bool | None = None
-    for i, ok in enumerate(results):
-        state = rf.update(ok)
-        if state != previous:
-            need = rise if ok else fall
-            assert state is ok
-            assert i + 1 >= need
-            assert all(r is ok for r in results[i + 1 - need : i + 1])
-        previous = state

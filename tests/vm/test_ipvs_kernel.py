@@ -500,3 +500,59 @@ def test_edit_dest_latency(netns: str) -> None:
     median_ms = statistics.median(durations) * 1000
     print(f"edit_dest median {median_ms:.3f} ms over {len(durations)} calls (VM, TCG)")
     assert median_ms < 1000
+
+
+class _ChangesDuringRead(IpvsKernel):
+    """The real adapter, with another writer (as ``ipvsadm -D`` / ``-A`` would) deleting
+    the ``victim`` service, or adding it back, between the kernel's dump of the services
+    and its dumps of their dests: once per read of the service list, ``times`` times."""
+
+    def __init__(self, netns: str, victim: ServiceKey) -> None:
+        super().__init__(netns)
+        self.victim = victim
+        self.present = True
+        self.times = 0
+        self.armed = False
+        self.service_reads = 0
+
+    async def services(self) -> list:  # type: ignore[type-arg]
+        self.service_reads += 1
+        self.armed = True
+        return await super().services()
+
+    async def dests(self, key: ServiceKey) -> list:  # type: ignore[type-arg]
+        if self.times and self.armed:
+            self.times -= 1
+            self.armed = False
+            if self.present:
+                await self.del_service(self.victim)
+            else:
+                await self.add_service(self.victim, SERVICES[self.victim])
+            self.present = not self.present
+        return await super().dests(key)
+
+
+def test_table_read_while_a_service_is_deleted_is_consistent(netns: str) -> None:
+    """A service deleted mid-read is not reported as a service without dests: the read is
+    repeated, and a table that keeps changing is an error (the next reconcile tries again)."""
+
+    async def body(times: int) -> tuple[dict[ServiceKey, Entry] | str, int]:
+        async with _ChangesDuringRead(netns, TCP_VIP) as kernel:
+            for key in (TCP_VIP, UDP_VIP):
+                await kernel.add_service(key, SERVICES[key])
+                await kernel.add_dest(key, RS1, MASQ)
+            kernel.times, kernel.service_reads = times, 0
+            try:
+                table: dict[ServiceKey, Entry] | str = await kernel.table()
+            except KernelError as exc:
+                table = str(exc)
+            await kernel.flush()
+            return table, kernel.service_reads
+
+    table, reads = trio.run(body, 1)
+    assert isinstance(table, dict)
+    assert set(table) == {UDP_VIP} and set(table[UDP_VIP].dests) == {RS1}
+    assert reads == 3  # the first read, its check, and the check of the second read
+    error, reads = trio.run(body, 100)
+    assert isinstance(error, str) and "kept changing" in error
+    assert reads == 6

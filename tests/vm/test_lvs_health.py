@@ -214,12 +214,17 @@ def test_a_failed_server_is_quiesced_or_removed_and_comes_back(lvs: Lvs) -> None
     configured = lvs.agent.wait_for("check.configured", STEP_TIMEOUT_S, since=mark)
     assert (configured["started"], configured["checks"]) == (2, 4), configured
     lvs.wait_weights(lambda t: t == {Q: {RS1: 0, RS2: 0}, R: {RS1: 3, RS2: 2}})
+    # Logged before the weights were written, but read through the log pipe: waited for.
+    for server in (RS1, RS2):
+        lvs.agent.wait_for("check.down", STEP_TIMEOUT_S, since=mark, where=about(Q, server))
     downs = lvs.agent.named("check.down", since=mark)
     assert {(e["service"], e["reason"]) for e in downs} == {(f"tcp {Q}", "connect refused")}
     mark = lvs.agent.mark()
     lvs.config.write_text(CONFIG)
     lvs.agent.signal(signal.SIGHUP)
     lvs.wait_weights(lambda t: t == CONFIGURED)
+    for server in (RS1, RS2):
+        lvs.agent.wait_for("check.up", STEP_TIMEOUT_S, since=mark, where=about(Q, server))
     assert {e["service"] for e in lvs.agent.named("check.up", since=mark)} == {f"tcp {Q}"}
 
     # Health changes were reconciled as such, with nothing failing.

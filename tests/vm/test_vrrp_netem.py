@@ -79,7 +79,8 @@ LOSS_PHASE_S = 45.0
 DELAY_PHASE_S = 20.0
 START_TIMEOUT_S = 150.0
 STEP_TIMEOUT_S = 20.0
-SETTLE_S = 2.0
+#: After the pair is steady again, it must stay so for this many more adverts of A's.
+SETTLE_ADVERTS = 2
 
 CONFIG = """
 [global]
@@ -248,6 +249,27 @@ class Pair:
     def capture(self, name: str, expression: str = "ip proto 112") -> Capture:
         return Capture(self.ns["dirb"], "eth0", self.work / f"{name}.pcap", expression)
 
+    def settle(self, capture: Capture) -> None:
+        """Steady, and still so after ``SETTLE_ADVERTS`` more adverts of A's on B's wire;
+        then B's log read up to its last transition (which the control socket reports at
+        once, the log pipe a moment later)."""
+        self.wait_steady()
+        since = time.time()  # the capture's clock (CLOCK_REALTIME)
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while len([t for t, _ in vrrp_adverts(capture.frames(), ADDRESS_A) if t > since]) < (
+            SETTLE_ADVERTS
+        ):
+            assert time.monotonic() < deadline, "no adverts from A on B's wire"
+            time.sleep(0.2)
+        self.wait_steady()
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while (news := [e["new"] for e in self.b.named("vrrp.transition")])[-1:] not in (
+            [],
+            ["BACKUP"],
+        ):
+            assert time.monotonic() < deadline, f"B's log ends with {news[-1:]}, status BACKUP"
+            time.sleep(0.2)
+
     def wait_steady(self) -> None:
         """A master, B backup, the VIP on A alone (after whatever came before)."""
         deadline = time.monotonic() + STEP_TIMEOUT_S
@@ -393,9 +415,7 @@ def test_random_loss_takeovers_follow_rfc5798(pair: Pair) -> None:
         finally:
             pair.heal("dira")
         # Loss gone: A's next advert reaches B, which steps down if it was master.
-        pair.wait_steady()
-        time.sleep(SETTLE_S)
-        pair.wait_steady()
+        pair.settle(capture)
     finally:
         frames = capture.stop()
     status_a, status_b = pair.status("dira"), pair.status("dirb")
@@ -481,9 +501,7 @@ def test_split_brain_heals_to_a(pair: Pair) -> None:
             # with its farewell lost and A would have no cause to announce.
             pair.heal("dirb")
             pair.heal("dira")
-        pair.wait_steady()
-        time.sleep(SETTLE_S)
-        pair.wait_steady()
+        pair.settle(capture)
     finally:
         frames = capture.stop()
     assert pair.a.named("vrrp.transition", since=mark_a) == []

@@ -1,0 +1,581 @@
+"""The LVS sections of the configuration: ``[ipvs]`` with its ``[ipvs.sync]`` daemon,
+and ``[[virtual_server]]`` with its real servers, fwmark match and health checks.
+
+Each table is checked on its own, then each service with itself (forwarding, tunnel and
+port rules; a real server's check merged with the service's default), and
+``check_services`` checks services against each other; ``check_sync`` resolves whose VRRP
+state decides the sync daemon. Built on ``config.validate``; pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, cast
+
+from hadirector.config.schema import (
+    CHECK_TYPES,
+    DEFAULT_PROTOCOL,
+    FORWARDINGS,
+    HEALTH_ACTIONS,
+    PROTOCOLS,
+    SCHEDULER_FLAGS,
+    SCHEDULERS,
+    TUNNEL_FLAGS,
+    TUNNEL_TYPES,
+    Family,
+    FwmarkMatch,
+    HealthCheck,
+    IPAddress,
+    IpvsSettings,
+    RealServer,
+    ServiceKey,
+    SyncDaemonSettings,
+    SyncGroup,
+    VirtualServer,
+)
+from hadirector.config.validate import (
+    INT32_MAX,
+    UINT32_MAX,
+    Check,
+    Checker,
+    Defaults,
+    Table,
+    dotted_prefix,
+    got,
+    num,
+    parse_ip,
+    quote,
+    show,
+    split_endpoint,
+    toml_keys,
+)
+
+__all__ = [
+    "CHECK_KEYS",
+    "CHECK_KEY_TYPES",
+    "IPVS_KEYS",
+    "MATCH_KEYS",
+    "RS_KEYS",
+    "SYNC_KEYS",
+    "VS_KEYS",
+    "LvsSections",
+]
+
+IPVS_KEYS: Final = toml_keys(IpvsSettings)
+SYNC_KEYS: Final = toml_keys(SyncDaemonSettings)
+SYNC_MAXLEN_MAX: Final = 65507  # the largest UDP payload over IPv4
+# A service's address holds its port (real servers' likewise); the file says real_server.
+VS_KEYS: Final = toml_keys(VirtualServer, {"port": (), "real_servers": "real_server"})
+MATCH_KEYS: Final = toml_keys(FwmarkMatch)
+RS_KEYS: Final = toml_keys(RealServer, {"port": ()})
+CHECK_KEYS: Final = toml_keys(HealthCheck)
+# Check keys that apply to some check types only.
+CHECK_KEY_TYPES: Final = {
+    "path": ("http", "https"),
+    "expect_status": ("http", "https"),
+    "expect_body": ("http", "https"),
+    "host": ("http", "https"),
+    "tls_verify": ("https",),
+    "script": ("script",),
+}
+HTTP_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
+
+IPVS: Final = Defaults(IpvsSettings)
+SYNC: Final = Defaults(SyncDaemonSettings)
+SERVICE: Final = Defaults(VirtualServer)
+MATCH: Final = Defaults(FwmarkMatch)
+REAL_SERVER: Final = Defaults(RealServer)
+CHECK: Final = Defaults(HealthCheck)
+
+
+class LvsSections(Checker):
+    """The checks and builders of the LVS sections."""
+
+    def ipvs(self, top: Table) -> IpvsSettings:
+        if not top.has("ipvs"):
+            return IpvsSettings()
+        data = self.table(top.raw("ipvs"), "ipvs")
+        if data is None:
+            return IpvsSettings()
+        t = Table(self, data, "ipvs", IPVS_KEYS)
+        timeout = self.integer(0, INT32_MAX)
+        return IpvsSettings(
+            own_whole_table=t.opt("own_whole_table", self.boolean(), IPVS.own_whole_table),
+            timeout_tcp_s=t.maybe("timeout_tcp", timeout),
+            timeout_tcpfin_s=t.maybe("timeout_tcpfin", timeout),
+            timeout_udp_s=t.maybe("timeout_udp", timeout),
+            reconcile_interval_s=t.opt(
+                "reconcile_interval",
+                self.seconds(0, 86400, lo_open=True),
+                IPVS.reconcile_interval_s,
+            ),
+            sync=self.sync_daemon(t.raw("sync")) if t.has("sync") else None,
+        )
+
+    def sync_daemon(self, value: object) -> SyncDaemonSettings | None:
+        """``[ipvs.sync]`` on its own; ``check_sync`` resolves whose state decides."""
+        data = self.table(value, "ipvs.sync")
+        if data is None:
+            return None
+        t = Table(self, data, "ipvs.sync", SYNC_KEYS)
+        interface = t.req("interface", self.ifname())
+        instance = t.maybe("instance", self.name())
+        group = t.maybe("group", self.name())
+        if t.has("instance") and t.has("group"):
+            self.add(t.at("group"), "give either instance or group, not both")
+        mcast_group = t.address("mcast_group", self.multicast_group)
+        # Kept with a bad interface, so that check_sync still reports its own problems.
+        return SyncDaemonSettings(
+            interface=interface or "",
+            instance=instance,
+            group=group,
+            syncid=t.opt("syncid", self.integer(0, 255), SYNC.syncid),
+            maxlen=t.opt("maxlen", self.integer(0, SYNC_MAXLEN_MAX), SYNC.maxlen),
+            mcast_group=SYNC.mcast_group if mcast_group is None else mcast_group,
+            mcast_port=t.opt("mcast_port", self.integer(1, 65535), SYNC.mcast_port),
+            mcast_ttl=t.opt("mcast_ttl", self.integer(1, 255), SYNC.mcast_ttl),
+        )
+
+    def multicast_group(self, value: object, path: str) -> IPAddress | None:
+        if not isinstance(value, str):
+            self.add(path, f"must be a string (multicast address), {got(value)}")
+            return None
+        address = parse_ip(value)
+        if address is None or not address.is_multicast:
+            self.add(path, f"must be an IPv4 or IPv6 multicast address, got {show(value)}")
+            return None
+        return address
+
+    def check_sync(
+        self,
+        ipvs: IpvsSettings,
+        instance_names: Sequence[str | None],
+        groups: Sequence[SyncGroup | None],
+    ) -> IpvsSettings:
+        """Resolve whose VRRP state decides the sync daemon's role (``[ipvs.sync]``)."""
+        sync = ipvs.sync
+        if sync is None:
+            return ipvs
+        if sync.group is not None:
+            known_groups = {g.name for g in groups if g is not None}
+            if sync.group not in known_groups:
+                self.add("ipvs.sync.group", f"no [[sync_group]] named {quote(sync.group)}")
+            return ipvs
+        if sync.instance is not None:
+            if sync.instance not in instance_names:
+                self.add("ipvs.sync.instance", f"no [[vrrp_instance]] named {quote(sync.instance)}")
+            return ipvs
+        if len(instance_names) != 1:
+            self.add(
+                "ipvs.sync.instance",
+                "is required (or group) when there is not exactly one vrrp_instance, "
+                f"got {len(instance_names)}",
+            )
+            return ipvs
+        only = instance_names[0]
+        if only is None:  # that instance has a problem of its own
+            return ipvs
+        return dataclasses.replace(ipvs, sync=dataclasses.replace(sync, instance=only))
+
+    def virtual_server(self, data: Mapping[str, object] | None, path: str) -> VirtualServer | None:
+        if data is None:
+            return None
+        t = Table(self, data, path, VS_KEYS)
+        has_address, has_fwmark = t.has("address"), t.has("fwmark")
+        address: IPAddress | None = None
+        port: int | None = None
+        fwmark: int | None = None
+        family: Family | None = None
+        protocol: str | None = None
+
+        if has_address and has_fwmark:
+            self.add(t.at("fwmark"), "address and fwmark are exclusive: use one")
+        elif not has_address and not has_fwmark:
+            self.add(path, "needs address (ip:port) or fwmark")
+        if has_address and not has_fwmark:
+            endpoint = t.req("address", self.endpoint(port_required=True, min_port=0))
+            if endpoint is not None:
+                address, port = endpoint
+                family = 4 if address.version == 4 else 6
+            if t.has("family"):
+                self.add(t.at("family"), "applies to fwmark services only (address sets it)")
+            protocol = t.opt("protocol", self.choice(PROTOCOLS), str(DEFAULT_PROTOCOL))
+        elif has_fwmark and not has_address:
+            fwmark = t.req("fwmark", self.integer(1, UINT32_MAX))
+            fam_name = t.opt("family", self.choice(("inet", "inet6")), "inet")
+            family = None if t.bad("family") else 4 if fam_name == "inet" else 6
+            if t.has("protocol"):
+                self.add(t.at("protocol"), "not with fwmark (the mark selects the traffic)")
+        vs_ok = family is not None and (fwmark is not None or address is not None)
+
+        scheduler = t.opt("scheduler", self.choice(SCHEDULERS), SERVICE.scheduler)
+        flags = t.many("scheduler_flags", self.choice(tuple(SCHEDULER_FLAGS)))
+        if not t.bad("scheduler"):
+            for i, flag in enumerate(flags):
+                if SCHEDULER_FLAGS[flag] != scheduler:
+                    raw = t.raw("scheduler_flags")
+                    k = raw.index(flag) if isinstance(raw, list) else i
+                    self.add(
+                        f"{t.at('scheduler_flags')}[{k}]",
+                        f"{flag} needs scheduler {SCHEDULER_FLAGS[flag]}, got {scheduler}",
+                    )
+        one_packet = t.opt("one_packet", self.boolean(), SERVICE.one_packet)
+        if one_packet and protocol in ("tcp", "sctp") and not t.bad("protocol"):
+            self.add(t.at("one_packet"), f"applies to udp or fwmark services only, not {protocol}")
+        forwarding = t.opt("forwarding", self.choice(FORWARDINGS), SERVICE.forwarding)
+        persistence_s = t.opt(
+            "persistence_timeout", self.integer(0, INT32_MAX), SERVICE.persistence_timeout_s
+        )
+        if port == 0 and persistence_s == 0 and not t.bad("persistence_timeout"):
+            self.add(t.at("address"), "port 0 (all ports) needs persistence_timeout > 0")
+        netmask = self.persistence_netmask(t, family)
+
+        health_action = t.opt("health_action", self.choice(HEALTH_ACTIONS), SERVICE.health_action)
+        default_check = t.maybe("check", lambda v, p: self.health_check(v, p, None))
+        is_fwmark = has_fwmark and not has_address
+        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_check)
+        any_tun = forwarding == "tun" or any(r.forwarding == "tun" for r in real_servers)
+        tunnel_type, tunnel_port, tunnel_flags = self.tunnel(t, any_tun)
+
+        def fam_ip(value: object, p: str) -> IPAddress | None:
+            return self.ip_of_family(value, p, family, "the service")
+
+        fullnat_source = t.address("fullnat_source", fam_ip)
+        if forwarding == "fullnat" and not t.has("fullnat_source") and not t.bad("forwarding"):
+            self.add(t.at("fullnat_source"), 'is required with forwarding = "fullnat"')
+        if t.has("fullnat_source") and forwarding != "fullnat" and not t.bad("forwarding"):
+            self.add(t.at("fullnat_source"), 'applies only with forwarding = "fullnat"')
+        match = None
+        if t.has("match") and has_address:
+            self.add(t.at("match"), "applies to fwmark services only")
+        else:
+            match = t.maybe("match", lambda v, p: self.fwmark_match(v, p, family))
+
+        if not vs_ok or family is None:
+            return None
+        return VirtualServer(
+            protocol=cast(Any, protocol),
+            address=address,
+            port=port,
+            fwmark=fwmark,
+            family=family,
+            scheduler=scheduler,
+            scheduler_flags=flags,
+            one_packet=one_packet,
+            forwarding=cast(Any, forwarding),
+            persistence_timeout_s=persistence_s,
+            persistence_netmask=netmask,
+            tunnel_type=cast(Any, tunnel_type),
+            tunnel_port=tunnel_port,
+            tunnel_flags=tunnel_flags,
+            fullnat_source=fullnat_source,
+            match=match,
+            real_servers=tuple(real_servers),
+            health_action=cast(Any, health_action),
+            check=default_check,
+        )
+
+    def endpoint(
+        self, *, port_required: bool, min_port: int = 1
+    ) -> Check[tuple[IPAddress, int | None]]:
+        """ "ip:port" / "[v6]:port" (or a bare address when the port is optional)."""
+
+        def check(value: object, path: str) -> tuple[IPAddress, int | None] | None:
+            if not isinstance(value, str):
+                self.add(path, f'must be a string ("ip:port"), {got(value)}')
+                return None
+            form = (
+                '"ip:port" or "[ipv6]:port"'
+                if port_required
+                else '"ip", "ip:port" or "[ipv6]:port"'
+            )
+            host, port_text = split_endpoint(value)
+            if host is None or (port_required and port_text is None):
+                self.add(path, f"must be {form}, got {show(value)}")
+                return None
+            address = self.ip_in(host, value, path, form)
+            if address is None:
+                return None
+            if port_text is None:
+                return address, None
+            if not port_text.isdigit() or not min_port <= int(port_text) <= 65535:
+                self.add(path, f"port must be {min_port}..65535, got {show(value)}")
+                return None
+            return address, int(port_text)
+
+        return check
+
+    def persistence_netmask(self, t: Table, family: int | None) -> int:
+        default = 32 if family != 6 else 128
+        if not t.has("persistence_netmask") or family is None:
+            return default
+        value, path = t.raw("persistence_netmask"), t.at("persistence_netmask")
+        if family == 4:
+            if not isinstance(value, str):
+                self.add(path, f'must be a dotted IPv4 netmask like "255.255.255.0", {got(value)}')
+                return default
+            prefix = dotted_prefix(value)
+            if prefix is None or prefix == 0:
+                self.add(
+                    path,
+                    f"must be a contiguous IPv4 netmask 128.0.0.0..255.255.255.255, "
+                    f"got {show(value)}",
+                )
+                return default
+            return prefix
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(path, f"must be an IPv6 prefix length 1..128, {got(value)}")
+            return default
+        if not 1 <= value <= 128:
+            self.add(path, f"must be 1..128, got {value}")
+            return default
+        return value
+
+    def tunnel(self, t: Table, any_tun: bool) -> tuple[str, int | None, tuple[str, ...]]:
+        tunnel_type = t.opt("tunnel_type", self.choice(TUNNEL_TYPES), SERVICE.tunnel_type)
+        tunnel_port = t.maybe("tunnel_port", self.integer(1, 65535))
+        flags = t.many("tunnel_flags", self.choice(TUNNEL_FLAGS))
+        if not any_tun:
+            for key in ("tunnel_type", "tunnel_port", "tunnel_flags"):
+                if t.has(key) and not t.bad(key):
+                    self.add(t.at(key), 'applies only with forwarding = "tun"')
+            return tunnel_type, tunnel_port, flags
+        if not t.bad("tunnel_type"):
+            if tunnel_type == "gue" and not t.has("tunnel_port"):
+                self.add(t.at("tunnel_port"), 'is required with tunnel_type = "gue"')
+            if tunnel_type != "gue" and t.has("tunnel_port"):
+                self.add(t.at("tunnel_port"), 'applies only with tunnel_type = "gue"')
+            if flags and tunnel_type == "ipip":
+                self.add(t.at("tunnel_flags"), "ipip tunnels take no flags (gue or gre only)")
+            elif "remcsum" in flags and tunnel_type == "gre":
+                self.add(t.at("tunnel_flags"), "remcsum applies to gue tunnels only")
+            elif len(flags) > 1:
+                self.add(t.at("tunnel_flags"), "takes one of nocsum|csum|remcsum")
+        return tunnel_type, tunnel_port, flags
+
+    def fwmark_match(self, value: object, path: str, family: int | None) -> FwmarkMatch | None:
+        data = self.table(value, path)
+        if data is None:
+            return None
+        t = Table(self, data, path, MATCH_KEYS)
+        address = t.address(
+            "address",
+            lambda v, p: self.ip_of_family(v, p, family, "the service family"),
+            required=True,
+        )
+        protocol = t.opt("protocol", self.choice(PROTOCOLS), MATCH.protocol)
+        ports = t.many("ports", self.integer(1, 65535))
+        if address is None:
+            return None
+        return FwmarkMatch(address, cast(Any, protocol), ports)
+
+    def real_servers(
+        self,
+        vs: Table,
+        family: int | None,
+        service_port: int | None,
+        is_fwmark: bool,
+        forwarding: str,
+        default_check: HealthCheck | None = None,
+    ) -> list[RealServer]:
+        if not vs.has("real_server"):
+            return []
+        base = vs.at("real_server")
+        tables = self.tables(vs.raw("real_server"), base, "virtual_server.real_server")
+        out: list[RealServer] = []
+        for i, data in enumerate(tables):
+            path = f"{base}[{i}]"
+            if data is None:
+                continue
+            t = Table(self, data, path, RS_KEYS)
+            # Ports: required for address services, except that a port-0 (all ports) service
+            # may leave them out or use 0; optional for fwmark services.
+            endpoint = t.req(
+                "address",
+                self.endpoint(
+                    port_required=not is_fwmark and service_port != 0,
+                    min_port=0 if service_port == 0 else 1,
+                ),
+            )
+            weight = t.opt("weight", self.integer(0, INT32_MAX), REAL_SERVER.weight)
+            upper = t.opt(
+                "upper_threshold", self.integer(0, INT32_MAX), REAL_SERVER.upper_threshold
+            )
+            lower = t.opt(
+                "lower_threshold", self.integer(0, INT32_MAX), REAL_SERVER.lower_threshold
+            )
+            if lower > upper:  # the kernel refuses it (ERANGE), even with no upper limit
+                self.add(
+                    t.at("lower_threshold"),
+                    f"must be <= upper_threshold ({upper}), got {lower}",
+                )
+            own = t.maybe("forwarding", self.rs_forwarding)
+            resolved = own or forwarding
+            check = default_check
+            if t.has("check"):
+                check = t.maybe("check", lambda v, p: self.health_check(v, p, default_check))
+            if endpoint is None:
+                continue
+            address, port = endpoint
+            if port is None and not is_fwmark:
+                port = service_port
+            if family is not None and address.version != family:
+                self.add(
+                    t.at("address"),
+                    f"must be IPv{family} like the service, got IPv{address.version} {address}",
+                )
+                continue
+            if (
+                not is_fwmark
+                and resolved in ("dr", "tun")
+                and service_port is not None
+                and port != service_port
+            ):
+                self.add(
+                    t.at("address"),
+                    f"port must be the service port {service_port} with {resolved} forwarding "
+                    f"(no port translation), got {port}",
+                )
+                continue
+            if any(r.key == (address, port) for r in out):
+                self.add(t.at("address"), f"duplicate real server {show(t.raw('address'))}")
+                continue
+            if check is not None and check.type != "script" and check.port is None and not port:
+                where = t.at("check") if t.has("check") else vs.at("check")
+                self.add(
+                    f"{where}.port",
+                    f"is required: real server {show(t.raw('address'))} has no port to check",
+                )
+                check = None
+            out.append(RealServer(address, port, weight, upper, lower, cast(Any, resolved), check))
+        return out
+
+    def health_check(
+        self, value: object, path: str, base: HealthCheck | None
+    ) -> HealthCheck | None:
+        """A check table; keys it leaves out come from ``base`` (the service's default)."""
+        data = self.table(value, path)
+        if data is None:
+            return None
+        t = Table(self, data, path, CHECK_KEYS)
+        dflt = base or HealthCheck("tcp")
+        if base is None:
+            kind = t.req("type", self.choice(CHECK_TYPES))
+        else:
+            kind = t.opt("type", self.choice(CHECK_TYPES), str(base.type))
+        port = t.maybe("port", self.integer(1, 65535))
+        if port is None and not t.has("port"):
+            port = dflt.port
+        interval_s = t.opt("interval", self.seconds(0, 86400, lo_open=True), dflt.interval_s)
+        if base is not None and base.timeout_s < interval_s:
+            default_timeout_s = base.timeout_s
+        else:
+            default_timeout_s = min(1.0, interval_s / 2)
+        timeout_s = t.opt("timeout", self.seconds(0, 86400, lo_open=True), default_timeout_s)
+        if timeout_s >= interval_s and not t.bad("timeout") and not t.bad("interval"):
+            self.add(
+                t.at("timeout") if t.has("timeout") else t.at("interval"),
+                f"timeout ({num(timeout_s)} s) must be less than interval ({num(interval_s)} s)",
+            )
+        rise = t.opt("rise", self.integer(1, 1000), dflt.rise)
+        fall = t.opt("fall", self.integer(1, 1000), dflt.fall)
+        http_path = t.opt("path", self.http_path, dflt.path)
+        expect_status = t.opt("expect_status", self.statuses, dflt.expect_status)
+        expect_body = t.maybe("expect_body", self.text(max_len=4096))
+        if expect_body is None and not t.has("expect_body"):
+            expect_body = dflt.expect_body
+        host = t.maybe("host", self.text(max_len=255, pattern=HTTP_TOKEN_RE))
+        if host is None and not t.has("host"):
+            host = dflt.host
+        tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
+        alpha = t.opt("alpha", self.boolean(), dflt.alpha)
+        script = t.maybe("script", self.argv)
+        if script is None and not t.has("script"):
+            script = dflt.script
+        if kind is None or t.bad("type"):
+            return None
+        for key, kinds in CHECK_KEY_TYPES.items():
+            if t.has(key) and kind not in kinds:
+                self.add(t.at(key), f"applies to type {'|'.join(kinds)} only, not {kind}")
+        if kind == "script" and script is None and not t.bad("script"):
+            self.add(t.at("script"), 'is required with type = "script"')
+        if kind not in ("http", "https"):  # keep resolved checks free of inapplicable values
+            http_path, expect_status = CHECK.path, CHECK.expect_status
+            expect_body, host = CHECK.expect_body, CHECK.host
+        if kind != "https":
+            tls_verify = CHECK.tls_verify
+        if kind != "script":
+            script = None
+        elif script is None:
+            return None
+        return HealthCheck(
+            type=cast(Any, kind),
+            port=port,
+            interval_s=interval_s,
+            timeout_s=timeout_s,
+            rise=rise,
+            fall=fall,
+            path=http_path,
+            expect_status=expect_status,
+            expect_body=expect_body,
+            host=host,
+            tls_verify=tls_verify,
+            script=script,
+            alpha=alpha,
+        )
+
+    def http_path(self, value: object, path: str) -> str | None:
+        text = self.text(max_len=1024)(value, path)
+        if text is None:
+            return None
+        if not text.startswith("/") or not HTTP_TOKEN_RE.fullmatch(text):
+            self.add(
+                path,
+                f'must start with "/" and hold no spaces or control characters, got {show(value)}',
+            )
+            return None
+        return text
+
+    def statuses(self, value: object, path: str) -> tuple[int, ...] | None:
+        """One HTTP status code or an array of them."""
+        status = self.integer(100, 599)
+        if not isinstance(value, list):
+            one = status(value, path)
+            return None if one is None else (one,)
+        codes = self.unique_list(value, path, status)
+        if codes is None:
+            return None
+        if not codes:
+            self.add(path, "must not be empty")
+            return None
+        return tuple(codes)
+
+    def rs_forwarding(self, value: object, path: str) -> str | None:
+        if value == "fullnat":
+            self.add(path, "fullnat is set per virtual_server, not per real server")
+            return None
+        return self.choice(("nat", "dr", "tun"))(value, path)
+
+    def check_services(self, servers: Sequence[VirtualServer | None]) -> None:
+        seen: dict[ServiceKey, int] = {}
+        for i, vs in enumerate(servers):
+            if vs is None:
+                continue
+            key = vs.key
+            if key in seen:
+                field = "fwmark" if vs.fwmark is not None else "address"
+                self.add(
+                    f"virtual_server[{i}].{field}",
+                    f"duplicate service {_service_text(key)} (also virtual_server[{seen[key]}])",
+                )
+            else:
+                seen[key] = i
+
+
+def _service_text(key: ServiceKey) -> str:
+    """A service as the loader names it: "tcp 192.0.2.1:80", "fwmark 7 inet6"."""
+    if key.is_fwmark:
+        return f"fwmark {key.fwmark} {'inet' if key.family == 4 else 'inet6'}"
+    return str(key)

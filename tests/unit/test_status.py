@@ -1,0 +1,180 @@
+"""The status snapshot: frozen, JSON in the control socket's format and back unchanged,
+and a report that is not well formed read back as a ``StatusError`` naming the field
+(the CLI prints it; it never crashes on what an agent sends)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from hadirector.status import (
+    STATES,
+    AgentStatus,
+    ChecksStatus,
+    InstanceStatus,
+    IpvsStatus,
+    NotifyStatus,
+    StatusError,
+    SyncGroupStatus,
+)
+from hadirector.vrrp.machine import State
+
+
+def snapshot() -> AgentStatus:
+    return AgentStatus(
+        router_id="dir-a",
+        version="0.1.0",
+        pid=4242,
+        uptime_s=12.5,
+        stopping=False,
+        instances=(
+            InstanceStatus(
+                name="VI_1",
+                state="FAULT",
+                interface="eth0",
+                vrid=51,
+                version=3,
+                family=4,
+                unicast=False,
+                source=None,
+                priority=150,
+                effective_priority=None,
+                advert_interval_cs=100,
+                master_adver_interval_cs=None,
+                vips=("192.0.2.100/24",),
+                vips_held=(),
+                fault_reasons=("link down",),
+                counters={"to_fault": 1, "adverts_sent": 3, "rejected_ttl": 2},
+                machine_counters={"split_brain_won": 1},
+            ),
+        ),
+        sync_groups=(SyncGroupStatus("G", None, {"VI_1": "FAULT"}),),
+        ipvs=IpvsStatus(True, 1, ("tcp 192.0.2.100:80",), (), 0.5, {"reconciles": 1}),
+        checks=ChecksStatus(2, ("tcp 192.0.2.100:80 10.0.0.1:80",)),
+        notify=NotifyStatus(0, 1),
+    )
+
+
+# The control socket's ``status`` reply body for snapshot(): the wire format, field for field.
+WIRE: dict[str, Any] = {
+    "router_id": "dir-a",
+    "version": "0.1.0",
+    "pid": 4242,
+    "uptime_s": 12.5,
+    "stopping": False,
+    "instances": [
+        {
+            "name": "VI_1",
+            "state": "FAULT",
+            "interface": "eth0",
+            "vrid": 51,
+            "version": 3,
+            "family": 4,
+            "unicast": False,
+            "source": None,
+            "priority": 150,
+            "effective_priority": None,
+            "advert_interval_cs": 100,
+            "master_adver_interval_cs": None,
+            "vips": ["192.0.2.100/24"],
+            "vips_held": [],
+            "fault_reasons": ["link down"],
+            "counters": {"adverts_sent": 3, "rejected_ttl": 2, "to_fault": 1},
+            "machine_counters": {"split_brain_won": 1},
+        }
+    ],
+    "sync_groups": [{"name": "G", "state": None, "members": {"VI_1": "FAULT"}}],
+    "ipvs": {
+        "available": True,
+        "configured_services": 1,
+        "services": ["tcp 192.0.2.100:80"],
+        "refused": [],
+        "last_reconcile_age_s": 0.5,
+        "counters": {"reconciles": 1},
+    },
+    "checks": {"running": 2, "down": ["tcp 192.0.2.100:80 10.0.0.1:80"]},
+    "notify": {"pending": 0, "failures": 1},
+}
+
+
+def test_the_wire_format() -> None:
+    body = snapshot().to_json()
+    assert body == WIRE
+    assert list(body["instances"][0]["counters"]) == sorted(WIRE["instances"][0]["counters"])
+    assert AgentStatus.from_json(json.loads(json.dumps(body))) == snapshot()
+
+
+def test_the_snapshot_is_frozen() -> None:
+    st = snapshot()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.instances[0].state = "MASTER"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        st.instances[0].counters["to_fault"] = 9  # type: ignore[index]
+    assert st.instance("VI_1").rejected == 2
+    with pytest.raises(KeyError):
+        st.instance("VI_2")
+
+
+def test_later_changes_to_the_builders_counters_do_not_show() -> None:
+    counters = {"adverts_sent": 1}
+    inst = dataclasses.replace(snapshot().instances[0], counters=counters)
+    counters["adverts_sent"] = 2
+    assert inst.counters["adverts_sent"] == 1
+
+
+def _broken(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    report = copy.deepcopy(WIRE)
+    target: Any = report
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return report
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "error"),
+    [
+        (("pid",), "4242", "status.pid: expected an integer, got a string"),
+        (("pid",), True, "status.pid: expected an integer, got a boolean"),
+        (("uptime_s",), None, "status.uptime_s: expected a number, got null"),
+        (("stopping",), KeyError, "status.stopping: missing"),
+        (("instances",), {}, "status.instances: expected a list, got an object"),
+        (("instances", 0), [], "status.instances[0]: expected an object, got a list"),
+        (("instances", 0, "state"), "LEADER", "status.instances[0].state: unknown state 'LEADER'"),
+        (("instances", 0, "vips_held"), [1], "status.instances[0].vips_held: expected a list of"),
+        (
+            ("instances", 0, "counters", "adverts_sent"),
+            1.5,
+            "status.instances[0].counters.adverts_sent: expected an integer, got a number",
+        ),
+        (("sync_groups", 0, "members", "VI_1"), "UP", "status.sync_groups[0].members.VI_1: "),
+        (("sync_groups", 0, "state"), "UP", "status.sync_groups[0].state: unknown state 'UP'"),
+        (("ipvs", "available"), "yes", "status.ipvs.available: expected true or false"),
+        (("ipvs", "services"), "tcp", "status.ipvs.services: expected a list, got a string"),
+        (("checks",), None, "status.checks: expected an object, got null"),
+        (("notify", "failures"), [], "status.notify.failures: expected an integer, got a list"),
+    ],
+)
+def test_a_malformed_report_names_the_field(
+    path: tuple[str | int, ...], value: Any, error: str
+) -> None:
+    with pytest.raises(StatusError) as caught:
+        AgentStatus.from_json(_broken(path, value))
+    assert str(caught.value).startswith(error)
+
+
+@pytest.mark.parametrize("data", [None, [], "status", 7])
+def test_a_report_that_is_not_an_object(data: object) -> None:
+    with pytest.raises(StatusError, match=r"^status: expected an object"):
+        AgentStatus.from_json(data)
+
+
+def test_the_states_are_the_machines() -> None:
+    assert set(STATES) == {s.value for s in State}
