@@ -11,7 +11,7 @@ from hadirector.config.load import load_text
 from hadirector.errors import KernelError
 from hadirector.ipvs import manager as manager_module
 from tests.agent.fakes import Lab, instance_toml, run_lab
-from tests.agent.test_handover import VIP, sync_config, sync_hosts
+from tests.agent.helpers import VIP, sync_config, sync_hosts
 
 
 def test_sync_group_still_moves_together_after_a_reload() -> None:

@@ -11,7 +11,7 @@ import trio
 
 from hadirector.vrrp.timers import master_down_interval_s
 from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
-from tests.agent.test_handover import sync_hosts
+from tests.agent.helpers import sync_hosts
 
 VIP = "192.0.2.100/24"
 INTERVAL_CS = 10

@@ -52,7 +52,7 @@ def _apply_in(ns: str, which: str) -> str | None:
     code = (
         "import sys, trio\n"
         "from hadirector.ipvs import nft\n"
-        "from tests.unit import test_nft_render as t\n"
+        "from tests.unit import nftkit as t\n"
         f"services = {which}\n"
         "err = trio.run(nft.apply, services)\n"
         "print(err or '', end='')\n"
@@ -68,16 +68,16 @@ def _apply_in(ns: str, which: str) -> str | None:
 
 
 def test_apply_replace_and_remove(netns: str) -> None:
-    assert _apply_in(netns, "[t._pfmc((80, 443)), t._fullnat()]") is None
+    assert _apply_in(netns, "[t.pfmc((80, 443)), t.fullnat()]") is None
     assert sorted(_rules(netns)) == ["fullnat_snat", "pfmc_mark"]
-    assert _apply_in(netns, "[t._pfmc((80,))]") is None  # replaced, not appended
+    assert _apply_in(netns, "[t.pfmc((80,))]") is None  # replaced, not appended
     assert _rules(netns) == ["pfmc_mark"]
     assert _apply_in(netns, "[]") is None
     assert _rules(netns) == []
 
 
 def test_bad_rule_is_reported_and_leaves_the_old_table(netns: str) -> None:
-    assert _apply_in(netns, "[t._pfmc((80,))]") is None
-    error = _apply_in(netns, "[t._pfmc((80,))]; services[0].match.protocol = 'nosuchproto'")
+    assert _apply_in(netns, "[t.pfmc((80,))]") is None
+    error = _apply_in(netns, "[t.pfmc((80,))]; services[0].match.protocol = 'nosuchproto'")
     assert error is not None and "nosuchproto" in error
     assert _rules(netns) == ["pfmc_mark"]

@@ -21,7 +21,7 @@ from hadirector.config.schema import (
     VirtualAddress,
     VrrpInstance,
 )
-from tests.unit.test_config_load import fw, inst, to_toml, vs
+from tests.unit.configkit import fw, inst, to_toml, vs
 
 REPO = Path(__file__).resolve().parents[2]
 

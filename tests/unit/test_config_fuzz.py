@@ -16,7 +16,7 @@ from hadirector.config import load as config_load
 from hadirector.config.load import load_mapping, load_text
 from hadirector.config.schema import Config
 from hadirector.errors import ConfigError
-from tests.unit.test_config_load import to_toml
+from tests.unit.configkit import to_toml
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,6 +12,7 @@ from hadirector.errors import ConfigError
 from hadirector.ipvs import model as m
 from hadirector.ipvs.importer import import_rules, parse_rules, toml_string
 from hadirector.ipvs.save import format_table
+from tests.unit.ipvsadm_scripts import EDITS, SCRIPT
 
 try:
     from hadirector.config.load import load_text
@@ -145,31 +146,10 @@ def test_pfmc_save_with_netmask() -> None:
 
 # --- command lines --------------------------------------------------------------------------
 
-SCRIPT = """\
-#!/bin/sh
-# web farm, set up by hand years ago
-ipvsadm -C
-ipvsadm -A -t 192.0.2.60:80 -s rr          # the service
-/sbin/ipvsadm --add-server --tcp-service 192.0.2.60:80 --real-server 198.51.100.61 \
---gatewaying --weight 2
-ipvsadm -a -t 192.0.2.60:80 -r 198.51.100.62:80 -g -w 1 -x 1000 -y 800
-ipvsadm -a -t 192.0.2.60:80 -r 198.51.100.63 --masquerading --u-threshold=50
-ipvsadm -At 192.0.2.61:25 -s lc -p
-ipvsadm -at 192.0.2.61:25 -r 198.51.100.64:25 -i
-ipvsadm -A --udp-service 192.0.2.62:53 --scheduler wlc --persistent 120
-ipvsadm -a -u 192.0.2.62:53 -r 198.51.100.65:5353 -m -w5
-ipvsadm -E -t 192.0.2.60:80 -s wlc
-ipvsadm -e -t 192.0.2.60:80 -r 198.51.100.62:80 -g -w 4 -x 1000 -y 800
-ipvsadm -D -u 192.0.2.62:53
-ipvsadm -A -u 192.0.2.62:53 -s sed
-ipvsadm -a -u 192.0.2.62:53 -r 198.51.100.66:53 -m
-ipvsadm -d -u 192.0.2.62:53 -r 198.51.100.66:53
-"""
-
 
 @needs_loader
 def test_script_with_long_options_bundles_comments_and_edits() -> None:
-    # the backslash continuation above is a Python one: the line arrives joined
+    # the backslash continuation in SCRIPT is a Python one: the line arrives joined
     toml_text, table = _round_trip(SCRIPT)
     k60 = m.ServiceKey.virtual("tcp", "192.0.2.60", 80)
     k61 = m.ServiceKey.virtual("tcp", "192.0.2.61", 25)
@@ -347,8 +327,6 @@ def test_marks_above_2_31_read_back_as_ipvsadm_prints_them() -> None:
 
 def test_edits_replace_every_attribute_with_ipvsadm_defaults() -> None:
     # as ipvsadm 1.31 does on the real kernel (test_ipvs_save_kernel checks the same text)
-    from tests.vm.test_ipvs_save_kernel import EDITS
-
     table = parse_rules(EDITS)
     web = table[m.ServiceKey.virtual("tcp", "192.0.2.1", 80)]
     assert web.service == m.Service("wlc", 0, 0, 0xFFFFFFFF)

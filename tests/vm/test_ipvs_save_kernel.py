@@ -16,6 +16,7 @@ import pytest
 from hadirector.ipvs.importer import parse_rules
 from hadirector.ipvs.model import FWD_MASQ, Dest, DestKey, ServiceKey
 from hadirector.ipvs.save import format_table
+from tests.unit.ipvsadm_scripts import EDITS, SCRIPT
 
 pytestmark = pytest.mark.vm
 
@@ -121,8 +122,6 @@ def test_large_marks_print_as_ipvsadm_prints_them() -> None:
 def test_importer_replays_a_script_as_ipvsadm_does() -> None:
     # the shell script run for real, command by command, against the importer's replay
     # (-E/-e replace every attribute, bare -p, -w5, --opt=value, bundled -At, DR ports)
-    from tests.unit.test_ipvs_importer import SCRIPT
-
     done = subprocess.run(
         ["unshare", "--net", "sh", "-c", f"ip link set lo up && {{\n{SCRIPT}\n}} && ipvsadm -S -n"],
         capture_output=True,
@@ -131,21 +130,6 @@ def test_importer_replays_a_script_as_ipvsadm_does() -> None:
     )
     assert done.returncode == 0 and not done.stderr, done.stderr
     assert format_table(parse_rules(SCRIPT)) == done.stdout
-
-
-# -E and -e replace every attribute with ipvsadm's defaults (wlc, no persistence, -g, -w 1,
-# no thresholds); DR servers of an address service take the service port, of a mark keep it
-EDITS = """\
--A -t 192.0.2.1:80 -s rr -p 100 -M 255.255.255.0
--a -t 192.0.2.1:80 -r 198.51.100.1:8080 -m -w 7 -x 10 -y 5
--E -t 192.0.2.1:80
--e -t 192.0.2.1:80 -r 198.51.100.1:8080 -m
--a -t 192.0.2.1:80 -r 198.51.100.2:8080 -g -w 3
--A -t 192.0.2.2:80 -s sh -b sh-port
--E -t 192.0.2.2:80 -s rr
--A -f 3 -s rr
--a -f 3 -r 198.51.100.3:8080 -g
-"""
 
 
 @pytest.mark.usefixtures("ipvs")
