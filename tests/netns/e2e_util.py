@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tests.checksum import internet_checksum
+
 from .lab import Frame, HadirectorDirector, Lab, vip_address, wait_for
 
 ADVERT_S = 0.1
@@ -186,16 +188,6 @@ def wait_adverts(lab: Lab, mac: str, since: float, count: int) -> list[Frame]:
 
 VRRP_MCAST_MAC = "01:00:5e:00:00:12"
 VRRP_MCAST_V4 = "224.0.0.18"
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 checksum of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def vrrp_v3_ipv4(

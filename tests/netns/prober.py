@@ -25,8 +25,9 @@ they line up with ``time.monotonic()`` in the test process and with the lab's wi
 ``ProberRun`` starts it through a lab and collects the result; ``start_echo_server``
 starts an echo server in a lab node.
 
-This program must stay standard-library only and fast to start, must only send to the
-target it is given, and must never estimate a count.
+This program must stay standard-library only (tests/checksum.py, the one module of the
+repository it imports, too) and fast to start, must only send to the target it is given,
+and must never estimate a count.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+if __package__ in (None, ""):  # run as a program: the repository root makes tests importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.checksum import internet_checksum
+
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
@@ -60,22 +66,13 @@ REALTIME_PRIORITY = 10
 IP_PKTINFO = 8  # Linux; not exported by Python 3.11's socket module
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
-
-
 def echo_request(family: int, ident: int, seq: int) -> bytes:
     """An ICMP/ICMPv6 echo request carrying ``seq`` (64 bits) in its payload."""
     payload = PAYLOAD.pack(MAGIC, seq) + bytes(16)
     if family == 6:  # the kernel fills in the ICMPv6 checksum for raw ICMPv6 sockets
         return struct.pack("!BBHHH", 128, 0, 0, ident, seq & 0xFFFF) + payload
     header = struct.pack("!BBHHH", 8, 0, 0, ident, seq & 0xFFFF)
-    csum = _checksum(header + payload)
+    csum = internet_checksum(header + payload)
     return struct.pack("!BBHHH", 8, 0, csum, ident, seq & 0xFFFF) + payload
 
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
+from tests.checksum import internet_checksum
+
 from .e2e_util import (
     STATE_TIMEOUT_S,
     E2EDirector,
     adverts_from,
-    internet_checksum,
     ipv4_frame,
     is_garp,
     is_unsolicited_na,

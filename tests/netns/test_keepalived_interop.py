@@ -36,7 +36,6 @@ three advert intervals, a takeover after a crash is not shorter than two), never
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import time
 from collections.abc import Callable
@@ -44,6 +43,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from tests.checksum import internet_checksum, pseudo_header
 
 from .keepalived import KeepalivedDirector
 from .lab import (
@@ -140,26 +141,11 @@ def _rejections(director: HadirectorDirector) -> list[dict[str, Any]]:
     return director.records("vrrp.advert_rejected")
 
 
-def _ones_complement_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 def v3_ipv4_checksum(vrrp: bytes, src: str, pseudo_dst: str) -> int:
     """RFC 5798 §5.2.8 checksum of a VRRPv3/IPv4 packet (its own checksum field zeroed) with
     the pseudo-header (src, ``pseudo_dst``, protocol 112, length)."""
     body = vrrp[:6] + b"\0\0" + vrrp[8:]
-    pseudo = (
-        ipaddress.ip_address(src).packed
-        + ipaddress.ip_address(pseudo_dst).packed
-        + bytes([0, 112])
-        + len(body).to_bytes(2, "big")
-    )
-    return ~_ones_complement_sum(pseudo + body) & 0xFFFF
+    return internet_checksum(pseudo_header(src, pseudo_dst, len(body)) + body)
 
 
 def _complaints(director: KeepalivedDirector) -> list[str]:

@@ -10,13 +10,14 @@ before hearing silence for longer than two advert intervals), never as a speed.
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.checksum import internet_checksum, pseudo_header
 
 from .keepalived import KeepalivedDirector, keepalived_conf
 from .lab import (
@@ -495,26 +496,12 @@ def test_bench_counts_spurious_transitions() -> None:
                                 expected) == 2  # fmt: skip
 
 
-def _ones_complement_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
 def _v3_checksum(vrrp: bytes, pseudo_dst: str | None, src: str) -> int:
     """The VRRPv3/IPv4 checksum of ``vrrp`` (checksum field zeroed): with the pseudo-header
     (src, ``pseudo_dst``, protocol 112, length) or, with ``pseudo_dst`` None, without."""
     body = vrrp[:6] + b"\0\0" + vrrp[8:]
-    pseudo = b""
-    if pseudo_dst is not None:
-        pseudo = (
-            ipaddress.ip_address(src).packed + ipaddress.ip_address(pseudo_dst).packed
-            + bytes([0, 112]) + len(body).to_bytes(2, "big")
-        )  # fmt: skip
-    return ~_ones_complement_sum(pseudo + body) & 0xFFFF
+    pseudo = b"" if pseudo_dst is None else pseudo_header(src, pseudo_dst, len(body))
+    return internet_checksum(pseudo + body)
 
 
 @pytest.mark.keepalived

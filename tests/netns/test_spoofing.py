@@ -38,6 +38,8 @@ from typing import Any
 
 import pytest
 
+from tests.checksum import internet_checksum
+
 from .keepalived import KeepalivedDirector
 from .lab import (
     Frame,
@@ -78,15 +80,6 @@ for i, frame in enumerate(sys.argv[3:]):
 # -- forging ------------------------------------------------------------------------------
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
-
-
 def vrrp3(
     *, src: str, dst: str, priority: int, interval_cs: int, addresses: Sequence[str]
 ) -> bytes:
@@ -97,7 +90,7 @@ def vrrp3(
     pseudo = (
         socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 112, len(packet))
     )
-    return packet[:6] + struct.pack("!H", _checksum(pseudo + packet)) + packet[8:]
+    return packet[:6] + struct.pack("!H", internet_checksum(pseudo + packet)) + packet[8:]
 
 
 def ipv4_frame(*, src: str, dst: str, dst_mac: str, src_mac: str, payload: bytes) -> bytes:
@@ -106,7 +99,7 @@ def ipv4_frame(*, src: str, dst: str, dst_mac: str, src_mac: str, payload: bytes
         "!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(payload), 0, 0, 255, 112, 0,
         socket.inet_aton(src), socket.inet_aton(dst),
     )  # fmt: skip
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
     return eth + b"\x08\x00" + header + payload
 

@@ -1,8 +1,8 @@
 """Unit tests of the VRRP advert codec (hadirector.vrrp.codec).
 
 Known vectors are written field by field from the layouts of RFC 5798 §5.1 (v3) and
-RFC 3768 §5.1 (v2), with checksums computed by hand (arithmetic in the comments) and by a
-small word-at-a-time checksum of the test's own. Properties (hypothesis): round trips for
+RFC 3768 §5.1 (v2), with checksums computed by hand (arithmetic in the comments) and by the
+tests' own checksum (tests/checksum.py). Properties (hypothesis): round trips for
 every version/family/checksum mode, and that decode answers any bytes with an Advert or
 DecodeError only, and refuses every single-bit corruption, truncation and extension of a
 valid packet.
@@ -31,31 +31,11 @@ from hadirector.vrrp.codec import (
     pseudo_header,
     v2_password,
 )
+from tests.checksum import internet_checksum as ref_checksum
+from tests.checksum import ones_complement_sum as ones_sum
+from tests.checksum import pseudo_header as ref_pseudo
 
-# --- the test's own checksum, independent of the codec's ------------------------------
-
-
-def ones_sum(data: bytes) -> int:
-    """One's complement sum of 16-bit big-endian words, word by word with end-around carry."""
-    total = 0
-    for i in range(0, len(data), 2):
-        word = data[i] << 8 | (data[i + 1] if i + 1 < len(data) else 0)
-        total += word
-        if total > 0xFFFF:
-            total = (total & 0xFFFF) + 1
-    return total
-
-
-def ref_checksum(data: bytes) -> int:
-    return ~ones_sum(data) & 0xFFFF
-
-
-def ref_pseudo(src: IPAddress, dst: IPAddress, length: int) -> bytes:
-    if src.version == 4:
-        # RFC 768 style: src, dst, zero, protocol, length.
-        return src.packed + dst.packed + bytes([0, 112]) + length.to_bytes(2, "big")
-    # RFC 8200 §8.1: src, dst, 32-bit length, 3 zero bytes, next header.
-    return src.packed + dst.packed + length.to_bytes(4, "big") + bytes([0, 0, 0, 112])
+# --- the tests' own checksum (tests/checksum.py), independent of the codec's ------------
 
 
 def set_checksum(packet: bytes, prefix: bytes = b"") -> bytes:
