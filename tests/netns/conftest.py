@@ -11,25 +11,15 @@ other tests in this directory run.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
 
-from .lab import Lab
+from .lab import Lab, netns_unavailable
 
 _LOG_TAIL_CHARS = 4000
-
-
-def _netns_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    for tool in ("ip", "bridge"):
-        if shutil.which(tool) is None:
-            return f"needs {tool} (iproute2)"
-    return None
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -42,7 +32,7 @@ def pytest_runtest_makereport(
 
 
 def _lab(request: pytest.FixtureRequest, lans: int) -> Iterator[Lab]:
-    reason = _netns_unavailable()
+    reason = netns_unavailable()
     if reason:
         pytest.skip(reason)
     with Lab(lans=lans) as lab:
@@ -58,7 +48,7 @@ def _lab(request: pytest.FixtureRequest, lans: int) -> Iterator[Lab]:
 @pytest.fixture
 def netns_required() -> None:
     """Skips the test unless this process can build namespaces (root, iproute2)."""
-    reason = _netns_unavailable()
+    reason = netns_unavailable()
     if reason:
         pytest.skip(reason)
 

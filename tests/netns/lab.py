@@ -1,4 +1,4 @@
-"""A LAN in network namespaces for end-to-end tests and the failover benchmark.
+"""The namespace lab: a LAN in network namespaces for every namespace test and the benches.
 
 ``Lab`` builds, per run, a "switch" namespace holding one Linux bridge per LAN (``br0``,
 ``br1``), and the namespaces ``dir-a``, ``dir-b`` (directors) and ``client``, each joined
@@ -21,9 +21,32 @@ that runs an agent in a node and follows its state from an event stream.
 ``HadirectorDirector`` runs ``hadirector run`` that way (TOML from ``hadirector_toml``,
 states from its JSON log); ``KeepalivedDirector`` lives in keepalived.py.
 
+A lab for adapter tests that build their own nodes: ``bare_lab()`` (or
+``Lab(nodes=())``) makes only the switch, and ``node(role, ipv4=..., ipv6=...)`` plugs a
+new namespace into ``br0`` and returns a ``Node``: its ``netns`` (a ``Netns``), its
+interface, and ``set_carrier()`` (downs the bridge-side end: the node sees a cable pull).
+``namespace(role)`` gives a bare namespace. ``Capture`` runs tcpdump in a namespace and
+asks tshark about the pcap.
+
+A ``Netns`` runs things in one namespace: ``run(...)`` / ``ip(...)`` / ``spawn(...)`` under
+``ip netns exec``, ``python(code)`` in a fresh interpreter there (this repository on
+``PYTHONPATH``), and ``entered()``, a context manager that moves *the calling thread* into
+the namespace with ``setns(2)`` and back out afterwards. Two ways to run code in a
+namespace, and when to use which:
+- ``entered()`` is for trio code in the test process itself. A socket belongs to the
+  namespace it was *created* in, for its whole life: open the adapters (raw sockets,
+  packet sockets, netlink sockets) inside ``with ns.entered():`` and use them anywhere
+  afterwards, even from one trio loop talking to several namespaces. Code that resolves
+  names lazily through the calling thread (``socket.if_nametoindex``, ``/sys``) must run
+  inside the block too; ``/sys`` still shows the test process's own view.
+- ``python()`` / ``spawn()`` give a separate process that lives entirely in the namespace,
+  as the agent does under ``ip netns exec`` in production.
+
 Everything a ``Lab`` creates is removed by ``close()`` (also on errors): processes it
 started are killed by process group, its namespaces deleted. Namespace names carry the
 pid, so concurrent runs do not collide, and namespaces left by dead runs are swept.
+Addresses: only documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+2001:db8::/32), only inside namespaces created here. Needs root, iproute2 and bridge.
 
 This module must not send traffic outside the namespaces it created, must not touch the
 host's own network configuration, and must not import hadirector (it runs its CLI), trio,
@@ -35,6 +58,7 @@ pyroute2 or scapy
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import itertools
 import json
@@ -50,7 +74,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
@@ -65,10 +89,24 @@ LAN_NET4 = ("192.0.2.0/24", "198.51.100.0/24")
 LAN_NET6 = ("2001:db8:1::/64", "2001:db8:2::/64")
 PORT_LETTER = {"dir-a": "a", "dir-b": "b", "client": "c"}
 NS_PREFIX = "hdl"
-_NS_RE = re.compile(r"^hdl(\d+)[a-z]+-(sw|a|b|cl)$")
+_NS_RE = re.compile(r"^hdl(\d+)[a-z]+-")
 _NS_SUFFIX = {"switch": "sw", "dir-a": "a", "dir-b": "b", "client": "cl"}
 _lab_counter = itertools.count()
 WATCH_READY = "ready"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLONE_NEWNET = 0x40000000
+_NETNS_DIR = Path("/run/netns")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def netns_unavailable() -> str | None:
+    """None if this process can build labs here, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("ip", "bridge"):
+        if shutil.which(tool) is None:
+            return f"needs {tool} (iproute2)"
+    return None
 
 
 def lan_address(node: str, lan: int = 0, family: int = 4) -> str:
@@ -591,17 +629,253 @@ def sweep_stale_namespaces() -> list[str]:
     return swept
 
 
+# -- namespaces, nodes and captures for adapter tests ------------------------------
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Netns:
+    """One named network namespace and ways to run things inside it (see the module text)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def stop_processes(self) -> None:
+        """Kill the processes ``spawn()`` started (a ``Lab`` does this when it closes)."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+        self._procs.clear()
+
+    def exec_args(self, args: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def run(
+        self, *args: str, check: bool = True, timeout_s: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the namespace; raise with its stderr if ``check`` and it fails."""
+        proc = subprocess.run(
+            self.exec_args(args), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"[{self.name}] {' '.join(args)} -> {proc.returncode}\n{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("ip", *args, check=check)
+
+    def sysctl(self, key: str, value: str) -> None:
+        self.run("sysctl", "-qw", f"{key}={value}")
+
+    def python(
+        self, code: str, *, check: bool = True, timeout_s: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``code`` in a fresh interpreter inside the namespace (repo on PYTHONPATH)."""
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        proc = subprocess.run(
+            self.exec_args([sys.executable, "-c", code]),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"[{self.name}] python -> {proc.returncode}\n{proc.stderr}")
+        return proc
+
+    def spawn(self, *args: str, **popen_kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a long-running command in the namespace; killed when the namespace goes."""
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+            self.exec_args(args), **popen_kwargs
+        )
+        self._procs.append(proc)
+        return proc
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Move the calling thread into this namespace for the block, then back."""
+        own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+        target = os.open(_NETNS_DIR / self.name, os.O_RDONLY)
+        try:
+            _setns(target)
+            try:
+                yield
+            finally:
+                _setns(own)
+        finally:
+            os.close(target)
+            os.close(own)
+
+
+class Node:
+    """A namespace with one interface plugged into the lab's bridge."""
+
+    def __init__(self, lab: Lab, netns: Netns, ifname: str, port: str) -> None:
+        self.lab = lab
+        self.netns = netns
+        self.ifname = ifname
+        self.port = port  # the bridge-side end of the veth, in the switch namespace
+
+    @property
+    def name(self) -> str:
+        return self.netns.name
+
+    @property
+    def mac(self) -> str:
+        out = self.netns.ip("-o", "link", "show", "dev", self.ifname).stdout
+        match = re.search(r"link/ether ([0-9a-f:]{17})", out)
+        assert match, out
+        return match.group(1)
+
+    def link_local(self) -> str:
+        """The interface's IPv6 link-local address (without scope)."""
+        out = self.netns.ip("-6", "-o", "addr", "show", "dev", self.ifname, "scope", "link")
+        match = re.search(r"inet6 (fe80::[0-9a-f:]+)/64", out.stdout)
+        assert match, out.stdout
+        return match.group(1)
+
+    def set_carrier(self, up: bool) -> None:
+        """Give (or take away) the node's carrier by setting the bridge-side end up/down."""
+        self.lab.switch.ip("link", "set", self.port, "up" if up else "down")
+
+    def wait_ipv6_ready(self, timeout_s: float = 10.0) -> None:
+        """Wait until no IPv6 address on the interface is tentative any more."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            out = self.netns.ip("-6", "addr", "show", "dev", self.ifname).stdout
+            if "inet6" in out and "tentative" not in out:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: IPv6 addresses still tentative")
+
+
+class Capture:
+    """``tcpdump`` writing a pcap in a namespace; read it back with ``tshark``.
+
+    ``with Capture(ns, "eth0", "arp", path) as cap:`` returns once tcpdump is listening;
+    leaving the block stops it and flushes the file. tcpdump reads the frames a moment
+    after they are sent, and what it has not read when stopped is lost: before leaving,
+    ``cap.wait_frames(filter, n)`` waits until the frames the test is about are in the file.
+    ``cap.fields(...)`` and ``cap.problems()`` ask tshark about what was captured.
+    """
+
+    def __init__(self, netns: Netns, ifname: str, bpf_filter: str, path: Path) -> None:
+        self.netns = netns
+        self.ifname = ifname
+        self.bpf_filter = bpf_filter
+        self.path = Path(path)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Capture:
+        for tool in ("tcpdump", "tshark"):
+            if shutil.which(tool) is None:
+                import pytest  # only tests capture; tools import this module without pytest
+
+                pytest.skip(f"needs {tool}")
+        self._proc = self.netns.spawn(
+            "tcpdump",
+            "-i",
+            self.ifname,
+            "-n",
+            "--immediate-mode",
+            "-U",
+            "-w",
+            str(self.path),
+            *self.bpf_filter.split(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert self._proc.stderr is not None
+        line = self._proc.stderr.readline().decode()
+        if "listening on" not in line:
+            raise RuntimeError(f"tcpdump did not start: {line}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+
+    def tshark(self, *args: str) -> str:
+        """Run tshark on the capture file (outside any namespace) and return its stdout."""
+        proc = subprocess.run(
+            ["tshark", "-n", "-r", str(self.path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"tshark {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+        return proc.stdout
+
+    def wait_frames(self, display_filter: str, count: int, timeout_s: float = 30.0) -> None:
+        """Wait until ``count`` frames matching ``display_filter`` are in the file (tcpdump
+        writes each frame as soon as it has read it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                seen = len(self.fields(display_filter, "frame.number"))
+            except RuntimeError:  # tshark read a frame still being written
+                seen = 0
+            if seen >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} frames matching {display_filter!r}: {seen} seen")
+            time.sleep(0.05)
+
+    def fields(self, display_filter: str, *names: str) -> list[list[str]]:
+        """One row per matching frame, one column per tshark field name."""
+        out = self.tshark(
+            "-Y",
+            display_filter,
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            *itertools.chain.from_iterable(("-e", n) for n in names),
+        )
+        return [line.split("|") for line in out.splitlines() if line.strip()]
+
+    def problems(self, *tshark_options: str) -> str:
+        """tshark's text for every malformed frame or expert warning/error ("" = clean).
+
+        ``tshark_options`` are extra ``-o pref:value`` settings, e.g.
+        ``("-o", "arp.detect_duplicate_ips:FALSE")`` when a VIP moving between MACs is the
+        point of the test rather than a fault.
+        """
+        return self.tshark(
+            *tshark_options, "-Y", "_ws.malformed || _ws.expert.severity >= 6291456", "-V"
+        )
+
+
 class Lab:
     """The namespaces, bridges and watcher of one test or benchmark run (context manager).
 
     Node names are the logical ones ("dir-a", "dir-b", "client", and "switch");
-    ``ns(node)`` gives the real namespace name.
+    ``ns(node)`` gives the real namespace name. ``nodes`` chooses which of the fixed nodes
+    are built (``()``: the switch alone, for tests that add their own with ``node()``).
     """
 
-    def __init__(self, lans: int = 1, ipv6: bool = True, watch: bool = True) -> None:
+    def __init__(
+        self, lans: int = 1, ipv6: bool = True, watch: bool = True, nodes: Sequence[str] = NODES
+    ) -> None:
         if lans not in (1, 2):
             raise ValueError("lans must be 1 or 2")
+        if not set(nodes) <= set(NODES):
+            raise ValueError(f"nodes must be among {NODES}")
         self.lans = lans
+        self.fixed_nodes = tuple(nodes)
         self.ipv6 = ipv6
         self.watch = watch
         self.tag = f"{NS_PREFIX}{os.getpid()}{_letters(next(_lab_counter))}"
@@ -616,6 +890,10 @@ class Lab:
         self._frames: list[Frame] = []
         self._wire_lock = threading.Lock()
         self.keep_tmpdir = bool(os.environ.get("HDL_KEEP_TMP"))
+        self.switch = Netns(self.ns("switch"))
+        #: the nodes ``node()`` added, and every namespace ``namespace()`` made
+        self.nodes: list[Node] = []
+        self._namespaces: list[Netns] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -643,13 +921,13 @@ class Lab:
 
     def setup(self) -> None:
         sweep_stale_namespaces()
-        for node in ("switch", *NODES):
+        for node in ("switch", *self.fixed_nodes):
             self._ip("netns", "add", self.ns(node))
             self._created.append(self.ns(node))
         sw = self.ns("switch")
         self.sysctl("switch", "net.ipv6.conf.all.disable_ipv6", "1")
         self.sysctl("switch", "net.ipv6.conf.default.disable_ipv6", "1")
-        for node in NODES:
+        for node in self.fixed_nodes:
             self.sysctl(node, "net.ipv6.conf.all.accept_dad", "0")
             self.sysctl(node, "net.ipv6.conf.default.accept_dad", "0")
             self.sysctl(node, "net.ipv6.conf.default.router_solicitations", "0")
@@ -675,7 +953,7 @@ class Lab:
                 "0",
             )
             self._ip("-n", sw, "link", "set", bridge, "up")
-            for node in NODES:
+            for node in self.fixed_nodes:
                 port, dev = self.port(node, lan), iface(lan)
                 self._ip(
                     "-n",
@@ -717,6 +995,64 @@ class Lab:
         if self.watch:
             self._start_watcher()
 
+    def namespace(self, role: str) -> Netns:
+        """A bare namespace (loopback up) that the lab deletes on close."""
+        ns = Netns(f"{self.tag}-n{len(self._namespaces)}{role}")
+        self._ip("netns", "add", ns.name)
+        self._created.append(ns.name)
+        self._namespaces.append(ns)
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def node(
+        self,
+        role: str,
+        *,
+        ipv4: Sequence[str] = (),
+        ipv6: Sequence[str] = (),
+        dad: bool = False,
+        ifname: str = "eth0",
+        mac: str | None = None,
+    ) -> Node:
+        """A namespace with ``ifname`` on the bridge ``br0``, up, with the given addresses.
+
+        ``dad=False`` turns IPv6 duplicate address detection off in the namespace so the
+        link-local (and every static address) is usable at once.
+        """
+        ns = self.namespace(role)
+        port = f"p{len(self.nodes)}{role}"[:15]
+        accept = "1" if dad else "0"
+        ns.sysctl("net.ipv6.conf.all.accept_dad", accept)
+        ns.sysctl("net.ipv6.conf.default.accept_dad", accept)
+        ns.ip("link", "add", ifname, *(["address", mac] if mac else []), "netns", ns.name,
+              "type", "veth", "peer", "name", port, "netns", self.switch.name)  # fmt: skip
+        self.switch.ip("link", "set", port, "master", "br0")
+        self.switch.ip("link", "set", port, "up")
+        for address in ipv4:
+            ns.ip("addr", "add", address, "dev", ifname)
+        for address in ipv6:
+            ns.ip("addr", "add", address, "dev", ifname, *([] if dad else ["nodad"]))
+        ns.ip("link", "set", ifname, "up")
+        node = Node(self, ns, ifname, port)
+        self.nodes.append(node)
+        self.wait_forwarding(node)
+        return node
+
+    def wait_forwarding(self, node: Node, timeout_s: float = 5.0) -> None:
+        """Wait until the bridge forwards on the node's port (carrier seen, port enabled).
+
+        The bridge learns of a carrier change a moment after ``ip link set up`` returns;
+        a frame sent in between is dropped. Call this after ``set_carrier(True)`` too.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = self.switch.ip("-d", "-o", "link", "show", "dev", node.port).stdout
+            if "bridge_slave state forwarding" in out and " state UP " in out:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bridge port {node.port} not forwarding: {out}")
+            time.sleep(0.01)
+
     def on_close(self, cleanup: Callable[[], None]) -> None:
         """Call ``cleanup`` when the lab closes (after its processes are killed)."""
         self._cleanups.append(cleanup)
@@ -726,6 +1062,8 @@ class Lab:
         for proc in reversed(self._procs):
             self.kill(proc)
         self._procs.clear()
+        for netns in self._namespaces:
+            netns.stop_processes()
         self._watcher = None
         while self._cleanups:
             with contextlib.suppress(Exception):
@@ -1008,6 +1346,19 @@ class Lab:
         return wait_for(found, timeout_s, what, interval_s=0.05)
 
 
+@contextlib.contextmanager
+def bare_lab(lans: int = 1) -> Iterator[Lab]:
+    """``with bare_lab() as lab:`` a lab of the switch alone (``lab.node(...)`` adds nodes),
+    always cleaned up; skips the calling test where labs cannot be built here."""
+    reason = netns_unavailable()
+    if reason is not None:
+        import pytest  # only tests call this; tools import this module without pytest
+
+        pytest.skip(reason)
+    with Lab(lans=lans, watch=False, nodes=()) as lab:
+        yield lab
+
+
 def _letters(n: int) -> str:
     out = ""
     while True:
@@ -1228,20 +1579,26 @@ if __name__ == "__main__":
 __all__ = [
     "DIRECTORS",
     "NODES",
+    "REPO_ROOT",
+    "Capture",
     "Director",
     "DirectorFactory",
     "Frame",
     "HadirectorDirector",
     "InstanceSpec",
     "Lab",
+    "Netns",
+    "Node",
     "ProcessDirector",
     "Transition",
+    "bare_lab",
     "decode_frame",
     "default_instances",
     "hadirector_command",
     "hadirector_toml",
     "iface",
     "lan_address",
+    "netns_unavailable",
     "sweep_stale_namespaces",
     "vip_address",
     "wait_for",

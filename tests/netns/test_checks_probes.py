@@ -31,7 +31,7 @@ from hadirector.checks.runner import CheckKey, HealthChecker
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import HealthCheck, IPAddress
 
-from .nsutil import Lab, Netns
+from .lab import Netns, bare_lab
 
 pytestmark = pytest.mark.netns
 
@@ -126,7 +126,7 @@ class Net:
 
 @pytest.fixture
 def net(netns_required: None, tmp_path: Path) -> Iterator[Net]:
-    with Lab() as lab:
+    with bare_lab() as lab:
         checker = lab.node("chk", ipv4=["203.0.113.1/24"], ipv6=["2001:db8:3::1/64"])
         server = lab.node("srv", ipv4=[f"{SERVER_V4}/24"], ipv6=[f"{SERVER_V6}/64"])
         mode_file = tmp_path / "mode"

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from .e2e_util import STATE_TIMEOUT_S, E2EDirector, start_pair
-from .lab import Lab, hadirector_command, wait_for
-from .nsutil import REPO_ROOT
+from .lab import REPO_ROOT, Lab, hadirector_command, wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -28,7 +28,6 @@ from hadirector.net.announce import Announcer
 from hadirector.net.links import LinkUnavailable, LinkWatcher
 from hadirector.net.netlink import IFF_RUNNING, IFF_UP, LinkInfo
 
-from . import nsutil
 from .e2e_util import (
     STATE_TIMEOUT_S,
     adverts_from,
@@ -38,7 +37,7 @@ from .e2e_util import (
     vip_for,
     wait_adverts,
 )
-from .lab import Lab, wait_for
+from .lab import Lab, Netns, wait_for
 from .prober import ProberRun
 
 pytestmark = pytest.mark.netns
@@ -132,7 +131,7 @@ def test_announcer_and_link_watcher_follow_a_recreated_interface(
     """The adapters alone: the link watcher counts the new incarnation, the announcer's
     packet socket (unbound by the kernel with the old device) sends from the new one."""
     vip = ipaddress.IPv4Address(vip_for())
-    with nsutil.Netns(netlab.ns("dir-a")).entered():
+    with Netns(netlab.ns("dir-a")).entered():
         announcer = Announcer.open("eth0")
         watcher = LinkWatcher()
         watcher.open_blocking()

@@ -14,14 +14,14 @@ from hadirector.config.schema import VirtualAddress
 from hadirector.errors import KernelError
 from hadirector.net.addresses import AddressManager, AddressRemoved
 from hadirector.net.netlink import NetlinkSocket
-from tests.netns import nsutil
+from tests.netns.lab import Lab, Node, bare_lab
 
 pytestmark = pytest.mark.netns
 
 
 @pytest.fixture
-def lab() -> Iterator[nsutil.Lab]:
-    with nsutil.lab() as instance:
+def lab() -> Iterator[Lab]:
+    with bare_lab() as instance:
         yield instance
 
 
@@ -29,18 +29,18 @@ def vip(text: str, dev: str = "eth0", label: str | None = None) -> VirtualAddres
     return VirtualAddress(ipaddress.ip_interface(text), dev, label)
 
 
-def _manager(node: nsutil.Node) -> AddressManager:
+def _manager(node: Node) -> AddressManager:
     manager = AddressManager()
     with node.netns.entered():
         trio.run(manager.open)
     return manager
 
 
-def _ip_addr(node: nsutil.Node, dev: str = "eth0") -> str:
+def _ip_addr(node: Node, dev: str = "eth0") -> str:
     return node.netns.ip("addr", "show", "dev", dev).stdout
 
 
-def test_ipv4_add_and_remove_are_idempotent_and_keep_the_label(lab: nsutil.Lab) -> None:
+def test_ipv4_add_and_remove_are_idempotent_and_keep_the_label(lab: Lab) -> None:
     a = lab.node("a", ipv4=["192.0.2.11/24"])
     manager = _manager(a)
     v = vip("192.0.2.100/32", label="eth0:vip")
@@ -64,7 +64,7 @@ def test_ipv4_add_and_remove_are_idempotent_and_keep_the_label(lab: nsutil.Lab) 
         manager.close()
 
 
-def test_ipv6_vip_is_added_without_dad(lab: nsutil.Lab) -> None:
+def test_ipv6_vip_is_added_without_dad(lab: Lab) -> None:
     a = lab.node("a", dad=True)
     manager = _manager(a)
 
@@ -90,7 +90,7 @@ def test_ipv6_vip_is_added_without_dad(lab: nsutil.Lab) -> None:
         manager.close()
 
 
-def test_kernel_refusals_name_the_address_and_device(lab: nsutil.Lab) -> None:
+def test_kernel_refusals_name_the_address_and_device(lab: Lab) -> None:
     a = lab.node("a")
     manager = _manager(a)
 
@@ -110,7 +110,7 @@ def test_kernel_refusals_name_the_address_and_device(lab: nsutil.Lab) -> None:
         manager.close()
 
 
-def test_watch_reports_vips_deleted_behind_our_back_only(lab: nsutil.Lab) -> None:
+def test_watch_reports_vips_deleted_behind_our_back_only(lab: Lab) -> None:
     a = lab.node("a", ipv4=["192.0.2.11/24"])
     manager = _manager(a)
     mine4, mine6 = vip("192.0.2.100/32"), vip("2001:db8:0:1::100/64")
@@ -155,7 +155,7 @@ def test_watch_reports_vips_deleted_behind_our_back_only(lab: nsutil.Lab) -> Non
         manager.close()
 
 
-def test_interface_recreated_or_renamed_is_resolved_again(lab: nsutil.Lab) -> None:
+def test_interface_recreated_or_renamed_is_resolved_again(lab: Lab) -> None:
     a = lab.node("a")
     a.netns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d0p")
     manager = _manager(a)
@@ -182,7 +182,7 @@ def test_interface_recreated_or_renamed_is_resolved_again(lab: nsutil.Lab) -> No
         manager.close()
 
 
-def test_many_concurrent_changes_share_one_socket(lab: nsutil.Lab) -> None:
+def test_many_concurrent_changes_share_one_socket(lab: Lab) -> None:
     a = lab.node("a")
     manager = _manager(a)
     vips = [vip(f"198.51.100.{n}/32") for n in range(1, 65)]
@@ -206,7 +206,7 @@ def test_many_concurrent_changes_share_one_socket(lab: nsutil.Lab) -> None:
         manager.close()
 
 
-def test_watch_survives_lost_notifications_and_a_failing_relisting(lab: nsutil.Lab) -> None:
+def test_watch_survives_lost_notifications_and_a_failing_relisting(lab: Lab) -> None:
     """ENOBUFS, then a re-listing that fails for a while: watch() waits, re-lists, reports."""
     a = lab.node("a", ipv4=["192.0.2.11/24"])
     manager = _manager(a)

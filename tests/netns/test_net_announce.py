@@ -16,7 +16,7 @@ from hadirector.config.schema import VirtualAddress
 from hadirector.net.addresses import AddressManager
 from hadirector.net.announce import Announcer
 from hadirector.net.links import LinkUnavailable
-from tests.netns import nsutil
+from tests.netns.lab import Capture, Lab, Node, bare_lab
 
 pytestmark = pytest.mark.netns
 
@@ -25,15 +25,15 @@ VIP6 = ipaddress.IPv6Address("2001:db8:0:1::100")
 
 
 @pytest.fixture
-def lab() -> Iterator[nsutil.Lab]:
-    with nsutil.lab() as instance:
+def lab() -> Iterator[Lab]:
+    with bare_lab() as instance:
         yield instance
 
 
 class Director:
     """One node that can hold the VIP: its address manager and announcer."""
 
-    def __init__(self, node: nsutil.Node) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self.addresses = AddressManager()
         with node.netns.entered():
@@ -51,7 +51,7 @@ class Director:
         self.addresses.close()
 
 
-def _topology(lab: nsutil.Lab) -> tuple[Director, Director, nsutil.Node, nsutil.Node]:
+def _topology(lab: Lab) -> tuple[Director, Director, Node, Node]:
     a = lab.node("a", ipv4=["192.0.2.11/24"], ipv6=["2001:db8:0:1::11/64"])
     b = lab.node("b", ipv4=["192.0.2.12/24"], ipv6=["2001:db8:0:1::12/64"])
     client = lab.node("c", ipv4=["192.0.2.13/24"], ipv6=["2001:db8:0:1::13/64"])
@@ -59,7 +59,7 @@ def _topology(lab: nsutil.Lab) -> tuple[Director, Director, nsutil.Node, nsutil.
     return Director(a), Director(b), client, watcher
 
 
-def _touch(client: nsutil.Node, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+def _touch(client: Node, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     """Make the client resolve ``address`` (one UDP datagram to it)."""
     family = "AF_INET" if address.version == 4 else "AF_INET6"
     client.netns.python(
@@ -70,29 +70,27 @@ def _touch(client: nsutil.Node, address: ipaddress.IPv4Address | ipaddress.IPv6A
     )
 
 
-def _neighbour_mac(client: nsutil.Node, address: object) -> str | None:
+def _neighbour_mac(client: Node, address: object) -> str | None:
     out = client.netns.ip("neigh", "show", str(address), "dev", client.ifname).stdout
     match = re.search(r"lladdr ([0-9a-f:]{17})", out)
     return match.group(1) if match else None
 
 
-def _wait_neighbour(client: nsutil.Node, address: object, mac: str, timeout_s: float = 3) -> None:
+def _wait_neighbour(client: Node, address: object, mac: str, timeout_s: float = 3) -> None:
     deadline = time.monotonic() + timeout_s
     while (seen := _neighbour_mac(client, address)) != mac:
         assert time.monotonic() < deadline, f"{address}: client has {seen}, expected {mac}"
         time.sleep(0.02)
 
 
-def test_gratuitous_arp_moves_the_client_and_is_well_formed(
-    lab: nsutil.Lab, tmp_path: Path
-) -> None:
+def test_gratuitous_arp_moves_the_client_and_is_well_formed(lab: Lab, tmp_path: Path) -> None:
     a, b, client, watcher = _topology(lab)
     vip = VirtualAddress(ipaddress.ip_interface(f"{VIP4}/32"), "eth0")
     try:
         a.take(vip)
         _touch(client, VIP4)
         _wait_neighbour(client, VIP4, a.node.mac)
-        with nsutil.Capture(watcher.netns, "eth0", "arp", tmp_path / "garp.pcap") as cap:
+        with Capture(watcher.netns, "eth0", "arp", tmp_path / "garp.pcap") as cap:
             a.give_up(vip)
             b.take(vip)
             b.announcer.send_garp(VIP4)
@@ -127,16 +125,14 @@ def test_gratuitous_arp_moves_the_client_and_is_well_formed(
     assert cap.problems("-o", "arp.detect_duplicate_ips:FALSE") == ""
 
 
-def test_unsolicited_na_moves_the_client_and_is_well_formed(
-    lab: nsutil.Lab, tmp_path: Path
-) -> None:
+def test_unsolicited_na_moves_the_client_and_is_well_formed(lab: Lab, tmp_path: Path) -> None:
     a, b, client, watcher = _topology(lab)
     vip = VirtualAddress(ipaddress.ip_interface(f"{VIP6}/64"), "eth0")
     try:
         a.take(vip)
         _touch(client, VIP6)
         _wait_neighbour(client, VIP6, a.node.mac)
-        with nsutil.Capture(watcher.netns, "eth0", "icmp6", tmp_path / "na.pcap") as cap:
+        with Capture(watcher.netns, "eth0", "icmp6", tmp_path / "na.pcap") as cap:
             a.give_up(vip)
             b.take(vip)
             b.announcer.send_unsolicited_na(VIP6)
@@ -177,7 +173,7 @@ def test_unsolicited_na_moves_the_client_and_is_well_formed(
 
 
 def test_announcer_follows_mac_and_link_local_changes_and_reports_link_down(
-    lab: nsutil.Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path
 ) -> None:
     a = lab.node("a", ipv4=["192.0.2.11/24"])
     watcher = lab.node("w")
@@ -187,7 +183,7 @@ def test_announcer_follows_mac_and_link_local_changes_and_reports_link_down(
     new_mac = "02:00:5e:00:53:01"
     new_link_local = "fe80::5eff:fe00:5301"  # EUI-64 of the new MAC
     try:
-        with nsutil.Capture(watcher.netns, "eth0", "arp or icmp6", tmp_path / "m.pcap") as cap:
+        with Capture(watcher.netns, "eth0", "arp or icmp6", tmp_path / "m.pcap") as cap:
             announcer.send_garp(VIP4)
             announcer.send_unsolicited_na(VIP6)
             # Down, new MAC, up: the link-local is regenerated from the new MAC. No refresh()

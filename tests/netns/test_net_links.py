@@ -13,7 +13,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from hadirector.net.links import LinkChange, LinkWatcher
 from hadirector.net.netlink import NLM_F_ACK, NLM_F_REQUEST, NetlinkSocket, link_by_name_blocking
-from tests.netns import nsutil
+from tests.netns.lab import Lab, Node, bare_lab
 
 pytestmark = pytest.mark.netns
 
@@ -22,12 +22,12 @@ CARRIER_LOSS_BUDGET_S = 0.05  # the target is ~10 ms; a busy 2-core machine gets
 
 
 @pytest.fixture
-def lab() -> Iterator[nsutil.Lab]:
-    with nsutil.lab() as instance:
+def lab() -> Iterator[Lab]:
+    with bare_lab() as instance:
         yield instance
 
 
-def _watcher(node: nsutil.Node) -> LinkWatcher:
+def _watcher(node: Node) -> LinkWatcher:
     watcher = LinkWatcher()
     with node.netns.entered():
         trio.run(watcher.open)
@@ -39,7 +39,7 @@ async def _next_change(changes: object, timeout_s: float = 5.0) -> LinkChange:
         return await changes.__anext__()  # type: ignore[attr-defined, no-any-return]
 
 
-def test_carrier_loss_on_the_peer_is_seen_within_milliseconds(lab: nsutil.Lab) -> None:
+def test_carrier_loss_on_the_peer_is_seen_within_milliseconds(lab: Lab) -> None:
     a = lab.node("a")
     watcher = _watcher(a)
     with lab.switch.entered():
@@ -74,7 +74,7 @@ def test_carrier_loss_on_the_peer_is_seen_within_milliseconds(lab: nsutil.Lab) -
     assert max(delays) < CARRIER_LOSS_BUDGET_S, delays
 
 
-def test_admin_down_delete_create_and_rename_are_reported(lab: nsutil.Lab) -> None:
+def test_admin_down_delete_create_and_rename_are_reported(lab: Lab) -> None:
     a = lab.node("a")
     watcher = _watcher(a)
 
@@ -113,7 +113,7 @@ def test_admin_down_delete_create_and_rename_are_reported(lab: nsutil.Lab) -> No
         watcher.close()
 
 
-def test_is_up_does_not_swallow_changes(lab: nsutil.Lab) -> None:
+def test_is_up_does_not_swallow_changes(lab: Lab) -> None:
     a = lab.node("a")
     watcher = LinkWatcher()
     with a.netns.entered():
@@ -134,7 +134,7 @@ def test_is_up_does_not_swallow_changes(lab: nsutil.Lab) -> None:
         watcher.close()
 
 
-def test_lost_notifications_neither_block_nor_break_is_up(lab: nsutil.Lab) -> None:
+def test_lost_notifications_neither_block_nor_break_is_up(lab: Lab) -> None:
     """After ENOBUFS, is_up() answers at once from what it knew; changes() re-dumps."""
     a = lab.node("a")
     watcher = LinkWatcher()

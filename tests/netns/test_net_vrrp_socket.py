@@ -29,7 +29,7 @@ from hadirector.net.vrrp_socket import (
     VrrpSockets,
 )
 from hadirector.vrrp import codec
-from tests.netns import nsutil
+from tests.netns.lab import Capture, Lab, Node, bare_lab
 
 pytestmark = pytest.mark.netns
 
@@ -44,16 +44,16 @@ _registries: dict[str, VrrpSockets] = {}
 
 
 @pytest.fixture
-def lab() -> Iterator[nsutil.Lab]:
+def lab() -> Iterator[Lab]:
     _registries.clear()
     try:
-        with nsutil.lab() as instance:
+        with bare_lab() as instance:
             yield instance
     finally:
         _registries.clear()
 
 
-def _registry(node: nsutil.Node) -> VrrpSockets:
+def _registry(node: Node) -> VrrpSockets:
     return _registries.setdefault(node.netns.name, VrrpSockets())
 
 
@@ -85,15 +85,13 @@ async def _receive_within(sock: VrrpSocket, timeout_s: float) -> Received | None
     return None
 
 
-def _open(node: nsutil.Node, family: int, vrid: int = 51, **kwargs: object) -> VrrpSocket:
+def _open(node: Node, family: int, vrid: int = 51, **kwargs: object) -> VrrpSocket:
     with node.netns.entered():
         return _registry(node).open(interface=node.ifname, family=family, vrid=vrid, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(
-    lab: nsutil.Lab, family: int
-) -> None:
+def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(lab: Lab, family: int) -> None:
     a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
     b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
     sock_a = _open(a, family)
@@ -126,7 +124,7 @@ def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> None:
+def test_unicast_adverts_reach_only_the_peer(lab: Lab, family: int) -> None:
     a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
     b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
     c = lab.node("c", ipv4=[f"{C4}/24"], ipv6=["2001:db8:0:1::13/64"])
@@ -173,9 +171,7 @@ def test_unicast_adverts_reach_only_the_peer(lab: nsutil.Lab, family: int) -> No
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_link_down_is_link_unavailable_and_sockets_work_again_after(
-    lab: nsutil.Lab, family: int
-) -> None:
+def test_link_down_is_link_unavailable_and_sockets_work_again_after(lab: Lab, family: int) -> None:
     a = lab.node("a", ipv4=[f"{A4}/24"])
     b = lab.node("b", ipv4=[f"{B4}/24"])
     sock_a = _open(a, family)
@@ -219,7 +215,7 @@ def test_link_down_is_link_unavailable_and_sockets_work_again_after(
         sock_b.close()
 
 
-def test_open_without_an_address_is_link_unavailable(lab: nsutil.Lab) -> None:
+def test_open_without_an_address_is_link_unavailable(lab: Lab) -> None:
     a = lab.node("a")
     with pytest.raises(LinkUnavailable), a.netns.entered():
         VrrpSockets().open(interface=a.ifname, family=4, vrid=51)
@@ -236,7 +232,7 @@ def test_open_without_an_address_is_link_unavailable(lab: nsutil.Lab) -> None:
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_adverts_are_well_formed_on_the_wire(lab: nsutil.Lab, family: int, tmp_path: Path) -> None:
+def test_adverts_are_well_formed_on_the_wire(lab: Lab, family: int, tmp_path: Path) -> None:
     a = lab.node("a", ipv4=[f"{A4}/24"])
     watcher = lab.node("w")
     sock = _open(a, family)
@@ -247,7 +243,7 @@ def test_adverts_are_well_formed_on_the_wire(lab: nsutil.Lab, family: int, tmp_p
             await sock.send(_advert(sock, group, priority), group)
 
     try:
-        with nsutil.Capture(
+        with Capture(
             watcher.netns, watcher.ifname, "ip proto 112 or ip6", tmp_path / "v.pcap"
         ) as cap:
             _run(main)
@@ -292,7 +288,7 @@ vrrp_instance VI_1 {{
 
 @pytest.mark.keepalived
 @pytest.mark.parametrize("family", [4, 6])
-def test_keepalived_adverts_are_received(lab: nsutil.Lab, family: int, tmp_path: Path) -> None:
+def test_keepalived_adverts_are_received(lab: Lab, family: int, tmp_path: Path) -> None:
     if shutil.which("keepalived") is None:
         pytest.skip("needs keepalived")
     a = lab.node("a", ipv4=[f"{A4}/24"])
@@ -323,7 +319,7 @@ def test_keepalived_adverts_are_received(lab: nsutil.Lab, family: int, tmp_path:
         sock.close()
 
 
-def _raw_sockets(node: nsutil.Node, family: int) -> int:
+def _raw_sockets(node: Node, family: int) -> int:
     """Raw sockets of this process in ``node``'s namespace (the kernel's table there)."""
     table = node.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
     inodes = {line.split()[9] for line in table.splitlines()[1:] if line.strip()}
@@ -342,7 +338,7 @@ def _raw_sockets(node: nsutil.Node, family: int) -> int:
 @pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("family", [4, 6])
 def test_one_shared_socket_per_interface_receives_only_its_vrids(
-    lab: nsutil.Lab, family: int, unicast: bool
+    lab: Lab, family: int, unicast: bool
 ) -> None:
     """Two agents' worth of VRIDs on one link: each registry's one receive socket gets only
     the VRIDs of its endpoints (the kernel filter: nothing reaches Python as an unknown VRID),

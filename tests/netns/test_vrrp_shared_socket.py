@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from .e2e_util import STATE_TIMEOUT_S, E2EDirector
-from .lab import InstanceSpec, Lab, hadirector_command, wait_for
-from .nsutil import REPO_ROOT
+from .lab import REPO_ROOT, InstanceSpec, Lab, hadirector_command, wait_for
 
 pytestmark = pytest.mark.netns
 
