@@ -12,12 +12,12 @@ how tests outside this directory run.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from . import vmplugin
+from .lvslab import Lab
 
 #: Every scheduler module of the Debian 6.1 kernel (twos arrived in 6.2).
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf")
@@ -36,25 +36,8 @@ def ipvs_modules() -> None:
     subprocess.run(["modprobe", "-a", *modules], check=True)
 
 
-def run_ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def netns(ipvs_modules: None) -> Iterator[str]:
     """A fresh network namespace (lo up) with its own empty IPVS table; deleted afterwards."""
-    name = f"hdvm-{uuid.uuid4().hex[:8]}"
-    run_ip("netns", "add", name)
-    try:
-        run_ip("-n", name, "link", "set", "lo", "up")
-        yield name
-    finally:
-        run_ip("netns", "delete", name)
-
-
-def in_netns(name: str, *command: str) -> str:
-    """Run a command in a namespace; its stdout (CalledProcessError with stderr if it fails)."""
-    result = subprocess.run(["ip", "netns", "exec", name, *command], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr}")
-    return result.stdout
+    with Lab() as lab:
+        yield lab.netns("t")

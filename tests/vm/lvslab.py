@@ -5,7 +5,10 @@ and carry a random tag) and is torn down with them; addresses come from the docu
 ranges 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24. Nothing here sends traffic
 anywhere else.
 
-- ``Lab``: creates namespaces, veth pairs and bridges, runs commands in them, deletes them.
+- ``Lab``: creates namespaces, veth pairs and bridges (``plug`` a namespace into one),
+  runs commands in them, deletes them. ``routed_lan`` builds the LVS topology the traffic
+  and health tests share: a client behind a router, whose LAN bridge holds the director
+  and the real servers. ``in_netns`` runs one command in a namespace.
 - ``socket_in``: a socket created inside a namespace (a short-lived thread enters it), so
   real servers and the client run as threads of the test process: no Python start-up per
   server, which costs seconds under the VM's emulation.
@@ -53,6 +56,11 @@ def run(*command: str, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr}")
     return result.stdout
+
+
+def in_netns(netns: str, *command: str, check: bool = True) -> str:
+    """Run a command in namespace ``netns``; its stdout (AssertionError if it fails)."""
+    return run("ip", "netns", "exec", netns, *command, check=check)
 
 
 def _setns(fd: int) -> None:
@@ -113,7 +121,7 @@ class Lab:
         return run("ip", "-n", netns, *args)
 
     def exec(self, netns: str, *command: str, check: bool = True) -> str:
-        return run("ip", "netns", "exec", netns, *command, check=check)
+        return in_netns(netns, *command, check=check)
 
     def sysctl(self, netns: str, **values: str | int) -> None:
         """Set sysctls in a namespace: ``key__sub`` spells ``key/sub`` (dots also accepted)."""
@@ -127,10 +135,68 @@ class Lab:
         self.ip(a, "link", "set", a_dev, "up")
         self.ip(b, "link", "set", b_dev, "up")
 
+    def bridge(self, netns: str, name: str) -> None:
+        """A bridge ``name`` in ``netns``, up."""
+        self.ip(netns, "link", "add", name, "type", "bridge")
+        self.ip(netns, "link", "set", name, "up")
+
+    def plug(
+        self, switch: str, bridge: str, port: str, netns: str, dev: str, address: str = ""
+    ) -> None:
+        """A veth pair from ``port``, a port of ``bridge`` in ``switch``, to ``dev`` in
+        ``netns``; ``address`` (with its prefix length) on ``dev`` when given."""
+        self.link(switch, port, netns, dev)
+        self.ip(switch, "link", "set", port, "master", bridge)
+        if address:
+            self.ip(netns, "addr", "add", address, "dev", dev)
+
     def close(self) -> None:
         for name in reversed(self.namespaces):
             run("ip", "netns", "delete", name, check=False)
         self.namespaces.clear()
+
+
+ROUTER_CLIENT_SIDE = "203.0.113.1"
+VIP_NET = "192.0.2.0/24"
+
+
+def routed_lan(
+    lab: Lab, *, client: str, router_lan: str, director: str, servers: dict[str, str]
+) -> tuple[str, str, str, dict[str, str]]:
+    """The LVS site of the traffic and health tests; (client, router, director, real
+    servers by name) namespaces::
+
+        client CLIENT ── 203.0.113.1 router ROUTER_LAN ── LAN bridge br0 (in the router)
+                                                            ├── director DIRECTOR
+                                                            └── real servers (name: address)
+
+    All on /24s; the router forwards, and routes the VIPs (192.0.2.0/24) to the director,
+    the director's default route is the router. Reverse-path filtering is off everywhere,
+    and the director sends no ICMP redirects: in a one-armed NAT the servers' replies enter
+    and leave it on the same LAN (a redirect would make them bypass it, un-NATed). Routes
+    and VIPs of the servers and VIPs of the director are the caller's.
+    """
+    client_ns, router, director_ns = lab.netns("cl"), lab.netns("rt"), lab.netns("dir")
+    real = {name: lab.netns(name) for name in servers}
+    for ns in (client_ns, router, director_ns, *real.values()):
+        lab.sysctl(ns, **{"net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0})
+    lab.sysctl(
+        director_ns,
+        **{"net.ipv4.conf.all.send_redirects": 0, "net.ipv4.conf.default.send_redirects": 0},
+    )
+    lab.link(client_ns, "eth0", router, "cl0")
+    lab.ip(client_ns, "addr", "add", f"{client}/24", "dev", "eth0")
+    lab.ip(client_ns, "route", "add", "default", "via", ROUTER_CLIENT_SIDE)
+    lab.ip(router, "addr", "add", f"{ROUTER_CLIENT_SIDE}/24", "dev", "cl0")
+    lab.bridge(router, "br0")
+    lab.ip(router, "addr", "add", f"{router_lan}/24", "dev", "br0")
+    lab.ip(router, "route", "add", VIP_NET, "via", director)
+    lab.sysctl(router, **{"net.ipv4.ip_forward": 1})
+    lab.plug(router, "br0", "p-dir", director_ns, "eth0", f"{director}/24")
+    lab.ip(director_ns, "route", "add", "default", "via", router_lan)
+    for name, address in servers.items():
+        lab.plug(router, "br0", f"p-{name}", real[name], "eth0", f"{address}/24")
+    return client_ns, router, director_ns, real
 
 
 # --- real servers and the client --------------------------------------------------------------

@@ -32,8 +32,8 @@ from hadirector.ipvs.reconcile import (
 )
 from hadirector.ipvs.types import Timeouts
 
-from .conftest import in_netns
 from .ipvsadm import merge_thresholds, parse_save
+from .lvslab import in_netns
 
 pytestmark = pytest.mark.vm
 

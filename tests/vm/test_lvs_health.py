@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from .lvslab import AgentProcess, Lab, RealServer, agent, request, run
+from .lvslab import AgentProcess, Lab, RealServer, agent, request, routed_lan, run
 
 pytestmark = pytest.mark.vm
 
@@ -103,36 +103,12 @@ class Lvs:
 
 
 def build(lab: Lab) -> tuple[str, str, dict[str, str]]:
-    client, router, director = lab.netns("cl"), lab.netns("rt"), lab.netns("dir")
-    real = {name: lab.netns(name) for name in RS_ADDRESSES}
-    for ns in (client, router, director, *real.values()):
-        lab.sysctl(ns, **{"net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0})
-    # One-armed NAT: no ICMP redirects, or the servers' replies would bypass the director.
-    lab.sysctl(
-        director,
-        **{"net.ipv4.conf.all.send_redirects": 0, "net.ipv4.conf.default.send_redirects": 0},
+    client, _router, director, real = routed_lan(
+        lab, client=CLIENT, router_lan=ROUTER_LAN, director=DIRECTOR, servers=RS_ADDRESSES
     )
-    lab.link(client, "eth0", router, "cl0")
-    lab.ip(client, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
-    lab.ip(client, "route", "add", "default", "via", "203.0.113.1")
-    lab.ip(router, "addr", "add", "203.0.113.1/24", "dev", "cl0")
-    lab.ip(router, "link", "add", "br0", "type", "bridge")
-    lab.ip(router, "link", "set", "br0", "up")
-    lab.ip(router, "addr", "add", f"{ROUTER_LAN}/24", "dev", "br0")
-    lab.ip(router, "route", "add", "192.0.2.0/24", "via", DIRECTOR)
-    lab.sysctl(router, **{"net.ipv4.ip_forward": 1})
-
-    def lan_port(ns: str, port: str, address: str) -> None:
-        lab.link(router, port, ns, "eth0")
-        lab.ip(router, "link", "set", port, "master", "br0")
-        lab.ip(ns, "addr", "add", f"{address}/24", "dev", "eth0")
-
-    lan_port(director, "p-dir", DIRECTOR)
-    lab.ip(director, "route", "add", "default", "via", ROUTER_LAN)
     for vip in (VIP_QUIESCE, VIP_REMOVE):
         lab.ip(director, "addr", "add", f"{vip}/32", "dev", "lo")
-    for name, address in RS_ADDRESSES.items():
-        lan_port(real[name], f"p-{name}", address)
+    for name in RS_ADDRESSES:
         lab.ip(real[name], "route", "add", "default", "via", DIRECTOR)
     return client, director, real
 

@@ -167,14 +167,10 @@ def build(lab: Lab) -> dict[str, str]:
     ns = {role: lab.netns(role) for role in ("sw", "cl", "cl2", "dira", "dirb", "rs1", "rs2")}
     sw = ns["sw"]
     for bridge in ("brf", "brb", "brs"):
-        lab.ip(sw, "link", "add", bridge, "type", "bridge")
-        lab.ip(sw, "link", "set", bridge, "up")
+        lab.bridge(sw, bridge)
 
     def plug(role: str, dev: str, bridge: str, address: str) -> None:
-        port = f"{role}-{dev}"[:15]
-        lab.link(sw, port, ns[role], dev)
-        lab.ip(sw, "link", "set", port, "master", bridge)
-        lab.ip(ns[role], "addr", "add", address, "dev", dev)
+        lab.plug(sw, bridge, f"{role}-{dev}"[:15], ns[role], dev, address)
 
     plug("cl", "eth0", "brf", "203.0.113.2/24")
     plug("cl2", "eth0", "brf", "203.0.113.3/24")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import in_netns
+from .lvslab import in_netns
 
 pytestmark = pytest.mark.vm
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +21,7 @@ from hadirector.ipvs.model import Dest, DestKey, Service, ServiceKey
 from hadirector.ipvs.types import SyncDaemon, SyncState
 from hadirector.sync.kernel import SyncKernel
 
-from .conftest import in_netns, run_ip
+from .lvslab import Lab, in_netns, run
 
 pytestmark = pytest.mark.vm
 
@@ -30,20 +29,12 @@ pytestmark = pytest.mark.vm
 @pytest.fixture
 def directors(ipvs_modules: None) -> Iterator[tuple[str, str]]:
     """Namespaces a and b, linked by veth a0 (192.0.2.1) <-> b0 (192.0.2.2)."""
-    tag = uuid.uuid4().hex[:6]
-    a, b = f"hda-{tag}", f"hdb-{tag}"
-    run_ip("netns", "add", a)
-    run_ip("netns", "add", b)
-    try:
-        run_ip("-n", a, "link", "add", "a0", "type", "veth", "peer", "b0", "netns", b)
+    with Lab() as lab:
+        a, b = lab.netns("a"), lab.netns("b")
+        lab.link(a, "a0", b, "b0")
         for ns, dev, addr in ((a, "a0", "192.0.2.1/24"), (b, "b0", "192.0.2.2/24")):
-            run_ip("-n", ns, "addr", "add", addr, "dev", dev)
-            run_ip("-n", ns, "link", "set", dev, "up")
-            run_ip("-n", ns, "link", "set", "lo", "up")
+            lab.ip(ns, "addr", "add", addr, "dev", dev)
         yield a, b
-    finally:
-        run_ip("netns", "delete", a)
-        run_ip("netns", "delete", b)
 
 
 def test_master_and_backup_start_read_back_and_stop(directors: tuple[str, str]) -> None:
@@ -124,8 +115,8 @@ def test_connections_reach_the_backup(directors: tuple[str, str]) -> None:
     vip = ServiceKey.virtual("tcp", "203.0.113.10", 80)
     real = DestKey.of("192.0.2.2", 8080)
     # The "client" is the master's own namespace: a local connection to the VIP.
-    run_ip("-n", a, "addr", "add", "203.0.113.10/32", "dev", "lo")
-    run_ip("-n", b, "route", "add", "default", "via", "192.0.2.1")
+    run("ip", "-n", a, "addr", "add", "203.0.113.10/32", "dev", "lo")
+    run("ip", "-n", b, "route", "add", "default", "via", "192.0.2.1")
     server = subprocess.Popen(
         ["ip", "netns", "exec", b, "python3", "-c", _ACCEPT_LOOP],
         stdout=subprocess.PIPE,
@@ -192,9 +183,9 @@ def test_ipv6_group_carries_ipv6_connections(directors: tuple[str, str]) -> None
     vip = ServiceKey.virtual("tcp", "2001:db8:10::10", 80)
     real = DestKey.of("2001:db8:1::2", 8080)
     for ns, dev, addr in ((a, "a0", "2001:db8:1::1/64"), (b, "b0", "2001:db8:1::2/64")):
-        run_ip("-n", ns, "addr", "add", addr, "dev", dev, "nodad")
-    run_ip("-n", a, "addr", "add", "2001:db8:10::10/128", "dev", "lo")
-    run_ip("-n", b, "route", "add", "default", "via", "2001:db8:1::1")
+        run("ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad")
+    run("ip", "-n", a, "addr", "add", "2001:db8:10::10/128", "dev", "lo")
+    run("ip", "-n", b, "route", "add", "default", "via", "2001:db8:1::1")
     # The daemons bind to the interface's link-local address: wait until it is usable.
     for ns, dev in ((a, "a0"), (b, "b0")):
         deadline = time.monotonic() + 10

@@ -336,12 +336,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("netem")
     with Lab() as lab:
         ns = {role: lab.netns(role) for role in ("sw", "dira", "dirb")}
-        lab.ip(ns["sw"], "link", "add", "br0", "type", "bridge")
-        lab.ip(ns["sw"], "link", "set", "br0", "up")
+        lab.bridge(ns["sw"], "br0")
         for role, address in (("dira", ADDRESS_A), ("dirb", ADDRESS_B)):
-            lab.link(ns["sw"], f"p-{role}", ns[role], "eth0")
-            lab.ip(ns["sw"], "link", "set", f"p-{role}", "master", "br0")
-            lab.ip(ns[role], "addr", "add", f"{address}/24", "dev", "eth0")
+            lab.plug(ns["sw"], "br0", f"p-{role}", ns[role], "eth0", f"{address}/24")
         sockets = {"dira": work / "A.sock", "dirb": work / "B.sock"}
 
         def became_master(event: dict[str, Any]) -> bool:
