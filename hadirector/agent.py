@@ -48,7 +48,7 @@ import signal
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,16 +114,20 @@ def machine_config(cfg: VrrpInstance, primary: Any) -> MachineConfig:
 
 
 class RateLimitedLog:
-    """Log a repeated event at most once per ``period_s`` per key, with the count since."""
+    """Log a repeated event at most once per ``period_s`` per key, with the count since;
+    ``clock`` is the monotonic time in seconds (the driver's: ``trio.current_time``)."""
 
-    def __init__(self, log: Any, period_s: float = 1.0) -> None:
+    def __init__(
+        self, log: Any, period_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._log = log
         self._period_s = period_s
+        self._clock = clock
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
     def warning(self, key: str, event: str, **fields: Any) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last.get(key, -math.inf) < self._period_s:
             self._suppressed[key] += 1
             return
@@ -148,7 +152,7 @@ class Instance:
         self.agent = agent
         self.cfg = cfg
         self.log = logs.get(instance=cfg.name)
-        self.rejects = RateLimitedLog(self.log)
+        self.rejects = RateLimitedLog(self.log, clock=trio.current_time)
         self.counters: Counter[str] = Counter()
         # Two queues: control events (never dropped) are served before adverts (bounded,
         # dropped and counted when full); ``post`` wakes the driver.
@@ -568,7 +572,7 @@ class Instance:
             destinations=self.sock.destinations,
             keys=self.hmac_keys,
             last_seq=self._hmac_seq,
-            now_ns=time.time_ns() if self.hmac_keys is not None else 0,
+            now_ns=self.agent.wall_clock_ns() if self.hmac_keys is not None else 0,
         )
         self._hmac_seq = built.last_seq
         for payload, dst in built.packets:
@@ -887,9 +891,16 @@ class Agent:
     """Everything one ``hadirector run`` process does."""
 
     def __init__(
-        self, config: Config, config_path: Path | None = None, adapters: Adapters | None = None
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        adapters: Adapters | None = None,
+        *,
+        wall_clock_ns: Callable[[], int] | None = None,
     ) -> None:
         self.adapters = adapters or Adapters.real()
+        # Wall-clock nanoseconds: the HMAC send sequence starts from it (vrrp/send.py).
+        self.wall_clock_ns = wall_clock_ns or _wall_clock_ns
         self.config = config
         self.config_path = config_path
         self.log = logs.get(
@@ -1331,6 +1342,11 @@ class Agent:
         self.sync.update(new)
         self.checks.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
+
+
+def _wall_clock_ns() -> int:
+    """The default wall clock, read through this module's ``time`` at each call."""
+    return time.time_ns()
 
 
 def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:
