@@ -1,7 +1,8 @@
 """Following the instance's interface when it goes down, is deleted and comes back.
 
-RFC 5798 section 6.4 leaves an instance whose interface is down nothing to do (the machine
-takes the link state: FAULT while it is down, see vrrp/machine.py). A real interface can
+RFC 5798 section 6.4 has no state for an instance whose interface is down; as keepalived
+does, the machine takes the link state (FAULT while it is down, see vrrp/machine.py) and
+sends nothing (section 6.4.3: only a master sends adverts). A real interface can
 also be deleted and created again under the same name (a VLAN or bond re-created, a VM's
 NIC re-plugged): the VRRP socket bound to the old one is dead, even if the new one got the
 same ifindex. ``InterfaceFollower`` decides, from the facts the driver gives it (link up or

@@ -165,8 +165,8 @@ class VipOwnership:
         self, state: State, configured: Sequence[VirtualAddress], own_interface: str, ifname: str
     ) -> list[AddVip]:
         """``ifname`` is up (again, perhaps created again): a master puts back the VIPs it
-        holds there. Not on the instance's own interface: the machine left MASTER when it
-        went (RFC 5798 has no VIP without its interface), and acquires on its return."""
+        holds there. Not on the instance's own interface: the machine left MASTER (for
+        FAULT) when it went, and acquires when it is master again (RFC 5798 6.4.2)."""
         if state is not State.MASTER or ifname == own_interface:
             return []
         return [AddVip(v, "restore") for v in self.held_vips(configured) if v.dev == ifname]

@@ -1,8 +1,9 @@
 """Following a deleted and re-created interface (vrrp/iface.py).
 
-RFC 5798 §6.4: an instance whose interface is down does nothing but wait (the machine is in
-FAULT, see vrrp/machine.py). A deleted interface kills the socket bound to it; the one that
-comes back under the same name needs a new socket before the machine may leave FAULT."""
+RFC 5798 §6.4 has no state for a dead interface; as keepalived does, the machine waits in
+FAULT while it is down (vrrp/machine.py). A deleted interface kills the socket bound to it;
+the one that comes back under the same name needs a new socket before the machine may leave
+FAULT: a backup that hears nothing on a dead socket would take over (§6.4.2, Master_Down)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def test_a_deleted_interface_is_said_gone_once_per_disappearance() -> None:
 
 
 def test_an_interface_back_under_its_name_gets_a_new_socket_before_the_link_is_up() -> None:
-    # The machine must not leave FAULT (RFC 5798 §6.4) on a socket that hears nothing.
+    # The machine must not leave FAULT on a socket that hears nothing: as a backup it would
+    # take over when Master_Down_Timer fires (RFC 5798 §6.4.2) while a master exists.
     f = InterfaceFollower()
     f.link(False, stale=True, present=False)
     assert f.link(True, stale=True) == [Reopen()]
