@@ -48,7 +48,7 @@ import signal
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ from hadirector.status import (
     SyncGroupStatus,
 )
 from hadirector.sync.daemon import SyncDaemons
-from hadirector.vrrp import auth, codec, receive, send, track
+from hadirector.vrrp import auth, codec, iface, receive, send, track, vips
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import (
     AcquireAddresses,
@@ -91,7 +91,7 @@ STOP_TIMEOUT_S = 15.0
 ADVERT_QUEUE = 1024
 RECEIVE_ERROR_BACKOFF_S = 0.2
 # A re-created interface without a source address yet: try the VRRP socket again this often.
-REOPEN_RETRY_S = 0.5
+REOPEN_RETRY_S = iface.REOPEN_RETRY_S
 
 
 def _seconds_to_cs(seconds: float) -> int:
@@ -114,16 +114,20 @@ def machine_config(cfg: VrrpInstance, primary: Any) -> MachineConfig:
 
 
 class RateLimitedLog:
-    """Log a repeated event at most once per ``period_s`` per key, with the count since."""
+    """Log a repeated event at most once per ``period_s`` per key, with the count since;
+    ``clock`` is the monotonic time in seconds (the driver's: ``trio.current_time``)."""
 
-    def __init__(self, log: Any, period_s: float = 1.0) -> None:
+    def __init__(
+        self, log: Any, period_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._log = log
         self._period_s = period_s
+        self._clock = clock
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
     def warning(self, key: str, event: str, **fields: Any) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last.get(key, -math.inf) < self._period_s:
             self._suppressed[key] += 1
             return
@@ -148,7 +152,7 @@ class Instance:
         self.agent = agent
         self.cfg = cfg
         self.log = logs.get(instance=cfg.name)
-        self.rejects = RateLimitedLog(self.log)
+        self.rejects = RateLimitedLog(self.log, clock=trio.current_time)
         self.counters: Counter[str] = Counter()
         # Two queues: control events (never dropped) are served before adverts (bounded,
         # dropped and counted when full); ``post`` wakes the driver.
@@ -174,15 +178,13 @@ class Instance:
         # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
         # as keepalived does (one configured with old_unicast_checksum drops the RFC form).
         self.peer_old_checksum = False
-        self.holding: set[str] = set()
+        # The VIPs this instance holds, and the decisions that change them (vrrp/vips.py).
+        self.vips = vips.VipOwnership()
         self._announce_scope: trio.CancelScope | None = None
         self._receive_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        # The interface was re-created but the socket could not follow yet: when to retry,
-        # and how many attempts failed (the first failure is logged, the success says all).
-        self._reopen_at: float | None = None
-        self._reopen_failures = 0
-        self._interface_gone = False  # logged once per disappearance
+        # The interface gone, back, the socket re-opened on it or a retry due (vrrp/iface.py).
+        self.follower = iface.InterfaceFollower(REOPEN_RETRY_S)
         # The interface's incarnation (links.incarnation) the VRRP socket was opened on.
         self._sock_incarnation = 0
         self.done = trio.Event()
@@ -194,6 +196,11 @@ class Instance:
     @property
     def state(self) -> State:
         return self.machine.state if self.machine else State.INIT
+
+    @property
+    def holding(self) -> frozenset[str]:
+        """The VIPs held (address/prefix): added, and not released since."""
+        return self.vips.held
 
     def post(self, *event: Any) -> None:
         """Queue an event for the driver. An ``("advert", advert, source)`` goes on the
@@ -376,13 +383,13 @@ class Instance:
             deadline = machine.next_deadline()
             wake_at = min(
                 math.inf if deadline is None else deadline,
-                math.inf if self._reopen_at is None else self._reopen_at,
+                math.inf if (retry := self.follower.next_deadline()) is None else retry,
             )
             event = await self._next_event(wake_at)
             now = trio.current_time()
             if event is not None:
                 actions = self._dispatch(event, now)
-            elif self._reopen_at is not None and now >= self._reopen_at:
+            elif self.follower.due(now):
                 actions = self._retry_reopen(now)
             else:
                 actions = machine.timer(now)
@@ -392,80 +399,90 @@ class Instance:
 
     def _on_link(self, up: bool, now: float) -> list[Any]:
         """The instance's interface went down or came up (perhaps as a new interface)."""
-        assert self.machine is not None and self.sock is not None
-        if not up:
-            self._reopen_at = None
-            if self._socket_stale() and not self._interface_gone:
-                self._interface_gone = True
-                self.log.warning(
-                    "vrrp.interface_gone",
-                    interface=self.cfg.interface,
-                    ifindex=self.sock.ifindex,
-                    action="FAULT until an interface of this name is up again",
-                )
-            return self.machine.set_link(False, now)
-        if not self._follow_interface(now):
-            return []  # stays in FAULT; a retry is due at self._reopen_at
-        return self.machine.set_link(True, now)
+        present = self.agent.links.index_of(self.cfg.interface) is not None
+        return self._follow(
+            self.follower.link(up, stale=self._socket_stale(), present=present), now
+        )
 
     @property
     def waiting_for_address(self) -> bool:
         """The interface came back without what the VRRP socket needs: a retry is due."""
-        return self._reopen_at is not None
+        return self.follower.waiting_for_address
 
     def _retry_reopen(self, now: float) -> list[Any]:
-        self._reopen_at = None
-        if not self.agent.links.is_up(self.cfg.interface):
-            return []  # down (or gone) again: its next "up" tries again
-        return self._on_link(True, now)
+        links = self.agent.links
+        name = self.cfg.interface
+        commands = self.follower.retry(
+            link_up=links.is_up(name),
+            stale=self._socket_stale(),
+            present=links.index_of(name) is not None,
+        )
+        return self._follow(commands, now)
 
-    def _follow_interface(self, now: float) -> bool:
-        """True when the VRRP socket is on the interface that now carries the configured
-        name, re-opening it if the interface was created again; False (with a retry
-        scheduled) while that cannot be done yet, e.g. no source address."""
+    def _follow(self, commands: Sequence[iface.IfaceCommand], now: float) -> list[Any]:
+        """Perform what vrrp/iface.py decided about the interface; the machine's actions."""
         assert self.machine is not None and self.sock is not None
         cfg = self.cfg
-        if not self._socket_stale():
-            return True
-        index = self.agent.links.index_of(cfg.interface)
-        if index is None:
-            return False  # gone again before we looked: its "down" is on its way
-        try:
-            sock = self._open_endpoint()
-        except OSError as exc:
-            if self._reopen_failures == 0:
+        actions: list[Any] = []
+        pending = deque(commands)
+        error = ""
+        old = self.sock
+        while pending:
+            cmd = pending.popleft()
+            if isinstance(cmd, iface.SetLink):
+                actions.extend(self.machine.set_link(cmd.up, now))
+            elif isinstance(cmd, iface.InterfaceGone):
+                self.log.warning(
+                    "vrrp.interface_gone",
+                    interface=cfg.interface,
+                    ifindex=self.sock.ifindex,
+                    action="FAULT until an interface of this name is up again",
+                )
+            elif isinstance(cmd, iface.Reopen):
+                try:
+                    sock = self._open_endpoint()
+                except OSError as exc:
+                    error = str(exc)
+                    pending.extend(self.follower.reopen_failed(now))
+                    continue
+                old = self._use_socket(sock, now)
+                pending.extend(self.follower.reopened())
+            elif isinstance(cmd, iface.NotReady):
                 self.log.warning(
                     "vrrp.interface_not_ready",
                     interface=cfg.interface,
-                    ifindex=index,
-                    error=str(exc),
+                    ifindex=self.agent.links.index_of(cfg.interface),
+                    error=error,
                     action=f"FAULT; retrying when an address appears, at least every "
-                    f"{REOPEN_RETRY_S} s",
+                    f"{cmd.retry_s} s",
                 )
-            self._reopen_failures += 1
-            self._reopen_at = now + REOPEN_RETRY_S
-            return False
+            elif isinstance(cmd, iface.Reopened):
+                self.log.info(
+                    "vrrp.socket_reopened",
+                    interface=cfg.interface,
+                    old_ifindex=old.ifindex,
+                    ifindex=self.sock.ifindex,
+                    source=str(self.sock.local_address),
+                    destinations=[str(d) for d in self.sock.destinations],
+                    failed_attempts=cmd.failed_attempts,
+                )
+            else:  # pragma: no cover - a new command without a handler is our bug
+                raise AssertionError(f"unhandled interface command {cmd!r}")
+        return actions
+
+    def _use_socket(self, sock: VrrpEndpoint, now: float) -> VrrpEndpoint:
+        """Receive and send on ``sock`` (opened on the re-created interface) from now on;
+        the old socket, closed."""
+        assert self.machine is not None and self.sock is not None
         old = self.sock
         self.sock = sock
         self._start_receiver()
         old.close()
-        self.log.info(
-            "vrrp.socket_reopened",
-            interface=cfg.interface,
-            old_ifindex=old.ifindex,
-            ifindex=sock.ifindex,
-            source=str(sock.local_address),
-            destinations=[str(d) for d in sock.destinations],
-            failed_attempts=self._reopen_failures,
-        )
-        self._reopen_failures = 0
-        self._reopen_at = None
-        self._interface_gone = False
         self._open_announcers()  # one that could not open before may open now
         if sock.local_address != old.local_address:
             # In FAULT this changes only the primary address the machine compares with.
-            self.machine.reconfigure(machine_config(cfg, sock.local_address), now)
-        return True
+            self.machine.reconfigure(machine_config(self.cfg, sock.local_address), now)
+        return old
 
     def _dispatch(self, event: tuple[Any, ...], now: float) -> list[Any]:
         assert self.machine is not None
@@ -480,7 +497,7 @@ class Instance:
             return self._on_link(event[1], now)
         if kind == "address":
             # An address appeared somewhere: if waiting for one to re-open, try now.
-            return self._retry_reopen(now) if self._reopen_at is not None else []
+            return self._retry_reopen(now) if self.follower.waiting_for_address else []
         if kind == "priority":
             # Computed now, from the configuration this machine was built with: a reload's
             # reconfigure may still be queued behind this event.
@@ -492,9 +509,16 @@ class Instance:
         if kind == "reconfigure":
             return self._reconfigure(event[1], now)
         if kind == "readd":
-            return [_Readd(event[1])]
+            links = self.agent.links
+            decided = self.vips.readd(
+                machine.state, self.cfg.virtual_addresses, event[1], links.is_up
+            )
+            return [_VipChanges(tuple(decided))] if decided else []
         if kind == "restore_vips_on":
-            return [_RestoreOn(event[1])]
+            restore = self.vips.restore_on(
+                machine.state, self.cfg.virtual_addresses, self.cfg.interface, event[1]
+            )
+            return [_VipChanges(tuple(restore))] if restore else []
         raise AssertionError(f"unknown event {kind!r}")
 
     def _reconfigure(self, new: VrrpInstance, now: float) -> list[Any]:
@@ -505,14 +529,18 @@ class Instance:
         actions: list[Any] = list(
             self.machine.reconfigure(machine_config(new, self.sock.local_address), now)
         )
-        if self.machine.state is State.MASTER and old.virtual_addresses != new.virtual_addresses:
-            # Add new VIPs and announce them; drop the ones no longer configured.
-            actions.append(_VipDiff(old.virtual_addresses, new.virtual_addresses))
-        elif self.holding and old.virtual_addresses != new.virtual_addresses:
-            # Stepped down, VIPs kept for the handover hold: the release to come only knows
-            # the new list, so drop the unconfigured ones now and add nothing.
-            kept = tuple(v for v in new.virtual_addresses if str(v.interface) in self.holding)
-            actions.append(_VipDiff(old.virtual_addresses, kept))
+        # A VIP the same reload gave to another instance is that instance's now.
+        elsewhere = [
+            v
+            for i in self.agent.config.vrrp_instances
+            if i.name != new.name
+            for v in i.virtual_addresses
+        ]
+        changes = self.vips.reload(
+            self.machine.state, old.virtual_addresses, new.virtual_addresses, elsewhere
+        )
+        if changes:
+            actions.append(_VipChanges(tuple(changes)))
         self.log.info("config.instance_updated")
         return actions
 
@@ -528,12 +556,8 @@ class Instance:
                 await self._release()
             elif isinstance(action, Transition):
                 self._on_transition(action)
-            elif isinstance(action, _VipDiff):
-                await self._apply_vip_diff(action)
-            elif isinstance(action, _Readd):
-                await self._readd_if_held(action.vip)
-            elif isinstance(action, _RestoreOn):
-                await self._restore_vips_on(action.ifname)
+            elif isinstance(action, _VipChanges):
+                await self._apply_vips(action.commands)
             else:  # pragma: no cover - a new action type without a handler is our bug
                 raise AssertionError(f"unhandled action {action!r}")
 
@@ -548,7 +572,7 @@ class Instance:
             destinations=self.sock.destinations,
             keys=self.hmac_keys,
             last_seq=self._hmac_seq,
-            now_ns=time.time_ns() if self.hmac_keys is not None else 0,
+            now_ns=self.agent.wall_clock_ns() if self.hmac_keys is not None else 0,
         )
         self._hmac_seq = built.last_seq
         for payload, dst in built.packets:
@@ -561,14 +585,9 @@ class Instance:
 
     async def _acquire(self) -> None:
         added = []
-        for vip in self.cfg.virtual_addresses:
-            try:
-                if await self.agent.addresses.add(vip):
-                    added.append(str(vip.interface))
-            except KernelError as exc:
-                self.log.error("vip.add_failed", vip=str(vip.interface), error=str(exc))
-                continue
-            self.holding.add(str(vip.interface))
+        for cmd in self.vips.acquire(self.cfg.virtual_addresses):
+            if await self._add_vip(cmd):
+                added.append(vips.key(cmd.vip))
         if added:
             self.log.info("vip.added", vips=added)
         # First announcement now, before the first advert (make-before-break); the rest of
@@ -576,6 +595,36 @@ class Instance:
         # hold: announcing an address the kernel refused would draw traffic to a black hole.
         self._announce_once(self._held_vips())
         self._start_announcer(first_done=True)
+
+    async def _add_vip(self, cmd: vips.AddVip) -> bool | None:
+        """Add a VIP and report the outcome to the ownership: whether it was added now
+        (False: it was there already), None if the add failed (logged)."""
+        try:
+            added = await self.agent.addresses.add(cmd.vip)
+        except KernelError as exc:
+            failure = self.vips.add_failed(cmd, link_up=self.agent.links.is_up(cmd.vip.dev))
+            if isinstance(failure, vips.LostWithLink):
+                self._lost_with_link(failure)
+            else:
+                self.log.error("vip.add_failed", vip=vips.key(cmd.vip), error=str(exc))
+            return None
+        self.vips.added(cmd)
+        return bool(added)
+
+    async def _remove_vip(self, cmd: vips.RemoveVip) -> bool | None:
+        """Remove a VIP (no longer held, whatever the outcome): whether it was there, None
+        if the removal failed (logged)."""
+        try:
+            removed = await self.agent.addresses.remove(cmd.vip)
+        except KernelError as exc:
+            self.vips.removed(cmd)
+            self.log.error("vip.remove_failed", vip=vips.key(cmd.vip), error=str(exc))
+            return None
+        self.vips.removed(cmd)
+        return bool(removed)
+
+    def _lost_with_link(self, lost: vips.LostWithLink) -> None:
+        self.log.info("vip.lost_with_link", vip=vips.key(lost.vip), interface=lost.vip.dev)
 
     def _start_announcer(self, *, first_done: bool) -> None:
         if self._announce_scope is not None:
@@ -587,7 +636,7 @@ class Instance:
 
     def _held_vips(self) -> list[Any]:
         """The configured VIPs held now: a reload may have added or removed some."""
-        return [v for v in self.cfg.virtual_addresses if str(v.interface) in self.holding]
+        return self.vips.held_vips(self.cfg.virtual_addresses)
 
     async def _announce_task(self, scope: trio.CancelScope, first_done: bool) -> None:
         cfg = self.cfg
@@ -644,103 +693,49 @@ class Instance:
             self._announce_scope.cancel()
             self._announce_scope = None
         removed = []
-        for vip in self.cfg.virtual_addresses:
-            try:
-                if await self.agent.addresses.remove(vip):
-                    removed.append(str(vip.interface))
-            except KernelError as exc:
-                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
-        self.holding.clear()
+        for cmd in self.vips.release(self.cfg.virtual_addresses):
+            if await self._remove_vip(cmd):
+                removed.append(vips.key(cmd.vip))
         if removed:
             self.log.info("vip.removed", vips=removed)
 
-    async def _apply_vip_diff(self, diff: _VipDiff) -> None:
-        old = set(diff.old)
-        new = set(diff.new)
-        # A VIP the same reload gave to another instance is that instance's now: not removed.
-        elsewhere = {
-            v.interface
-            for i in self.agent.config.vrrp_instances
-            if i.name != self.cfg.name
-            for v in i.virtual_addresses
-        }
-        for vip in sorted(old - new, key=str):
-            if vip.interface in elsewhere:
-                self.holding.discard(str(vip.interface))
+    async def _apply_vips(self, commands: Sequence[vips.VipCommand]) -> None:
+        """Perform the VIP changes vrrp/vips.py decided on a reload, a VIP deleted behind
+        our back (posted as ``("readd", vip)`` by the VIP watcher) or a device up again
+        (``("restore_vips_on", ifname)`` by the link watcher). Run by the driver like every
+        VIP change: a release decided meanwhile waits for these adds, then removes them."""
+        announce = []
+        restored = []
+        for cmd in commands:
+            if isinstance(cmd, vips.Forget):
+                continue  # another instance's now: left in place
+            if isinstance(cmd, vips.LostWithLink):
+                self._lost_with_link(cmd)
                 continue
-            self.holding.discard(str(vip.interface))
-            try:
-                await self.agent.addresses.remove(vip)
-            except KernelError as exc:
-                self.log.error("vip.remove_failed", vip=str(vip.interface), error=str(exc))
+            text = vips.key(cmd.vip)
+            if isinstance(cmd, vips.RemoveVip):
+                if await self._remove_vip(cmd) is not None:
+                    self.log.info("vip.removed", vips=[text], reason="reload")
                 continue
-            self.log.info("vip.removed", vips=[str(vip.interface)], reason="reload")
-        fresh = []
-        for vip in diff.new:
-            if vip in old:
+            added = await self._add_vip(cmd)
+            if added is None:
                 continue
-            try:
-                await self.agent.addresses.add(vip)
-            except KernelError as exc:
-                self.log.error("vip.add_failed", vip=str(vip.interface), error=str(exc))
-                continue
-            fresh.append(vip)
-            self.holding.add(str(vip.interface))
-            self.log.info("vip.added", vips=[str(vip.interface)], reason="reload")
-        if fresh:
-            self._announce_once(fresh)
-
-    async def _readd_if_held(self, vip_text: str) -> None:
-        """A VIP vanished behind our back: put it back if we are master and hold it.
-
-        Run by the driver (posted as ``("readd", vip)`` by the VIP watcher), like every VIP
-        change: a release decided meanwhile waits for this add to finish, then removes it.
-
-        Not while its interface is down or gone (deleted with it): a VIP on the instance's
-        own interface follows the machine (FAULT), one on another device is put back when
-        that device is up again (``_restore_vips_on``)."""
-        if self.state is not State.MASTER or vip_text not in self.holding:
-            return
-        for vip in self.cfg.virtual_addresses:
-            if str(vip.interface) == vip_text:
-                if not self.agent.links.is_up(vip.dev):
-                    self.log.info("vip.lost_with_link", vip=vip_text, interface=vip.dev)
-                    return
-                try:
-                    await self.agent.addresses.add(vip)
-                except KernelError as exc:
-                    if not self.agent.links.is_up(vip.dev):
-                        # The link went after all: the kernel removes IPv6 addresses just
-                        # before it reports the link down (or deletes it).
-                        self.log.info("vip.lost_with_link", vip=vip_text, interface=vip.dev)
-                        return
-                    self.log.error("vip.add_failed", vip=vip_text, error=str(exc))
-                    return
-                self._announce_once([vip])
-                self.log.warning("vip.readded", vip=vip_text, reason="deleted externally")
-
-    async def _restore_vips_on(self, ifname: str) -> None:
-        """``ifname`` is up (again, perhaps created again): a master puts back the VIPs it
-        holds there that went away with it. Not for the instance's own interface, whose
-        coming back the machine handles (it left MASTER when the link went). Run by the
-        driver (posted as ``("restore_vips_on", ifname)`` by the link watcher)."""
-        if self.state is not State.MASTER or ifname == self.cfg.interface:
-            return
-        readded = []
-        for vip in self._held_vips():
-            if vip.dev != ifname:
-                continue
-            try:
-                if await self.agent.addresses.add(vip):
-                    readded.append(vip)
-            except KernelError as exc:
-                self.log.error("vip.add_failed", vip=str(vip.interface), error=str(exc))
-        if readded:
-            self._announce_once(readded)
+            if cmd.reason == "reload":
+                announce.append(cmd.vip)
+                self.log.info("vip.added", vips=[text], reason="reload")
+            elif cmd.reason == "readd":
+                announce.append(cmd.vip)
+                self.log.warning("vip.readded", vip=text, reason="deleted externally")
+            elif added:  # restored on a device up again (not announced if it was there)
+                announce.append(cmd.vip)
+                restored.append(cmd.vip)
+        if announce:
+            self._announce_once(announce)
+        if restored:
             self.log.warning(
                 "vip.readded",
-                vips=[str(v.interface) for v in readded],
-                reason=f"{ifname} up again",
+                vips=[vips.key(v) for v in restored],
+                reason=f"{restored[0].dev} up again",
             )
 
     def _on_transition(self, tr: Transition) -> None:
@@ -886,34 +881,26 @@ def _v2_auth_data(cfg: VrrpInstance) -> bytes | None:
 
 
 @dataclass(frozen=True)
-class _VipDiff:
-    """Internal action: a reload changed the VIP list of a master instance."""
+class _VipChanges:
+    """Internal action: VIP changes decided by vrrp/vips.py, for the driver to perform."""
 
-    old: tuple[Any, ...]
-    new: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _Readd:
-    """Internal action: this VIP vanished behind our back; put it back if still held."""
-
-    vip: str
-
-
-@dataclass(frozen=True)
-class _RestoreOn:
-    """Internal action: this device is up again; put back the VIPs held on it."""
-
-    ifname: str
+    commands: tuple[vips.VipCommand, ...]
 
 
 class Agent:
     """Everything one ``hadirector run`` process does."""
 
     def __init__(
-        self, config: Config, config_path: Path | None = None, adapters: Adapters | None = None
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        adapters: Adapters | None = None,
+        *,
+        wall_clock_ns: Callable[[], int] | None = None,
     ) -> None:
         self.adapters = adapters or Adapters.real()
+        # Wall-clock nanoseconds: the HMAC send sequence starts from it (vrrp/send.py).
+        self.wall_clock_ns = wall_clock_ns or _wall_clock_ns
         self.config = config
         self.config_path = config_path
         self.log = logs.get(
@@ -1355,6 +1342,11 @@ class Agent:
         self.sync.update(new)
         self.checks.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
+
+
+def _wall_clock_ns() -> int:
+    """The default wall clock, read through this module's ``time`` at each call."""
+    return time.time_ns()
 
 
 def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:
