@@ -27,16 +27,23 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from hadirector import logs
 from hadirector.config.schema import Config, VirtualServer
 from hadirector.errors import ConfigError, IpvsUnavailable, KernelError
-from hadirector.ipvs import kernel, model, nft, reconcile
+from hadirector.ipvs import model, reconcile
 from hadirector.ipvs.types import Timeouts
 from hadirector.status import IpvsStatus, sorted_strs
+
+if TYPE_CHECKING:
+    from hadirector.ipvs.kernel import IpvsKernel
+
+# The kernel adapter (generic netlink) and nftables are imported when the manager runs, not
+# with this module: the agent builds the manager before its VRRP instances start, and their
+# first advert does not wait for IPVS code (tests/unit/test_start_imports.py).
 
 SYSCTL_ROOT = Path("/proc/sys")
 #: Above this many writes in one reconcile, per-operation events give way to one summary.
@@ -73,7 +80,7 @@ class IpvsManager:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.log = logs.get(component="ipvs")
-        self.kernel: kernel.IpvsKernel | None = None
+        self.kernel: IpvsKernel | None = None
         self.available: bool | None = None
         self.owned: set[model.ServiceKey] = set()
         self.refused: set[model.ServiceKey] = set()
@@ -113,6 +120,8 @@ class IpvsManager:
                 await self.reconcile("periodic")
 
     async def _open(self) -> None:
+        from hadirector.ipvs import kernel
+
         self.kernel = kernel.IpvsKernel()
         try:
             await self.kernel.open()
@@ -164,6 +173,8 @@ class IpvsManager:
 
     async def _prepare(self) -> None:
         """Schedulers, sysctls, timeouts and the nftables table for the current config."""
+        from hadirector.ipvs import kernel, nft
+
         self.refused = set()
         for vs in self.config.virtual_servers:
             try:

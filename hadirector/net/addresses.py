@@ -1,8 +1,8 @@
 """Virtual addresses (VIPs) on interfaces, over a trio rtnetlink socket.
 
 What it does: ``AddressManager`` adds and removes VIPs with RTM_NEWADDR / RTM_DELADDR on its
-own non-blocking netlink socket, pyroute2 only encoding and decoding the messages (no
-``IPRoute`` objects, no threads). A VIP is anything with ``.interface`` (an
+own non-blocking netlink socket (``hadirector.net.netlink`` encodes and decodes the
+messages; no threads). A VIP is anything with ``.interface`` (an
 ``IPv4Interface``/``IPv6Interface``: address and prefix length), ``.dev`` (interface name)
 and ``.label`` (IPv4 label or None; the kernel keeps labels for IPv4 only).
 
@@ -43,10 +43,21 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
-from pyroute2.netlink.rtnl import (
+
+from hadirector.errors import KernelError
+from hadirector.net.netlink import (
+    IFA_ADDRESS,
+    IFA_F_NODAD,
+    IFA_FLAGS,
+    IFA_LABEL,
+    IFA_LOCAL,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    RTA_DST,
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_GETADDR,
@@ -58,16 +69,6 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
-)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-from hadirector.errors import KernelError
-from hadirector.net.netlink import (
-    IFA_F_NODAD,
-    NLM_F_ACK,
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
     AddressInfo,
     EventsLost,
     IPInterface,
@@ -75,7 +76,12 @@ from hadirector.net.netlink import (
     Message,
     NetlinkSocket,
     address_dump_request,
+    asciiz,
+    ifaddrmsg,
     link_request,
+    route_type,
+    rtmsg,
+    u32,
 )
 
 __all__ = ["AddressManager", "AddressRemoved", "Vip"]
@@ -190,23 +196,25 @@ class AddressManager:
     # -- changes ----------------------------------------------------------------------
 
     @staticmethod
-    def _message(vip: Vip, index: int, *, adding: bool) -> Any:
+    def _message(vip: Vip, index: int, *, adding: bool) -> bytes:
         interface = vip.interface
-        body = ifaddrmsg()
-        body["family"] = _family(interface)
-        body["prefixlen"] = interface.network.prefixlen
-        body["index"] = index
-        body["scope"] = 0  # RT_SCOPE_UNIVERSE
-        address = str(interface.ip)
-        attrs: list[tuple[str, Any]] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+        address = interface.ip.packed
+        attrs = [(IFA_LOCAL, address), (IFA_ADDRESS, address)]
+        flags = 0
         if interface.version == 4:
             if adding and vip.label:
-                attrs.append(("IFA_LABEL", vip.label))
+                attrs.append((IFA_LABEL, asciiz(vip.label)))
         elif adding:
-            body["flags"] = IFA_F_NODAD
-            attrs.append(("IFA_FLAGS", IFA_F_NODAD))
-        body["attrs"] = attrs
-        return body
+            flags = IFA_F_NODAD
+            attrs.append((IFA_FLAGS, u32(IFA_F_NODAD)))
+        return ifaddrmsg(
+            family=_family(interface),
+            prefixlen=interface.network.prefixlen,
+            flags=flags,
+            scope=0,  # RT_SCOPE_UNIVERSE
+            index=index,
+            attrs=attrs,
+        )
 
     async def _change(self, vip: Vip, *, adding: bool) -> bool:
         verb = "add" if adding else "remove"
@@ -261,18 +269,16 @@ class AddressManager:
         sock = await self._request_socket()
         deadline = trio.current_time() + IPV6_READY_TIMEOUT_S
         while True:
-            body = rtmsg()
-            body["family"] = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            body["dst_len"] = address.max_prefixlen
-            body["attrs"] = [("RTA_DST", str(address))]
+            body = rtmsg(
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                dst_len=address.max_prefixlen,
+                attrs=[(RTA_DST, address.packed)],
+            )
             try:
                 replies = await sock.request(body, RTM_GETROUTE, NLM_F_REQUEST)
             except OSError:
                 replies = []
-            if any(
-                m.msg_type == RTM_NEWROUTE and m.body is not None and m.body["type"] == RTN_LOCAL
-                for m in replies
-            ):
+            if any(m.msg_type == RTM_NEWROUTE and route_type(m) == RTN_LOCAL for m in replies):
                 return
             if trio.current_time() >= deadline:
                 return

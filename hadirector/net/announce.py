@@ -37,18 +37,15 @@ import ipaddress
 import socket
 import struct
 
-from pyroute2.netlink.rtnl import (
+from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
+from hadirector.net.netlink import (
+    NLM_F_REQUEST,
     RTM_DELADDR,
     RTM_GETLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
-)
-
-from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
-from hadirector.net.netlink import (
-    NLM_F_REQUEST,
     AddressInfo,
     EventsLost,
     LinkInfo,
@@ -58,6 +55,7 @@ from hadirector.net.netlink import (
     close_socket,
     link_by_name_blocking,
     link_request,
+    message_index,
 )
 from hadirector.vrrp.codec import internet_checksum
 
@@ -207,8 +205,7 @@ class Announcer:
             messages = None
         recreated = messages is None or any(
             m.msg_type == RTM_NEWLINK
-            and m.body is not None
-            and int(m.body["index"]) != self.ifindex
+            and message_index(m) != self.ifindex
             and LinkInfo.from_message(m).name == self.interface
             for m in messages
         )
@@ -218,8 +215,7 @@ class Announcer:
             self.refresh()
             return
         for message in messages:
-            body = message.body
-            if body is None or int(body["index"]) != self.ifindex:
+            if message_index(message) != self.ifindex:
                 continue
             if message.msg_type == RTM_NEWLINK:
                 mac = LinkInfo.from_message(message).mac

@@ -40,16 +40,19 @@ from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 import trio
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTMGRP_LINK
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from hadirector.net.netlink import (
     NLM_F_DUMP,
     NLM_F_REQUEST,
+    RTM_DELLINK,
+    RTM_GETLINK,
+    RTM_NEWLINK,
+    RTMGRP_LINK,
     EventsLost,
     LinkInfo,
     Message,
     NetlinkSocket,
+    ifinfomsg,
 )
 
 __all__ = ["LINK_UNAVAILABLE_ERRNOS", "RETRY_S", "LinkChange", "LinkUnavailable", "LinkWatcher"]
@@ -109,7 +112,7 @@ class LinkWatcher:
         self._open_sockets()
         assert self._sync_requests is not None
         try:
-            self._load(self._sync_requests.request_now(ifinfmsg(), RTM_GETLINK, _DUMP_FLAGS))
+            self._load(self._sync_requests.request_now(ifinfomsg(), RTM_GETLINK, _DUMP_FLAGS))
         except BaseException:
             self.close()
             raise
@@ -289,4 +292,4 @@ class LinkWatcher:
 
 
 async def _dump_links(sock: NetlinkSocket) -> list[Message]:
-    return await sock.request(ifinfmsg(), RTM_GETLINK, _DUMP_FLAGS)
+    return await sock.request(ifinfomsg(), RTM_GETLINK, _DUMP_FLAGS)

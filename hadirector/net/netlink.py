@@ -1,4 +1,4 @@
-"""rtnetlink sockets driven by trio, with pyroute2 used only to encode and decode messages.
+"""rtnetlink sockets driven by trio, and the few rtnetlink messages the adapters exchange.
 
 What it does:
 - ``NetlinkSocket``: one ``AF_NETLINK``/``NETLINK_ROUTE`` socket in non-blocking mode, waited
@@ -10,14 +10,20 @@ What it does:
   synchronous ``open()`` paths (name to index, primary address) that run once at start-up.
 - ``nonblocking_call()``: the trio wait-and-retry loop every adapter in ``hadirector.net``
   uses around its own non-blocking sockets (raw IP, packet).
+- The messages, encoded and decoded here with ``struct`` (linux/rtnetlink.h,
+  linux/if_link.h, linux/if_addr.h): ``ifinfomsg()``, ``ifaddrmsg()`` and ``rtmsg()`` build a
+  request body (the fixed header, then attributes); ``LinkInfo``, ``AddressInfo`` and
+  ``route_type()`` read what the adapters need from a received one. Only these three kinds
+  and only the attributes below are known: anything else is carried undecoded. (pyroute2
+  would do it, but importing it costs a tenth of a second and a third of the agent's memory
+  at start; tests/unit/test_netlink_codec.py holds this codec to pyroute2's bytes.)
 
 Kernel errors come back as ``OSError`` with the errno and, when the kernel supplied one,
 its extended-ack text. Lost notifications (``ENOBUFS`` on a subscribed socket) raise
 ``EventsLost`` so the caller can resynchronise with a dump.
 
-What it must not do: hold pyroute2's ``IPRoute``/``NetNS`` objects (per-thread state,
-private event loops), start threads, or know anything about VRRP. It is an adapter: the
-pure core never imports it.
+What it must not do: start threads, hold per-thread state, or know anything about VRRP. It
+is an adapter: the pure core never imports it.
 """
 
 from __future__ import annotations
@@ -30,32 +36,11 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
-from pyroute2.netlink import (
-    NLM_F_ACK,
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    NLMSG_NOOP,
-    NLMSG_OVERRUN,
-)
-from pyroute2.netlink.rtnl import (
-    RTM_DELADDR,
-    RTM_DELLINK,
-    RTM_GETADDR,
-    RTM_GETLINK,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWROUTE,
-)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 __all__ = [
     "NLM_F_ACK",
@@ -68,32 +53,64 @@ __all__ = [
     "NetlinkSocket",
     "addresses_blocking",
     "close_socket",
+    "ifaddrmsg",
+    "ifinfomsg",
     "link_by_name_blocking",
     "nonblocking_call",
     "request_blocking",
+    "route_type",
+    "rtmsg",
 ]
 
 T = TypeVar("T")
 
+# linux/netlink.h
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLMSG_OVERRUN = 4
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 NLM_F_CAPPED = 0x100
 NLM_F_ACK_TLVS = 0x200
 NLMSGERR_ATTR_MSG = 1
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+# linux/rtnetlink.h: message types and multicast groups
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
+RTM_GETADDR = 22
+RTM_NEWROUTE = 24
+RTM_GETROUTE = 26
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
+
+# Attributes: linux/if_link.h (IFLA_*), linux/if_addr.h (IFA_*), linux/rtnetlink.h (RTA_*)
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_LABEL = 3
+IFA_FLAGS = 8
+RTA_DST = 1
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+_NLA = struct.Struct("=HH")  # nlattr: length, type
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol,
+#                                       scope, type, flags
+_U32 = struct.Struct("=I")
 _RECV_BUFFER_BYTES = 1 << 16
 _SUBSCRIBER_RCVBUF_BYTES = 1 << 20
-
-# Message types this module knows how to decode; anything else is returned undecoded.
-_DECODERS: dict[int, Any] = {
-    RTM_NEWLINK: ifinfmsg,
-    RTM_DELLINK: ifinfmsg,
-    RTM_NEWADDR: ifaddrmsg,
-    RTM_DELADDR: ifaddrmsg,
-    RTM_NEWROUTE: rtmsg,
-}
 
 
 class EventsLost(Exception):
@@ -102,12 +119,13 @@ class EventsLost(Exception):
 
 @dataclass(frozen=True)
 class Message:
-    """One decoded rtnetlink message: its type, and pyroute2's decoded body (or None)."""
+    """One rtnetlink message: its header's type, flags and sequence number, and its body
+    (what follows the header: the fixed part, then attributes), undecoded."""
 
     msg_type: int
     flags: int
     seq: int
-    body: Any  # pyroute2 ifinfmsg / ifaddrmsg / rtmsg, decoded; None for types not in _DECODERS
+    payload: bytes
 
 
 async def nonblocking_call(
@@ -183,21 +201,11 @@ def _error_from(raw: bytes, flags: int) -> OSError | None:
 
 
 def _decode(msg_type: int, flags: int, seq: int, raw: bytes) -> Message:
-    decoder = _DECODERS.get(msg_type)
-    body: Any = None
-    if decoder is not None:
-        body = decoder(raw)
-        body.decode()
-    return Message(msg_type, flags, seq, body)
+    return Message(msg_type, flags, seq, raw[_HEADER.size :])
 
 
-def _encode(body: Any, msg_type: int, flags: int, seq: int) -> bytes:
-    body["header"]["type"] = msg_type
-    body["header"]["flags"] = flags
-    body["header"]["sequence_number"] = seq
-    body["header"]["pid"] = 0
-    body.encode()
-    return bytes(body.data)
+def _encode(body: bytes, msg_type: int, flags: int, seq: int) -> bytes:
+    return _HEADER.pack(_HEADER.size + len(body), msg_type, flags, seq, 0) + body
 
 
 def _new_socket(groups: int, *, blocking: bool, rcvbuf_bytes: int | None) -> socket.socket:
@@ -266,8 +274,8 @@ class NetlinkSocket:
         self._seq = (self._seq % 0x7FFFFFFF) + 1
         return self._seq
 
-    async def request(self, body: Any, msg_type: int, flags: int) -> list[Message]:
-        """Send ``body`` (a pyroute2 message) as ``msg_type``; return the replies.
+    async def request(self, body: bytes, msg_type: int, flags: int) -> list[Message]:
+        """Send ``body`` (e.g. from ``ifaddrmsg()``) as ``msg_type``; return the replies.
 
         ``flags`` should include ``NLM_F_REQUEST`` and either ``NLM_F_ACK`` (a change),
         ``NLM_F_DUMP`` (a listing), or neither (a single GET). Raises OSError on a kernel error.
@@ -290,7 +298,7 @@ class NetlinkSocket:
             return collector.replies
 
     def request_now(
-        self, body: Any, msg_type: int, flags: int, *, timeout_s: float = 2.0
+        self, body: bytes, msg_type: int, flags: int, *, timeout_s: float = 2.0
     ) -> list[Message]:
         """``request()`` that blocks the thread until answered (or TimeoutError).
 
@@ -350,7 +358,7 @@ class NetlinkSocket:
 
 
 def request_blocking(
-    body: Any, msg_type: int, flags: int, *, timeout_s: float = 2.0
+    body: bytes, msg_type: int, flags: int, *, timeout_s: float = 2.0
 ) -> list[Message]:
     """Synchronous ``request()`` on a fresh socket, for start-up paths outside trio's loop.
 
@@ -368,7 +376,7 @@ def request_blocking(
         sock.close()
 
 
-# --- decoded views of the two message kinds the adapters use -------------------------------
+# --- the messages: request bodies, and decoded views of replies and notifications ---------
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -381,6 +389,71 @@ IFA_F_TENTATIVE = 0x40
 RT_SCOPE_LINK = 253
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Attributes = Sequence[tuple[int, bytes]]
+
+
+def attribute(kind: int, value: bytes) -> bytes:
+    """One netlink attribute (nlattr), padded to 4 bytes."""
+    length = _NLA.size + len(value)
+    return _NLA.pack(length, kind) + value + b"\0" * (-length % 4)
+
+
+def asciiz(text: str) -> bytes:
+    """A NUL-terminated string attribute value (IFLA_IFNAME, IFA_LABEL)."""
+    return text.encode() + b"\0"
+
+
+def u32(value: int) -> bytes:
+    """A native-endian 32-bit attribute value (IFA_FLAGS)."""
+    return _U32.pack(value)
+
+
+def _with_attributes(fixed: bytes, attrs: Attributes) -> bytes:
+    return fixed + b"".join(attribute(kind, value) for kind, value in attrs)
+
+
+def ifinfomsg(
+    *, family: int = 0, index: int = 0, flags: int = 0, change: int = 0, attrs: Attributes = ()
+) -> bytes:
+    """A link message body (struct ifinfomsg, then ``attrs`` as (IFLA_*, value) pairs)."""
+    return _with_attributes(_IFINFOMSG.pack(family, 0, index, flags, change), attrs)
+
+
+def ifaddrmsg(
+    *,
+    family: int,
+    prefixlen: int = 0,
+    flags: int = 0,
+    scope: int = 0,
+    index: int = 0,
+    attrs: Attributes = (),
+) -> bytes:
+    """An address message body (struct ifaddrmsg, then ``attrs`` as (IFA_*, value) pairs)."""
+    return _with_attributes(_IFADDRMSG.pack(family, prefixlen, flags, scope, index), attrs)
+
+
+def rtmsg(*, family: int, dst_len: int = 0, attrs: Attributes = ()) -> bytes:
+    """A route message body (struct rtmsg, the other fields 0, then (RTA_*, value) pairs)."""
+    return _with_attributes(_RTMSG.pack(family, dst_len, 0, 0, 0, 0, 0, 0, 0), attrs)
+
+
+def attributes(payload: bytes, offset: int) -> dict[int, bytes]:
+    """The attributes from ``offset`` on, by type; the first of a repeated type wins. A
+    truncated attribute ends the list (the kernel never sends one)."""
+    out: dict[int, bytes] = {}
+    while offset + _NLA.size <= len(payload):
+        length, kind = _NLA.unpack_from(payload, offset)
+        if length < _NLA.size or offset + length > len(payload):
+            break
+        out.setdefault(kind & NLA_TYPE_MASK, payload[offset + _NLA.size : offset + length])
+        offset += (length + 3) & ~3
+    return out
+
+
+def _string(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return value.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -390,7 +463,7 @@ class LinkInfo:
     index: int
     name: str
     flags: int  # IFF_* bits
-    mac: str | None  # "aa:bb:cc:dd:ee:ff", or None for links without one
+    mac: str | None  # "aa:bb:cc:dd:ee:ff" (IFLA_ADDRESS), or None for links without one
     deleted: bool = False
 
     @property
@@ -400,12 +473,14 @@ class LinkInfo:
 
     @classmethod
     def from_message(cls, message: Message) -> LinkInfo:
-        body = message.body
+        _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(message.payload)
+        attrs = attributes(message.payload, _IFINFOMSG.size)
+        mac = attrs.get(IFLA_ADDRESS)
         return cls(
-            index=int(body["index"]),
-            name=str(body.get_attr("IFLA_IFNAME") or ""),
-            flags=int(body["flags"]),
-            mac=body.get_attr("IFLA_ADDRESS"),
+            index=index,
+            name=_string(attrs.get(IFLA_IFNAME)) or "",
+            flags=flags,
+            mac=":".join(f"{octet:02x}" for octet in mac) if mac else None,
             deleted=message.msg_type == RTM_DELLINK,
         )
 
@@ -428,32 +503,45 @@ class AddressInfo:
 
     @classmethod
     def from_message(cls, message: Message) -> AddressInfo:
-        body = message.body
+        _family, prefixlen, flags, scope, index = _IFADDRMSG.unpack_from(message.payload)
+        attrs = attributes(message.payload, _IFADDRMSG.size)
         # IPv4: IFA_LOCAL is the address (IFA_ADDRESS is the peer on point-to-point links).
-        raw = body.get_attr("IFA_LOCAL") or body.get_attr("IFA_ADDRESS")
-        flags = body.get_attr("IFA_FLAGS")
+        raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+        if raw is None:
+            raise ValueError(f"address message without an address (index {index})")
+        wide_flags = attrs.get(IFA_FLAGS)
         return cls(
-            index=int(body["index"]),
-            interface=ipaddress.ip_interface(f"{raw}/{body['prefixlen']}"),
-            label=body.get_attr("IFA_LABEL"),
-            flags=int(flags if flags is not None else body["flags"]),
-            scope=int(body["scope"]),
+            index=index,
+            interface=ipaddress.ip_interface(f"{ipaddress.ip_address(raw)}/{prefixlen}"),
+            label=_string(attrs.get(IFA_LABEL)),
+            flags=_U32.unpack(wide_flags)[0] if wide_flags is not None else flags,
+            scope=scope,
             deleted=message.msg_type == RTM_DELADDR,
         )
 
 
-def link_request(ifname: str) -> Any:
+def message_index(message: Message) -> int | None:
+    """The interface index a link or address message is about (None for other kinds)."""
+    if message.msg_type in (RTM_NEWLINK, RTM_DELLINK):
+        return int(_IFINFOMSG.unpack_from(message.payload)[2])
+    if message.msg_type in (RTM_NEWADDR, RTM_DELADDR):
+        return int(_IFADDRMSG.unpack_from(message.payload)[4])
+    return None
+
+
+def route_type(message: Message) -> int:
+    """The route type (RTN_*) of an RTM_NEWROUTE message."""
+    return int(_RTMSG.unpack_from(message.payload)[7])
+
+
+def link_request(ifname: str) -> bytes:
     """An RTM_GETLINK body asking for one link by name."""
-    body = ifinfmsg()
-    body["attrs"] = [("IFLA_IFNAME", ifname)]
-    return body
+    return ifinfomsg(attrs=[(IFLA_IFNAME, asciiz(ifname))])
 
 
-def address_dump_request(family: int) -> Any:
+def address_dump_request(family: int) -> bytes:
     """An RTM_GETADDR dump body for one address family (AF_INET / AF_INET6)."""
-    body = ifaddrmsg()
-    body["family"] = family
-    return body
+    return ifaddrmsg(family=family)
 
 
 def link_by_name_blocking(ifname: str) -> LinkInfo:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trio
-from pyroute2.netlink.rtnl import RTM_NEWLINK
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from hadirector.net.links import LinkChange, LinkWatcher
-from hadirector.net.netlink import NLM_F_ACK, NLM_F_REQUEST, NetlinkSocket, link_by_name_blocking
+from hadirector.net.netlink import (
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    RTM_NEWLINK,
+    NetlinkSocket,
+    ifinfomsg,
+    link_by_name_blocking,
+)
 from tests.netns.lab import Lab, Node, bare_lab
 
 pytestmark = pytest.mark.netns
@@ -47,10 +54,7 @@ def test_carrier_loss_on_the_peer_is_seen_within_milliseconds(lab: Lab) -> None:
         switch_netlink = NetlinkSocket.open()
 
     async def set_port(up: bool) -> None:
-        body = ifinfmsg()
-        body["index"] = port_index
-        body["flags"] = IFF_UP if up else 0
-        body["change"] = IFF_UP
+        body = ifinfomsg(index=port_index, flags=IFF_UP if up else 0, change=IFF_UP)
         await switch_netlink.request(body, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
 
     async def main() -> list[float]:
@@ -190,3 +194,68 @@ def test_blocking_request_on_a_descriptor_above_1023() -> None:
     finally:
         for fd in fillers:
             os.close(fd)
+
+
+def test_kernel_dumps_decode_as_pyroute2_decodes_them(lab: Lab) -> None:
+    """Real link and address dumps (veth, bridge, loopback; IPv4 with a label, IPv6 global
+    and link-local): netlink.py's reading of every message is pyroute2's."""
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    from hadirector.net.netlink import (
+        NLM_F_DUMP,
+        RTM_GETADDR,
+        RTM_GETLINK,
+        AddressInfo,
+        LinkInfo,
+        Message,
+        _encode,
+        address_dump_request,
+        ifinfomsg,
+        request_blocking,
+    )
+
+    a = lab.node("a", ipv4=["192.0.2.11/24"], ipv6=["2001:db8::11/64"])
+    a.netns.ip("addr", "add", "192.0.2.100/32", "dev", "eth0", "label", "eth0:vip")
+    dump = NLM_F_REQUEST | NLM_F_DUMP
+
+    def pyroute2_view(cls: Any, message: Message) -> Any:
+        body = cls(_encode(message.payload, message.msg_type, message.flags, message.seq))
+        body.decode()
+        return body
+
+    seen: dict[str, list[AddressInfo]] = {}
+    for netns in (a.netns, lab.switch):
+        with netns.entered():
+            links = request_blocking(ifinfomsg(), RTM_GETLINK, dump)
+            addresses = [
+                m
+                for family in (socket.AF_INET, socket.AF_INET6)
+                for m in request_blocking(address_dump_request(family), RTM_GETADDR, dump)
+            ]
+        assert links
+        for message in links:
+            ref = pyroute2_view(ifinfmsg, message)
+            assert LinkInfo.from_message(message) == LinkInfo(
+                index=int(ref["index"]),
+                name=str(ref.get_attr("IFLA_IFNAME") or ""),
+                flags=int(ref["flags"]),
+                mac=ref.get_attr("IFLA_ADDRESS"),
+            )
+        for message in addresses:
+            ref = pyroute2_view(ifaddrmsg, message)
+            raw = ref.get_attr("IFA_LOCAL") or ref.get_attr("IFA_ADDRESS")
+            wide = ref.get_attr("IFA_FLAGS")
+            assert AddressInfo.from_message(message) == AddressInfo(
+                index=int(ref["index"]),
+                interface=ipaddress.ip_interface(f"{raw}/{ref['prefixlen']}"),
+                label=ref.get_attr("IFA_LABEL"),
+                flags=int(wide if wide is not None else ref["flags"]),
+                scope=int(ref["scope"]),
+            )
+        seen[netns.name] = [AddressInfo.from_message(m) for m in addresses]
+    # What the comparison covered in the director's namespace: a label, both families.
+    on_a = {str(info.interface): info.label for info in seen[a.netns.name]}
+    assert on_a["192.0.2.100/32"] == "eth0:vip"
+    assert on_a["2001:db8::11/64"] is None
+    assert any(ipaddress.ip_interface(x).ip.is_link_local for x in on_a)
