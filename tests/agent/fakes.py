@@ -448,6 +448,8 @@ class Host:
         self.links = FakeLinks(self)
         self.ipvs: list[FakeIpvs] = []
         self.endpoints: list[FakeEndpoint] = []
+        # The host's wall clock in nanoseconds (HMAC send sequences); None: the real one.
+        self.wall_clock_ns: Callable[[], int] | None = None
 
     def open_vrrp_endpoint(
         self,
@@ -516,7 +518,9 @@ class Host:
 
     def agent(self, config: str | Config, config_path: Path | None = None) -> Agent:
         cfg = load_text(config) if isinstance(config, str) else config
-        return Agent(cfg, config_path=config_path, adapters=self.adapters())
+        return Agent(
+            cfg, config_path=config_path, adapters=self.adapters(), wall_clock_ns=self.wall_clock_ns
+        )
 
     def held(self) -> set[str]:
         return set(self.addresses.held)

@@ -14,9 +14,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from structlog.contextvars import get_contextvars
 
-from hadirector import agent as agent_module
 from hadirector.vrrp.timers import master_down_interval_s
 from tests.agent.fakes import (
     MCAST_V4,
@@ -270,36 +268,23 @@ def test_hmac_election_works_and_unsigned_or_replayed_adverts_are_rejected(
     run_lab(scenario)
 
 
-class _SteppedClock:
-    """``time`` for the agent module with a per-host wall-clock offset (an NTP step)."""
-
-    def __init__(self) -> None:
-        self.offset_ns: dict[str, int] = {}
-
-    def time_ns(self) -> int:
-        host = get_contextvars().get("host", "")
-        return time.time_ns() + self.offset_ns.get(host, 0)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 def test_hmac_master_survives_its_wall_clock_stepping_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "vrrp.key"
     key_file.write_text(random.Random(2).randbytes(32).hex())
     extra = f'hmac_key_file = "{key_file}"\n'
-    clock = _SteppedClock()
-    monkeypatch.setattr(agent_module, "time", clock)
+    offset_ns = 0  # a's wall clock against the real one
 
     async def scenario(lab: Lab) -> None:
+        nonlocal offset_ns
         _, a, b = pair(lab)
+        a.wall_clock_ns = lambda: time.time_ns() + offset_ns
         ra = await lab.start(a, instance_toml(priority=200, extra=extra))
         rb = await lab.start(b, instance_toml(priority=100, extra=extra))
         await trio.sleep(2)
         assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
-        clock.offset_ns["a"] = -3600 * 10**9  # a's clock is set back one hour
+        offset_ns = -3600 * 10**9  # a's clock is set back one hour
         await trio.sleep(3)
         # The sequence numbers must keep increasing: b keeps hearing its master.
         assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")

@@ -1,79 +1,47 @@
-"""The agent: wires configuration, VRRP machines and the network adapters in one trio process.
+"""One VRRP instance at run time: its driver task, socket endpoint, VIPs and announcements.
 
-Theory of operation. One root nursery holds: a task per VRRP instance (its receive loop and
-its driver), the link watcher, the VIP watcher, tracking tasks (scripts, files), the notify
-runner, the IPVS reconciler, the health checker (which feeds the reconciler the failed real
-servers) and the signal loop. Every input of an instance (an accepted advert, a link change,
-a new effective priority, a sync-group command, a stop, a reconfiguration, a VIP to put
-back) is posted to it, so the pure state machine is driven by one task, in order, with
-``trio.current_time()`` as its clock. Control events travel on a queue that never drops and
-are served before adverts, which travel on a bounded one (a flood drops adverts, counted,
-never a stop or a link change). Every VIP change is made by the instance's driver. The
-machine answers with actions, which the driver performs in the order given: send an advert,
-acquire the VIPs (add, then announce), release them, report a transition (log, notify
-scripts, sync group).
+Every input of an instance (an accepted advert, a link change, a new effective priority, a
+sync-group command, a stop, a reconfiguration, a VIP to put back) is posted to it, so the
+pure state machine is driven by one task, in order, with ``trio.current_time()`` as its
+clock. Control events travel on a queue that never drops and are served before adverts,
+which travel on a bounded one (a flood drops adverts, counted, never a stop or a link
+change). Every VIP change is made by the driver, as vrrp/vips.py decides. The machine answers
+with actions, which the driver performs in the order given: send an advert, acquire the VIPs
+(add, then announce), release them, report a transition (log, notify scripts, sync group).
 
 Received adverts go through the receive checks of vrrp/receive.py (RFC 5798 §7.1) before
 the machine sees them; the answer's reason is counted and logged here, at most once a second
 per reason, and a rejected advert changes nothing. Adverts are built by vrrp/send.py; the
-agent only sends them.
+driver only sends them.
 
 An interface deleted and created again (ifdown/ifup of a VLAN or bond, a re-created veth)
-gets a new ifindex, and everything opened on the old one is dead. Its deletion is a link
-down: the instance goes to FAULT (a master's VIPs went with the interface) and says once that
-the interface is gone. When a link of the same name comes up, the instance re-opens its VRRP
-socket on the new index (multicast membership or unicast setup, source address) before it
-leaves FAULT; if the new interface has no address to send from yet it stays in FAULT, says
-why once, and tries again when an address appears (at the latest every
-``REOPEN_RETRY_S``). The announcers and the address manager
-follow the name on their own (net/announce.py, net/addresses.py). Nothing else stops.
-
-SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
-heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and
-applies only what changed, keeping the running configuration when the new file is invalid.
-A SIGHUP also re-reads every HMAC key file, changed paths or not, and hands the keys to the
-running instances in place (same socket, machine, replay guard and send sequence); a key file
-that cannot be read or holds no valid key refuses the reload as a whole. Only turning HMAC on
-or off restarts an instance.
+gets a new ifindex, and everything opened on the old one is dead. vrrp/iface.py follows it:
+the deletion is a link down (FAULT; a master's VIPs went with the interface), said once;
+when a link of the same name comes up, the endpoint is re-opened on the new index before the
+instance leaves FAULT; without a source address yet it stays in FAULT, says why once, and
+tries again when an address appears (at the latest every ``REOPEN_RETRY_S``).
 
 This module does no protocol reasoning of its own: decisions live in the pure core.
 """
 
 from __future__ import annotations
 
-import gc
 import math
-import os
-import signal
-import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hadirector import __version__, logs, sdnotify
+from hadirector import logs
 from hadirector.alerts import notify
-from hadirector.checks.risefall import RiseFall
-from hadirector.checks.runner import HealthChecker
-from hadirector.config import diff as config_diff
-from hadirector.config import load as config_load
-from hadirector.config.schema import Config, TrackScript, VrrpInstance
-from hadirector.errors import ConfigError, KernelError, Problem
-from hadirector.ports import Adapters, AnnouncerPort, VrrpEndpoint
-from hadirector.preflight import preflight, read_hmac_keys
-from hadirector.status import (
-    AgentStatus,
-    ChecksStatus,
-    InstanceStatus,
-    NotifyStatus,
-    SyncGroupStatus,
-)
-from hadirector.sync.daemon import SyncDaemons
-from hadirector.vrrp import auth, codec, iface, receive, send, track, vips
+from hadirector.config.schema import VrrpInstance
+from hadirector.errors import KernelError
+from hadirector.ports import AnnouncerPort, VrrpEndpoint
+from hadirector.preflight import read_hmac_keys
+from hadirector.vrrp import auth, codec, iface, receive, send, vips
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import (
     AcquireAddresses,
@@ -85,7 +53,9 @@ from hadirector.vrrp.machine import (
     VrrpMachine,
 )
 
-STOP_TIMEOUT_S = 15.0
+if TYPE_CHECKING:
+    from hadirector.agent.supervisor import Agent
+
 # Adverts queued for an instance's driver beyond this many are dropped (and counted); control
 # events have no bound.
 ADVERT_QUEUE = 1024
@@ -134,15 +104,6 @@ class RateLimitedLog:
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)
         self._log.warning(event, suppressed=suppressed, **fields)
-
-
-@dataclass
-class TrackStates:
-    """Current tracked-resource states shared by every instance."""
-
-    interfaces: dict[str, bool] = field(default_factory=dict)
-    scripts: dict[str, bool] = field(default_factory=dict)
-    files: dict[str, int] = field(default_factory=dict)
 
 
 class Instance:
@@ -887,474 +848,6 @@ class _VipChanges:
     commands: tuple[vips.VipCommand, ...]
 
 
-class Agent:
-    """Everything one ``hadirector run`` process does."""
-
-    def __init__(
-        self,
-        config: Config,
-        config_path: Path | None = None,
-        adapters: Adapters | None = None,
-        *,
-        wall_clock_ns: Callable[[], int] | None = None,
-    ) -> None:
-        self.adapters = adapters or Adapters.real()
-        # Wall-clock nanoseconds: the HMAC send sequence starts from it (vrrp/send.py).
-        self.wall_clock_ns = wall_clock_ns or _wall_clock_ns
-        self.config = config
-        self.config_path = config_path
-        self.log = logs.get(
-            component="agent", router_id=config.global_.router_id or socket.gethostname()
-        )
-        self.instances: dict[str, Instance] = {}
-        self.groups: dict[str, SyncGroup] = {}
-        self.group_of: dict[str, str] = {}
-        self.tracks = TrackStates()
-        self.notifier = notify.NotifyRunner()
-        self.addresses = self.adapters.addresses()
-        self.links = self.adapters.links()
-        # One receive and one send socket per (interface, family), shared by the instances.
-        self.vrrp_sockets = self.adapters.vrrp_sockets()
-        self.ipvs = self.adapters.ipvs(config)
-        self.sync = SyncDaemons(config)
-        self.checks = HealthChecker(config, self._on_health)
-        self._nursery: trio.Nursery | None = None
-        self._track_scope: trio.CancelScope | None = None
-        self.stopping = False
-        self._stop_requested = trio.Event()
-        self._reload_lock = trio.Lock()  # the one lock: SIGHUP and the control socket
-        self.started_monotonic = time.monotonic()
-
-    # -- tracking ---------------------------------------------------------------------
-
-    def effective_priority(self, cfg: VrrpInstance) -> int | None:
-        """Priority after tracking (None = FAULT), from the current tracked states."""
-        items: list[tuple[track.TrackSpec, Any]] = []
-        for ref in cfg.track_interfaces:
-            up = self.tracks.interfaces.get(ref.name, self.links.is_up(ref.name))
-            items.append((track.TrackSpec("interface", ref.name, ref.weight), up))
-        for ref in cfg.track_scripts:
-            ok = self.tracks.scripts.get(ref.name, True)
-            items.append((track.TrackSpec("script", ref.name, ref.weight), ok))
-        for ref in cfg.track_files:
-            value = self.tracks.files.get(ref.name, 0)
-            items.append((track.TrackSpec("file", ref.name, ref.weight), value))
-        return track.effective_priority(cfg.priority, items)
-
-    def _retrack(self) -> None:
-        for name, inst in self.instances.items():
-            # From the running configuration: on reload an instance's queued "reconfigure"
-            # has not been applied yet, and its old priority must not win over the new one.
-            cfg = self.config.instance(name) or inst.cfg
-            inst.post("priority", self.effective_priority(cfg))
-
-    async def _track_script_loop(self, ts: TrackScript) -> None:
-        log = logs.get(track_script=ts.name)
-        hysteresis = RiseFall(ts.rise, ts.fall, up=None)
-        while True:
-            job = notify.NotifyJob(ts.script, f"track_script {ts.name}", ts.timeout_s)
-            code = await notify.run_one(job, log, quiet=True)
-            change = hysteresis.update(code == 0)
-            if change is not None:
-                self.tracks.scripts[ts.name] = change.up
-                log.info("track.script", name=ts.name, ok=change.up, code=code)
-                self._retrack()
-            await trio.sleep(ts.interval_s)
-
-    async def _track_file_loop(self, name: str, path: str) -> None:
-        log = logs.get(track_file=name)
-        last: int | None = None
-        while True:
-            try:
-                value = int(Path(path).read_text().strip() or "0")
-            except (OSError, ValueError) as exc:
-                if last != 0:
-                    log.warning("track.file_unreadable", name=name, path=path, error=str(exc))
-                value = 0
-            if value != last:
-                last = value
-                self.tracks.files[name] = value
-                log.info("track.file", name=name, value=value)
-                self._retrack()
-            await trio.sleep(1.0)
-
-    async def _link_loop(self) -> None:
-        async for ifname, up in self.links.changes():
-            if up:
-                self.log.info("link.change", interface=ifname, up=up)
-            else:
-                deleted = self.links.index_of(ifname) is None
-                self.log.info("link.change", interface=ifname, up=up, deleted=deleted)
-            tracked = False
-            for inst in list(self.instances.values()):
-                if inst.cfg.interface == ifname:
-                    inst.post("link", up)
-                elif up:
-                    inst.post("restore_vips_on", ifname)
-                if any(ref.name == ifname for ref in inst.cfg.track_interfaces):
-                    tracked = True
-            if tracked:
-                self.tracks.interfaces[ifname] = up
-                self._retrack()
-
-    def _on_address_added(self) -> None:
-        for inst in self.instances.values():
-            if inst.waiting_for_address:
-                inst.post("address")
-
-    async def _vip_watch_loop(self) -> None:
-        self.addresses.on_address_added(self._on_address_added)
-        async for removed in self.addresses.watch():
-            for inst in self.instances.values():
-                inst.post("readd", str(removed))
-
-    def _on_health(self, down: set[Any]) -> None:
-        """Failed real servers from the health checker go to the IPVS reconciler."""
-        self.ipvs.set_health(down)
-
-    # -- sync groups ------------------------------------------------------------------
-
-    def _build_groups(self) -> None:
-        """Sync groups of the current configuration. A reload keeps a group whose members
-        did not change (it knows which member faulted on its own); a new or changed group
-        learns its members' current states."""
-        groups: dict[str, SyncGroup] = {}
-        for g in self.config.sync_groups:
-            old = self.groups.get(g.name)
-            if old is not None and old.members == list(g.instances):
-                groups[g.name] = old
-                continue
-            group = SyncGroup(g.name, list(g.instances), old.settled if old else None)
-            for member in g.instances:
-                inst = self.instances.get(member)
-                if inst is not None and inst.state is not State.INIT:
-                    group.on_transition(member, inst.state)
-            groups[g.name] = group
-        self.groups = groups
-        self.group_of = {m: g.name for g in self.config.sync_groups for m in g.instances}
-
-    def on_member_transition(self, inst: Instance, tr: Transition) -> None:
-        name = self.group_of.get(inst.cfg.name)
-        if name is None:
-            return
-        group = self.groups[name]
-        commands = group.on_transition(inst.cfg.name, tr.new)
-        for member, target in [] if self.stopping else commands:
-            other = self.instances.get(member)
-            if other is not None and other.state is not target:
-                other.post("force", target, f"sync group {name}")
-        settled = group.settle()
-        if settled is not None:
-            state = settled.value
-            self.sync.on_group(name, state)
-            gcfg = next(g for g in self.config.sync_groups if g.name == name)
-            self.log.info("vrrp.group_transition", group=name, new=state)
-            self.notifier.submit(
-                notify.jobs_for(
-                    gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
-                )
-            )
-
-    # -- status -----------------------------------------------------------------------
-
-    def update_status(self) -> None:
-        text = ", ".join(f"{n}={i.state.value}" for n, i in sorted(self.instances.items()))
-        sdnotify.notify(f"STATUS={text}")
-
-    def status(self) -> AgentStatus:
-        """The status snapshot: what the control socket, metrics and ``hadirector status``
-        report (hadirector/status.py)."""
-        cfg = self.config
-        groups = []
-        for g in cfg.sync_groups:
-            members = {m: self.instances[m].state.value for m in g.instances if m in self.instances}
-            group = self.groups.get(g.name)
-            settled = group.settled if group is not None else None
-            groups.append(SyncGroupStatus(g.name, settled and settled.value, members))
-        return AgentStatus(
-            router_id=cfg.global_.router_id or socket.gethostname(),
-            version=__version__,
-            pid=os.getpid(),
-            uptime_s=round(time.monotonic() - self.started_monotonic, 3),
-            stopping=self.stopping,
-            instances=tuple(self._instance_status(i) for _, i in sorted(self.instances.items())),
-            sync_groups=tuple(groups),
-            ipvs=self.ipvs.status(),
-            checks=ChecksStatus(
-                running=len(self.checks.running),
-                down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
-            ),
-            notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
-        )
-
-    @staticmethod
-    def _instance_status(inst: Instance) -> InstanceStatus:
-        """One VRRP instance's part of the status snapshot."""
-        cfg = inst.cfg
-        machine = inst.machine
-        return InstanceStatus(
-            name=cfg.name,
-            state=inst.state.value,
-            interface=cfg.interface,
-            vrid=cfg.vrid,
-            version=cfg.version,
-            family=cfg.family,
-            unicast=cfg.unicast,
-            source=str(inst.sock.local_address) if inst.sock is not None else None,
-            priority=cfg.priority,
-            effective_priority=machine.effective_priority if machine is not None else None,
-            advert_interval_cs=cfg.advert_interval_cs,
-            master_adver_interval_cs=(
-                machine.master_adver_interval_cs if machine is not None else None
-            ),
-            vips=tuple(str(v.interface) for v in cfg.virtual_addresses),
-            vips_held=tuple(sorted(inst.holding)),
-            fault_reasons=Agent._fault_reasons(inst),
-            counters=inst.counters,
-            machine_counters=machine.counters if machine is not None else {},
-        )
-
-    @staticmethod
-    def _fault_reasons(inst: Instance) -> tuple[str, ...]:
-        """Why an instance is in FAULT (empty when it is not): the machine's own reasons (link
-        down, tracking, sync group), and a re-created interface still without a source address."""
-        machine = inst.machine
-        if machine is None or inst.state is not State.FAULT:
-            return ()
-        reasons = list(machine.fault_reasons)
-        if inst.waiting_for_address:
-            reasons = [r for r in reasons if r != "link down"]
-            reasons.insert(0, f"{inst.cfg.interface} re-created, no source address yet")
-        return tuple(reasons)
-
-    # -- main -------------------------------------------------------------------------
-
-    async def run(self, *, handle_signals: bool = True, operations: bool = False) -> None:
-        """Run until stopped (SIGTERM/SIGINT or ``request_stop()``), then hand over and exit.
-
-        ``operations``: also serve the control socket and metrics (control.Operations)."""
-        await self.addresses.open()
-        await self.links.open()
-        self._build_groups()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            if handle_signals:
-                nursery.start_soon(self._signal_loop)
-            nursery.start_soon(self.notifier.run)
-            nursery.start_soon(self._link_loop)
-            nursery.start_soon(self._vip_watch_loop)
-            await nursery.start(self.vrrp_sockets.run)
-            self._start_tracking()
-            for cfg in self.config.vrrp_instances:
-                await self._start_instance(cfg)
-            self._tune_process()
-            # IPVS after VRRP: programming a large table must not delay the first advert.
-            # Servers whose checks start them down (alpha) are out from the first reconcile.
-            self.ipvs.set_health(self.checks.down_at_start())
-            nursery.start_soon(self.ipvs.run)
-            nursery.start_soon(self.sync.run)
-            nursery.start_soon(self.checks.run)
-            if operations:
-                from hadirector.control.server import Operations
-
-                glob = self.config.global_
-                await nursery.start(Operations(self).run, glob.control_socket, glob.metrics_listen)
-            sdnotify.notify("READY=1")
-            self.update_status()
-            nursery.start_soon(self._watchdog)
-            await self._stop_requested.wait()
-            await self.shutdown()
-            nursery.cancel_scope.cancel()
-
-    def _tune_process(self) -> None:
-        """Freeze start-up garbage out of the collector; real-time scheduling if configured."""
-        gc.collect()
-        gc.freeze()  # fewer and shorter collections on the advert path
-        prio = self.config.global_.realtime_priority
-        if prio:
-            try:
-                os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
-                self.log.info("agent.realtime", policy="SCHED_RR", priority=prio)
-            except OSError as exc:
-                self.log.error("agent.realtime_failed", priority=prio, error=str(exc))
-
-    def request_stop(self) -> None:
-        """Ask the agent to hand over and exit (what SIGTERM does)."""
-        self._stop_requested.set()
-
-    async def _start_instance(self, cfg: VrrpInstance) -> None:
-        assert self._nursery is not None
-        inst = Instance(self, cfg)
-        self.instances[cfg.name] = inst
-        await self._nursery.start(inst.run)
-
-    def _start_tracking(self) -> None:
-        assert self._nursery is not None
-        if self._track_scope is not None:
-            self._track_scope.cancel()
-        scope = trio.CancelScope()
-        self._track_scope = scope
-
-        async def tracking() -> None:
-            with scope:
-                async with trio.open_nursery() as n:
-                    for ts in self.config.track_scripts:
-                        n.start_soon(self._track_script_loop, ts)
-                    for tf in self.config.track_files:
-                        n.start_soon(self._track_file_loop, tf.name, tf.path)
-
-        self._nursery.start_soon(tracking)
-
-    async def _watchdog(self) -> None:
-        period = sdnotify.watchdog_interval_s()
-        if period is None:
-            return
-        while True:
-            sdnotify.notify("WATCHDOG=1")
-            await trio.sleep(period)
-
-    async def _signal_loop(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    await self.reload()
-                    continue
-                self.log.info("agent.stopping", signal=signal.Signals(signum).name)
-                self.request_stop()
-                return
-
-    def stop_timeout_s(self) -> float:
-        """How long a graceful stop may take: the longest drain of a master (it waits up to
-        a priority-1 peer's Master_Down_Interval, < 4 intervals, then the hold), plus slack."""
-        drains = [
-            4 * i.advert_interval_cs / 100 + i.handover_hold_s for i in self.config.vrrp_instances
-        ]
-        return max([STOP_TIMEOUT_S, *(d + 2.0 for d in drains)])
-
-    async def shutdown(self) -> None:
-        self.stopping = True
-        sdnotify.notify("STOPPING=1")
-        instances = list(self.instances.values())
-        for inst in instances:
-            inst.post("stop")
-        timeout_s = self.stop_timeout_s()
-        with trio.move_on_after(timeout_s) as scope:
-            for inst in instances:
-                await inst.done.wait()
-        if scope.cancelled_caught:
-            self.log.error("agent.stop_timeout", timeout_s=timeout_s)
-            with trio.CancelScope(shield=True):
-                for inst in instances:
-                    if inst.holding:  # never leave a VIP up on a stopped director
-                        await inst.release_now()
-        await self.sync.stop()
-        await self.notifier.drain(self.config.global_.notify_timeout_s)
-        self.log.info("agent.stopped")
-
-    async def reload(self) -> list[str]:
-        """Re-read the configuration file and apply it (SIGHUP, control ``reload``).
-
-        Returns the problems that kept the running configuration, or [] once applied."""
-        if self.stopping:
-            return ["the agent is stopping"]
-        async with self._reload_lock:
-            return await self._reload()
-
-    async def _reload(self) -> list[str]:
-        sdnotify.notify("RELOADING=1")
-        try:
-            if self.config_path is None:
-                raise ConfigError("no configuration file to re-read")
-            new = config_load.load_path(self.config_path)
-            problems = preflight(new)
-            if problems:
-                raise ConfigError(problems)
-            hmac_keys, problems = self._read_hmac_keys(new)
-            if problems:  # a key file changed since preflight read it
-                raise ConfigError(problems)
-        except ConfigError as exc:
-            self.log.error(
-                "config.reload_failed",
-                problems=[str(p) for p in exc.problems],
-                kept="running configuration",
-            )
-            sdnotify.notify("READY=1")
-            return [str(p) for p in exc.problems]
-        await self.apply_config(new, hmac_keys=hmac_keys)
-        sdnotify.notify("READY=1")
-        return []
-
-    @staticmethod
-    def _read_hmac_keys(config: Config) -> tuple[dict[str, auth.KeyRing], list[Problem]]:
-        """Every instance's HMAC keys read now, by instance name, and the problems."""
-        rings: dict[str, auth.KeyRing] = {}
-        problems: list[Problem] = []
-        for i, inst in enumerate(config.vrrp_instances):
-            ring, found = read_hmac_keys(inst, f"vrrp_instance[{i}]")
-            problems.extend(found)
-            if ring is not None:
-                rings[inst.name] = ring
-        return rings, problems
-
-    async def apply_config(
-        self, new: Config, *, hmac_keys: dict[str, auth.KeyRing] | None = None
-    ) -> None:
-        """Apply ``new`` in place of the running configuration. ``hmac_keys`` (by instance
-        name) are the keys read and checked by the reload; without them they are read here,
-        and an instance whose keys cannot be read keeps the ones it runs with."""
-        if hmac_keys is None:
-            hmac_keys, problems = self._read_hmac_keys(new)
-            if problems:
-                self.log.error(
-                    "vrrp.hmac_key_failed",
-                    problems=[str(p) for p in problems],
-                    kept="running keys",
-                )
-        old = self.config
-        self.config = new
-        # The reload plan: which instances stop, restart or are updated in place.
-        plan = config_diff.diff(old, new)
-        stopped = {*plan.vrrp_instances.removed}
-        stopped.update(c.name for c in plan.instance_changes if c.replaces)
-        new_by_name = {i.name: i for i in new.vrrp_instances}
-        self._build_groups()
-        for name in (i.name for i in old.vrrp_instances):
-            if name in stopped:
-                inst = self.instances[name]
-                inst.post("stop")
-                await inst.done.wait()
-                del self.instances[name]
-                self.log.info("config.instance_removed", instance=name)
-        for name, cfg in new_by_name.items():
-            if name not in self.instances:
-                await self._start_instance(cfg)
-                self.log.info("config.instance_added", instance=name)
-            elif plan.instance_change(name) is not None:
-                self.instances[name].post("reconfigure", cfg)
-            ring = hmac_keys.get(name)
-            if ring is not None:
-                # In place, before any advert is sent or checked with the old keys again.
-                self.instances[name].set_hmac_keys(ring, cfg)
-        if (old.track_scripts, old.track_files) != (new.track_scripts, new.track_files):
-            self._start_tracking()
-        self._retrack()
-        self.ipvs.update(new)
-        self.sync.update(new)
-        self.checks.update(new)
-        self.log.info("config.reloaded", instances=sorted(new_by_name))
-
-
-def _wall_clock_ns() -> int:
-    """The default wall clock, read through this module's ``time`` at each call."""
-    return time.time_ns()
-
-
 def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:
     """The HMAC key files of an instance, signing key first (as in ``auth.KeyRing``)."""
     return (cfg.hmac_key_file, *cfg.hmac_accept_key_files) if cfg.hmac_key_file else ()
-
-
-async def run_agent(config: Config, config_path: Path | None) -> None:
-    """Entry point used by the CLI."""
-    agent = Agent(config, config_path)
-    await agent.run(operations=True)

@@ -1,0 +1,467 @@
+"""The agent: one ``hadirector run`` process, wired in one trio root nursery.
+
+The nursery holds: a driver task per VRRP instance (agent/instance.py), the shared VRRP
+sockets' receive tasks, the link watcher, the VIP watcher, tracking tasks
+(agent/tracking.py), the notify runner, the IPVS manager, the connection-sync daemons, the
+health checker (which feeds the IPVS manager the failed real servers), the signal loop, the
+watchdog and, for ``hadirector run``, the control socket and metrics.
+
+SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
+heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and
+applies only what changed (config/diff.py is the plan), keeping the running configuration
+when the new file is invalid. A SIGHUP also re-reads every HMAC key file, changed paths or
+not, and hands the keys to the running instances in place (same socket, machine, replay
+guard and send sequence); a key file that cannot be read or holds no valid key refuses the
+reload as a whole. Only turning HMAC on or off restarts an instance. Sync groups are
+vrrp/group.py's: the agent forwards member transitions and performs the commands.
+
+This module does no protocol reasoning of its own: decisions live in the pure core.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hadirector import __version__, logs, sdnotify
+from hadirector.agent.instance import Instance
+from hadirector.agent.tracking import Tracking
+from hadirector.alerts import notify
+from hadirector.checks.runner import HealthChecker
+from hadirector.config import diff as config_diff
+from hadirector.config import load as config_load
+from hadirector.config.schema import Config, VrrpInstance
+from hadirector.errors import ConfigError, Problem
+from hadirector.ports import Adapters
+from hadirector.preflight import preflight, read_hmac_keys
+from hadirector.status import (
+    AgentStatus,
+    ChecksStatus,
+    InstanceStatus,
+    NotifyStatus,
+    SyncGroupStatus,
+)
+from hadirector.sync.daemon import SyncDaemons
+from hadirector.vrrp import auth
+from hadirector.vrrp.group import SyncGroup
+from hadirector.vrrp.machine import State, Transition
+
+STOP_TIMEOUT_S = 15.0
+
+
+class Agent:
+    """Everything one ``hadirector run`` process does."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        adapters: Adapters | None = None,
+        *,
+        wall_clock_ns: Callable[[], int] | None = None,
+    ) -> None:
+        self.adapters = adapters or Adapters.real()
+        # Wall-clock nanoseconds: the HMAC send sequence starts from it (vrrp/send.py).
+        self.wall_clock_ns = wall_clock_ns or _wall_clock_ns
+        self.config = config
+        self.config_path = config_path
+        self.log = logs.get(
+            component="agent", router_id=config.global_.router_id or socket.gethostname()
+        )
+        self.instances: dict[str, Instance] = {}
+        self.groups: dict[str, SyncGroup] = {}
+        self.group_of: dict[str, str] = {}
+        self.notifier = notify.NotifyRunner()
+        self.addresses = self.adapters.addresses()
+        self.links = self.adapters.links()
+        self.tracking = Tracking(self.links, self._retrack)
+        # One receive and one send socket per (interface, family), shared by the instances.
+        self.vrrp_sockets = self.adapters.vrrp_sockets()
+        self.ipvs = self.adapters.ipvs(config)
+        self.sync = SyncDaemons(config)
+        self.checks = HealthChecker(config, self._on_health)
+        self._nursery: trio.Nursery | None = None
+        self.stopping = False
+        self._stop_requested = trio.Event()
+        self._reload_lock = trio.Lock()  # the one lock: SIGHUP and the control socket
+        self.started_monotonic = time.monotonic()
+
+    # -- tracking ---------------------------------------------------------------------
+
+    def effective_priority(self, cfg: VrrpInstance) -> int | None:
+        """Priority after tracking (None = FAULT), from the current tracked states."""
+        return self.tracking.effective_priority(cfg)
+
+    def _retrack(self) -> None:
+        for name, inst in self.instances.items():
+            # From the running configuration: on reload an instance's queued "reconfigure"
+            # has not been applied yet, and its old priority must not win over the new one.
+            cfg = self.config.instance(name) or inst.cfg
+            inst.post("priority", self.effective_priority(cfg))
+
+    async def _link_loop(self) -> None:
+        async for ifname, up in self.links.changes():
+            if up:
+                self.log.info("link.change", interface=ifname, up=up)
+            else:
+                deleted = self.links.index_of(ifname) is None
+                self.log.info("link.change", interface=ifname, up=up, deleted=deleted)
+            tracked = False
+            for inst in list(self.instances.values()):
+                if inst.cfg.interface == ifname:
+                    inst.post("link", up)
+                elif up:
+                    inst.post("restore_vips_on", ifname)
+                if any(ref.name == ifname for ref in inst.cfg.track_interfaces):
+                    tracked = True
+            if tracked:
+                self.tracking.set_interface(ifname, up)
+
+    def _on_address_added(self) -> None:
+        for inst in self.instances.values():
+            if inst.waiting_for_address:
+                inst.post("address")
+
+    async def _vip_watch_loop(self) -> None:
+        self.addresses.on_address_added(self._on_address_added)
+        async for removed in self.addresses.watch():
+            for inst in self.instances.values():
+                inst.post("readd", str(removed))
+
+    def _on_health(self, down: set[Any]) -> None:
+        """Failed real servers from the health checker go to the IPVS reconciler."""
+        self.ipvs.set_health(down)
+
+    # -- sync groups ------------------------------------------------------------------
+
+    def _build_groups(self) -> None:
+        """Sync groups of the current configuration. A reload keeps a group whose members
+        did not change (it knows which member faulted on its own); a new or changed group
+        learns its members' current states."""
+        groups: dict[str, SyncGroup] = {}
+        for g in self.config.sync_groups:
+            old = self.groups.get(g.name)
+            if old is not None and old.members == list(g.instances):
+                groups[g.name] = old
+                continue
+            group = SyncGroup(g.name, list(g.instances), old.settled if old else None)
+            for member in g.instances:
+                inst = self.instances.get(member)
+                if inst is not None and inst.state is not State.INIT:
+                    group.on_transition(member, inst.state)
+            groups[g.name] = group
+        self.groups = groups
+        self.group_of = {m: g.name for g in self.config.sync_groups for m in g.instances}
+
+    def on_member_transition(self, inst: Instance, tr: Transition) -> None:
+        name = self.group_of.get(inst.cfg.name)
+        if name is None:
+            return
+        group = self.groups[name]
+        commands = group.on_transition(inst.cfg.name, tr.new)
+        for member, target in [] if self.stopping else commands:
+            other = self.instances.get(member)
+            if other is not None and other.state is not target:
+                other.post("force", target, f"sync group {name}")
+        settled = group.settle()
+        if settled is not None:
+            state = settled.value
+            self.sync.on_group(name, state)
+            gcfg = next(g for g in self.config.sync_groups if g.name == name)
+            self.log.info("vrrp.group_transition", group=name, new=state)
+            self.notifier.submit(
+                notify.jobs_for(
+                    gcfg.notify, "GROUP", name, state, 0, self.config.global_.notify_timeout_s
+                )
+            )
+
+    # -- status -----------------------------------------------------------------------
+
+    def update_status(self) -> None:
+        text = ", ".join(f"{n}={i.state.value}" for n, i in sorted(self.instances.items()))
+        sdnotify.notify(f"STATUS={text}")
+
+    def status(self) -> AgentStatus:
+        """The status snapshot: what the control socket, metrics and ``hadirector status``
+        report (hadirector/status.py)."""
+        cfg = self.config
+        groups = []
+        for g in cfg.sync_groups:
+            members = {m: self.instances[m].state.value for m in g.instances if m in self.instances}
+            group = self.groups.get(g.name)
+            settled = group.settled if group is not None else None
+            groups.append(SyncGroupStatus(g.name, settled and settled.value, members))
+        return AgentStatus(
+            router_id=cfg.global_.router_id or socket.gethostname(),
+            version=__version__,
+            pid=os.getpid(),
+            uptime_s=round(time.monotonic() - self.started_monotonic, 3),
+            stopping=self.stopping,
+            instances=tuple(self._instance_status(i) for _, i in sorted(self.instances.items())),
+            sync_groups=tuple(groups),
+            ipvs=self.ipvs.status(),
+            checks=ChecksStatus(
+                running=len(self.checks.running),
+                down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
+            ),
+            notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
+        )
+
+    @staticmethod
+    def _instance_status(inst: Instance) -> InstanceStatus:
+        """One VRRP instance's part of the status snapshot."""
+        cfg = inst.cfg
+        machine = inst.machine
+        return InstanceStatus(
+            name=cfg.name,
+            state=inst.state.value,
+            interface=cfg.interface,
+            vrid=cfg.vrid,
+            version=cfg.version,
+            family=cfg.family,
+            unicast=cfg.unicast,
+            source=str(inst.sock.local_address) if inst.sock is not None else None,
+            priority=cfg.priority,
+            effective_priority=machine.effective_priority if machine is not None else None,
+            advert_interval_cs=cfg.advert_interval_cs,
+            master_adver_interval_cs=(
+                machine.master_adver_interval_cs if machine is not None else None
+            ),
+            vips=tuple(str(v.interface) for v in cfg.virtual_addresses),
+            vips_held=tuple(sorted(inst.holding)),
+            fault_reasons=Agent._fault_reasons(inst),
+            counters=inst.counters,
+            machine_counters=machine.counters if machine is not None else {},
+        )
+
+    @staticmethod
+    def _fault_reasons(inst: Instance) -> tuple[str, ...]:
+        """Why an instance is in FAULT (empty when it is not): the machine's own reasons (link
+        down, tracking, sync group), and a re-created interface still without a source address."""
+        machine = inst.machine
+        if machine is None or inst.state is not State.FAULT:
+            return ()
+        reasons = list(machine.fault_reasons)
+        if inst.waiting_for_address:
+            reasons = [r for r in reasons if r != "link down"]
+            reasons.insert(0, f"{inst.cfg.interface} re-created, no source address yet")
+        return tuple(reasons)
+
+    # -- main -------------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = True, operations: bool = False) -> None:
+        """Run until stopped (SIGTERM/SIGINT or ``request_stop()``), then hand over and exit.
+
+        ``operations``: also serve the control socket and metrics (control.Operations)."""
+        await self.addresses.open()
+        await self.links.open()
+        self._build_groups()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if handle_signals:
+                nursery.start_soon(self._signal_loop)
+            nursery.start_soon(self.notifier.run)
+            nursery.start_soon(self._link_loop)
+            nursery.start_soon(self._vip_watch_loop)
+            await nursery.start(self.vrrp_sockets.run)
+            self.tracking.start(nursery, self.config)
+            for cfg in self.config.vrrp_instances:
+                await self._start_instance(cfg)
+            self._tune_process()
+            # IPVS after VRRP: programming a large table must not delay the first advert.
+            # Servers whose checks start them down (alpha) are out from the first reconcile.
+            self.ipvs.set_health(self.checks.down_at_start())
+            nursery.start_soon(self.ipvs.run)
+            nursery.start_soon(self.sync.run)
+            nursery.start_soon(self.checks.run)
+            if operations:
+                from hadirector.control.server import Operations
+
+                glob = self.config.global_
+                await nursery.start(Operations(self).run, glob.control_socket, glob.metrics_listen)
+            sdnotify.notify("READY=1")
+            self.update_status()
+            nursery.start_soon(self._watchdog)
+            await self._stop_requested.wait()
+            await self.shutdown()
+            nursery.cancel_scope.cancel()
+
+    def _tune_process(self) -> None:
+        """Freeze start-up garbage out of the collector; real-time scheduling if configured."""
+        gc.collect()
+        gc.freeze()  # fewer and shorter collections on the advert path
+        prio = self.config.global_.realtime_priority
+        if prio:
+            try:
+                os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
+                self.log.info("agent.realtime", policy="SCHED_RR", priority=prio)
+            except OSError as exc:
+                self.log.error("agent.realtime_failed", priority=prio, error=str(exc))
+
+    def request_stop(self) -> None:
+        """Ask the agent to hand over and exit (what SIGTERM does)."""
+        self._stop_requested.set()
+
+    async def _start_instance(self, cfg: VrrpInstance) -> None:
+        assert self._nursery is not None
+        inst = Instance(self, cfg)
+        self.instances[cfg.name] = inst
+        await self._nursery.start(inst.run)
+
+    async def _watchdog(self) -> None:
+        period = sdnotify.watchdog_interval_s()
+        if period is None:
+            return
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await trio.sleep(period)
+
+    async def _signal_loop(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                    continue
+                self.log.info("agent.stopping", signal=signal.Signals(signum).name)
+                self.request_stop()
+                return
+
+    def stop_timeout_s(self) -> float:
+        """How long a graceful stop may take: the longest drain of a master (it waits up to
+        a priority-1 peer's Master_Down_Interval, < 4 intervals, then the hold), plus slack."""
+        drains = [
+            4 * i.advert_interval_cs / 100 + i.handover_hold_s for i in self.config.vrrp_instances
+        ]
+        return max([STOP_TIMEOUT_S, *(d + 2.0 for d in drains)])
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        sdnotify.notify("STOPPING=1")
+        instances = list(self.instances.values())
+        for inst in instances:
+            inst.post("stop")
+        timeout_s = self.stop_timeout_s()
+        with trio.move_on_after(timeout_s) as scope:
+            for inst in instances:
+                await inst.done.wait()
+        if scope.cancelled_caught:
+            self.log.error("agent.stop_timeout", timeout_s=timeout_s)
+            with trio.CancelScope(shield=True):
+                for inst in instances:
+                    if inst.holding:  # never leave a VIP up on a stopped director
+                        await inst.release_now()
+        await self.sync.stop()
+        await self.notifier.drain(self.config.global_.notify_timeout_s)
+        self.log.info("agent.stopped")
+
+    async def reload(self) -> list[str]:
+        """Re-read the configuration file and apply it (SIGHUP, control ``reload``).
+
+        Returns the problems that kept the running configuration, or [] once applied."""
+        if self.stopping:
+            return ["the agent is stopping"]
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> list[str]:
+        sdnotify.notify("RELOADING=1")
+        try:
+            if self.config_path is None:
+                raise ConfigError("no configuration file to re-read")
+            new = config_load.load_path(self.config_path)
+            problems = preflight(new)
+            if problems:
+                raise ConfigError(problems)
+            hmac_keys, problems = self._read_hmac_keys(new)
+            if problems:  # a key file changed since preflight read it
+                raise ConfigError(problems)
+        except ConfigError as exc:
+            self.log.error(
+                "config.reload_failed",
+                problems=[str(p) for p in exc.problems],
+                kept="running configuration",
+            )
+            sdnotify.notify("READY=1")
+            return [str(p) for p in exc.problems]
+        await self.apply_config(new, hmac_keys=hmac_keys)
+        sdnotify.notify("READY=1")
+        return []
+
+    @staticmethod
+    def _read_hmac_keys(config: Config) -> tuple[dict[str, auth.KeyRing], list[Problem]]:
+        """Every instance's HMAC keys read now, by instance name, and the problems."""
+        rings: dict[str, auth.KeyRing] = {}
+        problems: list[Problem] = []
+        for i, inst in enumerate(config.vrrp_instances):
+            ring, found = read_hmac_keys(inst, f"vrrp_instance[{i}]")
+            problems.extend(found)
+            if ring is not None:
+                rings[inst.name] = ring
+        return rings, problems
+
+    async def apply_config(
+        self, new: Config, *, hmac_keys: dict[str, auth.KeyRing] | None = None
+    ) -> None:
+        """Apply ``new`` in place of the running configuration. ``hmac_keys`` (by instance
+        name) are the keys read and checked by the reload; without them they are read here,
+        and an instance whose keys cannot be read keeps the ones it runs with."""
+        if hmac_keys is None:
+            hmac_keys, problems = self._read_hmac_keys(new)
+            if problems:
+                self.log.error(
+                    "vrrp.hmac_key_failed",
+                    problems=[str(p) for p in problems],
+                    kept="running keys",
+                )
+        old = self.config
+        self.config = new
+        # The reload plan: which instances stop, restart or are updated in place.
+        plan = config_diff.diff(old, new)
+        stopped = {*plan.vrrp_instances.removed}
+        stopped.update(c.name for c in plan.instance_changes if c.replaces)
+        new_by_name = {i.name: i for i in new.vrrp_instances}
+        self._build_groups()
+        for name in (i.name for i in old.vrrp_instances):
+            if name in stopped:
+                inst = self.instances[name]
+                inst.post("stop")
+                await inst.done.wait()
+                del self.instances[name]
+                self.log.info("config.instance_removed", instance=name)
+        for name, cfg in new_by_name.items():
+            if name not in self.instances:
+                await self._start_instance(cfg)
+                self.log.info("config.instance_added", instance=name)
+            elif plan.instance_change(name) is not None:
+                self.instances[name].post("reconfigure", cfg)
+            ring = hmac_keys.get(name)
+            if ring is not None:
+                # In place, before any advert is sent or checked with the old keys again.
+                self.instances[name].set_hmac_keys(ring, cfg)
+        if (old.track_scripts, old.track_files) != (new.track_scripts, new.track_files):
+            assert self._nursery is not None
+            self.tracking.start(self._nursery, self.config)
+        self._retrack()
+        self.ipvs.update(new)
+        self.sync.update(new)
+        self.checks.update(new)
+        self.log.info("config.reloaded", instances=sorted(new_by_name))
+
+
+def _wall_clock_ns() -> int:
+    """The default wall clock, read through this module's ``time`` at each call."""
+    return time.time_ns()
+
+
+async def run_agent(config: Config, config_path: Path | None) -> None:
+    """Entry point used by the CLI."""
+    agent = Agent(config, config_path)
+    await agent.run(operations=True)
