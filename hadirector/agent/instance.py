@@ -649,10 +649,13 @@ class Instance:
         await self._release()
         self.log.warning("vip.released_on_timeout")
 
-    async def _release(self) -> None:
+    def _stop_announcing(self) -> None:
         if self._announce_scope is not None:
             self._announce_scope.cancel()
             self._announce_scope = None
+
+    async def _release(self) -> None:
+        self._stop_announcing()
         removed = []
         for cmd in self.vips.release(self.cfg.virtual_addresses):
             if await self._remove_vip(cmd):
@@ -708,6 +711,11 @@ class Instance:
             self.log.debug("vrrp.fault_reason", state=tr.new.value, reason=tr.reason)
             self.agent.on_member_transition(self, tr)
             return
+        if tr.old is State.MASTER:
+            # No more announcements from here, though the VIPs may stay a moment longer (a
+            # handover hold, a stopping master waiting for its successor): a burst due now
+            # would draw the clients back from the new master.
+            self._stop_announcing()
         self.log.info(
             "vrrp.transition",
             old=tr.old.value,

@@ -55,3 +55,27 @@ def test_preempted_master_stops_announcing() -> None:
         assert len(lab.find("garp", host="b")) == 3  # only the first burst ran before
 
     run_lab(scenario)
+
+
+def test_a_burst_due_during_the_handover_hold_is_not_sent() -> None:
+    """A preempted master keeps its VIPs for ``handover_hold`` but announces nothing once it
+    has stepped down: its delayed burst falling inside the hold would draw the clients
+    back from the new master (seen with keepalived preempting: the client flapped)."""
+
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab)
+        b_extra = "garp_master_repeat = 3\ngarp_master_delay = 5.0\nhandover_hold = 3.0\n"
+        rb = await lab.start(b, instance_toml(priority=100, extra=b_extra))
+        await trio.sleep(4.2)  # b is master (Master_Down_Interval 3.61 s)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await trio.sleep(12)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        acquired = lab.find("add", host="b")[0].time
+        stepped_down = lab.find("transition", host="b")[-1].time
+        released = lab.find("remove", host="b")[-1].time
+        # The delayed burst was due inside the hold: after the step-down, before release.
+        assert stepped_down < acquired + 5.0 < released
+        garps = [e.time for e in lab.find("garp", host="b")]
+        assert len(garps) == 3 and all(t <= stepped_down for t in garps)
+
+    run_lab(scenario)
