@@ -37,7 +37,8 @@ class VrrpEndpoint(Protocol):
 
     async def send(self, payload: bytes, dst: IPAddress) -> None: ...
 
-    async def receive(self) -> Any: ...
+    def listen(self, listener: Callable[[Any], None]) -> None:
+        """Hand every packet of its VRID to ``listener`` (synchronously, as it arrives)."""
 
     def close(self) -> None: ...
 

@@ -5,7 +5,11 @@ sync-group command, a stop, a reconfiguration, a VIP to put back) is posted to i
 pure state machine is driven by one task, in order, with ``trio.current_time()`` as its
 clock. Control events travel on a queue that never drops and are served before adverts,
 which travel on a bounded one (a flood drops adverts, counted, never a stop or a link
-change). Every VIP change is made by the driver, as vrrp/vips.py decides. The machine answers
+change). The one shortcut: an advert that arrives while the driver is parked with nothing
+queued is handed to the machine by the receive task of its socket (no wake-up per advert: a
+backup's Master_Down deadline just moves); whatever the machine answers is posted to the
+driver as a control event, and an advert arriving while the driver is busy waits in the
+queue behind its work. Every VIP change is made by the driver, as vrrp/vips.py decides. The machine answers
 with actions, which the driver performs in the order given: send an advert, acquire the VIPs
 (add, then announce), release them, report a transition (log, notify scripts, sync group).
 
@@ -59,7 +63,6 @@ if TYPE_CHECKING:
 # Adverts queued for an instance's driver beyond this many are dropped (and counted); control
 # events have no bound.
 ADVERT_QUEUE = 1024
-RECEIVE_ERROR_BACKOFF_S = 0.2
 # A re-created interface without a source address yet: try the VRRP socket again this often.
 REOPEN_RETRY_S = iface.REOPEN_RETRY_S
 
@@ -120,6 +123,11 @@ class Instance:
         self._control: deque[tuple[Any, ...]] = deque()
         self._adverts: deque[tuple[Any, ...]] = deque()
         self._wake = trio.Event()
+        # The driver is parked with nothing queued: an accepted advert is then handed to
+        # the machine at once by the receive path (``_on_packet``), and ``_wait_scope`` (the
+        # driver's wait) gets the machine's new deadline; only actions wake the driver.
+        self._idle = False
+        self._wait_scope: trio.CancelScope | None = None
         self.machine: VrrpMachine | None = None
         self.sock: VrrpEndpoint | None = None
         # One announcer per device a VIP lives on (a VIP's `dev` may differ from the
@@ -142,7 +150,6 @@ class Instance:
         # The VIPs this instance holds, and the decisions that change them (vrrp/vips.py).
         self.vips = vips.VipOwnership()
         self._announce_scope: trio.CancelScope | None = None
-        self._receive_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         # The interface gone, back, the socket re-opened on it or a retry due (vrrp/iface.py).
         self.follower = iface.InterfaceFollower(REOPEN_RETRY_S)
@@ -166,8 +173,9 @@ class Instance:
     def post(self, *event: Any) -> None:
         """Queue an event for the driver. An ``("advert", advert, source)`` goes on the
         bounded advert queue (dropped and counted when it is full); anything else is a
-        control event (stop, link, address, priority, force, reconfigure, VIP repairs):
-        never dropped, and served before any queued advert."""
+        control event (stop, link, address, priority, force, reconfigure, VIP repairs, the
+        actions of an advert ``_on_packet`` handed to the machine): never dropped, and
+        served before any queued advert."""
         kind = event[0]
         if kind == "advert":
             if len(self._adverts) >= ADVERT_QUEUE:
@@ -179,10 +187,21 @@ class Instance:
             if kind == "stop":
                 self.stop_requested = True
             self._control.append(event)
+        self._idle = False
         self._wake.set()
 
-    async def _next_event(self, wake_at: float) -> tuple[Any, ...] | None:
-        """The next event for the driver, None when ``wake_at`` (a timer) is due first.
+    def _wake_at(self) -> float:
+        """When the driver must wake without an event: the machine's next timer, or a
+        re-open retry."""
+        assert self.machine is not None
+        deadline = self.machine.next_deadline()
+        retry_at = self.follower.next_deadline()
+        if retry_at is None:
+            return math.inf if deadline is None else deadline
+        return retry_at if deadline is None else min(deadline, retry_at)
+
+    async def _next_event(self) -> tuple[Any, ...] | None:
+        """The next event for the driver, None when a timer (``_wake_at``) is due first.
 
         Control events come first, then a due timer, then adverts: a flood of adverts
         delays neither a stop, a link change or a reload, nor the machine's timers."""
@@ -190,14 +209,23 @@ class Instance:
         while True:
             if self._control:
                 event = self._control.popleft()
-            elif trio.current_time() >= wake_at:
+            elif trio.current_time() >= self._wake_at():
                 return None
             elif self._adverts:
                 event = self._adverts.popleft()
             else:
+                # Parked until an event or the deadline, which the receive path moves while
+                # it hands adverts to the machine (a backup's Master_Down timer moves with
+                # every advert it hears: no wake-up for that).
                 self._wake = trio.Event()
-                with trio.move_on_at(wake_at):
-                    await self._wake.wait()
+                with trio.CancelScope(deadline=self._wake_at()) as scope:
+                    self._wait_scope = scope
+                    self._idle = True
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        self._idle = False
+                        self._wait_scope = None
                 waited = True
                 continue
             if not waited:
@@ -341,12 +369,7 @@ class Instance:
         assert self.machine is not None
         machine = self.machine
         while machine.state is not State.STOPPED:
-            deadline = machine.next_deadline()
-            wake_at = min(
-                math.inf if deadline is None else deadline,
-                math.inf if (retry := self.follower.next_deadline()) is None else retry,
-            )
-            event = await self._next_event(wake_at)
+            event = await self._next_event()
             now = trio.current_time()
             if event is not None:
                 actions = self._dispatch(event, now)
@@ -454,6 +477,9 @@ class Instance:
             return machine.receive(
                 priority=advert.priority, interval_cs=advert.interval_cs, source=source, now=now
             )
+        if kind == "perform":
+            performed: list[Any] = event[1]  # the machine's answer to an advert _on_packet gave it
+            return performed
         if kind == "link":
             return self._on_link(event[1], now)
         if kind == "address":
@@ -737,28 +763,35 @@ class Instance:
     # -- receive path -----------------------------------------------------------------
 
     def _start_receiver(self) -> None:
-        """Receive from the current socket (stopping the loop reading the previous one)."""
-        assert self._nursery is not None and self.sock is not None
-        if self._receive_scope is not None:
-            self._receive_scope.cancel()
-        scope = trio.CancelScope()
-        self._receive_scope = scope
-        self._nursery.start_soon(self._receive_loop, scope, self.sock)
+        """Receive from the current socket (the previous one, if any, is closed after)."""
+        assert self.sock is not None
+        self.sock.listen(self._on_packet)
 
-    async def _receive_loop(self, scope: trio.CancelScope, sock: VrrpEndpoint) -> None:
-        with scope:
-            while True:
-                try:
-                    received = await sock.receive()
-                except trio.ClosedResourceError:
-                    return  # replaced by a socket on a re-created interface
-                except OSError as exc:
-                    self.rejects.warning("recv", "vrrp.receive_failed", error=str(exc))
-                    await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
-                    continue
-                advert = self._accept(received)
-                if advert is not None:
-                    self.post("advert", advert, received.src)
+    def _on_packet(self, received: Any) -> None:
+        """One packet for this instance, in the receive task of its socket.
+
+        The receive checks run here. An accepted advert goes to the machine at once when
+        the driver is parked with nothing queued (the machine is then driven by nobody
+        else); the actions it answers, if any, are queued for the driver, which performs
+        them before anything else. Otherwise the advert is queued behind what the driver
+        has to do, in order."""
+        advert = self._accept(received)
+        if advert is None:
+            return
+        if not self._idle:
+            self.post("advert", advert, received.src)
+            return
+        assert self.machine is not None and self._wait_scope is not None
+        actions = self.machine.receive(
+            priority=advert.priority,
+            interval_cs=advert.interval_cs,
+            source=received.src,
+            now=trio.current_time(),
+        )
+        if actions:
+            self.post("perform", actions)
+        else:
+            self._wait_scope.deadline = self._wake_at()
 
     def _reject(self, reason: str, src: Any, detail: str = "") -> None:
         self.counters[f"rejected_{reason}"] += 1

@@ -11,10 +11,12 @@ one (interface, family) share two raw sockets pinned to that interface with
   index while at least one endpoint on it is in multicast mode. A classic BPF socket
   filter (net/vrrp_filter.py) lets through only the VRIDs of the endpoints open on it, and
   is replaced whenever one opens or closes (a reload): adverts of other routers on the link
-  never reach Python. One task per receive socket reads every datagram, reads its VRID and
-  queues it for the endpoint of that VRID only. A datagram for a VRID no endpoint has
-  (queued before the filter changed) is counted in ``unknown_vrid`` and dropped; one too
-  short to hold a VRID, or whose IPv4 header does not parse, in ``malformed``;
+  never reach Python. One task per receive socket reads every datagram (all it holds per
+  wake-up, ``READ_BATCH`` at most before it yields), reads its VRID and queues it for the
+  endpoint of that VRID only, or hands it at once to the endpoint's listener. A datagram for
+  a VRID no endpoint has (queued before the filter changed) is counted in ``unknown_vrid``
+  and dropped; one too short to hold a VRID, or whose IPv4 header does not parse, in
+  ``malformed``;
 - one *send* socket, with TTL / hop limit 255 for multicast *and* unicast (RFC 5798
   §5.1.1.3 / §5.1.2.5), multicast loop off, the outgoing interface set, and DSCP CS6
   (internetwork control). It is bound to no address: each packet carries its endpoint's
@@ -43,6 +45,9 @@ queues at most ``ENDPOINT_QUEUE`` packets (more are counted in ``queue_full`` an
 is the codec's (``IPV6_CHECKSUM`` is not set). While the link is down or gone, or the
 source address is missing, ``open`` and ``send`` raise ``LinkUnavailable`` (an OSError).
 One task receives from an endpoint at a time; any number may send (they take turns).
+``listen(callback)`` replaces ``receive``: each packet is then handed to the callback, in
+the receive task, as it is read (the agent's instances take them this way: no task wake-up
+per packet).
 
 What it must not do: decode or validate VRRP beyond the VRID (the codec and the agent do),
 read the clock, or open a socket per packet or per instance.
@@ -53,11 +58,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import ipaddress
 import math
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -95,6 +101,8 @@ VRRP_TTL = 255
 DSCP_CS6_TOS = 0xC0
 NO_ADDRESS = errno.EADDRNOTAVAIL
 ENDPOINT_QUEUE = 256
+# Datagrams read per wake-up of a receive task before it lets other tasks run.
+READ_BATCH = 64
 RECEIVE_ERROR_BACKOFF_S = 0.2
 
 # Linux constants the socket module does not export on every Python.
@@ -121,6 +129,17 @@ class Received:
     src: IPAddress
     dst: IPAddress
     ttl: int  # IPv4 TTL or IPv6 hop limit
+
+
+# Peers are few: their address objects are built once, not per packet (bounded, so a flood
+# of spoofed sources cannot grow it).
+_ipv6 = functools.lru_cache(maxsize=1024)(ipaddress.IPv6Address)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ipv6_text(text: str) -> ipaddress.IPv6Address:
+    """The source of a datagram as recvmsg gives it (``fe80::1%eth0``)."""
+    return ipaddress.IPv6Address(text.split("%", 1)[0])
 
 
 def _link_unavailable(exc: OSError, what: str) -> OSError:
@@ -201,6 +220,10 @@ class _Port:
         self.filter_vrids: frozenset[int] = frozenset()
         self.reader_scope: trio.CancelScope | None = None
         self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
+        self._send_args_cache: dict[
+            tuple[IPAddress, IPAddress],
+            tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]],
+        ] = {}
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         try:
@@ -314,10 +337,16 @@ class _Port:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def send(self, payload: bytes, src: IPAddress, dst: IPAddress) -> None:
-        sender = self.sender
+    def _send_args(
+        self, src: IPAddress, dst: IPAddress
+    ) -> tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]:
+        """sendmsg's address and ancillary data for ``src`` -> ``dst`` (built once)."""
+        cached = self._send_args_cache.get((src, dst))
+        if cached is not None:
+            return cached
+        address: tuple[str, int] | tuple[str, int, int, int]
         if self.family == 4:
-            address: tuple[str, int] | tuple[str, int, int, int] = (str(dst), 0)
+            address = (str(dst), 0)
             # struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
             info = struct.pack("i4s4s", self.ifindex, src.packed, b"\0\0\0\0")
             ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
@@ -327,6 +356,22 @@ class _Port:
             # struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }
             info = struct.pack("16si", src.packed, self.ifindex)
             ancillary = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
+        if len(self._send_args_cache) >= 256:  # sources and peers are few; bounded anyway
+            self._send_args_cache.clear()
+        self._send_args_cache[(src, dst)] = (address, ancillary)
+        return address, ancillary
+
+    async def send(self, payload: bytes, src: IPAddress, dst: IPAddress) -> None:
+        sender = self.sender
+        address, ancillary = self._send_args(src, dst)
+        if not self._send_lock.locked():
+            # Nobody waits to send: try at once (a raw socket's buffer is rarely full).
+            try:
+                sender.sendmsg([payload], ancillary, 0, address)
+            except BlockingIOError:
+                pass
+            else:
+                return
         async with self._send_lock:
             await nonblocking_call(
                 sender, lambda: sender.sendmsg([payload], ancillary, 0, address), writable=True
@@ -335,30 +380,43 @@ class _Port:
     # -- receiving ----------------------------------------------------------------------
 
     async def read_loop(self) -> None:
-        """Read every datagram and queue it for the endpoint of its VRID."""
+        """Read every datagram and hand it to the endpoint of its VRID.
+
+        Each wake-up drains what the socket holds (non-blocking reads until it has nothing,
+        at most ``READ_BATCH`` before yielding to other tasks): one wake-up per burst, not
+        per datagram."""
         log = logs.get(component="vrrp_socket", interface=self.interface, family=self.family)
         last_logged = -math.inf
-        receive = self._receive_ipv4 if self.family == 4 else self._receive_ipv6
-        while True:
+        read = self._read_ipv4 if self.family == 4 else self._read_ipv6
+        receiver = self.receiver
+        by_vrid = self.by_vrid
+        while not self.closed:
             try:
-                got = await receive()
-            except trio.ClosedResourceError:
+                await trio.lowlevel.wait_readable(receiver)
+            except (trio.ClosedResourceError, OSError):
                 return  # the last endpoint closed
-            except OSError as exc:
+            error: OSError | None = None
+            for _ in range(READ_BATCH):
+                try:
+                    got = read()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    error = exc
+                    break
+                if got is not None:
+                    vrid, received = got
+                    for endpoint in by_vrid.get(vrid, ()):
+                        endpoint._deliver(received)
+            if error is not None:
                 if self.closed:
                     return
                 self.receive_errors += 1
                 now = trio.current_time()
                 if now - last_logged >= 1.0:
                     last_logged = now
-                    log.warning("vrrp.receive_failed", error=str(exc), count=self.receive_errors)
+                    log.warning("vrrp.receive_failed", error=str(error), count=self.receive_errors)
                 await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
-                continue
-            if got is None:
-                continue
-            vrid, received = got
-            for endpoint in self.by_vrid.get(vrid, ()):
-                endpoint._deliver(received)
 
     def _vrid(self, datagram: bytes) -> int | None:
         vrid = vrrp_filter.vrid_of(datagram, self.family)
@@ -370,9 +428,9 @@ class _Port:
             return None
         return vrid
 
-    async def _receive_ipv4(self) -> tuple[int, Received] | None:
-        receiver = self.receiver
-        datagram = await nonblocking_call(receiver, lambda: receiver.recv(_RECV_BUFFER_BYTES))
+    def _read_ipv4(self) -> tuple[int, Received] | None:
+        """One datagram, if any (BlockingIOError if none): its VRID and fields."""
+        datagram = self.receiver.recv(_RECV_BUFFER_BYTES)
         vrid = self._vrid(datagram)
         if vrid is None:
             return None
@@ -383,10 +441,10 @@ class _Port:
             return None
         return vrid, Received(packet.payload, packet.src, packet.dst, packet.ttl)
 
-    async def _receive_ipv6(self) -> tuple[int, Received] | None:
-        receiver = self.receiver
-        payload, ancillary, _flags, address = await nonblocking_call(
-            receiver, lambda: receiver.recvmsg(_RECV_BUFFER_BYTES, _ANC_BUFFER_BYTES)
+    def _read_ipv6(self) -> tuple[int, Received] | None:
+        """One datagram, if any (BlockingIOError if none): its VRID and fields."""
+        payload, ancillary, _flags, address = self.receiver.recvmsg(
+            _RECV_BUFFER_BYTES, _ANC_BUFFER_BYTES
         )
         vrid = self._vrid(payload)
         if vrid is None:
@@ -397,13 +455,13 @@ class _Port:
             if level != socket.IPPROTO_IPV6:
                 continue
             if kind == IPV6_PKTINFO and len(data) >= 16:
-                dst = ipaddress.IPv6Address(bytes(data[:16]))
+                dst = _ipv6(bytes(data[:16]))
             elif kind == IPV6_HOPLIMIT and len(data) >= 4:
                 (hop_limit,) = struct.unpack("i", data[:4])
         if dst is None or hop_limit is None:
             self.malformed += 1
             return None
-        src = ipaddress.IPv6Address(str(address[0]).split("%", 1)[0])
+        src = _ipv6_text(str(address[0]))
         return vrid, Received(bytes(payload), src, dst, hop_limit)
 
 
@@ -429,6 +487,7 @@ class VrrpSocket:
         self.own_skipped = 0
         self.queue_full = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[Received](ENDPOINT_QUEUE)
+        self._listener: Callable[[Received], None] | None = None
         self.closed = False
 
     @property
@@ -447,6 +506,9 @@ class VrrpSocket:
             return
         if not self.multicast and received.dst.is_multicast:
             return  # unicast mode: multicast adverts are for other endpoints or sockets
+        if self._listener is not None:
+            self._listener(received)
+            return
         try:
             self._inbox_send.send_nowait(received)
         except trio.WouldBlock:
@@ -476,6 +538,18 @@ class VrrpSocket:
     async def receive(self) -> Received:
         """Wait for the next VRRP packet of this endpoint's VRID from someone else."""
         return await self._inbox.receive()
+
+    def listen(self, listener: Callable[[Received], None]) -> None:
+        """From now on hand every packet ``receive`` would return to ``listener`` instead,
+        at once, in the shared socket's receive task (the packets queued so far first).
+        ``listener`` must not block; what it raises ends that task."""
+        self._listener = listener
+        while True:
+            try:
+                queued = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+                return
+            listener(queued)
 
     def close(self) -> None:
         """Leave the shared sockets (closed with the last endpoint); a task blocked in

@@ -216,6 +216,7 @@ class FakeEndpoint:
         self.closed = False
         self._queue: list[tuple[float, int, Received]] = []
         self._wakeup = trio.Event()
+        self._pump_scope = trio.CancelScope()
         self.sent = 0
 
     def link_up(self) -> bool:
@@ -247,8 +248,19 @@ class FakeEndpoint:
             with trio.move_on_at(deadline):
                 await self._wakeup.wait()
 
+    def listen(self, listener: Callable[[Received], None]) -> None:
+        """Hand each packet to ``listener`` from the host's VRRP receive task (as the
+        shared socket's reader does), from the time it is due."""
+        self.host.start_pump(self._pump, listener)
+
+    async def _pump(self, listener: Callable[[Received], None]) -> None:
+        with self._pump_scope:
+            while True:
+                listener(await self.receive())
+
     def close(self) -> None:
         self.closed = True
+        self._pump_scope.cancel()
         if self in self.wire.endpoints:
             self.wire.endpoints.remove(self)
 
@@ -427,11 +439,21 @@ class FakeVrrpSockets:
     """The registry of VRRP endpoints (the ``VrrpSocketsPort`` protocol) of one host."""
 
     def __init__(self, host: Host) -> None:
+        self.host = host
         self.open = host.open_vrrp_endpoint
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await trio.sleep_forever()
+        """Run the endpoints' receive tasks (``FakeEndpoint.listen``) until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.host.vrrp_nursery = nursery
+                pending, self.host.pending_pumps = self.host.pending_pumps, []
+                for pump, listener in pending:
+                    nursery.start_soon(pump, listener)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self.host.vrrp_nursery = None
 
 
 class Host:
@@ -450,6 +472,16 @@ class Host:
         self.endpoints: list[FakeEndpoint] = []
         # The host's wall clock in nanoseconds (HMAC send sequences); None: the real one.
         self.wall_clock_ns: Callable[[], int] | None = None
+        # The running agent's VRRP receive tasks (FakeVrrpSockets.run), and those asked for
+        # before it runs.
+        self.vrrp_nursery: trio.Nursery | None = None
+        self.pending_pumps: list[tuple[Callable[..., Awaitable[None]], Any]] = []
+
+    def start_pump(self, pump: Callable[..., Awaitable[None]], listener: Any) -> None:
+        if self.vrrp_nursery is None:
+            self.pending_pumps.append((pump, listener))
+        else:
+            self.vrrp_nursery.start_soon(pump, listener)
 
     def open_vrrp_endpoint(
         self,
