@@ -9,9 +9,10 @@ change). The one shortcut: an advert that arrives while the driver is parked wit
 queued is handed to the machine by the receive task of its socket (no wake-up per advert: a
 backup's Master_Down deadline just moves); whatever the machine answers is posted to the
 driver as a control event, and an advert arriving while the driver is busy waits in the
-queue behind its work. Every VIP change is made by the driver, as vrrp/vips.py decides. The machine answers
-with actions, which the driver performs in the order given: send an advert, acquire the VIPs
-(add, then announce), release them, report a transition (log, notify scripts, sync group).
+queue behind its work. Every VIP change is made by the driver, as vrrp/vips.py decides. The
+machine answers with actions, which the driver performs in the order given: send an advert,
+acquire the VIPs (add, then announce), release them, report a transition (log, notify
+scripts, sync group).
 
 Received adverts go through the receive checks of vrrp/receive.py (RFC 5798 §7.1) before
 the machine sees them; the answer's reason is counted and logged here, at most once a second
