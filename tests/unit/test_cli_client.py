@@ -18,14 +18,7 @@ import pytest
 from hadirector import cli
 from hadirector.config.schema import DEFAULT_CONTROL_SOCKET
 from hadirector.control.protocol import encode_reply
-from hadirector.status import (
-    AgentStatus,
-    ChecksStatus,
-    InstanceStatus,
-    IpvsStatus,
-    NotifyStatus,
-    SyncGroupStatus,
-)
+from tests.unit.statuskit import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("trio", "structlog", "pyroute2", "scapy", "hadirector.agent", "hadirector.control.server")
@@ -146,39 +139,8 @@ class CannedAgent:
         return self.request
 
 
-# What a canned agent reports: one instance in FAULT, a group, IPVS, checks, notify.
-WIRE = AgentStatus(
-    router_id="dir-a",
-    version="0.1.0",
-    pid=4242,
-    uptime_s=12.5,
-    stopping=False,
-    instances=(
-        InstanceStatus(
-            name="VI_1",
-            state="FAULT",
-            interface="eth0",
-            vrid=51,
-            version=3,
-            family=4,
-            unicast=False,
-            source=None,
-            priority=150,
-            effective_priority=None,
-            advert_interval_cs=100,
-            master_adver_interval_cs=None,
-            vips=("192.0.2.100/24",),
-            vips_held=(),
-            fault_reasons=("link down",),
-            counters={"to_fault": 1, "adverts_sent": 3, "rejected_ttl": 2},
-            machine_counters={},
-        ),
-    ),
-    sync_groups=(SyncGroupStatus("G", None, {"VI_1": "FAULT"}),),
-    ipvs=IpvsStatus(True, 1, ("tcp 192.0.2.100:80",), (), 0.5, {"reconciles": 1}),
-    checks=ChecksStatus(2, ("tcp 192.0.2.100:80 10.0.0.1:80",)),
-    notify=NotifyStatus(0, 1),
-).to_json()
+# What a canned agent reports (tests/unit/statuskit.py).
+WIRE = snapshot().to_json()
 
 TABLE = """\
 router dir-a  version 0.1.0  pid 4242  up 12.5s
