@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 VIP = "192.0.2.100"
+DELETE_ATTEMPTS = 20  # tries of `ip netns del` per namespace, 0.1 s apart
 
 CONFIG = """\
 [global]
@@ -71,13 +72,27 @@ class DemoLab:
             _ip("-n", ns, "addr", "add", addresses[key], "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Remove every namespace made; return one line per namespace that stays."""
+        failures: list[str] = []
         for ns in reversed(self.created):
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
             for pid in pids.stdout.split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            error = ""
+            for attempt in range(DELETE_ATTEMPTS):
+                done = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+                if not Path("/run/netns", ns).exists():
+                    if error:
+                        print(f"demo: {ns} removed at try {attempt + 1} ({error})", file=sys.stderr)
+                    break
+                # e.g. EBUSY while a killed process's mount namespace is being torn down
+                error = done.stderr.strip() or f"exit {done.returncode}"
+                time.sleep(0.1)
+            else:
+                failures.append(f"{ns}: {error}")
+        return failures
 
 
 def _pump(name: str, stream: object, seen: dict[str, threading.Event] | None = None) -> None:
@@ -160,6 +175,7 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
             f"demo: LAN 192.0.2.0/24, VIP {VIP}; director-a priority 150, "
             "director-b priority 100, advert 0.1 s"
         )
+        print(f"demo: namespaces {' '.join(lab.created)}")
         # director-a first, master before director-b starts (started together, either
         # may win the first election, and a then preempts). Each step waits for the
         # transitions it needs, then runs for its share of the duration.
@@ -219,7 +235,12 @@ def main(duration_s: float = 20.0, keep: bool = False) -> int:
                 proc.kill()
         for printer in pumps:  # their last lines (the STOPPED transitions) printed
             printer.join(timeout=10)
-        lab.close()
+        left = lab.close()
         shutil.rmtree(work, ignore_errors=True)
-        print("demo: namespaces removed")
+        for line in left:
+            print(f"demo: could not remove namespace {line}", file=sys.stderr)
+        if left:
+            failed = True
+        else:
+            print("demo: namespaces removed")
     return 1 if failed else 0
