@@ -117,6 +117,11 @@ def _check_config(path: Path) -> int:
     config = _load(path)
     if config is None:
         return 1
+    from hadirector.security import config_secret_warning
+
+    warning = config_secret_warning(config, path)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{path}: OK ({len(config.vrrp_instances)} VRRP instance(s), "
         f"{len(config.virtual_servers)} virtual server(s))"

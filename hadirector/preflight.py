@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hadirector import security
 from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import Problem
 from hadirector.vrrp import auth
@@ -54,6 +55,8 @@ def preflight(config: Config) -> list[Problem]:
         notify_scripts(f"sync_group[{i}]", group.notify)
     for i, ts in enumerate(config.track_scripts):
         script(f"track_script[{i}].script", ts.script)
+    # Who scripts run as, script_security, status_group, secret files' permissions.
+    problems.extend(security.preflight_problems(config))
     return problems
 
 

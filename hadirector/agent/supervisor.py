@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from hadirector import __version__, logs, sdnotify
+from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
 from hadirector.agent.tracking import Tracking
 from hadirector.alerts import notify
@@ -264,6 +264,9 @@ class Agent:
         await self.addresses.open()
         await self.links.open()
         self._build_groups()
+        for event, fields in security.startup_warnings(self.config, self.config_path):
+            self.log.warning(event, **fields)
+        self._script_identity()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if handle_signals:
@@ -305,6 +308,15 @@ class Agent:
                 self.log.info("agent.realtime", policy="SCHED_RR", priority=prio)
             except OSError as exc:
                 self.log.error("agent.realtime_failed", priority=prio, error=str(exc))
+
+    def _script_identity(self) -> None:
+        """Scripts started from now on run as the configuration's ``script_user``."""
+        identity, problems = security.script_identity(self.config)
+        if problems:  # preflight refused these already; only a racing passwd edit lands here
+            self.log.error("security.script_user_failed", problems=[str(p) for p in problems])
+            return
+        security.set_script_identity(identity)
+        self.log.info("security.scripts_run_as", user=identity.describe())
 
     def request_stop(self) -> None:
         """Ask the agent to hand over and exit (what SIGTERM does)."""
@@ -423,6 +435,7 @@ class Agent:
                 )
         old = self.config
         self.config = new
+        self._script_identity()
         # The reload plan: which instances stop, restart or are updated in place.
         plan = config_diff.diff(old, new)
         stopped = {*plan.vrrp_instances.removed}

@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from hadirector import logs
+from hadirector import logs, security
 
 STATE_KEYS = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOPPED": "stop"}
 
@@ -75,6 +75,7 @@ async def run_one(job: NotifyJob, log: Any, *, quiet: bool = False) -> int | Non
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **security.spawn_kwargs(),
         )
     except OSError as exc:
         log.error("notify.failed", script=job.argv[0], what=job.what, error=str(exc))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import trio
 
+from hadirector import security
 from hadirector.alerts.notify import kill_group
 from hadirector.config.schema import HealthCheck, IPAddress
 
@@ -252,6 +253,7 @@ async def probe_script(check: HealthCheck, address: IPAddress, port: int | None)
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         env=env,
+        **security.spawn_kwargs(),
     )
     try:
         code = await proc.wait()

@@ -51,6 +51,7 @@ from hadirector.config.validate import (
     Table,
     present,
     quote,
+    show,
     toml_keys,
 )
 from hadirector.config.vrrp_sections import (
@@ -100,6 +101,8 @@ TOP_KEYS: Final = toml_keys(
 )
 GLOBAL_KEYS: Final = toml_keys(GlobalConfig)
 GLOBAL: Final = Defaults(GlobalConfig)
+# A user or group: a name as useradd accepts it, or a numeric id.
+ACCOUNT_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?|[0-9]{1,10}")
 
 
 # --------------------------------------------------------------------------- public API
@@ -224,6 +227,14 @@ class _Loader(VrrpSections, LvsSections):
             seen[name] = obj
         return seen
 
+    def account(self, value: object, path: str) -> str | None:
+        """A user or group: a name as useradd accepts it, or a numeric id (resolved on the
+        host by ``hadirector.security``, not here)."""
+        if not isinstance(value, str) or not ACCOUNT_NAME.fullmatch(value):
+            self.add(path, f"must be a user or group name, or a numeric id, got {show(value)}")
+            return None
+        return value
+
     def global_(self, top: Table) -> GlobalConfig:
         if not top.has("global"):
             return GlobalConfig()
@@ -245,4 +256,8 @@ class _Loader(VrrpSections, LvsSections):
                 "realtime_priority", self.integer(0, 99), GLOBAL.realtime_priority
             ),
             metrics_listen=t.maybe("metrics_listen", self.listen),
+            script_user=t.maybe("script_user", self.account),
+            script_group=t.maybe("script_group", self.account),
+            script_security=t.opt("script_security", self.boolean(), GLOBAL.script_security),
+            status_group=t.maybe("status_group", self.account),
         )

@@ -87,6 +87,14 @@ class GlobalConfig:
     realtime_priority: int = 0  # 0: normal scheduling; 1..99: SCHED_RR
     # Address and TCP port of the Prometheus endpoint (GET /metrics); None: not served.
     metrics_listen: tuple[IPAddress, int] | None = None
+    # Who notify, track and check scripts run as (names or numeric ids, resolved at start
+    # by hadirector/security.py); None: the agent's own user (root: keepalived's default).
+    script_user: str | None = None
+    script_group: str | None = None  # None: script_user's primary group
+    # Refuse scripts a non-root user could modify (keepalived's enable_script_security).
+    script_security: bool = False
+    # A group whose members may run `hadirector status` (read-only) on the control socket.
+    status_group: str | None = None
 
 
 @dataclass(frozen=True)

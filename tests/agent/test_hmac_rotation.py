@@ -104,7 +104,9 @@ class Pair:
 def key_files(tmp: Path) -> tuple[Path, Path]:
     old, new = tmp / "old.key", tmp / "new.key"
     old.write_text(OLD.hex() + "\n")
+    old.chmod(0o600)  # a secret: the agent refuses wider
     new.write_text(NEW.hex() + "\n")
+    new.chmod(0o600)  # a secret: the agent refuses wider
     return old, new
 
 
@@ -212,8 +214,11 @@ def test_skipping_the_accept_step_is_refused_and_splits_the_pair(tmp_path: Path)
 def test_key_file_rewritten_in_place_is_picked_up_on_reload(tmp_path: Path) -> None:
     a_key, b_key, b_next = tmp_path / "a.key", tmp_path / "b.key", tmp_path / "b-next.key"
     a_key.write_text(OLD.hex())
+    a_key.chmod(0o600)  # a secret: the agent refuses wider
     b_key.write_text(OLD.hex())
+    b_key.chmod(0o600)  # a secret: the agent refuses wider
     b_next.write_text(NEW.hex())
+    b_next.chmod(0o600)  # a secret: the agent refuses wider
 
     async def scenario(lab: Lab) -> None:
         peers = Pair(lab, tmp_path, [a_key], [b_key, b_next])

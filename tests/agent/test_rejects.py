@@ -231,6 +231,7 @@ def test_hmac_election_works_and_unsigned_or_replayed_adverts_are_rejected(
 ) -> None:
     key_file = tmp_path / "vrrp.key"
     key_file.write_text(random.Random(1).randbytes(32).hex() + "\n")
+    key_file.chmod(0o600)  # a secret: the agent refuses wider
     extra = f'hmac_key_file = "{key_file}"\n'
 
     async def scenario(lab: Lab) -> None:
@@ -273,6 +274,7 @@ def test_hmac_master_survives_its_wall_clock_stepping_back(
 ) -> None:
     key_file = tmp_path / "vrrp.key"
     key_file.write_text(random.Random(2).randbytes(32).hex())
+    key_file.chmod(0o600)  # a secret: the agent refuses wider
     extra = f'hmac_key_file = "{key_file}"\n'
     offset_ns = 0  # a's wall clock against the real one
 

@@ -302,7 +302,9 @@ def _reload(director: TunedHadirector, extra: list[str]) -> None:
 def test_hmac_keys_rotate_by_reload_with_no_rejection_and_no_transition(netlab: Lab) -> None:
     old, new = netlab.tmpdir / "old.key", netlab.tmpdir / "new.key"
     old.write_text(bytes(range(32)).hex() + "\n")
+    old.chmod(0o600)  # a secret: the agent refuses wider
     new.write_text(bytes(range(64, 96)).hex() + "\n")
+    new.chmod(0o600)  # a secret: the agent refuses wider
     a, b = hadirector_pair(netlab, extra=_hmac_keys(old, []))
     pids = (a.proc and a.proc.pid, b.proc and b.proc.pid)
     counts = (len(a.transitions()), len(b.transitions()))

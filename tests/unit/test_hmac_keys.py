@@ -195,6 +195,7 @@ def test_accept_key_files_must_be_an_array() -> None:
 
 def write_key(path: Path, key: bytes) -> str:
     path.write_text(key.hex() + "\n")
+    path.chmod(0o600)  # a secret: the agent refuses wider
     return str(path)
 
 
@@ -202,6 +203,7 @@ def test_read_hmac_keys_reads_signing_then_accepted(tmp_path: Path) -> None:
     new = write_key(tmp_path / "new.key", NEW)
     old = tmp_path / "old.key"
     old.write_bytes(OTHER)  # raw form
+    old.chmod(0o600)  # a secret: the agent refuses wider
     cfg = load_text(instance(f'hmac_key_file = "{new}"\nhmac_accept_key_files = ["{old}"]\n'))
     ring, found = read_hmac_keys(cfg.vrrp_instances[0], P)
     assert found == [] and ring == KeyRing(NEW, [OTHER])
@@ -213,6 +215,7 @@ def test_read_hmac_keys_names_each_bad_file_never_the_key(tmp_path: Path) -> Non
     new = write_key(tmp_path / "new.key", NEW)
     short = tmp_path / "short.key"
     short.write_text(OLD.hex()[:-2])  # 62 hex digits
+    short.chmod(0o600)  # a secret: the agent refuses wider
     missing = tmp_path / "missing.key"
     cfg = load_text(
         instance(f'hmac_key_file = "{new}"\nhmac_accept_key_files = ["{missing}", "{short}"]\n')
@@ -232,6 +235,7 @@ def test_read_hmac_keys_names_each_bad_file_never_the_key(tmp_path: Path) -> Non
 def test_preflight_names_a_bad_signing_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.key"
     bad.write_bytes(b"too short")
+    bad.chmod(0o600)  # a secret: the agent refuses wider
     cfg = load_text(instance(f'hmac_key_file = "{bad}"\n'))
     assert [str(p) for p in preflight(cfg)] == [
         f"{P}.hmac_key_file: {bad}: key must be at least 32 raw bytes or 64 hex digits, got 9 bytes"
