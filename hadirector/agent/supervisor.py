@@ -289,7 +289,11 @@ class Agent:
                 from hadirector.control.server import Operations
 
                 glob = self.config.global_
-                await nursery.start(Operations(self).run, glob.control_socket, glob.metrics_listen)
+                gid = (
+                    None if glob.status_group is None else security.resolve_group(glob.status_group)
+                )
+                ops = Operations(self, status_gid=gid)
+                await nursery.start(ops.run, glob.control_socket, glob.metrics_listen)
             sdnotify.notify("READY=1")
             self.update_status()
             nursery.start_soon(self._watchdog)

@@ -36,7 +36,10 @@ def request(path: str, command: str, *, timeout_s: float | None = None) -> dict[
                 f"hadirector is not running (no agent answers on {path}: {exc.strerror})"
             ) from None
         except PermissionError:
-            raise ControlError(f"permission denied on {path} (the socket is root's)") from None
+            raise ControlError(
+                f"permission denied on {path}: the socket is for root, the agent's user and "
+                "members of its status_group"
+            ) from None
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc}") from None
         try:

@@ -1,7 +1,11 @@
 """The agent's operator interfaces: the control socket and the metrics endpoint (trio).
 
-An ``AF_UNIX`` stream socket at ``[global] control_socket``, mode 0600 (root only), its
-directory created if missing. A socket file left by a crashed run is replaced; one a live
+An ``AF_UNIX`` stream socket at ``[global] control_socket``, mode 0600 (the agent's user
+only), its directory created if missing. Every connection's peer is checked with
+``SO_PEERCRED``: root and the agent's own user may send any command; with ``[global]
+status_group`` the socket is mode 0660 in that group, and anyone else who could connect
+(a member of the group) may send only ``READ_ONLY_COMMANDS``; without it, anyone else is
+refused outright. A socket file left by a crashed run is replaced; one a live
 agent still answers on is left alone (this agent then runs without a control socket and
 says so). The file is removed on exit. The wire format is ``protocol``'s; a bad request
 gets an error reply, never a crash. An idle connection is closed after ``IDLE_TIMEOUT_S``
@@ -24,6 +28,7 @@ import math
 import os
 import socket
 import stat
+import struct
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +44,8 @@ from hadirector.control.protocol import (
 )
 from hadirector.status import AgentStatus
 
+#: What a member of ``status_group`` may ask; everything else needs root or the agent's user.
+READ_ONLY_COMMANDS = frozenset({"status"})
 MAX_CONNECTIONS = 16
 IDLE_TIMEOUT_S = 30.0
 ACCEPT_RETRY_S = 0.1  # after accept() fails (out of descriptors)
@@ -56,8 +63,9 @@ class Controlled(Protocol):
 class Operations:
     """The control socket and the metrics endpoint of one agent."""
 
-    def __init__(self, agent: Controlled) -> None:
+    def __init__(self, agent: Controlled, *, status_gid: int | None = None) -> None:
         self.agent = agent
+        self.status_gid = status_gid
         self.log = logs.get(component="control")
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
         self._accept_error_logged = -math.inf  # trio time of the last accept error logged
@@ -104,7 +112,21 @@ class Operations:
             task_status.started()
             return
         ino = os.stat(path).st_ino
-        self.log.info("control.listening", path=path)
+        if self.status_gid is not None:
+            try:  # EPERM unless the agent is root or a member of the group
+                os.chown(path, -1, self.status_gid)
+                os.chmod(path, 0o660)
+            except OSError as exc:
+                self.log.error(
+                    "control.status_group_failed",
+                    path=path,
+                    gid=self.status_gid,
+                    error=str(exc),
+                    detail="the socket stays 0600; the agent's user must be root or a member "
+                    "of status_group (SupplementaryGroups= in the unit)",
+                )
+                self.status_gid = None
+        self.log.info("control.listening", path=path, status_gid=self.status_gid)
         listener = trio.SocketListener(sock)
         try:
             async with listener:
@@ -140,13 +162,28 @@ class Operations:
                     await stream.send_all(encode_reply(error_reply("too many connections")))
                     return
                 try:
-                    await self._serve_lines(stream)
+                    await self._serve_lines(stream, peer_uid(stream.socket))
                 finally:
                     self._limiter.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
 
-    async def _serve_lines(self, stream: trio.SocketStream) -> None:
+    @staticmethod
+    def privileged(uid: int | None) -> bool:
+        """Root and the agent's own user may send any command (None: in-process caller)."""
+        return uid is None or uid == 0 or uid == os.geteuid()
+
+    def refusal(self, uid: int, command: str | None = None) -> str:
+        agent = os.geteuid()
+        who = "root" if agent == 0 else f"root or uid {agent} (the agent's user)"
+        if command is None:
+            return f"permission denied: uid {uid} may not use this socket (only {who})"
+        return (
+            f"permission denied: uid {uid} may only run {', '.join(sorted(READ_ONLY_COMMANDS))}"
+            f" (status_group); {command!r} needs {who}"
+        )
+
+    async def _serve_lines(self, stream: trio.SocketStream, uid: int | None = None) -> None:
         buffer = bytearray()
         while True:
             while b"\n" not in buffer:
@@ -166,14 +203,23 @@ class Operations:
                 await stream.send_all(encode_reply(error_reply("request too long")))
                 return
             if line.strip():
-                await stream.send_all(encode_reply(await self.handle(line)))
+                await stream.send_all(encode_reply(await self.handle(line, uid)))
 
-    async def handle(self, line: bytes) -> dict[str, Any]:
-        """One request line to its reply; never raises for what a client sends."""
+    async def handle(self, line: bytes, uid: int | None = None) -> dict[str, Any]:
+        """One request line from a peer of ``uid`` (None: trusted, in-process) to its reply;
+        never raises for what a client sends."""
         try:
             command = parse_request(line)
         except RequestError as exc:
             return error_reply(str(exc))
+        if not self.privileged(uid):
+            assert uid is not None
+            if self.status_gid is None:
+                self.log.warning("control.refused", uid=uid, command=command)
+                return error_reply(self.refusal(uid))
+            if command not in READ_ONLY_COMMANDS:
+                self.log.warning("control.refused", uid=uid, command=command)
+                return error_reply(self.refusal(uid, command))
         if command == "status":
             return {"ok": True, "status": self.agent.status().to_json()}
         self.log.info("control.reload")
@@ -181,6 +227,13 @@ class Operations:
         if problems:
             return {"ok": False, "error": "configuration not applied", "problems": problems}
         return {"ok": True, "reloaded": True}
+
+
+def peer_uid(sock: Any) -> int:
+    """The uid of the process at the other end of a unix socket (``SO_PEERCRED``)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 def _bind(path: Path) -> trio.socket.SocketType:
