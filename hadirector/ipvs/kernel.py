@@ -234,6 +234,12 @@ class IpvsKernel:
         except _NetlinkFailure as failure:
             if failure.error != errno_module.ENOENT:
                 raise KernelError(f"generic netlink family lookup failed: {failure}") from None
+        if not may_load_modules():
+            raise IpvsUnavailable(
+                f"IPVS is not loaded in this kernel ({os.uname().release}) and this agent may "
+                "not load modules (no CAP_SYS_MODULE): load it before the agent starts, in "
+                f"the unit: {unit_modprobe('ip_vs')}"
+            )
         loaded = await _modprobe("ip_vs")
         try:
             return await self._lookup_family()
@@ -506,6 +512,21 @@ class IpvsKernel:
 # --- modules -------------------------------------------------------------------------------------
 
 
+def may_load_modules() -> bool:
+    """Whether this process may load kernel modules (CAP_SYS_MODULE, i.e. a root agent).
+
+    An agent run as its own user (the shipped unit) may not: the unit loads what it needs
+    before start (``ExecStartPre=+...``), and the agent only says which module is missing."""
+    from hadirector.security import CAP_SYS_MODULE, has_capability
+
+    return has_capability(CAP_SYS_MODULE)
+
+
+def unit_modprobe(module: str) -> str:
+    """The unit line that loads ``module`` before the agent starts, as root."""
+    return f"ExecStartPre=+/sbin/modprobe {module}"
+
+
 async def _modprobe(module: str) -> str:
     """Run ``modprobe MODULE``; return "" on success, else its complaint."""
     try:
@@ -523,15 +544,26 @@ async def _modprobe(module: str) -> str:
 _SCHEDULER_NAME = re.compile(r"[a-z0-9_]{1,15}")
 
 
-async def ensure_scheduler(name: str) -> None:
-    """Make sure IPVS scheduler ``name`` (rr, wlc, mh, ...) is loaded; KernelError if not."""
+async def ensure_scheduler(name: str) -> str | None:
+    """Make sure IPVS scheduler ``name`` (rr, wlc, mh, ...) is loaded; KernelError if not.
+
+    An agent that may not load modules does not try: it returns a warning naming the unit
+    line that would load it (the kernel may still load it on demand when the first service
+    using it is added; if it cannot, that service's add fails and says so)."""
     if not _SCHEDULER_NAME.fullmatch(name):
         raise KernelError(f"invalid IPVS scheduler name {name!r}")
     if Path(f"/sys/module/ip_vs_{name}").exists():
-        return
+        return None
+    if not may_load_modules():
+        return (
+            f"IPVS scheduler module ip_vs_{name} is not loaded and this agent may not load "
+            f"modules (no CAP_SYS_MODULE); load it before start, in the unit: "
+            f"{unit_modprobe(f'ip_vs_{name}')}"
+        )
     complaint = await _modprobe(f"ip_vs_{name}")
     if complaint:
         raise KernelError(
             f"IPVS scheduler {name!r} is not available in this kernel "
             f"({os.uname().release}): modprobe ip_vs_{name}: {complaint}"
         )
+    return None

@@ -176,9 +176,13 @@ class IpvsManager:
         from hadirector.ipvs import kernel, nft
 
         self.refused = set()
+        warned: set[str] = set()
         for vs in self.config.virtual_servers:
             try:
-                await kernel.ensure_scheduler(vs.scheduler)
+                warning = await kernel.ensure_scheduler(vs.scheduler)
+                if warning and vs.scheduler not in warned:
+                    warned.add(vs.scheduler)
+                    self.log.warning("ipvs.module_not_loaded", detail=warning)
             except KernelError as exc:
                 key = model.service_key_of(vs)
                 self.refused.add(key)
@@ -231,7 +235,15 @@ class IpvsManager:
                     reason="needed by the configured forwarding",
                 )
         except OSError as exc:
-            self.log.error("ipvs.sysctl_failed", key=key_path.replace("/", "."), error=str(exc))
+            key = key_path.replace("/", ".")
+            self.log.error(
+                "ipvs.sysctl_failed",
+                key=key,
+                value=value,
+                error=str(exc),
+                detail=f"cannot set {key} = {value}, which the configured forwarding needs; "
+                f"set it at boot: echo '{key} = {value}' > /etc/sysctl.d/90-hadirector.conf",
+            )
 
     def desired(self) -> dict[model.ServiceKey, model.Entry]:
         table = model.desired_from_config(self.config.virtual_servers)
