@@ -323,17 +323,23 @@ WRITE_EVENTS = frozenset(
 
 
 class AgentProcess:
-    """``hadirector run --config FILE`` in a namespace; its log lines parsed as they come."""
+    """``hadirector run --config FILE`` in a namespace; its log lines parsed as they come.
 
-    def __init__(self, netns: str, config: Path) -> None:
+    ``wrap`` turns the agent's command into the one to run in the namespace (e.g. as
+    another user: tests/unprivileged.py); it must exec the agent, keeping its pid."""
+
+    def __init__(
+        self,
+        netns: str,
+        config: Path,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
         self.netns = netns
         self.config = config
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        command = [sys.executable, "-m", "hadirector", "run", "--config", str(config)]
         self.process = subprocess.Popen(
-            [
-                "ip", "netns", "exec", netns,
-                sys.executable, "-m", "hadirector", "run", "--config", str(config),
-            ],
+            ["ip", "netns", "exec", netns, *(wrap(command) if wrap else command)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -418,9 +424,11 @@ class AgentProcess:
 
 
 @contextlib.contextmanager
-def agent(netns: str, config: Path) -> Iterator[AgentProcess]:
+def agent(
+    netns: str, config: Path, wrap: Callable[[list[str]], list[str]] | None = None
+) -> Iterator[AgentProcess]:
     """An agent that is stopped (SIGTERM, then SIGKILL) whatever the test does."""
-    process = AgentProcess(netns, config)
+    process = AgentProcess(netns, config, wrap)
     try:
         yield process
     finally:
