@@ -216,6 +216,9 @@ def test_auth_pass_appears_in_no_output(netlab: Lab) -> None:
         "check-config": _cli(netlab, "dir-a", "check-config", "--config", str(a.conf_path)),
     }
     assert "MASTER" in outputs["status"] and "INSTANCE VI_1 MASTER" in outputs["notify"]
+    assert f"run: chmod go-rwx {a.conf_path}" in outputs["check-config"]
+    # Root runs the scripts (no script_user): said once, at start.
+    assert len(a.records("security.scripts_as_root")) == 1
     assert [name for name, text in outputs.items() if secret in text] == []
     a.stop()
     assert secret not in a.log()

@@ -10,7 +10,7 @@ import os
 import pwd
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -239,3 +239,48 @@ def test_has_capability_reads_the_effective_set(tmp_path: Path) -> None:
     assert security.has_capability(security.CAP_NET_ADMIN, str(status))
     assert security.has_capability(security.CAP_NET_RAW, str(status))
     assert not security.has_capability(security.CAP_SYS_MODULE, str(status))
+
+
+# --------------------------------------------------------------------- sysctls
+
+
+class Recorder:
+    """A logger that keeps (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, object]]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        def log(event: str, **fields: object) -> None:
+            self.events.append((level, event, fields))
+
+        return log
+
+
+def test_a_sysctl_already_right_is_left_alone_and_one_that_cannot_be_set_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hadirector.ipvs import manager
+
+    monkeypatch.setattr(manager, "SYSCTL_ROOT", tmp_path)
+    (tmp_path / "net/ipv4").mkdir(parents=True)
+    (tmp_path / "net/ipv4/ip_forward").write_text("1\n")
+    (tmp_path / "net/ipv4/vs").mkdir()
+    (tmp_path / "net/ipv4/vs/conntrack").mkdir()  # stands for a file that cannot be written
+    ipvs = manager.IpvsManager(load_text(""))
+    recorder = Recorder()
+    ipvs.log = recorder  # type: ignore[assignment]
+    ipvs._sysctl("net/ipv4/ip_forward", "1")
+    assert recorder.events == []
+    ipvs._sysctl("net/ipv4/vs/conntrack", "1")
+    [(level, event, fields)] = recorder.events
+    assert (level, event, fields["key"], fields["value"]) == (
+        "error",
+        "ipvs.sysctl_failed",
+        "net.ipv4.vs.conntrack",
+        "1",
+    )
+    assert fields["detail"] == (
+        "cannot set net.ipv4.vs.conntrack = 1, which the configured forwarding needs; set it "
+        "at boot: echo 'net.ipv4.vs.conntrack = 1' > /etc/sysctl.d/90-hadirector.conf"
+    )
