@@ -284,3 +284,27 @@ def test_a_sysctl_already_right_is_left_alone_and_one_that_cannot_be_set_is_name
         "cannot set net.ipv4.vs.conntrack = 1, which the configured forwarding needs; set it "
         "at boot: echo 'net.ipv4.vs.conntrack = 1' > /etc/sysctl.d/90-hadirector.conf"
     )
+
+
+@needs_root
+def test_a_check_script_runs_as_script_user(open_dir: Path) -> None:
+    """A health-check script records its uid: script_user's, as notify and track scripts."""
+    import ipaddress
+
+    from hadirector.checks.probes import probe_script
+
+    out = open_dir / "ids"
+    prog = script(open_dir / "check.sh", f"id -u > {out}\n")
+    config = load_text(
+        '[global]\nscript_user = "nobody"\n[[virtual_server]]\naddress = "192.0.2.10:80"\n'
+        f'check = {{ type = "script", script = "{prog}" }}\n'
+        '[[virtual_server.real_server]]\naddress = "198.51.100.11:80"\n'
+    )
+    check = config.virtual_servers[0].real_servers[0].check
+    assert check is not None
+    security.set_script_identity(security.script_identity(config)[0])
+    try:
+        trio.run(probe_script, check, ipaddress.ip_address("198.51.100.11"), 80)
+    finally:
+        security.set_script_identity(security.ScriptIdentity())
+    assert out.read_text().split() == [str(NOBODY.pw_uid)]
