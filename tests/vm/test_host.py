@@ -24,6 +24,7 @@ import trio
 
 from hadirector.errors import IpvsUnavailable, KernelError
 from hadirector.ipvs.kernel import IpvsKernel, ensure_scheduler
+from tests.unprivileged import unprivileged_argv
 
 from . import vmplugin
 
@@ -62,6 +63,50 @@ def test_missing_scheduler_is_a_kernel_error_naming_the_module() -> None:
         trio.run(ensure_scheduler, "wlc")
     with pytest.raises(KernelError, match="invalid IPVS scheduler name"):
         trio.run(ensure_scheduler, "../x")
+
+
+UNPRIVILEGED_PROGRAM = """
+import trio
+from hadirector.errors import IpvsUnavailable
+from hadirector.ipvs.kernel import IpvsKernel, ensure_scheduler
+from tests.unprivileged import unprivileged_argv
+
+async def main():
+    print("scheduler:", await ensure_scheduler("wlc"))
+    try:
+        await IpvsKernel().open()
+    except IpvsUnavailable as exc:
+        print("open:", exc)
+
+trio.run(main)
+"""
+
+
+@needs_host_without_ipvs
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_without_cap_sys_module_missing_modules_are_named_not_loaded() -> None:
+    """As the shipped unit runs it (nobody with CAP_NET_ADMIN and CAP_NET_RAW only,
+    tests/unprivileged.py), the adapter runs no modprobe: it names the unit line."""
+    done = subprocess.run(
+        unprivileged_argv([sys.executable, "-c", UNPRIVILEGED_PROGRAM]),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    release = os.uname().release
+    assert done.stdout.splitlines() == [
+        "scheduler: IPVS scheduler module ip_vs_wlc is not loaded and this agent may not "
+        "load modules (no CAP_SYS_MODULE); load it before start, in the unit: "
+        "ExecStartPre=+/sbin/modprobe ip_vs_wlc",
+        f"open: IPVS is not loaded in this kernel ({release}) and this agent may not load "
+        "modules (no CAP_SYS_MODULE): load it before the agent starts, in the unit: "
+        "ExecStartPre=+/sbin/modprobe ip_vs",
+    ]
 
 
 def test_requests_before_open_and_unknown_namespaces_are_kernel_errors() -> None:
