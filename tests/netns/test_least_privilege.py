@@ -1,7 +1,7 @@
 """Least privilege in real namespaces (README: "Security").
 
-- A pair where dir-a runs as ``nobody`` with only CAP_NET_ADMIN and CAP_NET_RAW (ambient,
-  ``setpriv``; tests/unprivileged.py) and dir-b as root: dir-a is elected, answers
+- A pair (IPv4, and IPv6) where dir-a runs as ``nobody`` with only CAP_NET_ADMIN and
+  CAP_NET_RAW (ambient, ``setpriv``; tests/unprivileged.py) and dir-b as root: dir-a is elected, answers
   ``hadirector status`` over its control socket to its own user, reloads on SIGHUP without
   a transition, and hands over gracefully to dir-b with 0 lost probes. Both run notify
   scripts that record their uid: dir-a's run as its own user (it cannot switch), dir-b's
@@ -25,8 +25,8 @@ import pytest
 
 from tests.unprivileged import unprivileged_argv
 
-from .e2e_util import STATE_TIMEOUT_S, E2EDirector
-from .lab import Lab, vip_address, wait_for
+from .e2e_util import STATE_TIMEOUT_S, E2EDirector, vip_for
+from .lab import Lab, wait_for
 from .prober import ProberRun
 
 pytestmark = pytest.mark.netns
@@ -88,7 +88,10 @@ def _metrics(lab: Lab, node: str) -> str:
     return lab.run(node, sys.executable, "-c", code).stdout
 
 
-def test_nobody_with_two_capabilities_elects_reloads_and_hands_over(netlab: Lab) -> None:
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_nobody_with_two_capabilities_elects_reloads_and_hands_over(
+    netlab: Lab, family: int
+) -> None:
     rec, out = _recorder(netlab)
     key = netlab.tmpdir / "vrrp.key"
     key.write_text(HMAC_KEY + "\n")
@@ -100,6 +103,7 @@ def test_nobody_with_two_capabilities_elects_reloads_and_hands_over(netlab: Lab)
         netlab,
         "dir-a",
         150,
+        family=family,
         global_extra=metrics,
         instance_extra={**common, "notify": json.dumps([str(rec), str(out / "dir-a")])},
     )
@@ -107,6 +111,7 @@ def test_nobody_with_two_capabilities_elects_reloads_and_hands_over(netlab: Lab)
         netlab,
         "dir-b",
         100,
+        family=family,
         global_extra={
             **metrics,
             "script_user": '"nobody"',
@@ -118,7 +123,7 @@ def test_nobody_with_two_capabilities_elects_reloads_and_hands_over(netlab: Lab)
     a.wait_state("MASTER", STATE_TIMEOUT_S)
     b.start()
     b.wait_state("BACKUP", STATE_TIMEOUT_S)
-    vip = vip_address()
+    vip = vip_for(family=family)
     wait_for(lambda: netlab.who_has(vip) == {"dir-a"}, 15, "VIP on dir-a")
 
     # It is nobody, with exactly the two capabilities, and says who runs its scripts.
