@@ -1,11 +1,11 @@
 """Least privilege in real namespaces (README: "Security").
 
 - A pair (IPv4, and IPv6) where dir-a runs as ``nobody`` with only CAP_NET_ADMIN and
-  CAP_NET_RAW (ambient, ``setpriv``; tests/unprivileged.py) and dir-b as root: dir-a is elected, answers
-  ``hadirector status`` over its control socket to its own user, reloads on SIGHUP without
-  a transition, and hands over gracefully to dir-b with 0 lost probes. Both run notify
-  scripts that record their uid: dir-a's run as its own user (it cannot switch), dir-b's
-  as ``script_user = "nobody"`` with ``script_security`` on.
+  CAP_NET_RAW (ambient, ``setpriv``; tests/unprivileged.py) and dir-b as root: dir-a is
+  elected, answers ``hadirector status`` over its control socket to its own user, reloads
+  on SIGHUP without a transition, and hands over gracefully to dir-b with 0 lost probes.
+  Both run notify scripts that record their uid: dir-a's run as its own user (it cannot
+  switch), dir-b's as ``script_user = "nobody"`` with ``script_security`` on.
 - A secret (an HMAC key in the pair, a v2 ``auth_pass`` on a single director) appears in
   no output of a run: JSON logs, ``hadirector status`` and ``--json``, the metrics page,
   notify scripts' arguments and environment.
