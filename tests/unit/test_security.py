@@ -308,3 +308,22 @@ def test_a_check_script_runs_as_script_user(open_dir: Path) -> None:
     finally:
         security.set_script_identity(security.ScriptIdentity())
     assert out.read_text().split() == [str(NOBODY.pw_uid)]
+
+
+def test_one_warning_at_start_says_who_runs_the_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_script = INSTANCE + 'notify = "/bin/true"\n'
+    as_nobody = '[global]\nscript_user = "nobody"\n' + with_script
+
+    def events(text: str) -> list[tuple[str, dict[str, object]]]:
+        return security.startup_warnings(load_text(text), None)
+
+    monkeypatch.setattr(security.os, "geteuid", lambda: 0)
+    [(event, _)] = events(with_script)
+    assert event == "security.scripts_as_root"
+    assert events(as_nobody) == [] and events(INSTANCE) == []
+    # A non-root agent cannot switch users: it says so, and that script_user is ignored.
+    monkeypatch.setattr(security.os, "geteuid", lambda: NOBODY.pw_uid)
+    [(event, fields)] = events(as_nobody)
+    assert event == "security.scripts_as_agent_user"
+    assert fields["user"] == "nobody" and fields["ignored"] == "script_user = 'nobody'"
+    assert events(INSTANCE) == []
