@@ -34,7 +34,8 @@ import trio
 from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
 from hadirector.agent.tracking import Tracking
-from hadirector.alerts import notify
+from hadirector.alerts import notify, wiring
+from hadirector.alerts.dispatch import Alerts
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
@@ -87,7 +88,8 @@ class Agent:
         self.vrrp_sockets = self.adapters.vrrp_sockets()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
-        self.checks = HealthChecker(config, self._on_health)
+        self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
+        self.checks = HealthChecker(config, self._on_health, on_change=self._on_check_change)
         self._nursery: trio.Nursery | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
@@ -139,6 +141,25 @@ class Agent:
     def _on_health(self, down: set[Any]) -> None:
         """Failed real servers from the health checker go to the IPVS reconciler."""
         self.ipvs.set_health(down)
+        self.alerts.set_conditions(wiring.SERVER_DOWN, wiring.server_conditions(self, down))
+
+    # -- alerts (alerts/wiring.py builds, alerts/dispatch.py delivers) ----------------
+
+    def _on_check_change(self, spec: Any, up: bool, reason: str) -> None:
+        self.alerts.event(
+            wiring.server_event(self, spec.service, spec.server, spec.check.type, up, reason)
+        )
+
+    def on_instance_alert(self, inst: Instance, tr: Transition, priority: int | None) -> None:
+        self.alerts.event(
+            wiring.instance_event(self, inst, tr.old.value, tr.new.value, tr.reason, priority)
+        )
+        self._alert_conditions()
+
+    def _alert_conditions(self) -> None:
+        insts, groups = wiring.instance_conditions(self)
+        self.alerts.set_conditions(wiring.INSTANCE_FAULT, insts)
+        self.alerts.set_conditions(wiring.GROUP_FAULT, groups)
 
     # -- sync groups ------------------------------------------------------------------
 
@@ -171,9 +192,14 @@ class Agent:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
                 other.post("force", target, f"sync group {name}")
+        before = group.settled
         settled = group.settle()
         if settled is not None:
             state = settled.value
+            self.alerts.event(
+                wiring.group_event(self, name, before.value if before else None, state)
+            )
+            self._alert_conditions()
             self.sync.on_group(name, state)
             gcfg = next(g for g in self.config.sync_groups if g.name == name)
             self.log.info("vrrp.group_transition", group=name, new=state)
@@ -272,6 +298,7 @@ class Agent:
             if handle_signals:
                 nursery.start_soon(self._signal_loop)
             nursery.start_soon(self.notifier.run)
+            await nursery.start(self.alerts.run)
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
@@ -375,7 +402,9 @@ class Agent:
                     if inst.holding:  # never leave a VIP up on a stopped director
                         await inst.release_now()
         await self.sync.stop()
-        await self.notifier.drain(self.config.global_.notify_timeout_s)
+        async with trio.open_nursery() as drains:  # scripts and alerts at once, each bounded
+            drains.start_soon(self.notifier.drain, self.config.global_.notify_timeout_s)
+            drains.start_soon(self.alerts.flush, self.config.alerts.flush_timeout_s)
         self.log.info("agent.stopped")
 
     async def reload(self) -> list[str]:
@@ -470,6 +499,8 @@ class Agent:
         self.ipvs.update(new)
         self.sync.update(new)
         self.checks.update(new)
+        self.alerts.update(new.alerts)
+        self._alert_conditions()
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
 

@@ -61,6 +61,10 @@ def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
     return out
 
 
+# Told of each server going down or up (spec, up, reason): alerts (alerts/wiring.py).
+ChangeHook = Callable[[CheckSpec, bool, str], None]
+
+
 class _Running:
     def __init__(self, spec: CheckSpec, up: bool | None) -> None:
         self.spec = spec
@@ -72,9 +76,17 @@ class _Running:
 class HealthChecker:
     """Runs every configured check and reports the failed servers to ``sink``."""
 
-    def __init__(self, config: Config, sink: HealthSink, *, prober: Prober = probes.probe) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sink: HealthSink,
+        *,
+        prober: Prober = probes.probe,
+        on_change: ChangeHook | None = None,
+    ) -> None:
         self.sink = sink
         self.prober = prober
+        self.on_change = on_change
         self.log = logs.get(component="checks")
         self.running: dict[CheckKey, _Running] = {}
         self._specs = specs_from_config(config)
@@ -159,6 +171,8 @@ class HealthChecker:
                         check=spec.check.type,
                         reason=change.reason,
                     )
+                    if self.on_change is not None:
+                        self.on_change(spec, change.up, change.reason)
                     self._report()
                 now = trio.current_time()
                 due += interval_s

@@ -27,6 +27,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
+from hadirector.config.alert_sections import (
+    ALERTMANAGER_KEYS,
+    ALERTS_KEYS,
+    EMAIL_KEYS,
+    WEBHOOK_KEYS,
+    AlertSections,
+)
 from hadirector.config.lvs_sections import (
     CHECK_KEY_TYPES,
     CHECK_KEYS,
@@ -67,8 +74,11 @@ from hadirector.config.vrrp_sections import (
 from hadirector.errors import ConfigError, Problem
 
 __all__ = [
+    "ALERTMANAGER_KEYS",
+    "ALERTS_KEYS",
     "CHECK_KEYS",
     "CHECK_KEY_TYPES",
+    "EMAIL_KEYS",
     "FILE_KEYS",
     "GLOBAL_KEYS",
     "GROUP_KEYS",
@@ -83,6 +93,7 @@ __all__ = [
     "TRACK_REF_KEYS",
     "VIP_KEYS",
     "VS_KEYS",
+    "WEBHOOK_KEYS",
     "load_mapping",
     "load_path",
     "load_text",
@@ -162,7 +173,7 @@ def _syntax_problem(text: str, source: str, message: str) -> Problem:
 # --------------------------------------------------------------------------- the document
 
 
-class _Loader(VrrpSections, LvsSections):
+class _Loader(VrrpSections, LvsSections, AlertSections):
     """Collects problems while turning a parsed document into a ``Config``."""
 
     def document(self, data: Mapping[str, object]) -> Config | None:
@@ -197,6 +208,7 @@ class _Loader(VrrpSections, LvsSections):
         vs_tables = self.section(top, "virtual_server")
         servers = [self.virtual_server(t, f"virtual_server[{i}]") for i, t in enumerate(vs_tables)]
         self.check_services(servers)
+        alerts = self.alerts(top)
 
         if self.problems:
             return None
@@ -208,6 +220,7 @@ class _Loader(VrrpSections, LvsSections):
             track_files=tuple(present([f for f, _ in files])),
             ipvs=ipvs,
             virtual_servers=tuple(present(servers)),
+            alerts=alerts,
         )
 
     def section(self, top: Table, key: str) -> list[Mapping[str, object] | None]:

@@ -222,6 +222,7 @@ class LvsSections(Checker):
                         f"{flag} needs scheduler {SCHEDULER_FLAGS[flag]}, got {scheduler}",
                     )
         one_packet = t.opt("one_packet", self.boolean(), SERVICE.one_packet)
+        smtp_alert = t.opt("smtp_alert", self.boolean(), SERVICE.smtp_alert)
         if one_packet and protocol in ("tcp", "sctp") and not t.bad("protocol"):
             self.add(t.at("one_packet"), f"applies to udp or fwmark services only, not {protocol}")
         forwarding = t.opt("forwarding", self.choice(FORWARDINGS), SERVICE.forwarding)
@@ -275,6 +276,7 @@ class LvsSections(Checker):
             real_servers=tuple(real_servers),
             health_action=cast(Any, health_action),
             check=default_check,
+            smtp_alert=smtp_alert,
         )
 
     def endpoint(

@@ -169,6 +169,7 @@ class VrrpInstance:
     track_scripts: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
     notify: NotifyScripts = field(default_factory=NotifyScripts)
+    smtp_alert: bool = True  # mail on state changes (only with [alerts.email])
 
     @property
     def family(self) -> Family:
@@ -202,6 +203,7 @@ class SyncGroup:
     name: str
     instances: tuple[str, ...]
     notify: NotifyScripts = field(default_factory=NotifyScripts)
+    smtp_alert: bool = True  # mail on the group's state changes (only with [alerts.email])
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,7 @@ class VirtualServer:
     real_servers: tuple[RealServer, ...] = ()
     health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
     check: HealthCheck | None = None  # the default check of every real server (resolved there)
+    smtp_alert: bool = True  # mail when a real server goes down or up (only with [alerts.email])
 
     @property
     def key(self) -> ServiceKey:
@@ -346,6 +349,51 @@ class VirtualServer:
 
 
 @dataclass(frozen=True)
+class EmailAlerts:
+    """``[alerts.email]``: mail to people on state changes (keepalived's smtp_alert)."""
+
+    to: tuple[str, ...]
+    from_: str
+    server_host: str
+    server_port: int = 25
+    starttls: bool = False
+    ca_file: str | None = None  # STARTTLS: trust this CA (PEM) instead of the system's
+    username: str | None = None
+    password_file: str | None = None  # read at start and on reload; None: no login
+    timeout_s: float = 10.0  # per SMTP operation (connect, each command)
+
+
+@dataclass(frozen=True)
+class WebhookAlerts:
+    """``[alerts.webhook]``: a JSON document POSTed per event."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AlertmanagerAlerts:
+    """``[alerts.alertmanager]``: alerts posted to Alertmanager's v2 API while they hold."""
+
+    url: str  # base URL, e.g. http://127.0.0.1:9093 (the agent posts to /api/v2/alerts)
+    timeout_s: float = 5.0
+    repeat_interval_s: float = 60.0  # a firing alert is posted again this often
+    labels: tuple[tuple[str, str], ...] = ()  # added to every alert (e.g. site, cluster)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """The ``[alerts]`` table: where events go besides the log and notify scripts."""
+
+    email: EmailAlerts | None = None
+    webhook: WebhookAlerts | None = None
+    alertmanager: AlertmanagerAlerts | None = None
+    queue: int = 1000  # events waiting per destination; the oldest is dropped beyond
+    flush_timeout_s: float = 10.0  # a graceful stop delivers what is queued within this
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one director."""
 
@@ -356,6 +404,7 @@ class Config:
     track_files: tuple[TrackFile, ...] = ()
     ipvs: IpvsSettings = field(default_factory=IpvsSettings)
     virtual_servers: tuple[VirtualServer, ...] = ()
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)

@@ -149,6 +149,7 @@ PLAN: dict[str, tuple[Any, bool]] = {
     "track_scripts": ((TrackRef("chk", -10),), False),
     "track_files": ((TrackRef("maint", 1),), False),
     "notify": (NotifyScripts(master=("/bin/true",)), False),
+    "smtp_alert": (False, False),
 }
 
 
