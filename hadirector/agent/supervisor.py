@@ -241,6 +241,13 @@ class Agent:
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
         )
 
+    def runtime_metrics(self) -> list[Any]:
+        """Metrics read from the running parts (real servers, checks, alerts), for the
+        metrics endpoint beside the status snapshot's (metrics.py)."""
+        from hadirector import metrics
+
+        return metrics.runtime_metrics(self.config, self.checks, self.alerts)
+
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:
         """One VRRP instance's part of the status snapshot."""

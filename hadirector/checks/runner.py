@@ -21,6 +21,7 @@ This module schedules and reports; probing is probes.py, the hysteresis risefall
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -65,12 +66,41 @@ def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
 ChangeHook = Callable[[CheckSpec, bool, str], None]
 
 
+# Upper bounds (seconds) of the probe duration histogram's buckets (metrics.py).
+DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Durations:
+    """A histogram of probe durations: cumulative counts per bucket, sum and count."""
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(DURATION_BUCKETS_S)
+        self.count = 0
+        self.sum_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum_s += seconds
+        for i, bound in enumerate(DURATION_BUCKETS_S):
+            if seconds <= bound:
+                self.buckets[i] += 1
+
+
+def reason_class(reason: str) -> str:
+    """A probe's failure reason without its numbers and details, for a metric label:
+    "status 500" -> "status", "timeout 1.0 s" -> "timeout", "tls: ..." -> "tls"."""
+    word = re.sub(r"[:\d].*$", "", reason, flags=re.S).strip().lower()
+    return re.sub(r"[^a-z]+", "_", word).strip("_") or "error"
+
+
 class _Running:
     def __init__(self, spec: CheckSpec, up: bool | None) -> None:
         self.spec = spec
         self.hysteresis = RiseFall(spec.check.rise, spec.check.fall, up=up)
         self.scope = trio.CancelScope()
         self.probes = 0
+        self.durations = Durations()
+        self.failures: dict[str, int] = {}  # failed probes by reason_class
 
 
 class HealthChecker:
@@ -153,6 +183,7 @@ class HealthChecker:
             due = first_s
             while True:
                 await trio.sleep_until(due)
+                began = trio.current_time()
                 try:
                     result = await self.prober(spec.check, spec.address, spec.port)
                 except Exception as exc:  # a probe bug must not take the agent down
@@ -161,6 +192,10 @@ class HealthChecker:
                     )
                     result = probes.ProbeResult(False, f"error: {exc!r}")
                 entry.probes += 1
+                entry.durations.observe(trio.current_time() - began)
+                if not result.ok:
+                    cls = reason_class(result.reason)
+                    entry.failures[cls] = entry.failures.get(cls, 0) + 1
                 change = entry.hysteresis.update(result.ok, result.reason)
                 if change is not None:
                     emit = self.log.info if change.up else self.log.warning

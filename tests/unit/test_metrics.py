@@ -1,28 +1,27 @@
-"""Prometheus rendering: exact text for a known status snapshot, label and HELP escaping,
-value formatting, and the HTTP/1.0 responses; hypothesis checks that any label value
-survives the escaping (parsed back by a small reader of the text format written here)."""
+"""Prometheus rendering: the page of a known status snapshot read back with
+prometheus_client's own parser (every sample of the hand-written page the agent served
+before the library wrote it, names and values unchanged), label escaping (hypothesis: any
+label value survives), the real-server, check and alert metrics, and the HTTP/1.0
+responses."""
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import replace
+from typing import Any
 
+import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
+from hadirector.alerts.dispatch import Alerts
+from hadirector.checks import probes
+from hadirector.checks.runner import HealthChecker
 from hadirector.config.load import load_text
 from hadirector.errors import ConfigError
-from hadirector.metrics import (
-    Family,
-    escape_help,
-    escape_label_value,
-    format_value,
-    render,
-    render_families,
-    respond,
-)
+from hadirector.metrics import Family, render, render_families, respond, runtime_metrics
 from hadirector.status import (
     AgentStatus,
     InstanceStatus,
@@ -167,15 +166,36 @@ hadirector_notify_failures_total 2
 """
 
 
-def test_render_exact_text() -> None:
-    assert render(status_report()) == EXPECTED
+Samples = set[tuple[str, tuple[tuple[str, str], ...], float]]
+
+
+def samples(page: str) -> Samples:
+    """Every sample of an exposition page, as the library's parser reads it."""
+    return {
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for fam in text_string_to_metric_families(page)
+        for s in fam.samples
+    }
+
+
+def types(page: str) -> dict[str, str]:
+    return {fam.name: fam.type for fam in text_string_to_metric_families(page)}
+
+
+def test_render_keeps_every_sample_of_the_hand_written_page() -> None:
+    page = render(status_report())
+    assert samples(page) == samples(EXPECTED)
+    assert types(page) == types(EXPECTED)
+    # Sample names as dashboards and rules spell them (counters end in _total).
+    assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1.0\n' in page
+    assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1.0\n' in page
 
 
 def test_render_of_the_snapshot_read_back_from_json() -> None:
     """What the control socket sends renders the same page once read back."""
     report = status_report()
     assert AgentStatus.from_json(json.loads(json.dumps(report.to_json()))) == report
-    assert render(AgentStatus.from_json(report.to_json())) == EXPECTED
+    assert render(AgentStatus.from_json(report.to_json())) == render(report)
 
 
 def test_parts_not_kept_are_left_out() -> None:
@@ -186,56 +206,97 @@ def test_parts_not_kept_are_left_out() -> None:
     assert "hadirector_ipvs" not in page
     assert "hadirector_notify_failures_total" not in page
     assert "hadirector_sync_group_state" not in page  # no samples, no family
-    assert "hadirector_notify_pending 1\n" in page
-
-
-def test_label_escaping() -> None:
-    fam = Family("m", "gauge", 'help with "quotes", a \\ and\na newline')
-    fam.add(1, instance='a"b\\c\nd')
-    assert render_families([fam]) == (
-        '# HELP m help with "quotes", a \\\\ and\\na newline\n'
-        "# TYPE m gauge\n"
-        'm{instance="a\\"b\\\\c\\nd"} 1\n'
-    )
-    assert escape_label_value("plain") == "plain"
-    assert escape_help("x\\y") == "x\\\\y"
+    assert ("hadirector_notify_pending", (), 1.0) in samples(page)
 
 
 def test_instance_names_are_escaped_in_the_page() -> None:
     report = status_report()
-    report = replace(report, instances=(replace(report.instances[0], name='odd"name'),))
-    assert 'hadirector_vrrp_priority{instance="odd\\"name"} 140\n' in render(report)
-
-
-def test_value_formatting() -> None:
-    assert format_value(3) == "3"
-    assert format_value(True) == "1"
-    assert format_value(2.0) == "2"
-    assert format_value(0.25) == "0.25"
-    assert format_value(math.inf) == "+Inf"
-    assert format_value(-math.inf) == "-Inf"
-    assert format_value(math.nan) == "NaN"
-
-
-_LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), text)
+    report = replace(report, instances=(replace(report.instances[0], name='odd"na\\me\n'),))
+    page = render(report)
+    assert 'hadirector_vrrp_priority{instance="odd\\"na\\\\me\\n"} 140.0\n' in page
+    assert ("hadirector_vrrp_priority", (("instance", 'odd"na\\me\n'),), 140.0) in samples(page)
 
 
 @given(st.text())
 def test_any_label_value_round_trips(value: str) -> None:
     fam = Family("m", "counter", "h")
     fam.add(7, a=value, b="x")
-    sample = render_families([fam]).split("\n")[2]  # the format splits lines on \n only
-    assert "\n" not in sample
-    labels = dict(
-        (k, _unescape(v))
-        for k, v in _LABEL_RE.findall(sample[sample.index("{") : sample.rindex("}")])
+    assert samples(render_families([fam])) == {("m_total", (("a", value), ("b", "x")), 7.0)}
+
+
+RS_CONFIG = """
+[[virtual_server]]
+address = "192.0.2.10:80"
+[virtual_server.check]
+type = "tcp"
+interval = 1
+rise = 1
+fall = 1
+[[virtual_server.real_server]]
+address = "10.0.0.5:80"
+weight = 5
+[[virtual_server.real_server]]
+address = "10.0.0.6:80"
+weight = 7
+"""
+
+
+def test_real_server_check_and_alert_metrics() -> None:
+    """A checker on the mock clock: 10.0.0.5 fails (refused, then a timeout), 10.0.0.6
+    passes; the page then says who is up, their weights, the probe durations and failures."""
+    config = load_text(RS_CONFIG)
+    done = trio.Event()
+    probed: dict[str, int] = {}
+
+    async def prober(_check: Any, address: Any, _port: Any) -> probes.ProbeResult:
+        n = probed[str(address)] = probed.get(str(address), 0) + 1
+        await trio.sleep(0.003)  # virtual time: every probe takes 3 ms
+        if n >= 2 and len(probed) == 2 and all(v >= 2 for v in probed.values()):
+            done.set()
+        if str(address) == "10.0.0.5":
+            return probes.ProbeResult(False, "connect refused" if n == 1 else "timeout 1.0 s")
+        return probes.ProbeResult(True, "ok")
+
+    page = ""
+
+    async def main() -> None:
+        nonlocal page
+        checker = HealthChecker(config, lambda _down: None, prober=prober)
+        alerts = Alerts(load_text("").alerts, "dir-a")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await done.wait()
+            page = render(status_report(), runtime_metrics(config, checker, alerts))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    got = samples(page)
+    svc, a, b = (
+        ("service", "tcp 192.0.2.10:80"),
+        ("server", "10.0.0.5:80"),
+        ("server", "10.0.0.6:80"),
     )
-    assert labels == {"a": value, "b": "x"}
-    assert sample.endswith("} 7")
+    assert ("hadirector_real_server_up", (a, svc), 0.0) in got
+    assert ("hadirector_real_server_up", (b, svc), 1.0) in got
+    assert ("hadirector_real_server_weight", (a, svc), 0.0) in got
+    assert ("hadirector_real_server_weight", (b, svc), 7.0) in got
+    assert ("hadirector_real_server_weight_configured", (a, svc), 5.0) in got
+    assert ("hadirector_check_failures_total", (("reason", "connect_refused"), a, svc), 1.0) in got
+    assert ("hadirector_check_failures_total", (("reason", "timeout"), a, svc), 1.0) in got
+    check = ("check", "tcp")
+    assert ("hadirector_check_duration_seconds_count", (check, b, svc), 2.0) in got
+    assert (
+        "hadirector_check_duration_seconds_bucket",
+        (check, ("le", "0.0025"), b, svc),
+        0.0,
+    ) in got
+    assert (
+        "hadirector_check_duration_seconds_bucket",
+        (check, ("le", "0.005"), b, svc),
+        2.0,
+    ) in got
+    assert ("hadirector_check_duration_seconds_bucket", (check, ("le", "+Inf"), b, svc), 2.0) in got
+    assert types(page)["hadirector_check_duration_seconds"] == "histogram"
 
 
 def test_http_responses() -> None:
@@ -245,7 +306,7 @@ def test_http_responses() -> None:
     ok = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", page)
     head, _, body = ok.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200 OK\r\n")
-    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8" in head
+    assert b"Content-Type: text/plain; version=" in head
     assert b"Content-Length: 4" in head
     assert body == b"m 1\n"
     assert respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", page).endswith(b"\r\n\r\n")
