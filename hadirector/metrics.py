@@ -27,7 +27,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from hadirector.checks.runner import DURATION_BUCKETS_S
@@ -35,7 +35,9 @@ from hadirector.config.schema import Config
 from hadirector.ipvs.model import dest_key_of, service_key_of
 from hadirector.status import STATES, AgentStatus
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The text format 0.0.4: every name here is a legacy one (newer prometheus_client versions
+# announce 1.0.0, which older Prometheus servers do not know).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 8
@@ -237,9 +239,10 @@ def render(status: AgentStatus, extra: Iterable[Metric] = ()) -> str:
 # -- from the running agent (real servers, checks, alerts) ---------------------------------
 
 
-def runtime_metrics(config: Config, checker: Any, alerts: Any) -> list[Metric]:
+def runtime_metrics(config: Config, checker: Any, alerts: Any, sync: Any = None) -> list[Metric]:
     """Per real server health and weights, check durations and failures (from the health
-    checker, checks/runner.py) and alert deliveries (alerts/dispatch.py)."""
+    checker, checks/runner.py), alert deliveries (alerts/dispatch.py) and the connection
+    sync daemons (sync/daemon.py)."""
     labels = ["service", "server"]
     up = GaugeMetricFamily(
         "hadirector_real_server_up",
@@ -311,6 +314,26 @@ def runtime_metrics(config: Config, checker: Any, alerts: Any) -> list[Metric]:
         dropped.add_metric([name], stats.dropped)
         queued.add_metric([name], stats.queued)
     out += [delivered, failed, dropped, queued]
+
+    if sync is not None and sync.settings is not None:
+        from hadirector.sync import roles
+
+        wanted_roles = {
+            d.state.name.lower() for d in roles.desired(sync.settings, sync.deciding_state)
+        }
+        wanted = GaugeMetricFamily(
+            "hadirector_ipvs_sync_daemon_wanted",
+            "1 for the connection sync daemon role the VRRP state asks for here.",
+            labels=["role"],
+        )
+        for role in ("master", "backup"):
+            wanted.add_metric([role], 1 if role in wanted_roles else 0)
+        in_step = GaugeMetricFamily(
+            "hadirector_ipvs_sync_daemon_in_step",
+            "1 when the kernel's sync daemons are as wanted (0: starting or stopping failed).",
+        )
+        in_step.add_metric([], 1 if sync.in_step else 0)
+        out += [wanted, in_step]
     return [m for m in out if m.samples]
 
 

@@ -246,7 +246,7 @@ class Agent:
         metrics endpoint beside the status snapshot's (metrics.py)."""
         from hadirector import metrics
 
-        return metrics.runtime_metrics(self.config, self.checks, self.alerts)
+        return metrics.runtime_metrics(self.config, self.checks, self.alerts, self.sync)
 
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:

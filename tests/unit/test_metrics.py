@@ -306,7 +306,7 @@ def test_http_responses() -> None:
     ok = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", page)
     head, _, body = ok.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200 OK\r\n")
-    assert b"Content-Type: text/plain; version=" in head
+    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8" in head
     assert b"Content-Length: 4" in head
     assert body == b"m 1\n"
     assert respond(b"HEAD /metrics HTTP/1.0\r\n\r\n", page).endswith(b"\r\n\r\n")
@@ -331,3 +331,29 @@ def test_metrics_listen_setting() -> None:
             assert [p.path for p in exc.problems] == ["global.metrics_listen"], bad
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_sync_daemon_metrics_follow_the_deciding_state() -> None:
+    from hadirector.sync.daemon import SyncDaemons
+
+    config = load_text(
+        '[[vrrp_instance]]\nname = "web"\ninterface = "eth0"\nvrid = 1\npriority = 100\n'
+        'virtual_addresses = ["192.0.2.1/24"]\n[ipvs.sync]\ninterface = "eth1"\n'
+    )
+    sync = SyncDaemons(config)
+    alerts = Alerts(load_text("").alerts, "dir-a")
+    checker = HealthChecker(config, lambda _down: None)
+
+    def page() -> Samples:
+        return samples(render(status_report(), runtime_metrics(config, checker, alerts, sync)))
+
+    sync.on_instance("web", "MASTER")
+    got = page()
+    assert ("hadirector_ipvs_sync_daemon_wanted", (("role", "master"),), 1.0) in got
+    assert ("hadirector_ipvs_sync_daemon_wanted", (("role", "backup"),), 0.0) in got
+    assert ("hadirector_ipvs_sync_daemon_in_step", (), 1.0) in got
+    sync.on_instance("web", "BACKUP")
+    got = page()
+    assert ("hadirector_ipvs_sync_daemon_wanted", (("role", "backup"),), 1.0) in got
+    sync.available = False  # no IPVS in this kernel: never in step
+    assert ("hadirector_ipvs_sync_daemon_in_step", (), 0.0) in page()
