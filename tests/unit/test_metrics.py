@@ -8,78 +8,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
 
-import trio
-import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from hadirector.alerts.dispatch import Alerts
-from hadirector.checks import probes
 from hadirector.checks.runner import HealthChecker
 from hadirector.config.load import load_text
 from hadirector.errors import ConfigError
 from hadirector.metrics import Family, render, render_families, respond, runtime_metrics
 from hadirector.status import (
     AgentStatus,
-    InstanceStatus,
     IpvsStatus,
     NotifyStatus,
-    SyncGroupStatus,
 )
-
-
-def status_report() -> AgentStatus:
-    """A snapshot as the agent builds it: one master instance, one group, IPVS."""
-    return AgentStatus(
-        router_id="dir-a",
-        version="0.1.0",
-        pid=4242,
-        uptime_s=12.5,
-        stopping=False,
-        instances=(
-            InstanceStatus(
-                name="VI_1",
-                state="MASTER",
-                interface="eth0",
-                vrid=51,
-                version=3,
-                family=4,
-                unicast=False,
-                source="192.0.2.1",
-                priority=150,
-                effective_priority=140,
-                advert_interval_cs=100,
-                master_adver_interval_cs=100,
-                vips=("192.0.2.100/24",),
-                vips_held=("192.0.2.100/24",),
-                fault_reasons=(),
-                counters={
-                    "adverts_sent": 30,
-                    "adverts_accepted": 2,
-                    "rejected_checksum": 3,
-                    "rejected_ttl": 1,
-                    "to_backup": 1,
-                    "to_master": 1,
-                    "announcements": 10,
-                },
-                machine_counters={},
-            ),
-        ),
-        sync_groups=(SyncGroupStatus("G", "MASTER", {"VI_1": "MASTER"}),),
-        ipvs=IpvsStatus(
-            available=True,
-            configured_services=1,
-            services=("tcp 192.0.2.100:80",),
-            refused=(),
-            last_reconcile_age_s=None,
-            counters={"reconciles": 4, "writes": 3, "errors": 0},
-        ),
-        notify=NotifyStatus(pending=0, failures=2),
-    )
-
+from tests.unit.metricskit import ALERTS_TEXT, probed_page, status_report
 
 EXPECTED = """\
 # HELP hadirector_info Agent version and router id (always 1).
@@ -224,52 +168,8 @@ def test_any_label_value_round_trips(value: str) -> None:
     assert samples(render_families([fam])) == {("m_total", (("a", value), ("b", "x")), 7.0)}
 
 
-RS_CONFIG = """
-[[virtual_server]]
-address = "192.0.2.10:80"
-[virtual_server.check]
-type = "tcp"
-interval = 1
-rise = 1
-fall = 1
-[[virtual_server.real_server]]
-address = "10.0.0.5:80"
-weight = 5
-[[virtual_server.real_server]]
-address = "10.0.0.6:80"
-weight = 7
-"""
-
-
 def test_real_server_check_and_alert_metrics() -> None:
-    """A checker on the mock clock: 10.0.0.5 fails (refused, then a timeout), 10.0.0.6
-    passes; the page then says who is up, their weights, the probe durations and failures."""
-    config = load_text(RS_CONFIG)
-    done = trio.Event()
-    probed: dict[str, int] = {}
-
-    async def prober(_check: Any, address: Any, _port: Any) -> probes.ProbeResult:
-        n = probed[str(address)] = probed.get(str(address), 0) + 1
-        await trio.sleep(0.003)  # virtual time: every probe takes 3 ms
-        if n >= 2 and len(probed) == 2 and all(v >= 2 for v in probed.values()):
-            done.set()
-        if str(address) == "10.0.0.5":
-            return probes.ProbeResult(False, "connect refused" if n == 1 else "timeout 1.0 s")
-        return probes.ProbeResult(True, "ok")
-
-    page = ""
-
-    async def main() -> None:
-        nonlocal page
-        checker = HealthChecker(config, lambda _down: None, prober=prober)
-        alerts = Alerts(load_text("").alerts, "dir-a")
-        async with trio.open_nursery() as nursery:
-            await nursery.start(checker.run)
-            await done.wait()
-            page = render(status_report(), runtime_metrics(config, checker, alerts))
-            nursery.cancel_scope.cancel()
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    page = probed_page(alerts_text=ALERTS_TEXT)
     got = samples(page)
     svc, a, b = (
         ("service", "tcp 192.0.2.10:80"),
@@ -297,6 +197,9 @@ def test_real_server_check_and_alert_metrics() -> None:
     ) in got
     assert ("hadirector_check_duration_seconds_bucket", (check, ("le", "+Inf"), b, svc), 2.0) in got
     assert types(page)["hadirector_check_duration_seconds"] == "histogram"
+    email = ("destination", "email")
+    assert ("hadirector_alerts_delivered_total", (email,), 0.0) in got
+    assert ("hadirector_alerts_queued", (("destination", "webhook"),), 0.0) in got
 
 
 def test_http_responses() -> None:
