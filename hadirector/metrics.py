@@ -39,6 +39,9 @@ from hadirector.status import STATES, AgentStatus
 # announce 1.0.0, which older Prometheus servers do not know).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST_BYTES = 8192
+# Rejection reasons the receive checks name themselves (vrrp/receive.py); the codec's
+# (checksum, length, ...) appear once counted.
+REJECT_REASONS = ("auth", "replay", "source", "ttl", "version")
 REQUEST_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 8
 
@@ -167,9 +170,11 @@ def families(status: AgentStatus) -> list[Family]:
             transitions.add(counters.get(f"to_{s.lower()}", 0), instance=name, state=s)
         sent.add(counters.get("adverts_sent", 0), instance=name)
         received.add(counters.get("adverts_accepted", 0), instance=name)
-        for key in sorted(counters):
-            if key.startswith("rejected_"):
-                rejected.add(counters[key], instance=name, reason=key[len("rejected_") :])
+        reasons = {k[len("rejected_") :] for k in counters if k.startswith("rejected_")}
+        for reason in sorted(reasons | set(REJECT_REASONS)):
+            # The receive checks' own reasons are there from the start, at 0: a rate()
+            # over them works before the first rejection.
+            rejected.add(counters.get(f"rejected_{reason}", 0), instance=name, reason=reason)
         send_errors.add(counters.get("send_errors", 0), instance=name)
         announcements.add(counters.get("announcements", 0), instance=name)
     out = [info, uptime, state, prio, prio_cfg, adver, vips, transitions, sent, received]

@@ -128,7 +128,12 @@ def types(page: str) -> dict[str, str]:
 
 def test_render_keeps_every_sample_of_the_hand_written_page() -> None:
     page = render(status_report())
-    assert samples(page) == samples(EXPECTED)
+    zero_reasons = {
+        ("hadirector_vrrp_adverts_rejected_total", (("instance", "VI_1"), ("reason", r)), 0.0)
+        for r in ("auth", "replay", "source", "ttl", "version")
+        if r != "ttl"  # counted in the snapshot: already on the old page
+    }
+    assert samples(page) == samples(EXPECTED) | zero_reasons
     assert types(page) == types(EXPECTED)
     # Sample names as dashboards and rules spell them (counters end in _total).
     assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1.0\n' in page
