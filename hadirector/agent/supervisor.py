@@ -2,9 +2,10 @@
 
 The nursery holds: a driver task per VRRP instance (agent/instance.py), the shared VRRP
 sockets' receive tasks, the link watcher, the VIP watcher, tracking tasks
-(agent/tracking.py), the notify runner, the IPVS manager, the connection-sync daemons, the
-health checker (which feeds the IPVS manager the failed real servers), the signal loop, the
-watchdog and, for ``hadirector run``, the control socket and metrics.
+(agent/tracking.py), the notify runner, the alerts (alerts/dispatch.py), the IPVS manager,
+the connection-sync daemons, the health checker (which feeds the IPVS manager the failed
+real servers, and the alerts each server going down or up), the signal loop, the watchdog
+and, for ``hadirector run``, the control socket and metrics.
 
 SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
 heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and

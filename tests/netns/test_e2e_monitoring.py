@@ -161,6 +161,7 @@ def test_a_pairs_mail_alertmanager_alert_and_metrics(netlab: Lab, tmp_path: Path
             f"DOWN: real server 127.0.0.1:{CLOSED_PORT} of tcp {vip_address()}:80"
         )
         assert f"127.0.0.1:{SMTP_PORT}" not in " ".join(subjects(box_a))
+        print(f"--- dir-a's mail\nSubject: {down['Subject']}\n\n{down.get_content()}")
 
         # dir-a stops: dir-b takes over and says what it heard last from dir-a.
         a.stop()
@@ -170,7 +171,8 @@ def test_a_pairs_mail_alertmanager_alert_and_metrics(netlab: Lab, tmp_path: Path
             30, f"dir-b's MASTER mail: {b.log()}",
         )  # fmt: skip
         body = mail_with(box_b, f"MASTER: VRRP instance {name}").get_content()
-        print(f"--- dir-b mail\n{body}")
+        subject = mail_with(box_b, f"MASTER: VRRP instance {name}")["Subject"]
+        print(f"--- dir-b's mail\nSubject: {subject}\n\n{body}")
         assert f"What:   VRRP instance {name} is now MASTER (was BACKUP for " in body
         assert f"Peer:   last advert from {lan_address('dir-a')} at priority 0" in body
         assert "(it steps down: priority 0)" in body
