@@ -146,10 +146,21 @@ class Agent:
 
     # -- alerts (alerts/wiring.py builds, alerts/dispatch.py delivers) ----------------
 
-    def _on_check_change(self, spec: Any, up: bool, reason: str) -> None:
-        self.alerts.event(
-            wiring.server_event(self, spec.service, spec.server, spec.check.type, up, reason)
-        )
+    def _on_check_change(self, key: Any, spec: Any, change: Any) -> None:
+        self.on_server_change(key[0], key[1], change.up, "check", change.reason)
+
+    def on_server_change(
+        self, service: Any, server: Any, up: bool, cause: str, reason: str
+    ) -> None:
+        """A real server left or rejoined rotation (``cause``: its check, or the operator):
+        the alerts' event. The pool keeper's ``ServerChange`` carries the same fields."""
+        self.alerts.event(wiring.server_event(self, str(service), str(server), up, cause, reason))
+
+    def on_quorum_change(self, service: Any, up: bool, live_weight: int, quorum: int) -> None:
+        """A service lost or regained quorum (the pool keeper's ``QuorumChange``): the
+        alerts' event and Alertmanager's condition."""
+        self.alerts.event(wiring.quorum_event(self, str(service), up, live_weight, quorum))
+        self.alerts.set_conditions(wiring.QUORUM_LOST, wiring.quorum_conditions(self))
 
     def on_instance_alert(self, inst: Instance, tr: Transition, priority: int | None) -> None:
         self.alerts.event(

@@ -437,6 +437,8 @@ class Alerts:
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
         self._changed_at: dict[tuple[str, str], float] = {}
+        # Services without quorum: (live weight, quorum), by service (alerts/wiring.py).
+        self.quorum_lost: dict[str, tuple[int, int]] = {}
         self._build(cfg)
 
     def since(self, kind: str, name: str, now: float) -> float | None:

@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["instance", "group", "real_server"]
+Kind = Literal["instance", "group", "real_server", "service"]
 
 KIND_WORDS: dict[str, str] = {
     "instance": "VRRP instance",
     "group": "sync group",
     "real_server": "real server",
+    "service": "virtual service",
 }
 
 
@@ -61,7 +62,7 @@ class Event:
     @property
     def bad(self) -> bool:
         """A change for the worse (a mail's subject says so first)."""
-        return self.new in ("FAULT", "DOWN", "STOPPED")
+        return self.new in ("FAULT", "DOWN", "STOPPED", "QUORUM LOST")
 
 
 def duration(seconds: float) -> str:
@@ -102,6 +103,8 @@ def subject(ev: Event) -> str:
         service, server = _split_server(ev.name)
         return f"{tag} {ev.new}: real server {server} of {service}"
     what = KIND_WORDS[ev.kind]
+    if ev.kind == "service":
+        return f"{tag} {ev.new}: {what} {ev.name}"
     return f"{tag} {ev.new}: {what} {ev.name} (was {ev.old})"
 
 
@@ -117,6 +120,9 @@ def body(ev: Event) -> str:
         service, server = _split_server(ev.name)
         verb = "is DOWN" if ev.new == "DOWN" else "is UP again"
         lines.append(f"What:   real server {server} of service {service} {verb} ({was})")
+    elif ev.kind == "service":
+        verb = "lost its quorum" if ev.new == "QUORUM LOST" else "has its quorum again"
+        lines.append(f"What:   virtual service {ev.name} {verb} ({was})")
     else:
         lines.append(f"What:   {KIND_WORDS[ev.kind]} {ev.name} is now {ev.new} ({was})")
     where = [f"director {ev.director}", *(f"{k} {v}" for k, v in ev.where)]
@@ -141,7 +147,18 @@ def body(ev: Event) -> str:
 
 def _advice(ev: Event) -> str:
     """One sentence on what the change means for traffic."""
+    if ev.kind == "service":
+        if ev.new == "QUORUM LOST":
+            return (
+                "Too few real servers are up: the sorry server, if configured, answers "
+                "instead, and quorum_down ran."
+            )
+        return "Enough real servers are up again: the sorry server, if any, is out."
     if ev.kind == "real_server":
+        if dict(ev.where).get("cause") == "drain":
+            if ev.new == "DOWN":
+                return "The operator drained it (hadirector drain): weight 0 until undrained."
+            return "The operator undrained it: back in rotation with its configured weight."
         if ev.new == "DOWN":
             return (
                 "The server is out of rotation (weight 0 or removed, per the service's "

@@ -13,6 +13,7 @@ import trio
 
 from hadirector.alerts.dispatch import Condition
 from hadirector.alerts.events import Event, Peer
+from hadirector.ipvs.model import dest_key_of
 
 if TYPE_CHECKING:
     from hadirector.agent.instance import Instance
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 INSTANCE_FAULT = "HadirectorInstanceFault"
 GROUP_FAULT = "HadirectorSyncGroupFault"
 SERVER_DOWN = "HadirectorRealServerDown"
+QUORUM_LOST = "HadirectorQuorumLost"
 
 
 def _now_states(agent: Agent) -> tuple[str, ...]:
@@ -85,11 +87,18 @@ def group_event(agent: Agent, name: str, old: str | None, new: str) -> Event:
 
 
 def server_event(
-    agent: Agent, service: str, server: str, check: str, up: bool, reason: str
+    agent: Agent, service: str, server: str, up: bool, cause: str, reason: str
 ) -> Event:
+    """A real server left (``up`` False) or rejoined rotation; ``cause`` is ``check`` (its
+    health check) or ``drain`` (the operator)."""
     now = agent.alerts.wall()
     name = f"{service} {server}"
     vs = next((v for v in agent.config.virtual_servers if str(v.key) == service), None)
+    how = ("cause", cause)
+    if cause == "check" and vs is not None:
+        rs = next((r for r in vs.real_servers if str(dest_key_of(vs, r)) == server), None)
+        if rs is not None and rs.check is not None:
+            how = ("check", rs.check.type)
     return Event(
         kind="real_server",
         name=name,
@@ -99,10 +108,52 @@ def server_event(
         director=agent.alerts.director,
         at=now,
         since_s=agent.alerts.since("real_server", name, now),
-        where=(("service", service), ("server", server), ("check", check)),
+        where=(("service", service), ("server", server), how),
         now=_now_states(agent),
         smtp_alert=vs.smtp_alert if vs is not None else True,
     )
+
+
+def quorum_event(agent: Agent, service: str, up: bool, live_weight: int, quorum: int) -> Event:
+    """A virtual service gained (``up``) or lost quorum (the pool keeper decides)."""
+    now = agent.alerts.wall()
+    if up:
+        agent.alerts.quorum_lost.pop(service, None)
+    else:
+        agent.alerts.quorum_lost[service] = (live_weight, quorum)
+    vs = next((v for v in agent.config.virtual_servers if str(v.key) == service), None)
+    return Event(
+        kind="service",
+        name=service,
+        old="QUORUM LOST" if up else "QUORUM",
+        new="QUORUM" if up else "QUORUM LOST",
+        reason=f"live weight {live_weight}, quorum {quorum}",
+        director=agent.alerts.director,
+        at=now,
+        since_s=agent.alerts.since("service", service, now),
+        where=(("service", service),),
+        now=_now_states(agent),
+        smtp_alert=vs.smtp_alert if vs is not None else True,
+    )
+
+
+def quorum_conditions(agent: Agent) -> list[Condition]:
+    """The configured services without quorum here."""
+    configured = {str(v.key) for v in agent.config.virtual_servers}
+    out = []
+    for service, (live, quorum) in sorted(agent.alerts.quorum_lost.items()):
+        if service not in configured:
+            continue
+        out.append(
+            Condition(
+                QUORUM_LOST,
+                (("service", service),),
+                f"virtual service {service} lost quorum on {agent.alerts.director}",
+                f"The live weight of {service}'s real servers is {live}, below its quorum "
+                f"{quorum}: its sorry server (if any) answers instead.",
+            )
+        )
+    return out
 
 
 def instance_conditions(agent: Agent) -> tuple[list[Condition], list[Condition]]:

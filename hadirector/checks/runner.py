@@ -29,12 +29,14 @@ import trio
 
 from hadirector import logs
 from hadirector.checks import probes
-from hadirector.checks.risefall import RiseFall
+from hadirector.checks.risefall import Change, RiseFall
 from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.ipvs import model
 
 CheckKey = tuple[model.ServiceKey, model.DestKey]
 HealthSink = Callable[[set[CheckKey]], None]
+#: Told of each state change of one check: its key, its spec and the change.
+ChangeHook = Callable[[CheckKey, "CheckSpec", Change], None]
 Prober = Callable[[HealthCheck, IPAddress, int | None], Awaitable[probes.ProbeResult]]
 
 
@@ -60,10 +62,6 @@ def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
             dkey = model.dest_key_of(vs, rs)
             out[(skey, dkey)] = CheckSpec(str(skey), str(dkey), rs.address, rs.port, rs.check)
     return out
-
-
-# Told of each server going down or up (spec, up, reason): alerts (alerts/wiring.py).
-ChangeHook = Callable[[CheckSpec, bool, str], None]
 
 
 # Upper bounds (seconds) of the probe duration histogram's buckets (metrics.py).
@@ -115,8 +113,8 @@ class HealthChecker:
         on_change: ChangeHook | None = None,
     ) -> None:
         self.sink = sink
-        self.prober = prober
         self.on_change = on_change
+        self.prober = prober
         self.log = logs.get(component="checks")
         self.running: dict[CheckKey, _Running] = {}
         self._specs = specs_from_config(config)
@@ -207,7 +205,7 @@ class HealthChecker:
                         reason=change.reason,
                     )
                     if self.on_change is not None:
-                        self.on_change(spec, change.up, change.reason)
+                        self.on_change(key, spec, change)
                     self._report()
                 now = trio.current_time()
                 due += interval_s

@@ -16,9 +16,11 @@ from hadirector.alerts import wiring
 from hadirector.alerts.dispatch import Condition
 from hadirector.alerts.events import Event
 from hadirector.checks import probes
-from hadirector.checks.runner import CheckSpec, HealthChecker
+from hadirector.checks.risefall import Change
+from hadirector.checks.runner import CheckKey, CheckSpec, HealthChecker
 from hadirector.config.load import load_text
 from hadirector.config.schema import HealthCheck, IPAddress
+from hadirector.ipvs.model import dest_key_of
 from hadirector.vrrp.timers import master_down_interval_s
 from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
 from tests.agent.helpers import sync_config, sync_hosts
@@ -116,7 +118,7 @@ address = "10.0.0.5:80"
 """
     )
     answers = [False, False, True]
-    changes: list[tuple[str, str, bool, str]] = []
+    changes: list[tuple[str, str, str, str, bool, str]] = []
 
     async def prober(
         _check: HealthCheck, _addr: IPAddress, _port: int | None
@@ -124,8 +126,10 @@ address = "10.0.0.5:80"
         ok = answers.pop(0) if answers else True
         return probes.ProbeResult(ok, "ok" if ok else "connection refused")
 
-    def on_change(spec: CheckSpec, up: bool, reason: str) -> None:
-        changes.append((spec.service, spec.server, up, reason))
+    def on_change(key: CheckKey, spec: CheckSpec, change: Change) -> None:
+        changes.append(
+            (str(key[0]), str(key[1]), spec.service, spec.server, change.up, change.reason)
+        )
 
     async def main() -> None:
         checker = HealthChecker(config, lambda _down: None, prober=prober, on_change=on_change)
@@ -136,7 +140,51 @@ address = "10.0.0.5:80"
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    svc, srv = "tcp 192.0.2.10:80", "10.0.0.5:80"
     assert changes == [
-        ("tcp 192.0.2.10:80", "10.0.0.5:80", False, "connection refused"),
-        ("tcp 192.0.2.10:80", "10.0.0.5:80", True, "ok"),
+        (svc, srv, svc, srv, False, "connection refused"),
+        (svc, srv, svc, srv, True, "ok"),
     ]
+
+
+LVS = """
+[[virtual_server]]
+address = "192.0.2.100:80"
+smtp_alert = false
+[[virtual_server.real_server]]
+address = "10.0.0.5:80"
+"""
+
+
+def test_server_and_quorum_changes_become_events_and_conditions() -> None:
+    """What the pool keeper's events (a server out of rotation by its check or a drain, a
+    service losing quorum) turn into: mails (here not, smtp_alert = false on the service),
+    webhook documents, and Alertmanager's quorum condition while it lasts."""
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200) + LVS)
+        rec = Recorder(ra)
+        await trio.sleep(2)
+        vs = ra.agent.config.virtual_servers[0]
+        skey, dkey = vs.key, dest_key_of(vs, vs.real_servers[0])
+        rec.events.clear()  # the start's transitions
+        ra.agent.on_server_change(skey, dkey, False, "check", "status 503")
+        ra.agent.on_server_change(skey, dkey, True, "drain", "undrained by the operator")
+        ra.agent.on_quorum_change(skey, False, 0, 1)
+        down, undrained, lost = rec.events
+        assert (down.name, down.new, down.reason) == (
+            "tcp 192.0.2.100:80 10.0.0.5:80",
+            "DOWN",
+            "status 503",
+        )
+        assert ("cause", "check") in down.where and not down.smtp_alert  # the service says so
+        assert ("cause", "drain") in undrained.where and undrained.new == "UP"
+        assert (lost.kind, lost.name, lost.new) == ("service", "tcp 192.0.2.100:80", "QUORUM LOST")
+        (cond,) = rec.conditions[wiring.QUORUM_LOST]
+        assert dict(cond.labels) == {"service": "tcp 192.0.2.100:80"}
+        ra.agent.on_quorum_change(skey, True, 1, 1)
+        assert rec.conditions[wiring.QUORUM_LOST] == []
+        assert rec.events[-1].new == "QUORUM"
+
+    run_lab(scenario)

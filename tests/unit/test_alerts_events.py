@@ -154,3 +154,46 @@ def test_alertmanager_state_fires_resolves_and_refires() -> None:
     assert len(state.firing) == 2
     state.resolve_all(15.0)
     assert state.firing == {} and len(state.resolving) == 2
+
+
+def test_a_quorum_lost_mail() -> None:
+    ev = Event(
+        kind="service",
+        name="tcp 192.0.2.10:80",
+        old="QUORUM",
+        new="QUORUM LOST",
+        reason="live weight 1, quorum 2",
+        director="director-a",
+        at=AT,
+        since_s=7200.0,
+        where=(("service", "tcp 192.0.2.10:80"),),
+    )
+    assert events.subject(ev) == (
+        "[hadirector director-a] QUORUM LOST: virtual service tcp 192.0.2.10:80"
+    )
+    assert events.body(ev) == (
+        "What:   virtual service tcp 192.0.2.10:80 lost its quorum (was QUORUM for 2 h)\n"
+        "Where:  director director-a, service tcp 192.0.2.10:80\n"
+        "When:   2026-12-05 03:00:12 UTC\n"
+        "Why:    live weight 1, quorum 2\n"
+        "\n"
+        "Too few real servers are up: the sorry server, if configured, answers instead, "
+        "and quorum_down ran.\n"
+    )
+    assert ev.bad
+
+
+def test_a_drained_server_says_the_operator_did_it() -> None:
+    ev = Event(
+        "real_server",
+        "tcp 192.0.2.10:80 10.0.0.5:80",
+        "UP",
+        "DOWN",
+        "drained by the operator",
+        "director-a",
+        AT,
+        where=(("service", "tcp 192.0.2.10:80"), ("server", "10.0.0.5:80"), ("cause", "drain")),
+    )
+    assert events.body(ev).endswith(
+        "The operator drained it (hadirector drain): weight 0 until undrained.\n"
+    )
