@@ -244,10 +244,12 @@ def render(status: AgentStatus, extra: Iterable[Metric] = ()) -> str:
 # -- from the running agent (real servers, checks, alerts) ---------------------------------
 
 
-def runtime_metrics(config: Config, checker: Any, alerts: Any, sync: Any = None) -> list[Metric]:
+def runtime_metrics(
+    config: Config, checker: Any, alerts: Any, sync: Any = None, ipvs: Any = None
+) -> list[Metric]:
     """Per real server health and weights, check durations and failures (from the health
-    checker, checks/runner.py), alert deliveries (alerts/dispatch.py) and the connection
-    sync daemons (sync/daemon.py)."""
+    checker, checks/runner.py), alert deliveries (alerts/dispatch.py), the connection
+    sync daemons (sync/daemon.py) and the IPVS traffic counters (ipvs/manager.py)."""
     labels = ["service", "server"]
     up = GaugeMetricFamily(
         "hadirector_real_server_up",
@@ -339,7 +341,93 @@ def runtime_metrics(config: Config, checker: Any, alerts: Any, sync: Any = None)
         )
         in_step.add_metric([], 1 if sync.in_step else 0)
         out += [wanted, in_step]
+    traffic = getattr(ipvs, "traffic", None)
+    if traffic is not None:
+        out += ipvs_traffic_metrics(traffic())
     return [m for m in out if m.samples]
+
+
+def ipvs_traffic_metrics(traffic: dict[Any, Any]) -> list[Metric]:
+    """Per IPVS service and destination: connections, packets and bytes (the kernel's
+    counters as of the last reconcile), and each destination's active and inactive
+    connections."""
+    svc_conns = CounterMetricFamily(
+        "hadirector_ipvs_service_connections",
+        "Connections the kernel scheduled for the service.",
+        labels=["service"],
+    )
+    svc_packets = CounterMetricFamily(
+        "hadirector_ipvs_service_packets",
+        "Packets of the service: in from clients, out from real servers.",
+        labels=["service", "direction"],
+    )
+    svc_bytes = CounterMetricFamily(
+        "hadirector_ipvs_service_bytes",
+        "Bytes of the service: in from clients, out from real servers.",
+        labels=["service", "direction"],
+    )
+    labels = ["service", "server"]
+    dest_conns = CounterMetricFamily(
+        "hadirector_ipvs_dest_connections",
+        "Connections the kernel scheduled to the destination.",
+        labels=labels,
+    )
+    dest_packets = CounterMetricFamily(
+        "hadirector_ipvs_dest_packets",
+        "Packets through the destination: in from clients, out from it.",
+        labels=[*labels, "direction"],
+    )
+    dest_bytes = CounterMetricFamily(
+        "hadirector_ipvs_dest_bytes",
+        "Bytes through the destination: in from clients, out from it.",
+        labels=[*labels, "direction"],
+    )
+    active = GaugeMetricFamily(
+        "hadirector_ipvs_dest_active_connections",
+        "Established connections to the destination.",
+        labels=labels,
+    )
+    inactive = GaugeMetricFamily(
+        "hadirector_ipvs_dest_inactive_connections",
+        "Other connection entries of the destination (TIME_WAIT, SYN_RECV, ...).",
+        labels=labels,
+    )
+    for skey in sorted(traffic, key=str):
+        read = traffic[skey]
+        service = str(skey)
+        if read.stats is not None:
+            st = read.stats
+            svc_conns.add_metric([service], st.connections)
+            for direction, packets, nbytes in (
+                ("in", st.packets_in, st.bytes_in),
+                ("out", st.packets_out, st.bytes_out),
+            ):
+                svc_packets.add_metric([service, direction], packets)
+                svc_bytes.add_metric([service, direction], nbytes)
+        for dest in sorted(read.dests, key=lambda d: str(d.key)):
+            names = [service, str(dest.key)]
+            active.add_metric(names, dest.active_conns)
+            inactive.add_metric(names, dest.inactive_conns)
+            if dest.stats is None:
+                continue
+            st = dest.stats
+            dest_conns.add_metric(names, st.connections)
+            for direction, packets, nbytes in (
+                ("in", st.packets_in, st.bytes_in),
+                ("out", st.packets_out, st.bytes_out),
+            ):
+                dest_packets.add_metric([*names, direction], packets)
+                dest_bytes.add_metric([*names, direction], nbytes)
+    return [
+        svc_conns,
+        svc_packets,
+        svc_bytes,
+        dest_conns,
+        dest_packets,
+        dest_bytes,
+        active,
+        inactive,
+    ]
 
 
 def _le(bound: float) -> str:

@@ -18,6 +18,9 @@ DASHBOARD = REPO / "conf" / "grafana" / "hadirector.json"
 
 # Metric names Prometheus makes itself (not the agent's).
 PROMETHEUS_OWN = {"up"}
+# What only an agent on a kernel with IPVS exports (its traffic counters): checked on the
+# VM's agent (tests/vm/test_lvs_traffic.py), not in the namespaces' (no IPVS there).
+IPVS_TRAFFIC_PREFIXES = ("hadirector_ipvs_service_", "hadirector_ipvs_dest_")
 
 _KEYWORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",

@@ -258,7 +258,7 @@ class Agent:
         metrics endpoint beside the status snapshot's (metrics.py)."""
         from hadirector import metrics
 
-        return metrics.runtime_metrics(self.config, self.checks, self.alerts, self.sync)
+        return metrics.runtime_metrics(self.config, self.checks, self.alerts, self.sync, self.ipvs)
 
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:

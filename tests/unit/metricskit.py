@@ -12,6 +12,8 @@ from hadirector.alerts.dispatch import Alerts
 from hadirector.checks import probes
 from hadirector.checks.runner import HealthChecker
 from hadirector.config.load import load_text
+from hadirector.ipvs.model import Dest, DestKey, ServiceKey
+from hadirector.ipvs.types import DestState, ServiceTraffic, Stats
 from hadirector.metrics import render, runtime_metrics
 from hadirector.status import (
     AgentStatus,
@@ -89,7 +91,40 @@ weight = 7
 """
 
 
-def probed_page(config_text: str = RS_CONFIG, alerts_text: str = "", sync: Any = None) -> str:
+class TrafficRead:
+    """What ``IpvsManager.traffic()`` answers after reading the kernel: one service, two
+    destinations, with the kernel's counters."""
+
+    def traffic(self) -> dict[Any, ServiceTraffic]:
+        skey = ServiceKey(4, 6, "192.0.2.10", 80, 0)
+        return {
+            skey: ServiceTraffic(
+                Stats(40, 200, 160, 12000, 96000),
+                (
+                    DestState(
+                        DestKey("10.0.0.5", 80),
+                        Dest(weight=1),
+                        2,
+                        8,
+                        0,
+                        Stats(10, 50, 40, 3000, 24000),
+                    ),
+                    DestState(
+                        DestKey("10.0.0.6", 80),
+                        Dest(weight=3),
+                        5,
+                        25,
+                        0,
+                        Stats(30, 150, 120, 9000, 72000),
+                    ),
+                ),
+            )
+        }
+
+
+def probed_page(
+    config_text: str = RS_CONFIG, alerts_text: str = "", sync: Any = None, ipvs: Any = None
+) -> str:
     """The page of a checker run on the mock clock until both servers were probed twice:
     10.0.0.5 fails (refused, then a timeout), 10.0.0.6 passes; every probe takes 3 ms."""
     config = load_text(config_text)
@@ -114,7 +149,7 @@ def probed_page(config_text: str = RS_CONFIG, alerts_text: str = "", sync: Any =
         async with trio.open_nursery() as nursery:
             await nursery.start(checker.run)
             await done.wait()
-            page = render(status_report(), runtime_metrics(config, checker, alerts, sync))
+            page = render(status_report(), runtime_metrics(config, checker, alerts, sync, ipvs))
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -133,7 +168,7 @@ url = "http://127.0.0.1:1/hook"
 
 def exported_page() -> str:
     """A page with every family the agent writes: VRRP, IPVS, notify, real servers and
-    checks, alerts (email and webhook), the sync daemons."""
+    checks, alerts (email and webhook), the sync daemons, the IPVS traffic counters."""
     from hadirector.sync.daemon import SyncDaemons
 
     text = (
@@ -143,4 +178,4 @@ def exported_page() -> str:
     )
     sync = SyncDaemons(load_text(text))
     sync.on_instance("web", "MASTER")
-    return probed_page(text, ALERTS_TEXT, sync)
+    return probed_page(text, ALERTS_TEXT, sync, TrafficRead())

@@ -23,7 +23,7 @@ from hadirector.status import (
     IpvsStatus,
     NotifyStatus,
 )
-from tests.unit.metricskit import ALERTS_TEXT, probed_page, status_report
+from tests.unit.metricskit import ALERTS_TEXT, exported_page, probed_page, status_report
 
 EXPECTED = """\
 # HELP hadirector_info Agent version and router id (always 1).
@@ -265,3 +265,16 @@ def test_sync_daemon_metrics_follow_the_deciding_state() -> None:
     assert ("hadirector_ipvs_sync_daemon_wanted", (("role", "backup"),), 1.0) in got
     sync.available = False  # no IPVS in this kernel: never in step
     assert ("hadirector_ipvs_sync_daemon_in_step", (), 0.0) in page()
+
+
+def test_ipvs_traffic_metrics() -> None:
+    got = samples(exported_page())
+    svc = ("service", "tcp 192.0.2.10:80")
+    a, b = ("server", "10.0.0.5:80"), ("server", "10.0.0.6:80")
+    assert ("hadirector_ipvs_service_connections_total", (svc,), 40.0) in got
+    assert ("hadirector_ipvs_service_bytes_total", (("direction", "out"), svc), 96000.0) in got
+    assert ("hadirector_ipvs_service_packets_total", (("direction", "in"), svc), 200.0) in got
+    assert ("hadirector_ipvs_dest_connections_total", (b, svc), 30.0) in got
+    assert ("hadirector_ipvs_dest_bytes_total", (("direction", "in"), a, svc), 3000.0) in got
+    assert ("hadirector_ipvs_dest_active_connections", (b, svc), 5.0) in got
+    assert ("hadirector_ipvs_dest_inactive_connections", (a, svc), 8.0) in got
