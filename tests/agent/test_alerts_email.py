@@ -33,7 +33,7 @@ def alerts_config(port: int, extra: str = "") -> AlertsConfig:
 to = ["oncall@example.org", "lb-team@example.org"]
 from = "director-a@example.org"
 server = "127.0.0.1:{port}"
-timeout = 0.5
+timeout = 2.0
 {extra}
 """
     ).alerts

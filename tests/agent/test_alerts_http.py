@@ -28,7 +28,7 @@ def webhook_config(url: str) -> AlertsConfig:
 [alerts.webhook]
 url = "{url}"
 headers = {{ Authorization = "Bearer t0ken" }}
-timeout = 0.5
+timeout = 2.0
 """
     ).alerts
 
