@@ -3,6 +3,8 @@ Alertmanager bookkeeping of what fires and what resolves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hadirector.alerts import events
@@ -10,6 +12,7 @@ from hadirector.alerts.dispatch import AlertmanagerState, Condition
 from hadirector.alerts.events import Event
 from hadirector.config.load import load_text
 from hadirector.errors import ConfigError
+from hadirector.preflight import preflight
 
 AT = 1796439612.0  # 2026-12-05 03:00:12 UTC
 
@@ -197,3 +200,24 @@ def test_a_drained_server_says_the_operator_did_it() -> None:
     assert events.body(ev).endswith(
         "The operator drained it (hadirector drain): weight 0 until undrained.\n"
     )
+
+
+def test_preflight_names_an_unreadable_password_or_ca_file(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    text = f"""
+[alerts.email]
+to = "ops@example.org"
+from = "a@example.org"
+server = "mx:587"
+starttls = true
+username = "a"
+password_file = "{{password}}"
+ca_file = "{tmp_path / "missing-ca.pem"}"
+"""
+    problems = preflight(load_text(text.replace("{password}", str(secret))))
+    assert [str(p) for p in problems] == [
+        f"alerts.email.ca_file: {tmp_path / 'missing-ca.pem'}: No such file or directory"
+    ]
+    problems = preflight(load_text(text.replace("{password}", str(tmp_path / "nope"))))
+    assert [p.path for p in problems] == ["alerts.email.password_file", "alerts.email.ca_file"]
