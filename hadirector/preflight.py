@@ -70,6 +70,17 @@ def preflight(config: Config) -> list[Problem]:
                 pass
         except OSError as exc:
             problems.append(Problem(f"alerts.email.{key}", f"{file}: {exc.strerror or exc}"))
+            continue
+        found = security.exposed(file) if key == "password_file" else None
+        if found:  # as an HMAC key file: the secret must not be readable by others
+            fix, mode = found
+            problems.append(
+                Problem(
+                    f"alerts.email.{key}",
+                    f"{file}: holds a secret but is readable by group or others "
+                    f"(mode {mode:04o}); run: {fix}",
+                )
+            )
     return problems
 
 

@@ -205,6 +205,7 @@ def test_a_drained_server_says_the_operator_did_it() -> None:
 def test_preflight_names_an_unreadable_password_or_ca_file(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
+    secret.chmod(0o600)
     text = f"""
 [alerts.email]
 to = "ops@example.org"
@@ -221,3 +222,20 @@ ca_file = "{tmp_path / "missing-ca.pem"}"
     ]
     problems = preflight(load_text(text.replace("{password}", str(tmp_path / "nope"))))
     assert [p.path for p in problems] == ["alerts.email.password_file", "alerts.email.ca_file"]
+
+
+def test_preflight_refuses_a_password_file_others_can_read(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    text = f"""
+[alerts.email]
+to = "ops@example.org"
+from = "a@example.org"
+server = "mx:587"
+username = "a"
+password_file = "{secret}"
+"""
+    (problem,) = preflight(load_text(text))
+    assert problem.path == "alerts.email.password_file"
+    assert "readable by group or others (mode 0644)" in problem.message
