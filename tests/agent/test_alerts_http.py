@@ -175,3 +175,20 @@ def test_alertmanager_down_then_back_gets_the_alerts_that_hold(tmp_path: Path) -
             await until(lambda: bool(logged("alerts.reachable")))
 
         run(alertmanager_config(am.url), scenario)
+
+
+def test_a_reload_moves_queued_events_to_the_new_webhook() -> None:
+    with WebhookServer() as old, WebhookServer() as new:
+
+        async def scenario(alerts: Alerts) -> None:
+            old.status = 503  # the old endpoint fails: the event stays queued
+            alerts.event(event("VI_1"))
+            await until(lambda: old.attempts >= 1)
+            alerts.update(webhook_config(new.url))
+            _, doc = await trio.to_thread.run_sync(new.get)
+            assert doc["name"] == "VI_1"
+            alerts.update(load_text("").alerts)  # removed: no webhook any more
+            assert alerts.webhook is None
+            alerts.event(event("VI_2"))  # goes nowhere, and nothing breaks
+
+        run(webhook_config(old.url), scenario)
