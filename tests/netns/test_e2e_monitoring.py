@@ -204,6 +204,9 @@ def test_a_pairs_mail_alertmanager_alert_and_metrics(netlab: Lab, tmp_path: Path
 
         # dir-b's endpoint has every metric the rules and the dashboard use.
         page = fetch(ns_b, f"http://127.0.0.1:{METRICS_PORT}/metrics")
+        shown = ("hadirector_vrrp_state{", "hadirector_real_server_", "hadirector_alerts_")
+        print("--- dir-b's metrics (part)")
+        print("\n".join(ln for ln in page.splitlines() if ln.startswith(shown)))
         exported = {s.name for fam in text_string_to_metric_families(page) for s in fam.samples}
         used = {
             n for n in monitoring.used_metric_names()
