@@ -37,6 +37,10 @@ PURE_MODULE_GLOBS = [
     "hadirector/sync/roles.py",
     "hadirector/status.py",
     "hadirector/control/protocol.py",
+    "hadirector/migrate/kaconf.py",
+    "hadirector/migrate/from_keepalived.py",
+    "hadirector/migrate/tomlout.py",
+    "hadirector/migrate/report.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.
