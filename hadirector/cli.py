@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from hadirector.migrate import commands
 
         return commands.import_keepalived(args.file, args.config_id)
+    if args.command == "export" and args.export_command == "keepalived":
+        from hadirector.migrate import commands
+
+        return commands.export_keepalived(args.file)
     if args.command in ("status", "reload"):
         return _control(args.command, args.socket, args.config, getattr(args, "json", False))
     if args.command == "demo":

@@ -34,3 +34,23 @@ def import_keepalived(path: str, config_id: str | None = None) -> int:
     sys.stdout.write(text)
     sys.stderr.write(findings.text())
     return findings.exit_code
+
+
+def export_keepalived(path: str) -> int:
+    from hadirector.errors import ConfigError
+    from hadirector.migrate.to_keepalived import export_path
+
+    findings = Findings()
+    try:
+        text = export_path(path, findings)
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_SYNTAX
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_SYNTAX
+    sys.stdout.write(text)
+    sys.stderr.write(findings.text())
+    return findings.exit_code

@@ -72,8 +72,6 @@ _UNSUPPORTED_ADVICE = {
     "bfd_instance": "hadirector has no BFD",
     "garp_group": "hadirector has no GARP groups: set garp_interval per instance",
     "net_namespace": "run hadirector inside the namespace instead (ip netns exec)",
-    "enable_script_security": "hadirector runs scripts as its own user (root): check them",
-    "script_user": "hadirector runs scripts as its own user (root): check them",
     "notify_fifo": "hadirector has no notify FIFO: use notify scripts",
     "vrrp_notify_fifo": "hadirector has no notify FIFO: use notify scripts",
     "lvs_notify_fifo": "hadirector has no notify FIFO: use notify scripts",
@@ -320,6 +318,19 @@ class _Converter:
                 self.sync_daemon = (n, {})
             elif k == "lvs_timeouts":
                 self.lvs_timeouts(n)
+            elif k == "script_user":
+                if n.args[:1] != ("root",):
+                    self.f.changed(
+                        n.where,
+                        f"script_user {' '.join(n.args)}: hadirector runs scripts as its own "
+                        "user (root); make them safe to run as root or wrap them (runuser)",
+                    )
+            elif k == "enable_script_security":
+                self.f.note(
+                    n.where,
+                    "enable_script_security: hadirector does not refuse scripts in paths "
+                    "writable by other users; keep them root-owned",
+                )
             elif k == "lvs_flush":
                 self.f.changed(
                     n.where,
@@ -843,6 +854,9 @@ class _Converter:
                 self.zero_weights(inst)
 
     def zero_weights(self, inst: Table) -> None:
+        """What keepalived 2.2.7 does to the tracking of a sync group member (its -d dump):
+        an interface's weight becomes 0 (down = FAULT); a script or file with a weight is
+        not tracked at all ("ignoring tracked script ... with weights due to SYNC group")."""
         where = inst["#track_where"][0]
         defaults = {"track_scripts": self.script_weights, "track_files": self.file_weights}
         for key in ("track_interfaces", "track_scripts", "track_files"):
@@ -855,14 +869,26 @@ class _Converter:
                 weight = ref.get("weight") if isinstance(ref, dict) else None
                 if weight is None:
                     weight = defaults.get(key, {}).get(name, 0)
-                if weight != 0:
+                if weight == 0:
+                    out.append(ref)
+                elif key == "track_interfaces":
                     self.f.note(
                         where,
-                        f"{inst['name']}: {key[:-1]} {name} weight {weight} inside a sync group: "
-                        "keepalived ignores it (a failure is FAULT); written as weight 0",
+                        f"{inst['name']}: track_interface {name} weight {weight} inside a sync "
+                        "group: keepalived ignores the weight (down = FAULT); written as weight 0",
                     )
-                out.append({"name": name, "weight": 0} if weight != 0 else ref)
-            inst[key] = out
+                    out.append({"name": name, "weight": 0})
+                else:
+                    self.f.note(
+                        where,
+                        f"{inst['name']}: {key[:-1]} {name} with weight {weight} inside a sync "
+                        "group: keepalived does not track it at all; left out (give it weight 0 "
+                        "to make a failure FAULT, or set sync_group_tracking_weight)",
+                    )
+            if out:
+                inst[key] = out
+            else:
+                inst.pop(key)
 
     # --- lvs_sync_daemon -------------------------------------------------------------------
 
@@ -1160,7 +1186,9 @@ class _Converter:
             if v is not None:
                 into["retry"] = v
         elif k == "delay_before_retry":
-            into["#delay_before_retry"] = n.where
+            v = self.number(n, low=0, high=86400, integer=False)
+            if v is not None:
+                into["#delay_before_retry"] = (n.where, v)
         elif k == "warmup":
             into["#warmup"] = n.where
         else:
@@ -1357,11 +1385,12 @@ class _Converter:
             )
             timeout = new
         retry = opts.get("retry", 0 if kind == "script" else KA_RETRY)
-        if "#delay_before_retry" in opts and retry:
+        retry_delay = opts.get("#delay_before_retry")
+        if retry_delay is not None and retry and retry_delay[1] != interval:
             self.f.changed(
-                opts["#delay_before_retry"],
-                "delay_before_retry: hadirector retries at the check interval (fall = retry + 1 "
-                "checks in a row)",
+                retry_delay[0],
+                f"delay_before_retry {retry_delay[1]:g}: hadirector retries at the check "
+                f"interval ({interval:g} s; fall = retry + 1 checks in a row)",
             )
         if port == 0 and "port" not in check and kind != "script":
             self.f.dropped(
@@ -1428,7 +1457,7 @@ class _Converter:
     def finish_health_action(self, vs: Table, node: Node) -> None:
         servers = vs["real_server"]
         flags = [rs.pop("#inhibit") for rs in servers]
-        checked = [f for f, rs in zip(flags, servers, strict=True) if "check" in rs]
+        checked = [f for f, rs in zip(flags, servers, strict=True) if "check" in rs] or flags
         if not checked:
             return
         first = checked[0]

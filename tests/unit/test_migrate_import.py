@@ -8,7 +8,6 @@ that this host does not have), and converting again gives the same bytes.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import subprocess
@@ -23,9 +22,9 @@ from hadirector.config.load import load_text
 from hadirector.migrate import kaconf
 from hadirector.migrate.from_keepalived import convert
 from hadirector.migrate.report import Findings, SyntaxProblem
+from tests.unit.kasamples import SAMPLES, sample_text, samples
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = Path("/usr/share/doc/keepalived/samples")
 
 
 def hadirector(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,27 +61,16 @@ def messages(findings: Findings) -> str:
 # --- keepalived's samples -------------------------------------------------------------------
 
 
-def _samples() -> list[Path]:
-    if not SAMPLES.is_dir():
-        return []
-    return sorted(p for p in SAMPLES.iterdir() if p.name.startswith("keepalived.conf"))
-
-
-def _sample_text(path: Path) -> str:
-    data = path.read_bytes()
-    return (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
-
-
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} absent (keepalived not installed)")
 def test_the_samples_are_there() -> None:
-    assert len(_samples()) >= 20
+    assert len(samples()) >= 20
 
 
-@pytest.mark.parametrize("sample", _samples(), ids=lambda p: p.name)
+@pytest.mark.parametrize("sample", samples(), ids=lambda p: p.name)
 def test_sample_converts_loads_and_is_stable(sample: Path, tmp_path: Path) -> None:
     name = sample.name.removesuffix(".gz")
     conf = tmp_path / name
-    conf.write_text(_sample_text(sample))
+    conf.write_text(sample_text(sample))
     first = hadirector("import", "keepalived", str(conf), "--config-id", "high")
     assert first.returncode in (0, 3), first.stderr
     assert "Traceback" not in first.stderr
@@ -373,17 +361,20 @@ vrrp_sync_group G { group { A B }
 """
     doc, findings = convert_text(text)
     a, b, c = doc["vrrp_instance"]
-    assert a["track_scripts"] == [{"name": "chk", "weight": 0}]
-    assert a["track_files"] == [{"name": "maint", "weight": 0}]
+    # keepalived 2.2.7 (-d): interface weights become 0, weighted scripts and files are
+    # not tracked at all
+    assert "track_scripts" not in a and "track_files" not in a
     assert a["track_interfaces"] == [
         {"name": "eth1", "weight": 0},
         "eth2",
         {"name": "eth9", "weight": 0},
     ]
     assert b["track_interfaces"] == [{"name": "eth9", "weight": 0}]
+    assert "track_scripts" not in b
     assert c["track_scripts"] == ["chk"]  # not in a group: the script's weight applies
     assert doc["sync_group"] == [{"name": "G", "instances": ["A", "B"]}]
-    assert "keepalived ignores it" in messages(findings)
+    assert "keepalived ignores the weight" in messages(findings)
+    assert "does not track it at all" in messages(findings)
 
 
 def test_sync_group_tracking_weight_keeps_weights() -> None:
