@@ -661,6 +661,13 @@ class _Converter:
             self.f.changed(advert_where, "advert_int above 40.95 s: written as 40.95 (v3 limit)")
             interval = MAX_V3_INTERVAL_CS / 100
         t["advert_interval"] = _seconds(round(interval * 100) / 100 if version == 3 else interval)
+        if nopreempt and t["priority"] == 255:
+            nopreempt = False
+            self.f.note(
+                node.where,
+                "nopreempt with priority 255: keepalived resets it (the owner always takes "
+                "over), and so does the TOML",
+            )
         if nopreempt:
             t["preempt"] = False
             if "preempt_delay" in t:

@@ -153,14 +153,16 @@ class _Exporter:
         intervals = {(i.family, i.garp_interval_s) for i in self.c.vrrp_instances}
         for family, name in ((4, "vrrp_garp_interval"), (6, "vrrp_gna_interval")):
             values = sorted({v for fam, v in intervals if fam == family})
-            if values:
-                body.append(f"{name} {_num(values[0])}")
-                if len(values) > 1:
-                    self.changed(
-                        "vrrp_instance",
-                        f"garp_interval differs between IPv{family} instances: keepalived has "
-                        f"one ({name}); {_num(values[0])} used",
-                    )
+            if not values or values == [0]:
+                continue  # 0 is keepalived's default, and it refuses 0 written out
+            chosen = next(v for v in values if v != 0)
+            body.append(f"{name} {_num(chosen)}")
+            if len(values) > 1:
+                self.changed(
+                    "vrrp_instance",
+                    f"garp_interval differs between IPv{family} instances: keepalived has "
+                    f"one ({name}); {_num(chosen)} used",
+                )
         ipvs = self.c.ipvs
         timeouts = [
             f"{k} {v}"
@@ -246,7 +248,12 @@ class _Exporter:
         self.w(1, f"priority {inst.priority}")
         self.w(1, f"version {inst.version}")
         self.w(1, f"advert_int {_num(inst.advert_interval_cs / 100)}")
-        if not inst.preempt:
+        if not inst.preempt and inst.priority == 255:
+            self.changed(
+                f"{path}.preempt",
+                "keepalived refuses nopreempt with priority 255 (the owner always takes over)",
+            )
+        elif not inst.preempt:
             self.w(1, "nopreempt")
         elif inst.preempt_delay_s:
             self.w(1, f"preempt_delay {_num(inst.preempt_delay_s)}")

@@ -525,8 +525,10 @@ vrrp_instance V6 {
     assert inst["priority"] == 255
     assert inst["version"] == 3  # IPv6 is always v3 in keepalived
     assert inst["advert_interval"] == 0.5
-    assert inst["preempt"] is False and "preempt_delay" not in inst
+    # keepalived resets nopreempt for an address owner (its -d dump says so)
+    assert "preempt" not in inst and inst["preempt_delay"] == 10
     assert "state MASTER without priority" in messages(findings)
+    assert "nopreempt with priority 255" in messages(findings)
 
 
 def test_relative_scripts_run_through_sh_and_are_reported() -> None:
