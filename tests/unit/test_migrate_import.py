@@ -8,6 +8,7 @@ that this host does not have), and converting again gives the same bytes.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -94,6 +95,18 @@ def test_sample_converts_loads_and_is_stable(sample: Path, tmp_path: Path) -> No
             m = re.fullmatch(r"\S+: (/\S+): no such file", problem)
             assert m is not None, problem
             assert m.group(1) in conf.read_text(), problem
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} absent (keepalived not installed)")
+def test_readme_sample_table_is_current() -> None:
+    spec = importlib.util.spec_from_file_location("ka_table", REPO / "tools/keepalived_samples.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (REPO / "README.md").read_text()
+    start, end = "<!-- keepalived-samples:start -->\n", "<!-- keepalived-samples:end -->"
+    current = readme.split(start, 1)[1].split(end, 1)[0]
+    assert current == module.table(), "README table stale: run tools/keepalived_samples.py"
 
 
 # --- the grammar -----------------------------------------------------------------------------

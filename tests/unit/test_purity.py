@@ -41,6 +41,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/migrate/from_keepalived.py",
     "hadirector/migrate/tomlout.py",
     "hadirector/migrate/report.py",
+    "hadirector/migrate/to_keepalived.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.
