@@ -789,7 +789,7 @@ class _Converter:
                     "15 bytes; left out",
                 )
                 entry.pop("label")
-        if entry.get("dev") == interface:
+        if "dev" in entry and entry["dev"] == interface:
             entry.pop("dev")
         return iface, (entry if len(entry) > 1 else text)
 
