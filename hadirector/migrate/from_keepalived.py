@@ -319,18 +319,20 @@ class _Converter:
             elif k == "lvs_timeouts":
                 self.lvs_timeouts(n)
             elif k == "script_user":
-                if n.args[:1] != ("root",):
-                    self.f.changed(
+                if n.args and n.args[0] in ("root", "0") and len(n.args) == 1:
+                    self.f.note(
                         n.where,
-                        f"script_user {' '.join(n.args)}: hadirector runs scripts as its own "
-                        "user (root); make them safe to run as root or wrap them (runuser)",
+                        "script_user root: left unset, scripts run as the agent's user (root "
+                        "under a root agent)",
                     )
+                elif n.args:
+                    self.globals["script_user"] = n.args[0]
+                    if len(n.args) > 1:
+                        self.globals["script_group"] = n.args[1]
+                else:
+                    self.f.dropped(n.where, "script_user without a user: not converted")
             elif k == "enable_script_security":
-                self.f.note(
-                    n.where,
-                    "enable_script_security: hadirector does not refuse scripts in paths "
-                    "writable by other users; keep them root-owned",
-                )
+                self.globals["script_security"] = True
             elif k == "lvs_flush":
                 self.f.changed(
                     n.where,

@@ -144,9 +144,14 @@ class _Exporter:
                 for rs in vs.real_servers
             )
         )
-        if scripts:
-            # hadirector runs them as root; keepalived -t wants script security said
+        if g.script_user is not None:
+            suffix = f" {g.script_group}" if g.script_group is not None else ""
+            body.append(f"script_user {_word(g.script_user)}{suffix}")
+        elif scripts:
+            # hadirector's default (the agent's user: root under a root agent); keepalived's
+            # would be the user keepalived_script where it exists
             body.append("script_user root")
+        if g.script_security:
             body.append("enable_script_security")
         if g.realtime_priority:
             body.append(f"vrrp_rt_priority {g.realtime_priority}")
@@ -207,6 +212,7 @@ class _Exporter:
             ("notify_timeout", "notify_timeout_s"),
             ("state_dir", "state_dir"),
             ("metrics_listen", "metrics_listen"),
+            ("status_group", "status_group"),
         ):
             if getattr(g, attr) != getattr(defaults, attr):
                 self.note(f"global.{key}", "hadirector's own; keepalived has no equivalent")

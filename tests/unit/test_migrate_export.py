@@ -33,6 +33,9 @@ FULL = """
 [global]
 router_id = "lb-a"
 realtime_priority = 10
+script_user = "nobody"
+script_group = "nogroup"
+script_security = true
 
 [[vrrp_instance]]
 name = "VI_1"
@@ -217,6 +220,7 @@ def test_export_is_deterministic_and_keyword_shaped() -> None:
     assert "vrrp_instance VI_1 {" in first
     assert "lvs_sync_daemon eth1 inst VI_1 id 9 maxlen 1400" in first
     assert "sync_group_tracking_weight" in first  # VI_1 tracks with weights
+    assert "script_user nobody nogroup\n    enable_script_security" in first
     assert "status_code 200 204 301-303" in first
     assert "lvs_method TUN type gue port 6080 csum" in first
     assert first.count("inhibit_on_failure") == 1  # the quiesce service's one server
