@@ -65,6 +65,11 @@ _UNSUPPORTED_ADVICE = {
     "vrrp_strict": "hadirector has no strict mode (no no_accept firewall rules)",
     "strict_mode": "hadirector has no strict mode",
     "no_accept": "hadirector always lets the VIP owner receive traffic for the VIPs",
+    "mcast_dst_ip": "hadirector sends to 224.0.0.18 / ff02::12 (or unicast peers)",
+    "track_src_ip": "hadirector goes to FAULT when the interface has no usable source address",
+    "unicast_ttl": "hadirector sends with TTL 255 and accepts only 255 (RFC 5798)",
+    "min_ttl": "hadirector accepts only TTL 255",
+    "max_ttl": "hadirector accepts only TTL 255",
     "dont_track_primary": "hadirector always puts an instance in FAULT when its interface is down",
     "track_process": "track the process with a track_script instead",
     "vrrp_track_process": "track the process with a track_script instead",
@@ -90,6 +95,7 @@ _HARMLESS = {
     "debug": "hadirector logs with log_level instead",
     "native_ipv6": None,
     "check_unicast_src": None,  # hadirector always accepts only its unicast peers
+    "accept": None,  # hadirector always lets the master receive traffic for the VIPs
     "vrrp_check_unicast_src": None,
     "vrrp_skip_check_adv_addr": None,
     "skip_check_adv_addr": None,
@@ -590,6 +596,8 @@ class _Converter:
             elif k == "lvs_sync_daemon_interface":
                 if n.args:
                     self.sync_daemon = (n, {"interface": n.args[0], "instance": name})
+            elif k == "unicast_ttl" and n.args[:1] == ("255",):
+                continue
             elif k == "down_timer_adverts":
                 if n.args[:1] != ("3",):
                     self.f.dropped(
@@ -1487,7 +1495,7 @@ class _Converter:
         for i in self.instances:
             i.pop("#track_where", None)
         if self.instances:
-            doc["vrrp_instance"] = self.instances
+            doc["vrrp_instance"] = [_ordered(i, _INSTANCE_ORDER) for i in self.instances]
         if self.groups:
             doc["sync_group"] = self.groups
         if self.scripts:
@@ -1499,6 +1507,40 @@ class _Converter:
         if self.services:
             doc["virtual_server"] = self.services
         return doc
+
+
+_INSTANCE_ORDER = (
+    "name",
+    "interface",
+    "vrid",
+    "priority",
+    "version",
+    "advert_interval",
+    "preempt",
+    "preempt_delay",
+    "virtual_addresses",
+    "unicast_src",
+    "unicast_peers",
+    "old_unicast_checksum",
+    "auth_type",
+    "auth_pass",
+    "garp_interval",
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_master_refresh",
+    "track_interfaces",
+    "track_scripts",
+    "track_files",
+)
+
+
+def _ordered(table: Table, order: tuple[str, ...]) -> Table:
+    """The table with the keys named in ``order`` first, in that order (same objects)."""
+    out = {k: table[k] for k in order if k in table}
+    out.update((k, v) for k, v in table.items() if k not in out)
+    table.clear()
+    table.update(out)  # in place: `origin` knows the table by its id
+    return table
 
 
 _PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")

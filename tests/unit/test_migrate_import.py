@@ -587,3 +587,71 @@ def test_cli_exit_codes_and_stdin(tmp_path: Path) -> None:
     assert bad.stdout == ""
     missing = hadirector("import", "keepalived", str(tmp_path / "nope.conf"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_the_labs_keepalived_pair_config_converts_whole() -> None:
+    """What tests/netns/keepalived.py writes for a unicast v3 pair in a sync group."""
+    text = """
+global_defs {
+    router_id dir-a
+    script_user root
+    vrrp_version 3
+}
+vrrp_sync_group G {
+    group {
+        VI_0
+        VI_1
+    }
+}
+vrrp_instance VI_0 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 0.5
+    version 3
+    unicast_src_ip 192.0.2.11
+    unicast_peer {
+        192.0.2.12
+    }
+    old_unicast_checksum
+    virtual_ipaddress {
+        192.0.2.100/24 dev eth0
+    }
+    accept
+    unicast_ttl 255
+}
+vrrp_instance VI_1 {
+    state BACKUP
+    interface eth1
+    virtual_router_id 52
+    priority 150
+    advert_int 1
+    version 2
+    authentication {
+        auth_type PASS
+        auth_pass pw
+    }
+    virtual_ipaddress {
+        198.51.100.100/24 dev eth1
+    }
+}
+"""
+    doc, findings = convert_text(text)
+    assert findings.exit_code == 0, messages(findings)
+    a, b = doc["vrrp_instance"]
+    assert a == {
+        "name": "VI_0",
+        "interface": "eth0",
+        "vrid": 51,
+        "priority": 150,
+        "version": 3,
+        "advert_interval": 0.5,
+        "virtual_addresses": ["192.0.2.100/24"],
+        "unicast_src": "192.0.2.11",
+        "unicast_peers": ["192.0.2.12"],
+        "old_unicast_checksum": True,
+        "garp_interval": 0,
+    }
+    assert (b["version"], b["auth_type"], b["auth_pass"]) == (2, "pass", "pw")
+    assert doc["sync_group"] == [{"name": "G", "instances": ["VI_0", "VI_1"]}]
