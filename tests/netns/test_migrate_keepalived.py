@@ -141,20 +141,33 @@ def keepalived_dump(lab: Lab, ns: Netns, text: str, name: str) -> str:
 
 
 def instances_in_dump(dump: str) -> dict[str, dict[str, str]]:
+    """Each instance's dumped settings; ``Tracked interfaces`` / ``Tracked scripts`` /
+    ``Tracked files`` as "name weight N" lines joined by ``;``."""
     found: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
+    listing: str | None = None
     for line in dump.splitlines():
         text = re.sub(r"^.*?: ", "", line, count=1)  # the time stamp
         m = re.match(r"^ VRRP Instance = (\S+)", text)
         if m:
-            current = found.setdefault(m.group(1), {})
+            current, listing = found.setdefault(m.group(1), {}), None
             continue
         if text.startswith(" ") and not text.startswith("   "):
             current = None
-        m = re.match(
-            r"^   (VRRP Version|Virtual Router ID|Priority|Advert interval|Preempt) = (.*)$", text
-        )
-        if current is not None and m:
+        if current is None:
+            continue
+        if listing is not None and text.startswith("     "):
+            current[listing] = ";".join(filter(None, [current.get(listing), text.strip()]))
+            continue
+        listing = None
+        m = re.match(r"^   (Tracked (?:interfaces|scripts|files)) :$", text)
+        if m:
+            listing = m.group(1)
+            current[listing] = ""
+            continue
+        keys = "VRRP Version|Virtual Router ID|Priority|Advert interval|Preempt|Password"
+        m = re.match(rf"^   ({keys}) = (.*)$", text)
+        if m:
             current.setdefault(m.group(1), m.group(2).strip())
     return found
 
@@ -190,3 +203,79 @@ def test_import_reads_samples_as_keepalived_does(kans: tuple[Lab, Netns], sample
         assert int(ka["VRRP Version"]) == inst["version"], name
         assert _interval(ka["Advert interval"]) == inst["advert_interval"], name
         assert (ka["Preempt"] == "enabled") == inst.get("preempt", True), name
+
+
+TRACKING = """
+vrrp_script chk {
+  script "/bin/true"
+  weight -30
+}
+vrrp_script chk0 {
+  script "/bin/true"
+}
+vrrp_instance A {
+  interface eth0
+  virtual_router_id 51
+  track_interface {
+    eth1 weight -10
+    eth2
+  }
+  track_script {
+    chk
+    chk0
+  }
+  authentication {
+    auth_type PASS
+    auth_pass 123456789
+  }
+  virtual_ipaddress {
+    10.9.0.9/32
+  }
+}
+vrrp_instance B {
+  interface eth0
+  virtual_router_id 52
+  track_interface {
+    eth1 weight -10
+  }
+  track_script {
+    chk weight 20
+  }
+  virtual_ipaddress {
+    10.9.0.8/32
+  }
+}
+vrrp_sync_group G {
+  group {
+    A
+  }
+}
+"""
+
+
+def test_tracking_and_authentication_as_keepalived_reads_them(kans: tuple[Lab, Netns]) -> None:
+    """In a sync group keepalived makes interface weights 0 and drops weighted scripts; it
+    uses 8 characters of the password. The TOML must say the same."""
+    lab, ns = kans
+    theirs = instances_in_dump(keepalived_dump(lab, ns, TRACKING, "tracking.conf"))
+    doc = tomllib.loads(import_(TRACKING, "tracking.conf")[0])
+    weights = {t["name"]: t["weight"] for t in doc["track_script"]}
+
+    def ours(inst: dict[str, object], key: str, default: dict[str, int]) -> str:
+        refs = inst.get(key, [])
+        assert isinstance(refs, list)
+        out = []
+        for ref in refs:
+            name = ref if isinstance(ref, str) else ref["name"]
+            weight = default.get(name, 0) if isinstance(ref, str) else ref["weight"]
+            out.append(f"{name} weight {weight}")
+        return ";".join(out)
+
+    assert theirs["A"]["Tracked interfaces"] == "eth1 weight 0;eth2 weight 0"
+    assert theirs["B"]["Tracked scripts"] == "chk weight 20"
+    assert theirs["A"]["Password"] == "12345678"
+    for inst in doc["vrrp_instance"]:
+        ka = theirs[inst["name"]]
+        assert ours(inst, "track_interfaces", {}) == ka.get("Tracked interfaces", ""), ka
+        assert ours(inst, "track_scripts", weights) == ka.get("Tracked scripts", ""), ka
+        assert inst.get("auth_pass") == ka.get("Password"), ka
