@@ -715,6 +715,18 @@ class _Converter:
                     t["garp_interval"] = v
             else:
                 t[k] = v
+        own = [
+            r
+            for r in tracks.get("track_interface", [])
+            if (r if isinstance(r, str) else r["name"]) == t["interface"]
+        ]
+        if own:
+            self.f.note(
+                tracks["#where"][0],
+                f"track_interface {t['interface']}: keepalived ignores the instance's own "
+                "interface there (down is always FAULT, in both); left out",
+            )
+            tracks["track_interface"] = [r for r in tracks["track_interface"] if r not in own]
         for key in ("track_interface", "track_script", "track_file"):
             if tracks.get(key):
                 t[key + "s"] = tracks[key]

@@ -328,6 +328,15 @@ class _Exporter:
             ("track_script", inst.track_scripts),
             ("track_file", inst.track_files),
         ):
+            if key == "track_interface":
+                for ref in refs:
+                    if ref.name == inst.interface and ref.weight != 0:
+                        self.changed(
+                            f"{path}.track_interfaces",
+                            f"{ref.name} weight {ref.weight}: keepalived does not track its "
+                            "own interface by weight (it is always down = FAULT)",
+                        )
+                refs = tuple(r for r in refs if r.name != inst.interface)
             if refs:
                 self.w(1, f"{key} {{")
                 for ref in refs:

@@ -1,8 +1,8 @@
 """The keepalived migration against keepalived 2.2.7 itself, in a namespace of the lab.
 
 - Every exported file is one keepalived accepts: ``keepalived -t`` (config test mode)
-  exits 0 on the export of a file using every exportable feature and on the export of
-  every keepalived sample's import.
+  exits 0 on the export of a file using every exportable feature, of the repository's
+  example files (conf/) and of every keepalived sample's import.
 - The importer reads the samples as keepalived does: keepalived's own dump of its
   configuration (``-d``, VRRP process only) names the same instances with the same VRID,
   priority, version, advert interval and preemption as the TOML.
@@ -33,6 +33,7 @@ from tests.unit.test_migrate_export import FULL
 
 from .lab import Lab, Netns
 
+REPO = Path(__file__).resolve().parents[2]
 IFACES = ("eth0", "eth1", "eth2", "eth3", "eth0.1")  # eth0.1: a veth (no 8021q here)
 
 
@@ -64,6 +65,8 @@ def config_test(lab: Lab, ns: Netns, text: str, name: str) -> subprocess.Complet
 def test_exported_files_pass_keepalived_config_test(kans: tuple[Lab, Netns]) -> None:
     lab, ns = kans
     texts = {"full": FULL}
+    for example in sorted((REPO / "conf").glob("*.toml")):  # the repository's examples
+        texts[example.name] = example.read_text()
     for sample in samples():
         texts[sample.name] = import_(sample_text(sample), sample.name)[0]
     assert len(texts) > 1 or not samples()
