@@ -1047,6 +1047,7 @@ class _Converter:
             t["real_server"] = [self.finish_rs(dict(rs), t) for rs in servers]
             t["real_server"] = [rs for rs in t["real_server"] if rs is not None]
             self.finish_health_action(t, node)
+            _hoist_check(t)
             self.where_of(t, where)
             self.services.append(t)
 
@@ -1519,6 +1520,16 @@ class _Converter:
         if self.services:
             doc["virtual_server"] = self.services
         return doc
+
+
+def _hoist_check(vs: Table) -> None:
+    """One service-level ``check`` when every real server has the same one."""
+    servers = vs["real_server"]
+    checks = [rs.get("check") for rs in servers]
+    if len(servers) >= 2 and checks[0] is not None and all(c == checks[0] for c in checks):
+        vs["check"] = checks[0]
+        for rs in servers:
+            del rs["check"]
 
 
 _INSTANCE_ORDER = (

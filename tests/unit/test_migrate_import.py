@@ -655,3 +655,23 @@ vrrp_instance VI_1 {
     }
     assert (b["version"], b["auth_type"], b["auth_pass"]) == (2, "pass", "pw")
     assert doc["sync_group"] == [{"name": "G", "instances": ["VI_0", "VI_1"]}]
+
+
+def test_a_check_shared_by_every_real_server_is_written_once_on_the_service() -> None:
+    text = """
+virtual_server 10.0.0.50 80 {
+    real_server 10.0.0.11 80 { TCP_CHECK { connect_timeout 3 } }
+    real_server 10.0.0.12 80 { TCP_CHECK { connect_timeout 3 } }
+}
+"""
+    toml_text, _ = convert_files({"keepalived.conf": text})
+    doc = tomllib.loads(toml_text)
+    (vs,) = doc["virtual_server"]
+    assert vs["check"] == {"type": "tcp", "interval": 60, "timeout": 3, "rise": 1, "fall": 2}
+    assert all("check" not in rs for rs in vs["real_server"])
+    config = load_text(toml_text)
+    assert all(rs.check is not None for rs in config.virtual_servers[0].real_servers)
+    # the service's check table comes before its real servers, indented under the service
+    assert toml_text.index("  [virtual_server.check]") < toml_text.index(
+        "  [[virtual_server.real_server]]"
+    )
