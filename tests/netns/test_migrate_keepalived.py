@@ -248,6 +248,15 @@ vrrp_instance B {
     10.9.0.8/32
   }
 }
+vrrp_instance C {
+  state MASTER
+  nopreempt
+  interface eth1
+  virtual_router_id 53
+  virtual_ipaddress {
+    10.9.1.9/32
+  }
+}
 vrrp_sync_group G {
   group {
     A
@@ -258,7 +267,8 @@ vrrp_sync_group G {
 
 def test_tracking_and_authentication_as_keepalived_reads_them(kans: tuple[Lab, Netns]) -> None:
     """In a sync group keepalived makes interface weights 0 and drops weighted scripts; it
-    uses 8 characters of the password. The TOML must say the same."""
+    uses 8 characters of the password; state MASTER without a priority is 255, and
+    nopreempt is reset there. The TOML must say the same."""
     lab, ns = kans
     theirs = instances_in_dump(keepalived_dump(lab, ns, TRACKING, "tracking.conf"))
     doc = tomllib.loads(import_(TRACKING, "tracking.conf")[0])
@@ -277,8 +287,11 @@ def test_tracking_and_authentication_as_keepalived_reads_them(kans: tuple[Lab, N
     assert theirs["A"]["Tracked interfaces"] == "eth1 weight 0;eth2 weight 0"
     assert theirs["B"]["Tracked scripts"] == "chk weight 20"
     assert theirs["A"]["Password"] == "12345678"
+    assert (theirs["C"]["Priority"], theirs["C"]["Preempt"]) == ("255", "enabled")
     for inst in doc["vrrp_instance"]:
         ka = theirs[inst["name"]]
         assert ours(inst, "track_interfaces", {}) == ka.get("Tracked interfaces", ""), ka
         assert ours(inst, "track_scripts", weights) == ka.get("Tracked scripts", ""), ka
         assert inst.get("auth_pass") == ka.get("Password"), ka
+        assert inst["priority"] == int(ka["Priority"]), ka
+        assert inst.get("preempt", True) == (ka["Preempt"] == "enabled"), ka
