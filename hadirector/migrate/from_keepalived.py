@@ -1178,6 +1178,7 @@ class _Converter:
         for key in ("persistence_netmask",):
             if key in vs and not vs.get("persistence_timeout"):
                 vs.pop(key)
+        vs["#inhibit"] = inherit  # filled in as the block is read: the service's default
         return vs, servers
 
     def method(self, n: Node, t: Table) -> None:
@@ -1486,10 +1487,11 @@ class _Converter:
 
     def finish_health_action(self, vs: Table, node: Node) -> None:
         servers = vs["real_server"]
+        default = bool(vs.pop("#inhibit").get("inhibit_on_failure", False))
         flags = [rs.pop("#inhibit") for rs in servers]
         checked = [f for f, rs in zip(flags, servers, strict=True) if "check" in rs] or flags
         if not checked:
-            return
+            checked = [default]
         first = checked[0]
         if any(f != first for f in checked):
             self.f.changed(

@@ -410,6 +410,8 @@ class _Exporter:
                 "keepalived does not mark traffic: add the firewall rule that sets mark "
                 f"{vs.fwmark} yourself",
             )
+        if vs.health_action == "quiesce":
+            self.w(1, "inhibit_on_failure")  # the default of every real server
         for j, rs in enumerate(vs.real_servers):
             self.real_server(f"{path}.real_server[{j}]", vs, rs)
         self.w(0, "}")
@@ -441,8 +443,6 @@ class _Exporter:
             self.w(2, f"lthreshold {rs.lower_threshold}")
         if rs.forwarding != vs.forwarding:
             self.w(2, f"lvs_method {self.method(path, rs.forwarding, vs)}")
-        if vs.health_action == "quiesce":
-            self.w(2, "inhibit_on_failure")
         if rs.check is not None:
             self.check(path + ".check", rs.check)
         self.w(1, "}")

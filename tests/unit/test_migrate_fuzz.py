@@ -135,3 +135,88 @@ def test_generated_keepalived_files_always_convert_and_load(text: str) -> None:
     assert findings.exit_code in (0, 3)
     for f in findings.items:
         assert 1 <= f.where.line <= text.count("\n") + 1 or f.where.line == 0
+
+
+# --- the round trip, on generated configurations keepalived can express -------------------
+
+
+@st.composite
+def exportable_toml(draw: st.DrawFn) -> str:
+    lines: list[str] = []
+    n_inst = draw(st.integers(0, 3))
+    for n in range(n_inst):
+        version = draw(st.sampled_from([2, 3]))
+        advert = draw(st.integers(1, 5)) if version == 2 else draw(st.integers(1, 4095)) / 100
+        priority = draw(st.integers(1, 254))
+        lines += [
+            "[[vrrp_instance]]",
+            f'name = "VI_{n}"',
+            f'interface = "eth{n % 2}"',
+            f"vrid = {n + 1}",
+            f"priority = {priority}",
+            f"version = {version}",
+            f"advert_interval = {advert}",
+            f"preempt = {'true' if draw(st.booleans()) else 'false'}",
+            f'virtual_addresses = ["10.{n}.0.1/24"]',
+            "garp_interval = 0.005",
+            f"garp_master_repeat = {draw(st.integers(1, 100))}",
+            f"garp_master_delay = {draw(st.integers(0, 3600))}",
+        ]
+        if draw(st.booleans()):
+            lines.append(f'unicast_peers = ["10.{n}.0.2"]')
+            if version == 3 and draw(st.booleans()):
+                lines.append("old_unicast_checksum = true")
+        if version == 2 and draw(st.booleans()):
+            lines += [
+                'auth_type = "pass"',
+                f'auth_pass = "{draw(st.sampled_from(["a", "pw12345"]))}"',
+            ]
+        weight = draw(st.integers(-253, 253))
+        lines.append(f'track_interfaces = [{{ name = "eth9", weight = {weight} }}]')
+        lines.append("")
+    if n_inst and draw(st.booleans()):
+        lines += ["[[sync_group]]", 'name = "G"', 'instances = ["VI_0"]', ""]
+    for n in range(draw(st.integers(0, 2))):
+        forwarding = draw(st.sampled_from(["nat", "dr", "tun"]))
+        lines += [
+            "[[virtual_server]]",
+            f'address = "192.0.2.{n + 1}:80"',
+            f'protocol = "{draw(st.sampled_from(["tcp", "udp"]))}"',
+            f'scheduler = "{draw(st.sampled_from(["rr", "wrr", "wlc", "lc", "sh"]))}"',
+            f'forwarding = "{forwarding}"',
+            f'health_action = "{draw(st.sampled_from(["quiesce", "remove"]))}"',
+            f"persistence_timeout = {draw(st.sampled_from([0, 60, 300]))}",
+        ]
+        for r in range(draw(st.integers(0, 3))):
+            interval = draw(st.integers(2, 100))
+            kind = draw(st.sampled_from(["tcp", "http", "https"]))
+            lines += [
+                "  [[virtual_server.real_server]]",
+                f'  address = "10.9.{n}.{r + 1}:80"',
+                f"  weight = {draw(st.integers(0, 1000))}",
+                f'  check = {{ type = "{kind}", interval = {interval}, timeout = 1, rise = 1,'
+                f" fall = {draw(st.integers(1, 10))} }}",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@SETTINGS
+@given(exportable_toml())
+def test_generated_exportable_configurations_round_trip(text: str) -> None:
+    import dataclasses
+
+    from hadirector.config.schema import Config
+    from hadirector.migrate.to_keepalived import export_text
+
+    def comparable(config: Config) -> Config:
+        services = tuple(dataclasses.replace(vs, check=None) for vs in config.virtual_servers)
+        return dataclasses.replace(config, virtual_servers=services)
+
+    original = load_text(text)
+    findings = Findings()
+    conf = export_text(text, "in.toml", findings)
+    assert findings.exit_code == 0, findings.text()
+    back = run(conf)
+    assert not isinstance(back, SyntaxProblem), back
+    assert comparable(load_text(back[0])) == comparable(original), (conf, back[0])
