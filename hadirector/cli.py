@@ -49,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     imp = ipvs_sub.add_parser("import", help="turn ipvsadm rules into [[virtual_server]] TOML")
     imp.add_argument("file", help="ipvsadm-save output or ipvsadm command lines ('-' = stdin)")
 
+    imp_top = sub.add_parser("import", help="convert another tool's configuration to TOML")
+    imp_sub = imp_top.add_subparsers(dest="import_command")
+    ka_in = imp_sub.add_parser("keepalived", help="keepalived.conf -> TOML on stdout")
+    ka_in.add_argument("file", help="keepalived.conf ('-' = stdin)")
+    ka_in.add_argument(
+        "--config-id",
+        help="keepalived's config id for @ID lines (default: the host name's first part, "
+        "as keepalived)",
+    )
+    exp_top = sub.add_parser("export", help="convert the TOML to another tool's configuration")
+    exp_sub = exp_top.add_subparsers(dest="export_command")
+    ka_out = exp_sub.add_parser("keepalived", help="TOML -> keepalived.conf on stdout")
+    ka_out.add_argument("file", help="hadirector TOML file")
+
     status = sub.add_parser("status", help="show the running agent's state (control socket)")
     status.add_argument("--json", action="store_true", help="print the raw JSON report")
     _socket_args(status)
@@ -84,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             return _ipvs_save()
         if args.ipvs_command == "import":
             return _ipvs_import(args.file)
+    if args.command == "import" and args.import_command == "keepalived":
+        from hadirector.migrate import commands
+
+        return commands.import_keepalived(args.file, args.config_id)
+    if args.command == "export" and args.export_command == "keepalived":
+        from hadirector.migrate import commands
+
+        return commands.export_keepalived(args.file)
     if args.command in ("status", "reload"):
         return _control(args.command, args.socket, args.config, getattr(args, "json", False))
     if args.command == "demo":

@@ -37,6 +37,11 @@ PURE_MODULE_GLOBS = [
     "hadirector/sync/roles.py",
     "hadirector/status.py",
     "hadirector/control/protocol.py",
+    "hadirector/migrate/kaconf.py",
+    "hadirector/migrate/from_keepalived.py",
+    "hadirector/migrate/tomlout.py",
+    "hadirector/migrate/report.py",
+    "hadirector/migrate/to_keepalived.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.
