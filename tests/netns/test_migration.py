@@ -62,7 +62,7 @@ from typing import Any
 
 import pytest
 
-from .keepalived import KeepalivedDirector, keepalived_conf
+from .keepalived import KEEPALIVED_COMPLAINTS, KeepalivedDirector, keepalived_conf
 from .lab import (
     REPO_ROOT,
     HadirectorDirector,
@@ -75,7 +75,6 @@ from .lab import (
     wait_for,
 )
 from .prober import ProberRun
-from .test_keepalived_interop import KEEPALIVED_COMPLAINTS
 
 pytestmark = [pytest.mark.netns, pytest.mark.keepalived]
 
