@@ -448,6 +448,9 @@ def test_rolling_migration(netlab2: Lab, keepalived_bin: str, label: str) -> Non
     m.wait(ka, "MASTER")
     kb.start()
     m.wait(kb, "BACKUP")
+    for node, k in m.keepalived.items():  # what was converted is what keepalived runs
+        ran = [line for line in k.conf_path.read_text().splitlines() if "notify_fifo" not in line]
+        assert ran == (netlab2.tmpdir / f"keepalived-{node}.conf").read_text().splitlines()
     for lan, vip in zip(LANS, m.vips, strict=True):  # the client resolves the VIPs
         ProberRun(netlab2, vip, dev=iface(lan), duration_s=0.2).result(60)
     m.settled_on("dir-a")
