@@ -63,7 +63,8 @@ report: dict[str, Any] = {"errors": []}
 def run(*argv: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH="/usr/sbin:/usr/bin:/sbin:/bin")
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    # cwd /: the host's cwd (this checkout) must not be importable by a `python3 -c`.
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, cwd="/")
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr}{proc.stdout}")
     return proc
@@ -147,6 +148,7 @@ def start_agent() -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        cwd="/",
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -173,8 +175,10 @@ def agent_status() -> dict[str, Any]:
 
 
 def step(name: str, action: Any) -> Any:
+    start = time.monotonic()
     try:
         result = action()
+        print(f"deb_guest: {name} ({time.monotonic() - start:.1f} s)", flush=True)
     except Exception as exc:  # recorded for the host; the next steps still run
         report["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
         return None
@@ -183,13 +187,16 @@ def step(name: str, action: Any) -> Any:
 
 
 def main() -> None:
-    before = snapshot()
-    report["scan_seconds"] = 0.0
+    before = step("snapshot_before", snapshot) or {}
     step("install", lambda: dpkg_install(OLD_DEB))
     step("installed", installed_facts)
     conffile = Path("/etc/hadirector/hadirector.toml")
     step("local_edit", lambda: conffile.write_text(conffile.read_text() + "# local edit\n"))
-    agent = step("agent_start", start_agent)
+    agent = None
+    try:
+        agent = start_agent()
+    except Exception as exc:
+        report["errors"].append(f"agent_start: {type(exc).__name__}: {exc}")
     report["agent_pid"] = agent.pid if agent else None
     report["status_before"] = agent_status()
     step("upgrade", lambda: dpkg_install(NEW_DEB))
@@ -203,14 +210,15 @@ def main() -> None:
         report["agent_exit"] = agent.wait(timeout=120)
     run("ip", "netns", "del", NS)
     Path(CONFIG).unlink(missing_ok=True)
-    purge = run("dpkg", "--purge", "hadirector")
+    purge = step("purge_run", lambda: run("dpkg", "--purge", "hadirector"))
+    report.pop("purge_run", None)
     report["purge"] = {"rc": purge.returncode, "output": purge.stdout + purge.stderr}
     report["status_after_purge"] = run("dpkg-query", "-W", "-f=${Status}", "hadirector").stdout
     report["user_after_purge"] = run("getent", "passwd", "hadirector").stdout.strip()
     report["group_after_purge"] = run("getent", "group", "hadirector").stdout.strip()
-    start = time.monotonic()
-    after = snapshot()
-    report["scan_seconds"] = round(time.monotonic() - start, 1)
+    after = step("snapshot_after", snapshot) or {}
+    report.pop("snapshot_before", None)
+    report.pop("snapshot_after", None)
     report["scanned"] = len(after)
     report["added"] = sorted(p for p in after if p not in before)
     report["removed"] = sorted(p for p in before if p not in after)

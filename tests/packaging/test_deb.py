@@ -14,12 +14,14 @@ pinned wheels (PyPI or pip's cache), and for the VM tests qemu and the kernel
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,10 +92,15 @@ def test_package_holds_the_agent_the_unit_the_conffile_docs_and_man_pages(
     assert any(re.fullmatch(r"python3\.\d+", d) for d in depends), depends
     assert _field(deb, "Recommends") == "ipvsadm"
     assert _field(deb, "Version") == OLD
-    unit = subprocess.run(
+    tar = subprocess.run(
         ["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True
     ).stdout
-    assert b"/usr/local/bin/hadirector" not in unit
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        member = archive.extractfile("./lib/systemd/system/hadirector.service")
+        assert member is not None
+        unit = member.read().decode()
+    assert "ExecStart=/usr/sbin/hadirector run" in unit
+    assert "/usr/local/bin" not in unit
     control = subprocess.run(
         ["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True, text=True, check=True
     ).stdout
@@ -154,6 +161,12 @@ def vm_report(debs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         text=True,
     )
     log = proc.stdout + proc.stderr
+    # The guest's output and report, kept for a look after the run (as vmplugin keeps its log).
+    keep = REPO / ".vmcache"
+    keep.mkdir(exist_ok=True)
+    (keep / "last-deb-vm-run.log").write_text(log)
+    if report.exists():
+        shutil.copy(report, keep / "last-deb-vm-report.json")
     assert report.exists(), f"no report from the VM (exit {proc.returncode}):\n{log[-4000:]}"
     data = json.loads(report.read_text())
     data["vm_log"] = log[-4000:]
@@ -229,6 +242,8 @@ def _expected_change(path: str) -> bool:
         "/etc/group-",
         "/etc/shadow-",
         "/etc/gshadow-",
+        # adduser's lock file, left by every adduser/deluser run (in /run: gone at boot).
+        "/run/adduser",
         # man-db's index, updated by its trigger for any package with man pages.
         "/var/cache/man/index.db",
     } or path.startswith("/var/cache/man/")
