@@ -18,6 +18,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,8 @@ def start_agent() -> subprocess.Popen[str]:
         except ValueError:
             continue
         if event.get("event") == "vrrp.transition" and event.get("new") == "MASTER":
+            # Keep reading its log, so that a full pipe never blocks the agent.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc
     raise RuntimeError(f"the agent exited ({proc.wait()}) before becoming MASTER")
 
