@@ -146,7 +146,7 @@ def vm_report(debs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
             sys.executable,
             str(RUNNER),
             "--timeout",
-            "900",
+            "1500",
             "--rw",
             str(exchange),
             "--",
