@@ -5,7 +5,7 @@ tools/build-deb runs this at package build time, so the pages never drift from t
 hadirector.toml(5) is the README's configuration reference (between ``<!-- config:start -->``
 and ``<!-- config:end -->``); hadirector(8) is the README's opening, the subcommands and
 options read from the CLI's own argument parser, and the README's sections on failover,
-logs and signals, and operations. Standard library only (runs with any python3 >= 3.11;
+logs and signals, operations and security. Standard library only (runs with any python3 >= 3.11;
 the CLI's parser imports nothing beyond it).
 
 The Markdown it converts is the README's own subset: headings, paragraphs, ``-`` lists
@@ -32,6 +32,7 @@ SECTIONS_8 = (
     "How a failover works",
     "Logs, notify scripts, signals",
     "Operations: status, reload, metrics",
+    "Security",
 )
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 _ITEM = re.compile(r"^(\s*)- (.*)$")
