@@ -330,6 +330,10 @@ class VirtualServer:
     health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
     check: HealthCheck | None = None  # the default check of every real server (resolved there)
     smtp_alert: bool = True  # mail when a real server goes down or up (only with [alerts.email])
+    # Announced over BGP (through the [anycast] route table) while at least
+    # anycast_min_servers real servers are up; see hadirector/anycast/.
+    anycast: bool = False
+    anycast_min_servers: int = 1
 
     @property
     def key(self) -> ServiceKey:
@@ -346,6 +350,23 @@ class VirtualServer:
     @property
     def persistent(self) -> bool:
         return self.persistence_timeout_s > 0
+
+
+DEFAULT_ANYCAST_TABLE = 4242
+DEFAULT_ANYCAST_DEVICE = "hdvip0"
+
+
+@dataclass(frozen=True)
+class AnycastSettings:
+    """The ``[anycast]`` table: where the agent puts the routes of the addresses it announces.
+
+    Each announced address is a ``/32`` (``/128``) route in ``route_table`` through
+    ``device``, a TUN device the agent holds open (gone with the process); the local BGP
+    speaker (BIRD) learns that table and announces its routes."""
+
+    route_table: int = DEFAULT_ANYCAST_TABLE
+    device: str = DEFAULT_ANYCAST_DEVICE
+    withdraw_delay_s: float = 2.0  # on SIGTERM: routes withdrawn, then this long before exit
 
 
 @dataclass(frozen=True)
@@ -405,6 +426,12 @@ class Config:
     ipvs: IpvsSettings = field(default_factory=IpvsSettings)
     virtual_servers: tuple[VirtualServer, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    anycast: AnycastSettings = field(default_factory=AnycastSettings)
+
+    @property
+    def anycast_servers(self) -> tuple[VirtualServer, ...]:
+        """The virtual servers announced over BGP (``anycast = true``)."""
+        return tuple(vs for vs in self.virtual_servers if vs.anycast)
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)
