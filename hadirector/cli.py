@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+    check.add_argument(
+        "--bird-config",
+        default="/etc/bird/bird.conf",
+        help="BIRD configuration compared with [anycast] route_table (anycast only)",
+    )
 
     ipvs = sub.add_parser("ipvs", help="IPVS table tools")
     ipvs_sub = ipvs.add_subparsers(dest="ipvs_command")
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "check-config":
-        return _check_config(Path(args.config))
+        return _check_config(Path(args.config), args.bird_config)
     if args.command == "run":
         return _run(Path(args.config), args.log_format, args.log_level)
     if args.command == "ipvs":
@@ -113,15 +118,18 @@ def _load(path: Path) -> Config | None:
         return None
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, bird_config: str = "/etc/bird/bird.conf") -> int:
     config = _load(path)
     if config is None:
         return 1
+    from hadirector.anycast.bird import bird_warnings
     from hadirector.security import config_secret_warning
 
     warning = config_secret_warning(config, path)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    for text in bird_warnings(config, bird_config):
+        print(f"warning: {text}", file=sys.stderr)
     print(
         f"{path}: OK ({len(config.vrrp_instances)} VRRP instance(s), "
         f"{len(config.virtual_servers)} virtual server(s))"

@@ -175,3 +175,56 @@ def test_status_round_trip_metrics_and_text() -> None:
     assert "anycast: dev hdvip0 table 4242\n" in text
     assert "  198.51.100.20 withdrawn: starting: first check round\n" in text
     assert "hadirector_anycast" not in metrics.render(AgentStatus("d1", "0", 1, 1.0, False, ()))
+
+
+# -- check-config's BIRD warnings -----------------------------------------------------------
+
+
+def test_kernel_tables_read_past_comments() -> None:
+    from hadirector.anycast.bird import kernel_tables
+
+    text = (
+        "# kernel table 1;\nprotocol kernel k {\n  kernel table 4242;  # ours\n"
+        "  /* kernel table 7; */ learn;\n}\nprotocol kernel { kernel   table\n100 ; }\n"
+    )
+    assert kernel_tables(text) == [4242, 100]
+
+
+def test_bird_warnings(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from hadirector.anycast.bird import bird_warnings
+
+    base = Path(str(tmp_path))
+    cfg = config(1)
+    good = base / "good.conf"
+    good.write_text("protocol kernel { kernel table 4242; learn; }\n")
+    other = base / "other.conf"
+    other.write_text("protocol kernel { kernel table 100; learn; }\n")
+
+    def installed(name: str) -> str | None:
+        return f"/usr/sbin/{name}"
+
+    assert bird_warnings(cfg, good, installed) == []
+    assert bird_warnings(load_text(""), base / "missing.conf", lambda _: None) == []
+    (found,) = bird_warnings(cfg, other, installed)
+    assert found == (
+        f"anycast: {other} names kernel table(s) 100, not [anycast] route_table 4242: "
+        "BIRD will not see the announced addresses (`kernel table 4242;`)"
+    )
+    (found,) = bird_warnings(cfg, base / "missing.conf", installed)
+    assert found.startswith(f"anycast: cannot read {base / 'missing.conf'} (")
+    (found,) = bird_warnings(cfg, good, lambda _: None)
+    assert found == (
+        "anycast: BIRD is not installed (no `bird`): nothing will announce the routes the "
+        "agent puts in table 4242 (Debian: apt install bird2; see conf/bird/)"
+    )
+
+
+def test_the_shipped_director_conf_matches_the_default_table() -> None:
+    from pathlib import Path
+
+    from hadirector.anycast.bird import kernel_tables
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "bird" / "director.conf"
+    assert kernel_tables(conf.read_text()) == [AnycastSettings().route_table]
