@@ -228,3 +228,27 @@ def test_the_shipped_director_conf_matches_the_default_table() -> None:
 
     conf = Path(__file__).resolve().parents[2] / "conf" / "bird" / "director.conf"
     assert kernel_tables(conf.read_text()) == [AnycastSettings().route_table]
+
+
+# -- consistent choice across directors (mh) ------------------------------------------------
+
+
+def test_mh_destinations_are_added_in_one_order_whatever_the_file_order() -> None:
+    """The kernel's mh table depends on the order destinations were added: directors whose
+    files list the real servers differently must still add them in one (sorted) order."""
+    from hadirector.ipvs import reconcile
+
+    servers = ["10.0.1.3:53", "10.0.1.10:53", "10.0.1.1:53", "10.0.1.2:53"]
+
+    def ops_for(order: list[str]) -> list[object]:
+        listed = ", ".join(f'{{ address = "{a}" }}' for a in order)
+        cfg = load_text(
+            '[[virtual_server]]\naddress = "198.51.100.10:53"\nprotocol = "udp"\n'
+            f'scheduler = "mh"\nanycast = true\nreal_server = [{listed}]\n'
+        )
+        return list(reconcile.plan(model.desired_from_config(cfg.virtual_servers), {}))
+
+    first = ops_for(servers)
+    assert ops_for(list(reversed(servers))) == first
+    added = [op.dest_key.address for op in first if isinstance(op, reconcile.AddDest)]
+    assert added == ["10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.10"]
