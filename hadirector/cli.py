@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="two directors in namespaces of its own, with a failover")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run the demo")
     demo.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    demo.add_argument(
+        "--anycast",
+        action="store_true",
+        help="three active directors announced over BGP by BIRD to a router with ECMP",
+    )
     return parser
 
 
@@ -92,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("status", "reload"):
         return _control(args.command, args.socket, args.config, getattr(args, "json", False))
     if args.command == "demo":
+        if args.anycast:
+            from hadirector import demo_anycast
+
+            return demo_anycast.main(duration_s=args.duration)
         from hadirector import demo as demo_mod
 
         return demo_mod.main(duration_s=args.duration, keep=args.keep)
