@@ -193,6 +193,7 @@ class LvsSections(Checker):
             mcast_group=SYNC.mcast_group if mcast_group is None else mcast_group,
             mcast_port=t.opt("mcast_port", self.integer(1, 65535), SYNC.mcast_port),
             mcast_ttl=t.opt("mcast_ttl", self.integer(1, 255), SYNC.mcast_ttl),
+            both=t.opt("both", self.boolean(), SYNC.both),
         )
 
     def multicast_group(self, value: object, path: str) -> IPAddress | None:
@@ -214,6 +215,11 @@ class LvsSections(Checker):
         """Resolve whose VRRP state decides the sync daemon's role (``[ipvs.sync]``)."""
         sync = ipvs.sync
         if sync is None:
+            return ipvs
+        if sync.both:  # both daemons, always: no VRRP state decides
+            for key in ("instance", "group"):
+                if getattr(sync, key) is not None:
+                    self.add(f"ipvs.sync.{key}", "not with both = true (no VRRP state decides)")
             return ipvs
         if sync.group is not None:
             known_groups = {g.name for g in groups if g is not None}

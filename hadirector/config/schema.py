@@ -236,7 +236,8 @@ class SyncDaemonSettings:
     """The ``[ipvs.sync]`` table: the kernel's connection-sync daemons and who decides.
 
     Exactly one of ``instance`` / ``group`` is set after loading (a single VRRP instance
-    is filled in when neither is given): its state picks the daemon's role.
+    is filled in when neither is given): its state picks the daemon's role; with ``both``
+    neither is set and both daemons run.
     """
 
     interface: str
@@ -247,6 +248,9 @@ class SyncDaemonSettings:
     mcast_group: IPAddress = DEFAULT_SYNC_MCAST_GROUP
     mcast_port: int = SYNC_MCAST_PORT
     mcast_ttl: int = SYNC_MCAST_TTL
+    # Run the master and the backup daemon together, whatever VRRP says (anycast directors:
+    # each sends its connections to all the others and receives theirs).
+    both: bool = False
 
 
 @dataclass(frozen=True)

@@ -252,3 +252,37 @@ def test_mh_destinations_are_added_in_one_order_whatever_the_file_order() -> Non
     assert ops_for(list(reversed(servers))) == first
     added = [op.dest_key.address for op in first if isinstance(op, reconcile.AddDest)]
     assert added == ["10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.10"]
+
+
+# -- connection sync among anycast directors ------------------------------------------------
+
+
+def test_sync_both_runs_master_and_backup_whatever_vrrp_says() -> None:
+    from hadirector.ipvs.types import SyncState
+    from hadirector.sync import roles
+
+    cfg = load_text('[ipvs.sync]\ninterface = "eth0"\nboth = true\n')
+    settings = cfg.ipvs.sync
+    assert settings is not None and settings.both and settings.instance is None
+    for state in (None, "BACKUP", "MASTER", "FAULT"):
+        wanted = roles.desired(settings, state)
+        assert [d.state for d in wanted] == [SyncState.MASTER, SyncState.BACKUP]
+    steps = roles.plan([], roles.desired(settings, None))
+    assert [type(s).__name__ for s in steps] == ["Start", "Start"]
+    assert problems(
+        '[ipvs.sync]\ninterface = "eth0"\nboth = true\ninstance = "VI_1"\n'
+        '[[vrrp_instance]]\nname = "VI_1"\ninterface = "eth0"\nvrid = 1\npriority = 100\n'
+        'virtual_addresses = ["192.0.2.1/32"]\n'
+    ) == ["ipvs.sync.instance: not with both = true (no VRRP state decides)"]
+
+
+def test_the_shipped_anycast_example_loads() -> None:
+    from pathlib import Path
+
+    from hadirector.config.load import load_path
+
+    cfg = load_path(Path(__file__).resolve().parents[2] / "conf" / "anycast-director.toml")
+    (vs,) = cfg.anycast_servers
+    assert (vs.scheduler, vs.anycast_min_servers, len(vs.real_servers)) == ("mh", 2, 3)
+    assert cfg.ipvs.sync is not None and cfg.ipvs.sync.both
+    assert cfg.vrrp_instances == ()

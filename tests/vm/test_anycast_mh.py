@@ -1,5 +1,6 @@
-"""Anycast directors agree on the real server: three ``hadirector run`` directors with the
-``mh`` (Maglev) scheduler, inside the VM (the host kernel has no IPVS).
+"""Anycast directors agree on the real server, and a connection moved between them goes on:
+three ``hadirector run`` directors with the ``mh`` (Maglev) scheduler and connection sync
+among all (``[ipvs.sync] both = true``), inside the VM (the host kernel has no IPVS).
 
 Topology (namespaces of this module, documentation addresses only; the bridge lives in a
 switch namespace)::
@@ -16,15 +17,18 @@ to that director, as an ECMP router's choice would); each real server answers wi
 name, straight to the client (direct routing). Every flow must reach the same real server
 whichever director carried it, and the flows must spread over more than one server.
 
-Not covered here: connection sync among anycast directors (each running a master and a
-backup sync daemon), so that a connection moved by a withdrawal goes on; the agent's
-``[ipvs.sync]`` follows VRRP and has no such mode yet.
+Then a TCP connection (an echo) is opened through d1; once the other directors' kernels
+hold it (sync: each director runs a master and a backup daemon), the client's route moves
+to d2, then d3 (what a withdrawal does at an ECMP router), and the same connection goes on
+echoing from the same real server. Without sync it could not: a director that never saw
+the SYN drops the connection's packets (IPVS schedules TCP on a SYN only).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +41,8 @@ pytestmark = pytest.mark.vm
 START_TIMEOUT_S = 150.0
 VIP = "203.0.113.53"
 PORT = 5353
+TCP_PORT = 7000
+CLIENT_TCP_PORT = 42000
 CLIENT = "198.51.100.2"
 DIRECTORS = {"d1": "198.51.100.11", "d2": "198.51.100.12", "d3": "198.51.100.13"}
 SERVERS = {"rs1": "198.51.100.21", "rs2": "198.51.100.22", "rs3": "198.51.100.23"}
@@ -56,6 +62,18 @@ scheduler_flags = ["mh-port"]
 forwarding = "dr"
 anycast = true
 real_server = [{servers}]
+
+[[virtual_server]]
+address = "{vip}:{tcp_port}"
+protocol = "tcp"
+scheduler = "mh"
+forwarding = "dr"
+anycast = true
+real_server = [{tcp_servers}]
+
+[ipvs.sync]
+interface = "eth0"
+both = true
 """
 
 
@@ -83,6 +101,39 @@ class UdpNamer:
         self.stopping = True
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+class TcpEcho:
+    """A real server: echoes each line of each TCP connection on VIP:TCP_PORT, with its name."""
+
+    def __init__(self, name: str, netns: str) -> None:
+        self.name = name
+        self.listener = socket_in(netns)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((VIP, TCP_PORT))
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, name=f"tcp-{name}", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                conn.sendall(self.name.encode() + b" " + line)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.listener.close()
 
 
 def ask(client: str, sport: int) -> str:
@@ -138,9 +189,10 @@ def site() -> Iterator[Site]:
         yield lab, client, directors, servers
 
 
-def test_every_director_picks_the_same_real_server(site: Site, tmp_path: Path) -> None:
+def test_directors_agree_and_a_moved_connection_goes_on(site: Site, tmp_path: Path) -> None:
     lab, client, directors, servers = site
-    namers = [UdpNamer(name, ns) for name, ns in servers.items()]
+    namers: list[UdpNamer | TcpEcho] = [UdpNamer(name, ns) for name, ns in servers.items()]
+    namers += [TcpEcho(name, ns) for name, ns in servers.items()]
     order = list(SERVERS.values())
     agents: list[AgentProcess] = []
     try:
@@ -164,9 +216,52 @@ def test_every_director_picks_the_same_real_server(site: Site, tmp_path: Path) -
             assert len(set(choices["d1"].values())) > 1, choices  # the flows spread
             for process in agents:
                 assert not process.named("ipvs.op_failed"), process.transcript()
+                process.wait_for("sync.master", START_TIMEOUT_S)
+                process.wait_for("sync.backup", START_TIMEOUT_S)
+            moved_connection_goes_on(lab, client, directors)
     finally:
         for namer in namers:
             namer.stop()
+
+
+def moved_connection_goes_on(lab: Lab, client: str, directors: dict[str, str]) -> None:
+    lab.ip(client, "route", "replace", f"{VIP}/32", "via", DIRECTORS["d1"])
+    conn = socket_in(client)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    conn.bind((CLIENT, CLIENT_TCP_PORT))
+    conn.settimeout(10.0)
+    conn.connect((VIP, TCP_PORT))
+    lines = conn.makefile("rb")
+    try:
+
+        def echo(text: str) -> str:
+            conn.sendall(text.encode() + b"\n")
+            name, _, got = lines.readline().decode().partition(" ")
+            assert got == text + "\n", (text, got)
+            return name
+
+        server = echo("through d1")
+        flow = f"{CLIENT}:{CLIENT_TCP_PORT}"
+        # Until both other directors' kernels hold the connection (the master daemon sends
+        # on state changes and every few packets: keep the connection talking).
+        deadline = time.monotonic() + 60.0
+        while True:
+            known = [
+                d
+                for d in ("d2", "d3")
+                if flow in lab.exec(directors[d], "ipvsadm", "-Lnc", check=False)
+            ]
+            if len(known) == 2:
+                break
+            assert time.monotonic() < deadline, f"connection not synced to {known}"
+            assert echo("waiting for sync") == server
+            time.sleep(0.2)
+        for name in ("d2", "d3"):
+            lab.ip(client, "route", "replace", f"{VIP}/32", "via", DIRECTORS[name])
+            assert echo(f"through {name}") == server
+    finally:
+        lines.close()
+        conn.close()
 
 
 def _config(tmp_path: Path, name: str, servers: list[str], rotate: int) -> Path:
@@ -181,6 +276,8 @@ def _config(tmp_path: Path, name: str, servers: list[str], rotate: int) -> Path:
         vip=VIP,
         port=PORT,
         servers=", ".join(f'{{ address = "{a}:{PORT}" }}' for a in listed),
+        tcp_port=TCP_PORT,
+        tcp_servers=", ".join(f'{{ address = "{a}:{TCP_PORT}" }}' for a in listed),
     )
     path = directory / "hadirector.toml"
     path.write_text(text)
