@@ -28,6 +28,7 @@ from hadirector.config.schema import Config, IPAddress
 from hadirector.status import AnycastAddressStatus, AnycastStatus
 
 RETRY_S = 1.0  # a route change the kernel refused is tried again after this long
+RESYNC_S = 5.0  # how often the table is compared with what should be there
 
 
 class Announcer:
@@ -67,9 +68,12 @@ class Announcer:
             while True:
                 async with self._lock:
                     ok = await self._step()
-                with trio.move_on_after(RETRY_S if not ok else float("inf")):
+                with trio.move_on_after(RETRY_S if not ok else RESYNC_S) as waited:
                     await self._wake.wait()
                 self._wake = trio.Event()
+                if waited.cancelled_caught and ok:
+                    async with self._lock:
+                        await self._resync()
         finally:
             if self.device is not None:
                 self.device.close()
@@ -91,6 +95,28 @@ class Announcer:
         if self.device is None:
             return not self.wanted
         return await self._apply({v.address for v in self.verdicts if v.announce})
+
+    async def _resync(self) -> None:
+        """Put back what was removed behind the agent's back: a route deleted or flushed
+        from the table, or the device itself deleted (then made again)."""
+        dev = self.device
+        if dev is None or self.stopping:
+            return
+        if not dev.alive():
+            self.log.warning("anycast.device_lost", device=dev.name, effect="made again")
+            dev.close()
+            self.device = None
+            return  # the next step makes it again and announces
+        try:
+            missing = dev.routes - await dev.present()
+        except OSError as exc:
+            self.log.error("anycast.read_failed", error=str(exc))
+            return
+        for address in sorted(missing, key=str):
+            dev.routes.discard(address)
+            self.log.warning("anycast.route_lost", address=str(address), effect="added again")
+        if missing:
+            await self._apply(dev.routes | missing)
 
     async def _ensure_device(self) -> None:
         settings = self.config.anycast

@@ -7,7 +7,8 @@ every route through it, and the BGP speaker that learns the table withdraws them
 announcement survives the agent.
 
 Each announced address is one host route ``ADDRESS/32 dev DEVICE table T`` (``/128`` for
-IPv6), added and removed over rtnetlink (protocol ``static``, scope link). Nothing is ever
+IPv6), added and removed over rtnetlink (protocol ``static``, scope link); ``present()``
+lists what the kernel holds, ``alive()`` says whether the device is still ours. Nothing is ever
 read from or written to the device: no packet is routed through table T (no rule points to
 it); it only carries routes.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import ipaddress
 import os
 import socket
 import struct
@@ -42,6 +44,7 @@ RTPROT_STATIC = 4
 RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_U32 = struct.Struct("=I")
 TUN_PATH = "/dev/net/tun"
 
 
@@ -122,6 +125,37 @@ class AnycastDevice:
             if exc.errno not in (errno.ESRCH, errno.ENOENT):
                 raise
         self.routes.discard(address)
+
+    def alive(self) -> bool:
+        """The device is still ours (not deleted behind our back: ``ip link del``)."""
+        try:
+            return socket.if_nametoindex(self.name) == self.index
+        except OSError:
+            return False
+
+    async def present(self) -> set[IPAddress]:
+        """The host routes through the device in the table now, as the kernel lists them."""
+        assert self._sock is not None
+        found: set[IPAddress] = set()
+        flags = netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP
+        for family in (socket.AF_INET, socket.AF_INET6):
+            body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+            for message in await self._sock.request(body, netlink.RTM_GETROUTE, flags):
+                if message.msg_type != netlink.RTM_NEWROUTE:
+                    continue
+                attrs = netlink.attributes(message.payload, _RTMSG.size)
+                table = attrs.get(RTA_TABLE)
+                oif = attrs.get(RTA_OIF)
+                dst = attrs.get(netlink.RTA_DST)
+                if table is None or oif is None or dst is None:
+                    continue
+                if _U32.unpack(table)[0] != self.table:
+                    continue
+                if _U32.unpack(oif)[0] != self.index:
+                    continue
+                if len(dst) in (4, 16):
+                    found.add(ipaddress.ip_address(dst))
+        return found
 
     def close(self) -> None:
         """Close the device: the kernel deletes it and its routes."""

@@ -4,7 +4,8 @@ one address to an upstream BIRD router with ECMP (tests/netns/anycast_lab.py dra
 Behaviour is asserted, timing is not: a pool going down takes that director out of the
 router's next hops and back in when it recovers; SIGKILL of the agent (its TUN device goes
 with it) or of BIRD, and a frozen director (SIGSTOP: BFD), take it out; SIGTERM withdraws
-first and exits after ``withdraw_delay`` with no probe lost. Waits are generous liveness
+first and exits after ``withdraw_delay`` with no probe lost; a route flushed from the table
+behind the agent's back is put back. Waits are generous liveness
 bounds; the latencies are measured and printed (``pytest -s``) and, properly, by
 bench/anycast.py.
 
@@ -30,7 +31,7 @@ from .anycast_lab import (
     AnycastLab,
     anycast_unavailable,
 )
-from .lab import Lab
+from .lab import Lab, wait_for
 
 ALL = frozenset(DIRECTORS)
 UP_S = 60.0  # liveness bound for a BGP session to (re)establish and announce
@@ -165,4 +166,14 @@ def test_sigterm_withdraws_first_and_drains_without_loss(ac: AnycastLab) -> None
     assert "anycast.withdrawn" in d2.log() and "anycast.draining" in d2.log()
     d2.echo = d2._spawn_echo()
     d2.start_agent()
+    ac.wait_hops(ALL, UP_S)
+
+
+def test_a_route_flushed_behind_the_agents_back_is_put_back(ac: AnycastLab) -> None:
+    d3 = ac.directors["d3"]
+    before = d3.log().count("anycast.route_lost")
+    d3.ns.ip("route", "flush", "table", "4242")
+    # The agent's next comparison of the table (every few seconds) notices and re-adds.
+    wait_for(lambda: d3.log().count("anycast.route_lost") > before, UP_S, "anycast.route_lost")
+    wait_for(lambda: "198.51.100.53 dev hdvip0" in d3.routes(), UP_S, "the route back")
     ac.wait_hops(ALL, UP_S)
