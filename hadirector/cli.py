@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+    check.add_argument(
+        "--bird-config",
+        default="/etc/bird/bird.conf",
+        help="BIRD configuration compared with [anycast] route_table (anycast only)",
+    )
 
     ipvs = sub.add_parser("ipvs", help="IPVS table tools")
     ipvs_sub = ipvs.add_subparsers(dest="ipvs_command")
@@ -72,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="two directors in namespaces of its own, with a failover")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run the demo")
     demo.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    demo.add_argument(
+        "--anycast",
+        action="store_true",
+        help="three active directors announced over BGP by BIRD to a router with ECMP",
+    )
     return parser
 
 
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "check-config":
-        return _check_config(Path(args.config))
+        return _check_config(Path(args.config), args.bird_config)
     if args.command == "run":
         return _run(Path(args.config), args.log_format, args.log_level)
     if args.command == "ipvs":
@@ -109,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("status", "reload"):
         return _control(args.command, args.socket, args.config, getattr(args, "json", False))
     if args.command == "demo":
+        if args.anycast:
+            from hadirector import demo_anycast
+
+            return demo_anycast.main(duration_s=args.duration)
         from hadirector import demo as demo_mod
 
         return demo_mod.main(duration_s=args.duration, keep=args.keep)
@@ -135,15 +149,18 @@ def _load(path: Path) -> Config | None:
         return None
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, bird_config: str = "/etc/bird/bird.conf") -> int:
     config = _load(path)
     if config is None:
         return 1
+    from hadirector.anycast.bird import bird_warnings
     from hadirector.security import config_secret_warning
 
     warning = config_secret_warning(config, path)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    for text in bird_warnings(config, bird_config):
+        print(f"warning: {text}", file=sys.stderr)
     print(
         f"{path}: OK ({len(config.vrrp_instances)} VRRP instance(s), "
         f"{len(config.virtual_servers)} virtual server(s))"

@@ -216,6 +216,17 @@ def families(status: AgentStatus) -> list[Family]:
         fam.add(float(ipvs.last_reconcile_age_s))
         out.append(fam)
 
+    anycast = status.anycast
+    if anycast.device is not None:
+        fam = Family(
+            "hadirector_anycast_announced",
+            "gauge",
+            "Anycast address: 1 while its route is in the table the BGP speaker announces.",
+        )
+        for a in anycast.addresses:
+            fam.add(1 if a.announced else 0, address=a.address)
+        out.append(fam)
+
     notify = status.notify
     pending = Family("hadirector_notify_pending", "gauge", "Notify scripts queued or running.")
     pending.add(notify.pending)

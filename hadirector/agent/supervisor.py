@@ -37,6 +37,7 @@ from hadirector.agent.instance import Instance
 from hadirector.agent.tracking import Tracking
 from hadirector.alerts import notify, wiring
 from hadirector.alerts.dispatch import Alerts
+from hadirector.anycast.announcer import Announcer
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
@@ -91,6 +92,9 @@ class Agent:
         self.sync = SyncDaemons(config)
         self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
         self.checks = HealthChecker(config, self._on_health, on_change=self._on_check_change)
+        # Anycast addresses follow the check verdicts (hadirector/anycast/).
+        self.anycast = Announcer(config, self.checks)
+        self.checks.on_verdict = self.anycast.poke
         self._nursery: trio.Nursery | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
@@ -251,6 +255,7 @@ class Agent:
                 down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
+            anycast=self.anycast.status(),
         )
 
     def runtime_metrics(self) -> list[Any]:
@@ -330,6 +335,7 @@ class Agent:
             self.ipvs.set_health(self.checks.down_at_start())
             nursery.start_soon(self.ipvs.run)
             nursery.start_soon(self.sync.run)
+            await nursery.start(self.anycast.run)
             nursery.start_soon(self.checks.run)
             if operations:
                 from hadirector.control.server import Operations
@@ -407,6 +413,12 @@ class Agent:
     async def shutdown(self) -> None:
         self.stopping = True
         sdnotify.notify("STOPPING=1")
+        # Anycast first: withdraw, and exit only withdraw_delay later (the addresses stay
+        # on lo, so flows still routed here meanwhile are served).
+        withdrawn_at = trio.current_time()
+        if self.anycast.wanted:
+            await self.anycast.withdraw_all()
+            self.log.info("anycast.draining", delay_s=self.config.anycast.withdraw_delay_s)
         instances = list(self.instances.values())
         for inst in instances:
             inst.post("stop")
@@ -424,6 +436,8 @@ class Agent:
         async with trio.open_nursery() as drains:  # scripts and alerts at once, each bounded
             drains.start_soon(self.notifier.drain, self.config.global_.notify_timeout_s)
             drains.start_soon(self.alerts.flush, self.config.alerts.flush_timeout_s)
+        if self.anycast.wanted:
+            await trio.sleep_until(withdrawn_at + self.config.anycast.withdraw_delay_s)
         self.log.info("agent.stopped")
 
     async def reload(self) -> list[str]:
@@ -520,6 +534,7 @@ class Agent:
         self.checks.update(new)
         self.alerts.update(new.alerts)
         self._alert_conditions()
+        self.anycast.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
 

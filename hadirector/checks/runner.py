@@ -99,6 +99,7 @@ class _Running:
         self.probes = 0
         self.durations = Durations()
         self.failures: dict[str, int] = {}  # failed probes by reason_class
+        self.ever_ok = False  # a probe has succeeded since the task started (anycast)
 
 
 class HealthChecker:
@@ -120,10 +121,23 @@ class HealthChecker:
         self._specs = specs_from_config(config)
         self._nursery: trio.Nursery | None = None
         self._reported: set[CheckKey] = set()  # the sink starts knowing of no failure
+        # Called after a probe that decided something new for anycast (a check's first
+        # probe or first success, an up/down change); see hadirector/anycast/.
+        self.on_verdict: Callable[[], None] | None = None
 
     @property
     def down(self) -> set[CheckKey]:
         return {key for key, r in self.running.items() if not r.hysteresis.up}
+
+    @property
+    def unproven(self) -> set[CheckKey]:
+        """Checks without a successful probe yet."""
+        return {key for key, r in self.running.items() if not r.ever_ok}
+
+    @property
+    def all_probed(self) -> bool:
+        """Every running check has probed at least once."""
+        return all(r.probes > 0 for r in self.running.values())
 
     def down_at_start(self) -> set[CheckKey]:
         """The servers that start down (``alpha``), known before any check task runs: the
@@ -159,6 +173,8 @@ class HealthChecker:
                 old.scope.cancel()
                 up = old.hysteresis.up
             entry = _Running(spec, up)
+            if old is not None:
+                entry.ever_ok, entry.probes = old.ever_ok, old.probes
             self.running[key] = entry
             offset_s = spec.check.interval_s * i / len(fresh)
             self._nursery.start_soon(self._check_loop, key, entry, started + offset_s)
@@ -194,6 +210,8 @@ class HealthChecker:
                 if not result.ok:
                     cls = reason_class(result.reason)
                     entry.failures[cls] = entry.failures.get(cls, 0) + 1
+                news = entry.probes == 1 or (result.ok and not entry.ever_ok)
+                entry.ever_ok = entry.ever_ok or result.ok
                 change = entry.hysteresis.update(result.ok, result.reason)
                 if change is not None:
                     emit = self.log.info if change.up else self.log.warning
@@ -207,6 +225,8 @@ class HealthChecker:
                     if self.on_change is not None:
                         self.on_change(key, spec, change)
                     self._report()
+                if (news or change is not None) and self.on_verdict is not None:
+                    self.on_verdict()
                 now = trio.current_time()
                 due += interval_s
                 if due <= now:  # a probe overran (should not: timeout < interval): skip ahead

@@ -35,6 +35,7 @@ from hadirector.config.alert_sections import (
     AlertSections,
 )
 from hadirector.config.lvs_sections import (
+    ANYCAST_KEYS,
     CHECK_KEY_TYPES,
     CHECK_KEYS,
     IPVS_KEYS,
@@ -76,6 +77,7 @@ from hadirector.errors import ConfigError, Problem
 __all__ = [
     "ALERTMANAGER_KEYS",
     "ALERTS_KEYS",
+    "ANYCAST_KEYS",
     "CHECK_KEYS",
     "CHECK_KEY_TYPES",
     "EMAIL_KEYS",
@@ -209,6 +211,13 @@ class _Loader(VrrpSections, LvsSections, AlertSections):
         servers = [self.virtual_server(t, f"virtual_server[{i}]") for i, t in enumerate(vs_tables)]
         self.check_services(servers)
         alerts = self.alerts(top)
+        anycast = self.anycast(top)
+        vips = {
+            v.address: f"vrrp_instance {quote(inst.name)}"
+            for inst in present(instances)
+            for v in inst.virtual_addresses
+        }
+        self.check_anycast(servers, vips)
 
         if self.problems:
             return None
@@ -221,6 +230,7 @@ class _Loader(VrrpSections, LvsSections, AlertSections):
             ipvs=ipvs,
             virtual_servers=tuple(present(servers)),
             alerts=alerts,
+            anycast=anycast,
         )
 
     def section(self, top: Table, key: str) -> list[Mapping[str, object] | None]:

@@ -236,7 +236,8 @@ class SyncDaemonSettings:
     """The ``[ipvs.sync]`` table: the kernel's connection-sync daemons and who decides.
 
     Exactly one of ``instance`` / ``group`` is set after loading (a single VRRP instance
-    is filled in when neither is given): its state picks the daemon's role.
+    is filled in when neither is given): its state picks the daemon's role; with ``both``
+    neither is set and both daemons run.
     """
 
     interface: str
@@ -247,6 +248,9 @@ class SyncDaemonSettings:
     mcast_group: IPAddress = DEFAULT_SYNC_MCAST_GROUP
     mcast_port: int = SYNC_MCAST_PORT
     mcast_ttl: int = SYNC_MCAST_TTL
+    # Run the master and the backup daemon together, whatever VRRP says (anycast directors:
+    # each sends its connections to all the others and receives theirs).
+    both: bool = False
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,10 @@ class VirtualServer:
     health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
     check: HealthCheck | None = None  # the default check of every real server (resolved there)
     smtp_alert: bool = True  # mail when a real server goes down or up (only with [alerts.email])
+    # Announced over BGP (through the [anycast] route table) while at least
+    # anycast_min_servers real servers are up; see hadirector/anycast/.
+    anycast: bool = False
+    anycast_min_servers: int = 1
 
     @property
     def key(self) -> ServiceKey:
@@ -346,6 +354,23 @@ class VirtualServer:
     @property
     def persistent(self) -> bool:
         return self.persistence_timeout_s > 0
+
+
+DEFAULT_ANYCAST_TABLE = 4242
+DEFAULT_ANYCAST_DEVICE = "hdvip0"
+
+
+@dataclass(frozen=True)
+class AnycastSettings:
+    """The ``[anycast]`` table: where the agent puts the routes of the addresses it announces.
+
+    Each announced address is a ``/32`` (``/128``) route in ``route_table`` through
+    ``device``, a TUN device the agent holds open (gone with the process); the local BGP
+    speaker (BIRD) learns that table and announces its routes."""
+
+    route_table: int = DEFAULT_ANYCAST_TABLE
+    device: str = DEFAULT_ANYCAST_DEVICE
+    withdraw_delay_s: float = 2.0  # on SIGTERM: routes withdrawn, then this long before exit
 
 
 @dataclass(frozen=True)
@@ -405,6 +430,12 @@ class Config:
     ipvs: IpvsSettings = field(default_factory=IpvsSettings)
     virtual_servers: tuple[VirtualServer, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    anycast: AnycastSettings = field(default_factory=AnycastSettings)
+
+    @property
+    def anycast_servers(self) -> tuple[VirtualServer, ...]:
+        """The virtual servers announced over BGP (``anycast = true``)."""
+        return tuple(vs for vs in self.virtual_servers if vs.anycast)
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)

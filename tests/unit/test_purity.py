@@ -32,6 +32,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/genl.py",
     "hadirector/ipvs/types.py",
     "hadirector/checks/risefall.py",
+    "hadirector/anycast/decide.py",
     "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",

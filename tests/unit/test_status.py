@@ -58,6 +58,7 @@ WIRE: dict[str, Any] = {
     },
     "checks": {"running": 2, "down": ["tcp 192.0.2.100:80 10.0.0.1:80"]},
     "notify": {"pending": 0, "failures": 1},
+    "anycast": {"device": None, "route_table": 0, "error": None, "addresses": []},
 }
 
 
