@@ -231,7 +231,13 @@ address = "{VIP}:80"
 protocol = "tcp"
 scheduler = "rr"
 forwarding = "nat"
-check = {{ type = "script", script = ["/bin/true"], interval = 3.0, timeout = 2.0, rise = 1, alpha = true }}
+  [virtual_server.check]
+  type = "script"
+  script = ["/bin/true"]
+  interval = 3.0
+  timeout = 2.0
+  rise = 1
+  alpha = true
   [[virtual_server.real_server]]
   address = "{REAL_SERVER}:80"
 

@@ -26,6 +26,7 @@ This plugin only changes vm-marked items; it must not touch any other test.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -158,6 +159,10 @@ class HostVmRunner:
         return {"outcome": "failed", "when": "call", "text": text}
 
     def _run_vm(self, session: pytest.Session, systemd: bool) -> dict[str, dict[str, Any]]:
+        # The guest cannot write bytecode (PYTHONDONTWRITEBYTECODE, and its writes vanish):
+        # compiled here once, every Python start in the guest (agents, probers) reads it
+        # instead of compiling the package again under emulation.
+        compileall.compile_dir(REPO / "hadirector", quiet=1)
         node_ids = [
             i.nodeid
             for i in session.items
