@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -74,6 +75,8 @@ ETC_UNITS = Path("/etc/systemd/system")
 STATE_TIMEOUT_S = 90.0
 PROBE_INTERVAL_MS = 10.0
 SHUTDOWN_TARGET = "vmtest-shutdown.target"
+#: Where the notify scripts (run as script_user nobody) write.
+NOTIFY_DIR = Path("/run/vmtest-notify")
 NET_UNIT = "vmtest-net-a.service"
 
 
@@ -129,7 +132,7 @@ class Entry:
     message: str
     record: dict[str, Any] | None
     cursor: str
-    pid: str
+    identifier: str
 
 
 def journal(unit: str, *args: str) -> list[Entry]:
@@ -150,7 +153,11 @@ def journal(unit: str, *args: str) -> list[Entry]:
                 record = None
         entries.append(
             Entry(
-                int(raw.get("PRIORITY", 6)), message, record, raw["__CURSOR"], raw.get("_PID", "")
+                int(raw.get("PRIORITY", 6)),
+                message,
+                record,
+                raw["__CURSOR"],
+                raw.get("SYSLOG_IDENTIFIER", ""),
             )
         )
     return entries
@@ -179,7 +186,7 @@ class Director:
         self.unit = f"hadirector@{name}.service"
         self.config = Path(f"/etc/hadirector/{name}.toml")
         self.socket = Path(f"/run/hadirector/{name}/hadirector.sock")
-        self.notify_log = Path(f"/run/vmtest-notify-{name}")
+        self.notify_log = NOTIFY_DIR / name
 
     def status(self) -> dict[str, Any] | None:
         try:
@@ -207,6 +214,7 @@ class Director:
 [global]
 router_id = "dir-{name}"
 control_socket = "{self.socket}"
+script_user = "nobody"
 
 [[track_script]]
 name = "runs"
@@ -294,6 +302,8 @@ def pair() -> Iterator[Pair]:
         pytest.fail("these tests need systemd as PID 1 (run-in-vm --systemd)")
     subprocess.run(["modprobe", "-a", "ip_vs", "ip_vs_rr", "nf_tables"], check=True)
     install_agent()
+    NOTIFY_DIR.mkdir(mode=0o1777, exist_ok=True)
+    NOTIFY_DIR.chmod(0o1777)
     tmpdir = Path(tempfile.mkdtemp(prefix="vmtest-systemd-"))
     with Lab() as lab:
         switch = lab.netns("sw")
@@ -379,8 +389,10 @@ def test_hardening_leaves_every_feature_working(pair: Pair) -> None:
     # nftables: the fwmark service's marking rule.
     ruleset = in_netns(a.netns, "nft", "list", "table", "inet", "hadirector")
     assert "mark set" in ruleset and "dport" in ruleset, ruleset
-    # The notify script ran (keepalived's arguments), the track script keeps running.
+    # The notify script ran as script_user (keepalived's arguments), the track script
+    # keeps running (a failure would be FAULT: weight 0).
     assert "INSTANCE VI_1 MASTER" in a.notify_log.read_text()
+    assert a.notify_log.stat().st_uid == pwd.getpwnam("nobody").pw_uid
     assert events(a.unit, "check.up")
     assert not events(a.unit, "ipvs.unavailable")
     assert not [e for e in journal(a.unit) if e.priority <= 4], "a warning or error at start"
@@ -430,6 +442,9 @@ def test_reload_applies_a_changed_file_and_refuses_a_broken_one(pair: Pair) -> N
     assert not any(e.record and e.record["level"] == "info" for e in warnings)
     infos = [e for e in journal(a.unit) if e.record and e.record["level"] == "info"]
     assert infos and all(e.priority == 6 for e in infos)
+    # For log shippers: every line the agent wrote is one JSON object, prefix taken off.
+    own = [e for e in journal(a.unit) if e.identifier == "hadirector@a"]
+    assert own and all(e.record is not None for e in own), [e.message for e in own][:5]
     print("--- journalctl -p warning -u", a.unit, "---")
     print(run("journalctl", "-p", "warning", "-u", a.unit, "--no-pager", "-o", "cat"), end="")
     # Back to the first file.
