@@ -103,6 +103,11 @@ class Agent:
         return self.tracking.effective_priority(cfg)
 
     def _retrack(self) -> None:
+        if self.stopping:
+            # A graceful stop hands over; a tracked change now must not turn it into a
+            # fault (VIPs dropped before the peer took over). systemd's stop signals the
+            # whole control group: a track script running then dies and reads as failed.
+            return
         for name, inst in self.instances.items():
             # From the running configuration: on reload an instance's queued "reconfigure"
             # has not been applied yet, and its old priority must not win over the new one.

@@ -118,3 +118,28 @@ def test_refused_reload_is_in_status_until_a_reload_succeeds(notes: Notes, tmp_p
         assert a.held() == {"192.0.2.100/24", "192.0.2.101/24"}
 
     run_lab(scenario)
+
+
+def test_a_tracked_failure_during_a_graceful_stop_does_not_cut_the_handover() -> None:
+    """systemd's stop signals the whole control group: a track script running at that
+    moment dies of the SIGTERM too and reads as a failure. During a graceful stop a change
+    of a tracked state must not turn the handover into a fault (VIPs released before the
+    peer took over)."""
+
+    async def scenario(lab: Lab) -> None:
+        _, a, b = pair(lab, extra_interfaces=["eth1"])
+        track = 'track_interfaces = [{ name = "eth1", weight = 0 }]'
+        ra = await lab.start(a, instance_toml(priority=200, extra=track))
+        await lab.start(b, instance_toml(priority=100))
+        await trio.sleep(2)
+        assert ra.state("VI_1") == "MASTER"
+        t_stop = trio.current_time()
+        ra.stop()
+        await trio.sleep(0)
+        ra.agent.tracking.set_interface("eth1", False)  # what a killed track script does
+        await ra.wait()
+        assert lab.coverage_gaps("192.0.2.100/24", t_stop, trio.current_time()) == []
+        (stopped,) = [e for e in lab.find("transition", host="a") if e.detail["new"] == "STOPPED"]
+        assert stopped.detail["reason"] == "stopped (handed over)", stopped.detail
+
+    run_lab(scenario)

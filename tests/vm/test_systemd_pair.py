@@ -574,6 +574,12 @@ def test_shutdown_stops_the_agent_before_the_network(pair: Pair) -> None:
     assert show(NET_UNIT, "ActiveState") == "inactive"
     assert "state DOWN" in in_netns(a.netns, "ip", "link", "show", "eth0")
     assert result["lost"] == 0, result
+    # In the one transaction, systemd stopped the agent before the network stand-in.
+    order = [e.message for e in journal(a.unit, "-u", NET_UNIT, "--after-cursor", marks[a.unit])]
+    print("--- the order of the stops ---", *order, sep="\n")
+    stopped_a = next(i for i, m in enumerate(order) if m.startswith("Stopped hadirector@a"))
+    stopping_net = next(i for i, m in enumerate(order) if m.startswith(f"Stopping {NET_UNIT}"))
+    assert stopped_a < stopping_net, order
     # a never saw its link go down: it had handed over and stopped before.
     transitions = events(a.unit, "vrrp.transition", marks[a.unit])
     assert transitions and all(r["new"] != "FAULT" for r in transitions), transitions
