@@ -401,8 +401,14 @@ class _Converter:
                         )
         elif k == "notification_email_from":
             v = self.word(n)
-            if v is not None:
+            if v is not None and _MAILBOX.fullmatch(v):
                 self.mail["from"] = v
+            elif v is not None:
+                self.f.dropped(
+                    n.where,
+                    f"notification_email_from {v}: hadirector sends from a local@domain "
+                    "address only; left out",
+                )
         elif k == "smtp_server":
             host = self.word(n)
             port = self.number(n, 1, low=1, high=65535) if len(n.args) > 1 else KA_SMTP_PORT
@@ -461,8 +467,8 @@ class _Converter:
             t["from"] = KA_MAIL_FROM
             self.f.changed(
                 self.mail_nodes[0].where,
-                "notification_email_from not set: keepalived sends from keepalived@<its host "
-                f"name>; written as {KA_MAIL_FROM}: put the director's own address in "
+                "no usable notification_email_from: keepalived's default is keepalived@<its "
+                f"host name>; written as {KA_MAIL_FROM}: put the director's own address in "
                 "[alerts.email] from",
             )
         t["server"] = self.mail["server"]

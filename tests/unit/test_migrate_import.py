@@ -806,7 +806,13 @@ def test_addresses_and_sender_hadirector_cannot_take_are_reported() -> None:
     assert doc["alerts"]["email"]["from"] == "keepalived@localhost"
     text = messages(findings)
     assert "keepalived.conf:4: dropped: notification_email acassen: hadirector sends" in text
-    assert "keepalived.conf:2: changed: notification_email_from not set" in text
+    assert "keepalived.conf:2: changed: no usable notification_email_from" in text
+    bad_from = _MAIL.replace("from lb@example.org", "from lb") % ("192.0.2.25", "", "", "", "", "")
+    doc, findings = convert_text(bad_from)
+    assert doc["alerts"]["email"]["from"] == "keepalived@localhost"
+    assert "keepalived.conf:5: dropped: notification_email_from lb: hadirector sends" in (
+        messages(findings)
+    )
     only_bare = _MAIL.replace("ops@example.org", "acassen") % ("192.0.2.25", "", "", "", "", "")
     doc, findings = convert_text(only_bare)
     assert "alerts" not in doc
