@@ -29,6 +29,7 @@ what a well-formed advert means.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -69,6 +70,10 @@ _V2_AUTH_DATA_LEN = 8
 _V3_MAX_INTERVAL_CS = 0x0FFF
 _V2_MAX_INTERVAL_S = 0xFF
 _MAX_COUNT = 0xFF
+
+# The addresses of IPv4 headers: peers are few, so each is built once (bounded, so a flood
+# of spoofed sources cannot grow it).
+_ipv4 = functools.lru_cache(maxsize=1024)(IPv4Address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,8 +368,8 @@ def parse_ipv4(datagram: bytes) -> Ipv4Packet:
     if internet_checksum(data[:header_len]) != 0:
         raise DecodeError("checksum", "IPv4 header checksum does not verify")
     return Ipv4Packet(
-        src=IPv4Address(data[12:16]),
-        dst=IPv4Address(data[16:20]),
+        src=_ipv4(data[12:16]),
+        dst=_ipv4(data[16:20]),
         ttl=ttl,
         protocol=protocol,
         payload=data[header_len:total_len],

@@ -249,6 +249,7 @@ class VrrpMachine:
         self._draining = False
         self._taker_heard = False
         self._backup_since: float | None = None
+        self._last_advert: SendAdvert | None = None
 
     # -- properties ------------------------------------------------------------------
 
@@ -286,12 +287,11 @@ class VrrpMachine:
 
     def next_deadline(self) -> float | None:
         """When ``timer`` must next be called, or None if no timer is running."""
-        pending = [
-            t
-            for t in (self._adver_at, self._down_at, self._release_at, self._drain_at)
-            if t is not None
-        ]
-        return min(pending) if pending else None
+        earliest = self._adver_at
+        for t in (self._down_at, self._release_at, self._drain_at):
+            if t is not None and (earliest is None or t < earliest):
+                earliest = t
+        return earliest
 
     # -- timer arithmetic ------------------------------------------------------------
 
@@ -307,13 +307,17 @@ class VrrpMachine:
 
     def _advert(self, now: float, priority: int | None = None) -> SendAdvert:
         """An advert to send now; resets the Adver_Timer (RFC 5798 §6.4.3)."""
-        self._adver_at = now + timers.interval_s(self.cfg.advert_interval_cs)
+        interval_cs = self.cfg.advert_interval_cs
+        self._adver_at = now + timers.interval_s(interval_cs)
         self.counters["adverts_sent"] += 1
         if priority == STOP_PRIORITY:
             self.counters["priority_zero_sent"] += 1
-        return SendAdvert(
-            self.effective_priority if priority is None else priority, self.cfg.advert_interval_cs
-        )
+        if priority is None:
+            priority = self.effective_priority
+        advert = self._last_advert
+        if advert is None or advert.priority != priority or advert.interval_cs != interval_cs:
+            advert = self._last_advert = SendAdvert(priority, interval_cs)  # a value: reused
+        return advert
 
     def _clear_timers(self) -> None:
         self._adver_at = None
@@ -507,21 +511,19 @@ class VrrpMachine:
         """
         actions: list[Action] = []
         while True:
-            due = [
-                (t, rank, name)
-                for rank, (name, t) in enumerate(
-                    (
-                        ("down", self._down_at),
-                        ("drain", self._drain_at),
-                        ("adver", self._adver_at),
-                        ("release", self._release_at),
-                    )
-                )
-                if t is not None and t <= now
-            ]
-            if not due:
+            # The earliest due timer; on a tie the first in the order above (strict <).
+            name = ""
+            earliest = now
+            for timer_name, t in (
+                ("down", self._down_at),
+                ("drain", self._drain_at),
+                ("adver", self._adver_at),
+                ("release", self._release_at),
+            ):
+                if t is not None and t <= earliest and (not name or t < earliest):
+                    name, earliest = timer_name, t
+            if not name:
                 return actions
-            _, _, name = min(due)
             if name == "down":
                 self._down_at = None
                 actions += self._become_master(now, self._down_reason)

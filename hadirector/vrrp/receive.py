@@ -34,6 +34,10 @@ The checks, in order; the first that fails decides the reason:
 The address list is not compared with ours (RFC 5798 §7.1 allows logging a mismatch;
 a peer with another list still elects correctly).
 
+``Checker`` is ``check`` with a memory of the last advert it accepted without HMAC: a
+master sends the same bytes every interval, so the same packet (bytes, source,
+destination, TTL) under the same policy gets the same answer without decoding it again.
+
 Pure: no I/O, no clock; the caller logs and counts.
 """
 
@@ -47,6 +51,7 @@ from hadirector.vrrp.codec import IPAddress
 
 __all__ = [
     "Accepted",
+    "Checker",
     "NotOurs",
     "ReceivePolicy",
     "Rejected",
@@ -190,3 +195,41 @@ def check(
     if rejected is not None:
         return rejected
     return Accepted(advert, seq, key_index, old_checksum)
+
+
+class Checker:
+    """``check`` that remembers the last packet it accepted without HMAC (see the module
+    docstring). Rejected packets are checked in full every time."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[bytes, IPAddress, IPAddress, int, ReceivePolicy, Accepted] | None = None
+
+    def check(
+        self,
+        payload: bytes,
+        *,
+        src: IPAddress,
+        dst: IPAddress,
+        ttl: int,
+        policy: ReceivePolicy,
+        keys: auth.KeyRing | None = None,
+        replay: auth.ReplayGuard | None = None,
+    ) -> Result:
+        """What ``check`` answers for these arguments."""
+        last = self._last
+        if (
+            keys is None
+            and last is not None
+            and payload == last[0]
+            and ttl == last[3]
+            and policy is last[4]
+            and src == last[1]
+            and dst == last[2]
+        ):
+            return last[5]
+        result = check(payload, src=src, dst=dst, ttl=ttl, policy=policy, keys=keys, replay=replay)
+        if keys is None and isinstance(result, Accepted):
+            self._last = (payload, src, dst, ttl, policy, result)
+        return result

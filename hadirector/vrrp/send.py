@@ -16,6 +16,10 @@ destination (the multicast group, or each unicast peer), following the instance'
   clock stepped back cannot turn our adverts into "replays" for the peer. The caller gives
   the clock reading and keeps the last sequence number (``Built.last_seq``).
 
+``Builder`` is ``build`` with a memory: a master sends the same bytes every interval, so
+without HMAC (whose sequence number changes every packet) the packets are encoded once and
+again only when an input changes (priority, interval, source, destinations, policy).
+
 Pure: no I/O, no clock.
 """
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from hadirector.vrrp import auth, codec
 from hadirector.vrrp.codec import IPAddress
 
-__all__ = ["Built", "SendPolicy", "build", "next_seq"]
+__all__ = ["Builder", "Built", "SendPolicy", "build", "next_seq"]
 
 MAX_ADDRESSES = 255
 
@@ -99,3 +103,53 @@ def build(
             payload = keys.sign(payload, seq=last_seq, src=src, dst=dst)
         packets.append((payload, dst))
     return Built(tuple(packets), last_seq)
+
+
+class Builder:
+    """``build`` that remembers its last answer without HMAC (see the module docstring):
+    the same inputs give the same packets, encoded once."""
+
+    __slots__ = ("_built", "_inputs")
+
+    def __init__(self) -> None:
+        self._inputs: tuple[object, ...] | None = None
+        self._built: Built | None = None
+
+    def build(
+        self,
+        policy: SendPolicy,
+        *,
+        priority: int,
+        interval_cs: int,
+        src: IPAddress,
+        destinations: tuple[IPAddress, ...],
+        keys: auth.KeyRing | None = None,
+        last_seq: int = 0,
+        now_ns: int = 0,
+    ) -> Built:
+        """What ``build`` answers for these arguments."""
+        if keys is not None:
+            return build(
+                policy,
+                priority=priority,
+                interval_cs=interval_cs,
+                src=src,
+                destinations=destinations,
+                keys=keys,
+                last_seq=last_seq,
+                now_ns=now_ns,
+            )
+        inputs = (policy, priority, interval_cs, src, destinations, last_seq)
+        built = self._built
+        if built is None or inputs != self._inputs:
+            built = build(
+                policy,
+                priority=priority,
+                interval_cs=interval_cs,
+                src=src,
+                destinations=destinations,
+                last_seq=last_seq,
+            )
+            self._inputs = inputs
+            self._built = built
+        return built

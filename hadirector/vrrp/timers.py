@@ -11,11 +11,13 @@ rounded division (every result is ``n / 25600`` s for an integer ``n``, so value
 - VRRPv2 (RFC 3768 §6.1): Skew_Time = (256 - Priority) / 256 seconds, whatever the
   interval; Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
 
-This module must not read a clock, hold state or import anything but the standard library.
+This module must not read a clock, hold state (beyond a memo of its float results) or
+import anything but the standard library.
 """
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 CS_PER_S = 100
@@ -43,11 +45,15 @@ def master_down_interval(priority: int, interval_cs: int, version: int) -> Fract
     return Fraction(3 * interval_cs, CS_PER_S) + skew_time(priority, interval_cs, version)
 
 
+# The float forms are asked for on every advert a backup hears, with few distinct
+# arguments: each is computed once (Fraction arithmetic is slow).
+@functools.lru_cache(maxsize=1024)
 def skew_time_s(priority: int, interval_cs: int, version: int) -> float:
     """Skew_Time as float seconds (correctly rounded from the exact value)."""
     return float(skew_time(priority, interval_cs, version))
 
 
+@functools.lru_cache(maxsize=1024)
 def master_down_interval_s(priority: int, interval_cs: int, version: int) -> float:
     """Master_Down_Interval as float seconds (correctly rounded from the exact value)."""
     return float(master_down_interval(priority, interval_cs, version))

@@ -234,3 +234,42 @@ def test_no_input_raises(data: bytes, ttl: int) -> None:
         assert codec.decode(data, src=PEER, dst=MCAST_V4) == result.advert
     else:
         assert isinstance(result, Rejected | NotOurs)
+
+
+def test_checker_answers_what_check_answers() -> None:
+    checker = receive.Checker()
+    good = packet()
+    first = checker.check(good, src=PEER, dst=MCAST_V4, ttl=255, policy=V3)
+    assert isinstance(first, Accepted) and first == run(good)
+    # The same packet again: the same answer, not decoded again.
+    assert checker.check(good, src=PEER, dst=MCAST_V4, ttl=255, policy=V3) is first
+    # Anything different is checked in full: TTL, source, bytes, policy.
+    assert checker.check(good, src=PEER, dst=MCAST_V4, ttl=254, policy=V3) == Rejected(
+        "ttl", "ttl/hop limit 254, must be 255"
+    )
+    stranger = checker.check(good, src=STRANGER, dst=MCAST_V4, ttl=255, policy=V3)
+    assert isinstance(stranger, Rejected) and stranger.reason == "checksum"
+    lower = packet(priority=100)
+    assert checker.check(lower, src=PEER, dst=MCAST_V4, ttl=255, policy=V3) == run(lower)
+    strict = replace(V3, accept_from=frozenset({STRANGER}))
+    assert checker.check(lower, src=PEER, dst=MCAST_V4, ttl=255, policy=strict) == Rejected(
+        "source", "not an allowed peer"
+    )
+    assert checker.check(good, src=PEER, dst=MCAST_V4, ttl=255, policy=V3) == first
+
+
+def test_checker_verifies_every_hmac_packet() -> None:
+    # With HMAC the replay guard decides: the same bytes twice are a replay.
+    ring = auth.KeyRing(KEY)
+    guard = auth.ReplayGuard()
+    signed = ring.sign(packet(), seq=5, src=PEER, dst=MCAST_V4)
+    checker = receive.Checker()
+    first = checker.check(
+        signed, src=PEER, dst=MCAST_V4, ttl=255, policy=V3, keys=ring, replay=guard
+    )
+    assert isinstance(first, Accepted) and first.hmac_seq == 5
+    guard.accept(PEER, 5)
+    again = checker.check(
+        signed, src=PEER, dst=MCAST_V4, ttl=255, policy=V3, keys=ring, replay=guard
+    )
+    assert again == Rejected("replay", "sequence 5 not newer")

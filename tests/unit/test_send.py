@@ -116,3 +116,33 @@ def test_next_seq() -> None:
     assert next_seq(0, 10) == 10
     assert next_seq(10, 10) == 11
     assert next_seq(10, 3) == 11
+
+
+def test_builder_answers_what_build_answers_and_encodes_each_set_once() -> None:
+    builder = send.Builder()
+    args = {"priority": 150, "interval_cs": 100, "src": US, "destinations": PEERS}
+    first = builder.build(V3, **args)
+    assert first == build(V3, **args)
+    assert builder.build(V3, **args) is first  # the same inputs: nothing encoded again
+    # Any input changed: built anew, as build would.
+    for change in (
+        {"priority": 0},
+        {"interval_cs": 50},
+        {"src": PEERS[0]},
+        {"destinations": PEERS[:1]},
+    ):
+        changed = builder.build(V3, **{**args, **change})
+        assert changed == build(V3, **{**args, **change})
+    old_form = SendPolicy(version=3, vrid=51, addresses=VIPS, old_checksum=True)
+    assert builder.build(old_form, **args) == build(old_form, **args)
+    assert builder.build(V3, **args) == first
+
+
+def test_builder_signs_every_hmac_packet_anew() -> None:
+    ring = auth.KeyRing(KEY)
+    builder = send.Builder()
+    args = {"priority": 150, "interval_cs": 100, "src": US, "destinations": PEERS[:1]}
+    one = builder.build(V3, keys=ring, last_seq=0, now_ns=7, **args)
+    two = builder.build(V3, keys=ring, last_seq=one.last_seq, now_ns=7, **args)
+    assert one.last_seq == 7 and two.last_seq == 8
+    assert one.packets[0][0] != two.packets[0][0]
