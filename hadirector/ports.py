@@ -37,6 +37,9 @@ class VrrpEndpoint(Protocol):
 
     async def send(self, payload: bytes, dst: IPAddress) -> None: ...
 
+    def send_nowait(self, payload: bytes, dst: IPAddress) -> bool:
+        """Send if the socket takes it without waiting (True); False: nothing sent."""
+
     def listen(self, listener: Callable[[Any], None]) -> None:
         """Hand every packet of its VRID to ``listener`` (synchronously, as it arrives)."""
 

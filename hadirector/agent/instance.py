@@ -5,14 +5,16 @@ sync-group command, a stop, a reconfiguration, a VIP to put back) is posted to i
 pure state machine is driven by one task, in order, with ``trio.current_time()`` as its
 clock. Control events travel on a queue that never drops and are served before adverts,
 which travel on a bounded one (a flood drops adverts, counted, never a stop or a link
-change). The one shortcut: an advert that arrives while the driver is parked with nothing
-queued is handed to the machine by the receive task of its socket (no wake-up per advert: a
-backup's Master_Down deadline just moves); whatever the machine answers is posted to the
-driver as a control event, and an advert arriving while the driver is busy waits in the
-queue behind its work. Every VIP change is made by the driver, as vrrp/vips.py decides. The
-machine answers with actions, which the driver performs in the order given: send an advert,
-acquire the VIPs (add, then announce), release them, report a transition (log, notify
-scripts, sync group).
+change). Two shortcuts, both while the driver is parked with nothing queued: an advert
+that arrives is handed to the machine by the receive task of its socket (no wake-up per
+advert: a backup's Master_Down deadline just moves), and a deadline that comes is served by
+the agent's wake-up task (agent/wakeups.py), which runs the machine's timers and sends the
+adverts they answer without waiting (a master's advert wakes no driver). Anything else the
+machine answers is posted to the driver as a control event; an advert arriving while the
+driver is busy waits in the queue behind its work. Every VIP change is made by the driver,
+as vrrp/vips.py decides. The machine answers with actions, which the driver performs in the
+order given: send an advert, acquire the VIPs (add, then announce), release them, report a
+transition (log, notify scripts, sync group).
 
 Received adverts go through the receive checks of vrrp/receive.py (RFC 5798 §7.1) before
 the machine sees them; the answer's reason is counted and logged here, at most once a second
@@ -125,10 +127,11 @@ class Instance:
         self._adverts: deque[tuple[Any, ...]] = deque()
         self._wake = trio.Event()
         # The driver is parked with nothing queued: an accepted advert is then handed to
-        # the machine at once by the receive path (``_on_packet``), and ``_wait_scope`` (the
-        # driver's wait) gets the machine's new deadline; only actions wake the driver.
+        # the machine at once by the receive path (``_on_packet``), and a due deadline by
+        # the agent's wake-up task (``_on_wakeup``); only what needs the driver wakes it.
         self._idle = False
-        self._wait_scope: trio.CancelScope | None = None
+        # The earliest time this instance asked the wake-up task for (inf: none pending).
+        self._wakeup_at = math.inf
         self.machine: VrrpMachine | None = None
         self.sock: VrrpEndpoint | None = None
         # One announcer per device a VIP lives on (a VIP's `dev` may differ from the
@@ -144,6 +147,12 @@ class Instance:
         # The receive checks' view of self.cfg, rebuilt when a reload changes it.
         self._policy_of: VrrpInstance | None = None
         self._policy: receive.ReceivePolicy | None = None
+        self._checker = receive.Checker()  # remembers the last advert accepted
+        # How adverts are written (rebuilt when the configuration or the peer's checksum
+        # form changes), and the builder that encodes each set of packets once.
+        self._send_policy_of: tuple[VrrpInstance, bool] | None = None
+        self._send_policy: send.SendPolicy | None = None
+        self._builder = send.Builder()
         self._hmac_seq = 0
         # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
         # as keepalived does (one configured with old_unicast_checksum drops the RFC form).
@@ -208,6 +217,42 @@ class Instance:
             return math.inf if deadline is None else deadline
         return retry_at if deadline is None else min(deadline, retry_at)
 
+    def _ask_wakeup(self, at: float) -> None:
+        """Be called back (``_on_wakeup``) at ``at``, unless an earlier call is pending
+        (it will ask again for the rest)."""
+        if at < self._wakeup_at:
+            self._wakeup_at = at
+            self.agent.wakeups.call_at(at, self._on_wakeup)
+
+    def _on_wakeup(self, now: float) -> None:
+        """A deadline this instance asked for, in the agent's wake-up task.
+
+        A busy driver serves its deadlines itself. A parked one is left parked when the
+        deadline moved later (asked again) and when the machine's timers only send
+        adverts (sent here); anything else is handed to the driver, in order."""
+        self._wakeup_at = math.inf
+        if not self._idle:
+            return
+        wake_at = self._wake_at()
+        if now < wake_at:
+            self._ask_wakeup(wake_at)
+            return
+        assert self.machine is not None
+        if self.follower.due(now):
+            self._idle = False
+            self._wake.set()  # the driver re-opens the socket
+            return
+        actions: list[Any] = self.machine.timer(now)
+        if all(type(a) is SendAdvert for a in actions):
+            unsent: list[tuple[bytes, Any]] = []
+            for advert in actions:
+                unsent.extend(self._send_advert_now(advert.priority, advert.interval_cs))
+            if not unsent:
+                self._ask_wakeup(self._wake_at())
+                return
+            actions = [_SendPackets(tuple(unsent))]
+        self.post("perform", actions)
+
     async def _next_event(self) -> tuple[Any, ...] | None:
         """The next event for the driver, None when a timer (``_wake_at``) is due first.
 
@@ -222,18 +267,17 @@ class Instance:
             elif self._adverts:
                 event = self._adverts.popleft()
             else:
-                # Parked until an event or the deadline, which the receive path moves while
-                # it hands adverts to the machine (a backup's Master_Down timer moves with
-                # every advert it hears: no wake-up for that).
+                # Parked until an event. The deadline is the wake-up task's, which runs
+                # the machine's timers itself while the driver is parked (a master's
+                # advert), as the receive path hands adverts to the machine (a backup's
+                # Master_Down timer moves with every advert it hears: no wake-up for that).
                 self._wake = trio.Event()
-                with trio.CancelScope(deadline=self._wake_at()) as scope:
-                    self._wait_scope = scope
-                    self._idle = True
-                    try:
-                        await self._wake.wait()
-                    finally:
-                        self._idle = False
-                        self._wait_scope = None
+                self._ask_wakeup(self._wake_at())
+                self._idle = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._idle = False
                 waited = True
                 continue
             if not waited:
@@ -570,14 +614,16 @@ class Instance:
                 self._on_transition(action)
             elif isinstance(action, _VipChanges):
                 await self._apply_vips(action.commands)
+            elif isinstance(action, _SendPackets):
+                await self._send_packets(action.packets)
             else:  # pragma: no cover - a new action type without a handler is our bug
                 raise AssertionError(f"unhandled action {action!r}")
 
-    async def _send_advert(self, priority: int, interval_cs: int) -> None:
-        """Send the adverts vrrp/send.py builds for this priority and interval."""
+    def _build_advert(self, priority: int, interval_cs: int) -> tuple[tuple[bytes, Any], ...]:
+        """The packets vrrp/send.py builds for this priority and interval."""
         assert self.sock is not None
-        built = send.build(
-            send_policy(self.cfg, peer_old_checksum=self.peer_old_checksum),
+        built = self._builder.build(
+            self._current_send_policy(),
             priority=priority,
             interval_cs=interval_cs,
             src=self.sock.local_address,
@@ -587,13 +633,49 @@ class Instance:
             now_ns=self.agent.wall_clock_ns() if self.hmac_keys is not None else 0,
         )
         self._hmac_seq = built.last_seq
-        for payload, dst in built.packets:
+        return built.packets
+
+    async def _send_advert(self, priority: int, interval_cs: int) -> None:
+        """Send the adverts vrrp/send.py builds for this priority and interval."""
+        await self._send_packets(self._build_advert(priority, interval_cs))
+
+    async def _send_packets(self, packets: Sequence[tuple[bytes, Any]]) -> None:
+        assert self.sock is not None
+        for payload, dst in packets:
             try:
                 await self.sock.send(payload, dst)
                 self.counters["adverts_sent"] += 1
             except OSError as exc:
-                self.counters["send_errors"] += 1
-                self.rejects.warning("send", "vrrp.send_failed", dst=str(dst), error=str(exc))
+                self._send_failed(dst, exc)
+
+    def _send_advert_now(self, priority: int, interval_cs: int) -> list[tuple[bytes, Any]]:
+        """Send the adverts without waiting; those the socket could not take now."""
+        assert self.sock is not None
+        sock = self.sock
+        unsent: list[tuple[bytes, Any]] = []
+        for payload, dst in self._build_advert(priority, interval_cs):
+            if unsent:
+                unsent.append((payload, dst))
+                continue
+            try:
+                if not sock.send_nowait(payload, dst):
+                    unsent.append((payload, dst))
+                    continue
+                self.counters["adverts_sent"] += 1
+            except OSError as exc:
+                self._send_failed(dst, exc)
+        return unsent
+
+    def _send_failed(self, dst: Any, exc: OSError) -> None:
+        self.counters["send_errors"] += 1
+        self.rejects.warning("send", "vrrp.send_failed", dst=str(dst), error=str(exc))
+
+    def _current_send_policy(self) -> send.SendPolicy:
+        of = (self.cfg, self.peer_old_checksum)
+        if self._send_policy is None or self._send_policy_of != of:
+            self._send_policy = send_policy(self.cfg, peer_old_checksum=self.peer_old_checksum)
+            self._send_policy_of = of
+        return self._send_policy
 
     async def _acquire(self) -> None:
         added = []
@@ -807,7 +889,7 @@ class Instance:
         if not self._idle:
             self.post("advert", advert, received.src)
             return
-        assert self.machine is not None and self._wait_scope is not None
+        assert self.machine is not None
         actions = self.machine.receive(
             priority=advert.priority,
             interval_cs=advert.interval_cs,
@@ -817,7 +899,7 @@ class Instance:
         if actions:
             self.post("perform", actions)
         else:
-            self._wait_scope.deadline = self._wake_at()
+            self._ask_wakeup(self._wake_at())
 
     def _reject(self, reason: str, src: Any, detail: str = "") -> None:
         self.counters[f"rejected_{reason}"] += 1
@@ -837,7 +919,7 @@ class Instance:
 
         Counts and logs what the checks answered, commits the HMAC sequence number."""
         src = received.src
-        result = receive.check(
+        result = self._checker.check(
             received.payload,
             src=src,
             dst=received.dst,
@@ -914,6 +996,14 @@ class _VipChanges:
     """Internal action: VIP changes decided by vrrp/vips.py, for the driver to perform."""
 
     commands: tuple[vips.VipCommand, ...]
+
+
+@dataclass(frozen=True)
+class _SendPackets:
+    """Internal action: advert packets built and not yet sent (the socket could not take
+    them without waiting), for the driver to send."""
+
+    packets: tuple[tuple[bytes, Any], ...]
 
 
 def _hmac_files(cfg: VrrpInstance) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ import trio
 from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
 from hadirector.agent.tracking import Tracking
+from hadirector.agent.wakeups import Wakeups
 from hadirector.alerts import notify, wiring
 from hadirector.alerts.dispatch import Alerts
 from hadirector.anycast.announcer import Announcer
@@ -88,6 +89,8 @@ class Agent:
         self.tracking = Tracking(self.links, self._retrack)
         # One receive and one send socket per (interface, family), shared by the instances.
         self.vrrp_sockets = self.adapters.vrrp_sockets()
+        # The instances' deadlines, served by one task (agent/wakeups.py).
+        self.wakeups = Wakeups()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
         self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
@@ -341,6 +344,7 @@ class Agent:
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
+            await nursery.start(self.wakeups.run)
             self.tracking.start(nursery, self.config)
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)

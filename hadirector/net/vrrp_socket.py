@@ -41,8 +41,9 @@ not get packets whose source is its own address (counted in ``own_skipped``) nor
 unicast mode, multicast ones (for another endpoint or another socket on the host; an
 unbound IPv6 raw socket sees them whatever ``IPV6_MULTICAST_ALL`` says). Each endpoint
 queues at most ``ENDPOINT_QUEUE`` packets (more are counted in ``queue_full`` and dropped).
-``send(payload, dst)`` sends one VRRP packet from the endpoint's source; the IPv6 checksum
-is the codec's (``IPV6_CHECKSUM`` is not set). While the link is down or gone, or the
+``send(payload, dst)`` sends one VRRP packet from the endpoint's source (``send_nowait``
+only if the socket takes it at once: the agent's wake-up task sends adverts so); the IPv6
+checksum is the codec's (``IPV6_CHECKSUM`` is not set). While the link is down or gone, or the
 source address is missing, ``open`` and ``send`` raise ``LinkUnavailable`` (an OSError).
 One task receives from an endpoint at a time; any number may send (they take turns).
 ``listen(callback)`` replaces ``receive``: each packet is then handed to the callback, in
@@ -361,17 +362,23 @@ class _Port:
         self._send_args_cache[(src, dst)] = (address, ancillary)
         return address, ancillary
 
+    def send_nowait(self, payload: bytes, src: IPAddress, dst: IPAddress) -> bool:
+        """Send at once if nobody waits to send and the socket takes it (True)."""
+        if self._send_lock.locked():
+            return False
+        address, ancillary = self._send_args(src, dst)
+        try:
+            self.sender.sendmsg([payload], ancillary, 0, address)
+        except BlockingIOError:
+            return False
+        return True
+
     async def send(self, payload: bytes, src: IPAddress, dst: IPAddress) -> None:
         sender = self.sender
+        # Nobody waits to send: try at once (a raw socket's buffer is rarely full).
+        if self.send_nowait(payload, src, dst):
+            return
         address, ancillary = self._send_args(src, dst)
-        if not self._send_lock.locked():
-            # Nobody waits to send: try at once (a raw socket's buffer is rarely full).
-            try:
-                sender.sendmsg([payload], ancillary, 0, address)
-            except BlockingIOError:
-                pass
-            else:
-                return
         async with self._send_lock:
             await nonblocking_call(
                 sender, lambda: sender.sendmsg([payload], ancillary, 0, address), writable=True
@@ -518,22 +525,37 @@ class VrrpSocket:
 
     async def send(self, payload: bytes, dst: IPAddress) -> None:
         """Send one VRRP packet to ``dst``; LinkUnavailable while the link can't carry it."""
+        self._check_send(dst)
+        try:
+            await self._port.send(payload, self.local_address, dst)
+        except OSError as exc:
+            raise self._send_error(exc, dst) from exc
+
+    def send_nowait(self, payload: bytes, dst: IPAddress) -> bool:
+        """Send one VRRP packet to ``dst`` if the socket takes it without waiting (True);
+        False when ``send`` would have to wait (nothing sent). Errors as ``send``."""
+        self._check_send(dst)
+        try:
+            return self._port.send_nowait(payload, self.local_address, dst)
+        except OSError as exc:
+            raise self._send_error(exc, dst) from exc
+
+    def _check_send(self, dst: IPAddress) -> None:
         if dst.version != self.family:
             raise ValueError(f"destination {dst} is not IPv{self.family}")
         if self.closed:
             raise trio.ClosedResourceError("VRRP endpoint closed")
-        try:
-            await self._port.send(payload, self.local_address, dst)
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                # The source in IP(V6)_PKTINFO is not an address of the host (any more), or
-                # is tentative again (IPv6 DAD after the link came back up).
-                raise LinkUnavailable(
-                    NO_ADDRESS,
-                    f"VRRP send on {self.interface} to {dst}: source {self.local_address} "
-                    "not usable (missing or tentative)",
-                ) from exc
-            raise _link_unavailable(exc, f"VRRP send on {self.interface} to {dst}") from exc
+
+    def _send_error(self, exc: OSError, dst: IPAddress) -> OSError:
+        if exc.errno == errno.EINVAL:
+            # The source in IP(V6)_PKTINFO is not an address of the host (any more), or
+            # is tentative again (IPv6 DAD after the link came back up).
+            return LinkUnavailable(
+                NO_ADDRESS,
+                f"VRRP send on {self.interface} to {dst}: source {self.local_address} "
+                "not usable (missing or tentative)",
+            )
+        return _link_unavailable(exc, f"VRRP send on {self.interface} to {dst}")
 
     async def receive(self) -> Received:
         """Wait for the next VRRP packet of this endpoint's VRID from someone else."""

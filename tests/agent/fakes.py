@@ -236,6 +236,15 @@ class FakeEndpoint:
             payload, src=self.local_address, dst=dst, sender=self.host.name, exclude=self
         )
 
+    def send_nowait(self, payload: bytes, dst: IPAddress) -> bool:
+        if self.closed:
+            raise OSError("socket closed")
+        self.sent += 1
+        self.wire.transmit(
+            payload, src=self.local_address, dst=dst, sender=self.host.name, exclude=self
+        )
+        return True
+
     async def receive(self) -> Received:
         while True:
             if self.closed:

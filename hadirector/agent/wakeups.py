@@ -1,0 +1,58 @@
+"""One task that wakes the VRRP instances at their deadlines.
+
+Each instance's driver, when it parks, asks to be called back at its next deadline
+(``call_at``). Every request waits in one heap served by one task: it sleeps until the
+earliest, then calls each callback that is due with the time it woke, in deadline order.
+A callback finds its instance parked or busy: parked, it runs the machine's timers there
+and then (a master's advert goes out without waking its driver), busy, the driver serves
+its deadline itself. A deadline that moves later costs nothing here (a backup's
+Master_Down timer moves with every advert it hears): the callback that comes early asks
+again for the new time. So a hundred instances cost one task and one timer, not a task
+and a cancel scope each per advert.
+
+What it must not do: decide anything about VRRP, or let a callback wait (callbacks are
+plain functions and must not raise).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+
+import trio
+
+__all__ = ["Wakeups"]
+
+
+class Wakeups:
+    """The heap of deadlines and the task that serves it (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[float], None]]] = []
+        self._seq = itertools.count()
+        self._scope: trio.CancelScope | None = None
+
+    def call_at(self, at: float, callback: Callable[[float], None]) -> None:
+        """Call ``callback(now)`` once, at ``at`` (trio's clock) or soon after."""
+        heapq.heappush(self._heap, (at, next(self._seq), callback))
+        scope = self._scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the heap until cancelled."""
+        heap = self._heap
+        task_status.started()
+        while True:
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._scope = scope
+                await trio.sleep_forever()
+            self._scope = None
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                heapq.heappop(heap)[2](now)
