@@ -210,19 +210,27 @@ class Instance:
     def _wake_at(self) -> float:
         """When the driver must wake without an event: the machine's next timer, or a
         re-open retry."""
-        assert self.machine is not None
-        deadline = self.machine.next_deadline()
-        retry_at = self.follower.next_deadline()
-        if retry_at is None:
-            return math.inf if deadline is None else deadline
-        return retry_at if deadline is None else min(deadline, retry_at)
+        return self._wake_window()[1]
 
-    def _ask_wakeup(self, at: float) -> None:
-        """Be called back (``_on_wakeup``) at ``at``, unless an earlier call is pending
-        (it will ask again for the rest)."""
+    def _wake_window(self) -> tuple[float, float]:
+        """From when the driver's next timer may run (a master's advert a little early,
+        vrrp/machine.py ``timer_window``) and when it must: inf for no timer."""
+        assert self.machine is not None
+        window = self.machine.timer_window()
+        retry_at = self.follower.next_deadline()
+        if window is None:
+            return (math.inf, math.inf) if retry_at is None else (retry_at, retry_at)
+        if retry_at is None:
+            return window
+        return min(window[0], retry_at), min(window[1], retry_at)
+
+    def _ask_wakeup(self) -> None:
+        """Be called back (``_on_wakeup``) for the next timer, unless an earlier call is
+        pending (it will ask again for the rest)."""
+        early, at = self._wake_window()
         if at < self._wakeup_at:
             self._wakeup_at = at
-            self.agent.wakeups.call_at(at, self._on_wakeup)
+            self.agent.wakeups.call_at(at, self._on_wakeup, early)
 
     def _on_wakeup(self, now: float) -> None:
         """A deadline this instance asked for, in the agent's wake-up task.
@@ -233,9 +241,8 @@ class Instance:
         self._wakeup_at = math.inf
         if not self._idle:
             return
-        wake_at = self._wake_at()
-        if now < wake_at:
-            self._ask_wakeup(wake_at)
+        if now < self._wake_window()[0]:
+            self._ask_wakeup()
             return
         assert self.machine is not None
         if self.follower.due(now):
@@ -248,7 +255,7 @@ class Instance:
             for advert in actions:
                 unsent.extend(self._send_advert_now(advert.priority, advert.interval_cs))
             if not unsent:
-                self._ask_wakeup(self._wake_at())
+                self._ask_wakeup()
                 return
             actions = [_SendPackets(tuple(unsent))]
         self.post("perform", actions)
@@ -272,7 +279,7 @@ class Instance:
                 # advert), as the receive path hands adverts to the machine (a backup's
                 # Master_Down timer moves with every advert it hears: no wake-up for that).
                 self._wake = trio.Event()
-                self._ask_wakeup(self._wake_at())
+                self._ask_wakeup()
                 self._idle = True
                 try:
                     await self._wake.wait()
@@ -899,7 +906,7 @@ class Instance:
         if actions:
             self.post("perform", actions)
         else:
-            self._ask_wakeup(self._wake_at())
+            self._ask_wakeup()
 
     def _reject(self, reason: str, src: Any, detail: str = "") -> None:
         self.counters[f"rejected_{reason}"] += 1

@@ -10,6 +10,12 @@ Master_Down timer moves with every advert it hears): the callback that comes ear
 again for the new time. So a hundred instances cost one task and one timer, not a task
 and a cancel scope each per advert.
 
+A request may also say how early it may be served (``early``: a master's Adver_Timer may
+run a little before it expires, vrrp/machine.py ``timer_window``): a wake-up for one
+deadline also serves the requests at the top of the heap whose early time has come, so
+instances whose adverts fall close together send them in one wake-up, and from then on
+share it (their next adverts are counted from the same ``now``).
+
 What it must not do: decide anything about VRRP, or let a callback wait (callbacks are
 plain functions and must not raise).
 """
@@ -30,13 +36,18 @@ class Wakeups:
     """The heap of deadlines and the task that serves it (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[float], None]]] = []
+        self._heap: list[tuple[float, float, int, Callable[[float], None]]] = []
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None
 
-    def call_at(self, at: float, callback: Callable[[float], None]) -> None:
-        """Call ``callback(now)`` once, at ``at`` (trio's clock) or soon after."""
-        heapq.heappush(self._heap, (at, next(self._seq), callback))
+    def call_at(
+        self, at: float, callback: Callable[[float], None], early: float | None = None
+    ) -> None:
+        """Call ``callback(now)`` once, at ``at`` (trio's clock) or soon after; from
+        ``early`` on (at most ``at``) when the task wakes for another request anyway."""
+        if early is None or early > at:
+            early = at
+        heapq.heappush(self._heap, (at, early, next(self._seq), callback))
         scope = self._scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
@@ -54,5 +65,7 @@ class Wakeups:
                 await trio.sleep_forever()
             self._scope = None
             now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                heapq.heappop(heap)[2](now)
+            # Due, or allowed early (only the top of the heap is looked at: a missed early
+            # chance costs a wake-up, never a late deadline).
+            while heap and heap[0][1] <= now:
+                heapq.heappop(heap)[3](now)

@@ -93,6 +93,10 @@ from hadirector.vrrp.receive import interval_rejection
 IPAddress = IPv4Address | IPv6Address
 
 MAX_V3_INTERVAL_CS = 4095  # 12-bit field (RFC 5798 §5.2.7)
+# An advert may go out this fraction of its interval before its Adver_Timer expires, when
+# the caller wakes for another timer anyway (``timer_window``): instances sharing a process
+# then send in one wake-up instead of one each.
+ADVERT_EARLY_FRACTION = 1 / 64
 MAX_V2_INTERVAL_S = 255  # 8-bit field (RFC 3768 §5.3.7)
 OWNER_PRIORITY = 255
 STOP_PRIORITY = 0
@@ -250,6 +254,7 @@ class VrrpMachine:
         self._taker_heard = False
         self._backup_since: float | None = None
         self._last_advert: SendAdvert | None = None
+        self._advert_early_s = timers.interval_s(cfg.advert_interval_cs) * ADVERT_EARLY_FRACTION
 
     # -- properties ------------------------------------------------------------------
 
@@ -284,6 +289,18 @@ class VrrpMachine:
         if self._group_fault:
             reasons.append("sync group")
         return tuple(reasons)
+
+    def timer_window(self) -> tuple[float, float] | None:
+        """When ``timer`` may next be called with effect, and when it must be: the
+        Adver_Timer may run up to ``ADVERT_EARLY_FRACTION`` of the interval early, every
+        other timer only when it expires. None if no timer is running."""
+        deadline = self.next_deadline()
+        if deadline is None:
+            return None
+        adver_at = self._adver_at
+        if adver_at is None:
+            return deadline, deadline
+        return min(deadline, adver_at - self._advert_early_s), deadline
 
     def next_deadline(self) -> float | None:
         """When ``timer`` must next be called, or None if no timer is running."""
@@ -507,20 +524,23 @@ class VrrpMachine:
         """Run every timer due at ``now``, earliest first.
 
         Ties run Master_Down first (becoming MASTER cancels a pending release), then the
-        end of a drain, then the Adver_Timer, then a pending release.
+        end of a drain, then the Adver_Timer, then a pending release. The Adver_Timer is due
+        from ``ADVERT_EARLY_FRACTION`` of the interval before it expires (``timer_window``);
+        the next one is then counted from ``now``.
         """
         actions: list[Action] = []
         while True:
             # The earliest due timer; on a tie the first in the order above (strict <).
             name = ""
-            earliest = now
-            for timer_name, t in (
-                ("down", self._down_at),
-                ("drain", self._drain_at),
-                ("adver", self._adver_at),
-                ("release", self._release_at),
+            earliest = 0.0
+            adver_at = self._adver_at
+            for timer_name, t, due in (
+                ("down", self._down_at, self._down_at),
+                ("drain", self._drain_at, self._drain_at),
+                ("adver", adver_at, None if adver_at is None else adver_at - self._advert_early_s),
+                ("release", self._release_at, self._release_at),
             ):
-                if t is not None and t <= earliest and (not name or t < earliest):
+                if t is not None and due is not None and due <= now and (not name or t < earliest):
                     name, earliest = timer_name, t
             if not name:
                 return actions
@@ -652,6 +672,7 @@ class VrrpMachine:
             raise ValueError("the VRID of a running machine cannot change")
         old = self.cfg
         self.cfg = cfg
+        self._advert_early_s = timers.interval_s(cfg.advert_interval_cs) * ADVERT_EARLY_FRACTION
         self.counters["reconfigured"] += 1
         old_priority = self.effective_priority
         if cfg.priority == OWNER_PRIORITY:

@@ -953,3 +953,18 @@ class TwoRouters(RuleBasedStateMachine):
 
 TwoRouters.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
 test_two_routers = TwoRouters.TestCase
+
+
+def test_adver_timer_may_run_a_64th_of_the_interval_early_master_down_never() -> None:
+    # A caller waking for another instance's timer may send this one's advert a little
+    # early (one wake-up for both); the next is counted from then. Master_Down, the one
+    # that makes a backup take over, runs only when it expires (RFC 5798 §6.4.2).
+    m, t = master()
+    assert m.timer_window() == (t + 1.0 - 1 / 64, t + 1.0)
+    assert m.timer(t + 1.0 - 1 / 64 - 0.001) == []
+    assert m.timer(t + 1.0 - 1 / 64) == [SendAdvert(100, 100)]
+    assert m.next_deadline() == t + 2.0 - 1 / 64
+    b = backup(0.0)
+    assert b.timer_window() == (DOWN_100, DOWN_100)
+    assert b.timer(DOWN_100 - 0.001) == []
+    assert b.state is State.BACKUP
