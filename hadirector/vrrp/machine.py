@@ -6,7 +6,10 @@ A ``VrrpMachine`` is one virtual router (one VRID on one interface). It never to
 socket, an address or a clock: the caller feeds it events with the current monotonic time
 (``now``, float seconds) and performs the actions it returns, in the order returned. Timers
 are deadlines: the caller sleeps until ``next_deadline()`` (or the next event) and then calls
-``timer(now)``, which runs every timer that is due.
+``timer(now)``, which runs every timer that is due. A caller that wakes anyway may call it
+earlier: the Adver_Timer is due from ``ADVERT_EARLY_FRACTION`` (1/64) of the interval before
+it expires (``timer_window()``), so the instances of one process send in shared wake-ups;
+Master_Down and the other timers run only when they expire.
 
 States (RFC 5798 §6.4): INIT until ``start``; BACKUP watches the Master_Down_Timer; MASTER
 sends an advert every Advertisement_Interval (Adver_Timer) and holds the virtual addresses;
