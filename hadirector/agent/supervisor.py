@@ -344,7 +344,7 @@ class Agent:
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
-            await nursery.start(self.wakeups.run)
+            nursery.start_soon(self.wakeups.run)  # requests made before it runs wait in its heap
             self.tracking.start(nursery, self.config)
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
