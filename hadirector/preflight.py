@@ -55,6 +55,12 @@ def preflight(config: Config) -> list[Problem]:
         notify_scripts(f"sync_group[{i}]", group.notify)
     for i, ts in enumerate(config.track_scripts):
         script(f"track_script[{i}].script", ts.script)
+    for i, vs in enumerate(config.virtual_servers):
+        script(f"virtual_server[{i}].quorum_up", vs.quorum_up)
+        script(f"virtual_server[{i}].quorum_down", vs.quorum_down)
+        for j, rs in enumerate(vs.real_servers):
+            script(f"virtual_server[{i}].real_server[{j}].notify_up", rs.notify_up)
+            script(f"virtual_server[{i}].real_server[{j}].notify_down", rs.notify_down)
     # Who scripts run as, script_security, status_group, secret files' permissions.
     problems.extend(security.preflight_problems(config))
     return problems

@@ -33,6 +33,7 @@ import trio
 
 from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
+from hadirector.agent.pools import PoolKeeper
 from hadirector.agent.tracking import Tracking
 from hadirector.alerts import notify
 from hadirector.checks.runner import HealthChecker
@@ -87,7 +88,10 @@ class Agent:
         self.vrrp_sockets = self.adapters.vrrp_sockets()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
-        self.checks = HealthChecker(config, self._on_health)
+        # Quorum, sorry servers, drained servers and per-server hooks, between the checks
+        # and IPVS.
+        self.pools = PoolKeeper(config, self.ipvs, self.notifier, self.tracking.set_quorum)
+        self.checks = HealthChecker(config, self._on_health, on_change=self.pools.on_check_change)
         self._nursery: trio.Nursery | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
@@ -137,8 +141,8 @@ class Agent:
                 inst.post("readd", str(removed))
 
     def _on_health(self, down: set[Any]) -> None:
-        """Failed real servers from the health checker go to the IPVS reconciler."""
-        self.ipvs.set_health(down)
+        """Failed real servers from the health checker go to the pools, then IPVS."""
+        self.pools.set_down(down)
 
     # -- sync groups ------------------------------------------------------------------
 
@@ -276,12 +280,13 @@ class Agent:
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
             self.tracking.start(nursery, self.config)
+            # Pools first: an instance tracking quorum starts knowing whether there is any.
+            # Servers whose checks start them down (alpha) are out from the first reconcile.
+            self.pools.start(self.checks.down_at_start())
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
-            # Servers whose checks start them down (alpha) are out from the first reconcile.
-            self.ipvs.set_health(self.checks.down_at_start())
             nursery.start_soon(self.ipvs.run)
             nursery.start_soon(self.sync.run)
             nursery.start_soon(self.checks.run)
@@ -468,6 +473,7 @@ class Agent:
             self.tracking.start(self._nursery, self.config)
         self._retrack()
         self.ipvs.update(new)
+        self.pools.update(new)
         self.sync.update(new)
         self.checks.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))

@@ -4,9 +4,10 @@ Each task probes on a fixed cadence: the n-th probe is due at ``start + n * inte
 (a slow probe does not push later ones back, and there is no random jitter); first probes
 of the configured checks are spread evenly over one interval so a thousand checks do not
 fire in one burst. Results go through the rise/fall hysteresis (risefall.py); a change is
-logged (``check.down`` / ``check.up`` with service, server and reason) and the set of
-failed servers is handed to the health sink (``IpvsManager.set_health``), which applies
-each service's ``health_action``.
+logged (``check.down`` / ``check.up`` with service, server and reason), told to the
+``on_change`` hook (the agent's pool keeper: per-server notify scripts and events), and
+the set of failed servers is handed to the health sink (the pool keeper, which hands it
+to ``IpvsManager.set_health``).
 
 A server starts up (in rotation) unless its check sets ``alpha``: then it starts down and
 needs ``rise`` successes to come in, on start and when a reload adds it.
@@ -28,12 +29,14 @@ import trio
 
 from hadirector import logs
 from hadirector.checks import probes
-from hadirector.checks.risefall import RiseFall
+from hadirector.checks.risefall import Change, RiseFall
 from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.ipvs import model
 
 CheckKey = tuple[model.ServiceKey, model.DestKey]
 HealthSink = Callable[[set[CheckKey]], None]
+#: Told of each state change of one check: its key, its spec and the change.
+ChangeHook = Callable[[CheckKey, "CheckSpec", Change], None]
 Prober = Callable[[HealthCheck, IPAddress, int | None], Awaitable[probes.ProbeResult]]
 
 
@@ -72,8 +75,16 @@ class _Running:
 class HealthChecker:
     """Runs every configured check and reports the failed servers to ``sink``."""
 
-    def __init__(self, config: Config, sink: HealthSink, *, prober: Prober = probes.probe) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sink: HealthSink,
+        *,
+        prober: Prober = probes.probe,
+        on_change: ChangeHook | None = None,
+    ) -> None:
         self.sink = sink
+        self.on_change = on_change
         self.prober = prober
         self.log = logs.get(component="checks")
         self.running: dict[CheckKey, _Running] = {}
@@ -159,6 +170,8 @@ class HealthChecker:
                         check=spec.check.type,
                         reason=change.reason,
                     )
+                    if self.on_change is not None:
+                        self.on_change(key, spec, change)
                     self._report()
                 now = trio.current_time()
                 due += interval_s

@@ -31,6 +31,7 @@ from hadirector.config.schema import (
     IpvsSettings,
     RealServer,
     ServiceKey,
+    SorryServer,
     SyncDaemonSettings,
     SyncGroup,
     VirtualServer,
@@ -58,6 +59,7 @@ __all__ = [
     "IPVS_KEYS",
     "MATCH_KEYS",
     "RS_KEYS",
+    "SORRY_KEYS",
     "SYNC_KEYS",
     "VS_KEYS",
     "LvsSections",
@@ -71,6 +73,7 @@ VS_KEYS: Final = toml_keys(VirtualServer, {"port": (), "real_servers": "real_ser
 MATCH_KEYS: Final = toml_keys(FwmarkMatch)
 RS_KEYS: Final = toml_keys(RealServer, {"port": ()})
 CHECK_KEYS: Final = toml_keys(HealthCheck)
+SORRY_KEYS: Final = toml_keys(SorryServer, {"port": ()})
 # Check keys that apply to some check types only.
 CHECK_KEY_TYPES: Final = {
     "path": ("http", "https"),
@@ -88,6 +91,7 @@ SERVICE: Final = Defaults(VirtualServer)
 MATCH: Final = Defaults(FwmarkMatch)
 REAL_SERVER: Final = Defaults(RealServer)
 CHECK: Final = Defaults(HealthCheck)
+SORRY: Final = Defaults(SorryServer)
 
 
 class LvsSections(Checker):
@@ -236,7 +240,25 @@ class LvsSections(Checker):
         default_check = t.maybe("check", lambda v, p: self.health_check(v, p, None))
         is_fwmark = has_fwmark and not has_address
         real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_check)
+        quorum = t.opt("quorum", self.integer(1, INT32_MAX), SERVICE.quorum)
+        hysteresis = t.opt("hysteresis", self.integer(0, INT32_MAX), SERVICE.hysteresis)
+        quorum_up = t.maybe("quorum_up", self.argv)
+        quorum_down = t.maybe("quorum_down", self.argv)
+        sorry = None
+        if t.has("sorry_server"):
+            sorry = self.sorry_server(
+                t.raw("sorry_server"), t.at("sorry_server"), family, port, is_fwmark, forwarding
+            )
+            if sorry is not None and any(
+                r.key == (sorry.address, sorry.port) for r in real_servers
+            ):
+                self.add(
+                    f"{t.at('sorry_server')}.address",
+                    f"is also a real server of this service: {sorry.address} port {sorry.port}",
+                )
+                sorry = None
         any_tun = forwarding == "tun" or any(r.forwarding == "tun" for r in real_servers)
+        any_tun = any_tun or (sorry is not None and sorry.forwarding == "tun")
         tunnel_type, tunnel_port, tunnel_flags = self.tunnel(t, any_tun)
 
         def fam_ip(value: object, p: str) -> IPAddress | None:
@@ -275,7 +297,65 @@ class LvsSections(Checker):
             real_servers=tuple(real_servers),
             health_action=cast(Any, health_action),
             check=default_check,
+            quorum=quorum,
+            hysteresis=hysteresis,
+            quorum_up=quorum_up,
+            quorum_down=quorum_down,
+            sorry_server=sorry,
         )
+
+    def sorry_server(
+        self,
+        value: object,
+        path: str,
+        family: int | None,
+        service_port: int | None,
+        is_fwmark: bool,
+        forwarding: str,
+    ) -> SorryServer | None:
+        """``sorry_server = { address = "ip:port", forwarding, weight, inhibit }``."""
+        data = self.table(value, path)
+        if data is None:
+            return None
+        t = Table(self, data, path, SORRY_KEYS)
+        endpoint = t.req(
+            "address",
+            self.endpoint(
+                port_required=not is_fwmark and service_port != 0,
+                min_port=0 if service_port == 0 else 1,
+            ),
+        )
+        own = t.maybe("forwarding", self.rs_forwarding)
+        weight = t.opt("weight", self.integer(1, INT32_MAX), SORRY.weight)
+        inhibit = t.opt("inhibit", self.boolean(), SORRY.inhibit)
+        if forwarding == "fullnat":
+            self.add(path, 'is not supported with forwarding = "fullnat"')
+            return None
+        if endpoint is None:
+            return None
+        address, port = endpoint
+        if port is None and not is_fwmark:
+            port = service_port
+        resolved = own or forwarding
+        if family is not None and address.version != family:
+            self.add(
+                t.at("address"),
+                f"must be IPv{family} like the service, got IPv{address.version} {address}",
+            )
+            return None
+        if (
+            not is_fwmark
+            and resolved in ("dr", "tun")
+            and service_port is not None
+            and port != service_port
+        ):
+            self.add(
+                t.at("address"),
+                f"port must be the service port {service_port} with {resolved} forwarding "
+                f"(no port translation), got {port}",
+            )
+            return None
+        return SorryServer(address, port, cast(Any, resolved), weight, inhibit)
 
     def endpoint(
         self, *, port_required: bool, min_port: int = 1
@@ -413,6 +493,8 @@ class LvsSections(Checker):
                 )
             own = t.maybe("forwarding", self.rs_forwarding)
             resolved = own or forwarding
+            notify_up = t.maybe("notify_up", self.argv)
+            notify_down = t.maybe("notify_down", self.argv)
             check = default_check
             if t.has("check"):
                 check = t.maybe("check", lambda v, p: self.health_check(v, p, default_check))
@@ -449,7 +531,19 @@ class LvsSections(Checker):
                     f"is required: real server {show(t.raw('address'))} has no port to check",
                 )
                 check = None
-            out.append(RealServer(address, port, weight, upper, lower, cast(Any, resolved), check))
+            out.append(
+                RealServer(
+                    address,
+                    port,
+                    weight,
+                    upper,
+                    lower,
+                    cast(Any, resolved),
+                    check,
+                    notify_up,
+                    notify_down,
+                )
+            )
         return out
 
     def health_check(

@@ -168,6 +168,9 @@ class VrrpInstance:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_scripts: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
+    # Weight of the virtual servers' quorum as a tracked input (None: not tracked): the
+    # input is up while any virtual server has quorum (ipvs/pool.py).
+    track_quorum: int | None = None
     notify: NotifyScripts = field(default_factory=NotifyScripts)
 
     @property
@@ -298,10 +301,23 @@ class RealServer:
     lower_threshold: int = 0
     forwarding: Forwarding = "nat"
     check: HealthCheck | None = None  # None: no health check (always in rotation)
+    notify_up: tuple[str, ...] | None = None  # argv run when its check brings it back
+    notify_down: tuple[str, ...] | None = None  # argv run when its check takes it out
 
     @property
     def key(self) -> tuple[IPAddress, int | None]:
         return (self.address, self.port)
+
+
+@dataclass(frozen=True)
+class SorryServer:
+    """A virtual server's ``sorry_server``: in rotation only while the pool lacks quorum."""
+
+    address: IPAddress
+    port: int | None  # resolved like a real server's: None only for fwmark services
+    forwarding: Forwarding = "nat"  # resolved: the service's unless given
+    weight: int = 1
+    inhibit: bool = False  # out of use: kept with weight 0 instead of deleted
 
 
 @dataclass(frozen=True)
@@ -327,6 +343,13 @@ class VirtualServer:
     real_servers: tuple[RealServer, ...] = ()
     health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
     check: HealthCheck | None = None  # the default check of every real server (resolved there)
+    # Pool (ipvs/pool.py): quorum is the least sum of live servers' weights; hysteresis
+    # widens it both ways; the commands run when it is gained or lost.
+    quorum: int = 1
+    hysteresis: int = 0
+    quorum_up: tuple[str, ...] | None = None
+    quorum_down: tuple[str, ...] | None = None
+    sorry_server: SorryServer | None = None
 
     @property
     def key(self) -> ServiceKey:

@@ -230,6 +230,7 @@ class VrrpSections(Checker):
             t, "track_scripts", self.ref(scripts, "track_script"), scripts
         )
         track_files = self.track_refs(t, "track_files", self.ref(files, "track_file"), files)
+        track_quorum = t.maybe("track_quorum", self.integer(-253, 253))
         notify = self.notify(t)
 
         if name is None or interface is None or vrid is None or priority is None or not vips:
@@ -262,6 +263,7 @@ class VrrpSections(Checker):
             track_interfaces=track_ifs,
             track_scripts=track_scripts,
             track_files=track_files,
+            track_quorum=track_quorum,
             notify=notify,
         )
         return instance, name

@@ -31,6 +31,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/importer.py",
     "hadirector/ipvs/genl.py",
     "hadirector/ipvs/types.py",
+    "hadirector/ipvs/pool.py",
     "hadirector/checks/risefall.py",
     "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",

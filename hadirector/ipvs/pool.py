@@ -1,0 +1,224 @@
+"""Real-server pools: live weight, quorum with hysteresis, the sorry server, drained servers.
+
+A virtual service's pool is its real servers. A server is *live* when its health check
+does not hold it down and the operator has not drained it; the pool's *live weight* is the
+sum of its live servers' configured weights. Quorum follows keepalived's rule:
+
+- a pool with quorum loses it when its live weight is 0 or below ``quorum - hysteresis``;
+- a pool without quorum gains it when its live weight reaches ``quorum + hysteresis``.
+
+A service seen for the first time is taken to have quorum, so one that starts (or is
+added by a reload) below ``quorum`` loses it at once: its ``quorum_down`` runs and its
+sorry server goes in.
+
+While a service lacks quorum and has a ``sorry_server``, the sorry server is in rotation
+with its own weight and forwarding method and every real server is out (quiesced with
+weight 0, or deleted, as the service's ``health_action`` says), as keepalived does. With
+quorum the sorry server is deleted, or kept with weight 0 when ``inhibit`` is set. A
+service without a sorry server keeps its table as health checks leave it: quorum then
+only runs the commands and feeds VRRP tracking (``track_quorum``).
+
+Drained servers (``hadirector drain``) stay in the table with weight 0, whatever the
+service's ``health_action``: their established connections finish.
+
+``Pools`` is the state: fed the services and the servers that are out, it answers the
+quorum changes; ``apply`` turns a desired table into the one to program.
+
+This module is part of the pure core: no I/O, no clock reads, standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from hadirector.ipvs.model import (
+    FORWARDING_BY_NAME,
+    FWD_TUNNEL,
+    TUN_F_NOCSUM,
+    TUN_TYPE_IPIP,
+    Dest,
+    DestKey,
+    Entry,
+    ServiceKey,
+    VirtualServerLike,
+    _tunnel_of,
+    dest_key_of,
+    service_key_of,
+)
+
+Pair = tuple[ServiceKey, DestKey]
+
+
+class SorryServerLike(Protocol):
+    """The attributes of ``hadirector.config.schema.SorryServer`` this module reads."""
+
+    @property
+    def address(self) -> Any: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def forwarding(self) -> str: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def inhibit(self) -> bool: ...
+
+
+class PoolServiceLike(VirtualServerLike, Protocol):
+    """The attributes of ``hadirector.config.schema.VirtualServer`` this module reads."""
+
+    @property
+    def health_action(self) -> str: ...
+    @property
+    def quorum(self) -> int: ...
+    @property
+    def hysteresis(self) -> int: ...
+    @property
+    def sorry_server(self) -> SorryServerLike | None: ...
+
+
+def next_quorum(up: bool, live_weight: int, quorum: int, hysteresis: int) -> bool:
+    """Whether a pool has quorum after its live weight became ``live_weight``."""
+    if up:
+        return not (live_weight == 0 or live_weight < quorum - hysteresis)
+    return live_weight >= quorum + hysteresis
+
+
+def live_weight(vs: PoolServiceLike, out: Collection[Pair]) -> int:
+    """The sum of the configured weights of the service's servers not in ``out``."""
+    key = service_key_of(vs)
+    return sum(int(rs.weight) for rs in vs.real_servers if (key, dest_key_of(vs, rs)) not in out)
+
+
+@dataclass(frozen=True)
+class QuorumChange:
+    """A service gained (``up``) or lost quorum, with the figures that decided it."""
+
+    service: ServiceKey
+    up: bool
+    live_weight: int
+    quorum: int
+    hysteresis: int
+
+    @property
+    def threshold(self) -> int:
+        """The live weight the decision was made against."""
+        return self.quorum + self.hysteresis if self.up else self.quorum - self.hysteresis
+
+
+class Pools:
+    """The quorum state of every configured service."""
+
+    def __init__(self) -> None:
+        self.up: dict[ServiceKey, bool] = {}
+        self.live: dict[ServiceKey, int] = {}
+
+    @property
+    def lost(self) -> frozenset[ServiceKey]:
+        """The services without quorum."""
+        return frozenset(key for key, up in self.up.items() if not up)
+
+    def any_quorum(self) -> bool:
+        """True while some service has quorum, or when there is no service at all."""
+        return not self.up or any(self.up.values())
+
+    def update(
+        self, services: Iterable[PoolServiceLike], out: Collection[Pair]
+    ) -> list[QuorumChange]:
+        """Re-evaluate every service given the servers that are ``out`` (down or drained);
+        forget services no longer configured; return the changes in configuration order."""
+        changes: list[QuorumChange] = []
+        up: dict[ServiceKey, bool] = {}
+        live: dict[ServiceKey, int] = {}
+        for vs in services:
+            key = service_key_of(vs)
+            weight = live_weight(vs, out)
+            before = self.up.get(key, True)
+            now = next_quorum(before, weight, int(vs.quorum), int(vs.hysteresis))
+            up[key], live[key] = now, weight
+            if now != before:
+                changes.append(QuorumChange(key, now, weight, int(vs.quorum), int(vs.hysteresis)))
+        self.up, self.live = up, live
+        return changes
+
+
+def sorry_dest(vs: PoolServiceLike) -> tuple[DestKey, Dest] | None:
+    """The sorry server's destination key and attributes (weight as configured)."""
+    sorry = vs.sorry_server
+    if sorry is None:
+        return None
+    port = sorry.port if sorry.port is not None else (0 if vs.fwmark else int(vs.port or 0))
+    key = DestKey.of(str(sorry.address), int(port))
+    method = FORWARDING_BY_NAME[sorry.forwarding or vs.forwarding]
+    tunnel = _tunnel_of(sorry, vs) if method == FWD_TUNNEL else (TUN_TYPE_IPIP, 0, TUN_F_NOCSUM)
+    return key, Dest(
+        forwarding=method,
+        weight=int(sorry.weight),
+        tunnel_type=tunnel[0],
+        tunnel_port=tunnel[1],
+        tunnel_flags=tunnel[2],
+    )
+
+
+def apply(
+    table: Mapping[ServiceKey, Entry],
+    services: Iterable[PoolServiceLike],
+    *,
+    lost: Collection[ServiceKey],
+    drained: Collection[Pair],
+) -> dict[ServiceKey, Entry]:
+    """The table to program: drained servers at weight 0, and for each service with a
+    sorry server, the sorry server in place of its real servers while it lacks quorum
+    (``lost``), out of the way (deleted, or weight 0 with ``inhibit``) otherwise.
+
+    ``table`` already has health applied (failed servers quiesced or left out)."""
+    out: dict[ServiceKey, Entry] = dict(table)
+    for key, entry in table.items():
+        if any((key, d) in drained for d in entry.dests):
+            dests = {
+                d: replace(dest, weight=0) if (key, d) in drained else dest
+                for d, dest in entry.dests.items()
+            }
+            out[key] = Entry(entry.service, dests)
+    for vs in services:
+        sorry = sorry_dest(vs)
+        if sorry is None:
+            continue
+        key = service_key_of(vs)
+        current = out.get(key)
+        if current is None:  # refused by the kernel adapter: nothing to program
+            continue
+        skey, sdest = sorry
+        assert vs.sorry_server is not None
+        if key in lost:
+            if vs.health_action == "remove":
+                dests = {}
+            else:
+                dests = {d: replace(dest, weight=0) for d, dest in current.dests.items()}
+            dests[skey] = sdest
+        else:
+            dests = dict(current.dests)
+            if vs.sorry_server.inhibit:
+                dests[skey] = replace(sdest, weight=0)
+        out[key] = Entry(current.service, dests)
+    return out
+
+
+@dataclass(frozen=True)
+class ServerChange:
+    """A real server went in or out of rotation in one service.
+
+    ``cause`` is ``check`` (its health check: ``reason`` says why, e.g. ``connect
+    refused``) or ``drain`` (the operator: ``hadirector drain`` / ``undrain``)."""
+
+    service: ServiceKey
+    server: DestKey
+    up: bool
+    cause: str
+    reason: str
+
+
+#: What the pool keeper tells its subscribers (the agent's alerting reads these).
+PoolEvent = ServerChange | QuorumChange
