@@ -1,0 +1,126 @@
+"""The pool keeper (agent/pools.py) between the health checker and IPVS: what it hands the
+IPVS component, which commands it queues, what its subscribers and VRRP tracking are told.
+
+A recording IPVS component and the agent's own notify runner (its queue read back, no
+process started); the checks' changes are fed in as the health checker would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from hadirector.agent.pools import PoolKeeper
+from hadirector.alerts import notify
+from hadirector.checks.risefall import Change
+from hadirector.config.load import load_text
+from hadirector.ipvs import model, pool
+
+CONFIG = """
+[[virtual_server]]
+address = "192.0.2.100:80"
+quorum = 2
+quorum_up = "/usr/local/bin/pool up"
+quorum_down = "/usr/local/bin/pool down"
+sorry_server = { address = "198.51.100.99:80" }
+  [[virtual_server.real_server]]
+  address = "198.51.100.11:80"
+  notify_down = "/usr/local/bin/rs down"
+  notify_up = "/usr/local/bin/rs up"
+  [[virtual_server.real_server]]
+  address = "198.51.100.12:80"
+"""
+
+
+class RecordingIpvs:
+    def __init__(self) -> None:
+        self.calls: list[tuple[set[Any], frozenset[Any], frozenset[Any]]] = []
+
+    async def run(self) -> None:
+        await trio.sleep_forever()
+
+    def update(self, config: Any) -> None:
+        pass
+
+    def set_health(
+        self,
+        down: set[Any],
+        *,
+        drained: frozenset[Any] = frozenset(),
+        lost: frozenset[Any] = frozenset(),
+    ) -> None:
+        self.calls.append((set(down), drained, lost))
+
+    def status(self) -> Any:
+        return None
+
+
+def queued(runner: notify.NotifyRunner) -> list[tuple[str, ...]]:
+    """The argv of every job waiting in the runner's queue (taken out)."""
+    out = []
+    while True:
+        try:
+            out.append(runner._receive.receive_nowait().argv)
+        except trio.WouldBlock:
+            return out
+
+
+def test_quorum_sorry_and_server_hooks() -> None:
+    config = load_text(CONFIG)
+    [vs] = config.virtual_servers
+    skey = model.service_key_of(vs)
+    rs1, rs2 = (model.dest_key_of(vs, rs) for rs in vs.real_servers)
+    ipvs = RecordingIpvs()
+    runner = notify.NotifyRunner()
+    quorum_calls: list[bool] = []
+    events: list[pool.PoolEvent] = []
+    keeper = PoolKeeper(config, ipvs, runner, quorum_calls.append)
+    keeper.subscribe(events.append)
+
+    keeper.start(set())
+    assert ipvs.calls == [(set(), frozenset(), frozenset())]
+    assert (events, quorum_calls, queued(runner)) == ([], [], [])
+
+    # rs1's check fails: its notify_down, a server event, then quorum lost (live 1 < 2).
+    keeper.on_check_change((skey, rs1), None, Change(False, "connect refused"))
+    keeper.set_down({(skey, rs1)})
+    assert events == [
+        pool.ServerChange(skey, rs1, False, "check", "connect refused"),
+        pool.QuorumChange(skey, False, 1, 2, 0),
+    ]
+    assert queued(runner) == [("/usr/local/bin/rs", "down"), ("/usr/local/bin/pool", "down")]
+    assert ipvs.calls[-1] == ({(skey, rs1)}, frozenset(), frozenset({skey}))
+    assert quorum_calls == [False]  # the only service lost it: tracking is told
+
+    # rs2 (no commands of its own) changes nothing more; rs1 back: quorum regained.
+    events.clear()
+    keeper.on_check_change((skey, rs2), None, Change(False, "timeout 1.0 s"))
+    keeper.set_down({(skey, rs1), (skey, rs2)})
+    keeper.on_check_change((skey, rs2), None, Change(True, "ok"))
+    keeper.on_check_change((skey, rs1), None, Change(True, "ok"))
+    keeper.set_down(set())
+    assert [type(e).__name__ for e in events] == ["ServerChange"] * 3 + ["QuorumChange"]
+    assert events[-1] == pool.QuorumChange(skey, True, 2, 2, 0)
+    assert queued(runner) == [("/usr/local/bin/rs", "up"), ("/usr/local/bin/pool", "up")]
+    assert ipvs.calls[-1] == (set(), frozenset(), frozenset())
+    assert quorum_calls == [False, True]
+
+    # A reload that drops the service forgets it: no service, nothing lacks quorum.
+    keeper.update(load_text(""))
+    assert ipvs.calls[-1] == (set(), frozenset(), frozenset())
+    assert keeper.any_quorum and quorum_calls == [False, True]
+
+
+def test_a_failing_subscriber_does_not_stop_the_others() -> None:
+    config = load_text(CONFIG.replace("quorum = 2", "quorum = 5"))
+    runner = notify.NotifyRunner()
+    seen: list[pool.PoolEvent] = []
+
+    def broken(event: pool.PoolEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+    keeper = PoolKeeper(config, RecordingIpvs(), runner, lambda up: None)
+    keeper.subscribe(broken)
+    keeper.subscribe(seen.append)
+    keeper.start(set())  # live weight 2 < quorum 5: lost at once
+    assert [type(e).__name__ for e in seen] == ["QuorumChange"]
