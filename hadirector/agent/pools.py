@@ -16,12 +16,23 @@ and tells its subscribers (``subscribe``) the same as ``ipvs.pool`` events:
 Whether any service has quorum is a VRRP tracking input (``track_quorum``): ``on_quorum``
 is called when it changes.
 
+Drained servers (``drain``, from the control socket's ``drain`` / ``undrain``) are kept at
+weight 0 and count nothing towards quorum; the set is written to ``<state_dir>/drained.json``
+at each change and read back at start, so it survives reloads and restarts. A drain logs
+``pool.drain`` / ``pool.undrain`` (service, server), and ``pool.server_down`` /
+``pool.server_up`` with cause ``drain`` when the server really leaves or rejoins rotation
+(not when its check holds it down anyway). A check change of a drained server still runs
+its ``notify_*`` command but is no rotation change: no ``pool.server_*`` event.
+
 Decisions are ipvs/pool.py's; this module gathers inputs and performs what it answers.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hadirector import logs
@@ -32,6 +43,7 @@ from hadirector.ipvs import model, pool
 from hadirector.ports import IpvsPort
 
 Pair = pool.Pair
+DRAINED_FILE = "drained.json"
 Subscriber = Callable[[pool.PoolEvent], None]
 
 
@@ -71,9 +83,40 @@ class PoolKeeper:
     # -- inputs -----------------------------------------------------------------------
 
     def start(self, down: set[Pair]) -> None:
-        """The servers that start down (``alpha``): evaluated before the first reconcile."""
+        """The servers that start down (``alpha``) and those drained before a restart:
+        evaluated before the first reconcile."""
         self.down = set(down)
+        self.drained = self._load_drained()
         self._evaluate()
+
+    def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]:
+        """The operator drains (or undrains) one real server of one service: (done, what
+        happened or why not)."""
+        found = pool.find_server(self.config.virtual_servers, service, server)
+        if isinstance(found, str):
+            return False, found
+        skey, dkey = found
+        word = "drained" if drained else "undrained"
+        if (found in self.drained) == drained:
+            return True, f"{skey} {dkey} was already {word}"
+        if drained:
+            self.drained.add(found)
+        else:
+            self.drained.discard(found)
+        saved = self._save_drained()
+        self.log.warning(
+            "pool.drain" if drained else "pool.undrain",
+            service=str(skey),
+            server=str(dkey),
+            saved=saved,
+        )
+        if found not in self.down:  # a server its check holds down stays out either way
+            self._server_event(found, not drained, "drain", f"{word} by the operator", False)
+        self._evaluate()
+        text = f"{word} {skey} {dkey}"
+        if not saved:
+            text += f" (not saved to {self._drained_path()}: lost at restart)"
+        return True, text
 
     def set_down(self, down: set[Any]) -> None:
         """The failed servers, from the health checker."""
@@ -84,7 +127,10 @@ class PoolKeeper:
         """A reload: servers no longer configured are forgotten, quorum re-evaluated."""
         self.config = config
         self._servers = _servers_of(config)
-        self.drained &= set(self._servers)
+        kept = self.drained & set(self._servers)
+        if kept != self.drained:
+            self.drained = kept
+            self._save_drained()
         self._evaluate()
 
     def on_check_change(self, key: Pair, spec: Any, change: Change) -> None:
@@ -94,22 +140,74 @@ class PoolKeeper:
         argv = None
         if found is not None:
             argv = found[1].notify_up if change.up else found[1].notify_down
-        emit = self.log.info if change.up else self.log.warning
-        emit(
-            "pool.server_up" if change.up else "pool.server_down",
-            service=str(service),
-            server=str(server),
-            cause="check",
-            reason=change.reason,
-            notify=argv is not None,
-        )
         if argv is not None:
             word = "up" if change.up else "down"
             what = f"real_server {server} of {service} {word}"
             self.notifier.submit(
                 [notify.NotifyJob(argv, what, self.config.global_.notify_timeout_s)]
             )
-        self._emit(pool.ServerChange(service, server, change.up, "check", change.reason))
+        if key not in self.drained:  # a drained server is out of rotation either way
+            self._server_event(key, change.up, "check", change.reason, argv is not None)
+
+    def _server_event(self, key: Pair, up: bool, cause: str, reason: str, queued: bool) -> None:
+        service, server = key
+        emit = self.log.info if up else self.log.warning
+        emit(
+            "pool.server_up" if up else "pool.server_down",
+            service=str(service),
+            server=str(server),
+            cause=cause,
+            reason=reason,
+            notify=queued,
+        )
+        self._emit(pool.ServerChange(service, server, up, cause, reason))
+
+    # -- drained servers on disk ------------------------------------------------------
+
+    def _drained_path(self) -> Path:
+        return Path(self.config.global_.state_dir) / DRAINED_FILE
+
+    def _save_drained(self) -> bool:
+        """Write the drained set (atomically); False when it could not be written."""
+        path = self._drained_path()
+        pairs = sorted([str(s), str(d)] for s, d in self.drained)
+        try:
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"drained": pairs}) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.log.error("pool.drain_save_failed", path=str(path), error=str(exc))
+            return False
+        return True
+
+    def _load_drained(self) -> set[Pair]:
+        """The drained set a previous run left; entries no longer configured are dropped."""
+        path = self._drained_path()
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as exc:
+            self.log.error("pool.drain_load_failed", path=str(path), error=str(exc))
+            return set()
+        pairs = data.get("drained") if isinstance(data, dict) else None
+        out: set[Pair] = set()
+        for item in pairs if isinstance(pairs, list) else []:
+            if not (
+                isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+            ):
+                continue
+            found = pool.find_server(self.config.virtual_servers, item[0], item[1])
+            if isinstance(found, str):
+                self.log.warning(
+                    "pool.drain_forgotten", service=item[0], server=item[1], reason=found
+                )
+            else:
+                out.add(found)
+        if out:
+            self.log.warning("pool.drained_at_start", servers=sorted(f"{s} {d}" for s, d in out))
+        return out
 
     # -- evaluation -------------------------------------------------------------------
 
@@ -153,6 +251,14 @@ class PoolKeeper:
     @property
     def any_quorum(self) -> bool:
         return self._any_quorum
+
+    def drained_names(self) -> tuple[str, ...]:
+        """The drained servers as ``"service server"``, sorted (for the status)."""
+        return tuple(sorted(f"{s} {d}" for s, d in self.drained))
+
+    def lost_names(self) -> tuple[str, ...]:
+        """The services without quorum, sorted (for the status)."""
+        return tuple(sorted(str(k) for k in self.core.lost))
 
 
 def _servers_of(config: Config) -> dict[Pair, tuple[VirtualServer, RealServer]]:

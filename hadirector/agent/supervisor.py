@@ -144,6 +144,10 @@ class Agent:
         """Failed real servers from the health checker go to the pools, then IPVS."""
         self.pools.set_down(down)
 
+    def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]:
+        """The control socket's ``drain`` / ``undrain`` (agent/pools.py)."""
+        return self.pools.drain(service, server, drained)
+
     # -- sync groups ------------------------------------------------------------------
 
     def _build_groups(self) -> None:
@@ -215,6 +219,8 @@ class Agent:
             checks=ChecksStatus(
                 running=len(self.checks.running),
                 down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
+                drained=self.pools.drained_names(),
+                quorum_lost=self.pools.lost_names(),
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
         )

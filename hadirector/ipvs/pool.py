@@ -222,3 +222,42 @@ class ServerChange:
 
 #: What the pool keeper tells its subscribers (the agent's alerting reads these).
 PoolEvent = ServerChange | QuorumChange
+
+
+def _service_names(key: ServiceKey) -> set[str]:
+    """The spellings an operator may use for a service: ``tcp 192.0.2.1:80`` (as logged),
+    ``192.0.2.1:80`` and ``tcp:192.0.2.1:80``; ``fwmark 7`` (``fwmark 7 ipv6``)."""
+    names = {str(key)}
+    if not key.is_fwmark:
+        host = key.address if key.family == 4 else f"[{key.address}]"
+        proto = str(key).split(" ", 1)[0]
+        names |= {f"{host}:{key.port}", f"{proto}:{host}:{key.port}"}
+    return names
+
+
+def find_server(services: Iterable[PoolServiceLike], service: str, server: str) -> Pair | str:
+    """The configured (service, real server) an operator named, or why none matches.
+
+    ``service`` as :func:`_service_names` spells it (without a protocol it must name one
+    service only); ``server`` as ``address:port`` (``[v6]:port``), or a bare address
+    when that service has one real server at that address."""
+    wanted = " ".join(service.split()).lower()
+    matches = [vs for vs in services if wanted in _service_names(service_key_of(vs))]
+    if not matches:
+        return f"no virtual server {service!r} in the configuration"
+    if len(matches) > 1:
+        names = ", ".join(str(service_key_of(vs)) for vs in matches)
+        return f"{service!r} names several virtual servers ({names}): give the protocol"
+    vs = matches[0]
+    key = service_key_of(vs)
+    text = server.strip()
+    found = []
+    for rs in vs.real_servers:
+        dkey = dest_key_of(vs, rs)
+        if text in (str(dkey), dkey.address):
+            found.append(dkey)
+    if not found:
+        return f"no real server {server!r} in {key}"
+    if len(found) > 1:
+        return f"{server!r} names several real servers of {key}: give the port"
+    return key, found[0]

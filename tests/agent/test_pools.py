@@ -6,6 +6,8 @@ process started); the checks' changes are fed in as the health checker would."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -124,3 +126,73 @@ def test_a_failing_subscriber_does_not_stop_the_others() -> None:
     keeper.subscribe(seen.append)
     keeper.start(set())  # live weight 2 < quorum 5: lost at once
     assert [type(e).__name__ for e in seen] == ["QuorumChange"]
+
+
+def test_drain_is_weight_zero_counts_against_quorum_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    text = f'[global]\nstate_dir = "{tmp_path}"\n' + CONFIG
+    config = load_text(text)
+    [vs] = config.virtual_servers
+    skey = model.service_key_of(vs)
+    rs1, rs2 = (model.dest_key_of(vs, rs) for rs in vs.real_servers)
+    ipvs = RecordingIpvs()
+    events: list[pool.PoolEvent] = []
+    keeper = PoolKeeper(config, ipvs, notify.NotifyRunner(), lambda up: None)
+    keeper.subscribe(events.append)
+    keeper.start(set())
+
+    assert keeper.drain("tcp 192.0.2.100:80", "198.51.100.11:80", True) == (
+        True,
+        "drained tcp 192.0.2.100:80 198.51.100.11:80",
+    )
+    assert ipvs.calls[-1] == (set(), frozenset({(skey, rs1)}), frozenset({skey}))
+    assert events == [
+        pool.ServerChange(skey, rs1, False, "drain", "drained by the operator"),
+        pool.QuorumChange(skey, False, 1, 2, 0),  # the drained weight no longer counts
+    ]
+    assert keeper.drained_names() == ("tcp 192.0.2.100:80 198.51.100.11:80",)
+    assert keeper.drain("192.0.2.100:80", "198.51.100.11", True) == (
+        True,
+        "tcp 192.0.2.100:80 198.51.100.11:80 was already drained",
+    )
+    assert keeper.drain("192.0.2.100:80", "198.51.100.77:80", True) == (
+        False,
+        "no real server '198.51.100.77:80' in tcp 192.0.2.100:80",
+    )
+    saved = json.loads((tmp_path / "drained.json").read_text())
+    assert saved == {"drained": [["tcp 192.0.2.100:80", "198.51.100.11:80"]]}
+
+    # A check change of a drained server runs its command but is no rotation change.
+    events.clear()
+    keeper.on_check_change((skey, rs1), None, Change(False, "connect refused"))
+    assert events == []
+
+    # A restart: a new keeper reads the file before its first hand-off to IPVS.
+    again = RecordingIpvs()
+    restarted = PoolKeeper(config, again, notify.NotifyRunner(), lambda up: None)
+    restarted.start(set())
+    assert again.calls == [(set(), frozenset({(skey, rs1)}), frozenset({skey}))]
+
+    # Undrain: back in the table and counted; a reload dropping the server forgets it.
+    assert restarted.drain("tcp 192.0.2.100:80", "198.51.100.11:80", False)[0]
+    assert again.calls[-1] == (set(), frozenset(), frozenset())
+    assert restarted.drain("tcp 192.0.2.100:80", "198.51.100.12:80", True)[0]
+    restarted.update(
+        load_text(text.replace('address = "198.51.100.12:80"', 'address = "198.51.100.13:80"'))
+    )
+    assert restarted.drained == set() and (skey, rs2) not in again.calls[-1][1]
+    assert json.loads((tmp_path / "drained.json").read_text()) == {"drained": []}
+
+
+def test_an_unreadable_or_stale_drain_file_is_said_and_ignored(tmp_path: Path) -> None:
+    config = load_text(f'[global]\nstate_dir = "{tmp_path}"\n' + CONFIG)
+    (tmp_path / "drained.json").write_text("{not json")
+    keeper = PoolKeeper(config, RecordingIpvs(), notify.NotifyRunner(), lambda up: None)
+    keeper.start(set())
+    assert keeper.drained == set()
+    (tmp_path / "drained.json").write_text(
+        json.dumps({"drained": [["tcp 192.0.2.9:80", "198.51.100.11:80"], "junk"]})
+    )
+    keeper.start(set())
+    assert keeper.drained == set()

@@ -297,3 +297,39 @@ def test_track_quorum_weighs_like_a_script(
 ) -> None:
     spec = track.TrackSpec("quorum", "virtual servers", weight)
     assert track.effective_priority(150, [(spec, any_quorum)]) == expected
+
+
+def test_an_operator_names_a_server_in_any_of_the_usual_spellings() -> None:
+    config = loaded(
+        service(),
+        vs(address="198.51.100.10:80", protocol="udp"),
+        vs(address="[2001:db8::10]:53", real_server=[{"address": "[2001:db8::11]:53"}]),
+        {"fwmark": 7, "real_server": [{"address": "203.0.113.11"}, {"address": "203.0.113.11:81"}]},
+    )
+    services = config.virtual_servers
+    for name in ("tcp 198.51.100.10:80", "tcp:198.51.100.10:80", "TCP  198.51.100.10:80"):
+        assert pool.find_server(services, name, "203.0.113.11:80") == (SVC, RS1)
+    assert pool.find_server(services, "tcp 198.51.100.10:80", "203.0.113.12") == (SVC, RS2)
+    v6 = ServiceKey.virtual("tcp", "2001:db8::10", 53)
+    assert pool.find_server(services, "[2001:db8::10]:53", "[2001:db8::11]:53") == (
+        v6,
+        DestKey.of("2001:db8::11", 53),
+    )
+    mark = ServiceKey.mark(7)
+    assert pool.find_server(services, "fwmark 7", "203.0.113.11:81") == (
+        mark,
+        DestKey.of("203.0.113.11", 81),
+    )
+    assert pool.find_server(services, "198.51.100.10:80", "203.0.113.11:80") == (
+        "'198.51.100.10:80' names several virtual servers (tcp 198.51.100.10:80, "
+        "udp 198.51.100.10:80): give the protocol"
+    )
+    assert pool.find_server(services, "fwmark 7", "203.0.113.11") == (
+        "'203.0.113.11' names several real servers of fwmark 7: give the port"
+    )
+    assert pool.find_server(services, "tcp 192.0.2.1:80", "203.0.113.11:80") == (
+        "no virtual server 'tcp 192.0.2.1:80' in the configuration"
+    )
+    assert pool.find_server(services, "fwmark 7", "203.0.113.99") == (
+        "no real server '203.0.113.99' in fwmark 7"
+    )

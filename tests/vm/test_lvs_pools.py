@@ -15,6 +15,9 @@ Topology (namespaces of this module, documentation addresses only)::
 - A VRRP instance on the director's LAN with ``track_quorum = 0``: it is master while a
   pool has quorum, FAULT when none has.
 
+Then the operator drains rs1 from R with ``hadirector drain`` (weight 0 although R removes
+failed servers), a reload keeps it drained, ``hadirector undrain`` gives its weight back.
+
 The servers stop and start one at a time; each step waits for the IPVS table that
 ``ipvsadm -Ln`` shows, the events, the commands' output files, and where the client's
 requests land. One agent start (Python start-up is slow under the VM's emulation); every
@@ -24,6 +27,10 @@ wait is bounded.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,7 +40,17 @@ from typing import Any
 
 import pytest
 
-from .lvslab import AgentProcess, Lab, RealServer, agent, request, routed_lan, run
+from .lvslab import (
+    REPO,
+    AgentProcess,
+    Lab,
+    RealServer,
+    agent,
+    control_status,
+    request,
+    routed_lan,
+    run,
+)
 
 pytestmark = pytest.mark.vm
 
@@ -45,6 +62,10 @@ VIP_Q, VIP_R = "192.0.2.20", "192.0.2.21"
 STEP_TIMEOUT_S = 30.0
 
 CONFIG = """
+[global]
+control_socket = "{out}/control.sock"
+state_dir = "{out}/state"
+
 [[vrrp_instance]]
 name = "lan"
 interface = "eth0"
@@ -247,3 +268,48 @@ def test_sorry_server_quorum_commands_and_track_quorum(lvs: Lvs) -> None:
 
     assert not agent_log.named("ipvs.op_failed"), agent_log.transcript()
     assert not agent_log.named("notify.failed", "notify.timeout"), agent_log.transcript()
+
+
+def cli(lvs: Lvs, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hadirector ARGS --socket ...`` in the director's namespace, as an operator runs it."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [
+            "ip", "netns", "exec", lvs.director, sys.executable, "-m", "hadirector",
+            *args, "--socket", str(lvs.out / "control.sock"),
+        ],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+
+
+def test_drain_and_undrain_from_the_cli_survive_a_reload(lvs: Lvs) -> None:
+    agent_log = lvs.agent
+    lvs.wait_weights({Q: {RS1: 1, RS2: 1}, R: {RS1: 1, RS2: 1, SORRY: 0}})
+
+    mark = agent_log.mark()
+    done = cli(lvs, "drain", f"tcp {R}", RS1)
+    assert (done.returncode, done.stdout) == (0, f"drained tcp {R} {RS1}\n"), done
+    lvs.wait_weights({Q: {RS1: 1, RS2: 1}, R: {RS1: 0, RS2: 1, SORRY: 0}})
+    assert lvs.answers(VIP_R, 4) == {"rs2": 4}
+    event = agent_log.wait_for("pool.drain", STEP_TIMEOUT_S, since=mark)
+    assert (event["service"], event["server"], event["saved"]) == (f"tcp {R}", RS1, True)
+    status = control_status(lvs.out / "control.sock")
+    assert status["checks"]["drained"] == [f"tcp {R} {RS1}"], status
+    wrong = cli(lvs, "drain", R, "198.51.100.77:8080")
+    assert wrong.returncode == 1 and "no real server '198.51.100.77:8080'" in wrong.stderr, wrong
+
+    # A reload keeps the drained server at weight 0.
+    mark = agent_log.mark()
+    lvs.agent.signal(signal.SIGHUP)
+    agent_log.wait_for("config.reloaded", STEP_TIMEOUT_S, since=mark)
+    agent_log.wait_for(
+        "ipvs.reconciled", STEP_TIMEOUT_S, since=mark, where=lambda e: e.get("reason") == "reload"
+    )
+    assert lvs.weights() == {Q: {RS1: 1, RS2: 1}, R: {RS1: 0, RS2: 1, SORRY: 0}}
+
+    done = cli(lvs, "undrain", R, RS1)
+    assert (done.returncode, done.stdout) == (0, f"undrained tcp {R} {RS1}\n"), done
+    lvs.wait_weights({Q: {RS1: 1, RS2: 1}, R: {RS1: 1, RS2: 1, SORRY: 0}})
+    assert set(lvs.answers(VIP_R, 6)) == {"rs1", "rs2"}
+    assert control_status(lvs.out / "control.sock")["checks"]["drained"] == []
+    assert not agent_log.named("ipvs.op_failed"), agent_log.transcript()
