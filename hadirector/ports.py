@@ -112,7 +112,12 @@ class IpvsPort(Protocol):
     def update(self, config: Any) -> None: ...
 
     def set_health(
-        self, down: set[Any], *, drained: frozenset[Any] = ..., lost: frozenset[Any] = ...
+        self,
+        down: set[Any],
+        *,
+        drained: frozenset[Any] = ...,
+        lost: frozenset[Any] = ...,
+        ramp: Any = ...,
     ) -> None: ...
 
     def status(self) -> IpvsStatus: ...

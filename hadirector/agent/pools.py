@@ -13,6 +13,10 @@ and tells its subscribers (``subscribe``) the same as ``ipvs.pool`` events:
 - ``pool.quorum_lost`` / ``pool.quorum_gained``: service, live_weight, quorum, hysteresis,
   threshold, sorry_server (the sorry server going in or out, or null).
 
+A server that comes back (its check recovers, or it is undrained) in a service with
+``slow_start`` climbs to its weight in steps (ipvs/pool.py ``SlowStart``; logged as
+``pool.slow_start``): ``run`` hands IPVS each next weight when it is due.
+
 Whether any service has quorum is a VRRP tracking input (``track_quorum``): ``on_quorum``
 is called when it changes.
 
@@ -30,10 +34,13 @@ Decisions are ipvs/pool.py's; this module gathers inputs and performs what it an
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from hadirector import logs
 from hadirector.alerts import notify
@@ -56,12 +63,17 @@ class PoolKeeper:
         ipvs: IpvsPort,
         notifier: notify.NotifyRunner,
         on_quorum: Callable[[bool], None],
+        *,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.ipvs = ipvs
         self.notifier = notifier
         self.on_quorum = on_quorum
         self.core = pool.Pools()
+        self.slow = pool.SlowStart()
+        self.clock = clock or trio.current_time
+        self._wake = trio.Event()
         self.down: set[Pair] = set()
         self.drained: set[Pair] = set()
         self.subscribers: list[Subscriber] = []
@@ -101,8 +113,11 @@ class PoolKeeper:
             return True, f"{skey} {dkey} was already {word}"
         if drained:
             self.drained.add(found)
+            self.slow.cancel(found)
         else:
             self.drained.discard(found)
+            if found not in self.down:
+                self._begin_slow_start(found)
         saved = self._save_drained()
         self.log.warning(
             "pool.drain" if drained else "pool.undrain",
@@ -127,6 +142,7 @@ class PoolKeeper:
         """A reload: servers no longer configured are forgotten, quorum re-evaluated."""
         self.config = config
         self._servers = _servers_of(config)
+        self.slow.forget(set(self._servers))
         kept = self.drained & set(self._servers)
         if kept != self.drained:
             self.drained = kept
@@ -148,6 +164,26 @@ class PoolKeeper:
             )
         if key not in self.drained:  # a drained server is out of rotation either way
             self._server_event(key, change.up, "check", change.reason, argv is not None)
+            if change.up:
+                self._begin_slow_start(key)
+        if not change.up:
+            self.slow.cancel(key)
+
+    def _begin_slow_start(self, key: Pair) -> None:
+        found = self._servers.get(key)
+        if found is None:
+            return
+        vs, rs = found
+        if vs.slow_start_s <= 0 or rs.weight <= 1:
+            return
+        if self.slow.begin(key, self.clock(), rs.weight, vs.slow_start_s):
+            self.log.info(
+                "pool.slow_start",
+                service=str(key[0]),
+                server=str(key[1]),
+                weight=rs.weight,
+                seconds=vs.slow_start_s,
+            )
 
     def _server_event(self, key: Pair, up: bool, cause: str, reason: str, queued: bool) -> None:
         service, server = key
@@ -209,6 +245,17 @@ class PoolKeeper:
             self.log.warning("pool.drained_at_start", servers=sorted(f"{s} {d}" for s, d in out))
         return out
 
+    async def run(self) -> None:
+        """Hand IPVS each slow-starting server's next weight when it is due."""
+        while True:
+            deadline = self.slow.next_deadline(self.clock())
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = trio.Event()
+            else:
+                self._evaluate()
+
     # -- evaluation -------------------------------------------------------------------
 
     def _evaluate(self) -> None:
@@ -218,7 +265,13 @@ class PoolKeeper:
         for change in changes:
             vs = by_key[change.service]
             self._quorum_change(vs, change)
-        self.ipvs.set_health(set(self.down), drained=frozenset(self.drained), lost=self.core.lost)
+        self.ipvs.set_health(
+            set(self.down),
+            drained=frozenset(self.drained),
+            lost=self.core.lost,
+            ramp=self.slow.weights(self.clock()) if self.slow.started else {},
+        )
+        self._wake.set()
         any_quorum = self.core.any_quorum()
         if any_quorum != self._any_quorum:
             self._any_quorum = any_quorum

@@ -296,6 +296,7 @@ class Agent:
             nursery.start_soon(self.ipvs.run)
             nursery.start_soon(self.sync.run)
             nursery.start_soon(self.checks.run)
+            nursery.start_soon(self.pools.run)
             if operations:
                 from hadirector.control.server import Operations
 

@@ -244,6 +244,7 @@ class LvsSections(Checker):
         hysteresis = t.opt("hysteresis", self.integer(0, INT32_MAX), SERVICE.hysteresis)
         quorum_up = t.maybe("quorum_up", self.argv)
         quorum_down = t.maybe("quorum_down", self.argv)
+        slow_start_s = t.opt("slow_start", self.seconds(0, 86400), SERVICE.slow_start_s)
         sorry = None
         if t.has("sorry_server"):
             sorry = self.sorry_server(
@@ -302,6 +303,7 @@ class LvsSections(Checker):
             quorum_up=quorum_up,
             quorum_down=quorum_down,
             sorry_server=sorry,
+            slow_start_s=slow_start_s,
         )
 
     def sorry_server(

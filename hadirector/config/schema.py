@@ -350,6 +350,8 @@ class VirtualServer:
     quorum_up: tuple[str, ...] | None = None
     quorum_down: tuple[str, ...] | None = None
     sorry_server: SorryServer | None = None
+    # Seconds over which a recovered server's weight climbs back (0: at once).
+    slow_start_s: float = 0.0
 
     @property
     def key(self) -> ServiceKey:

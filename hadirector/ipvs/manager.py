@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,7 @@ class IpvsManager:
         self.down: set[tuple[model.ServiceKey, model.DestKey]] = set()
         self.drained: frozenset[tuple[model.ServiceKey, model.DestKey]] = frozenset()
         self.lost: frozenset[model.ServiceKey] = frozenset()  # services without quorum
+        self.ramp: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # slow start
         self._reload_pending = False  # a wake-up for a new config (not just health)
         self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
         self._wake = trio.Event()
@@ -176,16 +177,19 @@ class IpvsManager:
         *,
         drained: frozenset[tuple[model.ServiceKey, model.DestKey]] = frozenset(),
         lost: frozenset[model.ServiceKey] = frozenset(),
+        ramp: Mapping[tuple[model.ServiceKey, model.DestKey], int] | None = None,
     ) -> None:
         """Real servers whose checks fail (from the health checker), those drained by the
         operator, and the services without quorum; reconcile soon.
 
         Each service's ``health_action`` decides for a failed server: quiesce (weight 0) or
-        remove; drained servers are quiesced; ipvs/pool.py places sorry servers.
+        remove; drained servers are quiesced; slow-starting servers get their ``ramp``
+        weight; ipvs/pool.py places sorry servers.
         """
         self.down = set(down)
         self.drained = frozenset(drained)
         self.lost = frozenset(lost)
+        self.ramp = dict(ramp or {})
         self._wake.set()
 
     async def _prepare(self) -> None:
@@ -274,7 +278,13 @@ class IpvsManager:
         removed = {pair for pair in self.down if pair[0] in removing}
         table = model.apply_health(table, self.down - removed, quiesce=True)
         table = model.apply_health(table, removed, quiesce=False)
-        return pool.apply(table, self.config.virtual_servers, lost=self.lost, drained=self.drained)
+        return pool.apply(
+            table,
+            self.config.virtual_servers,
+            lost=self.lost,
+            drained=self.drained,
+            ramp=self.ramp,
+        )
 
     async def reconcile(self, reason: str) -> list[Any]:
         """Bring the kernel to the desired table; return the operations written."""

@@ -21,6 +21,12 @@ only runs the commands and feeds VRRP tracking (``track_quorum``).
 Drained servers (``hadirector drain``) stay in the table with weight 0, whatever the
 service's ``health_action``: their established connections finish.
 
+Slow start (``slow_start`` seconds, keepalived has none): a server that comes back (its
+check recovers, or it is undrained) starts at a share of its weight (at least 1) and
+climbs to its configured weight in at most ``SLOW_START_STEPS`` equal steps over that
+time, so least-connection schedulers do not flood it; ``SlowStart`` keeps the ramps, the
+caller wakes at ``next_deadline``.
+
 ``Pools`` is the state: fed the services and the servers that are out, it answers the
 quorum changes; ``apply`` turns a desired table into the one to program.
 
@@ -168,19 +174,25 @@ def apply(
     *,
     lost: Collection[ServiceKey],
     drained: Collection[Pair],
+    ramp: Mapping[Pair, int] | None = None,
 ) -> dict[ServiceKey, Entry]:
-    """The table to program: drained servers at weight 0, and for each service with a
-    sorry server, the sorry server in place of its real servers while it lacks quorum
-    (``lost``), out of the way (deleted, or weight 0 with ``inhibit``) otherwise.
+    """The table to program: drained servers at weight 0, slow-starting servers at their
+    ``ramp`` weight (never above what the table has), and for each service with a sorry
+    server, the sorry server in place of its real servers while it lacks quorum (``lost``),
+    out of the way (deleted, or weight 0 with ``inhibit``) otherwise.
 
     ``table`` already has health applied (failed servers quiesced or left out)."""
+    ramp = ramp or {}
     out: dict[ServiceKey, Entry] = dict(table)
     for key, entry in table.items():
-        if any((key, d) in drained for d in entry.dests):
-            dests = {
-                d: replace(dest, weight=0) if (key, d) in drained else dest
-                for d, dest in entry.dests.items()
-            }
+        if any((key, d) in drained or (key, d) in ramp for d in entry.dests):
+            dests = {}
+            for d, dest in entry.dests.items():
+                if (key, d) in drained:
+                    dest = replace(dest, weight=0)
+                elif (key, d) in ramp:
+                    dest = replace(dest, weight=min(dest.weight, ramp[(key, d)]))
+                dests[d] = dest
             out[key] = Entry(entry.service, dests)
     for vs in services:
         sorry = sorry_dest(vs)
@@ -261,3 +273,83 @@ def find_server(services: Iterable[PoolServiceLike], service: str, server: str) 
     if len(found) > 1:
         return f"{server!r} names several real servers of {key}: give the port"
     return key, found[0]
+
+
+# --- slow start --------------------------------------------------------------------------
+
+#: A recovering server's weight climbs in at most this many equal steps.
+SLOW_START_STEPS = 10
+
+
+def _steps(weight: int) -> int:
+    return max(1, min(int(weight), SLOW_START_STEPS))
+
+
+def _done(steps: int, elapsed_s: float, slow_start_s: float) -> int:
+    """Whole steps behind a ramp (a step's own deadline counts as reached, whatever the
+    float rounding of ``now - start``)."""
+    return int(max(elapsed_s, 0.0) * steps / slow_start_s + 1e-9)
+
+
+def ramp_weight(weight: int, elapsed_s: float, slow_start_s: float) -> int:
+    """The weight of a server ``elapsed_s`` into its slow start: ``weight / steps`` (at
+    least 1) in the first step, one more share each step, ``weight`` in the last one."""
+    if slow_start_s <= 0 or elapsed_s >= slow_start_s or weight <= 1:
+        return int(weight)
+    steps = _steps(weight)
+    done = min(_done(steps, elapsed_s, slow_start_s), steps - 1)
+    return max(1, weight * (done + 1) // steps)
+
+
+def ramp_next_s(weight: int, elapsed_s: float, slow_start_s: float) -> float | None:
+    """How long after its start the server's weight next changes (None: no more)."""
+    if slow_start_s <= 0 or weight <= 1:
+        return None
+    steps = _steps(weight)
+    done = _done(steps, elapsed_s, slow_start_s)
+    if done + 1 >= steps:
+        return None
+    return (done + 1) * slow_start_s / steps
+
+
+class SlowStart:
+    """Servers ramping up after recovery: when each started, and their weights now."""
+
+    def __init__(self) -> None:
+        self.started: dict[Pair, tuple[float, int, float]] = {}  # start, weight, duration
+
+    def begin(self, pair: Pair, now: float, weight: int, slow_start_s: float) -> bool:
+        """A server came back at ``now``; True when it ramps (slow start on, weight > 1)."""
+        if slow_start_s <= 0 or weight <= 1:
+            self.started.pop(pair, None)
+            return False
+        self.started[pair] = (now, int(weight), float(slow_start_s))
+        return True
+
+    def cancel(self, pair: Pair) -> None:
+        """The server went out again (down or drained): no ramp left."""
+        self.started.pop(pair, None)
+
+    def weights(self, now: float) -> dict[Pair, int]:
+        """The ramping servers' weights at ``now``; finished ramps are forgotten."""
+        out: dict[Pair, int] = {}
+        for pair, (start, weight, duration) in list(self.started.items()):
+            if now - start >= duration:
+                del self.started[pair]
+            else:
+                out[pair] = ramp_weight(weight, now - start, duration)
+        return out
+
+    def next_deadline(self, now: float) -> float | None:
+        """When the next weight changes (None: nothing ramps)."""
+        times = [
+            start + step
+            for start, weight, duration in self.started.values()
+            if (step := ramp_next_s(weight, now - start, duration)) is not None
+        ]
+        return min(times, default=None)
+
+    def forget(self, keep: Collection[Pair]) -> None:
+        """Drop servers no longer configured (a reload)."""
+        for pair in [p for p in self.started if p not in keep]:
+            del self.started[pair]

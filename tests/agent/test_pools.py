@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from hadirector.agent.pools import PoolKeeper
 from hadirector.alerts import notify
@@ -37,6 +38,7 @@ sorry_server = { address = "198.51.100.99:80" }
 class RecordingIpvs:
     def __init__(self) -> None:
         self.calls: list[tuple[set[Any], frozenset[Any], frozenset[Any]]] = []
+        self.ramps: list[dict[Any, int]] = []
 
     async def run(self) -> None:
         await trio.sleep_forever()
@@ -50,8 +52,10 @@ class RecordingIpvs:
         *,
         drained: frozenset[Any] = frozenset(),
         lost: frozenset[Any] = frozenset(),
+        ramp: Any = None,
     ) -> None:
         self.calls.append((set(down), drained, lost))
+        self.ramps.append(dict(ramp or {}))
 
     def status(self) -> Any:
         return None
@@ -196,3 +200,71 @@ def test_an_unreadable_or_stale_drain_file_is_said_and_ignored(tmp_path: Path) -
     )
     keeper.start(set())
     assert keeper.drained == set()
+
+
+def test_a_recovered_or_undrained_server_climbs_back_to_its_weight() -> None:
+    text = CONFIG.replace("quorum = 2", "slow_start = 10").replace(
+        'address = "198.51.100.12:80"', 'address = "198.51.100.12:80"\n  weight = 5'
+    )
+    config = load_text(text)
+    [vs] = config.virtual_servers
+    skey = model.service_key_of(vs)
+    rs1, rs2 = (model.dest_key_of(vs, rs) for rs in vs.real_servers)
+    now = [0.0]
+    ipvs = RecordingIpvs()
+    keeper = PoolKeeper(config, ipvs, notify.NotifyRunner(), lambda up: None, clock=lambda: now[0])
+    keeper.start(set())
+    assert ipvs.ramps[-1] == {}  # nobody ramps at start
+
+    keeper.on_check_change((skey, rs2), None, Change(False, "timeout"))
+    keeper.set_down({(skey, rs2)})
+    now[0] = 50.0
+    keeper.on_check_change((skey, rs2), None, Change(True, "ok"))
+    keeper.set_down(set())
+    assert ipvs.ramps[-1] == {(skey, rs2): 1}
+    assert keeper.slow.next_deadline(now[0]) == 52.0  # five steps of 2 s
+    now[0] = 56.0
+    keeper._evaluate()  # what run() does at the deadline
+    assert ipvs.ramps[-1] == {(skey, rs2): 4}
+    # Down again before the end: the ramp is over; rs1 (weight 1) never ramps.
+    keeper.on_check_change((skey, rs2), None, Change(False, "timeout"))
+    keeper.set_down({(skey, rs2)})
+    assert ipvs.ramps[-1] == {}
+    keeper.on_check_change((skey, rs1), None, Change(True, "ok"))
+    assert keeper.slow.started == {}
+
+    # Undrain starts a ramp too (for a server its check does not hold down).
+    keeper.on_check_change((skey, rs2), None, Change(True, "ok"))
+    keeper.set_down(set())
+    now[0] = 70.0
+    assert keeper.drain("tcp 192.0.2.100:80", "198.51.100.12:80", True)[0]
+    assert ipvs.ramps[-1] == {}
+    assert keeper.drain("tcp 192.0.2.100:80", "198.51.100.12:80", False)[0]
+    assert ipvs.ramps[-1] == {(skey, rs2): 1}
+
+
+def test_the_keeper_task_hands_over_each_step_when_it_is_due() -> None:
+    config = load_text(
+        CONFIG.replace("quorum = 2", "slow_start = 2").replace(
+            'address = "198.51.100.12:80"', 'address = "198.51.100.12:80"\n  weight = 4'
+        )
+    )
+    [vs] = config.virtual_servers
+    skey = model.service_key_of(vs)
+    rs2 = model.dest_key_of(vs, vs.real_servers[1])
+    ipvs = RecordingIpvs()
+
+    async def scenario() -> None:
+        keeper = PoolKeeper(config, ipvs, notify.NotifyRunner(), lambda up: None)
+        keeper.start({(skey, rs2)})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keeper.run)
+            keeper.on_check_change((skey, rs2), None, Change(True, "ok"))
+            keeper.set_down(set())
+            await trio.sleep(3.0)
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    steps = [r.get((skey, rs2)) for r in ipvs.ramps]
+    # Start (down), the recovery, then one hand-off per step (0.5 s each) to the weight.
+    assert steps == [None, 1, 2, 3, 4]

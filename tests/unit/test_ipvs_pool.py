@@ -333,3 +333,73 @@ def test_an_operator_names_a_server_in_any_of_the_usual_spellings() -> None:
     assert pool.find_server(services, "fwmark 7", "203.0.113.99") == (
         "no real server '203.0.113.99' in fwmark 7"
     )
+
+
+# --- slow start --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("weight", "elapsed", "expected"),
+    [
+        (10, 0.0, 1),  # at least 1 from the first moment
+        (10, 0.99, 1),
+        (10, 2.0, 3),  # ten steps of one second over 10 s
+        (10, 8.99, 9),
+        (10, 9.0, 10),  # the last step
+        (10, 10.0, 10),
+        (100, 5.0, 60),  # at most ten steps: 10 % each
+        (3, 3.4, 2),  # three steps of 3.33 s
+        (3, 3.4 * 2, 3),
+        (1, 0.0, 1),  # nothing to ramp
+    ],
+)
+def test_ramp_weight(weight: int, elapsed: float, expected: int) -> None:
+    assert pool.ramp_weight(weight, elapsed, 10.0) == expected
+
+
+def test_the_next_step_is_when_the_weight_changes() -> None:
+    assert pool.ramp_next_s(10, 0.0, 10.0) == 1.0
+    assert pool.ramp_next_s(10, 4.5, 10.0) == 5.0
+    assert pool.ramp_next_s(10, 9.0, 10.0) is None  # the last step is taken
+    assert pool.ramp_next_s(1, 0.0, 10.0) is None
+    assert pool.ramp_next_s(10, 0.0, 0.0) is None
+    # Every step's deadline (as the keeper computes it) gives a new weight.
+    times = [0.0]
+    while (step := pool.ramp_next_s(7, times[-1], 10.0)) is not None:
+        times.append(step)
+    assert [pool.ramp_weight(7, t, 10.0) for t in times] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_slow_start_state() -> None:
+    slow = pool.SlowStart()
+    a, b = (SVC, RS1), (SVC, RS2)
+    assert not slow.begin(a, 0.0, 1, 10.0)  # weight 1: nothing to ramp
+    assert not slow.begin(a, 0.0, 10, 0.0)  # slow start off
+    assert slow.begin(a, 100.0, 10, 10.0)
+    assert slow.begin(b, 103.5, 4, 2.0)
+    assert slow.weights(100.0) == {a: 1, b: 1}
+    assert slow.next_deadline(103.6) == 104.0  # b's second step (0.5 s each)
+    assert slow.weights(104.0) == {a: 5, b: 2}
+    assert slow.weights(105.5) == {a: 6}  # b is done and forgotten
+    slow.forget({b})
+    assert slow.weights(106.0) == {} and slow.next_deadline(106.0) is None
+    slow.begin(a, 0.0, 10, 10.0)
+    slow.cancel(a)
+    assert slow.started == {}
+
+
+def test_ramped_weights_in_the_table_never_exceed_the_configured_or_quiesced_ones() -> None:
+    config = loaded(service(slow_start=10))
+    assert config.virtual_servers[0].slow_start_s == 10.0
+    table = model.apply_health(table_of(config), {(SVC, RS3)}, quiesce=True)
+    out = pool.apply(
+        table,
+        config.virtual_servers,
+        lost=set(),
+        drained=set(),
+        ramp={(SVC, RS1): 1, (SVC, RS2): 50, (SVC, RS3): 1},
+    )
+    assert weights(out) == {RS1: 1, RS2: 2, RS3: 0}
+    assert problems({"virtual_server": [service(slow_start=-1)]}) == [
+        "virtual_server[0].slow_start: must be 0..86400 seconds, got -1"
+    ]

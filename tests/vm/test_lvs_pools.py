@@ -313,3 +313,46 @@ def test_drain_and_undrain_from_the_cli_survive_a_reload(lvs: Lvs) -> None:
     assert set(lvs.answers(VIP_R, 6)) == {"rs1", "rs2"}
     assert control_status(lvs.out / "control.sock")["checks"]["drained"] == []
     assert not agent_log.named("ipvs.op_failed"), agent_log.transcript()
+
+
+def test_slow_start_ramps_a_recovered_server_in_steps(lvs: Lvs) -> None:
+    agent_log = lvs.agent
+    config = lvs.out / "director.toml"
+    original = config.read_text()
+    # R: rs1 weighs 10 and climbs back over 10 s (ten steps of 1 s) after recovering.
+    r_block = original.index(f'address = "{R}"')
+    ramped = original[:r_block] + original[r_block:].replace(
+        'health_action = "remove"', 'health_action = "remove"\nslow_start = 10', 1
+    ).replace(f'address = "{RS1}"', f'address = "{RS1}"\n  weight = 10', 1)
+    mark = agent_log.mark()
+    config.write_text(ramped)
+    lvs.agent.signal(signal.SIGHUP)
+    agent_log.wait_for("config.reloaded", STEP_TIMEOUT_S, since=mark)
+    lvs.wait_weights({Q: {RS1: 1, RS2: 1}, R: {RS1: 10, RS2: 1, SORRY: 0}})
+
+    mark = agent_log.mark()
+    lvs.stop("rs1")
+    lvs.wait_weights({Q: {RS1: 0, RS2: 0, SORRY: 1}, R: {RS2: 1, SORRY: 0}})
+    lvs.start("rs1")
+    started = agent_log.wait_for("pool.slow_start", STEP_TIMEOUT_S, since=mark, where=about(R))
+    assert (started["server"], started["weight"], started["seconds"]) == (RS1, 10, 10.0), started
+    seen: list[int] = []
+    deadline = time.monotonic() + STEP_TIMEOUT_S + 10
+    while not seen or seen[-1] != 10:
+        weight = lvs.weights()[R].get(RS1)
+        if weight is not None and (not seen or seen[-1] != weight):
+            seen.append(weight)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"rs1's weights in R: {seen}\n{agent_log.transcript(mark)}")
+        time.sleep(0.1)
+    # Climbing, through weights between 1 and 10, never back.
+    assert seen == sorted(seen) and seen[0] < 10 and len(seen) >= 3, seen
+    assert any(1 < w < 10 for w in seen), seen
+    lvs.wait_weights({Q: {RS1: 1, RS2: 1}, R: {RS1: 10, RS2: 1, SORRY: 0}})
+
+    mark = agent_log.mark()
+    config.write_text(original)
+    lvs.agent.signal(signal.SIGHUP)
+    agent_log.wait_for("config.reloaded", STEP_TIMEOUT_S, since=mark)
+    lvs.wait_weights({Q: {RS1: 1, RS2: 1}, R: {RS1: 1, RS2: 1, SORRY: 0}})
+    assert not agent_log.named("ipvs.op_failed"), agent_log.transcript()
