@@ -13,6 +13,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from hadirector import security
 from hadirector.agent.pools import PoolKeeper
 from hadirector.alerts import notify
 from hadirector.checks.risefall import Change
@@ -268,3 +269,13 @@ def test_the_keeper_task_hands_over_each_step_when_it_is_due() -> None:
     steps = [r.get((skey, rs2)) for r in ipvs.ramps]
     # Start (down), the recovery, then one hand-off per step (0.5 s each) to the weight.
     assert steps == [None, 1, 2, 3, 4]
+
+
+def test_the_pool_commands_are_among_the_scripts_security_checks() -> None:
+    paths = dict(security.script_paths(load_text(CONFIG)))
+    assert paths == {
+        "virtual_server[0].quorum_up": "/usr/local/bin/pool",
+        "virtual_server[0].quorum_down": "/usr/local/bin/pool",
+        "virtual_server[0].real_server[0].notify_up": "/usr/local/bin/rs",
+        "virtual_server[0].real_server[0].notify_down": "/usr/local/bin/rs",
+    }
