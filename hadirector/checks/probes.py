@@ -6,7 +6,10 @@ included, is bounded by the check's timeout. TCP sockets close with ``SO_LINGER`
 reset, no TIME_WAIT), so thousands of checks a second leave nothing behind. HTTP is a
 hand-written ``GET ... HTTP/1.0`` with ``Connection: close``; the response is read until
 the headers end (or, when a body must match, until ``Content-Length`` bytes or close) and
-never beyond ``MAX_RESPONSE_BYTES``. HTTPS is the same over ``trio.SSLStream``. A script
+never beyond ``MAX_RESPONSE_BYTES``; with a ``digest`` the MD5 of the whole body must
+match (keepalived's ``genhash``). A check with several ``urls`` fetches each in turn, one
+connection each, within the one timeout; all must pass. HTTPS is the same over
+``trio.SSLStream``. A script
 runs in its own session and its whole process group is killed on timeout or cancel.
 
 Parsing (``parse_response``, ``judge``) is plain code on bytes, tested on canned input.
@@ -16,6 +19,7 @@ This module probes and reports; it decides nothing about state (that is risefall
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import socket
 import ssl
@@ -27,7 +31,7 @@ import trio
 
 from hadirector import security
 from hadirector.alerts.notify import kill_group
-from hadirector.config.schema import HealthCheck, IPAddress
+from hadirector.config.schema import HealthCheck, HttpUrl, IPAddress
 
 MAX_RESPONSE_BYTES = 65536
 MAX_HEADER_BYTES = 16384
@@ -108,13 +112,22 @@ def parse_response(data: bytes, *, eof: bool) -> HttpResponse | None:
 
 
 def judge(
-    response: HttpResponse, expect_status: tuple[int, ...], expect_body: str | None
+    response: HttpResponse,
+    expect_status: tuple[int, ...],
+    expect_body: str | None,
+    digest: str | None = None,
 ) -> ProbeResult:
-    """Whether an HTTP response means up."""
+    """Whether an HTTP response means up. ``digest``: the MD5 of the whole body, in hex
+    (a body cut at ``MAX_RESPONSE_BYTES`` cannot match it)."""
     if response.status not in expect_status:
         return ProbeResult(False, f"status {response.status}")
     if expect_body is not None and expect_body.encode() not in response.body:
         return ProbeResult(False, "body mismatch")
+    if digest is not None:
+        if not response.complete:
+            return ProbeResult(False, f"body over {MAX_RESPONSE_BYTES} bytes for digest")
+        if hashlib.md5(response.body, usedforsecurity=False).hexdigest() != digest:
+            return ProbeResult(False, "digest mismatch")
     return UP
 
 
@@ -186,6 +199,17 @@ async def probe_tcp(address: IPAddress, port: int) -> ProbeResult:
 
 
 async def probe_http(check: HealthCheck, address: IPAddress, port: int) -> ProbeResult:
+    """Each URL of the check in turn, on its own connection; the first failure decides
+    (named by its path when there are several)."""
+    urls = check.http_urls
+    for url in urls:
+        result = await probe_url(check, url, address, port)
+        if not result.ok:
+            return ProbeResult(False, f"{url.path}: {result.reason}") if len(urls) > 1 else result
+    return UP
+
+
+async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: int) -> ProbeResult:
     tls = check.type == "https"
     host = check.host or host_header(address, port, 443 if tls else 80)
     sock = await _connect(address, port)
@@ -197,18 +221,18 @@ async def probe_http(check: HealthCheck, address: IPAddress, port: int) -> Probe
                 _tls_context(check.tls_verify),
                 server_hostname=(check.host or address.compressed) if check.tls_verify else None,
             )
-        await stream.send_all(request_bytes(check.path, host))
+        await stream.send_all(request_bytes(url.path, host))
         data = bytearray()
         eof = False
         while True:
             response = parse_response(bytes(data), eof=eof)
             if response is not None and (
-                check.expect_body is None
+                (url.expect_body is None and url.digest is None)
                 or response.complete
                 or len(data) >= MAX_RESPONSE_BYTES
-                or response.status not in check.expect_status
+                or response.status not in url.expect_status
             ):
-                return judge(response, check.expect_status, check.expect_body)
+                return judge(response, url.expect_status, url.expect_body, url.digest)
             if eof:
                 raise HttpParseError("truncated response")
             try:

@@ -35,6 +35,7 @@ from hadirector.config.lvs_sections import (
     RS_KEYS,
     SORRY_KEYS,
     SYNC_KEYS,
+    URL_KEYS,
     VS_KEYS,
     LvsSections,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "SYNC_KEYS",
     "TOP_KEYS",
     "TRACK_REF_KEYS",
+    "URL_KEYS",
     "VIP_KEYS",
     "VS_KEYS",
     "load_mapping",

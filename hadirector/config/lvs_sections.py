@@ -27,6 +27,7 @@ from hadirector.config.schema import (
     Family,
     FwmarkMatch,
     HealthCheck,
+    HttpUrl,
     IPAddress,
     IpvsSettings,
     RealServer,
@@ -61,6 +62,7 @@ __all__ = [
     "RS_KEYS",
     "SORRY_KEYS",
     "SYNC_KEYS",
+    "URL_KEYS",
     "VS_KEYS",
     "LvsSections",
 ]
@@ -74,11 +76,17 @@ MATCH_KEYS: Final = toml_keys(FwmarkMatch)
 RS_KEYS: Final = toml_keys(RealServer, {"port": ()})
 CHECK_KEYS: Final = toml_keys(HealthCheck)
 SORRY_KEYS: Final = toml_keys(SorryServer, {"port": ()})
+URL_KEYS: Final = toml_keys(HttpUrl)
+DIGEST_RE: Final = re.compile(r"[0-9a-fA-F]{32}")
+STATUS_RANGE_RE: Final = re.compile(r"(\d{3})-(\d{3})")
+MAX_URLS: Final = 16
 # Check keys that apply to some check types only.
 CHECK_KEY_TYPES: Final = {
     "path": ("http", "https"),
     "expect_status": ("http", "https"),
     "expect_body": ("http", "https"),
+    "digest": ("http", "https"),
+    "urls": ("http", "https"),
     "host": ("http", "https"),
     "tls_verify": ("https",),
     "script": ("script",),
@@ -587,6 +595,15 @@ class LvsSections(Checker):
             host = dflt.host
         tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
         alpha = t.opt("alpha", self.boolean(), dflt.alpha)
+        digest = t.maybe("digest", self.digest)
+        if digest is None and not t.has("digest"):
+            digest = dflt.digest
+        urls = dflt.urls
+        if t.has("urls"):
+            if t.has("path"):
+                self.add(t.at("path"), "give the path in each entry of urls, not here")
+            first = HttpUrl("/", expect_status, expect_body, digest)
+            urls = self.urls(t.raw("urls"), t.at("urls"), first) or ()
         script = t.maybe("script", self.argv)
         if script is None and not t.has("script"):
             script = dflt.script
@@ -600,6 +617,7 @@ class LvsSections(Checker):
         if kind not in ("http", "https"):  # keep resolved checks free of inapplicable values
             http_path, expect_status = CHECK.path, CHECK.expect_status
             expect_body, host = CHECK.expect_body, CHECK.host
+            digest, urls = CHECK.digest, CHECK.urls
         if kind != "https":
             tls_verify = CHECK.tls_verify
         if kind != "script":
@@ -620,7 +638,47 @@ class LvsSections(Checker):
             tls_verify=tls_verify,
             script=script,
             alpha=alpha,
+            digest=digest,
+            urls=urls,
         )
+
+    def digest(self, value: object, path: str) -> str | None:
+        """An MD5 digest as 32 hexadecimal digits (what keepalived's genhash prints)."""
+        text = self.text(max_len=32)(value, path)
+        if text is None:
+            return None
+        if not DIGEST_RE.fullmatch(text):
+            self.add(path, f"must be an MD5 digest, 32 hexadecimal digits, got {show(value)}")
+            return None
+        return text.lower()
+
+    def urls(self, value: object, path: str, dflt: HttpUrl) -> tuple[HttpUrl, ...] | None:
+        """``urls = [{ path, expect_status, expect_body, digest }, ...]``: keys an entry
+        leaves out come from the check's own (``path`` is required)."""
+        tables = self.tables(value, path, "check.urls")
+        if not tables:
+            if isinstance(value, list) and not value:
+                self.add(path, "must not be empty")
+            return None
+        if len(tables) > MAX_URLS:
+            self.add(path, f"at most {MAX_URLS} URLs, got {len(tables)}")
+            return None
+        out: list[HttpUrl] = []
+        for i, data in enumerate(tables):
+            if data is None:
+                continue
+            t = Table(self, data, f"{path}[{i}]", URL_KEYS)
+            url_path = t.req("path", self.http_path)
+            expect_status = t.opt("expect_status", self.statuses, dflt.expect_status)
+            expect_body = t.maybe("expect_body", self.text(max_len=4096))
+            if expect_body is None and not t.has("expect_body"):
+                expect_body = dflt.expect_body
+            digest = t.maybe("digest", self.digest)
+            if digest is None and not t.has("digest"):
+                digest = dflt.digest
+            if url_path is not None:
+                out.append(HttpUrl(url_path, expect_status, expect_body, digest))
+        return tuple(out)
 
     def http_path(self, value: object, path: str) -> str | None:
         text = self.text(max_len=1024)(value, path)
@@ -635,18 +693,34 @@ class LvsSections(Checker):
         return text
 
     def statuses(self, value: object, path: str) -> tuple[int, ...] | None:
-        """One HTTP status code or an array of them."""
-        status = self.integer(100, 599)
+        """One HTTP status code, a range ``"200-299"`` (keepalived's ``status_code
+        200-299``), or an array of them; ranges are spelled out."""
+
+        def one(item: object, item_path: str) -> tuple[int, ...] | None:
+            if isinstance(item, str):
+                found = STATUS_RANGE_RE.fullmatch(item.strip())
+                low, high = (int(found[1]), int(found[2])) if found else (0, 0)
+                if not found or not 100 <= low <= high <= 599:
+                    self.add(
+                        item_path,
+                        'must be a status code 100..599 or a range like "200-299", '
+                        f"got {show(item)}",
+                    )
+                    return None
+                return tuple(range(low, high + 1))
+            code = self.integer(100, 599)(item, item_path)
+            return None if code is None else (code,)
+
         if not isinstance(value, list):
-            one = status(value, path)
-            return None if one is None else (one,)
-        codes = self.unique_list(value, path, status)
-        if codes is None:
+            return one(value, path)
+        items = self.unique_list(value, path, one)
+        if items is None:
             return None
-        if not codes:
-            self.add(path, "must not be empty")
+        if not items:
+            if not value:
+                self.add(path, "must not be empty")
             return None
-        return tuple(codes)
+        return tuple(dict.fromkeys(code for item in items for code in item))
 
     def rs_forwarding(self, value: object, path: str) -> str | None:
         if value == "fullnat":

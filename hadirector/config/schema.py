@@ -272,6 +272,16 @@ class FwmarkMatch:
 
 
 @dataclass(frozen=True)
+class HttpUrl:
+    """One URL of an HTTP(S) check: what it must answer."""
+
+    path: str = "/"
+    expect_status: tuple[int, ...] = (200,)
+    expect_body: str | None = None
+    digest: str | None = None  # MD5 of the whole body, lowercase hex (keepalived's genhash)
+
+
+@dataclass(frozen=True)
 class HealthCheck:
     """A real server's health check, resolved (the service default merged with its own)."""
 
@@ -288,6 +298,17 @@ class HealthCheck:
     tls_verify: bool = False  # https
     script: tuple[str, ...] | None = None  # script: argv
     alpha: bool = False  # the server starts down (out of rotation) until `rise` successes
+    digest: str | None = None  # http(s): MD5 of the body, lowercase hex
+    # http(s): several URLs, each on its own connection, all must pass; empty: the one
+    # given by path / expect_status / expect_body / digest.
+    urls: tuple[HttpUrl, ...] = ()
+
+    @property
+    def http_urls(self) -> tuple[HttpUrl, ...]:
+        """The URLs an HTTP(S) check fetches, in order."""
+        if self.urls:
+            return self.urls
+        return (HttpUrl(self.path, self.expect_status, self.expect_body, self.digest),)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ certificate made here with openssl) and script probes, run by the real ``HealthC
 A checker namespace (203.0.113.1, 2001:db8:3::1) and a server namespace (203.0.113.2,
 2001:db8:3::2) share a bridge. The server is a small threaded Python HTTP(S) server whose
 behaviour is read from a file at each connection: ``ok`` (200 "healthy"), ``500``
-(500 "broken"), ``hang`` (accepts, never answers). Each test walks a check through
+(500 "broken"), ``hang`` (accepts, never answers); whatever the mode, ``/teapot`` answers
+418 "short and stout" and ``/big`` 200 with a 70,000-byte body. Each test walks a check through
 up -> down (server stopped, 500, hang) -> up and checks the rise/fall counts from the
 recorded probe results: a change is reported exactly when the last ``fall`` (``rise``)
 results disagreed with the old state.
@@ -12,6 +13,7 @@ results disagreed with the old state.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -69,6 +71,11 @@ def handle(conn):
                 return
             data += chunk
         status, body = (b"200 OK", b"healthy") if mode == "ok" else (b"500 Oops", b"broken")
+        path = data.split(b" ", 2)[1]
+        if path == b"/teapot":
+            status, body = b"418 Teapot", b"short and stout"
+        elif path == b"/big":
+            status, body = b"200 OK", b"x" * 70000
         conn.sendall(b"HTTP/1.0 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     except OSError:
         pass
@@ -306,6 +313,47 @@ def test_http_body_mismatch_and_expected_status(net: Net) -> None:
 
     run_in(net.checker, main500)
     assert all(r.ok for r in rec.results), rec.results
+
+
+def test_several_urls_status_ranges_and_digest(net: Net) -> None:
+    net.start_server()
+    healthy = hashlib.md5(b"healthy").hexdigest()
+    check = {
+        "type": "http",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "urls": [
+            {"path": "/", "expect_status": "200-299", "digest": healthy},
+            {"path": "/teapot", "expect_status": ["400-418"], "expect_body": "stout"},
+        ],
+    }
+    # Up while both answer; a 500 on the first URL takes it down, named by its path.
+    rec = walk(
+        net,
+        check,
+        [("/: status 500", lambda: net.set_mode("500"), lambda: net.set_mode("ok"))],
+        rise=1,
+        fall=1,
+    )
+    assert {r.reason for r in rec.results if r.ok} == {"ok"}
+
+    # A wrong digest, and a body too large to digest, are failures with their reasons.
+    for url, reason in (
+        ({"path": "/", "digest": "0" * 32}, "digest mismatch"),
+        ({"path": "/big", "digest": healthy}, "body over 65536 bytes for digest"),
+    ):
+        rec = Recorder()
+        cfg = config({"type": "http", "interval": 0.3, "timeout": 0.25, "fall": 1, "urls": [url]})
+
+        async def main(cfg: Any = cfg, rec: Recorder = rec) -> None:
+            checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(checker.run)
+                await wait_state(checker, up=False)
+                nursery.cancel_scope.cancel()
+
+        run_in(net.checker, main)
+        assert rec.results[0] == probes.ProbeResult(False, reason)
 
 
 @pytest.fixture

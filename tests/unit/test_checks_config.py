@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hadirector.config.load import load_mapping, load_text
-from hadirector.config.schema import HealthCheck, RealServer, VirtualServer
+from hadirector.config.schema import HealthCheck, HttpUrl, RealServer, VirtualServer
 from hadirector.errors import ConfigError
 
 VS = "virtual_server[0]"
@@ -221,7 +221,10 @@ INVALID: list[tuple[dict[str, Any], list[str]]] = [
     ),
     (
         service({"type": "http"}, {"expect_status": "200"}),
-        [f'{RS}.check.expect_status: must be an integer, got string "200"'],
+        [
+            f"{RS}.check.expect_status: must be a status code 100..599 "
+            'or a range like "200-299", got "200"'
+        ],
     ),
     (service(None, {"port": 80}), [f"{RS}.check.type: is required"]),
 ]
@@ -239,3 +242,79 @@ def test_every_problem_at_once() -> None:
         f"{VS}.check.fall",
         f"{VS}.check.path",
     ]
+
+
+def test_status_ranges_digest_and_several_urls() -> None:
+    digest = "5D41402ABC4B2A76B9719D911017C592"  # md5("hello"), as genhash prints it
+    check = first_rs(
+        service({"type": "http", "expect_status": ["200-204", 301, "300-301"], "digest": digest})
+    ).check
+    assert check is not None
+    assert check.expect_status == (200, 201, 202, 203, 204, 301, 300)
+    assert check.digest == digest.lower()
+    assert check.http_urls == (HttpUrl("/", check.expect_status, None, digest.lower()),)
+    # urls: each entry names its path; what it leaves out comes from the check's keys.
+    several = first_rs(
+        service(
+            {
+                "type": "https",
+                "expect_status": "200-299",
+                "urls": [
+                    {"path": "/health"},
+                    {"path": "/db", "expect_status": [200], "expect_body": "ok"},
+                    {"path": "/static/logo.png", "digest": digest},
+                ],
+            }
+        )
+    ).check
+    assert several is not None and several.http_urls == (
+        HttpUrl("/health", tuple(range(200, 300))),
+        HttpUrl("/db", (200,), "ok"),
+        HttpUrl("/static/logo.png", tuple(range(200, 300)), None, digest.lower()),
+    )
+    # A real server's own check keeps the service's urls unless it gives its own.
+    merged = first_rs(
+        service({"type": "http", "urls": [{"path": "/a"}, {"path": "/b"}]}, {"port": 8081})
+    ).check
+    assert merged is not None and [u.path for u in merged.http_urls] == ["/a", "/b"]
+    tcp = first_rs(service({"type": "http", "urls": [{"path": "/a"}]}, {"type": "tcp"})).check
+    assert tcp is not None and (tcp.urls, tcp.digest) == ((), None)
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        (
+            {"type": "http", "expect_status": "299-200"},
+            "check.expect_status: must be a status code",
+        ),
+        (
+            {"type": "http", "expect_status": ["200-600"]},
+            "check.expect_status[0]: must be a status code",
+        ),
+        ({"type": "http", "digest": "abc"}, "check.digest: must be an MD5 digest, 32 hexadecimal"),
+        ({"type": "tcp", "digest": "0" * 32}, "check.digest: applies to type http|https only"),
+        ({"type": "http", "urls": []}, "check.urls: must not be empty"),
+        ({"type": "http", "urls": [{"expect_status": 200}]}, "check.urls[0].path: is required"),
+        ({"type": "http", "urls": [{"path": "x"}]}, 'check.urls[0].path: must start with "/"'),
+        (
+            {"type": "http", "urls": [{"path": "/", "colour": 1}]},
+            "check.urls[0].colour: unknown key",
+        ),
+        (
+            {"type": "http", "path": "/", "urls": [{"path": "/a"}]},
+            "check.path: give the path in each",
+        ),
+        (
+            {"type": "http", "urls": [{"path": f"/{i}"} for i in range(17)]},
+            "check.urls: at most 16",
+        ),
+        (
+            {"type": "script", "script": "/bin/true", "urls": [{"path": "/"}]},
+            "check.urls: applies to type http|https only",
+        ),
+    ],
+)
+def test_invalid_urls_and_digests(check: dict[str, Any], expected: str) -> None:
+    found = problems(service(check))
+    assert any(p.startswith(f"{VS}.{expected}") for p in found), found

@@ -4,6 +4,7 @@ reload behaviour against a scripted prober on trio's mock clock."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 from collections.abc import Awaitable, Callable
 
@@ -93,6 +94,19 @@ def test_judge() -> None:
     assert judge(r, (200,), "ell").ok
     assert judge(r, (200,), "bye") == ProbeResult(False, "body mismatch")
     assert judge(r, (204, 301), None) == ProbeResult(False, "status 200")
+
+
+def test_judge_digest() -> None:
+    r = parse_response(OK_RESPONSE, eof=False)
+    assert r is not None and r.complete
+    good = hashlib.md5(r.body).hexdigest()
+    assert judge(r, (200,), None, good).ok
+    assert judge(r, (200,), None, "0" * 32) == ProbeResult(False, "digest mismatch")
+    cut = parse_response(OK_RESPONSE.replace(b"Content-Length: 5", b"Content-Length: 9"), eof=False)
+    assert cut is not None and not cut.complete
+    assert judge(cut, (200,), None, good) == ProbeResult(
+        False, f"body over {probes.MAX_RESPONSE_BYTES} bytes for digest"
+    )
 
 
 def test_request_and_host_header() -> None:
