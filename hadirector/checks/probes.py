@@ -1,4 +1,4 @@
-"""Health probes of one real server: TCP connect, HTTP/HTTPS GET, script.
+"""Health probes of one real server: TCP connect, HTTP/HTTPS GET, UDP, DNS, script.
 
 Each probe runs once and answers a ``ProbeResult`` (up or not, and why in a few words:
 ``connect refused``, ``status 500``, ``timeout 1.0 s``). The whole probe, connect
@@ -9,7 +9,9 @@ the headers end (or, when a body must match, until ``Content-Length`` bytes or c
 never beyond ``MAX_RESPONSE_BYTES``; with a ``digest`` the MD5 of the whole body must
 match (keepalived's ``genhash``). A check with several ``urls`` fetches each in turn, one
 connection each, within the one timeout; all must pass. HTTPS is the same over
-``trio.SSLStream``. A script
+``trio.SSLStream``. UDP sends a payload and wants a reply starting with the expected
+bytes (or, without ``require_reply``, no ICMP port unreachable); DNS sends one query
+(dnsmsg.py) and judges the response's rcode and answers. A script
 runs in its own session and its whole process group is killed on timeout or cancel.
 
 Parsing (``parse_response``, ``judge``) is plain code on bytes, tested on canned input.
@@ -31,6 +33,7 @@ import trio
 
 from hadirector import security
 from hadirector.alerts.notify import kill_group
+from hadirector.checks import dnsmsg
 from hadirector.config.schema import HealthCheck, HttpUrl, IPAddress
 
 MAX_RESPONSE_BYTES = 65536
@@ -155,6 +158,10 @@ async def probe(check: HealthCheck, address: IPAddress, port: int | None) -> Pro
                 return await probe_tcp(address, target_port)
             if check.type in ("http", "https"):
                 return await probe_http(check, address, target_port)
+            if check.type == "udp":
+                return await probe_udp(check, address, target_port)
+            if check.type == "dns":
+                return await probe_dns(check, address, target_port)
             return await probe_script(check, address, port)
         except ConnectionRefusedError:
             return ProbeResult(False, "connect refused")
@@ -248,6 +255,65 @@ async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: 
             data += chunk[: MAX_RESPONSE_BYTES - len(data)]
     finally:
         sock.close()  # no TLS close_notify: the reset ends it
+
+
+#: Share of the timeout a ``udp`` check without ``require_reply`` waits for an ICMP error
+#: (the rest keeps it inside the probe's own timeout).
+UDP_SILENCE_SHARE = 0.9
+
+
+def _udp_socket(address: IPAddress) -> trio.socket.SocketType:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    return trio.socket.socket(family, socket.SOCK_DGRAM)
+
+
+async def probe_udp(check: HealthCheck, address: IPAddress, port: int) -> ProbeResult:
+    """Send the payload; up when the reply starts with ``expect_reply`` (or, when no reply
+    is required, when no ICMP port unreachable comes back within most of the timeout)."""
+    with _udp_socket(address) as sock:
+        await sock.connect((address.compressed, port))
+        await sock.send(bytes.fromhex(check.payload or ""))
+        try:
+            if not (check.require_reply or check.expect_reply is not None):
+                with trio.move_on_after(check.timeout_s * UDP_SILENCE_SHARE):
+                    await sock.recv(65535)  # any answer is up too
+                return UP
+            data = await sock.recv(65535)
+        except ConnectionRefusedError:
+            return ProbeResult(False, "port unreachable")
+    if check.expect_reply is not None and not data.startswith(bytes.fromhex(check.expect_reply)):
+        return ProbeResult(False, "reply mismatch")
+    return UP
+
+
+async def probe_dns(check: HealthCheck, address: IPAddress, port: int) -> ProbeResult:
+    """One query over UDP; up when the response has ``expect_rcode`` and, with
+    ``expect_answer``, that address among its A/AAAA answers. Datagrams that are not the
+    answer to this query (another id) are ignored."""
+    ident = int.from_bytes(os.urandom(2), "big")
+    message = dnsmsg.query(ident, check.query_name, dnsmsg.QTYPES[check.query_type])
+    with _udp_socket(address) as sock:
+        await sock.connect((address.compressed, port))
+        await sock.send(message)
+        while True:
+            try:
+                data = await sock.recv(65535)
+            except ConnectionRefusedError:
+                return ProbeResult(False, "port unreachable")
+            try:
+                response = dnsmsg.read_response(data, ident, message[12:])
+            except dnsmsg.DnsError as exc:
+                if str(exc) == "id mismatch":
+                    continue
+                return ProbeResult(False, f"bad response: {exc}")
+            break
+    if response.rcode != dnsmsg.RCODES[check.expect_rcode]:
+        return ProbeResult(False, f"rcode {response.rcode_name}")
+    if check.expect_answer is not None:
+        found = {record.address() for record in response.answers}
+        if check.expect_answer not in found:
+            return ProbeResult(False, "answer mismatch")
+    return UP
 
 
 _TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}

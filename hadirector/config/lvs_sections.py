@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
+from hadirector.checks import dnsmsg
 from hadirector.config.schema import (
     CHECK_TYPES,
     DEFAULT_PROTOCOL,
@@ -87,6 +88,13 @@ CHECK_KEY_TYPES: Final = {
     "expect_body": ("http", "https"),
     "digest": ("http", "https"),
     "urls": ("http", "https"),
+    "payload": ("udp",),
+    "expect_reply": ("udp",),
+    "require_reply": ("udp",),
+    "query_name": ("dns",),
+    "query_type": ("dns",),
+    "expect_rcode": ("dns",),
+    "expect_answer": ("dns",),
     "host": ("http", "https"),
     "tls_verify": ("https",),
     "script": ("script",),
@@ -604,6 +612,26 @@ class LvsSections(Checker):
                 self.add(t.at("path"), "give the path in each entry of urls, not here")
             first = HttpUrl("/", expect_status, expect_body, digest)
             urls = self.urls(t.raw("urls"), t.at("urls"), first) or ()
+        payload = t.maybe("payload", self.hex_bytes)
+        if payload is None and not t.has("payload"):
+            payload = dflt.payload
+        expect_reply = t.maybe("expect_reply", self.hex_bytes)
+        if expect_reply is None and not t.has("expect_reply"):
+            expect_reply = dflt.expect_reply
+        require_reply = t.opt("require_reply", self.boolean(), dflt.require_reply)
+        query_name = t.opt("query_name", self.dns_name, dflt.query_name)
+        query_type = t.opt("query_type", self.choice(tuple(dnsmsg.QTYPES)), dflt.query_type)
+        expect_rcode = t.opt("expect_rcode", self.choice(tuple(dnsmsg.RCODES)), dflt.expect_rcode)
+        expect_answer = t.maybe("expect_answer", self.dns_answer)
+        if expect_answer is None and not t.has("expect_answer"):
+            expect_answer = dflt.expect_answer
+        if expect_answer is not None and not t.bad("query_type"):
+            want = "A" if ":" not in expect_answer else "AAAA"
+            if query_type != want:
+                self.add(
+                    t.at("expect_answer") if t.has("expect_answer") else t.at("query_type"),
+                    f'an {want} address needs query_type = "{want}", got {query_type}',
+                )
         script = t.maybe("script", self.argv)
         if script is None and not t.has("script"):
             script = dflt.script
@@ -618,6 +646,15 @@ class LvsSections(Checker):
             http_path, expect_status = CHECK.path, CHECK.expect_status
             expect_body, host = CHECK.expect_body, CHECK.host
             digest, urls = CHECK.digest, CHECK.urls
+        if kind != "udp":
+            payload, expect_reply, require_reply = (
+                CHECK.payload,
+                CHECK.expect_reply,
+                CHECK.require_reply,
+            )
+        if kind != "dns":
+            query_name, query_type = CHECK.query_name, CHECK.query_type
+            expect_rcode, expect_answer = CHECK.expect_rcode, CHECK.expect_answer
         if kind != "https":
             tls_verify = CHECK.tls_verify
         if kind != "script":
@@ -640,7 +677,46 @@ class LvsSections(Checker):
             alpha=alpha,
             digest=digest,
             urls=urls,
+            payload=payload,
+            expect_reply=expect_reply,
+            require_reply=require_reply,
+            query_name=query_name,
+            query_type=query_type,
+            expect_rcode=expect_rcode,
+            expect_answer=expect_answer,
         )
+
+    def hex_bytes(self, value: object, path: str) -> str | None:
+        """Bytes written as hexadecimal digits (``"0a1b"``), at most 1,024 bytes."""
+        text = self.text(max_len=2048)(value, path)
+        if text is None:
+            return None
+        compact = text.replace(" ", "")
+        try:
+            bytes.fromhex(compact)
+        except ValueError:
+            self.add(path, f'must be bytes in hexadecimal digits like "0a1b", got {show(value)}')
+            return None
+        return compact.lower()
+
+    def dns_name(self, value: object, path: str) -> str | None:
+        text = self.text(max_len=255)(value, path)
+        if text is None:
+            return None
+        try:
+            dnsmsg.encode_name(text)
+        except (ValueError, UnicodeError) as exc:
+            self.add(path, f"must be a domain name: {exc}")
+            return None
+        return text
+
+    def dns_answer(self, value: object, path: str) -> str | None:
+        if not isinstance(value, str) or parse_ip(value) is None:
+            self.add(path, f"must be an IPv4 or IPv6 address, got {show(value)}")
+            return None
+        address = parse_ip(value)
+        assert address is not None
+        return address.compressed
 
     def digest(self, value: object, path: str) -> str | None:
         """An MD5 digest as 32 hexadecimal digits (what keepalived's genhash prints)."""

@@ -34,7 +34,7 @@ Forwarding = Literal["nat", "dr", "tun", "fullnat"]
 TunnelType = Literal["ipip", "gue", "gre"]
 AuthType = Literal["none", "pass"]
 HealthAction = Literal["quiesce", "remove"]
-CheckType = Literal["tcp", "http", "https", "script"]
+CheckType = Literal["tcp", "http", "https", "script", "udp", "dns"]
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
@@ -68,7 +68,7 @@ SCHEDULER_FLAGS: dict[str, str] = {
 TUNNEL_TYPES: tuple[str, ...] = ("ipip", "gue", "gre")
 TUNNEL_FLAGS: tuple[str, ...] = ("nocsum", "csum", "remcsum")
 HEALTH_ACTIONS: tuple[str, ...] = ("quiesce", "remove")
-CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script")
+CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script", "udp", "dns")
 
 DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
 DEFAULT_STATE_DIR = "/run/hadirector"
@@ -302,6 +302,13 @@ class HealthCheck:
     # http(s): several URLs, each on its own connection, all must pass; empty: the one
     # given by path / expect_status / expect_body / digest.
     urls: tuple[HttpUrl, ...] = ()
+    payload: str | None = None  # udp: the datagram, lowercase hex (None: empty)
+    expect_reply: str | None = None  # udp: hex bytes the reply must start with
+    require_reply: bool = False  # udp: a reply must come (else no ICMP error is enough)
+    query_name: str = "."  # dns
+    query_type: str = "A"  # dns: A, AAAA, NS, SOA, ...
+    expect_rcode: str = "NOERROR"  # dns
+    expect_answer: str | None = None  # dns: an address the A/AAAA answers must hold
 
     @property
     def http_urls(self) -> tuple[HttpUrl, ...]:

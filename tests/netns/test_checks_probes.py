@@ -356,6 +356,113 @@ def test_several_urls_status_ranges_and_digest(net: Net) -> None:
         assert rec.results[0] == probes.ProbeResult(False, reason)
 
 
+UDP_SERVER_CODE = r"""
+import socket, sys
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+port, mode_file = int(sys.argv[1]), sys.argv[2]
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+sock.bind(("::", port))
+print("listening", flush=True)
+while True:
+    data, peer = sock.recvfrom(65535)
+    mode = open(mode_file).read().strip()
+    if mode == "hang":
+        continue
+    if data.startswith(b"ping"):
+        sock.sendto((b"pong" if mode == "ok" else b"nope") + data[4:], peer)
+        continue
+    query = DNS(data)
+    name = query.qd[0].qname
+    if mode != "ok":
+        reply = DNS(id=query.id, qr=1, rd=1, rcode=2, qd=query.qd)
+    elif name == b"svc.example.":
+        reply = DNS(id=query.id, qr=1, rd=1, ra=1, qd=query.qd,
+                    an=DNSRR(rrname=name, type="A", rdata="192.0.2.53"))
+    else:
+        reply = DNS(id=query.id, qr=1, rd=1, rcode=3, qd=query.qd)
+    sock.sendto(bytes(reply), peer)
+"""
+
+
+def start_udp_server(net: Net) -> None:
+    code = net.tmp / "udp_server.py"
+    code.write_text(UDP_SERVER_CODE)
+    proc = net.server.spawn(
+        sys.executable, str(code), str(PORT), str(net.mode_file), stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"listening"
+    net.server_proc = proc
+
+
+def udp_breakers(net: Net) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    return [
+        ("port unreachable", net.stop_server, lambda: start_udp_server(net)),
+        ("timeout 0.25 s", lambda: net.set_mode("hang"), lambda: net.set_mode("ok")),
+    ]
+
+
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_udp_check_with_an_expected_reply(net: Net, address: str) -> None:
+    start_udp_server(net)
+    check = {
+        "type": "udp",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "payload": b"ping-1".hex(),
+        "expect_reply": b"pong-1".hex(),
+    }
+    mismatch = ("reply mismatch", lambda: net.set_mode("500"), lambda: net.set_mode("ok"))
+    walk(net, check, [*udp_breakers(net), mismatch], address=address)
+
+
+def test_udp_check_without_a_reply_is_up_until_port_unreachable(net: Net) -> None:
+    start_udp_server(net)
+    check = {"type": "udp", "interval": 0.3, "timeout": 0.25, "payload": b"hello".hex()}
+    rec = walk(net, check, [udp_breakers(net)[0]], rise=1, fall=1)
+    assert {r.reason for r in rec.results if r.ok} == {"ok"}
+
+
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_dns_check(net: Net, address: str) -> None:
+    start_udp_server(net)
+    check = {
+        "type": "dns",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "query_name": "svc.example",
+        "expect_answer": "192.0.2.53",
+    }
+    servfail = ("rcode SERVFAIL", lambda: net.set_mode("500"), lambda: net.set_mode("ok"))
+    walk(net, check, [*udp_breakers(net), servfail], address=address)
+    # A name the server does not know: NXDOMAIN, which a check can expect.
+    for expected, reason in (("NOERROR", "rcode NXDOMAIN"), ("NXDOMAIN", "ok")):
+        rec = Recorder()
+        cfg = config(
+            {
+                "type": "dns",
+                "interval": 0.3,
+                "timeout": 0.25,
+                "query_name": "gone.example",
+                "expect_rcode": expected,
+                "fall": 1,
+            }
+        )
+
+        async def main(cfg: Any = cfg, rec: Recorder = rec) -> None:
+            checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(checker.run)
+                with trio.fail_after(5):
+                    while not rec.results:
+                        await trio.sleep(0.02)
+                nursery.cancel_scope.cancel()
+
+        run_in(net.checker, main)
+        assert rec.results[0].reason == reason, rec.results
+
+
 @pytest.fixture
 def tls_cert(tmp_path: Path) -> tuple[str, str]:
     if shutil.which("openssl") is None:

@@ -155,7 +155,7 @@ INVALID: list[tuple[dict[str, Any], list[str]]] = [
     (service("tcp"), [f'{VS}.check: must be a table, got string "tcp"']),
     (
         service({"type": "icmp"}),
-        [f'{VS}.check.type: must be one of tcp|http|https|script, got "icmp"'],
+        [f'{VS}.check.type: must be one of tcp|http|https|script|udp|dns, got "icmp"'],
     ),
     (service({"type": "tcp", "port": 0}), [f"{VS}.check.port: must be 1..65535, got 0"]),
     (

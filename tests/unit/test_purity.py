@@ -33,6 +33,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/types.py",
     "hadirector/ipvs/pool.py",
     "hadirector/checks/risefall.py",
+    "hadirector/checks/dnsmsg.py",
     "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",
