@@ -177,9 +177,10 @@ def script_paths(config: Config) -> Iterator[tuple[str, str]]:
             if argv:
                 yield f"virtual_server[{i}].{key}", argv[0]
         for j, rs in enumerate(vs.real_servers):
-            check = rs.check
-            if check is not None and check.script:
-                yield f"virtual_server[{i}].real_server[{j}].check.script", check.script[0]
+            for k, check in enumerate(rs.checks):
+                if check.script:
+                    where = "check" if len(rs.checks) == 1 else f"check[{k}]"
+                    yield f"virtual_server[{i}].real_server[{j}].{where}.script", check.script[0]
             for key, argv in (("notify_up", rs.notify_up), ("notify_down", rs.notify_down)):
                 if argv:
                     yield f"virtual_server[{i}].real_server[{j}].{key}", argv[0]

@@ -1,5 +1,9 @@
 """Scheduling of health checks: one trio task per (virtual service, real server).
 
+A server may have several checks (``check`` as an array): each runs as its own task, and
+the server is down while any of them is; the ``on_change`` hook hears the server's change
+(its first check failing, its last one passing), ``check.down``/``check.up`` each check's.
+
 Each task probes on a fixed cadence: the n-th probe is due at ``start + n * interval``
 (a slow probe does not push later ones back, and there is no random jitter); first probes
 of the configured checks are spread evenly over one interval so a thousand checks do not
@@ -34,6 +38,8 @@ from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.ipvs import model
 
 CheckKey = tuple[model.ServiceKey, model.DestKey]
+#: One check task: its server's key and the check's place among the server's checks.
+RunKey = tuple[model.ServiceKey, model.DestKey, int]
 HealthSink = Callable[[set[CheckKey]], None]
 #: Told of each state change of one check: its key, its spec and the change.
 ChangeHook = Callable[[CheckKey, "CheckSpec", Change], None]
@@ -51,16 +57,16 @@ class CheckSpec:
     check: HealthCheck
 
 
-def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
-    """The checks a configuration asks for, by (service, destination) key."""
-    out: dict[CheckKey, CheckSpec] = {}
+def specs_from_config(config: Config) -> dict[RunKey, CheckSpec]:
+    """The checks a configuration asks for, by (service, destination, index) key."""
+    out: dict[RunKey, CheckSpec] = {}
     for vs in config.virtual_servers:
         skey = model.service_key_of(vs)
         for rs in vs.real_servers:
-            if rs.check is None:
-                continue
             dkey = model.dest_key_of(vs, rs)
-            out[(skey, dkey)] = CheckSpec(str(skey), str(dkey), rs.address, rs.port, rs.check)
+            for index, check in enumerate(rs.checks):
+                spec = CheckSpec(str(skey), str(dkey), rs.address, rs.port, check)
+                out[(skey, dkey, index)] = spec
     return out
 
 
@@ -87,19 +93,20 @@ class HealthChecker:
         self.on_change = on_change
         self.prober = prober
         self.log = logs.get(component="checks")
-        self.running: dict[CheckKey, _Running] = {}
+        self.running: dict[RunKey, _Running] = {}
         self._specs = specs_from_config(config)
         self._nursery: trio.Nursery | None = None
         self._reported: set[CheckKey] = set()  # the sink starts knowing of no failure
 
     @property
     def down(self) -> set[CheckKey]:
-        return {key for key, r in self.running.items() if not r.hysteresis.up}
+        """The servers one of whose checks holds them down."""
+        return {(s, d) for (s, d, _), r in self.running.items() if not r.hysteresis.up}
 
     def down_at_start(self) -> set[CheckKey]:
         """The servers that start down (``alpha``), known before any check task runs: the
         first IPVS reconcile must not put them in rotation even for a moment."""
-        return {key for key, spec in self._specs.items() if spec.check.alpha}
+        return {(s, d) for (s, d, _), spec in self._specs.items() if spec.check.alpha}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -114,7 +121,7 @@ class HealthChecker:
         if self._nursery is not None:
             self._apply(self._specs)
 
-    def _apply(self, specs: dict[CheckKey, CheckSpec]) -> None:
+    def _apply(self, specs: dict[RunKey, CheckSpec]) -> None:
         assert self._nursery is not None
         gone = [k for k in self.running if k not in specs]
         for key in gone:
@@ -145,7 +152,7 @@ class HealthChecker:
             self._reported = down
             self.sink(set(down))
 
-    async def _check_loop(self, key: CheckKey, entry: _Running, first_s: float) -> None:
+    async def _check_loop(self, key: RunKey, entry: _Running, first_s: float) -> None:
         spec = entry.spec
         interval_s = spec.check.interval_s
         with entry.scope:
@@ -160,6 +167,8 @@ class HealthChecker:
                     )
                     result = probes.ProbeResult(False, f"error: {exc!r}")
                 entry.probes += 1
+                pair = (key[0], key[1])
+                was_down = pair in self._reported
                 change = entry.hysteresis.update(result.ok, result.reason)
                 if change is not None:
                     emit = self.log.info if change.up else self.log.warning
@@ -170,8 +179,9 @@ class HealthChecker:
                         check=spec.check.type,
                         reason=change.reason,
                     )
-                    if self.on_change is not None:
-                        self.on_change(key, spec, change)
+                    # The server changes when its first check fails or its last one passes.
+                    if self.on_change is not None and (pair in self.down) != was_down:
+                        self.on_change(pair, spec, change)
                     self._report()
                 now = trio.current_time()
                 due += interval_s
@@ -179,5 +189,5 @@ class HealthChecker:
                     due += math.ceil((now - due) / interval_s) * interval_s
 
 
-def _sort_key(key: CheckKey) -> tuple[object, ...]:
-    return (key[0].sort_key(), key[1].sort_key())
+def _sort_key(key: RunKey) -> tuple[object, ...]:
+    return (key[0].sort_key(), key[1].sort_key(), key[2])

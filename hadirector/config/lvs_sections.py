@@ -72,15 +72,18 @@ IPVS_KEYS: Final = toml_keys(IpvsSettings)
 SYNC_KEYS: Final = toml_keys(SyncDaemonSettings)
 SYNC_MAXLEN_MAX: Final = 65507  # the largest UDP payload over IPv4
 # A service's address holds its port (real servers' likewise); the file says real_server.
-VS_KEYS: Final = toml_keys(VirtualServer, {"port": (), "real_servers": "real_server"})
+VS_KEYS: Final = toml_keys(
+    VirtualServer, {"port": (), "real_servers": "real_server", "extra_checks": ()}
+)
 MATCH_KEYS: Final = toml_keys(FwmarkMatch)
-RS_KEYS: Final = toml_keys(RealServer, {"port": ()})
+RS_KEYS: Final = toml_keys(RealServer, {"port": (), "extra_checks": ()})
 CHECK_KEYS: Final = toml_keys(HealthCheck)
 SORRY_KEYS: Final = toml_keys(SorryServer, {"port": ()})
 URL_KEYS: Final = toml_keys(HttpUrl)
 DIGEST_RE: Final = re.compile(r"[0-9a-fA-F]{32}")
 STATUS_RANGE_RE: Final = re.compile(r"(\d{3})-(\d{3})")
 MAX_URLS: Final = 16
+MAX_CHECKS: Final = 8
 # Check keys that apply to some check types only.
 CHECK_KEY_TYPES: Final = {
     "path": ("http", "https"),
@@ -253,9 +256,10 @@ class LvsSections(Checker):
         netmask = self.persistence_netmask(t, family)
 
         health_action = t.opt("health_action", self.choice(HEALTH_ACTIONS), SERVICE.health_action)
-        default_check = t.maybe("check", lambda v, p: self.health_check(v, p, None))
+        default_checks = t.maybe("check", lambda v, p: self.check_list(v, p, ())) or ()
+        default_check = default_checks[0] if default_checks else None
         is_fwmark = has_fwmark and not has_address
-        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_check)
+        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_checks)
         quorum = t.opt("quorum", self.integer(1, INT32_MAX), SERVICE.quorum)
         hysteresis = t.opt("hysteresis", self.integer(0, INT32_MAX), SERVICE.hysteresis)
         quorum_up = t.maybe("quorum_up", self.argv)
@@ -314,6 +318,7 @@ class LvsSections(Checker):
             real_servers=tuple(real_servers),
             health_action=cast(Any, health_action),
             check=default_check,
+            extra_checks=default_checks[1:],
             quorum=quorum,
             hysteresis=hysteresis,
             quorum_up=quorum_up,
@@ -476,7 +481,7 @@ class LvsSections(Checker):
         service_port: int | None,
         is_fwmark: bool,
         forwarding: str,
-        default_check: HealthCheck | None = None,
+        default_checks: tuple[HealthCheck, ...] = (),
     ) -> list[RealServer]:
         if not vs.has("real_server"):
             return []
@@ -513,9 +518,9 @@ class LvsSections(Checker):
             resolved = own or forwarding
             notify_up = t.maybe("notify_up", self.argv)
             notify_down = t.maybe("notify_down", self.argv)
-            check = default_check
+            checks = default_checks
             if t.has("check"):
-                check = t.maybe("check", lambda v, p: self.health_check(v, p, default_check))
+                checks = t.maybe("check", lambda v, p: self.check_list(v, p, default_checks)) or ()
             if endpoint is None:
                 continue
             address, port = endpoint
@@ -542,13 +547,17 @@ class LvsSections(Checker):
             if any(r.key == (address, port) for r in out):
                 self.add(t.at("address"), f"duplicate real server {show(t.raw('address'))}")
                 continue
-            if check is not None and check.type != "script" and check.port is None and not port:
+            portless = [k for k, c in enumerate(checks) if c.type != "script" and c.port is None]
+            if portless and not port:
                 where = t.at("check") if t.has("check") else vs.at("check")
+                raw = t.raw("check") if t.has("check") else vs.raw("check")
+                if isinstance(raw, list):
+                    where = f"{where}[{portless[0]}]"
                 self.add(
                     f"{where}.port",
                     f"is required: real server {show(t.raw('address'))} has no port to check",
                 )
-                check = None
+                checks = ()
             out.append(
                 RealServer(
                     address,
@@ -557,12 +566,34 @@ class LvsSections(Checker):
                     upper,
                     lower,
                     cast(Any, resolved),
-                    check,
+                    checks[0] if checks else None,
                     notify_up,
                     notify_down,
+                    checks[1:],
                 )
             )
         return out
+
+    def check_list(
+        self, value: object, path: str, base: tuple[HealthCheck, ...]
+    ) -> tuple[HealthCheck, ...] | None:
+        """``check``: one table, or an array of tables (several checks, all must pass).
+
+        A real server's single table is merged key by key onto the service's single
+        check; an array, or a table where the service has several, replaces them."""
+        if isinstance(value, list):
+            if not value:
+                self.add(path, "must not be empty (leave check out for no check)")
+                return None
+            if len(value) > MAX_CHECKS:
+                self.add(path, f"at most {MAX_CHECKS} checks, got {len(value)}")
+                return None
+            found = [self.health_check(v, f"{path}[{i}]", None) for i, v in enumerate(value)]
+            if any(c is None for c in found):
+                return None
+            return tuple(c for c in found if c is not None)
+        one = self.health_check(value, path, base[0] if len(base) == 1 else None)
+        return None if one is None else (one,)
 
     def health_check(
         self, value: object, path: str, base: HealthCheck | None

@@ -331,6 +331,13 @@ class RealServer:
     check: HealthCheck | None = None  # None: no health check (always in rotation)
     notify_up: tuple[str, ...] | None = None  # argv run when its check brings it back
     notify_down: tuple[str, ...] | None = None  # argv run when its check takes it out
+    # Checks beyond ``check`` (``check`` given as an array): all must pass.
+    extra_checks: tuple[HealthCheck, ...] = ()
+
+    @property
+    def checks(self) -> tuple[HealthCheck, ...]:
+        """Every check of this server, in order (empty: always in rotation)."""
+        return () if self.check is None else (self.check, *self.extra_checks)
 
     @property
     def key(self) -> tuple[IPAddress, int | None]:
@@ -380,6 +387,8 @@ class VirtualServer:
     sorry_server: SorryServer | None = None
     # Seconds over which a recovered server's weight climbs back (0: at once).
     slow_start_s: float = 0.0
+    # Default checks beyond ``check`` (``check`` given as an array).
+    extra_checks: tuple[HealthCheck, ...] = ()
 
     @property
     def key(self) -> ServiceKey:

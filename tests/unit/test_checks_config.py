@@ -318,3 +318,43 @@ def test_status_ranges_digest_and_several_urls() -> None:
 def test_invalid_urls_and_digests(check: dict[str, Any], expected: str) -> None:
     found = problems(service(check))
     assert any(p.startswith(f"{VS}.{expected}") for p in found), found
+
+
+def test_several_checks_per_server() -> None:
+    tcp, http = {"type": "tcp"}, {"type": "http", "path": "/health"}
+    vs = loaded(service([tcp, http]))
+    rs = vs.real_servers[0]
+    assert [c.type for c in rs.checks] == ["tcp", "http"]
+    assert rs.check == rs.checks[0] and [c.type for c in vs.extra_checks] == ["http"]
+    # A real server's own array replaces the service's; so does a table where the
+    # service has several; a table onto one check still merges key by key.
+    assert [
+        c.type
+        for c in first_rs(service([tcp, http], [{"type": "script", "script": "/bin/true"}])).checks
+    ] == ["script"]
+    assert [c.type for c in first_rs(service([tcp, http], {"type": "https"})).checks] == ["https"]
+    merged = first_rs(service({"type": "http", "path": "/a"}, {"expect_status": 204})).checks
+    assert [(c.type, c.path, c.expect_status) for c in merged] == [("http", "/a", (204,))]
+    assert first_rs(service()).checks == ()
+
+
+@pytest.mark.parametrize(
+    ("vs", "expected"),
+    [
+        (service([]), f"{VS}.check: must not be empty"),
+        (service([{"type": "tcp"}] * 9), f"{VS}.check: at most 8 checks, got 9"),
+        (service([{"type": "tcp"}, {"path": "/"}]), f"{VS}.check[1].type: is required"),
+        (
+            service(
+                [{"type": "script", "script": "/bin/true"}, {"type": "tcp"}],
+                address="192.0.2.10:0",
+                persistence_timeout=60,
+            )
+            | {"real_server": [{"address": "198.51.100.11"}]},
+            f"{VS}.check[1].port: is required",
+        ),
+    ],
+)
+def test_invalid_check_arrays(vs: dict[str, Any], expected: str) -> None:
+    found = problems(vs)
+    assert any(p.startswith(expected) for p in found), found

@@ -282,3 +282,69 @@ def test_a_probe_that_raises_counts_as_a_failure() -> None:
     run_mocked(main)
     assert down_servers(reports) == [{"198.51.100.12"}]
     assert sum(1 for _, a in prober.calls if a == "198.51.100.12") == 3  # kept probing
+
+
+class TypedProber:
+    """Answers by check type from a mutable set of failing types."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+
+    async def __call__(
+        self, check: HealthCheck, address: IPAddress, port: int | None
+    ) -> ProbeResult:
+        await trio.sleep(0.05)
+        if check.type in self.failing:
+            return ProbeResult(False, f"{check.type} failed")
+        return probes.UP
+
+
+def test_a_server_with_several_checks_is_down_while_any_fails() -> None:
+    cfg = load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "check": [
+                        {"type": "tcp", "interval": 1, "rise": 1, "fall": 1},
+                        {"type": "http", "interval": 1, "rise": 1, "fall": 1},
+                    ],
+                    "real_server": [{"address": "198.51.100.11:8080"}],
+                }
+            ]
+        }
+    )
+    prober = TypedProber()
+    changes: list[tuple[str, bool, str]] = []
+
+    async def main() -> None:
+        reports: list[set[CheckKey]] = []
+        checker = HealthChecker(
+            cfg,
+            reports.append,
+            prober=prober,
+            on_change=lambda key, spec, change: changes.append(
+                (str(key[1]), change.up, change.reason)
+            ),
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            assert len(checker.running) == 2  # one task per check
+            await trio.sleep(2.2)
+            prober.failing = {"http"}  # the second check fails: the server goes
+            await trio.sleep(2)
+            prober.failing = {"http", "tcp"}  # both: no second change
+            await trio.sleep(2)
+            prober.failing = {"http"}  # one passes again: still down
+            await trio.sleep(2)
+            assert checker.down == {next(iter(checker.running))[:2]}
+            prober.failing = set()  # the last one passes: back
+            await trio.sleep(2)
+            nursery.cancel_scope.cancel()
+        assert down_servers(reports) == [{"198.51.100.11"}, set()]
+
+    run_mocked(main)
+    assert changes == [
+        ("198.51.100.11:8080", False, "http failed"),
+        ("198.51.100.11:8080", True, "ok"),
+    ]
