@@ -223,10 +223,12 @@ async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: 
     stream: trio.abc.Stream = trio.SocketStream(sock)
     try:
         if tls:
+            name = check.tls_server_name or check.host
             stream = trio.SSLStream(
                 stream,
-                _tls_context(check.tls_verify),
-                server_hostname=(check.host or address.compressed) if check.tls_verify else None,
+                _tls_context(check),
+                # SNI: the name given; verification: that name, or the address.
+                server_hostname=name or (address.compressed if check.tls_verify else None),
             )
         await stream.send_all(request_bytes(url.path, host))
         data = bytearray()
@@ -316,18 +318,23 @@ async def probe_dns(check: HealthCheck, address: IPAddress, port: int) -> ProbeR
     return UP
 
 
-_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+_TLS_CONTEXTS: dict[tuple[bool, str | None, str | None, str | None], ssl.SSLContext] = {}
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
-    """One client context per verification mode, built once (building one costs ~ms)."""
-    ctx = _TLS_CONTEXTS.get(verify)
+def _tls_context(check: HealthCheck) -> ssl.SSLContext:
+    """One client context per verification mode, CA file and client certificate, built
+    once per process (building one costs ~ms; the files are read then, so a file changed
+    in place is seen after a restart, a new path at once)."""
+    key = (check.tls_verify, check.tls_ca_file, check.tls_cert_file, check.tls_key_file)
+    ctx = _TLS_CONTEXTS.get(key)
     if ctx is None:
-        ctx = ssl.create_default_context()
-        if not verify:
+        ctx = ssl.create_default_context(cafile=check.tls_ca_file)
+        if not check.tls_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        _TLS_CONTEXTS[verify] = ctx
+        if check.tls_cert_file is not None:
+            ctx.load_cert_chain(check.tls_cert_file, check.tls_key_file)
+        _TLS_CONTEXTS[key] = ctx
     return ctx
 
 

@@ -100,6 +100,10 @@ CHECK_KEY_TYPES: Final = {
     "expect_answer": ("dns",),
     "host": ("http", "https"),
     "tls_verify": ("https",),
+    "tls_ca_file": ("https",),
+    "tls_cert_file": ("https",),
+    "tls_key_file": ("https",),
+    "tls_server_name": ("https",),
     "script": ("script",),
 }
 HTTP_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
@@ -634,6 +638,23 @@ class LvsSections(Checker):
             host = dflt.host
         tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
         alpha = t.opt("alpha", self.boolean(), dflt.alpha)
+        tls: dict[str, str | None] = {}
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            tls[key] = t.maybe(key, self.abspath())
+            if tls[key] is None and not t.has(key):
+                tls[key] = getattr(dflt, key)
+        tls_server_name = t.maybe("tls_server_name", self.text(max_len=255, pattern=HTTP_TOKEN_RE))
+        if tls_server_name is None and not t.has("tls_server_name"):
+            tls_server_name = dflt.tls_server_name
+        if (tls["tls_cert_file"] is None) != (tls["tls_key_file"] is None):
+            missing = "tls_key_file" if tls["tls_key_file"] is None else "tls_cert_file"
+            self.add(
+                t.at(missing), "is required with tls_cert_file / tls_key_file (both or neither)"
+            )
+        if tls["tls_ca_file"] is not None:
+            if t.has("tls_verify") and not tls_verify and not t.bad("tls_verify"):
+                self.add(t.at("tls_verify"), "cannot be false with tls_ca_file")
+            tls_verify = True
         digest = t.maybe("digest", self.digest)
         if digest is None and not t.has("digest"):
             digest = dflt.digest
@@ -688,6 +709,8 @@ class LvsSections(Checker):
             expect_rcode, expect_answer = CHECK.expect_rcode, CHECK.expect_answer
         if kind != "https":
             tls_verify = CHECK.tls_verify
+            tls = {k: None for k in tls}
+            tls_server_name = None
         if kind != "script":
             script = None
         elif script is None:
@@ -715,6 +738,10 @@ class LvsSections(Checker):
             query_type=query_type,
             expect_rcode=expect_rcode,
             expect_answer=expect_answer,
+            tls_ca_file=tls["tls_ca_file"],
+            tls_cert_file=tls["tls_cert_file"],
+            tls_key_file=tls["tls_key_file"],
+            tls_server_name=tls_server_name,
         )
 
     def hex_bytes(self, value: object, path: str) -> str | None:

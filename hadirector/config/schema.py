@@ -309,6 +309,10 @@ class HealthCheck:
     query_type: str = "A"  # dns: A, AAAA, NS, SOA, ...
     expect_rcode: str = "NOERROR"  # dns
     expect_answer: str | None = None  # dns: an address the A/AAAA answers must hold
+    tls_ca_file: str | None = None  # https: verify against this CA file (turns tls_verify on)
+    tls_cert_file: str | None = None  # https: client certificate (with tls_key_file)
+    tls_key_file: str | None = None
+    tls_server_name: str | None = None  # https: SNI and the name verified; None: host/address
 
     @property
     def http_urls(self) -> tuple[HttpUrl, ...]:

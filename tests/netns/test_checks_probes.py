@@ -49,6 +49,9 @@ ctx = None
 if cert != "-":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+    if len(sys.argv) > 5:  # client certificates required, signed by this CA
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(sys.argv[5])
 srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -104,7 +107,7 @@ class Net:
     tmp: Path
     mode_file: Path
     server_proc: subprocess.Popen[bytes] | None = None
-    cert: tuple[str, str] = ("-", "-")
+    cert: tuple[str, ...] = ("-", "-")
 
     def set_mode(self, mode: str) -> None:
         self.mode_file.write_text(mode)
@@ -481,7 +484,7 @@ def tls_cert(tmp_path: Path) -> tuple[str, str]:
             "-subj",
             "/CN=rs.test",
             "-addext",
-            f"subjectAltName=IP:{SERVER_V4},IP:{SERVER_V6}",
+            f"subjectAltName=IP:{SERVER_V4},IP:{SERVER_V6},DNS:rs.test",
             "-keyout",
             str(key),
             "-out",
@@ -517,6 +520,40 @@ def test_https_verify_refuses_a_self_signed_certificate(
 
     run_in(net.checker, main)
     assert rec.results[0].reason.startswith("tls: CERTIFICATE_VERIFY_FAILED"), rec.results[0]
+
+
+def first_result(cfg: Any, net: Net) -> probes.ProbeResult:
+    rec = Recorder()
+
+    async def main() -> None:
+        checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            with trio.fail_after(5):
+                while not rec.results:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    run_in(net.checker, main)
+    return rec.results[0]
+
+
+def test_https_with_our_ca_sni_name_and_a_client_certificate(
+    net: Net, tls_cert: tuple[str, str]
+) -> None:
+    cert, key = tls_cert
+    net.cert = (cert, key, cert)  # the server requires a client certificate it signed
+    net.start_server()
+    base = {**HTTP_CHECK, "type": "https", "tls_ca_file": cert}
+    with_client = {**base, "tls_cert_file": cert, "tls_key_file": key}
+    # Our CA verifies the address (an IP SAN), and the SNI name when one is given.
+    assert first_result(config(with_client), net) == probes.UP
+    assert first_result(config({**with_client, "tls_server_name": "rs.test"}), net) == probes.UP
+    wrong = first_result(config({**with_client, "tls_server_name": "other.test"}), net)
+    assert wrong.reason.startswith("tls: CERTIFICATE_VERIFY_FAILED"), wrong
+    # Without a client certificate the server refuses the handshake.
+    refused = first_result(config(base), net)
+    assert not refused.ok and refused.reason.startswith(("tls:", "connection")), refused
 
 
 def test_script_check_kills_the_group_on_timeout(net: Net) -> None:

@@ -358,3 +358,42 @@ def test_several_checks_per_server() -> None:
 def test_invalid_check_arrays(vs: dict[str, Any], expected: str) -> None:
     found = problems(vs)
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_tls_files_and_server_name() -> None:
+    check = first_rs(
+        service(
+            {
+                "type": "https",
+                "tls_ca_file": "/etc/hadirector/ca.pem",
+                "tls_cert_file": "/etc/hadirector/client.pem",
+                "tls_key_file": "/etc/hadirector/client.key",
+                "tls_server_name": "www.example.org",
+            }
+        )
+    ).check
+    assert check is not None and check.tls_verify  # a CA file turns verification on
+    assert (check.tls_ca_file, check.tls_server_name) == (
+        "/etc/hadirector/ca.pem",
+        "www.example.org",
+    )
+    plain = first_rs(service({"type": "http"})).check
+    assert plain is not None and (plain.tls_ca_file, plain.tls_server_name) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        ({"type": "https", "tls_cert_file": "/c.pem"}, "check.tls_key_file: is required with"),
+        ({"type": "https", "tls_key_file": "/k.pem"}, "check.tls_cert_file: is required with"),
+        ({"type": "https", "tls_ca_file": "ca.pem"}, "check.tls_ca_file: must be an absolute path"),
+        (
+            {"type": "https", "tls_ca_file": "/ca.pem", "tls_verify": False},
+            "check.tls_verify: cannot be false with tls_ca_file",
+        ),
+        ({"type": "http", "tls_server_name": "a"}, "check.tls_server_name: applies to type https"),
+    ],
+)
+def test_invalid_tls_options(check: dict[str, Any], expected: str) -> None:
+    found = problems(service(check))
+    assert any(p.startswith(f"{VS}.{expected}") for p in found), found
