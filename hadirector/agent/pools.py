@@ -79,6 +79,7 @@ class PoolKeeper:
         self.subscribers: list[Subscriber] = []
         self.log = logs.get(component="pools")
         self._servers = _servers_of(config)
+        self._groups = _groups_of(config)
         self._any_quorum = True
 
     def subscribe(self, callback: Subscriber) -> None:
@@ -111,13 +112,17 @@ class PoolKeeper:
         word = "drained" if drained else "undrained"
         if (found in self.drained) == drained:
             return True, f"{skey} {dkey} was already {word}"
-        if drained:
-            self.drained.add(found)
-            self.slow.cancel(found)
-        else:
-            self.drained.discard(found)
-            if found not in self.down:
-                self._begin_slow_start(found)
+        # A server of a virtual_server_group is drained in every service of the group.
+        pairs = [(member, dkey) for member in self._groups.get(skey, (skey,))]
+        found = pairs[0]
+        for pair in pairs:
+            if drained:
+                self.drained.add(pair)
+                self.slow.cancel(pair)
+            else:
+                self.drained.discard(pair)
+                if pair not in self.down:
+                    self._begin_slow_start(pair)
         saved = self._save_drained()
         self.log.warning(
             "pool.drain" if drained else "pool.undrain",
@@ -142,6 +147,7 @@ class PoolKeeper:
         """A reload: servers no longer configured are forgotten, quorum re-evaluated."""
         self.config = config
         self._servers = _servers_of(config)
+        self._groups = _groups_of(config)
         self.slow.forget(set(self._servers))
         kept = self.drained & set(self._servers)
         if kept != self.drained:
@@ -264,6 +270,9 @@ class PoolKeeper:
         by_key = {model.service_key_of(vs): vs for vs in services}
         for change in changes:
             vs = by_key[change.service]
+            members = self._groups.get(change.service)
+            if members is not None and change.service != members[0]:
+                continue  # a group's services share one pool: said once, for the first
             self._quorum_change(vs, change)
         self.ipvs.set_health(
             set(self.down),
@@ -292,6 +301,7 @@ class PoolKeeper:
             hysteresis=change.hysteresis,
             threshold=change.threshold,
             sorry_server=sorry,
+            group=vs.group,
         )
         argv = vs.quorum_up if change.up else vs.quorum_down
         if argv is not None:
@@ -312,6 +322,15 @@ class PoolKeeper:
     def lost_names(self) -> tuple[str, ...]:
         """The services without quorum, sorted (for the status)."""
         return tuple(sorted(str(k) for k in self.core.lost))
+
+
+def _groups_of(config: Config) -> dict[model.ServiceKey, tuple[model.ServiceKey, ...]]:
+    """Each service of a virtual_server_group -> every service of the group, in order."""
+    members: dict[str, list[model.ServiceKey]] = {}
+    for vs in config.virtual_servers:
+        if vs.group is not None:
+            members.setdefault(vs.group, []).append(model.service_key_of(vs))
+    return {key: tuple(keys) for keys in members.values() for key in keys}
 
 
 def _servers_of(config: Config) -> dict[Pair, tuple[VirtualServer, RealServer]]:

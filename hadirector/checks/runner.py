@@ -1,5 +1,8 @@
 """Scheduling of health checks: one trio task per (virtual service, real server).
 
+The services of one ``virtual_server_group`` share one check per real server (run for the
+group's first service; its verdict holds for every member).
+
 A server may have several checks (``check`` as an array): each runs as its own task, and
 the server is down while any of them is; the ``on_change`` hook hears the server's change
 (its first check failing, its last one passing), ``check.down``/``check.up`` each check's.
@@ -55,17 +58,29 @@ class CheckSpec:
     address: IPAddress
     port: int | None
     check: HealthCheck
+    # Services of the same virtual_server_group that share this check's verdict.
+    members: tuple[model.ServiceKey, ...] = ()
 
 
 def specs_from_config(config: Config) -> dict[RunKey, CheckSpec]:
     """The checks a configuration asks for, by (service, destination, index) key."""
     out: dict[RunKey, CheckSpec] = {}
+    grouped: dict[str, list[model.ServiceKey]] = {}
+    for vs in config.virtual_servers:
+        if vs.group is not None:
+            grouped.setdefault(vs.group, []).append(model.service_key_of(vs))
     for vs in config.virtual_servers:
         skey = model.service_key_of(vs)
+        members: tuple[model.ServiceKey, ...] = ()
+        if vs.group is not None:
+            keys = grouped[vs.group]
+            if skey != keys[0]:
+                continue  # one check per real server of a group: its first service's
+            members = tuple(keys[1:])
         for rs in vs.real_servers:
             dkey = model.dest_key_of(vs, rs)
             for index, check in enumerate(rs.checks):
-                spec = CheckSpec(str(skey), str(dkey), rs.address, rs.port, check)
+                spec = CheckSpec(str(skey), str(dkey), rs.address, rs.port, check, members)
                 out[(skey, dkey, index)] = spec
     return out
 
@@ -100,13 +115,24 @@ class HealthChecker:
 
     @property
     def down(self) -> set[CheckKey]:
-        """The servers one of whose checks holds them down."""
-        return {(s, d) for (s, d, _), r in self.running.items() if not r.hysteresis.up}
+        """The servers one of whose checks holds them down (in every service of a
+        virtual_server_group)."""
+        out: set[CheckKey] = set()
+        for (s, d, _), r in self.running.items():
+            if not r.hysteresis.up:
+                out.add((s, d))
+                out.update((m, d) for m in r.spec.members)
+        return out
 
     def down_at_start(self) -> set[CheckKey]:
         """The servers that start down (``alpha``), known before any check task runs: the
         first IPVS reconcile must not put them in rotation even for a moment."""
-        return {(s, d) for (s, d, _), spec in self._specs.items() if spec.check.alpha}
+        out: set[CheckKey] = set()
+        for (s, d, _), spec in self._specs.items():
+            if spec.check.alpha:
+                out.add((s, d))
+                out.update((m, d) for m in spec.members)
+        return out
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -37,6 +37,7 @@ from hadirector.config.schema import (
     SyncDaemonSettings,
     SyncGroup,
     VirtualServer,
+    VirtualServerGroup,
 )
 from hadirector.config.validate import (
     INT32_MAX,
@@ -64,6 +65,7 @@ __all__ = [
     "SORRY_KEYS",
     "SYNC_KEYS",
     "URL_KEYS",
+    "VS_GROUP_KEYS",
     "VS_KEYS",
     "LvsSections",
 ]
@@ -76,6 +78,8 @@ VS_KEYS: Final = toml_keys(
     VirtualServer, {"port": (), "real_servers": "real_server", "extra_checks": ()}
 )
 MATCH_KEYS: Final = toml_keys(FwmarkMatch)
+VS_GROUP_KEYS: Final = toml_keys(VirtualServerGroup)
+MAX_GROUP_RANGE: Final = 256
 RS_KEYS: Final = toml_keys(RealServer, {"port": (), "extra_checks": ()})
 CHECK_KEYS: Final = toml_keys(HealthCheck)
 SORRY_KEYS: Final = toml_keys(SorryServer, {"port": ()})
@@ -862,14 +866,125 @@ class LvsSections(Checker):
             return None
         return self.choice(("nat", "dr", "tun"))(value, path)
 
-    def check_services(self, servers: Sequence[VirtualServer | None]) -> None:
+    def vs_groups(
+        self, tables: Sequence[Mapping[str, object] | None]
+    ) -> dict[str, VirtualServerGroup | None]:
+        """``[[virtual_server_group]]``: name, ``addresses`` ("ip:port", IPv4 ranges
+        "192.0.2.10-20:80") and ``fwmarks``; by name (None: a group with problems)."""
+        out: dict[str, VirtualServerGroup | None] = {}
+        for i, data in enumerate(tables):
+            path = f"virtual_server_group[{i}]"
+            if data is None:
+                continue
+            t = Table(self, data, path, VS_GROUP_KEYS)
+            name = t.req("name", self.name())
+            addresses: list[str] = []
+            if t.has("addresses"):
+                items = self.array(t.raw("addresses"), t.at("addresses")) or []
+                for j, item in enumerate(items):
+                    addresses += self.group_address(item, f"{t.at('addresses')}[{j}]")
+            fwmarks = t.many("fwmarks", self.integer(1, UINT32_MAX))
+            if not t.has("addresses") and not t.has("fwmarks"):
+                self.add(path, "needs addresses or fwmarks")
+            if name is None:
+                continue
+            if name in out:
+                self.add(t.at("name"), f"duplicate name {quote(name)}")
+                continue
+            ok = not (t.bad("addresses") or t.bad("fwmarks"))
+            group = VirtualServerGroup(name, tuple(dict.fromkeys(addresses)), fwmarks)
+            out[name] = group if ok and (group.addresses or group.fwmarks) else None
+        return out
+
+    def group_address(self, value: object, path: str) -> list[str]:
+        """One member: "ip:port", "[ipv6]:port", or an IPv4 range "192.0.2.10-20:80"."""
+        form = '"ip:port", "[ipv6]:port" or "192.0.2.10-20:80"'
+        if not isinstance(value, str):
+            self.add(path, f"must be a string ({form}), {got(value)}")
+            return []
+        host, port_text = split_endpoint(value)
+        if host is None or port_text is None or not port_text.isdigit():
+            self.add(path, f"must be {form}, got {show(value)}")
+            return []
+        port = int(port_text)
+        if port > 65535:
+            self.add(path, f"port must be 0..65535, got {show(value)}")
+            return []
+        first, dash, last_text = host.rpartition("-")
+        if not dash:
+            address = parse_ip(host)
+            if address is None:
+                self.add(path, f"must be {form}, got {show(value)}")
+                return []
+            shown = address.compressed if address.version == 4 else f"[{address.compressed}]"
+            return [f"{shown}:{port}"]
+        start = parse_ip(first)
+        if start is None or start.version != 4 or not last_text.isdigit():
+            self.add(path, f"ranges are IPv4, last octet: {form}, got {show(value)}")
+            return []
+        octets = start.compressed.split(".")
+        low, high = int(octets[3]), int(last_text)
+        if not low <= high <= 255:
+            self.add(path, f"range end must be {low}..255, got {show(value)}")
+            return []
+        prefix = ".".join(octets[:3])
+        return [f"{prefix}.{n}:{port}" for n in range(low, high + 1)]
+
+    def grouped_virtual_servers(
+        self,
+        data: Mapping[str, object] | None,
+        path: str,
+        groups: Mapping[str, VirtualServerGroup | None],
+    ) -> list[VirtualServer | None]:
+        """A ``[[virtual_server]]``: itself, or with ``group``, one service per member of
+        the group (the same pool, scheduler and checks), each marked with the group."""
+        if data is None or "group" not in data:
+            return [self.virtual_server(data, path)]
+        name = data["group"]
+        if "address" in data or "fwmark" in data:
+            self.add(f"{path}.group", "give group, or address / fwmark, not both")
+            return [None]
+        group = groups.get(name) if isinstance(name, str) else None
+        if group is None:
+            if isinstance(name, str) and name in groups:
+                return [None]  # the group has problems of its own
+            self.add(f"{path}.group", f"no [[virtual_server_group]] named {show(name)}")
+            return [None]
+        before = len(self.problems)
+        out: list[VirtualServer | None] = []
+        members: list[dict[str, object]] = [{"address": a} for a in group.addresses]
+        members += [{"fwmark": m} for m in group.fwmarks]
+        for member in members:
+            raw = {k: v for k, v in data.items() if k != "group"}
+            if "address" in member:
+                raw.pop("family", None)
+                raw.pop("match", None)
+            else:
+                raw.pop("protocol", None)
+            raw.update(member)
+            vs = self.virtual_server(raw, path)
+            out.append(None if vs is None else dataclasses.replace(vs, group=group.name))
+        # Every member repeats the table's own problems: say each once.
+        fresh = self.problems[before:]
+        del self.problems[before:]
+        for problem in fresh:
+            if problem not in self.problems:
+                self.problems.append(problem)
+        return out
+
+    def check_services(
+        self, servers: Sequence[VirtualServer | None], tables: Sequence[int] | None = None
+    ) -> None:
+        """Services unique by key; ``tables`` gives each service's table index (a group
+        expands one table into several services)."""
         seen: dict[ServiceKey, int] = {}
-        for i, vs in enumerate(servers):
+        for n, vs in enumerate(servers):
             if vs is None:
                 continue
+            i = n if tables is None else tables[n]
             key = vs.key
             if key in seen:
-                field = "fwmark" if vs.fwmark is not None else "address"
+                field = "group" if vs.group is not None else "fwmark" if vs.fwmark else "address"
                 self.add(
                     f"virtual_server[{i}].{field}",
                     f"duplicate service {_service_text(key)} (also virtual_server[{seen[key]}])",

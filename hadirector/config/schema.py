@@ -393,6 +393,8 @@ class VirtualServer:
     slow_start_s: float = 0.0
     # Default checks beyond ``check`` (``check`` given as an array).
     extra_checks: tuple[HealthCheck, ...] = ()
+    # The virtual_server_group this service was expanded from (None: its own address).
+    group: str | None = None
 
     @property
     def key(self) -> ServiceKey:
@@ -412,6 +414,15 @@ class VirtualServer:
 
 
 @dataclass(frozen=True)
+class VirtualServerGroup:
+    """A ``[[virtual_server_group]]``: addresses and marks sharing one pool of servers."""
+
+    name: str
+    addresses: tuple[str, ...] = ()  # "ip:port" each, ranges expanded
+    fwmarks: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one director."""
 
@@ -422,6 +433,7 @@ class Config:
     track_files: tuple[TrackFile, ...] = ()
     ipvs: IpvsSettings = field(default_factory=IpvsSettings)
     virtual_servers: tuple[VirtualServer, ...] = ()
+    virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)

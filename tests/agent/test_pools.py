@@ -279,3 +279,37 @@ def test_the_pool_commands_are_among_the_scripts_security_checks() -> None:
         "virtual_server[0].real_server[0].notify_up": "/usr/local/bin/rs",
         "virtual_server[0].real_server[0].notify_down": "/usr/local/bin/rs",
     }
+
+
+def test_a_group_says_its_quorum_once_and_drains_everywhere(tmp_path: Path) -> None:
+    text = f"""
+[global]
+state_dir = "{tmp_path}"
+[[virtual_server_group]]
+name = "web"
+addresses = ["192.0.2.100-101:80"]
+[[virtual_server]]
+group = "web"
+quorum_down = "/usr/local/bin/pool down"
+  [[virtual_server.real_server]]
+  address = "198.51.100.11:80"
+"""
+    config = load_text(text)
+    keys = [model.service_key_of(vs) for vs in config.virtual_servers]
+    rs = model.DestKey.of("198.51.100.11", 80)
+    ipvs = RecordingIpvs()
+    runner = notify.NotifyRunner()
+    events: list[pool.PoolEvent] = []
+    keeper = PoolKeeper(config, ipvs, runner, lambda up: None)
+    keeper.subscribe(events.append)
+    keeper.start(set())
+    keeper.set_down({(k, rs) for k in keys})  # as the checker reports a group's server
+    assert ipvs.calls[-1][2] == frozenset(keys)  # both services lack quorum
+    assert [e for e in events if isinstance(e, pool.QuorumChange)] == [
+        pool.QuorumChange(keys[0], False, 0, 1, 0)
+    ]
+    assert queued(runner) == [("/usr/local/bin/pool", "down")]  # once, not per address
+
+    keeper.set_down(set())
+    assert keeper.drain("tcp 192.0.2.101:80", "198.51.100.11:80", True)[0]
+    assert ipvs.calls[-1][1] == frozenset((k, rs) for k in keys)

@@ -348,3 +348,38 @@ def test_a_server_with_several_checks_is_down_while_any_fails() -> None:
         ("198.51.100.11:8080", False, "http failed"),
         ("198.51.100.11:8080", True, "ok"),
     ]
+
+
+def test_a_group_runs_one_check_per_real_server_for_all_its_services() -> None:
+    cfg = load_mapping(
+        {
+            "virtual_server_group": [{"name": "g", "addresses": ["192.0.2.10-12:80"]}],
+            "virtual_server": [
+                {
+                    "group": "g",
+                    "check": {"type": "tcp", "interval": 1, "rise": 1, "fall": 1},
+                    "real_server": [
+                        {"address": "198.51.100.11:8080"},
+                        {"address": "198.51.100.12:8080"},
+                    ],
+                }
+            ],
+        }
+    )
+    prober = ScriptedProber()
+    prober.failing.add("198.51.100.12")
+
+    async def main() -> None:
+        reports: list[set[CheckKey]] = []
+        checker = HealthChecker(cfg, reports.append, prober=prober)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            assert len(checker.running) == 2  # not 6: one per real server
+            await trio.sleep(2.5)
+            nursery.cancel_scope.cancel()
+        down = reports[-1]
+        assert {str(s) for s, _ in down} == {f"tcp 192.0.2.1{i}:80" for i in range(3)}
+        assert {d.address for _, d in down} == {"198.51.100.12"}
+
+    run_mocked(main)
+    assert {a for _, a in prober.calls[:2]} == {"198.51.100.11", "198.51.100.12"}

@@ -403,3 +403,128 @@ def test_ramped_weights_in_the_table_never_exceed_the_configured_or_quiesced_one
     assert problems({"virtual_server": [service(slow_start=-1)]}) == [
         "virtual_server[0].slow_start: must be 0..86400 seconds, got -1"
     ]
+
+
+# --- virtual_server_group ------------------------------------------------------------------
+
+GROUP_DOC: dict[str, Any] = {
+    "virtual_server_group": [
+        {
+            "name": "web",
+            "addresses": ["198.51.100.10-11:80", "[2001:db8::10]:80"],
+            "fwmarks": [7],
+        }
+    ],
+}
+
+
+def test_a_group_expands_to_one_service_per_member_sharing_the_pool() -> None:
+    doc = {
+        **GROUP_DOC,
+        "virtual_server_group": [
+            {"name": "web", "addresses": ["198.51.100.10-12:80"], "fwmarks": [7]}
+        ],
+        "virtual_server": [
+            {
+                "group": "web",
+                "scheduler": "rr",
+                "quorum": 2,
+                "check": {"type": "tcp"},
+                "real_server": [{"address": "203.0.113.11:80"}, {"address": "203.0.113.12:80"}],
+            }
+        ],
+    }
+    config = load_mapping(doc)
+    keys = [str(vs.key) for vs in config.virtual_servers]
+    assert keys == [
+        "tcp 198.51.100.10:80",
+        "tcp 198.51.100.11:80",
+        "tcp 198.51.100.12:80",
+        "fwmark 7",
+    ]
+    assert {vs.group for vs in config.virtual_servers} == {"web"}
+    assert {vs.quorum for vs in config.virtual_servers} == {2}
+    assert config.virtual_server_groups[0].addresses == (
+        "198.51.100.10:80",
+        "198.51.100.11:80",
+        "198.51.100.12:80",
+    )
+    # The table programs every member; an IPv6 address member needs IPv6 real servers.
+    assert len(model.desired_from_config(config.virtual_servers)) == 4
+    found = problems({**GROUP_DOC, "virtual_server": [doc["virtual_server"][0]]})
+    assert any("must be IPv6 like the service" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            {"virtual_server": [{"group": "nope", "real_server": []}]},
+            'virtual_server[0].group: no [[virtual_server_group]] named "nope"',
+        ),
+        (
+            {**GROUP_DOC, "virtual_server": [{"group": "web", "address": "198.51.100.9:80"}]},
+            "virtual_server[0].group: give group, or address / fwmark, not both",
+        ),
+        (
+            {"virtual_server_group": [{"name": "g", "addresses": ["198.51.100.20-10:80"]}]},
+            "virtual_server_group[0].addresses[0]: range end must be 20..255",
+        ),
+        (
+            {"virtual_server_group": [{"name": "g", "addresses": ["[2001:db8::1-9]:80"]}]},
+            "virtual_server_group[0].addresses[0]: ranges are IPv4, last octet",
+        ),
+        (
+            {"virtual_server_group": [{"name": "g", "addresses": ["198.51.100.1"]}]},
+            'virtual_server_group[0].addresses[0]: must be "ip:port"',
+        ),
+        (
+            {"virtual_server_group": [{"name": "g"}]},
+            "virtual_server_group[0]: needs addresses or fwmarks",
+        ),
+        (
+            {
+                "virtual_server_group": [
+                    {"name": "g", "fwmarks": [1]},
+                    {"name": "g", "fwmarks": [2]},
+                ]
+            },
+            'virtual_server_group[1].name: duplicate name "g"',
+        ),
+        (
+            {
+                "virtual_server_group": [{"name": "g", "addresses": ["198.51.100.10:80"]}],
+                "virtual_server": [
+                    {"group": "g", "real_server": []},
+                    {"address": "198.51.100.10:80", "real_server": []},
+                ],
+            },
+            "virtual_server[1].address: duplicate service tcp 198.51.100.10:80",
+        ),
+    ],
+)
+def test_invalid_groups(doc: dict[str, Any], expected: str) -> None:
+    found = problems(doc)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_groups_problem_is_said_once() -> None:
+    doc = {
+        "virtual_server_group": [{"name": "g", "addresses": ["198.51.100.10-13:80"]}],
+        "virtual_server": [{"group": "g", "scheduler": "bogus", "real_server": []}],
+    }
+    found = problems(doc)
+    assert len([p for p in found if "scheduler" in p]) == 1, found
+
+
+def test_a_duplicate_after_a_group_names_its_own_table() -> None:
+    doc = {
+        "virtual_server_group": [{"name": "g", "addresses": ["198.51.100.10-14:80"]}],
+        "virtual_server": [
+            {"group": "g", "real_server": []},
+            {"address": "198.51.100.12:80", "real_server": []},
+        ],
+    }
+    assert problems(doc) == [
+        "virtual_server[1].address: duplicate service tcp 198.51.100.12:80 (also virtual_server[0])"
+    ]
