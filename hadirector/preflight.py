@@ -55,7 +55,7 @@ def preflight(config: Config) -> list[Problem]:
         notify_scripts(f"sync_group[{i}]", group.notify)
     for i, ts in enumerate(config.track_scripts):
         script(f"track_script[{i}].script", ts.script)
-    for i, vs in enumerate(config.virtual_servers):
+    for i, vs in config.service_tables():
         script(f"virtual_server[{i}].quorum_up", vs.quorum_up)
         script(f"virtual_server[{i}].quorum_down", vs.quorum_down)
         for j, rs in enumerate(vs.real_servers):

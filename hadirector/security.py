@@ -172,7 +172,7 @@ def script_paths(config: Config) -> Iterator[tuple[str, str]]:
                 yield f"sync_group[{i}].{key}", argv[0]
     for i, ts in enumerate(config.track_scripts):
         yield f"track_script[{i}].script", ts.script[0]
-    for i, vs in enumerate(config.virtual_servers):
+    for i, vs in config.service_tables():
         for key, argv in (("quorum_up", vs.quorum_up), ("quorum_down", vs.quorum_down)):
             if argv:
                 yield f"virtual_server[{i}].{key}", argv[0]

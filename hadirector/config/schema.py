@@ -435,6 +435,17 @@ class Config:
     virtual_servers: tuple[VirtualServer, ...] = ()
     virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
 
+    def service_tables(self) -> list[tuple[int, VirtualServer]]:
+        """Each ``[[virtual_server]]`` table once, with its index in the file: a group's
+        members (consecutive, from one table) count once, by their first service."""
+        out: list[tuple[int, VirtualServer]] = []
+        previous: str | None = None
+        for vs in self.virtual_servers:
+            if vs.group is None or vs.group != previous:
+                out.append((len(out), vs))
+            previous = vs.group
+        return out
+
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)
 

@@ -313,3 +313,25 @@ quorum_down = "/usr/local/bin/pool down"
     keeper.set_down(set())
     assert keeper.drain("tcp 192.0.2.101:80", "198.51.100.11:80", True)[0]
     assert ipvs.calls[-1][1] == frozenset((k, rs) for k in keys)
+
+
+def test_a_groups_scripts_are_named_by_their_table() -> None:
+    text = """
+[[virtual_server_group]]
+name = "web"
+addresses = ["192.0.2.100-103:80"]
+[[virtual_server]]
+group = "web"
+quorum_down = "/usr/local/bin/web down"
+real_server = [{ address = "198.51.100.11:80" }]
+[[virtual_server]]
+address = "192.0.2.200:80"
+quorum_up = "/usr/local/bin/other up"
+real_server = [{ address = "198.51.100.11:80" }]
+"""
+    config = load_text(text)
+    assert [i for i, _ in config.service_tables()] == [0, 1]
+    assert list(security.script_paths(config)) == [
+        ("virtual_server[0].quorum_down", "/usr/local/bin/web"),
+        ("virtual_server[1].quorum_up", "/usr/local/bin/other"),
+    ]
