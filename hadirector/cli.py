@@ -42,12 +42,31 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+    check.add_argument(
+        "--bird-config",
+        default="/etc/bird/bird.conf",
+        help="BIRD configuration compared with [anycast] route_table (anycast only)",
+    )
 
     ipvs = sub.add_parser("ipvs", help="IPVS table tools")
     ipvs_sub = ipvs.add_subparsers(dest="ipvs_command")
     ipvs_sub.add_parser("save", help="print the live IPVS table as `ipvsadm -S -n` does")
     imp = ipvs_sub.add_parser("import", help="turn ipvsadm rules into [[virtual_server]] TOML")
     imp.add_argument("file", help="ipvsadm-save output or ipvsadm command lines ('-' = stdin)")
+
+    imp_top = sub.add_parser("import", help="convert another tool's configuration to TOML")
+    imp_sub = imp_top.add_subparsers(dest="import_command")
+    ka_in = imp_sub.add_parser("keepalived", help="keepalived.conf -> TOML on stdout")
+    ka_in.add_argument("file", help="keepalived.conf ('-' = stdin)")
+    ka_in.add_argument(
+        "--config-id",
+        help="keepalived's config id for @ID lines (default: the host name's first part, "
+        "as keepalived)",
+    )
+    exp_top = sub.add_parser("export", help="convert the TOML to another tool's configuration")
+    exp_sub = exp_top.add_subparsers(dest="export_command")
+    ka_out = exp_sub.add_parser("keepalived", help="TOML -> keepalived.conf on stdout")
+    ka_out.add_argument("file", help="hadirector TOML file")
 
     status = sub.add_parser("status", help="show the running agent's state (control socket)")
     status.add_argument("--json", action="store_true", help="print the raw JSON report")
@@ -68,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="two directors in namespaces of its own, with a failover")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run the demo")
     demo.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    demo.add_argument(
+        "--anycast",
+        action="store_true",
+        help="three active directors announced over BGP by BIRD to a router with ECMP",
+    )
     return parser
 
 
@@ -86,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "check-config":
-        return _check_config(Path(args.config))
+        return _check_config(Path(args.config), args.bird_config)
     if args.command == "run":
         return _run(Path(args.config), args.log_format, args.log_level)
     if args.command == "ipvs":
@@ -94,11 +118,23 @@ def main(argv: list[str] | None = None) -> int:
             return _ipvs_save()
         if args.ipvs_command == "import":
             return _ipvs_import(args.file)
+    if args.command == "import" and args.import_command == "keepalived":
+        from hadirector.migrate import commands
+
+        return commands.import_keepalived(args.file, args.config_id)
+    if args.command == "export" and args.export_command == "keepalived":
+        from hadirector.migrate import commands
+
+        return commands.export_keepalived(args.file)
     if args.command in ("status", "reload"):
         return _control(args.command, args.socket, args.config, getattr(args, "json", False))
     if args.command in ("drain", "undrain"):
         return _drain(args.command, args.service, args.server, args.socket, args.config)
     if args.command == "demo":
+        if args.anycast:
+            from hadirector import demo_anycast
+
+            return demo_anycast.main(duration_s=args.duration)
         from hadirector import demo as demo_mod
 
         return demo_mod.main(duration_s=args.duration, keep=args.keep)
@@ -125,15 +161,18 @@ def _load(path: Path) -> Config | None:
         return None
 
 
-def _check_config(path: Path) -> int:
+def _check_config(path: Path, bird_config: str = "/etc/bird/bird.conf") -> int:
     config = _load(path)
     if config is None:
         return 1
+    from hadirector.anycast.bird import bird_warnings
     from hadirector.security import config_secret_warning
 
     warning = config_secret_warning(config, path)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    for text in bird_warnings(config, bird_config):
+        print(f"warning: {text}", file=sys.stderr)
     print(
         f"{path}: OK ({len(config.vrrp_instances)} VRRP instance(s), "
         f"{len(config.virtual_servers)} virtual server(s))"

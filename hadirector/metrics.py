@@ -1,11 +1,11 @@
-"""Prometheus metrics: the status report rendered in the text exposition format, and a
-tiny HTTP/1.0 server for it.
+"""Prometheus metrics: the status report and the running agent's real servers, checks and
+alerts, written in the text exposition format by prometheus_client, and a tiny HTTP/1.0
+server for it.
 
-Rendering (``families``, ``render_families``, ``render``) is pure: it turns the agent's
-status snapshot (hadirector/status.py, what the control socket also serves) into metric
-families and text, with no I/O and no clock, so it is tested on exact text. Label values
-are escaped as the format requires (backslash, double quote, newline); HELP text likewise
-(backslash, newline).
+``families`` turns the agent's status snapshot (hadirector/status.py, what the control
+socket also serves) into metric families, with no I/O and no clock; ``runtime_metrics``
+reads the health checker and the alerts. The text (escaping, value formatting, counters'
+``_total`` suffix) is prometheus_client's; tests read it back with the library's parser.
 
 The server (``serve``) answers ``GET /metrics`` over HTTP/1.0 and closes the connection. A
 request is bounded in size (``MAX_REQUEST_BYTES``) and time (``REQUEST_TIMEOUT_S``), and at
@@ -16,17 +16,32 @@ agent's state: it only reads.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import trio
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
 
+from hadirector.checks.runner import DURATION_BUCKETS_S
+from hadirector.config.schema import Config
+from hadirector.ipvs.model import dest_key_of, service_key_of
 from hadirector.status import STATES, AgentStatus
 
+# The text format 0.0.4: every name here is a legacy one (newer prometheus_client versions
+# announce 1.0.0, which older Prometheus servers do not know).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST_BYTES = 8192
+# Rejection reasons the receive checks name themselves (vrrp/receive.py); the codec's
+# (checksum, length, ...) appear once counted.
+REJECT_REASONS = ("auth", "replay", "source", "ttl", "version")
 REQUEST_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 8
 
@@ -55,45 +70,42 @@ class Family:
         self.samples.append(Sample(tuple(labels.items()), value))
 
 
-# -- text format -------------------------------------------------------------------------
+# -- exposition (prometheus_client) -------------------------------------------------------
 
 
-def escape_label_value(value: str) -> str:
-    """A label value as the text format quotes it: \\ " and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _metric(fam: Family) -> Metric:
+    """One of our families as prometheus_client's (a counter's samples keep ``_total``)."""
+    names = [k for k, _ in fam.samples[0].labels] if fam.samples else []
+    metric: GaugeMetricFamily | CounterMetricFamily
+    if fam.kind == "counter":
+        metric = CounterMetricFamily(fam.name, fam.help, labels=names)
+    else:
+        metric = GaugeMetricFamily(fam.name, fam.help, labels=names)
+    for sample in fam.samples:
+        metric.add_metric([v for _, v in sample.labels], sample.value)
+    return metric
 
 
-def escape_help(text: str) -> str:
-    """HELP text: backslash and newline escaped (quotes stay as they are)."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+class _Page:
+    """A collector for one scrape: yields the metrics it was built with."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
 
 
-def format_value(value: float) -> str:
-    """Integers without a decimal point; infinities and NaN as the format spells them."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(value)
+def render_metrics(metrics: Iterable[Metric]) -> str:
+    """The exposition text of ``metrics``, written by prometheus_client."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Page(list(metrics)))
+    return generate_latest(registry).decode()
 
 
 def render_families(families: Iterable[Family]) -> str:
-    """The exposition text of ``families`` (HELP, TYPE, then each sample)."""
-    out: list[str] = []
-    for fam in families:
-        out.append(f"# HELP {fam.name} {escape_help(fam.help)}")
-        out.append(f"# TYPE {fam.name} {fam.kind}")
-        for sample in fam.samples:
-            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sample.labels)
-            name = f"{fam.name}{{{labels}}}" if labels else fam.name
-            out.append(f"{name} {format_value(sample.value)}")
-    return "\n".join(out) + "\n" if out else ""
+    """The exposition text of our own ``families``."""
+    return render_metrics(_metric(f) for f in families)
 
 
 # -- from the status snapshot -------------------------------------------------------------
@@ -158,9 +170,11 @@ def families(status: AgentStatus) -> list[Family]:
             transitions.add(counters.get(f"to_{s.lower()}", 0), instance=name, state=s)
         sent.add(counters.get("adverts_sent", 0), instance=name)
         received.add(counters.get("adverts_accepted", 0), instance=name)
-        for key in sorted(counters):
-            if key.startswith("rejected_"):
-                rejected.add(counters[key], instance=name, reason=key[len("rejected_") :])
+        reasons = {k[len("rejected_") :] for k in counters if k.startswith("rejected_")}
+        for reason in sorted(reasons | set(REJECT_REASONS)):
+            # The receive checks' own reasons are there from the start, at 0: a rate()
+            # over them works before the first rejection.
+            rejected.add(counters.get(f"rejected_{reason}", 0), instance=name, reason=reason)
         send_errors.add(counters.get("send_errors", 0), instance=name)
         announcements.add(counters.get("announcements", 0), instance=name)
     out = [info, uptime, state, prio, prio_cfg, adver, vips, transitions, sent, received]
@@ -202,6 +216,17 @@ def families(status: AgentStatus) -> list[Family]:
         fam.add(float(ipvs.last_reconcile_age_s))
         out.append(fam)
 
+    anycast = status.anycast
+    if anycast.device is not None:
+        fam = Family(
+            "hadirector_anycast_announced",
+            "gauge",
+            "Anycast address: 1 while its route is in the table the BGP speaker announces.",
+        )
+        for a in anycast.addresses:
+            fam.add(1 if a.announced else 0, address=a.address)
+        out.append(fam)
+
     notify = status.notify
     pending = Family("hadirector_notify_pending", "gauge", "Notify scripts queued or running.")
     pending.add(notify.pending)
@@ -221,9 +246,206 @@ def _metric_word(key: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in key.lower())
 
 
-def render(status: AgentStatus) -> str:
-    """The ``/metrics`` page for the agent's status snapshot."""
-    return render_families(families(status))
+def render(status: AgentStatus, extra: Iterable[Metric] = ()) -> str:
+    """The ``/metrics`` page for the agent's status snapshot (and ``extra`` metrics:
+    ``runtime_metrics``)."""
+    return render_metrics([*(_metric(f) for f in families(status)), *extra])
+
+
+# -- from the running agent (real servers, checks, alerts) ---------------------------------
+
+
+def runtime_metrics(
+    config: Config, checker: Any, alerts: Any, sync: Any = None, ipvs: Any = None
+) -> list[Metric]:
+    """Per real server health and weights, check durations and failures (from the health
+    checker, checks/runner.py), alert deliveries (alerts/dispatch.py), the connection
+    sync daemons (sync/daemon.py) and the IPVS traffic counters (ipvs/manager.py)."""
+    labels = ["service", "server"]
+    up = GaugeMetricFamily(
+        "hadirector_real_server_up",
+        "1 while the real server's health check passes (always 1 without a check).",
+        labels=labels,
+    )
+    weight = GaugeMetricFamily(
+        "hadirector_real_server_weight",
+        "Weight the agent gives the real server now (0 while its check fails).",
+        labels=labels,
+    )
+    weight_cfg = GaugeMetricFamily(
+        "hadirector_real_server_weight_configured",
+        "The real server's configured weight.",
+        labels=labels,
+    )
+    duration = HistogramMetricFamily(
+        "hadirector_check_duration_seconds",
+        "Health check probe durations.",
+        labels=[*labels, "check"],
+    )
+    failures = CounterMetricFamily(
+        "hadirector_check_failures",
+        "Failed health check probes, by reason.",
+        labels=[*labels, "reason"],
+    )
+    running = checker.running
+    down = checker.down
+    for vs in config.virtual_servers:
+        skey = service_key_of(vs)
+        for rs in vs.real_servers:
+            dkey = dest_key_of(vs, rs)
+            names = [str(skey), str(dkey)]
+            healthy = (skey, dkey) not in down
+            up.add_metric(names, 1 if healthy else 0)
+            weight.add_metric(names, rs.weight if healthy else 0)
+            weight_cfg.add_metric(names, rs.weight)
+            # One entry per check (a group's are its first service's).
+            for index in range(len(rs.checks)):
+                entry = running.get((skey, dkey, index))
+                if entry is None:
+                    continue
+                d = entry.durations
+                buckets = [
+                    (_le(b), float(n)) for b, n in zip(DURATION_BUCKETS_S, d.buckets, strict=True)
+                ]
+                buckets.append(("+Inf", float(d.count)))
+                duration.add_metric([*names, entry.spec.check.type], buckets, d.sum_s)
+                for reason, n in sorted(entry.failures.items()):
+                    failures.add_metric([*names, reason], n)
+    out: list[Metric] = [up, weight, weight_cfg, duration, failures]
+
+    delivered = CounterMetricFamily(
+        "hadirector_alerts_delivered", "Alerts delivered, by destination.", labels=["destination"]
+    )
+    failed = CounterMetricFamily(
+        "hadirector_alerts_failures",
+        "Alert delivery attempts that failed (each retry counts), by destination.",
+        labels=["destination"],
+    )
+    dropped = CounterMetricFamily(
+        "hadirector_alerts_dropped",
+        "Alerts given up: queue full or refused for good, by destination.",
+        labels=["destination"],
+    )
+    queued = GaugeMetricFamily(
+        "hadirector_alerts_queued", "Alerts waiting for delivery.", labels=["destination"]
+    )
+    for name, stats in sorted(alerts.stats().items()):
+        delivered.add_metric([name], stats.delivered)
+        failed.add_metric([name], stats.failures)
+        dropped.add_metric([name], stats.dropped)
+        queued.add_metric([name], stats.queued)
+    out += [delivered, failed, dropped, queued]
+
+    if sync is not None and sync.settings is not None:
+        from hadirector.sync import roles
+
+        wanted_roles = {
+            d.state.name.lower() for d in roles.desired(sync.settings, sync.deciding_state)
+        }
+        wanted = GaugeMetricFamily(
+            "hadirector_ipvs_sync_daemon_wanted",
+            "1 for the connection sync daemon role the VRRP state asks for here.",
+            labels=["role"],
+        )
+        for role in ("master", "backup"):
+            wanted.add_metric([role], 1 if role in wanted_roles else 0)
+        in_step = GaugeMetricFamily(
+            "hadirector_ipvs_sync_daemon_in_step",
+            "1 when the kernel's sync daemons are as wanted (0: starting or stopping failed).",
+        )
+        in_step.add_metric([], 1 if sync.in_step else 0)
+        out += [wanted, in_step]
+    traffic = getattr(ipvs, "traffic", None)
+    if traffic is not None:
+        out += ipvs_traffic_metrics(traffic())
+    return [m for m in out if m.samples]
+
+
+def ipvs_traffic_metrics(traffic: dict[Any, Any]) -> list[Metric]:
+    """Per IPVS service and destination: connections, packets and bytes (the kernel's
+    counters as of the last reconcile), and each destination's active and inactive
+    connections."""
+    svc_conns = CounterMetricFamily(
+        "hadirector_ipvs_service_connections",
+        "Connections the kernel scheduled for the service.",
+        labels=["service"],
+    )
+    svc_packets = CounterMetricFamily(
+        "hadirector_ipvs_service_packets",
+        "Packets of the service: in from clients, out from real servers.",
+        labels=["service", "direction"],
+    )
+    svc_bytes = CounterMetricFamily(
+        "hadirector_ipvs_service_bytes",
+        "Bytes of the service: in from clients, out from real servers.",
+        labels=["service", "direction"],
+    )
+    labels = ["service", "server"]
+    dest_conns = CounterMetricFamily(
+        "hadirector_ipvs_dest_connections",
+        "Connections the kernel scheduled to the destination.",
+        labels=labels,
+    )
+    dest_packets = CounterMetricFamily(
+        "hadirector_ipvs_dest_packets",
+        "Packets through the destination: in from clients, out from it.",
+        labels=[*labels, "direction"],
+    )
+    dest_bytes = CounterMetricFamily(
+        "hadirector_ipvs_dest_bytes",
+        "Bytes through the destination: in from clients, out from it.",
+        labels=[*labels, "direction"],
+    )
+    active = GaugeMetricFamily(
+        "hadirector_ipvs_dest_active_connections",
+        "Established connections to the destination.",
+        labels=labels,
+    )
+    inactive = GaugeMetricFamily(
+        "hadirector_ipvs_dest_inactive_connections",
+        "Other connection entries of the destination (TIME_WAIT, SYN_RECV, ...).",
+        labels=labels,
+    )
+    for skey in sorted(traffic, key=str):
+        read = traffic[skey]
+        service = str(skey)
+        if read.stats is not None:
+            st = read.stats
+            svc_conns.add_metric([service], st.connections)
+            for direction, packets, nbytes in (
+                ("in", st.packets_in, st.bytes_in),
+                ("out", st.packets_out, st.bytes_out),
+            ):
+                svc_packets.add_metric([service, direction], packets)
+                svc_bytes.add_metric([service, direction], nbytes)
+        for dest in sorted(read.dests, key=lambda d: str(d.key)):
+            names = [service, str(dest.key)]
+            active.add_metric(names, dest.active_conns)
+            inactive.add_metric(names, dest.inactive_conns)
+            if dest.stats is None:
+                continue
+            st = dest.stats
+            dest_conns.add_metric(names, st.connections)
+            for direction, packets, nbytes in (
+                ("in", st.packets_in, st.bytes_in),
+                ("out", st.packets_out, st.bytes_out),
+            ):
+                dest_packets.add_metric([*names, direction], packets)
+                dest_bytes.add_metric([*names, direction], nbytes)
+    return [
+        svc_conns,
+        svc_packets,
+        svc_bytes,
+        dest_conns,
+        dest_packets,
+        dest_bytes,
+        active,
+        inactive,
+    ]
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
 
 
 # -- the HTTP/1.0 endpoint ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Checks of a loaded configuration against this host: key files and scripts.
+"""Checks of a loaded configuration against this host: key files, scripts, and the files
+an email alert reads (``password_file``, ``ca_file``).
 
 The loader (config/) is pure and cannot look at files; these problems are reported the
 same way, with key path and message, by ``check-config``, at start and on reload. This
@@ -70,6 +71,29 @@ def preflight(config: Config) -> list[Problem]:
             script(f"virtual_server[{i}].real_server[{j}].notify_down", rs.notify_down)
     # Who scripts run as, script_security, status_group, secret files' permissions.
     problems.extend(security.preflight_problems(config))
+    email = config.alerts.email
+    for key, file in (
+        ("password_file", email.password_file if email else None),
+        ("ca_file", email.ca_file if email else None),
+    ):
+        if file is None:
+            continue
+        try:
+            with open(file, "rb"):
+                pass
+        except OSError as exc:
+            problems.append(Problem(f"alerts.email.{key}", f"{file}: {exc.strerror or exc}"))
+            continue
+        found = security.exposed(file) if key == "password_file" else None
+        if found:  # as an HMAC key file: the secret must not be readable by others
+            fix, mode = found
+            problems.append(
+                Problem(
+                    f"alerts.email.{key}",
+                    f"{file}: holds a secret but is readable by group or others "
+                    f"(mode {mode:04o}); run: {fix}",
+                )
+            )
     return problems
 
 

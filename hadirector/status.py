@@ -219,6 +219,55 @@ class NotifyStatus:
 
 
 @dataclass(frozen=True)
+class AnycastAddressStatus:
+    """One anycast address: announced over BGP or not, and why."""
+
+    address: str
+    announced: bool
+    reason: str
+
+    def to_json(self) -> Json:
+        return {"address": self.address, "announced": self.announced, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> AnycastAddressStatus:
+        r = _Reader(data, where)
+        return cls(r.text("address"), r.flag("announced"), r.text("reason"))
+
+
+@dataclass(frozen=True)
+class AnycastStatus:
+    """Anycast: the device and table the routes go in, and each address's verdict. Empty
+    (``device`` None) when no virtual server is anycast."""
+
+    device: str | None = None
+    route_table: int = 0
+    error: str | None = None  # the device could not be made: nothing is announced
+    addresses: tuple[AnycastAddressStatus, ...] = ()
+
+    def to_json(self) -> Json:
+        return {
+            "device": self.device,
+            "route_table": self.route_table,
+            "error": self.error,
+            "addresses": [a.to_json() for a in self.addresses],
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "anycast") -> AnycastStatus:
+        r = _Reader(data, where)
+        return cls(
+            device=r.opt_text("device"),
+            route_table=r.integer("route_table"),
+            error=r.opt_text("error"),
+            addresses=tuple(
+                AnycastAddressStatus.from_json(item, f"{where}.addresses[{i}]")
+                for i, item in enumerate(r.array("addresses"))
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class AgentStatus:
     """The whole report: the router, its instances (by name), sync groups, IPVS, checks
     and notify scripts."""
@@ -233,6 +282,7 @@ class AgentStatus:
     ipvs: IpvsStatus = IpvsStatus()
     checks: ChecksStatus = ChecksStatus()
     notify: NotifyStatus = NotifyStatus()
+    anycast: AnycastStatus = AnycastStatus()
 
     def instance(self, name: str) -> InstanceStatus:
         """The instance called ``name`` (KeyError if there is none)."""
@@ -254,6 +304,7 @@ class AgentStatus:
             "ipvs": self.ipvs.to_json(),
             "checks": self.checks.to_json(),
             "notify": self.notify.to_json(),
+            "anycast": self.anycast.to_json(),
         }
 
     @classmethod
@@ -277,6 +328,12 @@ class AgentStatus:
             ipvs=IpvsStatus.from_json(r.get("ipvs"), "status.ipvs"),
             checks=ChecksStatus.from_json(r.get("checks"), "status.checks"),
             notify=NotifyStatus.from_json(r.get("notify"), "status.notify"),
+            # Absent from an agent older than anycast: nothing announced.
+            anycast=(
+                AnycastStatus.from_json(r.data["anycast"], "status.anycast")
+                if "anycast" in r.data
+                else AnycastStatus()
+            ),
         )
 
 

@@ -148,6 +148,8 @@ class Instance:
         # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
         # as keepalived does (one configured with old_unicast_checksum drops the RFC form).
         self.peer_old_checksum = False
+        # The last accepted advert: (source, priority, trio time), for alerts' peer view.
+        self.last_peer: tuple[Any, int, float] | None = None
         # The VIPs this instance holds, and the decisions that change them (vrrp/vips.py).
         self.vips = vips.VipOwnership()
         self._announce_scope: trio.CancelScope | None = None
@@ -758,6 +760,7 @@ class Instance:
             )
         )
         self.agent.sync.on_instance(self.cfg.name, tr.new.value)
+        self.agent.on_instance_alert(self, tr, priority)
         self.agent.on_member_transition(self, tr)
         self.agent.update_status()
 
@@ -847,6 +850,7 @@ class Instance:
                 self.peer_old_checksum = True
                 self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
         self.counters["adverts_accepted"] += 1
+        self.last_peer = (src, result.advert.priority, trio.current_time())
         return result.advert
 
 

@@ -2,9 +2,10 @@
 
 The nursery holds: a driver task per VRRP instance (agent/instance.py), the shared VRRP
 sockets' receive tasks, the link watcher, the VIP watcher, tracking tasks
-(agent/tracking.py), the notify runner, the IPVS manager, the connection-sync daemons, the
-health checker (which feeds the IPVS manager the failed real servers), the signal loop, the
-watchdog and, for ``hadirector run``, the control socket and metrics.
+(agent/tracking.py), the notify runner, the alerts (alerts/dispatch.py), the IPVS manager,
+the connection-sync daemons, the health checker (which feeds the IPVS manager the failed
+real servers, and the alerts each server going down or up), the signal loop, the watchdog
+and, for ``hadirector run``, the control socket and metrics.
 
 SIGTERM hands over gracefully (priority 0, make-before-break: the VIPs stay until the peer is
 heard as master, see vrrp/machine.py) and exits 0; SIGHUP re-reads the configuration and
@@ -35,12 +36,15 @@ from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
 from hadirector.agent.pools import PoolKeeper
 from hadirector.agent.tracking import Tracking
-from hadirector.alerts import notify
+from hadirector.alerts import notify, wiring
+from hadirector.alerts.dispatch import Alerts
+from hadirector.anycast.announcer import Announcer
 from hadirector.checks.runner import HealthChecker
 from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import ConfigError, Problem
+from hadirector.ipvs import pool
 from hadirector.ports import Adapters
 from hadirector.preflight import preflight, read_hmac_keys
 from hadirector.status import (
@@ -88,10 +92,15 @@ class Agent:
         self.vrrp_sockets = self.adapters.vrrp_sockets()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
+        self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
         # Quorum, sorry servers, drained servers and per-server hooks, between the checks
-        # and IPVS.
+        # and IPVS; its events feed the alerts.
         self.pools = PoolKeeper(config, self.ipvs, self.notifier, self.tracking.set_quorum)
+        self.pools.subscribe(self._on_pool_event)
         self.checks = HealthChecker(config, self._on_health, on_change=self.pools.on_check_change)
+        # Anycast addresses follow the check verdicts (hadirector/anycast/).
+        self.anycast = Announcer(config, self.checks)
+        self.checks.on_verdict = self.anycast.poke
         self._nursery: trio.Nursery | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
@@ -143,10 +152,45 @@ class Agent:
     def _on_health(self, down: set[Any]) -> None:
         """Failed real servers from the health checker go to the pools, then IPVS."""
         self.pools.set_down(down)
+        self.alerts.set_conditions(wiring.SERVER_DOWN, wiring.server_conditions(self, down))
 
     def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]:
         """The control socket's ``drain`` / ``undrain`` (agent/pools.py)."""
         return self.pools.drain(service, server, drained)
+
+    # -- alerts (alerts/wiring.py builds, alerts/dispatch.py delivers) ----------------
+
+    def _on_pool_event(self, event: Any) -> None:
+        """The pool keeper's events (ipvs/pool.py): a server in or out of rotation, a
+        service's quorum."""
+        if isinstance(event, pool.ServerChange):
+            self.on_server_change(event.service, event.server, event.up, event.cause, event.reason)
+        elif isinstance(event, pool.QuorumChange):
+            self.on_quorum_change(event.service, event.up, event.live_weight, event.quorum)
+
+    def on_server_change(
+        self, service: Any, server: Any, up: bool, cause: str, reason: str
+    ) -> None:
+        """A real server left or rejoined rotation (``cause``: its check, or the operator):
+        the alerts' event. The pool keeper's ``ServerChange`` carries the same fields."""
+        self.alerts.event(wiring.server_event(self, str(service), str(server), up, cause, reason))
+
+    def on_quorum_change(self, service: Any, up: bool, live_weight: int, quorum: int) -> None:
+        """A service lost or regained quorum (the pool keeper's ``QuorumChange``): the
+        alerts' event and Alertmanager's condition."""
+        self.alerts.event(wiring.quorum_event(self, str(service), up, live_weight, quorum))
+        self.alerts.set_conditions(wiring.QUORUM_LOST, wiring.quorum_conditions(self))
+
+    def on_instance_alert(self, inst: Instance, tr: Transition, priority: int | None) -> None:
+        self.alerts.event(
+            wiring.instance_event(self, inst, tr.old.value, tr.new.value, tr.reason, priority)
+        )
+        self._alert_conditions()
+
+    def _alert_conditions(self) -> None:
+        insts, groups = wiring.instance_conditions(self)
+        self.alerts.set_conditions(wiring.INSTANCE_FAULT, insts)
+        self.alerts.set_conditions(wiring.GROUP_FAULT, groups)
 
     # -- sync groups ------------------------------------------------------------------
 
@@ -179,9 +223,14 @@ class Agent:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
                 other.post("force", target, f"sync group {name}")
+        before = group.settled
         settled = group.settle()
         if settled is not None:
             state = settled.value
+            self.alerts.event(
+                wiring.group_event(self, name, before.value if before else None, state)
+            )
+            self._alert_conditions()
             self.sync.on_group(name, state)
             gcfg = next(g for g in self.config.sync_groups if g.name == name)
             self.log.info("vrrp.group_transition", group=name, new=state)
@@ -223,7 +272,15 @@ class Agent:
                 quorum_lost=self.pools.lost_names(),
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
+            anycast=self.anycast.status(),
         )
+
+    def runtime_metrics(self) -> list[Any]:
+        """Metrics read from the running parts (real servers, checks, alerts), for the
+        metrics endpoint beside the status snapshot's (metrics.py)."""
+        from hadirector import metrics
+
+        return metrics.runtime_metrics(self.config, self.checks, self.alerts, self.sync, self.ipvs)
 
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:
@@ -282,6 +339,7 @@ class Agent:
             if handle_signals:
                 nursery.start_soon(self._signal_loop)
             nursery.start_soon(self.notifier.run)
+            await nursery.start(self.alerts.run)
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
@@ -295,6 +353,7 @@ class Agent:
             # IPVS after VRRP: programming a large table must not delay the first advert.
             nursery.start_soon(self.ipvs.run)
             nursery.start_soon(self.sync.run)
+            await nursery.start(self.anycast.run)
             nursery.start_soon(self.checks.run)
             nursery.start_soon(self.pools.run)
             if operations:
@@ -373,6 +432,12 @@ class Agent:
     async def shutdown(self) -> None:
         self.stopping = True
         sdnotify.notify("STOPPING=1")
+        # Anycast first: withdraw, and exit only withdraw_delay later (the addresses stay
+        # on lo, so flows still routed here meanwhile are served).
+        withdrawn_at = trio.current_time()
+        if self.anycast.wanted:
+            await self.anycast.withdraw_all()
+            self.log.info("anycast.draining", delay_s=self.config.anycast.withdraw_delay_s)
         instances = list(self.instances.values())
         for inst in instances:
             inst.post("stop")
@@ -387,7 +452,11 @@ class Agent:
                     if inst.holding:  # never leave a VIP up on a stopped director
                         await inst.release_now()
         await self.sync.stop()
-        await self.notifier.drain(self.config.global_.notify_timeout_s)
+        async with trio.open_nursery() as drains:  # scripts and alerts at once, each bounded
+            drains.start_soon(self.notifier.drain, self.config.global_.notify_timeout_s)
+            drains.start_soon(self.alerts.flush, self.config.alerts.flush_timeout_s)
+        if self.anycast.wanted:
+            await trio.sleep_until(withdrawn_at + self.config.anycast.withdraw_delay_s)
         self.log.info("agent.stopped")
 
     async def reload(self) -> list[str]:
@@ -483,6 +552,9 @@ class Agent:
         self.pools.update(new)
         self.sync.update(new)
         self.checks.update(new)
+        self.alerts.update(new.alerts)
+        self._alert_conditions()
+        self.anycast.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
 
 

@@ -29,6 +29,7 @@ This module schedules and reports; probing is probes.py, the hysteresis risefall
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -85,12 +86,42 @@ def specs_from_config(config: Config) -> dict[RunKey, CheckSpec]:
     return out
 
 
+# Upper bounds (seconds) of the probe duration histogram's buckets (metrics.py).
+DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Durations:
+    """A histogram of probe durations: cumulative counts per bucket, sum and count."""
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(DURATION_BUCKETS_S)
+        self.count = 0
+        self.sum_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum_s += seconds
+        for i, bound in enumerate(DURATION_BUCKETS_S):
+            if seconds <= bound:
+                self.buckets[i] += 1
+
+
+def reason_class(reason: str) -> str:
+    """A probe's failure reason without its numbers and details, for a metric label:
+    "status 500" -> "status", "timeout 1.0 s" -> "timeout", "tls: ..." -> "tls"."""
+    word = re.sub(r"[:\d].*$", "", reason, flags=re.S).strip().lower()
+    return re.sub(r"[^a-z]+", "_", word).strip("_") or "error"
+
+
 class _Running:
     def __init__(self, spec: CheckSpec, up: bool | None) -> None:
         self.spec = spec
         self.hysteresis = RiseFall(spec.check.rise, spec.check.fall, up=up)
         self.scope = trio.CancelScope()
         self.probes = 0
+        self.durations = Durations()
+        self.failures: dict[str, int] = {}  # failed probes by reason_class
+        self.ever_ok = False  # a probe has succeeded since the task started (anycast)
 
 
 class HealthChecker:
@@ -112,6 +143,9 @@ class HealthChecker:
         self._specs = specs_from_config(config)
         self._nursery: trio.Nursery | None = None
         self._reported: set[CheckKey] = set()  # the sink starts knowing of no failure
+        # Called after a probe that decided something new for anycast (a check's first
+        # probe or first success, an up/down change); see hadirector/anycast/.
+        self.on_verdict: Callable[[], None] | None = None
 
     @property
     def down(self) -> set[CheckKey]:
@@ -123,6 +157,22 @@ class HealthChecker:
                 out.add((s, d))
                 out.update((m, d) for m in r.spec.members)
         return out
+
+    @property
+    def unproven(self) -> set[CheckKey]:
+        """Servers with a check without a successful probe yet (in every service of a
+        virtual_server_group)."""
+        out: set[CheckKey] = set()
+        for (s, d, _), r in self.running.items():
+            if not r.ever_ok:
+                out.add((s, d))
+                out.update((m, d) for m in r.spec.members)
+        return out
+
+    @property
+    def all_probed(self) -> bool:
+        """Every running check has probed at least once."""
+        return all(r.probes > 0 for r in self.running.values())
 
     def down_at_start(self) -> set[CheckKey]:
         """The servers that start down (``alpha``), known before any check task runs: the
@@ -163,6 +213,8 @@ class HealthChecker:
                 old.scope.cancel()
                 up = old.hysteresis.up
             entry = _Running(spec, up)
+            if old is not None:
+                entry.ever_ok, entry.probes = old.ever_ok, old.probes
             self.running[key] = entry
             offset_s = spec.check.interval_s * i / len(fresh)
             self._nursery.start_soon(self._check_loop, key, entry, started + offset_s)
@@ -185,6 +237,7 @@ class HealthChecker:
             due = first_s
             while True:
                 await trio.sleep_until(due)
+                began = trio.current_time()
                 try:
                     result = await self.prober(spec.check, spec.address, spec.port)
                 except Exception as exc:  # a probe bug must not take the agent down
@@ -193,6 +246,12 @@ class HealthChecker:
                     )
                     result = probes.ProbeResult(False, f"error: {exc!r}")
                 entry.probes += 1
+                entry.durations.observe(trio.current_time() - began)
+                if not result.ok:
+                    cls = reason_class(result.reason)
+                    entry.failures[cls] = entry.failures.get(cls, 0) + 1
+                news = entry.probes == 1 or (result.ok and not entry.ever_ok)
+                entry.ever_ok = entry.ever_ok or result.ok
                 pair = (key[0], key[1])
                 was_down = pair in self._reported
                 change = entry.hysteresis.update(result.ok, result.reason)
@@ -209,6 +268,8 @@ class HealthChecker:
                     if self.on_change is not None and (pair in self.down) != was_down:
                         self.on_change(pair, spec, change)
                     self._report()
+                if (news or change is not None) and self.on_verdict is not None:
+                    self.on_verdict()
                 now = trio.current_time()
                 due += interval_s
                 if due <= now:  # a probe overran (should not: timeout < interval): skip ahead

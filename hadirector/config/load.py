@@ -27,7 +27,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
+from hadirector.config.alert_sections import (
+    ALERTMANAGER_KEYS,
+    ALERTS_KEYS,
+    EMAIL_KEYS,
+    WEBHOOK_KEYS,
+    AlertSections,
+)
 from hadirector.config.lvs_sections import (
+    ANYCAST_KEYS,
     CHECK_KEY_TYPES,
     CHECK_KEYS,
     IPVS_KEYS,
@@ -71,8 +79,12 @@ from hadirector.config.vrrp_sections import (
 from hadirector.errors import ConfigError, Problem
 
 __all__ = [
+    "ALERTMANAGER_KEYS",
+    "ALERTS_KEYS",
+    "ANYCAST_KEYS",
     "CHECK_KEYS",
     "CHECK_KEY_TYPES",
+    "EMAIL_KEYS",
     "FILE_KEYS",
     "GLOBAL_KEYS",
     "GROUP_KEYS",
@@ -90,6 +102,7 @@ __all__ = [
     "VIP_KEYS",
     "VS_GROUP_KEYS",
     "VS_KEYS",
+    "WEBHOOK_KEYS",
     "load_mapping",
     "load_path",
     "load_text",
@@ -170,7 +183,7 @@ def _syntax_problem(text: str, source: str, message: str) -> Problem:
 # --------------------------------------------------------------------------- the document
 
 
-class _Loader(VrrpSections, LvsSections):
+class _Loader(VrrpSections, LvsSections, AlertSections):
     """Collects problems while turning a parsed document into a ``Config``."""
 
     def document(self, data: Mapping[str, object]) -> Config | None:
@@ -211,6 +224,14 @@ class _Loader(VrrpSections, LvsSections):
             servers.extend(found)
             table_of.extend([i] * len(found))
         self.check_services(servers, table_of)
+        alerts = self.alerts(top)
+        anycast = self.anycast(top)
+        vips = {
+            v.address: f"vrrp_instance {quote(inst.name)}"
+            for inst in present(instances)
+            for v in inst.virtual_addresses
+        }
+        self.check_anycast(servers, vips)
 
         if self.problems:
             return None
@@ -223,6 +244,8 @@ class _Loader(VrrpSections, LvsSections):
             ipvs=ipvs,
             virtual_servers=tuple(present(servers)),
             virtual_server_groups=tuple(g for g in vs_groups.values() if g is not None),
+            alerts=alerts,
+            anycast=anycast,
         )
 
     def section(self, top: Table, key: str) -> list[Mapping[str, object] | None]:

@@ -25,6 +25,7 @@ from hadirector.config.schema import (
     SCHEDULERS,
     TUNNEL_FLAGS,
     TUNNEL_TYPES,
+    AnycastSettings,
     Family,
     FwmarkMatch,
     HealthCheck,
@@ -57,6 +58,7 @@ from hadirector.config.validate import (
 )
 
 __all__ = [
+    "ANYCAST_KEYS",
     "CHECK_KEYS",
     "CHECK_KEY_TYPES",
     "IPVS_KEYS",
@@ -71,6 +73,9 @@ __all__ = [
 ]
 
 IPVS_KEYS: Final = toml_keys(IpvsSettings)
+ANYCAST_KEYS: Final = toml_keys(AnycastSettings)
+# Routing tables the kernel reserves: unspec, default, main, local.
+RESERVED_TABLES: Final = {0: "unspec", 253: "default", 254: "main", 255: "local"}
 SYNC_KEYS: Final = toml_keys(SyncDaemonSettings)
 SYNC_MAXLEN_MAX: Final = 65507  # the largest UDP payload over IPv4
 # A service's address holds its port (real servers' likewise); the file says real_server.
@@ -113,6 +118,7 @@ CHECK_KEY_TYPES: Final = {
 HTTP_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 
 IPVS: Final = Defaults(IpvsSettings)
+ANYCAST: Final = Defaults(AnycastSettings)
 SYNC: Final = Defaults(SyncDaemonSettings)
 SERVICE: Final = Defaults(VirtualServer)
 MATCH: Final = Defaults(FwmarkMatch)
@@ -145,6 +151,57 @@ class LvsSections(Checker):
             sync=self.sync_daemon(t.raw("sync")) if t.has("sync") else None,
         )
 
+    def anycast(self, top: Table) -> AnycastSettings:
+        """``[anycast]``: the route table and device of the announced addresses."""
+        if not top.has("anycast"):
+            return AnycastSettings()
+        data = self.table(top.raw("anycast"), "anycast")
+        if data is None:
+            return AnycastSettings()
+        t = Table(self, data, "anycast", ANYCAST_KEYS)
+        table = t.opt("route_table", self.integer(1, UINT32_MAX), ANYCAST.route_table)
+        if table in RESERVED_TABLES and not t.bad("route_table"):
+            self.add(
+                t.at("route_table"),
+                f"must not be the kernel's {RESERVED_TABLES[table]} table ({table})",
+            )
+        return AnycastSettings(
+            route_table=table,
+            device=t.opt("device", self.ifname(), ANYCAST.device),
+            withdraw_delay_s=t.opt(
+                "withdraw_delay", self.seconds(0, 3600), ANYCAST.withdraw_delay_s
+            ),
+        )
+
+    def check_anycast(
+        self, servers: Sequence[VirtualServer | None], vips: Mapping[IPAddress, str]
+    ) -> None:
+        """Anycast services against each other and the VRRP addresses: every service of an
+        announced address is announced too (one route per address), and no address is both
+        announced and moved by VRRP."""
+        by_address: dict[IPAddress, list[tuple[int, VirtualServer]]] = {}
+        for i, vs in enumerate(servers):
+            if vs is not None and vs.address is not None:
+                by_address.setdefault(vs.address, []).append((i, vs))
+        for address, entries in by_address.items():
+            flags = {vs.anycast for _, vs in entries}
+            if flags == {True, False}:
+                first = next(i for i, vs in entries if vs.anycast)
+                for i, vs in entries:
+                    if not vs.anycast:
+                        self.add(
+                            f"virtual_server[{i}].anycast",
+                            f"must be true like virtual_server[{first}] on the same address "
+                            f"{address} (the address is announced as a whole)",
+                        )
+            if True in flags and address in vips:
+                i = next(i for i, vs in entries if vs.anycast)
+                self.add(
+                    f"virtual_server[{i}].anycast",
+                    f"address {address} is also a VIP of {vips[address]}: an anycast "
+                    "address is announced over BGP, not moved by VRRP",
+                )
+
     def sync_daemon(self, value: object) -> SyncDaemonSettings | None:
         """``[ipvs.sync]`` on its own; ``check_sync`` resolves whose state decides."""
         data = self.table(value, "ipvs.sync")
@@ -167,6 +224,7 @@ class LvsSections(Checker):
             mcast_group=SYNC.mcast_group if mcast_group is None else mcast_group,
             mcast_port=t.opt("mcast_port", self.integer(1, 65535), SYNC.mcast_port),
             mcast_ttl=t.opt("mcast_ttl", self.integer(1, 255), SYNC.mcast_ttl),
+            both=t.opt("both", self.boolean(), SYNC.both),
         )
 
     def multicast_group(self, value: object, path: str) -> IPAddress | None:
@@ -188,6 +246,11 @@ class LvsSections(Checker):
         """Resolve whose VRRP state decides the sync daemon's role (``[ipvs.sync]``)."""
         sync = ipvs.sync
         if sync is None:
+            return ipvs
+        if sync.both:  # both daemons, always: no VRRP state decides
+            for key in ("instance", "group"):
+                if getattr(sync, key) is not None:
+                    self.add(f"ipvs.sync.{key}", "not with both = true (no VRRP state decides)")
             return ipvs
         if sync.group is not None:
             known_groups = {g.name for g in groups if g is not None}
@@ -253,6 +316,7 @@ class LvsSections(Checker):
                         f"{flag} needs scheduler {SCHEDULER_FLAGS[flag]}, got {scheduler}",
                     )
         one_packet = t.opt("one_packet", self.boolean(), SERVICE.one_packet)
+        smtp_alert = t.opt("smtp_alert", self.boolean(), SERVICE.smtp_alert)
         if one_packet and protocol in ("tcp", "sctp") and not t.bad("protocol"):
             self.add(t.at("one_packet"), f"applies to udp or fwmark services only, not {protocol}")
         forwarding = t.opt("forwarding", self.choice(FORWARDINGS), SERVICE.forwarding)
@@ -304,6 +368,26 @@ class LvsSections(Checker):
         else:
             match = t.maybe("match", lambda v, p: self.fwmark_match(v, p, family))
 
+        anycast = t.opt("anycast", self.boolean(), SERVICE.anycast)
+        min_servers = t.opt(
+            "anycast_min_servers", self.integer(1, 1_000_000), SERVICE.anycast_min_servers
+        )
+        if anycast and has_fwmark and not t.bad("anycast"):
+            self.add(t.at("anycast"), "applies to address services only (an address is announced)")
+        if t.has("anycast_min_servers") and not anycast and not t.bad("anycast_min_servers"):
+            self.add(t.at("anycast_min_servers"), "applies only with anycast = true")
+        elif (
+            anycast
+            and not has_fwmark
+            and min_servers > len(real_servers)
+            and not t.bad("anycast_min_servers")
+        ):
+            self.add(
+                t.at("anycast_min_servers") if t.has("anycast_min_servers") else t.at("anycast"),
+                f"needs {min_servers} real server(s) up but the service has "
+                f"{len(real_servers)}: it would never be announced",
+            )
+
         if not vs_ok or family is None:
             return None
         return VirtualServer(
@@ -333,6 +417,9 @@ class LvsSections(Checker):
             quorum_down=quorum_down,
             sorry_server=sorry,
             slow_start_s=slow_start_s,
+            smtp_alert=smtp_alert,
+            anycast=anycast,
+            anycast_min_servers=min_servers,
         )
 
     def sorry_server(

@@ -172,6 +172,7 @@ class VrrpInstance:
     # input is up while any virtual server has quorum (ipvs/pool.py).
     track_quorum: int | None = None
     notify: NotifyScripts = field(default_factory=NotifyScripts)
+    smtp_alert: bool = True  # mail on state changes (only with [alerts.email])
 
     @property
     def family(self) -> Family:
@@ -205,6 +206,7 @@ class SyncGroup:
     name: str
     instances: tuple[str, ...]
     notify: NotifyScripts = field(default_factory=NotifyScripts)
+    smtp_alert: bool = True  # mail on the group's state changes (only with [alerts.email])
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,8 @@ class SyncDaemonSettings:
     """The ``[ipvs.sync]`` table: the kernel's connection-sync daemons and who decides.
 
     Exactly one of ``instance`` / ``group`` is set after loading (a single VRRP instance
-    is filled in when neither is given): its state picks the daemon's role.
+    is filled in when neither is given): its state picks the daemon's role; with ``both``
+    neither is set and both daemons run.
     """
 
     interface: str
@@ -248,6 +251,9 @@ class SyncDaemonSettings:
     mcast_group: IPAddress = DEFAULT_SYNC_MCAST_GROUP
     mcast_port: int = SYNC_MCAST_PORT
     mcast_ttl: int = SYNC_MCAST_TTL
+    # Run the master and the backup daemon together, whatever VRRP says (anycast directors:
+    # each sends its connections to all the others and receives theirs).
+    both: bool = False
 
 
 @dataclass(frozen=True)
@@ -395,6 +401,11 @@ class VirtualServer:
     extra_checks: tuple[HealthCheck, ...] = ()
     # The virtual_server_group this service was expanded from (None: its own address).
     group: str | None = None
+    smtp_alert: bool = True  # mail when a real server goes down or up (only with [alerts.email])
+    # Announced over BGP (through the [anycast] route table) while at least
+    # anycast_min_servers real servers are up; see hadirector/anycast/.
+    anycast: bool = False
+    anycast_min_servers: int = 1
 
     @property
     def key(self) -> ServiceKey:
@@ -411,6 +422,68 @@ class VirtualServer:
     @property
     def persistent(self) -> bool:
         return self.persistence_timeout_s > 0
+
+
+DEFAULT_ANYCAST_TABLE = 4242
+DEFAULT_ANYCAST_DEVICE = "hdvip0"
+
+
+@dataclass(frozen=True)
+class AnycastSettings:
+    """The ``[anycast]`` table: where the agent puts the routes of the addresses it announces.
+
+    Each announced address is a ``/32`` (``/128``) route in ``route_table`` through
+    ``device``, a TUN device the agent holds open (gone with the process); the local BGP
+    speaker (BIRD) learns that table and announces its routes."""
+
+    route_table: int = DEFAULT_ANYCAST_TABLE
+    device: str = DEFAULT_ANYCAST_DEVICE
+    withdraw_delay_s: float = 2.0  # on SIGTERM: routes withdrawn, then this long before exit
+
+
+@dataclass(frozen=True)
+class EmailAlerts:
+    """``[alerts.email]``: mail to people on state changes (keepalived's smtp_alert)."""
+
+    to: tuple[str, ...]
+    from_: str
+    server_host: str
+    server_port: int = 25
+    starttls: bool = False
+    ca_file: str | None = None  # STARTTLS: trust this CA (PEM) instead of the system's
+    username: str | None = None
+    password_file: str | None = None  # read at start and on reload; None: no login
+    timeout_s: float = 10.0  # per SMTP operation (connect, each command)
+
+
+@dataclass(frozen=True)
+class WebhookAlerts:
+    """``[alerts.webhook]``: a JSON document POSTed per event."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AlertmanagerAlerts:
+    """``[alerts.alertmanager]``: alerts posted to Alertmanager's v2 API while they hold."""
+
+    url: str  # base URL, e.g. http://127.0.0.1:9093 (the agent posts to /api/v2/alerts)
+    timeout_s: float = 5.0
+    repeat_interval_s: float = 60.0  # a firing alert is posted again this often
+    labels: tuple[tuple[str, str], ...] = ()  # added to every alert (e.g. site, cluster)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """The ``[alerts]`` table: where events go besides the log and notify scripts."""
+
+    email: EmailAlerts | None = None
+    webhook: WebhookAlerts | None = None
+    alertmanager: AlertmanagerAlerts | None = None
+    queue: int = 1000  # events waiting per destination; the oldest is dropped beyond
+    flush_timeout_s: float = 10.0  # a graceful stop delivers what is queued within this
 
 
 @dataclass(frozen=True)
@@ -434,6 +507,8 @@ class Config:
     ipvs: IpvsSettings = field(default_factory=IpvsSettings)
     virtual_servers: tuple[VirtualServer, ...] = ()
     virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    anycast: AnycastSettings = field(default_factory=AnycastSettings)
 
     def service_tables(self) -> list[tuple[int, VirtualServer]]:
         """Each ``[[virtual_server]]`` table once, with its index in the file: a group's
@@ -445,6 +520,11 @@ class Config:
                 out.append((len(out), vs))
             previous = vs.group
         return out
+
+    @property
+    def anycast_servers(self) -> tuple[VirtualServer, ...]:
+        """The virtual servers announced over BGP (``anycast = true``)."""
+        return tuple(vs for vs in self.virtual_servers if vs.anycast)
 
     def instance(self, name: str) -> VrrpInstance | None:
         return next((i for i in self.vrrp_instances if i.name == name), None)

@@ -232,6 +232,7 @@ class VrrpSections(Checker):
         track_files = self.track_refs(t, "track_files", self.ref(files, "track_file"), files)
         track_quorum = t.maybe("track_quorum", self.integer(-253, 253))
         notify = self.notify(t)
+        smtp_alert = t.opt("smtp_alert", self.boolean(), INSTANCE.smtp_alert)
 
         if name is None or interface is None or vrid is None or priority is None or not vips:
             return None, name
@@ -265,6 +266,7 @@ class VrrpSections(Checker):
             track_files=track_files,
             track_quorum=track_quorum,
             notify=notify,
+            smtp_alert=smtp_alert,
         )
         return instance, name
 
@@ -493,6 +495,7 @@ class VrrpSections(Checker):
             if members is not None and not members and not t.bad("instances"):
                 self.add(t.at("instances"), "must name at least one vrrp_instance")
             notify = self.notify(t)
+            smtp_alert = t.opt("smtp_alert", self.boolean(), True)
             raw = t.raw("instances")
             for j, member in enumerate(members or []):
                 # Index in the raw list (duplicates were dropped from members).
@@ -511,7 +514,7 @@ class VrrpSections(Checker):
             if name is None or not members:
                 out.append(None)
                 continue
-            out.append(SyncGroup(name, tuple(members), notify))
+            out.append(SyncGroup(name, tuple(members), notify, smtp_alert))
         return out
 
 

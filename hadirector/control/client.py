@@ -125,6 +125,13 @@ def format_status(st: AgentStatus) -> str:
         lines.append(f"drained: {', '.join(st.checks.drained)}")
     if st.checks.quorum_lost:
         lines.append(f"without quorum: {', '.join(st.checks.quorum_lost)}")
+    anycast = st.anycast
+    if anycast.device is not None:
+        where = f"dev {anycast.device} table {anycast.route_table}"
+        lines.append(f"anycast: {where}" + (f", error: {anycast.error}" if anycast.error else ""))
+        for a in anycast.addresses:
+            word = "announced" if a.announced else "withdrawn"
+            lines.append(f"  {a.address} {word}: {a.reason}")
     text = f"notify: {st.notify.pending} pending"
     if st.notify.failures is not None:
         text += f", {st.notify.failures} failed"

@@ -58,6 +58,8 @@ class Controlled(Protocol):
 
     def status(self) -> AgentStatus: ...
 
+    def runtime_metrics(self) -> list[Any]: ...
+
     async def reload(self) -> list[str]: ...
 
     def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]: ...
@@ -103,7 +105,10 @@ class Operations:
             return
         self.log.info("metrics.listening", listen=f"{address}:{port}")
         task_status.started()
-        await metrics.serve(listeners, lambda: metrics.render(self.agent.status()))
+        agent = self.agent
+        await metrics.serve(
+            listeners, lambda: metrics.render(agent.status(), agent.runtime_metrics())
+        )
 
     async def serve_control(
         self, path: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

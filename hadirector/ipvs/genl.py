@@ -29,6 +29,7 @@ from hadirector.ipvs.types import (
     DestState,
     IpvsInfo,
     ServiceState,
+    Stats,
     SyncDaemon,
     SyncState,
     Timeouts,
@@ -107,6 +108,7 @@ IPVS_SVC_ATTR_TIMEOUT = 8
 IPVS_SVC_ATTR_NETMASK = 9
 IPVS_SVC_ATTR_STATS = 10
 IPVS_SVC_ATTR_PE_NAME = 11
+IPVS_SVC_ATTR_STATS64 = 12
 
 IPVS_DEST_ATTR_ADDR = 1
 IPVS_DEST_ATTR_PORT = 2
@@ -119,9 +121,17 @@ IPVS_DEST_ATTR_INACT_CONNS = 8
 IPVS_DEST_ATTR_PERSIST_CONNS = 9
 IPVS_DEST_ATTR_STATS = 10
 IPVS_DEST_ATTR_ADDR_FAMILY = 11
+IPVS_DEST_ATTR_STATS64 = 12
 IPVS_DEST_ATTR_TUN_TYPE = 13
 IPVS_DEST_ATTR_TUN_PORT = 14
 IPVS_DEST_ATTR_TUN_FLAGS = 15
+
+# The counters of IPVS_*_ATTR_STATS (u32 but the byte counts) and _STATS64 (all u64).
+IPVS_STATS_ATTR_CONNS = 1
+IPVS_STATS_ATTR_INPKTS = 2
+IPVS_STATS_ATTR_OUTPKTS = 3
+IPVS_STATS_ATTR_INBYTES = 4
+IPVS_STATS_ATTR_OUTBYTES = 5
 
 IPVS_DAEMON_ATTR_STATE = 1
 IPVS_DAEMON_ATTR_MCAST_IFN = 2
@@ -212,6 +222,33 @@ def _be16(attrs: dict[int, bytes], attr_type: int, default: int = 0) -> int:
 def _u32(attrs: dict[int, bytes], attr_type: int, default: int = 0) -> int:
     raw = attrs.get(attr_type)
     return int(struct.unpack_from("=I", raw)[0]) if raw is not None and len(raw) >= 4 else default
+
+
+def _u64(attrs: dict[int, bytes], attr_type: int, default: int = 0) -> int:
+    raw = attrs.get(attr_type)
+    return int(struct.unpack_from("=Q", raw)[0]) if raw is not None and len(raw) >= 8 else default
+
+
+def _counter(attrs: dict[int, bytes], attr_type: int) -> int:
+    """A counter of either stats attribute: 8 bytes are a u64, 4 a u32."""
+    raw = attrs.get(attr_type, b"")
+    return _u64(attrs, attr_type) if len(raw) >= 8 else _u32(attrs, attr_type)
+
+
+def decode_stats(attrs: dict[int, bytes], stats64: int, stats32: int) -> Stats | None:
+    """The traffic counters of a service or destination (the 64-bit form when the kernel
+    sends it), None when it sends neither."""
+    raw = attrs.get(stats64, attrs.get(stats32))
+    if raw is None:
+        return None
+    counters = parse_attrs(raw)
+    return Stats(
+        connections=_counter(counters, IPVS_STATS_ATTR_CONNS),
+        packets_in=_counter(counters, IPVS_STATS_ATTR_INPKTS),
+        packets_out=_counter(counters, IPVS_STATS_ATTR_OUTPKTS),
+        bytes_in=_counter(counters, IPVS_STATS_ATTR_INBYTES),
+        bytes_out=_counter(counters, IPVS_STATS_ATTR_OUTBYTES),
+    )
 
 
 def _string(attrs: dict[int, bytes], attr_type: int) -> str:
@@ -410,7 +447,9 @@ def decode_service(top: dict[int, bytes]) -> ServiceState:
         netmask=_netmask_value(family, attrs.get(IPVS_SVC_ATTR_NETMASK, b"\0" * 4)),
         pe_name=_string(attrs, IPVS_SVC_ATTR_PE_NAME),
     )
-    return ServiceState(key, service)
+    return ServiceState(
+        key, service, decode_stats(attrs, IPVS_SVC_ATTR_STATS64, IPVS_SVC_ATTR_STATS)
+    )
 
 
 # --- destinations ------------------------------------------------------------------------------
@@ -472,6 +511,7 @@ def decode_dest(top: dict[int, bytes], service_family: int) -> DestState:
         active_conns=_u32(attrs, IPVS_DEST_ATTR_ACTIVE_CONNS),
         inactive_conns=_u32(attrs, IPVS_DEST_ATTR_INACT_CONNS),
         persistent_conns=_u32(attrs, IPVS_DEST_ATTR_PERSIST_CONNS),
+        stats=decode_stats(attrs, IPVS_DEST_ATTR_STATS64, IPVS_DEST_ATTR_STATS),
     )
 
 

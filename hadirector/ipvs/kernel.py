@@ -48,7 +48,7 @@ from hadirector.ipvs.reconcile import (
     service_text,
 )
 from hadirector.ipvs.reconcile import EditService as EditServiceOp
-from hadirector.ipvs.types import DestState, IpvsInfo, ServiceState, Timeouts
+from hadirector.ipvs.types import DestState, IpvsInfo, ServiceState, ServiceTraffic, Timeouts
 
 __all__ = ["IpvsKernel", "IpvsOpError", "decoding", "ensure_scheduler"]
 
@@ -203,6 +203,9 @@ class IpvsKernel:
         self._family_id = 0
         self._seq = 0
         self._lock = trio.Lock()
+        # Traffic counters of every service and destination as of the last ``table()``
+        # (the reconciler reads the table anyway: metrics come at no extra kernel request).
+        self.traffic: dict[ServiceKey, ServiceTraffic] = {}
 
     # -- life cycle --
 
@@ -416,11 +419,14 @@ class IpvsKernel:
         services = await self.services()
         for _attempt in range(TABLE_READ_ATTEMPTS):
             table: dict[ServiceKey, Entry] = {}
+            traffic: dict[ServiceKey, ServiceTraffic] = {}
             for state in services:
-                dests = {d.key: d.dest for d in await self.dests(state.key)}
-                table[state.key] = Entry(state.service, dests)
+                read = await self.dests(state.key)
+                table[state.key] = Entry(state.service, {d.key: d.dest for d in read})
+                traffic[state.key] = ServiceTraffic(state.stats, tuple(read))
             again = await self.services()
             if [s.key for s in again] == [s.key for s in services]:
+                self.traffic = traffic
                 return table
             services = again
         raise KernelError(

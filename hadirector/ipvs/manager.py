@@ -171,6 +171,12 @@ class IpvsManager:
             counters=self.counters,
         )
 
+    def traffic(self) -> dict[model.ServiceKey, Any]:
+        """Traffic counters of the services this agent programs, as of the last reconcile
+        (``ServiceTraffic`` by service; empty without IPVS)."""
+        read = self.kernel.traffic if self.kernel is not None else {}
+        return {key: t for key, t in read.items() if key in self.owned}
+
     def set_health(
         self,
         down: set[tuple[model.ServiceKey, model.DestKey]],

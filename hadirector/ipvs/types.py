@@ -12,7 +12,7 @@ Pure: standard library and the pure model only; no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from hadirector.ipvs.model import Dest, DestKey, Entry, Service, ServiceKey
@@ -29,6 +29,8 @@ __all__ = [
     "Service",
     "ServiceKey",
     "ServiceState",
+    "ServiceTraffic",
+    "Stats",
     "SyncDaemon",
     "SyncState",
     "Timeouts",
@@ -36,15 +38,38 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class Stats:
+    """Traffic counters the kernel keeps for a service or a destination, since it was
+    added (or since ``ipvsadm --zero``): connections scheduled, packets and bytes from the
+    client side (in) and from the real servers (out)."""
+
+    connections: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass(frozen=True)
 class ServiceState:
     """A virtual service as the kernel reports it.
 
     ``service.flags`` is as the kernel reports it, including the internal HASHED bit
-    (``Service.effective()`` drops it for comparisons).
+    (``Service.effective()`` drops it for comparisons). ``stats`` (its traffic counters)
+    takes no part in comparisons.
     """
 
     key: ServiceKey
     service: Service
+    stats: Stats | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ServiceTraffic:
+    """A service's counters and its destinations as last read (for metrics)."""
+
+    stats: Stats | None
+    dests: tuple[DestState, ...]
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,7 @@ class DestState:
     active_conns: int = 0
     inactive_conns: int = 0
     persistent_conns: int = 0
+    stats: Stats | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

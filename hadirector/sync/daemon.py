@@ -90,6 +90,11 @@ class SyncDaemons:
             self._wake.set()
 
     @property
+    def in_step(self) -> bool:
+        """The kernel's daemons were found (or made) as the deciding state wants."""
+        return self._in_step and self.available is not False
+
+    @property
     def deciding_state(self) -> str | None:
         """The current state of whatever decides (None: not known yet)."""
         settings = self.settings

@@ -4,7 +4,8 @@ Connection sync follows the VRRP state that decides it (one instance, or a sync 
 keepalived's ``lvs_sync_daemon`` does: a director that is not master (starting, BACKUP,
 FAULT) runs the *backup* daemon and receives the master's connection table; the master runs
 the *master* daemon and sends; a stopped agent runs neither. On every change the daemon of
-the old role is stopped before the one of the new role is started.
+the old role is stopped before the one of the new role is started. With ``both`` (anycast
+directors, no VRRP) the master and the backup daemon run together until the agent stops.
 
 ``plan`` compares what the kernel reports running with what is wanted and returns the
 minimal steps: a daemon running with other parameters (interface, sync id, multicast
@@ -61,19 +62,23 @@ def desired(settings: SyncDaemonSettings | None, vrrp_state: str | None) -> tupl
     """The daemons that should run for ``settings`` when the deciding state is ``vrrp_state``."""
     if settings is None:
         return ()
+    if settings.both:  # anycast directors: send and receive, whatever VRRP says
+        return tuple(_spec(settings, role) for role in (SyncState.MASTER, SyncState.BACKUP))
     role = role_for(vrrp_state)
     if role is None:
         return ()
-    return (
-        SyncDaemon(
-            state=role,
-            ifname=settings.interface,
-            syncid=settings.syncid,
-            sync_maxlen=settings.maxlen,
-            mcast_group=str(settings.mcast_group),
-            mcast_port=settings.mcast_port,
-            mcast_ttl=settings.mcast_ttl,
-        ),
+    return (_spec(settings, role),)
+
+
+def _spec(settings: SyncDaemonSettings, role: SyncState) -> SyncDaemon:
+    return SyncDaemon(
+        state=role,
+        ifname=settings.interface,
+        syncid=settings.syncid,
+        sync_maxlen=settings.maxlen,
+        mcast_group=str(settings.mcast_group),
+        mcast_port=settings.mcast_port,
+        mcast_ttl=settings.mcast_ttl,
     )
 
 

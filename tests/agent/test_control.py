@@ -98,9 +98,9 @@ def test_status_follows_election_and_failover(tmp_path: Path) -> None:
 
         # The metrics page renders the same report, transitions included.
         page = metrics.render(AgentStatus.from_json(await status_of(sock_b)))
-        assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1' in page
-        assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1' in page
-        assert 'hadirector_vrrp_vips_held{instance="VI_1"} 1' in page
+        assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1.0' in page
+        assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1.0' in page
+        assert 'hadirector_vrrp_vips_held{instance="VI_1"} 1.0' in page
 
     run_lab(scenario)
 
@@ -283,8 +283,8 @@ def test_metrics_endpoint_serves_the_agent_and_bounds_requests() -> None:
         head, _, body = reply.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.0 200 OK")
         page = body.decode()
-        assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1\n' in page
-        assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1\n' in page
+        assert 'hadirector_vrrp_state{instance="VI_1",state="MASTER"} 1.0\n' in page
+        assert 'hadirector_vrrp_transitions_total{instance="VI_1",state="MASTER"} 1.0\n' in page
         assert f"Content-Length: {len(body)}".encode() in head
 
         # Too big a request head: refused without reading on.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -38,6 +39,15 @@ from .lab import DIRECTORS, InstanceSpec, Lab, ProcessDirector, default_instance
 KEEPALIVED = "keepalived"
 _FIFO_STOP = b"__lab_reader_stop__\n"
 STATES = frozenset({"BACKUP", "MASTER", "FAULT", "STOP", "DELETED"})
+# keepalived 2.2.7's messages for an advert it drops (vrrp.c, receive path).
+KEEPALIVED_COMPLAINTS = re.compile(
+    r"Invalid VRRPv\d checksum|invalid TTL|TTL/HL \d+ not in range|wrong version"
+    r"|received a \d+ auth|invalid passwd|interval mismatch|Invalid packet type"
+    r"|unexpected ip number count|ip_tot_len mismatch|Expected \w+icast packet"
+    r"|expected \d+ VIPs|not present in MASTER advert|not a unicast peer|vrrp packet too"
+    r"|discarding \w+icast packet|checksum to old version|Invalid auth type",
+    re.IGNORECASE,
+)
 
 
 def available() -> bool:
@@ -280,4 +290,10 @@ def keepalived_factory(
     return KeepalivedDirector(lab, node, priority, advert_s, version)
 
 
-__all__ = ["KeepalivedDirector", "available", "keepalived_conf", "keepalived_factory"]
+__all__ = [
+    "KEEPALIVED_COMPLAINTS",
+    "KeepalivedDirector",
+    "available",
+    "keepalived_conf",
+    "keepalived_factory",
+]

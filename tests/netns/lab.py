@@ -925,6 +925,10 @@ class Lab:
             self._ip("netns", "add", self.ns(node))
             self._created.append(self.ns(node))
         sw = self.ns("switch")
+        for node in ("switch", *self.fixed_nodes):
+            # A new namespace copies init_net's IPv4 settings: a host that forwards would
+            # make every director a router (a VIP given up still reached through it).
+            self.sysctl(node, "net.ipv4.ip_forward", "0")
         self.sysctl("switch", "net.ipv6.conf.all.disable_ipv6", "1")
         self.sysctl("switch", "net.ipv6.conf.default.disable_ipv6", "1")
         for node in self.fixed_nodes:
@@ -1001,6 +1005,7 @@ class Lab:
         self._ip("netns", "add", ns.name)
         self._created.append(ns.name)
         self._namespaces.append(ns)
+        ns.sysctl("net.ipv4.ip_forward", "0")  # not the host's setting (see setup())
         ns.ip("link", "set", "lo", "up")
         return ns
 

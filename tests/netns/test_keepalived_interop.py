@@ -36,7 +36,6 @@ three advert intervals, a takeover after a crash is not shorter than two), never
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ import pytest
 
 from tests.checksum import internet_checksum, pseudo_header
 
-from .keepalived import KeepalivedDirector
+from .keepalived import KEEPALIVED_COMPLAINTS, KeepalivedDirector
 from .lab import (
     Frame,
     HadirectorDirector,
@@ -66,16 +65,6 @@ STATE_TIMEOUT_S = 30.0
 PROBE_S = 0.3
 MASTER_PRIORITY = 150
 BACKUP_PRIORITY = 100
-
-# keepalived 2.2.7's messages for an advert it drops (vrrp.c, receive path).
-KEEPALIVED_COMPLAINTS = re.compile(
-    r"Invalid VRRPv\d checksum|invalid TTL|TTL/HL \d+ not in range|wrong version"
-    r"|received a \d+ auth|invalid passwd|interval mismatch|Invalid packet type"
-    r"|unexpected ip number count|ip_tot_len mismatch|Expected \w+icast packet"
-    r"|expected \d+ VIPs|not present in MASTER advert|not a unicast peer|vrrp packet too"
-    r"|discarding \w+icast packet|checksum to old version|Invalid auth type",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)

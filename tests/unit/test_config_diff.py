@@ -150,6 +150,7 @@ PLAN: dict[str, tuple[Any, bool]] = {
     "track_files": ((TrackRef("maint", 1),), False),
     "track_quorum": (0, False),
     "notify": (NotifyScripts(master=("/bin/true",)), False),
+    "smtp_alert": (False, False),
 }
 
 

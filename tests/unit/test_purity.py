@@ -34,11 +34,17 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/pool.py",
     "hadirector/checks/risefall.py",
     "hadirector/checks/dnsmsg.py",
+    "hadirector/anycast/decide.py",
     "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",
     "hadirector/status.py",
     "hadirector/control/protocol.py",
+    "hadirector/migrate/kaconf.py",
+    "hadirector/migrate/from_keepalived.py",
+    "hadirector/migrate/tomlout.py",
+    "hadirector/migrate/report.py",
+    "hadirector/migrate/to_keepalived.py",
 ]
 
 # Top-level modules a pure module must never cause to be loaded.

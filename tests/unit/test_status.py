@@ -63,6 +63,7 @@ WIRE: dict[str, Any] = {
         "quorum_lost": [],
     },
     "notify": {"pending": 0, "failures": 1},
+    "anycast": {"device": None, "route_table": 0, "error": None, "addresses": []},
 }
 
 

@@ -233,3 +233,49 @@ def test_names_that_do_not_fit_are_refused() -> None:
         genl.daemon_attr(SyncState.MASTER, "x" * 16, 1)
     with pytest.raises(ValueError, match="scheduler name too long"):
         genl.service_attr(ServiceKey.mark(1), Service("s" * 16))
+
+
+def _stats(attr_type: int, wide: bool, values: tuple[int, int, int, int, int]) -> bytes:
+    """A stats attribute as the kernel writes it: STATS64 all u64; STATS u32 counters but
+    the byte counts (u64)."""
+    kids = []
+    for counter, value in zip(range(1, 6), values, strict=True):
+        fmt = "=Q" if wide or counter in (4, 5) else "=I"
+        kids.append(genl.nla(counter, struct.pack(fmt, value)))
+    return genl.nla_nested(attr_type, kids)
+
+
+def test_traffic_counters_of_a_destination_prefer_the_64_bit_form() -> None:
+    dest = genl.dest_attr(DestKey("10.0.0.5", 80), Dest(weight=3))
+    inner = genl.parse_attrs(dest)[genl.IPVS_CMD_ATTR_DEST]
+    big = 2**40 + 7
+    both = inner + _stats(genl.IPVS_DEST_ATTR_STATS, False, (1, 2, 3, 4, 5))
+    both += _stats(genl.IPVS_DEST_ATTR_STATS64, True, (big, big + 1, big + 2, big + 3, big + 4))
+    state = genl.decode_dest({genl.IPVS_CMD_ATTR_DEST: both}, 4)
+    assert state.stats is not None
+    assert (state.stats.connections, state.stats.packets_in, state.stats.bytes_out) == (
+        big,
+        big + 1,
+        big + 4,
+    )
+    only32 = inner + _stats(genl.IPVS_DEST_ATTR_STATS, False, (9, 8, 7, 2**33, 5))
+    state = genl.decode_dest({genl.IPVS_CMD_ATTR_DEST: only32}, 4)
+    assert state.stats is not None
+    assert (state.stats.connections, state.stats.packets_out, state.stats.bytes_in) == (
+        9,
+        7,
+        2**33,
+    )
+    # Not part of a destination's identity: equal with or without counters.
+    assert state == genl.decode_dest({genl.IPVS_CMD_ATTR_DEST: inner}, 4)
+    assert genl.decode_dest({genl.IPVS_CMD_ATTR_DEST: inner}, 4).stats is None
+
+
+def test_traffic_counters_of_a_service() -> None:
+    key = ServiceKey(4, 6, "192.0.2.10", 80, 0)
+    svc = genl.service_attr(key, Service(scheduler="wrr"))
+    inner = genl.parse_attrs(svc)[genl.IPVS_CMD_ATTR_SERVICE]
+    raw = inner + _stats(genl.IPVS_SVC_ATTR_STATS64, True, (40, 200, 160, 12000, 9000))
+    state = genl.decode_service({genl.IPVS_CMD_ATTR_SERVICE: raw})
+    assert state.key == key and state.stats is not None
+    assert state.stats.connections == 40 and state.stats.bytes_in == 12000

@@ -24,14 +24,27 @@ is slow under emulation. Requests are bounded in number and each in time (5 s).
 from __future__ import annotations
 
 import itertools
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .lvslab import AgentProcess, Answer, Lab, RealServer, agent, request, routed_lan, run
+from .lvslab import (
+    AgentProcess,
+    Answer,
+    Lab,
+    RealServer,
+    agent,
+    in_netns,
+    request,
+    routed_lan,
+    run,
+)
 
 pytestmark = pytest.mark.vm
 
@@ -49,7 +62,12 @@ VIP_WRR, VIP_WLC, VIP_DR, VIP_TUN, VIP_FULLNAT, VIP_PCC, VIP_PFMC = (
 )
 FWMARK = 15
 
+METRICS = "127.0.0.1:9650"
+
 CONFIG = f"""
+[global]
+metrics_listen = "{METRICS}"
+
 [[virtual_server]]
 address = "{VIP_WRR}:80"
 scheduler = "wrr"
@@ -286,3 +304,97 @@ def _persistence_templates(lvs: Lvs, service: str) -> list[tuple[str, int]]:
             # -> address:port  Weight  PersistConn  ActiveConn  InActConn
             found.append((words[1], int(words[3])))
     return [(server, count) for server, count in found if count > 0]
+
+
+FETCH = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    sys.stdout.write(r.read().decode())
+"""
+
+
+def traffic(lvs: Lvs) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The director's IPVS traffic samples, read from its metrics endpoint."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = in_netns(lvs.director, sys.executable, "-c", FETCH, f"http://{METRICS}/metrics")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(page)
+        for s in fam.samples
+        if s.name.startswith(("hadirector_ipvs_service_", "hadirector_ipvs_dest_"))
+    }
+
+
+def ipvsadm_stats(lvs: Lvs, vip: str) -> dict[str, tuple[int, ...]]:
+    """``ipvsadm -Ln --stats --exact`` of one TCP service, the referee: the service's and
+    each destination's (connections, packets in, packets out, bytes in, bytes out)."""
+    out = in_netns(lvs.director, "ipvsadm", "-Ln", "--stats", "--exact", "-t", f"{vip}:80")
+    stats: dict[str, tuple[int, ...]] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] == ["TCP"]:
+            stats["service"] = tuple(int(x) for x in parts[2:7])
+        elif parts[:1] == ["->"] and parts[1][0].isdigit():
+            stats[parts[1]] = tuple(int(x) for x in parts[2:7])
+    return stats
+
+
+def settled_stats(lvs: Lvs, vip: str) -> dict[str, tuple[int, ...]]:
+    """ipvsadm's counters once two reads 3 s apart agree: the kernel folds its per-CPU
+    counters into what it reports every 2 s, so a read just after traffic can lag."""
+    deadline = time.monotonic() + 60  # a hang guard
+    last = ipvsadm_stats(lvs, vip)
+    while time.monotonic() < deadline:
+        time.sleep(3)
+        now = ipvsadm_stats(lvs, vip)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the counters of {vip} never settled: {last}")
+
+
+def test_metrics_count_a_services_traffic_as_the_kernel_does(lvs: Lvs) -> None:
+    """40 requests to the wrr service (1:3) add exactly 40 connections to the kernel's
+    counters (ipvsadm, the referee), 10 and 30 per server; the agent's metrics (read at
+    its next reconcile, every 10 s) then equal ipvsadm's for the service and each server.
+    Every IPVS traffic metric the dashboard names is there."""
+    from tests import monitoring
+
+    svc = ("service", f"tcp {VIP_WRR}:80")
+    rs1, rs2 = "198.51.100.11:8080", "198.51.100.12:8080"
+    before = settled_stats(lvs, VIP_WRR)
+    answers = [lvs.get(VIP_WRR) for _ in range(40)]
+    assert tally(answers) == {"rs1": 10, "rs2": 30}
+    kernel = settled_stats(lvs, VIP_WRR)
+    assert kernel["service"][0] - before["service"][0] == 40
+    assert (kernel[rs1][0] - before[rs1][0], kernel[rs2][0] - before[rs2][0]) == (10, 30)
+
+    def agent_view(read: dict[Any, float]) -> dict[str, tuple[int, ...]]:
+        def five(prefix: str, labels: tuple[tuple[str, str], ...]) -> tuple[int, ...]:
+            def one(name: str, direction: str | None) -> int:
+                extra = (("direction", direction),) if direction else ()
+                return int(read.get((f"{prefix}_{name}_total", tuple(sorted(labels + extra))), -1))
+
+            return (
+                one("connections", None),
+                one("packets", "in"),
+                one("packets", "out"),
+                one("bytes", "in"),
+                one("bytes", "out"),
+            )
+
+        view = {"service": five("hadirector_ipvs_service", (svc,))}
+        for server in (rs1, rs2):
+            view[server] = five("hadirector_ipvs_dest", (svc, ("server", server)))
+        return view
+
+    deadline = time.monotonic() + 120  # a hang guard: the agent reads at each reconcile
+    while agent_view(read := traffic(lvs)) != kernel and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert agent_view(read) == kernel
+    names = {name for name, _ in read}
+    wanted = {
+        n for n in monitoring.used_metric_names() if n.startswith(monitoring.IPVS_TRAFFIC_PREFIXES)
+    }
+    assert wanted and wanted <= names

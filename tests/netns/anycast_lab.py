@@ -1,0 +1,389 @@
+"""An anycast lab in namespaces: an upstream BIRD router with ECMP, three directors each
+running BIRD and ``hadirector run``, their real servers, and a client.
+
+::
+
+    client 203.0.113.2 ── 203.0.113.1 router 192.0.2.1 ──┐ br0 (192.0.2.0/24)
+                                                           ├── d1 192.0.2.11  (BIRD + agent)
+                                                           ├── d2 192.0.2.12
+                                                           ├── d3 192.0.2.13
+                                                           └── servers 192.0.2.21..23:8080
+
+Every director holds the anycast address 198.51.100.53 on ``lo`` and answers UDP on port 7
+there with its own name (a stand-in for the IPVS service: the host kernel has no IPVS). Its
+agent announces the address while its real server (192.0.2.2N:8080, a TCP listener in the
+servers namespace) passes a TCP check. The BIRD configurations are the shipped
+``conf/bird/director.conf`` and ``router.conf`` with the example's addresses replaced, so
+the tests run what the README tells operators to run.
+
+Used by tests/netns/test_anycast.py and bench/anycast.py. Needs root, iproute2 and BIRD 2
+(``bird``, ``birdc``); ``anycast_unavailable()`` says why not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .lab import REPO_ROOT, Lab, Netns, wait_for
+
+VIP = "198.51.100.53"
+ECHO_PORT = 7
+ROUTER = "192.0.2.1"
+CLIENT = "203.0.113.2"
+DIRECTORS = ("d1", "d2", "d3")
+CHECK_INTERVAL_S = 0.2
+CHECK_FALL = 2
+WITHDRAW_DELAY_S = 1.0
+TABLE = 4242
+BFD_INTERVAL_S = 0.1
+BFD_MULTIPLIER = 3
+
+ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+name = sys.argv[3].encode()
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(name + b" " + data, peer)
+"""
+
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+# Sends probes from a fixed set of source ports (round robin), one at a time, each
+# waiting up to 2 s for its answer, until the file argv[1] exists or argv[5] probes are
+# sent (0: no limit); prints a JSON summary.
+PROBER = """
+import json, os, socket, sys, time
+stop, vip, port, nports = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+limit = int(sys.argv[5])
+socks = []
+for i in range(nports):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 40000 + i))
+    s.settimeout(2.0)
+    socks.append(s)
+sent = lost = 0
+by = {}
+print("started", flush=True)
+while not os.path.exists(stop) and (limit == 0 or sent < limit):
+    s = socks[sent % nports]
+    tag = str(sent).encode()
+    s.sendto(tag, (vip, port))
+    sent += 1
+    try:
+        while True:
+            data, _ = s.recvfrom(2048)
+            name, _, got = data.partition(b" ")
+            if got == tag:
+                if name.decode() not in by:
+                    print("hit", name.decode(), flush=True)
+                by[name.decode()] = by.get(name.decode(), 0) + 1
+                break
+    except socket.timeout:
+        lost += 1
+    time.sleep(0.005)
+print(json.dumps({"sent": sent, "lost": lost, "by": by}), flush=True)
+"""
+
+
+def anycast_unavailable() -> str | None:
+    """None if the anycast lab can run here, else why not."""
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("ip", "bridge", "bird", "birdc"):
+        if shutil.which(tool) is None:
+            return f"needs {tool} (iproute2, bird2)"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    return None
+
+
+def director_address(name: str) -> str:
+    return f"192.0.2.{10 + int(name[1:])}"
+
+
+def server_address(name: str) -> str:
+    return f"192.0.2.{20 + int(name[1:])}"
+
+
+class Bird:
+    """One BIRD daemon in a namespace (config file, control socket, pid file, log)."""
+
+    def __init__(self, ns: Netns, directory: Path, config: str) -> None:
+        self.ns = ns
+        self.dir = directory
+        self.conf = directory / "bird.conf"
+        self.sock = directory / "bird.ctl"
+        self.pidfile = directory / "bird.pid"
+        self.log = directory / "bird.log"
+        self.conf.write_text(config.replace("log syslog all;", f'log "{self.log}" all;'))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = self.ns.spawn(
+            "bird", "-f", "-c", str(self.conf), "-s", str(self.sock), "-P", str(self.pidfile),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        # ip netns exec execs bird: the Popen pid is bird's.
+        os.kill(self.proc.pid, signum)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def birdc(self, *args: str) -> str:
+        return self.ns.run("birdc", "-s", str(self.sock), *args, check=False).stdout
+
+
+class Director:
+    """One director: its namespace, BIRD, UDP echo on the anycast address, and agent."""
+
+    def __init__(self, lab: Lab, name: str, bird_conf: str) -> None:
+        self.lab = lab
+        self.name = name
+        self.address = director_address(name)
+        self.node = lab.node(name, ipv4=[f"{self.address}/24"])
+        self.ns = self.node.netns
+        self.dir = lab.tmpdir / name
+        self.dir.mkdir()
+        self.ns.ip("addr", "add", f"{VIP}/32", "dev", "lo")
+        self.ns.ip("route", "add", "default", "via", ROUTER)
+        self.bird = Bird(self.ns, self.dir, bird_conf.replace("192.0.2.11", self.address))
+        self.conf = self.dir / "hadirector.toml"
+        self.control = self.dir / "ctl.sock"
+        self.log_path = self.dir / "hadirector.log"
+        self.conf.write_text(self.toml())
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.echo = self._spawn_echo()
+
+    def toml(self) -> str:
+        return f"""
+[global]
+router_id = "{self.name}"
+control_socket = "{self.control}"
+state_dir = "{self.dir}"
+
+[anycast]
+route_table = {TABLE}
+withdraw_delay = {WITHDRAW_DELAY_S}
+
+[[virtual_server]]
+address = "{VIP}:{ECHO_PORT}"
+protocol = "udp"
+anycast = true
+anycast_min_servers = 1
+real_server = [{{ address = "{server_address(self.name)}:{ECHO_PORT}", forwarding = "dr" }}]
+
+[virtual_server.check]
+type = "tcp"
+interval = {CHECK_INTERVAL_S}
+timeout = 0.1
+rise = 1
+fall = {CHECK_FALL}
+"""
+
+    def _spawn_echo(self) -> subprocess.Popen[bytes]:
+        return self.ns.spawn(sys.executable, "-c", ECHO, VIP, str(ECHO_PORT), self.name)
+
+    def stop_echo(self) -> None:
+        self.echo.kill()
+        self.echo.wait(timeout=10)
+
+    def start_agent(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        with open(self.log_path, "ab") as log:
+            self.agent = self.ns.spawn(
+                sys.executable, "-m", "hadirector", "run", "--config", str(self.conf),
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+
+    def agent_signal(self, signum: int) -> None:
+        assert self.agent is not None
+        os.kill(self.agent.pid, signum)
+
+    def wait_agent_exit(self, timeout_s: float) -> int:
+        assert self.agent is not None
+        return self.agent.wait(timeout=timeout_s)
+
+    def status(self) -> dict[str, object]:
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        proc = subprocess.run(
+            self.ns.exec_args(
+                [sys.executable, "-m", "hadirector", "status", "--json", "-s", str(self.control)]
+            ),
+            capture_output=True, text=True, env=env, timeout=30, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            return {}
+        data: dict[str, object] = json.loads(proc.stdout)
+        return data
+
+    def routes(self) -> str:
+        return self.ns.ip("route", "show", "table", str(TABLE), check=False).stdout
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class AnycastLab:
+    """The whole lab (see the module text); ``close()`` removes everything."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        conf = REPO_ROOT / "conf" / "bird"
+        director_conf = (conf / "director.conf").read_text()
+        router_conf = (conf / "router.conf").read_text()
+        self.router = lab.node("router", ipv4=[f"{ROUTER}/24"]).netns
+        self.router.sysctl("net.ipv4.ip_forward", "1")
+        self.router.sysctl("net.ipv4.fib_multipath_hash_policy", "1")
+        self.client = lab.namespace("client")
+        self.client.ip("link", "add", "eth0", "netns", self.client.name, "type", "veth",
+                       "peer", "name", "down0", "netns", self.router.name)  # fmt: skip
+        self.client.ip("addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        self.client.ip("link", "set", "eth0", "up")
+        self.client.ip("route", "add", "default", "via", "203.0.113.1")
+        self.router.ip("addr", "add", "203.0.113.1/24", "dev", "down0")
+        self.router.ip("link", "set", "down0", "up")
+        rdir = lab.tmpdir / "router"
+        rdir.mkdir()
+        self.router_bird = Bird(self.router, rdir, router_conf)
+        self.servers = lab.node("servers", ipv4=[f"{server_address(d)}/24" for d in DIRECTORS])
+        self.listeners: dict[str, subprocess.Popen[bytes]] = {}
+        self.directors = {name: Director(lab, name, director_conf) for name in DIRECTORS}
+
+    def start(self) -> None:
+        for name in DIRECTORS:
+            self.start_server(name)
+        self.router_bird.start()
+        for d in self.directors.values():
+            d.bird.start()
+            d.start_agent()
+
+    def start_server(self, name: str) -> None:
+        proc = self.servers.netns.spawn(
+            sys.executable, "-c", LISTENER, server_address(name), str(ECHO_PORT),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "listening"
+        self.listeners[name] = proc
+
+    def stop_server(self, name: str) -> None:
+        proc = self.listeners.pop(name)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def next_hops(self) -> frozenset[str]:
+        """The directors the router's route to the anycast address goes through now."""
+        out = self.router.ip("-o", "route", "show", VIP, check=False).stdout
+        words = out.split()
+        return frozenset(
+            name
+            for name in DIRECTORS
+            if any(w == "via" and words[i + 1] == director_address(name)
+                   for i, w in enumerate(words[:-1]))
+        )  # fmt: skip
+
+    def wait_hops(self, names: set[str] | frozenset[str], timeout_s: float) -> float:
+        """Wait until the route's next hops are exactly ``names``; the monotonic time seen."""
+        want = frozenset(names)
+        wait_for(
+            lambda: self.next_hops() == want,
+            timeout_s,
+            f"next hops {sorted(want)} (have {sorted(self.next_hops())})",
+            interval_s=0.002,
+        )
+        return time.monotonic()
+
+    def flow_director(self, sport: int) -> str | None:
+        """Which director the router sends the client's UDP flow from ``sport`` to."""
+        out = self.router.ip(
+            "route", "get", VIP, "from", CLIENT, "iif", "down0", "ipproto", "udp",
+            "sport", str(sport), "dport", str(ECHO_PORT), check=False,
+        ).stdout  # fmt: skip
+        words = out.split()
+        for i, w in enumerate(words[:-1]):
+            if w == "via":
+                for name in DIRECTORS:
+                    if words[i + 1] == director_address(name):
+                        return name
+        return None
+
+    def start_prober(
+        self, nports: int = 32, limit: int = 0
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Probes from the client (see PROBER) until ``stop_prober`` or ``limit`` probes."""
+        stop = self.lab.tmpdir / f"prober-stop-{time.monotonic_ns()}"
+        proc = self.client.spawn(
+            sys.executable, "-c", PROBER, str(stop), VIP, str(ECHO_PORT), str(nports), str(limit),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "started"
+        return proc, stop
+
+    @staticmethod
+    def wait_prober_hits(proc: subprocess.Popen[bytes], names: set[str]) -> None:
+        """Read the prober's output until each of ``names`` has answered a probe."""
+        assert proc.stdout is not None
+        seen: set[str] = set()
+        while not names <= seen:
+            line = proc.stdout.readline().decode()
+            if not line:
+                raise RuntimeError(f"prober ended before {sorted(names - seen)} answered")
+            if line.startswith("hit "):
+                seen.add(line.split()[1])
+
+    @staticmethod
+    def stop_prober(proc: subprocess.Popen[bytes], stop: Path) -> dict[str, object]:
+        stop.touch()
+        out, _ = proc.communicate(timeout=30)
+        result: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
+        return result
+
+    def logs(self) -> str:
+        parts = []
+        for d in self.directors.values():
+            parts.append(f"--- {d.name} agent\n{d.log()[-3000:]}")
+            parts.append(f"--- {d.name} bird\n{_tail(d.bird.log)}")
+        parts.append(f"--- router bird\n{_tail(self.router_bird.log)}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        for d in self.directors.values():
+            if d.agent is not None and d.agent.poll() is None:
+                d.agent.kill()
+            d.bird.kill()
+        self.router_bird.kill()
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return ""
