@@ -19,6 +19,7 @@ from hadirector.alerts import notify
 from hadirector.checks.risefall import Change
 from hadirector.config.load import load_text
 from hadirector.ipvs import model, pool
+from tests.agent.fakes import Lab, instance_toml, pair, run_lab
 
 CONFIG = """
 [[virtual_server]]
@@ -335,3 +336,45 @@ real_server = [{ address = "198.51.100.11:80" }]
         ("virtual_server[0].quorum_down", "/usr/local/bin/web"),
         ("virtual_server[1].quorum_up", "/usr/local/bin/other"),
     ]
+
+
+def test_the_whole_agent_drain_quorum_tracking_and_alerts(tmp_path: Path) -> None:
+    """Through the agent: draining the only server loses the pool's quorum; the instance
+    tracking quorum goes to FAULT; the alerts get the server's and the quorum's events;
+    undrain brings all back."""
+    lvs = f"""
+track_quorum = 0
+
+[global]
+state_dir = "{tmp_path}"
+
+[[virtual_server]]
+address = "192.0.2.100:80"
+[[virtual_server.real_server]]
+address = "10.0.0.5:80"
+"""
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _b = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200) + lvs)
+        alert_events: list[Any] = []
+        ra.agent.alerts.event = alert_events.append  # type: ignore[method-assign]
+        await trio.sleep(2)
+        assert ra.state("VI_1") == "MASTER"
+        alert_events.clear()  # the start's transitions
+        done, text = ra.agent.drain("192.0.2.100:80", "10.0.0.5:80", True)
+        assert done, text
+        await trio.sleep(1)
+        assert ra.state("VI_1") == "FAULT"
+        kinds = [(e.kind, e.new) for e in alert_events]
+        assert kinds[:2] == [("real_server", "DOWN"), ("service", "QUORUM LOST")], kinds
+        assert ("instance", "FAULT") in kinds[2:], kinds  # then the instance's own FAULT
+        assert ("cause", "drain") in alert_events[0].where
+        assert ra.agent.status().checks.drained == ("tcp 192.0.2.100:80 10.0.0.5:80",)
+        assert ra.agent.status().checks.quorum_lost == ("tcp 192.0.2.100:80",)
+        assert ra.agent.drain("192.0.2.100:80", "10.0.0.5:80", False)[0]
+        await trio.sleep(2)
+        assert ra.state("VI_1") == "MASTER"
+        assert ra.agent.status().checks.quorum_lost == ()
+
+    run_lab(scenario)
