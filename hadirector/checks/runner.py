@@ -10,11 +10,14 @@ the server is down while any of them is; the ``on_change`` hook hears the server
 Each task probes on a fixed cadence: the n-th probe is due at ``start + n * interval``
 (a slow probe does not push later ones back, and there is no random jitter); first probes
 of the configured checks are spread evenly over one interval so a thousand checks do not
-fire in one burst. Results go through the rise/fall hysteresis (risefall.py); a change is
-logged (``check.down`` / ``check.up`` with service, server and reason), told to the
-``on_change`` hook (the agent's pool keeper: per-server notify scripts and events), and
-the set of failed servers is handed to the health sink (the pool keeper, which hands it
-to ``IpvsManager.set_health``).
+fire in one burst, or, with ``warmup``, start at a random time within it. With
+``delay_before_retry``, a failed probe of a server still up is followed by the next one
+that much later (then the cadence goes on from there), so ``fall`` failures take it out
+sooner than ``fall`` intervals. Results go through the rise/fall hysteresis
+(risefall.py); a change is logged (``check.down`` / ``check.up`` with service, server
+and reason), told to the ``on_change`` hook (the agent's pool keeper: per-server notify
+scripts and events), and the set of failed servers is handed to the health sink (the
+pool keeper, which hands it to ``IpvsManager.set_health``).
 
 A server starts up (in rotation) unless its check sets ``alpha``: then it starts down and
 needs ``rise`` successes to come in, on start and when a reload adds it.
@@ -29,6 +32,7 @@ This module schedules and reports; probing is probes.py, the hysteresis risefall
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -134,7 +138,9 @@ class HealthChecker:
         *,
         prober: Prober = probes.probe,
         on_change: ChangeHook | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        self.rng = rng or random.Random()
         self.sink = sink
         self.on_change = on_change
         self.prober = prober
@@ -216,7 +222,10 @@ class HealthChecker:
             if old is not None:
                 entry.ever_ok, entry.probes = old.ever_ok, old.probes
             self.running[key] = entry
-            offset_s = spec.check.interval_s * i / len(fresh)
+            if spec.check.warmup_s is not None:  # keepalived's warmup: a random start
+                offset_s = self.rng.uniform(0.0, spec.check.warmup_s)
+            else:
+                offset_s = spec.check.interval_s * i / len(fresh)
             self._nursery.start_soon(self._check_loop, key, entry, started + offset_s)
         self._report()
         if fresh or stopped:
@@ -271,6 +280,10 @@ class HealthChecker:
                 if (news or change is not None) and self.on_verdict is not None:
                     self.on_verdict()
                 now = trio.current_time()
+                retry_s = spec.check.delay_before_retry_s
+                if retry_s is not None and not result.ok and entry.hysteresis.up:
+                    due = now + retry_s  # a server still up is probed again soon
+                    continue
                 due += interval_s
                 if due <= now:  # a probe overran (should not: timeout < interval): skip ahead
                     due += math.ceil((now - due) / interval_s) * interval_s

@@ -746,6 +746,22 @@ class LvsSections(Checker):
             if t.has("tls_verify") and not tls_verify and not t.bad("tls_verify"):
                 self.add(t.at("tls_verify"), "cannot be false with tls_ca_file")
             tls_verify = True
+        delay_before_retry_s = t.maybe("delay_before_retry", self.seconds(0, 86400, lo_open=True))
+        if delay_before_retry_s is None and not t.has("delay_before_retry"):
+            delay_before_retry_s = dflt.delay_before_retry_s
+        if (
+            delay_before_retry_s is not None
+            and delay_before_retry_s < timeout_s
+            and not t.bad("timeout")
+        ):
+            self.add(
+                t.at("delay_before_retry") if t.has("delay_before_retry") else t.at("timeout"),
+                f"delay_before_retry ({num(delay_before_retry_s)} s) must be at least the "
+                f"timeout ({num(timeout_s)} s)",
+            )
+        warmup_s = t.maybe("warmup", self.seconds(0, 86400))
+        if warmup_s is None and not t.has("warmup"):
+            warmup_s = dflt.warmup_s
         digest = t.maybe("digest", self.digest)
         if digest is None and not t.has("digest"):
             digest = dflt.digest
@@ -833,6 +849,8 @@ class LvsSections(Checker):
             tls_cert_file=tls["tls_cert_file"],
             tls_key_file=tls["tls_key_file"],
             tls_server_name=tls_server_name,
+            delay_before_retry_s=delay_before_retry_s,
+            warmup_s=warmup_s,
         )
 
     def hex_bytes(self, value: object, path: str) -> str | None:

@@ -319,6 +319,12 @@ class HealthCheck:
     tls_cert_file: str | None = None  # https: client certificate (with tls_key_file)
     tls_key_file: str | None = None
     tls_server_name: str | None = None  # https: SNI and the name verified; None: host/address
+    # After a failed probe of a server still up, the next probe comes this soon (None: at
+    # the next interval); keepalived's delay_before_retry.
+    delay_before_retry_s: float | None = None
+    # The first probe comes at a random time within this many seconds of the start (None:
+    # first probes spread evenly over one interval); keepalived's warmup.
+    warmup_s: float | None = None
 
     @property
     def http_urls(self) -> tuple[HttpUrl, ...]:

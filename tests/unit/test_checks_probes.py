@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -19,6 +21,7 @@ from hadirector.checks.probes import HttpParseError, ProbeResult, judge, parse_r
 from hadirector.checks.runner import CheckKey, HealthChecker
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, HealthCheck, IPAddress
+from hadirector.errors import ConfigError
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
 
@@ -383,3 +386,90 @@ def test_a_group_runs_one_check_per_real_server_for_all_its_services() -> None:
 
     run_mocked(main)
     assert {a for _, a in prober.calls[:2]} == {"198.51.100.11", "198.51.100.12"}
+
+
+def test_delay_before_retry_and_warmup() -> None:
+    def cfg(**check: Any) -> Config:
+        return load_mapping(
+            {
+                "virtual_server": [
+                    {
+                        "address": "192.0.2.10:80",
+                        "check": {"type": "tcp", "interval": 5, "rise": 1, "fall": 3, **check},
+                        "real_server": [{"address": f"198.51.100.{i}:8080"} for i in range(11, 21)],
+                    }
+                ]
+            }
+        )
+
+    prober = ScriptedProber()
+    prober.failing.add("198.51.100.11")
+
+    async def main() -> None:
+        reports: list[set[CheckKey]] = []
+        checker = HealthChecker(
+            cfg(delay_before_retry=0.5, timeout=0.4), reports.append, prober=prober
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(6.5)
+            nursery.cancel_scope.cancel()
+        # Three failures 0.5 s apart (after each 0.1 s probe): down well before 3 intervals.
+        assert down_servers(reports) == [{"198.51.100.11"}]
+
+    start = [0.0]
+
+    async def timed() -> None:
+        start[0] = trio.current_time()
+        await main()
+
+    run_mocked(timed)
+    times = [t - start[0] for t, a in prober.calls if a == "198.51.100.11"]
+    assert times[:3] == pytest.approx([0.0, 0.6, 1.2])  # probe 0.1 s + retry 0.5 s
+    assert times[3] == pytest.approx(6.2)  # down: back to the interval from there
+
+    # warmup: first probes at random times within it (a seeded generator here).
+    prober = ScriptedProber()
+
+    async def warm() -> None:
+        checker = HealthChecker(
+            cfg(warmup=2.0), lambda _d: None, prober=prober, rng=random.Random(7)
+        )
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(2.5)
+            nursery.cancel_scope.cancel()
+        firsts = sorted(t - t0 for t, _ in prober.calls)
+        assert len(firsts) == 10 and all(0 <= t < 2.0 for t in firsts), firsts
+        assert firsts != [2.0 * i / 10 for i in range(10)]  # not the even spread
+
+    run_mocked(warm)
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        (
+            {"delay_before_retry": 0.2, "timeout": 0.5},
+            "check.delay_before_retry: delay_before_retry (0.2 s) must be at least the "
+            "timeout (0.5 s)",
+        ),
+        ({"warmup": -1}, "check.warmup: must be 0..86400 seconds"),
+    ],
+)
+def test_invalid_retry_and_warmup(check: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_mapping(
+            {
+                "virtual_server": [
+                    {
+                        "address": "192.0.2.10:80",
+                        "check": {"type": "tcp", **check},
+                        "real_server": [{"address": "198.51.100.11:8080"}],
+                    }
+                ]
+            }
+        )
+    found = [str(p) for p in info.value.problems]
+    assert any(p.startswith(f"virtual_server[0].{expected}") for p in found), found
