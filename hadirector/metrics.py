@@ -256,7 +256,12 @@ def render(status: AgentStatus, extra: Iterable[Metric] = ()) -> str:
 
 
 def runtime_metrics(
-    config: Config, checker: Any, alerts: Any, sync: Any = None, ipvs: Any = None
+    config: Config,
+    checker: Any,
+    alerts: Any,
+    sync: Any = None,
+    ipvs: Any = None,
+    pools: Any = None,
 ) -> list[Metric]:
     """Per real server health and weights, check durations and failures (from the health
     checker, checks/runner.py), alert deliveries (alerts/dispatch.py), the connection
@@ -358,7 +363,36 @@ def runtime_metrics(
     traffic = getattr(ipvs, "traffic", None)
     if traffic is not None:
         out += ipvs_traffic_metrics(traffic())
+    if pools is not None:
+        out += pool_metrics(pools)
     return [m for m in out if m.samples]
+
+
+def pool_metrics(pools: Any) -> list[Metric]:
+    """Quorum and live weight per virtual service, drained real servers (the agent's pool
+    keeper, agent/pools.py)."""
+    quorum = GaugeMetricFamily(
+        "hadirector_virtual_server_quorum",
+        "1 while the service's pool has quorum (0: its sorry server, if any, answers).",
+        labels=["service"],
+    )
+    live = GaugeMetricFamily(
+        "hadirector_virtual_server_live_weight",
+        "Sum of the configured weights of the service's live (up, not drained) servers.",
+        labels=["service"],
+    )
+    drained = GaugeMetricFamily(
+        "hadirector_real_server_drained",
+        "1 for a real server the operator drained (hadirector drain).",
+        labels=["service", "server"],
+    )
+    core = pools.core
+    for key, up in sorted(core.up.items(), key=lambda kv: str(kv[0])):
+        quorum.add_metric([str(key)], 1 if up else 0)
+        live.add_metric([str(key)], core.live.get(key, 0))
+    for service, server in sorted(pools.drained, key=lambda p: (str(p[0]), str(p[1]))):
+        drained.add_metric([str(service), str(server)], 1)
+    return [quorum, live, drained]
 
 
 def ipvs_traffic_metrics(traffic: dict[Any, Any]) -> list[Metric]:

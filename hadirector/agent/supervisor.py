@@ -280,7 +280,9 @@ class Agent:
         metrics endpoint beside the status snapshot's (metrics.py)."""
         from hadirector import metrics
 
-        return metrics.runtime_metrics(self.config, self.checks, self.alerts, self.sync, self.ipvs)
+        return metrics.runtime_metrics(
+            self.config, self.checks, self.alerts, self.sync, self.ipvs, self.pools
+        )
 
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:

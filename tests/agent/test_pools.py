@@ -13,7 +13,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from hadirector import security
+from hadirector import metrics, security
 from hadirector.agent.pools import PoolKeeper
 from hadirector.alerts import notify
 from hadirector.checks.risefall import Change
@@ -378,3 +378,17 @@ address = "10.0.0.5:80"
         assert ra.agent.status().checks.quorum_lost == ()
 
     run_lab(scenario)
+
+
+def test_pool_metrics(tmp_path: Path) -> None:
+    config = load_text(f'[global]\nstate_dir = "{tmp_path}"\n' + CONFIG)
+    keeper = PoolKeeper(config, RecordingIpvs(), notify.NotifyRunner(), lambda up: None)
+    keeper.start(set())
+    assert keeper.drain("tcp 192.0.2.100:80", "198.51.100.12:80", True)[0]
+    page = metrics.render_metrics(metrics.pool_metrics(keeper))
+    assert 'hadirector_virtual_server_quorum{service="tcp 192.0.2.100:80"} 0.0' in page
+    assert 'hadirector_virtual_server_live_weight{service="tcp 192.0.2.100:80"} 1.0' in page
+    assert (
+        'hadirector_real_server_drained{server="198.51.100.12:80",service="tcp 192.0.2.100:80"} 1.0'
+        in page
+    )
