@@ -21,8 +21,10 @@ This module probes and reports; it decides nothing about state (that is risefall
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
+import re
 import socket
 import ssl
 import struct
@@ -119,6 +121,7 @@ def judge(
     expect_status: tuple[int, ...],
     expect_body: str | None,
     digest: str | None = None,
+    body_regex: str | None = None,
 ) -> ProbeResult:
     """Whether an HTTP response means up. ``digest``: the MD5 of the whole body, in hex
     (a body cut at ``MAX_RESPONSE_BYTES`` cannot match it)."""
@@ -126,12 +129,20 @@ def judge(
         return ProbeResult(False, f"status {response.status}")
     if expect_body is not None and expect_body.encode() not in response.body:
         return ProbeResult(False, "body mismatch")
+    if body_regex is not None and _regex(body_regex).search(response.body) is None:
+        return ProbeResult(False, "body regex mismatch")
     if digest is not None:
         if not response.complete:
             return ProbeResult(False, f"body over {MAX_RESPONSE_BYTES} bytes for digest")
         if hashlib.md5(response.body, usedforsecurity=False).hexdigest() != digest:
             return ProbeResult(False, "digest mismatch")
     return UP
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[bytes]:
+    """A body regex, compiled once (the loader checked it compiles)."""
+    return re.compile(pattern.encode())
 
 
 def request_bytes(path: str, host: str) -> bytes:
@@ -236,12 +247,14 @@ async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: 
         while True:
             response = parse_response(bytes(data), eof=eof)
             if response is not None and (
-                (url.expect_body is None and url.digest is None)
+                (url.expect_body is None and url.digest is None and url.expect_body_regex is None)
                 or response.complete
                 or len(data) >= MAX_RESPONSE_BYTES
                 or response.status not in url.expect_status
             ):
-                return judge(response, url.expect_status, url.expect_body, url.digest)
+                return judge(
+                    response, url.expect_status, url.expect_body, url.digest, url.expect_body_regex
+                )
             if eof:
                 raise HttpParseError("truncated response")
             try:

@@ -99,6 +99,7 @@ CHECK_KEY_TYPES: Final = {
     "expect_status": ("http", "https"),
     "expect_body": ("http", "https"),
     "digest": ("http", "https"),
+    "expect_body_regex": ("http", "https"),
     "urls": ("http", "https"),
     "payload": ("udp",),
     "expect_reply": ("udp",),
@@ -765,11 +766,14 @@ class LvsSections(Checker):
         digest = t.maybe("digest", self.digest)
         if digest is None and not t.has("digest"):
             digest = dflt.digest
+        body_regex = t.maybe("expect_body_regex", self.regex)
+        if body_regex is None and not t.has("expect_body_regex"):
+            body_regex = dflt.expect_body_regex
         urls = dflt.urls
         if t.has("urls"):
             if t.has("path"):
                 self.add(t.at("path"), "give the path in each entry of urls, not here")
-            first = HttpUrl("/", expect_status, expect_body, digest)
+            first = HttpUrl("/", expect_status, expect_body, digest, body_regex)
             urls = self.urls(t.raw("urls"), t.at("urls"), first) or ()
         payload = t.maybe("payload", self.hex_bytes)
         if payload is None and not t.has("payload"):
@@ -804,7 +808,7 @@ class LvsSections(Checker):
         if kind not in ("http", "https"):  # keep resolved checks free of inapplicable values
             http_path, expect_status = CHECK.path, CHECK.expect_status
             expect_body, host = CHECK.expect_body, CHECK.host
-            digest, urls = CHECK.digest, CHECK.urls
+            digest, urls, body_regex = CHECK.digest, CHECK.urls, CHECK.expect_body_regex
         if kind != "udp":
             payload, expect_reply, require_reply = (
                 CHECK.payload,
@@ -837,6 +841,7 @@ class LvsSections(Checker):
             script=script,
             alpha=alpha,
             digest=digest,
+            expect_body_regex=body_regex,
             urls=urls,
             payload=payload,
             expect_reply=expect_reply,
@@ -885,6 +890,18 @@ class LvsSections(Checker):
         assert address is not None
         return address.compressed
 
+    def regex(self, value: object, path: str) -> str | None:
+        """A regular expression (Python's ``re``, searched in the body as bytes)."""
+        text = self.text(max_len=1024)(value, path)
+        if text is None:
+            return None
+        try:
+            re.compile(text.encode())
+        except re.error as exc:
+            self.add(path, f"is not a regular expression: {exc}")
+            return None
+        return text
+
     def digest(self, value: object, path: str) -> str | None:
         """An MD5 digest as 32 hexadecimal digits (what keepalived's genhash prints)."""
         text = self.text(max_len=32)(value, path)
@@ -919,8 +936,11 @@ class LvsSections(Checker):
             digest = t.maybe("digest", self.digest)
             if digest is None and not t.has("digest"):
                 digest = dflt.digest
+            regex = t.maybe("expect_body_regex", self.regex)
+            if regex is None and not t.has("expect_body_regex"):
+                regex = dflt.expect_body_regex
             if url_path is not None:
-                out.append(HttpUrl(url_path, expect_status, expect_body, digest))
+                out.append(HttpUrl(url_path, expect_status, expect_body, digest, regex))
         return tuple(out)
 
     def http_path(self, value: object, path: str) -> str | None:

@@ -285,6 +285,7 @@ class HttpUrl:
     expect_status: tuple[int, ...] = (200,)
     expect_body: str | None = None
     digest: str | None = None  # MD5 of the whole body, lowercase hex (keepalived's genhash)
+    expect_body_regex: str | None = None  # a regular expression the body must match
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,7 @@ class HealthCheck:
     script: tuple[str, ...] | None = None  # script: argv
     alpha: bool = False  # the server starts down (out of rotation) until `rise` successes
     digest: str | None = None  # http(s): MD5 of the body, lowercase hex
+    expect_body_regex: str | None = None  # http(s): a regular expression the body must match
     # http(s): several URLs, each on its own connection, all must pass; empty: the one
     # given by path / expect_status / expect_body / digest.
     urls: tuple[HttpUrl, ...] = ()
@@ -331,7 +333,15 @@ class HealthCheck:
         """The URLs an HTTP(S) check fetches, in order."""
         if self.urls:
             return self.urls
-        return (HttpUrl(self.path, self.expect_status, self.expect_body, self.digest),)
+        return (
+            HttpUrl(
+                self.path,
+                self.expect_status,
+                self.expect_body,
+                self.digest,
+                self.expect_body_regex,
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -397,3 +397,23 @@ def test_tls_files_and_server_name() -> None:
 def test_invalid_tls_options(check: dict[str, Any], expected: str) -> None:
     found = problems(service(check))
     assert any(p.startswith(f"{VS}.{expected}") for p in found), found
+
+
+def test_body_regex() -> None:
+    check = first_rs(service({"type": "http", "expect_body_regex": "ok|healthy"})).check
+    assert check is not None and check.http_urls[0].expect_body_regex == "ok|healthy"
+    urls = first_rs(
+        service(
+            {
+                "type": "http",
+                "expect_body_regex": "a+",
+                "urls": [{"path": "/x"}, {"path": "/y", "expect_body_regex": "b+"}],
+            }
+        )
+    ).check
+    assert urls is not None
+    assert [u.expect_body_regex for u in urls.http_urls] == ["a+", "b+"]
+    found = problems(service({"type": "http", "expect_body_regex": "(unclosed"}))
+    assert any(
+        p.startswith(f"{VS}.check.expect_body_regex: is not a regular expression") for p in found
+    ), found

@@ -112,6 +112,13 @@ def test_judge_digest() -> None:
     )
 
 
+def test_judge_body_regex() -> None:
+    r = parse_response(OK_RESPONSE, eof=False)
+    assert r is not None
+    assert judge(r, (200,), None, None, r"^h.l+o$").ok
+    assert judge(r, (200,), None, None, r"bye|ciao") == ProbeResult(False, "body regex mismatch")
+
+
 def test_request_and_host_header() -> None:
     assert probes.request_bytes("/h?x=1", "example.com").startswith(
         b"GET /h?x=1 HTTP/1.0\r\nHost: example.com\r\n"
