@@ -163,10 +163,12 @@ def host_header(address: IPAddress, port: int, default_port: int) -> str:
 async def probe(check: HealthCheck, address: IPAddress, port: int | None) -> ProbeResult:
     """Run one check against a real server, bounded by ``check.timeout_s``."""
     target_port = check.port if check.port is not None else (port or 0)
+    if check.connect_ip is not None:
+        address = check.connect_ip
     with trio.move_on_after(check.timeout_s):
         try:
             if check.type == "tcp":
-                return await probe_tcp(address, target_port)
+                return await probe_tcp(address, target_port, check.bindto)
             if check.type in ("http", "https"):
                 return await probe_http(check, address, target_port)
             if check.type == "udp":
@@ -198,11 +200,15 @@ def _os_reason(exc: OSError) -> str:
     return f"error: {exc.strerror or exc}"
 
 
-async def _connect(address: IPAddress, port: int) -> trio.socket.SocketType:
+async def _connect(
+    address: IPAddress, port: int, bindto: IPAddress | None = None
+) -> trio.socket.SocketType:
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
     sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        if bindto is not None:
+            await sock.bind((bindto.compressed, 0))
         await sock.connect((address.compressed, port))
     except BaseException:
         sock.close()
@@ -210,8 +216,8 @@ async def _connect(address: IPAddress, port: int) -> trio.socket.SocketType:
     return sock
 
 
-async def probe_tcp(address: IPAddress, port: int) -> ProbeResult:
-    sock = await _connect(address, port)
+async def probe_tcp(address: IPAddress, port: int, bindto: IPAddress | None = None) -> ProbeResult:
+    sock = await _connect(address, port, bindto)
     sock.close()
     return UP
 
@@ -230,7 +236,7 @@ async def probe_http(check: HealthCheck, address: IPAddress, port: int) -> Probe
 async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: int) -> ProbeResult:
     tls = check.type == "https"
     host = check.host or host_header(address, port, 443 if tls else 80)
-    sock = await _connect(address, port)
+    sock = await _connect(address, port, check.bindto)
     stream: trio.abc.Stream = trio.SocketStream(sock)
     try:
         if tls:
@@ -277,15 +283,22 @@ async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: 
 UDP_SILENCE_SHARE = 0.9
 
 
-def _udp_socket(address: IPAddress) -> trio.socket.SocketType:
+async def _udp_socket(address: IPAddress, bindto: IPAddress | None) -> trio.socket.SocketType:
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    return trio.socket.socket(family, socket.SOCK_DGRAM)
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    if bindto is not None:
+        try:
+            await sock.bind((bindto.compressed, 0))
+        except BaseException:
+            sock.close()
+            raise
+    return sock
 
 
 async def probe_udp(check: HealthCheck, address: IPAddress, port: int) -> ProbeResult:
     """Send the payload; up when the reply starts with ``expect_reply`` (or, when no reply
     is required, when no ICMP port unreachable comes back within most of the timeout)."""
-    with _udp_socket(address) as sock:
+    with await _udp_socket(address, check.bindto) as sock:
         await sock.connect((address.compressed, port))
         await sock.send(bytes.fromhex(check.payload or ""))
         try:
@@ -307,7 +320,7 @@ async def probe_dns(check: HealthCheck, address: IPAddress, port: int) -> ProbeR
     answer to this query (another id) are ignored."""
     ident = int.from_bytes(os.urandom(2), "big")
     message = dnsmsg.query(ident, check.query_name, dnsmsg.QTYPES[check.query_type])
-    with _udp_socket(address) as sock:
+    with await _udp_socket(address, check.bindto) as sock:
         await sock.connect((address.compressed, port))
         await sock.send(message)
         while True:

@@ -100,6 +100,8 @@ CHECK_KEY_TYPES: Final = {
     "expect_body": ("http", "https"),
     "digest": ("http", "https"),
     "expect_body_regex": ("http", "https"),
+    "connect_ip": ("tcp", "http", "https", "udp", "dns"),
+    "bindto": ("tcp", "http", "https", "udp", "dns"),
     "urls": ("http", "https"),
     "payload": ("udp",),
     "expect_reply": ("udp",),
@@ -760,6 +762,14 @@ class LvsSections(Checker):
                 f"delay_before_retry ({num(delay_before_retry_s)} s) must be at least the "
                 f"timeout ({num(timeout_s)} s)",
             )
+        connect_ip = t.address("connect_ip", self.any_ip)
+        if connect_ip is None and not t.has("connect_ip"):
+            connect_ip = dflt.connect_ip
+        bindto = t.address("bindto", self.any_ip)
+        if bindto is None and not t.has("bindto"):
+            bindto = dflt.bindto
+        if connect_ip is not None and bindto is not None and connect_ip.version != bindto.version:
+            self.add(t.at("bindto"), f"must be IPv{connect_ip.version} like connect_ip")
         warmup_s = t.maybe("warmup", self.seconds(0, 86400))
         if warmup_s is None and not t.has("warmup"):
             warmup_s = dflt.warmup_s
@@ -822,6 +832,8 @@ class LvsSections(Checker):
             tls_verify = CHECK.tls_verify
             tls = {k: None for k in tls}
             tls_server_name = None
+        if kind == "script":
+            connect_ip, bindto = None, None
         if kind != "script":
             script = None
         elif script is None:
@@ -856,6 +868,8 @@ class LvsSections(Checker):
             tls_server_name=tls_server_name,
             delay_before_retry_s=delay_before_retry_s,
             warmup_s=warmup_s,
+            connect_ip=connect_ip,
+            bindto=bindto,
         )
 
     def hex_bytes(self, value: object, path: str) -> str | None:
@@ -889,6 +903,12 @@ class LvsSections(Checker):
         address = parse_ip(value)
         assert address is not None
         return address.compressed
+
+    def any_ip(self, value: object, path: str) -> IPAddress | None:
+        address = parse_ip(value) if isinstance(value, str) else None
+        if address is None:
+            self.add(path, f"must be an IPv4 or IPv6 address, got {show(value)}")
+        return address
 
     def regex(self, value: object, path: str) -> str | None:
         """A regular expression (Python's ``re``, searched in the body as bytes)."""

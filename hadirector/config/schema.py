@@ -327,6 +327,8 @@ class HealthCheck:
     # The first probe comes at a random time within this many seconds of the start (None:
     # first probes spread evenly over one interval); keepalived's warmup.
     warmup_s: float | None = None
+    connect_ip: IPAddress | None = None  # probe this address instead of the real server's
+    bindto: IPAddress | None = None  # the probes' source address
 
     @property
     def http_urls(self) -> tuple[HttpUrl, ...]:

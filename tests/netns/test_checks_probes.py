@@ -560,6 +560,21 @@ def test_https_with_our_ca_sni_name_and_a_client_certificate(
     assert not refused.ok and refused.reason.startswith(("tls:", "connection")), refused
 
 
+def test_connect_ip_and_bindto(net: Net) -> None:
+    net.start_server()
+    net.checker.ip("addr", "add", "203.0.113.3/24", "dev", "eth0")
+    base = {"type": "tcp", "interval": 0.3, "timeout": 0.25, "fall": 1}
+    # The real server's own address answers nothing; connect_ip sends the probe elsewhere.
+    nowhere = config(base, address="203.0.113.99")
+    assert not first_result(nowhere, net).ok
+    moved = config({**base, "connect_ip": SERVER_V4}, address="203.0.113.99")
+    assert first_result(moved, net) == probes.UP
+    # bindto: our second address works; one the checker does not hold cannot be bound.
+    assert first_result(config({**base, "bindto": "203.0.113.3"}), net) == probes.UP
+    refused = first_result(config({**base, "bindto": "198.51.100.7"}), net)
+    assert refused.reason.startswith("error: Cannot assign requested address"), refused
+
+
 def test_script_check_kills_the_group_on_timeout(net: Net) -> None:
     script = net.tmp / "check.sh"
     script.write_text(SCRIPT.format(dir=net.tmp, address=SERVER_V4, port=PORT, sleep_s=SLEEP_S))

@@ -417,3 +417,17 @@ def test_body_regex() -> None:
     assert any(
         p.startswith(f"{VS}.check.expect_body_regex: is not a regular expression") for p in found
     ), found
+
+
+def test_connect_ip_and_bindto() -> None:
+    check = first_rs(service({"type": "tcp", "connect_ip": "10.9.0.1", "bindto": "10.9.0.2"})).check
+    assert check is not None and (str(check.connect_ip), str(check.bindto)) == (
+        "10.9.0.1",
+        "10.9.0.2",
+    )
+    found = problems(service({"type": "tcp", "connect_ip": "10.9.0.1", "bindto": "2001:db8::1"}))
+    assert f"{VS}.check.bindto: must be IPv4 like connect_ip" in found, found
+    found = problems(service({"type": "script", "script": "/bin/true", "bindto": "10.9.0.2"}))
+    assert any(p.startswith(f"{VS}.check.bindto: applies to type") for p in found), found
+    found = problems(service({"type": "tcp", "connect_ip": "host"}))
+    assert any(p.startswith(f"{VS}.check.connect_ip: must be an IPv4 or IPv6") for p in found)
