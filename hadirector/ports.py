@@ -118,6 +118,7 @@ class IpvsPort(Protocol):
         drained: frozenset[Any] = ...,
         lost: frozenset[Any] = ...,
         ramp: Any = ...,
+        weights: Any = ...,
     ) -> None: ...
 
     def status(self) -> IpvsStatus: ...

@@ -76,6 +76,7 @@ class PoolKeeper:
         self._wake = trio.Event()
         self.down: set[Pair] = set()
         self.drained: set[Pair] = set()
+        self.weights: dict[Pair, int] = {}  # set by dynamic-weight script checks
         self.subscribers: list[Subscriber] = []
         self.log = logs.get(component="pools")
         self._servers = _servers_of(config)
@@ -149,6 +150,7 @@ class PoolKeeper:
         self._servers = _servers_of(config)
         self._groups = _groups_of(config)
         self.slow.forget(set(self._servers))
+        self.weights = {p: w for p, w in self.weights.items() if p in self._servers}
         kept = self.drained & set(self._servers)
         if kept != self.drained:
             self.drained = kept
@@ -174,6 +176,16 @@ class PoolKeeper:
                 self._begin_slow_start(key)
         if not change.up:
             self.slow.cancel(key)
+
+    def on_check_weight(self, key: Pair, spec: Any, weight: int | None) -> None:
+        """A dynamic-weight script set the server's weight (None: back to configured)."""
+        for member in self._groups.get(key[0], (key[0],)):
+            pair = (member, key[1])
+            if weight is None:
+                self.weights.pop(pair, None)
+            else:
+                self.weights[pair] = weight
+        self._evaluate()
 
     def _begin_slow_start(self, key: Pair) -> None:
         found = self._servers.get(key)
@@ -266,7 +278,7 @@ class PoolKeeper:
 
     def _evaluate(self) -> None:
         services = self.config.virtual_servers
-        changes = self.core.update(services, self.down | self.drained)
+        changes = self.core.update(services, self.down | self.drained, self.weights)
         by_key = {model.service_key_of(vs): vs for vs in services}
         for change in changes:
             vs = by_key[change.service]
@@ -279,6 +291,7 @@ class PoolKeeper:
             drained=frozenset(self.drained),
             lost=self.core.lost,
             ramp=self.slow.weights(self.clock()) if self.slow.started else {},
+            weights=dict(self.weights),
         )
         self._wake.set()
         any_quorum = self.core.any_quorum()

@@ -97,7 +97,12 @@ class Agent:
         # and IPVS; its events feed the alerts.
         self.pools = PoolKeeper(config, self.ipvs, self.notifier, self.tracking.set_quorum)
         self.pools.subscribe(self._on_pool_event)
-        self.checks = HealthChecker(config, self._on_health, on_change=self.pools.on_check_change)
+        self.checks = HealthChecker(
+            config,
+            self._on_health,
+            on_change=self.pools.on_check_change,
+            on_weight=self.pools.on_check_weight,
+        )
         # Anycast addresses follow the check verdicts (hadirector/anycast/).
         self.anycast = Announcer(config, self.checks)
         self.checks.on_verdict = self.anycast.poke

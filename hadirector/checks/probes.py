@@ -51,6 +51,7 @@ class ProbeResult:
 
     ok: bool
     reason: str
+    weight: int | None = None  # a dynamic-weight script's weight (exit status - 2)
 
 
 UP = ProbeResult(True, "ok")
@@ -388,6 +389,8 @@ async def probe_script(check: HealthCheck, address: IPAddress, port: int | None)
                 await proc.wait()
     if code == 0:
         return UP
+    if check.dynamic_weight and code >= 2:  # keepalived's misc_dynamic: up, weight code - 2
+        return ProbeResult(True, "ok", code - 2)
     if code < 0:
         return ProbeResult(False, f"killed by signal {-code}")
     return ProbeResult(False, f"exit {code}")

@@ -51,6 +51,8 @@ RunKey = tuple[model.ServiceKey, model.DestKey, int]
 HealthSink = Callable[[set[CheckKey]], None]
 #: Told of each state change of one check: its key, its spec and the change.
 ChangeHook = Callable[[CheckKey, "CheckSpec", Change], None]
+#: Told when a dynamic-weight script sets (or stops setting: None) a server's weight.
+WeightHook = Callable[[CheckKey, "CheckSpec", int | None], None]
 Prober = Callable[[HealthCheck, IPAddress, int | None], Awaitable[probes.ProbeResult]]
 
 
@@ -126,6 +128,7 @@ class _Running:
         self.durations = Durations()
         self.failures: dict[str, int] = {}  # failed probes by reason_class
         self.ever_ok = False  # a probe has succeeded since the task started (anycast)
+        self.weight: int | None = None  # a dynamic-weight script's last weight
 
 
 class HealthChecker:
@@ -139,7 +142,9 @@ class HealthChecker:
         prober: Prober = probes.probe,
         on_change: ChangeHook | None = None,
         rng: random.Random | None = None,
+        on_weight: WeightHook | None = None,
     ) -> None:
+        self.on_weight = on_weight
         self.rng = rng or random.Random()
         self.sink = sink
         self.on_change = on_change
@@ -264,6 +269,14 @@ class HealthChecker:
                 pair = (key[0], key[1])
                 was_down = pair in self._reported
                 change = entry.hysteresis.update(result.ok, result.reason)
+                weight = result.weight if result.ok else None
+                if spec.check.dynamic_weight and weight != entry.weight:
+                    entry.weight = weight
+                    self.log.info(
+                        "check.weight", service=spec.service, server=spec.server, weight=weight
+                    )
+                    if self.on_weight is not None:
+                        self.on_weight((key[0], key[1]), spec, weight)
                 if change is not None:
                     emit = self.log.info if change.up else self.log.warning
                     emit(

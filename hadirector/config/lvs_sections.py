@@ -100,6 +100,7 @@ CHECK_KEY_TYPES: Final = {
     "expect_body": ("http", "https"),
     "digest": ("http", "https"),
     "expect_body_regex": ("http", "https"),
+    "dynamic_weight": ("script",),
     "connect_ip": ("tcp", "http", "https", "udp", "dns"),
     "bindto": ("tcp", "http", "https", "udp", "dns"),
     "urls": ("http", "https"),
@@ -770,6 +771,7 @@ class LvsSections(Checker):
             bindto = dflt.bindto
         if connect_ip is not None and bindto is not None and connect_ip.version != bindto.version:
             self.add(t.at("bindto"), f"must be IPv{connect_ip.version} like connect_ip")
+        dynamic_weight = t.opt("dynamic_weight", self.boolean(), dflt.dynamic_weight)
         warmup_s = t.maybe("warmup", self.seconds(0, 86400))
         if warmup_s is None and not t.has("warmup"):
             warmup_s = dflt.warmup_s
@@ -834,6 +836,8 @@ class LvsSections(Checker):
             tls_server_name = None
         if kind == "script":
             connect_ip, bindto = None, None
+        else:
+            dynamic_weight = False
         if kind != "script":
             script = None
         elif script is None:
@@ -870,6 +874,7 @@ class LvsSections(Checker):
             warmup_s=warmup_s,
             connect_ip=connect_ip,
             bindto=bindto,
+            dynamic_weight=dynamic_weight,
         )
 
     def hex_bytes(self, value: object, path: str) -> str | None:

@@ -329,6 +329,8 @@ class HealthCheck:
     warmup_s: float | None = None
     connect_ip: IPAddress | None = None  # probe this address instead of the real server's
     bindto: IPAddress | None = None  # the probes' source address
+    # script: exit 2..255 means up with weight (code - 2), keepalived's misc_dynamic.
+    dynamic_weight: bool = False
 
     @property
     def http_urls(self) -> tuple[HttpUrl, ...]:

@@ -93,6 +93,7 @@ class IpvsManager:
         self.drained: frozenset[tuple[model.ServiceKey, model.DestKey]] = frozenset()
         self.lost: frozenset[model.ServiceKey] = frozenset()  # services without quorum
         self.ramp: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # slow start
+        self.weights: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # dynamic
         self._reload_pending = False  # a wake-up for a new config (not just health)
         self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
         self._wake = trio.Event()
@@ -184,6 +185,7 @@ class IpvsManager:
         drained: frozenset[tuple[model.ServiceKey, model.DestKey]] = frozenset(),
         lost: frozenset[model.ServiceKey] = frozenset(),
         ramp: Mapping[tuple[model.ServiceKey, model.DestKey], int] | None = None,
+        weights: Mapping[tuple[model.ServiceKey, model.DestKey], int] | None = None,
     ) -> None:
         """Real servers whose checks fail (from the health checker), those drained by the
         operator, and the services without quorum; reconcile soon.
@@ -196,6 +198,7 @@ class IpvsManager:
         self.drained = frozenset(drained)
         self.lost = frozenset(lost)
         self.ramp = dict(ramp or {})
+        self.weights = dict(weights or {})
         self._wake.set()
 
     async def _prepare(self) -> None:
@@ -290,6 +293,7 @@ class IpvsManager:
             lost=self.lost,
             drained=self.drained,
             ramp=self.ramp,
+            weights=self.weights,
         )
 
     async def reconcile(self, reason: str) -> list[Any]:

@@ -92,10 +92,19 @@ def next_quorum(up: bool, live_weight: int, quorum: int, hysteresis: int) -> boo
     return live_weight >= quorum + hysteresis
 
 
-def live_weight(vs: PoolServiceLike, out: Collection[Pair]) -> int:
-    """The sum of the configured weights of the service's servers not in ``out``."""
+def live_weight(
+    vs: PoolServiceLike, out: Collection[Pair], weights: Mapping[Pair, int] | None = None
+) -> int:
+    """The sum of the weights of the service's servers not in ``out``: configured, or the
+    one a dynamic-weight check set (``weights``)."""
     key = service_key_of(vs)
-    return sum(int(rs.weight) for rs in vs.real_servers if (key, dest_key_of(vs, rs)) not in out)
+    weights = weights or {}
+    total = 0
+    for rs in vs.real_servers:
+        pair = (key, dest_key_of(vs, rs))
+        if pair not in out:
+            total += weights.get(pair, int(rs.weight))
+    return total
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,10 @@ class Pools:
         return not self.up or any(self.up.values())
 
     def update(
-        self, services: Iterable[PoolServiceLike], out: Collection[Pair]
+        self,
+        services: Iterable[PoolServiceLike],
+        out: Collection[Pair],
+        weights: Mapping[Pair, int] | None = None,
     ) -> list[QuorumChange]:
         """Re-evaluate every service given the servers that are ``out`` (down or drained);
         forget services no longer configured; return the changes in configuration order."""
@@ -140,7 +152,7 @@ class Pools:
         live: dict[ServiceKey, int] = {}
         for vs in services:
             key = service_key_of(vs)
-            weight = live_weight(vs, out)
+            weight = live_weight(vs, out, weights)
             before = self.up.get(key, True)
             now = next_quorum(before, weight, int(vs.quorum), int(vs.hysteresis))
             up[key], live[key] = now, weight
@@ -175,23 +187,30 @@ def apply(
     lost: Collection[ServiceKey],
     drained: Collection[Pair],
     ramp: Mapping[Pair, int] | None = None,
+    weights: Mapping[Pair, int] | None = None,
 ) -> dict[ServiceKey, Entry]:
     """The table to program: drained servers at weight 0, slow-starting servers at their
     ``ramp`` weight (never above what the table has), and for each service with a sorry
     server, the sorry server in place of its real servers while it lacks quorum (``lost``),
     out of the way (deleted, or weight 0 with ``inhibit``) otherwise.
 
-    ``table`` already has health applied (failed servers quiesced or left out)."""
+    ``weights`` (a dynamic-weight check's) replace the configured weight of a server in
+    rotation. ``table`` already has health applied (failed servers quiesced or left out)."""
     ramp = ramp or {}
+    weights = weights or {}
     out: dict[ServiceKey, Entry] = dict(table)
     for key, entry in table.items():
-        if any((key, d) in drained or (key, d) in ramp for d in entry.dests):
+        touched = drained, ramp, weights
+        if any((key, d) in pairs for d in entry.dests for pairs in touched):
             dests = {}
             for d, dest in entry.dests.items():
                 if (key, d) in drained:
                     dest = replace(dest, weight=0)
-                elif (key, d) in ramp:
-                    dest = replace(dest, weight=min(dest.weight, ramp[(key, d)]))
+                else:
+                    if (key, d) in weights and dest.weight > 0:  # not while quiesced
+                        dest = replace(dest, weight=weights[(key, d)])
+                    if (key, d) in ramp:
+                        dest = replace(dest, weight=min(dest.weight, ramp[(key, d)]))
                 dests[d] = dest
             out[key] = Entry(entry.service, dests)
     for vs in services:

@@ -435,6 +435,7 @@ class FakeIpvs:
         drained: frozenset[Any] = frozenset(),
         lost: frozenset[Any] = frozenset(),
         ramp: Any = None,
+        weights: Any = None,
     ) -> None:
         self.health.append(set(down))
         self.pool_states.append((frozenset(drained), frozenset(lost)))

@@ -41,6 +41,7 @@ class RecordingIpvs:
     def __init__(self) -> None:
         self.calls: list[tuple[set[Any], frozenset[Any], frozenset[Any]]] = []
         self.ramps: list[dict[Any, int]] = []
+        self.weights: list[dict[Any, int]] = []
 
     async def run(self) -> None:
         await trio.sleep_forever()
@@ -55,8 +56,10 @@ class RecordingIpvs:
         drained: frozenset[Any] = frozenset(),
         lost: frozenset[Any] = frozenset(),
         ramp: Any = None,
+        weights: Any = None,
     ) -> None:
         self.calls.append((set(down), drained, lost))
+        self.weights.append(dict(weights or {}))
         self.ramps.append(dict(ramp or {}))
 
     def status(self) -> Any:
@@ -392,3 +395,18 @@ def test_pool_metrics(tmp_path: Path) -> None:
         'hadirector_real_server_drained{server="198.51.100.12:80",service="tcp 192.0.2.100:80"} 1.0'
         in page
     )
+
+
+def test_a_dynamic_weight_reaches_ipvs_and_quorum() -> None:
+    config = load_text(CONFIG)
+    [vs] = config.virtual_servers
+    skey = model.service_key_of(vs)
+    rs1 = model.dest_key_of(vs, vs.real_servers[0])
+    ipvs = RecordingIpvs()
+    keeper = PoolKeeper(config, ipvs, notify.NotifyRunner(), lambda up: None)
+    keeper.start(set())
+    keeper.on_check_weight((skey, rs1), None, 0)  # rs1's script says weight 0: live 1 < 2
+    assert ipvs.weights[-1] == {(skey, rs1): 0}
+    assert ipvs.calls[-1][2] == frozenset({skey})
+    keeper.on_check_weight((skey, rs1), None, None)  # back to the configured weight
+    assert ipvs.weights[-1] == {} and ipvs.calls[-1][2] == frozenset()

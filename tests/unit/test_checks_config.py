@@ -431,3 +431,12 @@ def test_connect_ip_and_bindto() -> None:
     assert any(p.startswith(f"{VS}.check.bindto: applies to type") for p in found), found
     found = problems(service({"type": "tcp", "connect_ip": "host"}))
     assert any(p.startswith(f"{VS}.check.connect_ip: must be an IPv4 or IPv6") for p in found)
+
+
+def test_dynamic_weight() -> None:
+    check = first_rs(
+        service({"type": "script", "script": "/usr/local/bin/w", "dynamic_weight": True})
+    ).check
+    assert check is not None and check.dynamic_weight
+    found = problems(service({"type": "tcp", "dynamic_weight": True}))
+    assert any(p.startswith(f"{VS}.check.dynamic_weight: applies to type script") for p in found)

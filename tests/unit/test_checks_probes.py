@@ -480,3 +480,75 @@ def test_invalid_retry_and_warmup(check: dict[str, Any], expected: str) -> None:
         )
     found = [str(p) for p in info.value.problems]
     assert any(p.startswith(f"virtual_server[0].{expected}") for p in found), found
+
+
+def test_a_dynamic_weight_script_sets_the_weight_by_its_exit_status() -> None:
+    def script(code: int, dynamic: bool = True) -> HealthCheck:
+        return HealthCheck(
+            "script", script=("/bin/sh", "-c", f"exit {code}"), dynamic_weight=dynamic
+        )
+
+    address = ipaddress.ip_address("198.51.100.11")
+
+    async def main() -> list[ProbeResult]:
+        return [
+            await probes.probe(script(0), address, 80),
+            await probes.probe(script(1), address, 80),
+            await probes.probe(script(7), address, 80),
+            await probes.probe(script(2), address, 80),
+            await probes.probe(script(7, dynamic=False), address, 80),
+        ]
+
+    assert trio.run(main) == [
+        probes.UP,
+        ProbeResult(False, "exit 1"),
+        ProbeResult(True, "ok", 5),
+        ProbeResult(True, "ok", 0),
+        ProbeResult(False, "exit 7"),
+    ]
+
+
+def test_the_runner_hands_on_a_dynamic_weight_when_it_changes() -> None:
+    cfg = load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "check": {
+                        "type": "script",
+                        "script": "/bin/true",
+                        "dynamic_weight": True,
+                        "interval": 1,
+                        "rise": 1,
+                        "fall": 1,
+                    },
+                    "real_server": [{"address": "198.51.100.11:8080"}],
+                }
+            ]
+        }
+    )
+    answers = iter(
+        [
+            ProbeResult(True, "ok", 5),
+            ProbeResult(True, "ok", 5),
+            ProbeResult(True, "ok", 9),
+            ProbeResult(False, "exit 1"),
+            probes.UP,
+        ]
+    )
+    seen: list[int | None] = []
+
+    async def prober(check: HealthCheck, address: IPAddress, port: int | None) -> ProbeResult:
+        return next(answers)
+
+    async def main() -> None:
+        checker = HealthChecker(
+            cfg, lambda _d: None, prober=prober, on_weight=lambda k, s, w: seen.append(w)
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(4.5)
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+    assert seen == [5, 9, None]  # unchanged weights are not repeated; a failure clears it

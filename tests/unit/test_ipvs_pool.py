@@ -528,3 +528,23 @@ def test_a_duplicate_after_a_group_names_its_own_table() -> None:
     assert problems(doc) == [
         "virtual_server[1].address: duplicate service tcp 198.51.100.12:80 (also virtual_server[0])"
     ]
+
+
+def test_dynamic_weights_replace_the_configured_one_in_rotation_and_count_for_quorum() -> None:
+    config = loaded(service(quorum=5))
+    table = model.apply_health(table_of(config), {(SVC, RS3)}, quiesce=True)
+    dynamic = {(SVC, RS1): 7, (SVC, RS3): 9}
+    out = pool.apply(table, config.virtual_servers, lost=set(), drained=set(), weights=dynamic)
+    assert weights(out) == {RS1: 7, RS2: 2, RS3: 0}  # a quiesced server stays at 0
+    ramped = pool.apply(
+        table_of(config), config.virtual_servers, lost=set(), drained=set(),
+        ramp={(SVC, RS1): 3}, weights=dynamic,
+    )  # fmt: skip
+    assert weights(ramped) == {RS1: 3, RS2: 2, RS3: 9}
+    pools = pool.Pools()
+    assert pools.update(config.virtual_servers, set(), {(SVC, RS1): 0, (SVC, RS2): 0}) == [
+        pool.QuorumChange(SVC, False, 1, 5, 0)
+    ]
+    assert pools.update(config.virtual_servers, set(), dynamic) == [
+        pool.QuorumChange(SVC, True, 18, 5, 0)
+    ]

@@ -12,13 +12,16 @@ The group ``web`` holds 192.0.2.20-21:80; one ``[[virtual_server]]`` with ``grou
 balances rs1 and rs2 (NAT, rr) and checks them over HTTP every 0.5 s. The kernel must show
 two services with the same servers; the agent must run two checks (not four). When rs1's
 server stops, one ``check.down`` takes it to weight 0 in both services; draining rs2 by
-naming one service drains it in both; both come back. One agent start; every wait bounded.
+naming one service drains it in both; both come back. Then a reload makes the check a
+dynamic-weight script whose exit status (read from a file) sets both servers' weight in
+both services. One agent start; every wait bounded.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -164,4 +167,36 @@ def test_two_addresses_share_one_pool_and_one_check_per_server(
     process.wait_for("check.up", STEP_TIMEOUT_S, since=mark)
     wait_weights(lab, director, process, both)
     assert len(process.named("check.up", since=mark)) == 1
+    assert not process.named("ipvs.op_failed"), process.transcript()
+
+
+def test_a_dynamic_weight_script_sets_the_weight_in_every_member(
+    site: tuple[Lab, str, str, dict[str, str], dict[str, RealServer], AgentProcess, Path],
+) -> None:
+    lab, _client, director, _real, _servers, process, out = site
+    code = out / "code"
+    code.write_text("7\n")
+    config = out / "director.toml"
+    original = config.read_text()
+    dynamic = original.replace(
+        'check = { type = "http", interval = 0.5, timeout = 0.4, rise = 1, fall = 1 }',
+        f'check = {{ type = "script", script = ["/bin/sh", "-c", "exit $(cat {code})"], '
+        "dynamic_weight = true, interval = 0.5, timeout = 0.4, rise = 1, fall = 1 }",
+    )
+    assert dynamic != original
+    mark = process.mark()
+    config.write_text(dynamic)
+    process.signal(signal.SIGHUP)
+    process.wait_for("config.reloaded", STEP_TIMEOUT_S, since=mark)
+    # exit 7: up with weight 5, for both servers, in both services of the group.
+    wait_weights(lab, director, process, {A: {RS1: 5, RS2: 5}, B: {RS1: 5, RS2: 5}})
+    code.write_text("2\n")  # up, weight 0
+    wait_weights(lab, director, process, {A: {RS1: 0, RS2: 0}, B: {RS1: 0, RS2: 0}})
+    code.write_text("0\n")  # up, configured weights
+    wait_weights(lab, director, process, {A: {RS1: 3, RS2: 2}, B: {RS1: 3, RS2: 2}})
+    mark = process.mark()
+    config.write_text(original)
+    process.signal(signal.SIGHUP)
+    process.wait_for("config.reloaded", STEP_TIMEOUT_S, since=mark)
+    wait_weights(lab, director, process, {A: {RS1: 3, RS2: 2}, B: {RS1: 3, RS2: 2}})
     assert not process.named("ipvs.op_failed"), process.transcript()
