@@ -159,6 +159,11 @@ class Instance:
         # The interface's incarnation (links.incarnation) the VRRP socket was opened on.
         self._sock_incarnation = 0
         self.done = trio.Event()
+        # Set once the instance has its first state (the machine started), or is waiting
+        # for its interface, an address on it or its keys: the agent reports READY then.
+        self.first_state = trio.Event()
+        # What the instance waits for before its machine can start (None: not waiting).
+        self.waiting_for: str | None = None
         self.stop_requested = False
         self.group: SyncGroup | None = None
 
@@ -239,7 +244,17 @@ class Instance:
         try:
             await self._run(task_status)
         finally:
+            self.first_state.set()
             self.done.set()
+
+    def _waiting(self, what: str | None) -> None:
+        """Note what the instance waits for (None: nothing any more); the first time, this
+        is its first state."""
+        if what != self.waiting_for:
+            self.waiting_for = what
+            self.agent.update_status()
+        if what is not None:
+            self.first_state.set()
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         cfg = self.cfg
@@ -280,6 +295,7 @@ class Instance:
                 await self._perform(self.machine.set_priority(prio, trio.current_time()))
             if not self.agent.links.is_up(cfg.interface):
                 await self._perform(self.machine.set_link(False, trio.current_time()))
+            self.first_state.set()
             await self._drive()
             nursery.cancel_scope.cancel()
         self.sock.close()
@@ -295,7 +311,9 @@ class Instance:
             if ring is not None:
                 self.hmac_keys = ring
                 self._hmac_files = _hmac_files(self.cfg)
+                self._waiting(None)
                 return True
+            self._waiting("HMAC keys")
             if attempt == 0:
                 self.log.error(
                     "vrrp.hmac_key_failed", problems=[str(p) for p in problems], retry_s=1.0
@@ -355,8 +373,9 @@ class Instance:
         attempt = 0
         while not self.stop_requested:
             try:
-                return self._open_endpoint()
+                sock = self._open_endpoint()
             except OSError as exc:
+                self._waiting(f"{cfg.interface}: {exc.strerror or exc}")
                 if attempt == 0:
                     self.log.error(
                         "vrrp.socket_error",
@@ -366,6 +385,9 @@ class Instance:
                     )
                 attempt += 1
                 await trio.sleep(1.0)
+            else:
+                self._waiting(None)
+                return sock
         return None
 
     async def _drive(self) -> None:

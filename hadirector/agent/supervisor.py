@@ -110,6 +110,8 @@ class Agent:
         self.stopping = False
         self._stop_requested = trio.Event()
         self._reload_lock = trio.Lock()  # the one lock: SIGHUP and the control socket
+        # Why the last reload was refused (shown in STATUS= until a reload succeeds).
+        self.reload_refused = ""
         self.started_monotonic = time.monotonic()
 
     # -- tracking ---------------------------------------------------------------------
@@ -119,6 +121,11 @@ class Agent:
         return self.tracking.effective_priority(cfg)
 
     def _retrack(self) -> None:
+        if self.stopping:
+            # A graceful stop hands over; a tracked change now must not turn it into a
+            # fault (VIPs dropped before the peer took over). systemd's stop signals the
+            # whole control group: a track script running then dies and reads as failed.
+            return
         for name, inst in self.instances.items():
             # From the running configuration: on reload an instance's queued "reconfigure"
             # has not been applied yet, and its old priority must not win over the new one.
@@ -248,7 +255,15 @@ class Agent:
     # -- status -----------------------------------------------------------------------
 
     def update_status(self) -> None:
-        text = ", ".join(f"{n}={i.state.value}" for n, i in sorted(self.instances.items()))
+        """systemd's STATUS= (``systemctl status``): each instance's state, what an instance
+        waits for, and a refused reload until the next one succeeds."""
+        parts = []
+        for name, inst in sorted(self.instances.items()):
+            waiting = f" (waiting for {inst.waiting_for})" if inst.waiting_for else ""
+            parts.append(f"{name}={inst.state.value}{waiting}")
+        text = ", ".join(parts)
+        if self.reload_refused:
+            text += f"; {self.reload_refused}"
         sdnotify.notify(f"STATUS={text}")
 
     def status(self) -> AgentStatus:
@@ -372,8 +387,13 @@ class Agent:
                 )
                 ops = Operations(self, status_gid=gid)
                 await nursery.start(ops.run, glob.control_socket, glob.metrics_listen)
-            sdnotify.notify("READY=1")
+            # READY once every instance has its first state (or waits for its interface,
+            # an address or its keys: a director booting before its network must not hold
+            # up the boot): `systemctl start` returns then.
+            for inst in list(self.instances.values()):
+                await inst.first_state.wait()
             self.update_status()
+            sdnotify.notify("READY=1")
             nursery.start_soon(self._watchdog)
             await self._stop_requested.wait()
             await self.shutdown()
@@ -401,7 +421,11 @@ class Agent:
         self.log.info("security.scripts_run_as", user=identity.describe())
 
     def request_stop(self) -> None:
-        """Ask the agent to hand over and exit (what SIGTERM does)."""
+        """Ask the agent to hand over and exit (what SIGTERM does).
+
+        The stop has begun from here on (tracked changes and reloads are ignored), not from
+        when the run task gets to ``shutdown()``."""
+        self.stopping = True
         self._stop_requested.set()
 
     async def _start_instance(self, cfg: VrrpInstance) -> None:
@@ -488,14 +512,17 @@ class Agent:
             if problems:  # a key file changed since preflight read it
                 raise ConfigError(problems)
         except ConfigError as exc:
-            self.log.error(
-                "config.reload_failed",
-                problems=[str(p) for p in exc.problems],
-                kept="running configuration",
-            )
+            reasons = [str(p) for p in exc.problems]
+            self.log.error("config.reload_failed", problems=reasons, kept="running configuration")
+            more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            first = reasons[0] if reasons else str(exc)
+            self.reload_refused = f"reload refused, previous configuration running: {first}{more}"
+            self.update_status()
             sdnotify.notify("READY=1")
-            return [str(p) for p in exc.problems]
+            return reasons
         await self.apply_config(new, hmac_keys=hmac_keys)
+        self.reload_refused = ""
+        self.update_status()
         sdnotify.notify("READY=1")
         return []
 

@@ -40,19 +40,30 @@ KA_RETRY = 1  # TCP_CHECK, HTTP_GET, SSL_GET; MISC_CHECK's is 0
 KA_PERSISTENCE = 360  # persistence_timeout without a value
 KA_HTTP_STATUS = list(range(200, 300))
 KA_GARP_INTERVAL = 0.0
+KA_SMTP_PORT = 25  # smtp_server without a port
+KA_SMTP_TIMEOUT = 30  # smtp_connect_timeout's default, in seconds (each SMTP step)
+KA_MAIL_FROM = "keepalived@localhost"  # keepalived's default is keepalived@<host name>
+_KA_TRUE = ("true", "on", "yes")
+_KA_FALSE = ("false", "off", "no")
+_MAIL_KEYS = (
+    "notification_email",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_connect_timeout",
+    "smtp_alert",
+    "smtp_alert_vrrp",
+    "smtp_alert_checker",
+)
 
+_MAILBOX = re.compile(r"[^\s<>,@\"]+@[^\s<>,@\"]+")  # as [alerts.email] takes them
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 # Keywords dropped with the same advice wherever they appear.
 _UNSUPPORTED_ADVICE = {
-    "smtp_alert": "hadirector sends no e-mail: use a notify script",
-    "notification_email": "hadirector sends no e-mail: use a notify script",
-    "notification_email_from": "hadirector sends no e-mail: use a notify script",
-    "smtp_server": "hadirector sends no e-mail: use a notify script",
-    "smtp_connect_timeout": "hadirector sends no e-mail: use a notify script",
-    "smtp_helo_name": "hadirector sends no e-mail: use a notify script",
-    "smtp_alert_vrrp": "hadirector sends no e-mail: use a notify script",
-    "smtp_alert_checker": "hadirector sends no e-mail: use a notify script",
+    "smtp_helo_name": "hadirector greets the mail server (EHLO) with the host's fully "
+    "qualified name, as Python's smtplib does; there is no setting for another name",
+    "no_email_faults": "hadirector mails FAULT transitions too; set smtp_alert = false on an "
+    "instance or sync group to stop all of its mail",
     "use_vmac": "hadirector has no VMAC interfaces: the VIPs go on the interface itself, "
     "announced with its MAC",
     "vmac_xmit_base": "hadirector has no VMAC interfaces",
@@ -168,6 +179,9 @@ class _Converter:
         self.sync_daemon: tuple[Node, Table] | None = None
         self.script_weights: dict[str, int] = {}
         self.file_weights: dict[str, int] = {}
+        self.mail: Table = {}  # [alerts.email] as global_defs gives it
+        self.mail_nodes: list[Node] = []  # the global_defs statements about mail
+        self.smtp_defaults: dict[str, bool] = {}  # smtp_alert, smtp_alert_vrrp, ..._checker
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -346,8 +360,121 @@ class _Converter:
                     "does not own alone; set [ipvs] own_whole_table = true if the file must be "
                     "the whole table",
                 )
+            elif k in _MAIL_KEYS:
+                self.mail_global(n)
             else:
                 self.unsupported(n, "global_defs")
+
+    # --- e-mail -----------------------------------------------------------------------------
+
+    def flag(self, n: Node) -> bool | None:
+        """keepalived's boolean: none = true, true/on/yes, false/off/no; else it ignores it."""
+        if not n.args:
+            return True
+        word = n.args[0].lower()
+        if word in _KA_TRUE or word in _KA_FALSE:
+            return word in _KA_TRUE
+        self.f.note(
+            n.where,
+            f"{n.keyword} {n.args[0]}: not a boolean; keepalived ignores it, so is it here "
+            "(the default applies)",
+        )
+        return None
+
+    def mail_global(self, n: Node) -> None:
+        k = n.keyword
+        self.mail_nodes.append(n)
+        v: Any
+        if k == "notification_email":
+            to = self.mail.setdefault("to", [])
+            for c in n.children():
+                for w in c.words:
+                    self.mail["#keepalived_to"] = True
+                    if _MAILBOX.fullmatch(w):
+                        to.append(w)
+                    else:
+                        self.f.dropped(
+                            c.where,
+                            f"notification_email {w}: hadirector sends to local@domain "
+                            "addresses only; left out (write the address the relay delivers "
+                            "it to)",
+                        )
+        elif k == "notification_email_from":
+            v = self.word(n)
+            if v is not None and _MAILBOX.fullmatch(v):
+                self.mail["from"] = v
+            elif v is not None:
+                self.f.dropped(
+                    n.where,
+                    f"notification_email_from {v}: hadirector sends from a local@domain "
+                    "address only; left out",
+                )
+        elif k == "smtp_server":
+            host = self.word(n)
+            port = self.number(n, 1, low=1, high=65535) if len(n.args) > 1 else KA_SMTP_PORT
+            if host is not None and port is not None:
+                host = f"[{host}]" if ":" in host else host
+                self.mail["server"] = f"{host}:{port}"
+                self.where_of(self.mail, n.where)
+        elif k == "smtp_connect_timeout":
+            v = self.number(n, low=1, high=2**31)
+            if v is not None and v > 300:
+                self.f.changed(
+                    n.where, f"smtp_connect_timeout {v}: hadirector waits at most 300 s; 300 used"
+                )
+                v = 300
+            if v is not None:
+                self.mail["timeout"] = v
+        else:  # smtp_alert, smtp_alert_vrrp, smtp_alert_checker
+            v = self.flag(n)
+            if v is not None:
+                self.smtp_defaults[k] = v
+
+    @property
+    def mail_on(self) -> bool:
+        """keepalived mails only with addresses (notification_email) and a server."""
+        return bool(self.mail.get("to")) and "server" in self.mail
+
+    def smtp_default(self, kind: str) -> bool:
+        """An object's smtp_alert when it says none: global_defs' smtp_alert_vrrp (instances,
+        sync groups) or smtp_alert_checker (real servers), then smtp_alert, then keepalived's
+        own default: no mail for instances and sync groups, mail for real servers."""
+        d = self.smtp_defaults
+        own = d.get(f"smtp_alert_{kind}", d.get("smtp_alert"))
+        return own if own is not None else kind == "checker"
+
+    def mail_table(self) -> Table | None:
+        if not self.mail_on:
+            if self.mail.get("#keepalived_to") and "server" in self.mail:
+                self.f.dropped(
+                    self.mail_nodes[0].where,
+                    "e-mail alerts: no notification_email address hadirector can send to, so "
+                    "no [alerts.email] (nor smtp_alert) written: keepalived's mail stops until "
+                    "you add one",
+                )
+            elif self.mail_nodes:
+                self.f.note(
+                    self.mail_nodes[0].where,
+                    "e-mail settings: keepalived sends no mail without both notification_email "
+                    "addresses and smtp_server; none written (hadirector sends none without "
+                    "[alerts.email])",
+                )
+            return None
+        t: Table = {"to": self.mail["to"]}
+        if "from" in self.mail:
+            t["from"] = self.mail["from"]
+        else:
+            t["from"] = KA_MAIL_FROM
+            self.f.changed(
+                self.mail_nodes[0].where,
+                "no usable notification_email_from: keepalived's default is keepalived@<its "
+                f"host name>; written as {KA_MAIL_FROM}: put the director's own address in "
+                "[alerts.email] from",
+            )
+        t["server"] = self.mail["server"]
+        t["timeout"] = self.mail.get("timeout", KA_SMTP_TIMEOUT)
+        self.where_of(t, self.origin.get(id(self.mail), self.mail_nodes[0].where))
+        return t
 
     def lvs_timeouts(self, n: Node) -> None:
         args = list(n.args)
@@ -484,6 +611,7 @@ class _Converter:
         local_garp: Table = {}
         notify: Table = {}
         nopreempt = False
+        smtp_alert: bool | None = None
         v: Any
         for n in node.children():
             k = n.keyword
@@ -603,6 +731,8 @@ class _Converter:
                     self.f.dropped(
                         n.where, "down_timer_adverts: hadirector follows RFC 5798 (3 adverts)"
                     )
+            elif k == "smtp_alert":
+                smtp_alert = self.flag(n)
             else:
                 self.unsupported(n, f"vrrp_instance {node.args[0]}")
 
@@ -734,6 +864,8 @@ class _Converter:
         for k in ("notify", "notify_master", "notify_backup", "notify_fault", "notify_stop"):
             if k in notify:
                 t[k] = notify[k]
+        if self.mail_on:
+            t["smtp_alert"] = self.smtp_default("vrrp") if smtp_alert is None else smtp_alert
         self.instances.append(t)
 
     def authentication(self, t: Table, auth: Table, version: int) -> None:
@@ -827,6 +959,7 @@ class _Converter:
         keep_weights = False
         group_tracks: list[tuple[str, list[Any]]] = []
         notify: Table = {}
+        smtp_alert: bool | None = None
         for n in node.children():
             k = n.keyword
             if k == "group":
@@ -854,6 +987,8 @@ class _Converter:
                     f"{k} directly inside vrrp_sync_group: keepalived 2 does not take it as a "
                     "member (members go in group { ... }); left out, as keepalived does",
                 )
+            elif k == "smtp_alert":
+                smtp_alert = self.flag(n)
             else:
                 self.unsupported(n, f"vrrp_sync_group {node.args[0]}")
         known = {i["name"]: i for i in self.instances}
@@ -870,6 +1005,8 @@ class _Converter:
             return
         g["instances"] = kept
         g.update(notify)
+        if self.mail_on:
+            g["smtp_alert"] = self.smtp_default("vrrp") if smtp_alert is None else smtp_alert
         self.groups.append(g)
         for m in kept:
             inst = known[m]
@@ -1046,10 +1183,27 @@ class _Converter:
                 continue
             t["real_server"] = [self.finish_rs(dict(rs), t) for rs in servers]
             t["real_server"] = [rs for rs in t["real_server"] if rs is not None]
+            self.service_alert(t, where)
             self.finish_health_action(t, node)
             _hoist_check(t)
             self.where_of(t, where)
             self.services.append(t)
+
+    def service_alert(self, t: Table, where: Where) -> None:
+        """hadirector's smtp_alert is per service: the real servers' (keepalived's), when
+        they agree; mail for all of them when they do not (reported)."""
+        default = self.smtp_default("checker")
+        alerts = [rs.pop("#smtp_alert", default) for rs in t["real_server"]]
+        if not self.mail_on:
+            return
+        if len(set(alerts)) > 1:
+            self.f.changed(
+                where,
+                f"{t.get('address', t.get('fwmark'))}: its real servers differ in smtp_alert; "
+                "hadirector has one smtp_alert per service: written true (mail about every "
+                "real server), set false to mail about none",
+            )
+        t["smtp_alert"] = any(alerts) if alerts else default
 
     def endpoint(self, addr: str, port: str, where: Where) -> Table | None:
         try:
@@ -1154,6 +1308,14 @@ class _Converter:
                 self.f.dropped(n.where, "omega: not supported (no notify on shutdown)")
             elif k == "persistence_engine":
                 self.f.dropped(n.where, "persistence_engine: not supported")
+            elif k == "smtp_alert":
+                self.flag(n)
+                self.f.note(
+                    n.where,
+                    "smtp_alert on a virtual_server: keepalived's is for quorum mails (quorum "
+                    "is not converted); the service's smtp_alert follows its real servers' "
+                    "smtp_alert",
+                )
             else:
                 self.unsupported(n, "virtual_server")
         flags = vs.pop("#flags", [])
@@ -1295,6 +1457,10 @@ class _Converter:
                 "warmup",
             ):
                 self.inherited(n, local)
+            elif k == "smtp_alert":
+                flag = self.flag(n)
+                if flag is not None:
+                    out["#smtp_alert"] = flag
             else:
                 self.unsupported(n, "real_server")
         inherit.update(local)
@@ -1521,6 +1687,9 @@ class _Converter:
             doc["ipvs"] = self.ipvs
         if self.services:
             doc["virtual_server"] = self.services
+        mail = self.mail_table()
+        if mail is not None:
+            doc["alerts"] = {"email": mail}
         return doc
 
 

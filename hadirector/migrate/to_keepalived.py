@@ -5,7 +5,8 @@ check timings), so that ``hadirector import keepalived`` of the result gives the
 configuration back for that subset. What keepalived cannot express is a finding at the
 TOML line of its key (or the key path): HMAC authentication, ``accept_from``, the v3
 checksum without pseudo-header, FULLNAT, fwmark ``match`` rules, ``rise`` other than 1,
-``expect_body``, ``tls_verify``, connection sync led by a sync group.
+``expect_body``, ``tls_verify``, connection sync led by a sync group, STARTTLS and SMTP
+login, webhooks and Alertmanager.
 
 keepalived ignores tracking weights inside a sync group; when a member has weights,
 ``sync_group_tracking_weight`` is written so keepalived keeps them, as hadirector does.
@@ -216,12 +217,53 @@ class _Exporter:
         ):
             if getattr(g, attr) != getattr(defaults, attr):
                 self.note(f"global.{key}", "hadirector's own; keepalived has no equivalent")
+        body += self.mail()
         if body:
             self.w(0, "global_defs {")
             for line in body:
                 self.w(1, line)
             self.w(0, "}")
             self.w(0, "")
+
+    def mail(self) -> list[str]:
+        """``[alerts.email]`` as global_defs' notification_email, smtp_server, ...; each
+        object's smtp_alert is written on it (keepalived's defaults differ)."""
+        alerts = self.c.alerts
+        for key, dest in (("webhook", alerts.webhook), ("alertmanager", alerts.alertmanager)):
+            if dest is not None:
+                self.dropped(f"alerts.{key}", "keepalived has no equivalent: use a notify script")
+        e = alerts.email
+        if e is None:
+            return []
+        lines = ["notification_email {", *(f"    {a}" for a in e.to), "}"]
+        lines.append(f"notification_email_from {e.from_}")
+        lines.append(f"smtp_server {e.server_host.strip('[]')} {e.server_port}")
+        timeout = max(1, math.ceil(e.timeout_s))
+        if timeout != e.timeout_s:
+            self.changed(
+                "alerts.email.timeout",
+                f"keepalived takes whole seconds (smtp_connect_timeout): {e.timeout_s:g} "
+                f"written as {timeout}",
+            )
+        lines.append(f"smtp_connect_timeout {timeout}")
+        if e.starttls:
+            self.dropped(
+                "alerts.email.starttls",
+                "keepalived speaks plain SMTP (no STARTTLS): its mail goes unencrypted; point "
+                "smtp_server at a relay that accepts it",
+            )
+        if e.ca_file is not None:
+            self.dropped("alerts.email.ca_file", "keepalived has no STARTTLS, hence no CA file")
+        if e.username is not None:
+            self.dropped(
+                "alerts.email.username",
+                "keepalived has no SMTP login (AUTH): the relay must accept mail without one",
+            )
+        return lines
+
+    def smtp_alert(self, depth: int, on: bool) -> None:
+        if self.c.alerts.email is not None:
+            self.w(depth, f"smtp_alert {'true' if on else 'false'}")
 
     def track_script(self, i: int, ts: object) -> None:
         from hadirector.config.schema import TrackScript
@@ -342,6 +384,7 @@ class _Exporter:
                 for ref in refs:
                     self.w(2, f"{ref.name} weight {ref.weight}")
                 self.w(1, "}")
+        self.smtp_alert(1, inst.smtp_alert)
         self.notify(1, inst.notify)
         self.w(0, "}")
         self.w(0, "")
@@ -377,6 +420,7 @@ class _Exporter:
                 "members track with weights: sync_group_tracking_weight written, or keepalived "
                 "would ignore them",
             )
+        self.smtp_alert(1, group.smtp_alert)
         self.notify(1, group.notify)
         self.w(0, "}")
         self.w(0, "")
@@ -443,6 +487,7 @@ class _Exporter:
             self.w(2, f"lthreshold {rs.lower_threshold}")
         if rs.forwarding != vs.forwarding:
             self.w(2, f"lvs_method {self.method(path, rs.forwarding, vs)}")
+        self.smtp_alert(2, vs.smtp_alert)  # keepalived's is per real server
         if rs.check is not None:
             self.check(path + ".check", rs.check)
         self.w(1, "}")

@@ -89,8 +89,9 @@ def _table(path: list[str], table: dict[str, Any], out: list[str]) -> None:
     for k, v in table.items():  # sub-tables before arrays of tables: easier to read
         if isinstance(v, dict) and not k.startswith("#"):
             sub = [*path, k]
-            out.append("")
-            out.append(f"{_header_indent(sub)}[{'.'.join(sub)}]")
+            if not v or not all(isinstance(x, dict) for x in v.values()):
+                out.append("")  # a table of tables alone needs no header of its own
+                out.append(f"{_header_indent(sub)}[{'.'.join(sub)}]")
             _table(sub, v, out)
     for k, v in table.items():
         if _is_array_table(k, v):

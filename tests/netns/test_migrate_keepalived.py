@@ -6,6 +6,8 @@
 - The importer reads the samples as keepalived does: keepalived's own dump of its
   configuration (``-d``, VRRP process only) names the same instances with the same VRID,
   priority, version, advert interval and preemption as the TOML.
+- keepalived resolves smtp_alert (global smtp_alert / smtp_alert_vrrp, per instance and
+  sync group, its defaults) as the TOML's smtp_alert says (its dump again).
 
 The namespace holds the interfaces the files name (eth0..eth3, and eth0.1 as a veth of
 that name) and nothing else; keepalived runs with its own pid files in the lab's
@@ -294,3 +296,81 @@ def test_tracking_and_authentication_as_keepalived_reads_them(kans: tuple[Lab, N
         assert inst.get("auth_pass") == ka.get("Password"), ka
         assert inst["priority"] == int(ka["Priority"]), ka
         assert inst.get("preempt", True) == (ka["Preempt"] == "enabled"), ka
+
+
+MAIL = """
+global_defs {
+  notification_email {
+    ops@example.org
+  }
+  notification_email_from lb@example.org
+  smtp_server 10.200.0.25 2525
+  %s
+}
+vrrp_instance A {
+  interface eth0
+  virtual_router_id 61
+  virtual_ipaddress {
+    10.9.2.1/32
+  }
+  %s
+}
+vrrp_instance B {
+  interface eth0
+  virtual_router_id 62
+  virtual_ipaddress {
+    10.9.2.2/32
+  }
+}
+vrrp_sync_group G {
+  group {
+    A
+  }
+  %s
+}
+"""
+
+
+def smtp_in_dump(dump: str) -> dict[str, str]:
+    """Each instance's and sync group's dumped smtp_alert ("yes" / "no")."""
+    found: dict[str, str] = {}
+    current: str | None = None
+    for line in dump.splitlines():
+        text = re.sub(r"^.*?: ", "", line, count=1)
+        m = re.match(r"^ (?:VRRP Instance|VRRP Sync Group) = (\S+)", text)
+        if m:
+            current = m.group(1).rstrip(",")
+            continue
+        if text.startswith(" ") and not text.startswith("   "):
+            current = None
+        m = re.match(r"^   Using smtp notification = (\w+)", text)
+        if m and current is not None:
+            found[current] = m.group(1)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("globals_", "a", "group"),
+    [
+        ("", "", ""),
+        ("smtp_alert", "", ""),
+        ("smtp_alert_vrrp false", "", "smtp_alert"),
+        ("smtp_alert\n  smtp_alert_vrrp off", "smtp_alert true", ""),
+        ("smtp_alert_checker", "", "smtp_alert no"),
+    ],
+)
+def test_smtp_alert_as_keepalived_resolves_it(
+    kans: tuple[Lab, Netns], globals_: str, a: str, group: str
+) -> None:
+    """keepalived's dump says, per instance and sync group, whether it mails; the TOML's
+    smtp_alert says the same (global defaults, per-block values, keepalived's defaults)."""
+    lab, ns = kans
+    text = MAIL % (globals_, a, group)
+    dump = keepalived_dump(lab, ns, text, "mail.conf")
+    theirs = smtp_in_dump(dump)
+    assert theirs.keys() == {"A", "B", "G"}, dump
+    doc = tomllib.loads(import_(text, "mail.conf")[0])
+    ours = {i["name"]: i["smtp_alert"] for i in doc["vrrp_instance"]}
+    ours["G"] = doc["sync_group"][0]["smtp_alert"]
+    assert {k: "yes" if v else "no" for k, v in ours.items()} == theirs, dump
+    assert doc["alerts"]["email"]["server"] == "10.200.0.25:2525"

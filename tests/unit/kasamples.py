@@ -53,6 +53,7 @@ track_interfaces = [{ name = "eth1", weight = -20 }]
 track_scripts = [{ name = "chk", weight = 10 }]
 track_files = ["maint"]
 notify_master = "/usr/bin/logger -t lb 'now master'"
+smtp_alert = false
 
 [[vrrp_instance]]
 name = "VI_2"
@@ -81,6 +82,7 @@ old_unicast_checksum = true
 name = "G"
 instances = ["VI_1", "VI_3"]
 notify = ["/usr/bin/logger", "group changed"]
+smtp_alert = true
 
 [[track_script]]
 name = "chk"
@@ -95,6 +97,12 @@ fall = 3
 name = "maint"
 path = "/run/maint"
 weight = 4
+
+[alerts.email]
+to = ["ops@example.org", "lb@example.org"]
+from = "lb-a@example.org"
+server = "[2001:db8::25]:2525"
+timeout = 12
 
 [ipvs]
 timeout_tcp = 900
@@ -142,6 +150,7 @@ protocol = "tcp"
 scheduler = "rr"
 forwarding = "dr"
 health_action = "quiesce"
+smtp_alert = false
 
   [[virtual_server.real_server]]
   address = "[2001:db8::11]:443"

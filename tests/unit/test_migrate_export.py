@@ -180,3 +180,33 @@ def test_samples_exist_for_the_round_trip() -> None:
     if not SAMPLES.is_dir():
         pytest.skip(f"{SAMPLES} absent")
     assert samples()
+
+
+def test_mail_keepalived_cannot_express_is_reported() -> None:
+    toml_text = FULL.replace(
+        "timeout = 12\n",
+        'timeout = 2.5\nstarttls = true\nca_file = "/etc/ssl/ca.pem"\nusername = "lb"\n'
+        'password_file = "/etc/hadirector/pw"\n\n[alerts.webhook]\nurl = "http://h/x"\n',
+    )
+    lines = key_lines(toml_text)
+    conf, findings = export(toml_text)
+    assert "    smtp_server 2001:db8::25 2525\n    smtp_connect_timeout 3\n" in conf
+    got = {(f.where.line, f.kind, f.message.split(":")[0]) for f in findings.items}
+    for key, kind in (
+        ("timeout", "changed"),
+        ("starttls", "dropped"),
+        ("ca_file", "dropped"),
+        ("username", "dropped"),
+    ):
+        assert (lines[f"alerts.email.{key}"], kind, f"alerts.email.{key}") in got
+    assert (lines["alerts.webhook"], "dropped", "alerts.webhook") in got
+    # every object's smtp_alert is written, keepalived's defaults being others
+    assert conf.count("smtp_alert false") == 2 and "smtp_alert true" in conf
+
+
+def test_no_mail_no_smtp_alert_written() -> None:
+    start = FULL.index("[alerts.email]")
+    toml_text = FULL[:start] + FULL[FULL.index("[ipvs]") :]
+    conf, findings = export(toml_text)
+    assert "smtp" not in conf and "notification_email" not in conf
+    assert findings.exit_code == 0

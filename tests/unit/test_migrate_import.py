@@ -576,9 +576,9 @@ def test_cli_exit_codes_and_stdin(tmp_path: Path) -> None:
     done = hadirector("import", "keepalived", "-", stdin=good)
     assert done.returncode == 0, done.stderr
     assert 'name = "A"' in done.stdout and done.stderr == ""
-    dropped = hadirector("import", "keepalived", "-", stdin=good + "smtp_server 127.0.0.1\n")
+    dropped = hadirector("import", "keepalived", "-", stdin=good + "net_namespace blue\n")
     assert dropped.returncode == 3
-    assert dropped.stderr.startswith("<stdin>:6: dropped: smtp_server")
+    assert dropped.stderr.startswith("<stdin>:6: dropped: net_namespace")
     broken = tmp_path / "broken.conf"
     broken.write_text("vrrp_instance A {\n")
     bad = hadirector("import", "keepalived", str(broken))
@@ -674,4 +674,148 @@ virtual_server 10.0.0.50 80 {
     # the service's check table comes before its real servers, indented under the service
     assert toml_text.index("  [virtual_server.check]") < toml_text.index(
         "  [[virtual_server.real_server]]"
+    )
+
+
+# --- e-mail alerts --------------------------------------------------------------------------
+
+_MAIL = """global_defs {
+    notification_email {
+        ops@example.org
+    }
+    notification_email_from lb@example.org
+    smtp_server %s
+    %s
+}
+vrrp_instance A {
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress { 10.0.0.1 }
+    %s
+}
+vrrp_instance B {
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress { 10.0.0.2 }
+}
+vrrp_sync_group G {
+    group { A B }
+    %s
+}
+virtual_server 10.0.0.1 80 {
+    real_server 10.1.0.1 80 { %s }
+    real_server 10.1.0.2 80 { %s }
+}
+"""
+
+
+def mail_case(
+    server: str = "192.0.2.25",
+    globals_: str = "",
+    a: str = "",
+    group: str = "",
+    rs1: str = "",
+    rs2: str = "",
+) -> tuple[dict[str, Any], Findings]:
+    return convert_text(_MAIL % (server, globals_, a, group, rs1, rs2))
+
+
+def alerts_of(doc: dict[str, Any]) -> tuple[bool, bool, bool, bool]:
+    a, b = (i["smtp_alert"] for i in doc["vrrp_instance"])
+    return a, b, doc["sync_group"][0]["smtp_alert"], doc["virtual_server"][0]["smtp_alert"]
+
+
+def test_mail_settings_become_alerts_email_with_keepalived_defaults_written() -> None:
+    doc, findings = mail_case()
+    assert doc["alerts"]["email"] == {
+        "to": ["ops@example.org"],
+        "from": "lb@example.org",
+        "server": "192.0.2.25:25",  # keepalived's default port
+        "timeout": 30,  # keepalived's smtp_connect_timeout default (hadirector's is 10)
+    }
+    # keepalived mails about real servers by default, not about instances or groups
+    assert alerts_of(doc) == (False, False, False, True)
+    assert findings.exit_code == 0, messages(findings)
+
+
+@pytest.mark.parametrize(
+    ("globals_", "a", "group", "rs1", "want"),
+    [
+        ("smtp_alert", "", "", "", (True, True, True, True)),
+        ("smtp_alert false", "", "", "", (False, False, False, False)),
+        ("smtp_alert_vrrp on", "", "", "", (True, True, True, True)),
+        ("smtp_alert_checker no", "", "", "", (False, False, False, False)),
+        ("smtp_alert_vrrp\n smtp_alert off", "", "", "", (True, True, True, False)),
+        ("smtp_alert_checker true\n smtp_alert no", "", "", "", (False, False, False, True)),
+        ("", "smtp_alert", "", "", (True, False, False, True)),
+        ("smtp_alert", "smtp_alert false", "smtp_alert no", "", (False, True, False, True)),
+        ("", "", "smtp_alert yes", "", (False, False, True, True)),
+    ],
+)
+def test_smtp_alert_global_and_per_block_as_keepalived_resolves_them(
+    globals_: str, a: str, group: str, rs1: str, want: tuple[bool, ...]
+) -> None:
+    doc, findings = mail_case(globals_=globals_, a=a, group=group, rs1=rs1)
+    assert alerts_of(doc) == want
+    assert findings.exit_code == 0, messages(findings)
+
+
+def test_real_servers_that_differ_in_smtp_alert_are_reported() -> None:
+    doc, findings = mail_case(rs1="smtp_alert false")
+    assert doc["virtual_server"][0]["smtp_alert"] is True
+    assert re.search(
+        r"keepalived.conf:24: changed: 10.0.0.1:80: its real servers differ in smtp_alert",
+        messages(findings),
+    )
+    doc, findings = mail_case(rs1="smtp_alert false", rs2="smtp_alert off")
+    assert doc["virtual_server"][0]["smtp_alert"] is False
+    assert findings.exit_code == 0, messages(findings)
+
+
+def test_smtp_server_port_ipv6_timeout_and_what_has_no_equivalent() -> None:
+    doc, findings = mail_case(
+        server="2001:db8::25 2525",
+        globals_="smtp_connect_timeout 900\n smtp_helo_name lb1.example.org\n no_email_faults",
+    )
+    assert doc["alerts"]["email"]["server"] == "[2001:db8::25]:2525"
+    assert doc["alerts"]["email"]["timeout"] == 300
+    text = messages(findings)
+    assert "keepalived.conf:7: changed: smtp_connect_timeout 900: hadirector waits at most" in text
+    assert "keepalived.conf:8: dropped: smtp_helo_name: not supported (hadirector greets" in text
+    assert "keepalived.conf:9: dropped: no_email_faults: not supported" in text
+
+
+def test_no_mail_in_keepalived_is_no_mail_here() -> None:
+    # no smtp_server: keepalived sends nothing, whatever smtp_alert says
+    text = _MAIL.replace("smtp_server %s\n", "") % ("smtp_alert", "smtp_alert", "", "", "")
+    doc, findings = convert_text(text)
+    assert "alerts" not in doc
+    assert all("smtp_alert" not in i for i in doc["vrrp_instance"])
+    assert findings.exit_code == 0
+    assert "keepalived.conf:2: note: e-mail settings: keepalived sends no mail" in messages(
+        findings
+    )
+
+
+def test_addresses_and_sender_hadirector_cannot_take_are_reported() -> None:
+    text = _MAIL.replace("ops@example.org", "ops@example.org\n        acassen").replace(
+        "    notification_email_from lb@example.org\n", ""
+    )
+    doc, findings = convert_text(text % ("192.0.2.25", "", "", "", "", ""))
+    assert doc["alerts"]["email"]["to"] == ["ops@example.org"]
+    assert doc["alerts"]["email"]["from"] == "keepalived@localhost"
+    text = messages(findings)
+    assert "keepalived.conf:4: dropped: notification_email acassen: hadirector sends" in text
+    assert "keepalived.conf:2: changed: no usable notification_email_from" in text
+    bad_from = _MAIL.replace("from lb@example.org", "from lb") % ("192.0.2.25", "", "", "", "", "")
+    doc, findings = convert_text(bad_from)
+    assert doc["alerts"]["email"]["from"] == "keepalived@localhost"
+    assert "keepalived.conf:5: dropped: notification_email_from lb: hadirector sends" in (
+        messages(findings)
+    )
+    only_bare = _MAIL.replace("ops@example.org", "acassen") % ("192.0.2.25", "", "", "", "", "")
+    doc, findings = convert_text(only_bare)
+    assert "alerts" not in doc
+    assert "keepalived.conf:2: dropped: e-mail alerts: no notification_email address" in (
+        messages(findings)
     )

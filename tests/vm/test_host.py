@@ -155,20 +155,24 @@ def require_vm_tools() -> None:
         )
 
 
-def test_runner_passes_status_cwd_env_and_shares(tmp_path: Path) -> None:
+@pytest.mark.parametrize("systemd", [False, True], ids=["sh", "systemd"])
+def test_runner_passes_status_cwd_env_and_shares(tmp_path: Path, systemd: bool) -> None:
     require_vm_tools()
     shared = tmp_path / "shared"
     shared.mkdir()
     probe = Path.cwd() / ".vmcache" / f"guest-write-{uuid.uuid4().hex[:6]}"
     script = (
         "echo cwd=$(pwd); echo in_vm=$HADIRECTOR_IN_VM extra=$EXTRA; "
+        "echo pid1=$(cat /proc/1/comm) systemd=${HADIRECTOR_VM_SYSTEMD:-0}; "
         f"echo from-guest > {shared}/out; touch {probe}; "
         "test -e /proc/net/ip_vs && echo ipvs=yes; exit 7"
     )
     result = subprocess.run(
         [
             *(sys.executable, str(RUNNER), "--timeout", "300", "--rw", str(shared)),
-            *("--env", "EXTRA=a b", "--modprobe", "ip_vs", "--", "sh", "-c", script),
+            *("--env", "EXTRA=a b", "--modprobe", "ip_vs"),
+            *(["--systemd"] if systemd else []),
+            *("--", "sh", "-c", script),
         ],
         capture_output=True,
         text=True,
@@ -179,6 +183,7 @@ def test_runner_passes_status_cwd_env_and_shares(tmp_path: Path) -> None:
     assert f"cwd={Path.cwd()}" in lines
     assert "in_vm=1 extra=a b" in lines
     assert "ipvs=yes" in lines
+    assert ("pid1=systemd systemd=1" if systemd else "pid1=sh systemd=0") in lines, lines
     assert (shared / "out").read_text() == "from-guest\n"
     assert not probe.exists(), "guest writes outside --rw shares must vanish"
 

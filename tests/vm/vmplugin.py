@@ -9,6 +9,11 @@ output) and each stand-in then passes, fails, skips or xfails exactly as its gue
 with the guest's message. A VM that fails to boot fails every stand-in with the runner's
 reason (which names the packages to install). Only HADIRECTOR_SKIP_VM=1 skips them.
 
+Tests marked ``@pytest.mark.vm(systemd=True)`` run in a boot of their own, with systemd as
+PID 1 (``run-in-vm --systemd``; HADIRECTOR_VM_SYSTEMD=1 in the guest): one boot for all of
+them, started when the first of them runs; its output goes to
+``.vmcache/last-vm-systemd-run.log``.
+
 Inside the VM (HADIRECTOR_IN_VM=1) the tests run normally; when HADIRECTOR_VM_REPORT names a
 file, the per-test records are written to it.
 
@@ -21,6 +26,7 @@ This plugin only changes vm-marked items; it must not touch any other test.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -125,8 +131,9 @@ class HostVmRunner:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.results: dict[str, dict[str, Any]] | None = None
-        self.failure = ""
+        # One boot per kind (plain, systemd as PID 1): its results and why it failed.
+        self.results: dict[bool, dict[str, dict[str, Any]]] = {}
+        self.failure: dict[bool, str] = {}
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
@@ -142,22 +149,32 @@ class HostVmRunner:
     def result_for(self, item: VmStandIn) -> dict[str, Any]:
         if os.environ.get("HADIRECTOR_SKIP_VM") == "1":
             pytest.skip("HADIRECTOR_SKIP_VM=1: VM tests skipped explicitly")
-        if self.results is None:
-            self.results = self._run_vm(item.session)
-        if item.nodeid in self.results:
-            return self.results[item.nodeid]
-        text = f"no result from the VM; {self.failure}"
+        systemd = wants_systemd(item)
+        if systemd not in self.results:
+            self.results[systemd] = self._run_vm(item.session, systemd)
+        results = self.results[systemd]
+        if item.nodeid in results:
+            return results[item.nodeid]
+        text = f"no result from the VM; {self.failure.get(systemd, '')}"
         return {"outcome": "failed", "when": "call", "text": text}
 
-    def _run_vm(self, session: pytest.Session) -> dict[str, dict[str, Any]]:
-        node_ids = [i.nodeid for i in session.items if isinstance(i, VmStandIn)]
+    def _run_vm(self, session: pytest.Session, systemd: bool) -> dict[str, dict[str, Any]]:
+        # The guest cannot write bytecode (PYTHONDONTWRITEBYTECODE, and its writes vanish):
+        # compiled here once, every Python start in the guest (agents, probers) reads it
+        # instead of compiling the package again under emulation.
+        compileall.compile_dir(REPO / "hadirector", quiet=1)
+        node_ids = [
+            i.nodeid
+            for i in session.items
+            if isinstance(i, VmStandIn) and wants_systemd(i) == systemd
+        ]
         timeout_s = float(os.environ.get("HADIRECTOR_VM_TIMEOUT", DEFAULT_TIMEOUT_S))
         stream = (
             os.environ.get("HADIRECTOR_VM_STREAM") == "1"
             or self.config.option.capture == "no"
             or self.config.option.verbose > 0
         )
-        log_path = REPO / ".vmcache" / "last-vm-run.log"
+        log_path = REPO / ".vmcache" / ("last-vm-systemd-run.log" if systemd else "last-vm-run.log")
         log_path.parent.mkdir(exist_ok=True)
         writer = self.config.get_terminal_writer()
         capture = self.config.pluginmanager.getplugin("capturemanager")
@@ -165,7 +182,8 @@ class HostVmRunner:
             capture.global_and_fixture_disabled if capture is not None else contextlib.nullcontext
         )
         with uncaptured():
-            writer.line(f"\nvm: running {len(node_ids)} test(s) in one VM boot (log: {log_path})")
+            kind = "VM boot with systemd as PID 1" if systemd else "VM boot"
+            writer.line(f"\nvm: running {len(node_ids)} test(s) in one {kind} (log: {log_path})")
         with tempfile.TemporaryDirectory(prefix="hadirector-vmx-") as exchange:
             report = Path(exchange) / "report.json"
             command = [
@@ -175,6 +193,7 @@ class HostVmRunner:
                 str(timeout_s),
                 "--rw",
                 exchange,
+                *(["--systemd"] if systemd else []),
                 "--",
                 sys.executable,
                 "-m",
@@ -214,10 +233,17 @@ class HostVmRunner:
             if report.exists():
                 results = json.loads(report.read_text())
             meaning = {124: "timed out", 125: "the VM failed"}.get(status, "pytest status")
-            self.failure = f"VM run exited {status} ({meaning}); tail of {log_path}:\n" + "".join(
-                tail
+            self.failure[systemd] = (
+                f"VM run exited {status} ({meaning}); tail of {log_path}:\n" + "".join(tail)
             )
         return results
+
+
+def wants_systemd(item: pytest.Item) -> bool:
+    """True for a test marked ``@pytest.mark.vm(systemd=True)``: it runs in a boot of its
+    own with systemd as PID 1 (``run-in-vm --systemd``)."""
+    marker = item.get_closest_marker("vm")
+    return bool(marker is not None and marker.kwargs.get("systemd"))
 
 
 def _lines(stream: Any) -> Iterator[str]:

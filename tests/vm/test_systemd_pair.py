@@ -1,0 +1,586 @@
+"""The pair under real systemd: two ``hadirector@`` units in two network namespaces of the VM.
+
+The VM boots systemd as PID 1 (``@pytest.mark.vm(systemd=True)``: ``run-in-vm --systemd``,
+one boot for this module). ``install_agent()`` installs the agent the way a package does
+(``/usr/sbin/hadirector`` and the repository's unit files in /lib/systemd/system); until a
+Debian package exists it is a wrapper running this tree's code. Topology (namespaces of this
+module, documentation addresses only)::
+
+    dir-a eth0 192.0.2.1 (priority 150) ─┐
+    dir-b eth0 192.0.2.2 (priority 100) ─┼─ bridge br0 (switch namespace)
+    client eth0 192.0.2.50 ─────────────┘     VIP 192.0.2.100, VRRPv3 VRID 51, 1 s adverts
+
+``hadirector@a`` and ``hadirector@b`` run /etc/hadirector/{a,b}.toml, each put in its
+namespace by a drop-in (``NetworkNamespacePath=``). The agents run with the shipped unit's
+hardening and every feature that needs a privilege: VRRP (raw socket), gratuitous ARP
+(packet socket), addresses (netlink), IPVS (generic netlink; a NAT service with a script
+health check, alpha) and nftables (a fwmark service's marking rule), a notify script, a
+track script. The client probes the VIP every 10 ms with tests/netns/prober.py (every probe
+numbered and matched: exact counts).
+
+The tests run in file order, each from the steady state (a MASTER, b BACKUP) and back to it:
+
+1. ``systemctl start`` returns once each instance has its first state; b is started before
+   its interface exists (a director booting before its network): it is active at once, says
+   what it waits for, and comes up as BACKUP once the interface appears.
+2. Hardening leaves every feature working; ``systemd-analyze security`` prints the exposure.
+3. ``systemctl reload`` applies a changed file; a broken file is refused, reported in
+   ``systemctl status`` and in the journal at priority err, the old configuration runs on;
+   ``journalctl -p warning`` shows warnings and errors only.
+4. ``systemctl restart`` of the backup: no transition at the master, no probe lost.
+5. ``systemctl stop`` of the master hands over with 0 lost probes (the journal lines of the
+   handover are printed); started again, a preempts back.
+6. SIGSTOP of the master: b takes over, the watchdog kills a, systemd restarts it, b holds
+   the VIP meanwhile; a preempts back. ``systemctl status`` of both units is printed.
+7. Shutdown order: a stand-in for the network service (its stop takes a's interface down,
+   ordered ``Before=network.target`` as networking.service is) and a are stopped in one
+   transaction, as a shutdown does: a hands over before its interface goes down (0 lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.netns.prober import ProberRun
+
+from .lvslab import REPO, Lab, control_status, in_netns, run
+
+pytestmark = pytest.mark.vm(systemd=True)
+
+T = TypeVar("T")
+
+VIP = "192.0.2.100"
+VIP2 = "192.0.2.101"
+ADDRESS = {"a": "192.0.2.1", "b": "192.0.2.2"}
+PRIORITY = {"a": 150, "b": 100}
+CLIENT = "192.0.2.50"
+REAL_SERVER = "192.0.2.60"
+UNIT_DIR = Path("/lib/systemd/system")
+ETC_UNITS = Path("/etc/systemd/system")
+STATE_TIMEOUT_S = 90.0
+PROBE_INTERVAL_MS = 10.0
+SHUTDOWN_TARGET = "vmtest-shutdown.target"
+#: Where the notify scripts (run as script_user nobody) write.
+NOTIFY_DIR = Path("/run/vmtest-notify")
+NET_UNIT = "vmtest-net-a.service"
+
+
+def install_agent() -> None:
+    """Install the agent as a package would: ``/usr/sbin/hadirector`` and the units.
+
+    Until the Debian package exists, ``/usr/sbin/hadirector`` is a wrapper that runs this
+    tree's code with this interpreter (outside /tmp: the unit has PrivateTmp); the VM's root
+    is a throw-away overlay. With the package this becomes ``dpkg -i dist/*.deb``."""
+    wrapper = Path("/usr/sbin/hadirector")
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"export PYTHONPATH={REPO}\n"
+        "export PYTHONDONTWRITEBYTECODE=1\n"
+        f'exec {sys.executable} -m hadirector "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    for unit in ("hadirector.service", "hadirector@.service"):
+        shutil.copy(REPO / "systemd" / unit, UNIT_DIR / unit)
+    run("systemctl", "daemon-reload")
+
+
+# --- small tools --------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["systemctl", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"systemctl {' '.join(args)}: {result.returncode} {result.stderr}")
+    return result
+
+
+def show(unit: str, prop: str) -> str:
+    return systemctl("show", "-P", prop, unit).stdout.strip()
+
+
+@dataclass
+class Entry:
+    """One journal entry of a unit: its priority, text and (for the agent's lines) record."""
+
+    priority: int
+    message: str
+    record: dict[str, Any] | None
+    cursor: str
+    identifier: str
+
+
+def journal(unit: str, *args: str) -> list[Entry]:
+    out = run("journalctl", "-u", unit, "-o", "json", "--no-pager", *args)
+    entries = []
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        raw = json.loads(line)
+        message = raw.get("MESSAGE", "")
+        if isinstance(message, list):  # journald's form of a non-UTF-8 message
+            message = bytes(message).decode(errors="replace")
+        record = None
+        if message.startswith("{"):
+            try:
+                record = json.loads(message)
+            except ValueError:
+                record = None
+        entries.append(
+            Entry(
+                int(raw.get("PRIORITY", 6)),
+                message,
+                record,
+                raw["__CURSOR"],
+                raw.get("SYSLOG_IDENTIFIER", ""),
+            )
+        )
+    return entries
+
+
+def events(unit: str, name: str, after: str = "") -> list[dict[str, Any]]:
+    args = ("--after-cursor", after) if after else ()
+    return [e.record for e in journal(unit, *args) if e.record and e.record.get("event") == name]
+
+
+def cursor(unit: str) -> str:
+    entries = journal(unit)
+    return entries[-1].cursor if entries else ""
+
+
+def print_journal(unit: str, after: str, title: str) -> None:
+    print(f"--- journalctl -u {unit} ({title}) ---")
+    args = ("--after-cursor", after) if after else ()
+    print(run("journalctl", "-u", unit, "-o", "short-precise", "--no-pager", *args), end="")
+
+
+class Director:
+    def __init__(self, name: str, netns: str) -> None:
+        self.name = name
+        self.netns = netns
+        self.unit = f"hadirector@{name}.service"
+        self.config = Path(f"/etc/hadirector/{name}.toml")
+        self.socket = Path(f"/run/hadirector/{name}/hadirector.sock")
+        self.notify_log = NOTIFY_DIR / name
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return control_status(self.socket)
+        except (OSError, ValueError):
+            return None
+
+    def state(self) -> str | None:
+        status = self.status()
+        return status["instances"][0]["state"] if status else None
+
+    def wait_state(self, state: str, timeout_s: float = STATE_TIMEOUT_S) -> None:
+        wait_for(lambda: self.state() == state, timeout_s, f"{self.unit} {state}")
+
+    def pid(self) -> int:
+        return int(show(self.unit, "MainPID"))
+
+    def addresses(self) -> str:
+        return in_netns(self.netns, "ip", "-4", "-o", "addr", "show", "dev", "eth0", check=False)
+
+    def config_text(self, vips: tuple[str, ...] = (VIP,)) -> str:
+        name = self.name
+        vip_list = ", ".join(f'"{v}/24"' for v in vips)
+        return f"""\
+[global]
+router_id = "dir-{name}"
+control_socket = "{self.socket}"
+script_user = "nobody"
+
+[[track_script]]
+name = "runs"
+script = ["/bin/true"]
+interval = 3.0
+timeout = 2.0
+weight = 0
+fall = 1
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+priority = {PRIORITY[name]}
+advert_interval = 1.0
+virtual_addresses = [{vip_list}]
+track_scripts = ["runs"]
+notify = ["/bin/sh", "-c", 'echo "$*" >>{self.notify_log}', "notify"]
+
+[[virtual_server]]
+address = "{VIP}:80"
+protocol = "tcp"
+scheduler = "rr"
+forwarding = "nat"
+  [virtual_server.check]
+  type = "script"
+  script = ["/bin/true"]
+  interval = 3.0
+  timeout = 2.0
+  rise = 1
+  alpha = true
+  [[virtual_server.real_server]]
+  address = "{REAL_SERVER}:80"
+
+[[virtual_server]]
+fwmark = 7
+family = "inet"
+scheduler = "rr"
+match = {{ address = "{VIP}", protocol = "tcp", ports = [25] }}
+  [[virtual_server.real_server]]
+  address = "{REAL_SERVER}"
+"""
+
+    def write_config(self, text: str | None = None) -> None:
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(self.config_text() if text is None else text)
+
+
+class Probes:
+    """tests/netns/prober.py in the client namespace (ProberRun's lab interface)."""
+
+    def __init__(self, netns: str, tmpdir: Path) -> None:
+        self.netns = netns
+        self.tmpdir = tmpdir
+
+    def popen(self, node: str, *argv: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["ip", "netns", "exec", self.netns, *argv], **kwargs)
+
+    def start(self) -> ProberRun:
+        return ProberRun(self, VIP, interval_ms=PROBE_INTERVAL_MS, ready_timeout_s=60.0)
+
+
+@dataclass
+class Pair:
+    lab: Lab
+    a: Director
+    b: Director
+    switch: str
+    client: str
+    probes: Probes
+
+    def plug(self, d: Director) -> None:
+        self.lab.plug(self.switch, "br0", f"p-{d.name}", d.netns, "eth0", f"{ADDRESS[d.name]}/24")
+
+    def steady(self) -> None:
+        self.a.wait_state("MASTER")
+        self.b.wait_state("BACKUP")
+        assert f"{VIP}/24" in self.a.addresses()
+        assert f"{VIP}/24" not in self.b.addresses()
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    if os.environ.get("HADIRECTOR_VM_SYSTEMD") != "1" or not Path("/run/systemd/system").is_dir():
+        pytest.fail("these tests need systemd as PID 1 (run-in-vm --systemd)")
+    subprocess.run(["modprobe", "-a", "ip_vs", "ip_vs_rr", "nf_tables"], check=True)
+    install_agent()
+    NOTIFY_DIR.mkdir(mode=0o1777, exist_ok=True)
+    NOTIFY_DIR.chmod(0o1777)
+    tmpdir = Path(tempfile.mkdtemp(prefix="vmtest-systemd-"))
+    with Lab() as lab:
+        switch = lab.netns("sw")
+        lab.bridge(switch, "br0")
+        client = lab.netns("client")
+        lab.plug(switch, "br0", "p-client", client, "eth0", f"{CLIENT}/24")
+        a = Director("a", lab.netns("a"))
+        b = Director("b", lab.netns("b"))
+        for d in (a, b):
+            # NAT forwarding needs it; set here, the agent has no reason to warn (it would).
+            lab.sysctl(d.netns, net__ipv4__ip_forward=1)
+            d.write_config()
+            dropin = ETC_UNITS / f"{d.unit}.d"
+            dropin.mkdir(parents=True, exist_ok=True)
+            (dropin / "netns.conf").write_text(
+                f"[Service]\nNetworkNamespacePath=/run/netns/{d.netns}\n"
+            )
+        run("systemctl", "daemon-reload")
+        p = Pair(lab, a, b, switch, client, Probes(client, tmpdir))
+        p.plug(a)  # b's interface comes later (test 1)
+        try:
+            yield p
+        finally:
+            systemctl("stop", a.unit, b.unit, NET_UNIT, check=False)
+            for d in (a, b):
+                print_journal(d.unit, "", "whole run")
+
+
+# --- 1. start --------------------------------------------------------------------------------
+
+
+def test_start_returns_once_each_instance_has_its_first_state(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    systemctl("start", a.unit)
+    # Type=notify: READY=1 only once the instance has its first state.
+    state = a.state()
+    assert state in ("BACKUP", "MASTER"), state
+    assert show(a.unit, "ActiveState") == "active"
+    print(f"after `systemctl start {a.unit}`: {state}; STATUS={show(a.unit, 'StatusText')!r}")
+    # b: started before its interface exists, as at a boot with a late network.
+    systemctl("start", b.unit)
+    assert show(b.unit, "ActiveState") == "active"
+    assert b.state() == "INIT"
+    status_text = show(b.unit, "StatusText")
+    print(f"after `systemctl start {b.unit}` (no eth0 yet): STATUS={status_text!r}")
+    assert re.fullmatch(r"VI_1=INIT \(waiting for eth0: .+\)", status_text), status_text
+    a.wait_state("MASTER")
+    pid_b = b.pid()
+    pair.plug(b)
+    b.wait_state("BACKUP")
+    assert b.pid() == pid_b  # the same process, never restarted
+    assert show(b.unit, "StatusText") == "VI_1=BACKUP"
+    assert show(b.unit, "NRestarts") == "0"
+    pair.steady()
+
+
+# --- 2. hardening ------------------------------------------------------------------------
+
+
+def test_hardening_leaves_every_feature_working(pair: Pair) -> None:
+    a = pair.a
+    pair.steady()
+    # Raw socket (VRRP), packet socket (gratuitous ARP), netlink (the VIP): the client
+    # reaches the VIP at a's MAC.
+    probe = pair.probes.start()
+    time.sleep(1.0)
+    result = probe.stop()
+    assert result["answered"] > 0 and result["lost"] == 0, result
+    mac_a = in_netns(a.netns, "cat", "/sys/class/net/eth0/address").strip()
+    assert set(result["macs"]) == {mac_a}, result["macs"]
+
+    # IPVS (generic netlink) in a's namespace; the script check (alpha) brought the real
+    # server in: weight 1.
+    def weighted() -> str | None:
+        table = in_netns(a.netns, "ipvsadm", "-Ln")
+        return table if re.search(rf"-> {REAL_SERVER}:80\s+Masq\s+1\s", table) else None
+
+    table = wait_for(weighted, 60, "the real server in rotation")
+    print(table)
+    assert re.search(rf"TCP\s+{VIP}:80 rr", table), table
+    assert re.search(rf"-> {REAL_SERVER}:80\s+Masq\s+1\s", table), table
+    assert re.search(r"FWM\s+7 rr", table), table
+    # nftables: the fwmark service's marking rule.
+    ruleset = in_netns(a.netns, "nft", "list", "table", "inet", "hadirector")
+    assert "mark set" in ruleset and "dport" in ruleset, ruleset
+    # The notify script ran as script_user (keepalived's arguments), the track script
+    # keeps running (a failure would be FAULT: weight 0).
+    assert "INSTANCE VI_1 MASTER" in a.notify_log.read_text()
+    assert a.notify_log.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    assert events(a.unit, "check.up")
+    assert not events(a.unit, "ipvs.unavailable")
+    assert not [e for e in journal(a.unit) if e.priority <= 4], "a warning or error at start"
+    for unit in ("hadirector.service", a.unit):
+        out = subprocess.run(
+            ["systemd-analyze", "security", "--no-pager", unit], capture_output=True, text=True
+        )
+        last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr
+        print(f"systemd-analyze security {unit}: {last}")
+        assert "Overall exposure level" in last, out.stdout + out.stderr
+
+
+# --- 3. reload ---------------------------------------------------------------------------
+
+
+def test_reload_applies_a_changed_file_and_refuses_a_broken_one(pair: Pair) -> None:
+    a = pair.a
+    pair.steady()
+    mark = cursor(a.unit)
+    pid = a.pid()
+    a.write_config(a.config_text((VIP, VIP2)))
+    systemctl("reload", a.unit)
+    wait_for(lambda: f"{VIP2}/24" in a.addresses(), 60, "the added VIP")
+    wait_for(lambda: events(a.unit, "config.reloaded", mark), 30, "config.reloaded")
+    # Broken: refused, said in `systemctl status` and at priority err; the old one runs on.
+    mark = cursor(a.unit)
+    a.write_config(a.config_text((VIP, VIP2)) + "\n[[vrrp_instance]]\nname = 3\n")
+    systemctl("reload", a.unit)
+    wait_for(lambda: "reload refused" in show(a.unit, "StatusText"), 60, "reload refused")
+    status = systemctl("status", "--no-pager", "-n", "5", a.unit, check=False).stdout
+    print(status)
+    assert "reload refused, previous configuration running: vrrp_instance[1]" in status
+    assert show(a.unit, "ActiveState") == "active" and a.pid() == pid
+    failed = wait_for(
+        lambda: [e for e in journal(a.unit, "--after-cursor", mark) if e.record
+                 and e.record.get("event") == "config.reload_failed"],
+        30,
+        "config.reload_failed in the journal",
+    )  # fmt: skip
+    assert failed[0].priority == 3, failed[0]
+    assert a.state() == "MASTER"
+    assert f"{VIP}/24" in a.addresses() and f"{VIP2}/24" in a.addresses()
+    # journalctl -p warning: the refused reload, and nothing below warning.
+    warnings = journal(a.unit, "-p", "warning")
+    assert warnings and all(e.priority <= 4 for e in warnings), warnings
+    assert any(e.record and e.record["event"] == "config.reload_failed" for e in warnings)
+    assert not any(e.record and e.record["level"] == "info" for e in warnings)
+    infos = [e for e in journal(a.unit) if e.record and e.record["level"] == "info"]
+    assert infos and all(e.priority == 6 for e in infos)
+    # For log shippers: every line the agent wrote is one JSON object, prefix taken off.
+    own = [e for e in journal(a.unit) if e.identifier == "hadirector@a"]
+    assert own and all(e.record is not None for e in own), [e.message for e in own][:5]
+    print("--- journalctl -p warning -u", a.unit, "---")
+    print(run("journalctl", "-p", "warning", "-u", a.unit, "--no-pager", "-o", "cat"), end="")
+    # Back to the first file.
+    mark = cursor(a.unit)
+    a.write_config()
+    systemctl("reload", a.unit)
+    wait_for(lambda: events(a.unit, "config.reloaded", mark), 60, "config.reloaded")
+    wait_for(lambda: f"{VIP2}/24" not in a.addresses(), 30, "the VIP removed")
+    assert show(a.unit, "StatusText") == "VI_1=MASTER"
+    assert not events(a.unit, "vrrp.transition", mark)
+
+
+# --- 4. restart of the backup ------------------------------------------------------------
+
+
+def test_restart_of_the_backup_changes_nothing_at_the_master(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    pair.steady()
+    mark = cursor(a.unit)
+    pid = b.pid()
+    probe = pair.probes.start()
+    systemctl("restart", b.unit)
+    assert b.pid() != pid
+    b.wait_state("BACKUP")
+    result = probe.stop()
+    assert result["lost"] == 0, result
+    assert not events(a.unit, "vrrp.transition", mark)
+    assert a.state() == "MASTER"
+    print(f"restart of {b.unit}: no transition at the master; {result['sent']} probes, 0 lost")
+
+
+# --- 5. stop of the master ---------------------------------------------------------------
+
+
+def test_stop_of_the_master_hands_over_without_a_lost_probe(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    pair.steady()
+    marks = {d.unit: cursor(d.unit) for d in (a, b)}
+    probe = pair.probes.start()
+    time.sleep(0.5)
+    systemctl("stop", a.unit)
+    b.wait_state("MASTER")
+    time.sleep(0.5)
+    result = probe.stop()
+    print(f"stop of the master: {result['sent']} probes, {result['lost']} lost, "
+          f"longest gap {result['longest_gap_ms']} ms")  # fmt: skip
+    for d in (a, b):
+        print_journal(d.unit, marks[d.unit], "handover on `systemctl stop` of the master")
+    assert result["lost"] == 0, result
+    assert show(a.unit, "ActiveState") == "inactive"
+    assert show(a.unit, "Result") == "success"
+    assert f"{VIP}/24" not in a.addresses()
+    systemctl("start", a.unit)
+    pair.steady()
+
+
+# --- 6. watchdog -------------------------------------------------------------------------
+
+
+def test_watchdog_restarts_a_hung_agent_while_the_peer_holds_the_vip(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    pair.steady()
+    marks = {d.unit: cursor(d.unit) for d in (a, b)}
+    restarts = int(show(a.unit, "NRestarts"))
+    pid = a.pid()
+    os.kill(pid, signal.SIGSTOP)
+    b.wait_state("MASTER")
+    t_b_master = time.monotonic()
+    wait_for(lambda: int(show(a.unit, "NRestarts")) > restarts, 120, "the watchdog restart")
+    assert a.pid() != pid
+    # While a was dead and starting again, b held the VIP.
+    assert b.state() == "MASTER" and f"{VIP}/24" in b.addresses()
+    pair.steady()
+    took = time.monotonic() - t_b_master
+    print(f"watchdog: b master, a killed and restarted, a master again {took:.1f} s later")
+    texts = [e.message for e in journal(a.unit, "--after-cursor", marks[a.unit])]
+    assert any("Watchdog timeout" in t for t in texts), texts
+    b_records = events(b.unit, "vrrp.transition", marks[b.unit])
+    assert [(r["old"], r["new"]) for r in b_records] == [("BACKUP", "MASTER"), ("MASTER", "BACKUP")]
+    for unit in (a.unit, b.unit):
+        print(systemctl("status", "--no-pager", "-n", "0", unit, check=False).stdout)
+
+
+# --- 7. shutdown order --------------------------------------------------------------------
+
+
+def test_shutdown_stops_the_agent_before_the_network(pair: Pair) -> None:
+    """A shutdown stops every unit in one transaction, in the reverse order of After=.
+
+    Stand-ins: ``vmtest-net-a.service`` is the network service (Before=network.target,
+    as ifupdown's networking.service; its stop takes a's eth0 down), and
+    ``vmtest-shutdown.target`` is shutdown.target: the agent, the stand-in and
+    network.target conflict with it as every unit with default dependencies conflicts
+    with shutdown.target. Starting it stops all three in one transaction."""
+    a, b = pair.a, pair.b
+    pair.steady()
+    (ETC_UNITS / SHUTDOWN_TARGET).write_text(
+        "[Unit]\nDescription=stand-in for shutdown.target\nDefaultDependencies=no\n"
+    )
+    (ETC_UNITS / NET_UNIT).write_text(
+        "[Unit]\nDescription=stand-in for the network service\n"
+        "Before=network.target\nWants=network.target\n"
+        f"Conflicts={SHUTDOWN_TARGET}\nBefore={SHUTDOWN_TARGET}\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n"
+        f"ExecStop=/bin/ip -n {a.netns} link set eth0 down\n"
+    )
+    for unit in ("network.target", a.unit):
+        dropin = ETC_UNITS / f"{unit}.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "vmtest-shutdown.conf").write_text(
+            f"[Unit]\nConflicts={SHUTDOWN_TARGET}\nBefore={SHUTDOWN_TARGET}\n"
+        )
+    run("systemctl", "daemon-reload")
+    systemctl("start", NET_UNIT)
+    assert show("network.target", "ActiveState") == "active"
+    marks = {d.unit: cursor(d.unit) for d in (a, b)}
+    probe = pair.probes.start()
+    time.sleep(0.5)
+    systemctl("start", SHUTDOWN_TARGET)
+    b.wait_state("MASTER")
+    time.sleep(0.5)
+    result = probe.stop()
+    print(f"shutdown: {result['sent']} probes, {result['lost']} lost")
+    for d in (a, b):
+        print_journal(d.unit, marks[d.unit], "shutdown stand-in")
+    assert show(a.unit, "ActiveState") == "inactive"
+    assert show(NET_UNIT, "ActiveState") == "inactive"
+    assert "state DOWN" in in_netns(a.netns, "ip", "link", "show", "eth0")
+    assert result["lost"] == 0, result
+    # In the one transaction, systemd stopped the agent before the network stand-in.
+    order = [e.message for e in journal(a.unit, "-u", NET_UNIT, "--after-cursor", marks[a.unit])]
+    print("--- the order of the stops ---", *order, sep="\n")
+    stopped_a = next(i for i, m in enumerate(order) if m.startswith("Stopped hadirector@a"))
+    stopping_net = next(i for i, m in enumerate(order) if m.startswith(f"Stopping {NET_UNIT}"))
+    assert stopped_a < stopping_net, order
+    # a never saw its link go down: it had handed over and stopped before.
+    transitions = events(a.unit, "vrrp.transition", marks[a.unit])
+    assert transitions and all(r["new"] != "FAULT" for r in transitions), transitions
+    assert events(a.unit, "agent.stopped", marks[a.unit])
