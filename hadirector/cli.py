@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     _socket_args(status)
     reload = sub.add_parser("reload", help="re-read the running agent's configuration (SIGHUP)")
     _socket_args(reload)
+    for name, what in (
+        ("drain", "put a real server at weight 0 for maintenance (kept across restarts)"),
+        ("undrain", "give a drained real server its weight back"),
+    ):
+        drain = sub.add_parser(name, help=what)
+        drain.add_argument(
+            "service", help='the virtual server: "192.0.2.1:80", "tcp 192.0.2.1:80", "fwmark 7"'
+        )
+        drain.add_argument("server", help='the real server: "10.0.0.1:8080" (or its address alone)')
+        _socket_args(drain)
 
     demo = sub.add_parser("demo", help="two directors in namespaces of its own, with a failover")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run the demo")
@@ -118,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return commands.export_keepalived(args.file)
     if args.command in ("status", "reload"):
         return _control(args.command, args.socket, args.config, getattr(args, "json", False))
+    if args.command in ("drain", "undrain"):
+        return _drain(args.command, args.service, args.server, args.socket, args.config)
     if args.command == "demo":
         if args.anycast:
             from hadirector import demo_anycast
@@ -224,6 +236,27 @@ def _control_socket(socket_path: str | None, config_path: str | None) -> str | N
         for problem in checker.problems:
             print(f"  {problem}", file=sys.stderr)
     return checked
+
+
+def _drain(
+    command: str, service: str, server: str, socket_path: str | None, config_path: str | None
+) -> int:
+    """``drain`` / ``undrain``: one request over the control socket."""
+    from hadirector.control import client
+
+    path = _control_socket(socket_path, config_path)
+    if path is None:
+        return 1
+    try:
+        reply = client.request(path, command, service=service, server=server)
+    except client.ControlError as exc:
+        print(f"hadirector {command}: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"hadirector {command}: {reply.get('error', 'failed')}", file=sys.stderr)
+        return 1
+    print(reply.get("result", "done"))
+    return 0
 
 
 def _control(command: str, socket_path: str | None, config_path: str | None, as_json: bool) -> int:

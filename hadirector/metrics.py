@@ -256,7 +256,12 @@ def render(status: AgentStatus, extra: Iterable[Metric] = ()) -> str:
 
 
 def runtime_metrics(
-    config: Config, checker: Any, alerts: Any, sync: Any = None, ipvs: Any = None
+    config: Config,
+    checker: Any,
+    alerts: Any,
+    sync: Any = None,
+    ipvs: Any = None,
+    pools: Any = None,
 ) -> list[Metric]:
     """Per real server health and weights, check durations and failures (from the health
     checker, checks/runner.py), alert deliveries (alerts/dispatch.py), the connection
@@ -288,26 +293,29 @@ def runtime_metrics(
         labels=[*labels, "reason"],
     )
     running = checker.running
+    down = checker.down
     for vs in config.virtual_servers:
         skey = service_key_of(vs)
         for rs in vs.real_servers:
             dkey = dest_key_of(vs, rs)
             names = [str(skey), str(dkey)]
-            entry = running.get((skey, dkey))
-            healthy = entry is None or bool(entry.hysteresis.up)
+            healthy = (skey, dkey) not in down
             up.add_metric(names, 1 if healthy else 0)
             weight.add_metric(names, rs.weight if healthy else 0)
             weight_cfg.add_metric(names, rs.weight)
-            if entry is None:
-                continue
-            d = entry.durations
-            buckets = [
-                (_le(b), float(n)) for b, n in zip(DURATION_BUCKETS_S, d.buckets, strict=True)
-            ]
-            buckets.append(("+Inf", float(d.count)))
-            duration.add_metric([*names, entry.spec.check.type], buckets, d.sum_s)
-            for reason, n in sorted(entry.failures.items()):
-                failures.add_metric([*names, reason], n)
+            # One entry per check (a group's are its first service's).
+            for index in range(len(rs.checks)):
+                entry = running.get((skey, dkey, index))
+                if entry is None:
+                    continue
+                d = entry.durations
+                buckets = [
+                    (_le(b), float(n)) for b, n in zip(DURATION_BUCKETS_S, d.buckets, strict=True)
+                ]
+                buckets.append(("+Inf", float(d.count)))
+                duration.add_metric([*names, entry.spec.check.type], buckets, d.sum_s)
+                for reason, n in sorted(entry.failures.items()):
+                    failures.add_metric([*names, reason], n)
     out: list[Metric] = [up, weight, weight_cfg, duration, failures]
 
     delivered = CounterMetricFamily(
@@ -355,7 +363,36 @@ def runtime_metrics(
     traffic = getattr(ipvs, "traffic", None)
     if traffic is not None:
         out += ipvs_traffic_metrics(traffic())
+    if pools is not None:
+        out += pool_metrics(pools)
     return [m for m in out if m.samples]
+
+
+def pool_metrics(pools: Any) -> list[Metric]:
+    """Quorum and live weight per virtual service, drained real servers (the agent's pool
+    keeper, agent/pools.py)."""
+    quorum = GaugeMetricFamily(
+        "hadirector_virtual_server_quorum",
+        "1 while the service's pool has quorum (0: its sorry server, if any, answers).",
+        labels=["service"],
+    )
+    live = GaugeMetricFamily(
+        "hadirector_virtual_server_live_weight",
+        "Sum of the configured weights of the service's live (up, not drained) servers.",
+        labels=["service"],
+    )
+    drained = GaugeMetricFamily(
+        "hadirector_real_server_drained",
+        "1 for a real server the operator drained (hadirector drain).",
+        labels=["service", "server"],
+    )
+    core = pools.core
+    for key, up in sorted(core.up.items(), key=lambda kv: str(kv[0])):
+        quorum.add_metric([str(key)], 1 if up else 0)
+        live.add_metric([str(key)], core.live.get(key, 0))
+    for service, server in sorted(pools.drained, key=lambda p: (str(p[0]), str(p[1]))):
+        drained.add_metric([str(service), str(server)], 1)
+    return [quorum, live, drained]
 
 
 def ipvs_traffic_metrics(traffic: dict[Any, Any]) -> list[Metric]:

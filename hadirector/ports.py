@@ -114,7 +114,15 @@ class IpvsPort(Protocol):
 
     def update(self, config: Any) -> None: ...
 
-    def set_health(self, down: set[Any]) -> None: ...
+    def set_health(
+        self,
+        down: set[Any],
+        *,
+        drained: frozenset[Any] = ...,
+        lost: frozenset[Any] = ...,
+        ramp: Any = ...,
+        weights: Any = ...,
+    ) -> None: ...
 
     def status(self) -> IpvsStatus: ...
 

@@ -56,6 +56,19 @@ def preflight(config: Config) -> list[Problem]:
         notify_scripts(f"sync_group[{i}]", group.notify)
     for i, ts in enumerate(config.track_scripts):
         script(f"track_script[{i}].script", ts.script)
+    for i, vs in config.service_tables():
+        script(f"virtual_server[{i}].quorum_up", vs.quorum_up)
+        script(f"virtual_server[{i}].quorum_down", vs.quorum_down)
+        for j, rs in enumerate(vs.real_servers):
+            for k, check in enumerate(rs.checks):
+                where = f"virtual_server[{i}].real_server[{j}].check"
+                where += "" if len(rs.checks) == 1 else f"[{k}]"
+                for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+                    file = getattr(check, key)
+                    if file is not None and not os.access(file, os.R_OK):
+                        problems.append(Problem(f"{where}.{key}", f"{file}: cannot be read"))
+            script(f"virtual_server[{i}].real_server[{j}].notify_up", rs.notify_up)
+            script(f"virtual_server[{i}].real_server[{j}].notify_down", rs.notify_down)
     # Who scripts run as, script_security, status_group, secret files' permissions.
     problems.extend(security.preflight_problems(config))
     email = config.alerts.email

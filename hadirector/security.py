@@ -172,11 +172,18 @@ def script_paths(config: Config) -> Iterator[tuple[str, str]]:
                 yield f"sync_group[{i}].{key}", argv[0]
     for i, ts in enumerate(config.track_scripts):
         yield f"track_script[{i}].script", ts.script[0]
-    for i, vs in enumerate(config.virtual_servers):
+    for i, vs in config.service_tables():
+        for key, argv in (("quorum_up", vs.quorum_up), ("quorum_down", vs.quorum_down)):
+            if argv:
+                yield f"virtual_server[{i}].{key}", argv[0]
         for j, rs in enumerate(vs.real_servers):
-            check = rs.check
-            if check is not None and check.script:
-                yield f"virtual_server[{i}].real_server[{j}].check.script", check.script[0]
+            for k, check in enumerate(rs.checks):
+                if check.script:
+                    where = "check" if len(rs.checks) == 1 else f"check[{k}]"
+                    yield f"virtual_server[{i}].real_server[{j}].{where}.script", check.script[0]
+            for key, argv in (("notify_up", rs.notify_up), ("notify_down", rs.notify_down)):
+                if argv:
+                    yield f"virtual_server[{i}].real_server[{j}].{key}", argv[0]
 
 
 def _unsafe(path: str, st: os.stat_result) -> str | None:

@@ -175,18 +175,31 @@ class IpvsStatus:
 
 @dataclass(frozen=True)
 class ChecksStatus:
-    """Health checks: how many run, and the real servers they hold down."""
+    """Health checks: how many run, and the real servers they hold down; pools: the
+    servers the operator drained and the services without quorum."""
 
     running: int = 0
     down: tuple[str, ...] = ()  # "service server", sorted
+    drained: tuple[str, ...] = ()  # "service server", sorted
+    quorum_lost: tuple[str, ...] = ()  # services, sorted
 
     def to_json(self) -> Json:
-        return {"running": self.running, "down": list(self.down)}
+        return {
+            "running": self.running,
+            "down": list(self.down),
+            "drained": list(self.drained),
+            "quorum_lost": list(self.quorum_lost),
+        }
 
     @classmethod
     def from_json(cls, data: object, where: str = "checks") -> ChecksStatus:
         r = _Reader(data, where)
-        return cls(running=r.integer("running"), down=r.texts("down"))
+        return cls(
+            running=r.integer("running"),
+            down=r.texts("down"),
+            drained=r.texts("drained"),
+            quorum_lost=r.texts("quorum_lost"),
+        )
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import trio
 
 from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
+from hadirector.agent.pools import PoolKeeper
 from hadirector.agent.tracking import Tracking
 from hadirector.agent.wakeups import Wakeups
 from hadirector.alerts import notify, wiring
@@ -44,6 +45,7 @@ from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import ConfigError, Problem
+from hadirector.ipvs import pool
 from hadirector.ports import Adapters
 from hadirector.preflight import preflight, read_hmac_keys
 from hadirector.status import (
@@ -94,7 +96,16 @@ class Agent:
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
         self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
-        self.checks = HealthChecker(config, self._on_health, on_change=self._on_check_change)
+        # Quorum, sorry servers, drained servers and per-server hooks, between the checks
+        # and IPVS; its events feed the alerts.
+        self.pools = PoolKeeper(config, self.ipvs, self.notifier, self.tracking.set_quorum)
+        self.pools.subscribe(self._on_pool_event)
+        self.checks = HealthChecker(
+            config,
+            self._on_health,
+            on_change=self.pools.on_check_change,
+            on_weight=self.pools.on_check_weight,
+        )
         # Anycast addresses follow the check verdicts (hadirector/anycast/).
         self.anycast = Announcer(config, self.checks)
         self.checks.on_verdict = self.anycast.poke
@@ -154,14 +165,23 @@ class Agent:
                 inst.post("readd", str(removed))
 
     def _on_health(self, down: set[Any]) -> None:
-        """Failed real servers from the health checker go to the IPVS reconciler."""
-        self.ipvs.set_health(down)
+        """Failed real servers from the health checker go to the pools, then IPVS."""
+        self.pools.set_down(down)
         self.alerts.set_conditions(wiring.SERVER_DOWN, wiring.server_conditions(self, down))
+
+    def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]:
+        """The control socket's ``drain`` / ``undrain`` (agent/pools.py)."""
+        return self.pools.drain(service, server, drained)
 
     # -- alerts (alerts/wiring.py builds, alerts/dispatch.py delivers) ----------------
 
-    def _on_check_change(self, key: Any, spec: Any, change: Any) -> None:
-        self.on_server_change(key[0], key[1], change.up, "check", change.reason)
+    def _on_pool_event(self, event: Any) -> None:
+        """The pool keeper's events (ipvs/pool.py): a server in or out of rotation, a
+        service's quorum."""
+        if isinstance(event, pool.ServerChange):
+            self.on_server_change(event.service, event.server, event.up, event.cause, event.reason)
+        elif isinstance(event, pool.QuorumChange):
+            self.on_quorum_change(event.service, event.up, event.live_weight, event.quorum)
 
     def on_server_change(
         self, service: Any, server: Any, up: bool, cause: str, reason: str
@@ -271,6 +291,8 @@ class Agent:
             checks=ChecksStatus(
                 running=len(self.checks.running),
                 down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
+                drained=self.pools.drained_names(),
+                quorum_lost=self.pools.lost_names(),
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
             anycast=self.anycast.status(),
@@ -281,7 +303,9 @@ class Agent:
         metrics endpoint beside the status snapshot's (metrics.py)."""
         from hadirector import metrics
 
-        return metrics.runtime_metrics(self.config, self.checks, self.alerts, self.sync, self.ipvs)
+        return metrics.runtime_metrics(
+            self.config, self.checks, self.alerts, self.sync, self.ipvs, self.pools
+        )
 
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:
@@ -346,16 +370,18 @@ class Agent:
             await nursery.start(self.vrrp_sockets.run)
             nursery.start_soon(self.wakeups.run)  # requests made before it runs wait in its heap
             self.tracking.start(nursery, self.config)
+            # Pools first: an instance tracking quorum starts knowing whether there is any.
+            # Servers whose checks start them down (alpha) are out from the first reconcile.
+            self.pools.start(self.checks.down_at_start())
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
-            # Servers whose checks start them down (alpha) are out from the first reconcile.
-            self.ipvs.set_health(self.checks.down_at_start())
             nursery.start_soon(self.ipvs.run)
             nursery.start_soon(self.sync.run)
             await nursery.start(self.anycast.run)
             nursery.start_soon(self.checks.run)
+            nursery.start_soon(self.pools.run)
             if operations:
                 from hadirector.control.server import Operations
 
@@ -561,6 +587,7 @@ class Agent:
             self.tracking.start(self._nursery, self.config)
         self._retrack()
         self.ipvs.update(new)
+        self.pools.update(new)
         self.sync.update(new)
         self.checks.update(new)
         self.alerts.update(new.alerts)

@@ -1,5 +1,6 @@
-"""Tracking: the states of tracked interfaces, scripts and files, the tasks that gather
-them, and the effective priority they give an instance (vrrp/track.py decides it).
+"""Tracking: the states of tracked interfaces, scripts, files and the virtual servers'
+quorum, the tasks that gather them, and the effective priority they give an instance
+(vrrp/track.py decides it).
 
 A track script runs every ``interval`` with rise/fall hysteresis (checks/risefall.py); a
 track file is read every second (its integer is the weight input); interfaces come from the
@@ -33,6 +34,7 @@ class TrackStates:
     interfaces: dict[str, bool] = field(default_factory=dict)
     scripts: dict[str, bool] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
+    quorum: bool = True  # some virtual server has quorum (agent/pools.py)
 
 
 class Tracking:
@@ -57,11 +59,19 @@ class Tracking:
         for ref in cfg.track_files:
             value = states.files.get(ref.name, 0)
             items.append((track.TrackSpec("file", ref.name, ref.weight), value))
+        if cfg.track_quorum is not None:
+            spec = track.TrackSpec("quorum", "virtual servers", cfg.track_quorum)
+            items.append((spec, states.quorum))
         return track.effective_priority(cfg.priority, items)
 
     def set_interface(self, ifname: str, up: bool) -> None:
         """A tracked interface went up or down (from the agent's link watcher)."""
         self.states.interfaces[ifname] = up
+        self._on_change()
+
+    def set_quorum(self, up: bool) -> None:
+        """Whether any virtual server has quorum changed (from the pool keeper)."""
+        self.states.quorum = up
         self._on_change()
 
     def start(self, nursery: trio.Nursery, config: Config) -> None:

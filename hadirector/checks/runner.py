@@ -1,12 +1,23 @@
 """Scheduling of health checks: one trio task per (virtual service, real server).
 
+The services of one ``virtual_server_group`` share one check per real server (run for the
+group's first service; its verdict holds for every member).
+
+A server may have several checks (``check`` as an array): each runs as its own task, and
+the server is down while any of them is; the ``on_change`` hook hears the server's change
+(its first check failing, its last one passing), ``check.down``/``check.up`` each check's.
+
 Each task probes on a fixed cadence: the n-th probe is due at ``start + n * interval``
 (a slow probe does not push later ones back, and there is no random jitter); first probes
 of the configured checks are spread evenly over one interval so a thousand checks do not
-fire in one burst. Results go through the rise/fall hysteresis (risefall.py); a change is
-logged (``check.down`` / ``check.up`` with service, server and reason) and the set of
-failed servers is handed to the health sink (``IpvsManager.set_health``), which applies
-each service's ``health_action``.
+fire in one burst, or, with ``warmup``, start at a random time within it. With
+``delay_before_retry``, a failed probe of a server still up is followed by the next one
+that much later (then the cadence goes on from there), so ``fall`` failures take it out
+sooner than ``fall`` intervals. Results go through the rise/fall hysteresis
+(risefall.py); a change is logged (``check.down`` / ``check.up`` with service, server
+and reason), told to the ``on_change`` hook (the agent's pool keeper: per-server notify
+scripts and events), and the set of failed servers is handed to the health sink (the
+pool keeper, which hands it to ``IpvsManager.set_health``).
 
 A server starts up (in rotation) unless its check sets ``alpha``: then it starts down and
 needs ``rise`` successes to come in, on start and when a reload adds it.
@@ -21,6 +32,7 @@ This module schedules and reports; probing is probes.py, the hysteresis risefall
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,9 +46,13 @@ from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.ipvs import model
 
 CheckKey = tuple[model.ServiceKey, model.DestKey]
+#: One check task: its server's key and the check's place among the server's checks.
+RunKey = tuple[model.ServiceKey, model.DestKey, int]
 HealthSink = Callable[[set[CheckKey]], None]
 #: Told of each state change of one check: its key, its spec and the change.
 ChangeHook = Callable[[CheckKey, "CheckSpec", Change], None]
+#: Told when a dynamic-weight script sets (or stops setting: None) a server's weight.
+WeightHook = Callable[[CheckKey, "CheckSpec", int | None], None]
 Prober = Callable[[HealthCheck, IPAddress, int | None], Awaitable[probes.ProbeResult]]
 
 
@@ -49,18 +65,30 @@ class CheckSpec:
     address: IPAddress
     port: int | None
     check: HealthCheck
+    # Services of the same virtual_server_group that share this check's verdict.
+    members: tuple[model.ServiceKey, ...] = ()
 
 
-def specs_from_config(config: Config) -> dict[CheckKey, CheckSpec]:
-    """The checks a configuration asks for, by (service, destination) key."""
-    out: dict[CheckKey, CheckSpec] = {}
+def specs_from_config(config: Config) -> dict[RunKey, CheckSpec]:
+    """The checks a configuration asks for, by (service, destination, index) key."""
+    out: dict[RunKey, CheckSpec] = {}
+    grouped: dict[str, list[model.ServiceKey]] = {}
+    for vs in config.virtual_servers:
+        if vs.group is not None:
+            grouped.setdefault(vs.group, []).append(model.service_key_of(vs))
     for vs in config.virtual_servers:
         skey = model.service_key_of(vs)
+        members: tuple[model.ServiceKey, ...] = ()
+        if vs.group is not None:
+            keys = grouped[vs.group]
+            if skey != keys[0]:
+                continue  # one check per real server of a group: its first service's
+            members = tuple(keys[1:])
         for rs in vs.real_servers:
-            if rs.check is None:
-                continue
             dkey = model.dest_key_of(vs, rs)
-            out[(skey, dkey)] = CheckSpec(str(skey), str(dkey), rs.address, rs.port, rs.check)
+            for index, check in enumerate(rs.checks):
+                spec = CheckSpec(str(skey), str(dkey), rs.address, rs.port, check, members)
+                out[(skey, dkey, index)] = spec
     return out
 
 
@@ -100,6 +128,7 @@ class _Running:
         self.durations = Durations()
         self.failures: dict[str, int] = {}  # failed probes by reason_class
         self.ever_ok = False  # a probe has succeeded since the task started (anycast)
+        self.weight: int | None = None  # a dynamic-weight script's last weight
 
 
 class HealthChecker:
@@ -112,12 +141,16 @@ class HealthChecker:
         *,
         prober: Prober = probes.probe,
         on_change: ChangeHook | None = None,
+        rng: random.Random | None = None,
+        on_weight: WeightHook | None = None,
     ) -> None:
+        self.on_weight = on_weight
+        self.rng = rng or random.Random()
         self.sink = sink
         self.on_change = on_change
         self.prober = prober
         self.log = logs.get(component="checks")
-        self.running: dict[CheckKey, _Running] = {}
+        self.running: dict[RunKey, _Running] = {}
         self._specs = specs_from_config(config)
         self._nursery: trio.Nursery | None = None
         self._reported: set[CheckKey] = set()  # the sink starts knowing of no failure
@@ -127,12 +160,25 @@ class HealthChecker:
 
     @property
     def down(self) -> set[CheckKey]:
-        return {key for key, r in self.running.items() if not r.hysteresis.up}
+        """The servers one of whose checks holds them down (in every service of a
+        virtual_server_group)."""
+        out: set[CheckKey] = set()
+        for (s, d, _), r in self.running.items():
+            if not r.hysteresis.up:
+                out.add((s, d))
+                out.update((m, d) for m in r.spec.members)
+        return out
 
     @property
     def unproven(self) -> set[CheckKey]:
-        """Checks without a successful probe yet."""
-        return {key for key, r in self.running.items() if not r.ever_ok}
+        """Servers with a check without a successful probe yet (in every service of a
+        virtual_server_group)."""
+        out: set[CheckKey] = set()
+        for (s, d, _), r in self.running.items():
+            if not r.ever_ok:
+                out.add((s, d))
+                out.update((m, d) for m in r.spec.members)
+        return out
 
     @property
     def all_probed(self) -> bool:
@@ -142,7 +188,12 @@ class HealthChecker:
     def down_at_start(self) -> set[CheckKey]:
         """The servers that start down (``alpha``), known before any check task runs: the
         first IPVS reconcile must not put them in rotation even for a moment."""
-        return {key for key, spec in self._specs.items() if spec.check.alpha}
+        out: set[CheckKey] = set()
+        for (s, d, _), spec in self._specs.items():
+            if spec.check.alpha:
+                out.add((s, d))
+                out.update((m, d) for m in spec.members)
+        return out
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -157,7 +208,7 @@ class HealthChecker:
         if self._nursery is not None:
             self._apply(self._specs)
 
-    def _apply(self, specs: dict[CheckKey, CheckSpec]) -> None:
+    def _apply(self, specs: dict[RunKey, CheckSpec]) -> None:
         assert self._nursery is not None
         gone = [k for k in self.running if k not in specs]
         for key in gone:
@@ -176,7 +227,10 @@ class HealthChecker:
             if old is not None:
                 entry.ever_ok, entry.probes = old.ever_ok, old.probes
             self.running[key] = entry
-            offset_s = spec.check.interval_s * i / len(fresh)
+            if spec.check.warmup_s is not None:  # keepalived's warmup: a random start
+                offset_s = self.rng.uniform(0.0, spec.check.warmup_s)
+            else:
+                offset_s = spec.check.interval_s * i / len(fresh)
             self._nursery.start_soon(self._check_loop, key, entry, started + offset_s)
         self._report()
         if fresh or stopped:
@@ -190,7 +244,7 @@ class HealthChecker:
             self._reported = down
             self.sink(set(down))
 
-    async def _check_loop(self, key: CheckKey, entry: _Running, first_s: float) -> None:
+    async def _check_loop(self, key: RunKey, entry: _Running, first_s: float) -> None:
         spec = entry.spec
         interval_s = spec.check.interval_s
         with entry.scope:
@@ -212,7 +266,17 @@ class HealthChecker:
                     entry.failures[cls] = entry.failures.get(cls, 0) + 1
                 news = entry.probes == 1 or (result.ok and not entry.ever_ok)
                 entry.ever_ok = entry.ever_ok or result.ok
+                pair = (key[0], key[1])
+                was_down = pair in self._reported
                 change = entry.hysteresis.update(result.ok, result.reason)
+                weight = result.weight if result.ok else None
+                if spec.check.dynamic_weight and weight != entry.weight:
+                    entry.weight = weight
+                    self.log.info(
+                        "check.weight", service=spec.service, server=spec.server, weight=weight
+                    )
+                    if self.on_weight is not None:
+                        self.on_weight((key[0], key[1]), spec, weight)
                 if change is not None:
                     emit = self.log.info if change.up else self.log.warning
                     emit(
@@ -222,16 +286,21 @@ class HealthChecker:
                         check=spec.check.type,
                         reason=change.reason,
                     )
-                    if self.on_change is not None:
-                        self.on_change(key, spec, change)
+                    # The server changes when its first check fails or its last one passes.
+                    if self.on_change is not None and (pair in self.down) != was_down:
+                        self.on_change(pair, spec, change)
                     self._report()
                 if (news or change is not None) and self.on_verdict is not None:
                     self.on_verdict()
                 now = trio.current_time()
+                retry_s = spec.check.delay_before_retry_s
+                if retry_s is not None and not result.ok and entry.hysteresis.up:
+                    due = now + retry_s  # a server still up is probed again soon
+                    continue
                 due += interval_s
                 if due <= now:  # a probe overran (should not: timeout < interval): skip ahead
                     due += math.ceil((now - due) / interval_s) * interval_s
 
 
-def _sort_key(key: CheckKey) -> tuple[object, ...]:
-    return (key[0].sort_key(), key[1].sort_key())
+def _sort_key(key: RunKey) -> tuple[object, ...]:
+    return (key[0].sort_key(), key[1].sort_key(), key[2])

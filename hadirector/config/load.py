@@ -41,7 +41,10 @@ from hadirector.config.lvs_sections import (
     IPVS_KEYS,
     MATCH_KEYS,
     RS_KEYS,
+    SORRY_KEYS,
     SYNC_KEYS,
+    URL_KEYS,
+    VS_GROUP_KEYS,
     VS_KEYS,
     LvsSections,
 )
@@ -51,6 +54,7 @@ from hadirector.config.schema import (
     GlobalConfig,
     TrackFile,
     TrackScript,
+    VirtualServer,
     VrrpInstance,
 )
 from hadirector.config.validate import (
@@ -90,10 +94,13 @@ __all__ = [
     "NOTIFY_KEYS",
     "RS_KEYS",
     "SCRIPT_KEYS",
+    "SORRY_KEYS",
     "SYNC_KEYS",
     "TOP_KEYS",
     "TRACK_REF_KEYS",
+    "URL_KEYS",
     "VIP_KEYS",
+    "VS_GROUP_KEYS",
     "VS_KEYS",
     "WEBHOOK_KEYS",
     "load_mapping",
@@ -110,6 +117,7 @@ TOP_KEYS: Final = toml_keys(
         "track_scripts": "track_script",
         "track_files": "track_file",
         "virtual_servers": "virtual_server",
+        "virtual_server_groups": "virtual_server_group",
     },
 )
 GLOBAL_KEYS: Final = toml_keys(GlobalConfig)
@@ -207,9 +215,15 @@ class _Loader(VrrpSections, LvsSections, AlertSections):
 
         groups = self.sync_groups(self.section(top, "sync_group"), instance_names)
         ipvs = self.check_sync(ipvs, instance_names, groups)
+        vs_groups = self.vs_groups(self.section(top, "virtual_server_group"))
         vs_tables = self.section(top, "virtual_server")
-        servers = [self.virtual_server(t, f"virtual_server[{i}]") for i, t in enumerate(vs_tables)]
-        self.check_services(servers)
+        servers: list[VirtualServer | None] = []
+        table_of: list[int] = []  # each service's table index (a group gives several)
+        for i, t in enumerate(vs_tables):
+            found = self.grouped_virtual_servers(t, f"virtual_server[{i}]", vs_groups)
+            servers.extend(found)
+            table_of.extend([i] * len(found))
+        self.check_services(servers, table_of)
         alerts = self.alerts(top)
         anycast = self.anycast(top)
         vips = {
@@ -229,6 +243,7 @@ class _Loader(VrrpSections, LvsSections, AlertSections):
             track_files=tuple(present([f for f, _ in files])),
             ipvs=ipvs,
             virtual_servers=tuple(present(servers)),
+            virtual_server_groups=tuple(g for g in vs_groups.values() if g is not None),
             alerts=alerts,
             anycast=anycast,
         )

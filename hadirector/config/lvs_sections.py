@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
+from hadirector.checks import dnsmsg
 from hadirector.config.schema import (
     CHECK_TYPES,
     DEFAULT_PROTOCOL,
@@ -28,13 +29,16 @@ from hadirector.config.schema import (
     Family,
     FwmarkMatch,
     HealthCheck,
+    HttpUrl,
     IPAddress,
     IpvsSettings,
     RealServer,
     ServiceKey,
+    SorryServer,
     SyncDaemonSettings,
     SyncGroup,
     VirtualServer,
+    VirtualServerGroup,
 )
 from hadirector.config.validate import (
     INT32_MAX,
@@ -60,7 +64,10 @@ __all__ = [
     "IPVS_KEYS",
     "MATCH_KEYS",
     "RS_KEYS",
+    "SORRY_KEYS",
     "SYNC_KEYS",
+    "URL_KEYS",
+    "VS_GROUP_KEYS",
     "VS_KEYS",
     "LvsSections",
 ]
@@ -72,17 +79,44 @@ RESERVED_TABLES: Final = {0: "unspec", 253: "default", 254: "main", 255: "local"
 SYNC_KEYS: Final = toml_keys(SyncDaemonSettings)
 SYNC_MAXLEN_MAX: Final = 65507  # the largest UDP payload over IPv4
 # A service's address holds its port (real servers' likewise); the file says real_server.
-VS_KEYS: Final = toml_keys(VirtualServer, {"port": (), "real_servers": "real_server"})
+VS_KEYS: Final = toml_keys(
+    VirtualServer, {"port": (), "real_servers": "real_server", "extra_checks": ()}
+)
 MATCH_KEYS: Final = toml_keys(FwmarkMatch)
-RS_KEYS: Final = toml_keys(RealServer, {"port": ()})
+VS_GROUP_KEYS: Final = toml_keys(VirtualServerGroup)
+MAX_GROUP_RANGE: Final = 256
+RS_KEYS: Final = toml_keys(RealServer, {"port": (), "extra_checks": ()})
 CHECK_KEYS: Final = toml_keys(HealthCheck)
+SORRY_KEYS: Final = toml_keys(SorryServer, {"port": ()})
+URL_KEYS: Final = toml_keys(HttpUrl)
+DIGEST_RE: Final = re.compile(r"[0-9a-fA-F]{32}")
+STATUS_RANGE_RE: Final = re.compile(r"(\d{3})-(\d{3})")
+MAX_URLS: Final = 16
+MAX_CHECKS: Final = 8
 # Check keys that apply to some check types only.
 CHECK_KEY_TYPES: Final = {
     "path": ("http", "https"),
     "expect_status": ("http", "https"),
     "expect_body": ("http", "https"),
+    "digest": ("http", "https"),
+    "expect_body_regex": ("http", "https"),
+    "dynamic_weight": ("script",),
+    "connect_ip": ("tcp", "http", "https", "udp", "dns"),
+    "bindto": ("tcp", "http", "https", "udp", "dns"),
+    "urls": ("http", "https"),
+    "payload": ("udp",),
+    "expect_reply": ("udp",),
+    "require_reply": ("udp",),
+    "query_name": ("dns",),
+    "query_type": ("dns",),
+    "expect_rcode": ("dns",),
+    "expect_answer": ("dns",),
     "host": ("http", "https"),
     "tls_verify": ("https",),
+    "tls_ca_file": ("https",),
+    "tls_cert_file": ("https",),
+    "tls_key_file": ("https",),
+    "tls_server_name": ("https",),
     "script": ("script",),
 }
 HTTP_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
@@ -94,6 +128,7 @@ SERVICE: Final = Defaults(VirtualServer)
 MATCH: Final = Defaults(FwmarkMatch)
 REAL_SERVER: Final = Defaults(RealServer)
 CHECK: Final = Defaults(HealthCheck)
+SORRY: Final = Defaults(SorryServer)
 
 
 class LvsSections(Checker):
@@ -297,10 +332,30 @@ class LvsSections(Checker):
         netmask = self.persistence_netmask(t, family)
 
         health_action = t.opt("health_action", self.choice(HEALTH_ACTIONS), SERVICE.health_action)
-        default_check = t.maybe("check", lambda v, p: self.health_check(v, p, None))
+        default_checks = t.maybe("check", lambda v, p: self.check_list(v, p, ())) or ()
+        default_check = default_checks[0] if default_checks else None
         is_fwmark = has_fwmark and not has_address
-        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_check)
+        real_servers = self.real_servers(t, family, port, is_fwmark, forwarding, default_checks)
+        quorum = t.opt("quorum", self.integer(1, INT32_MAX), SERVICE.quorum)
+        hysteresis = t.opt("hysteresis", self.integer(0, INT32_MAX), SERVICE.hysteresis)
+        quorum_up = t.maybe("quorum_up", self.argv)
+        quorum_down = t.maybe("quorum_down", self.argv)
+        slow_start_s = t.opt("slow_start", self.seconds(0, 86400), SERVICE.slow_start_s)
+        sorry = None
+        if t.has("sorry_server"):
+            sorry = self.sorry_server(
+                t.raw("sorry_server"), t.at("sorry_server"), family, port, is_fwmark, forwarding
+            )
+            if sorry is not None and any(
+                r.key == (sorry.address, sorry.port) for r in real_servers
+            ):
+                self.add(
+                    f"{t.at('sorry_server')}.address",
+                    f"is also a real server of this service: {sorry.address} port {sorry.port}",
+                )
+                sorry = None
         any_tun = forwarding == "tun" or any(r.forwarding == "tun" for r in real_servers)
+        any_tun = any_tun or (sorry is not None and sorry.forwarding == "tun")
         tunnel_type, tunnel_port, tunnel_flags = self.tunnel(t, any_tun)
 
         def fam_ip(value: object, p: str) -> IPAddress | None:
@@ -359,10 +414,70 @@ class LvsSections(Checker):
             real_servers=tuple(real_servers),
             health_action=cast(Any, health_action),
             check=default_check,
+            extra_checks=default_checks[1:],
+            quorum=quorum,
+            hysteresis=hysteresis,
+            quorum_up=quorum_up,
+            quorum_down=quorum_down,
+            sorry_server=sorry,
+            slow_start_s=slow_start_s,
             smtp_alert=smtp_alert,
             anycast=anycast,
             anycast_min_servers=min_servers,
         )
+
+    def sorry_server(
+        self,
+        value: object,
+        path: str,
+        family: int | None,
+        service_port: int | None,
+        is_fwmark: bool,
+        forwarding: str,
+    ) -> SorryServer | None:
+        """``sorry_server = { address = "ip:port", forwarding, weight, inhibit }``."""
+        data = self.table(value, path)
+        if data is None:
+            return None
+        t = Table(self, data, path, SORRY_KEYS)
+        endpoint = t.req(
+            "address",
+            self.endpoint(
+                port_required=not is_fwmark and service_port != 0,
+                min_port=0 if service_port == 0 else 1,
+            ),
+        )
+        own = t.maybe("forwarding", self.rs_forwarding)
+        weight = t.opt("weight", self.integer(1, INT32_MAX), SORRY.weight)
+        inhibit = t.opt("inhibit", self.boolean(), SORRY.inhibit)
+        if forwarding == "fullnat":
+            self.add(path, 'is not supported with forwarding = "fullnat"')
+            return None
+        if endpoint is None:
+            return None
+        address, port = endpoint
+        if port is None and not is_fwmark:
+            port = service_port
+        resolved = own or forwarding
+        if family is not None and address.version != family:
+            self.add(
+                t.at("address"),
+                f"must be IPv{family} like the service, got IPv{address.version} {address}",
+            )
+            return None
+        if (
+            not is_fwmark
+            and resolved in ("dr", "tun")
+            and service_port is not None
+            and port != service_port
+        ):
+            self.add(
+                t.at("address"),
+                f"port must be the service port {service_port} with {resolved} forwarding "
+                f"(no port translation), got {port}",
+            )
+            return None
+        return SorryServer(address, port, cast(Any, resolved), weight, inhibit)
 
     def endpoint(
         self, *, port_required: bool, min_port: int = 1
@@ -465,7 +580,7 @@ class LvsSections(Checker):
         service_port: int | None,
         is_fwmark: bool,
         forwarding: str,
-        default_check: HealthCheck | None = None,
+        default_checks: tuple[HealthCheck, ...] = (),
     ) -> list[RealServer]:
         if not vs.has("real_server"):
             return []
@@ -500,9 +615,11 @@ class LvsSections(Checker):
                 )
             own = t.maybe("forwarding", self.rs_forwarding)
             resolved = own or forwarding
-            check = default_check
+            notify_up = t.maybe("notify_up", self.argv)
+            notify_down = t.maybe("notify_down", self.argv)
+            checks = default_checks
             if t.has("check"):
-                check = t.maybe("check", lambda v, p: self.health_check(v, p, default_check))
+                checks = t.maybe("check", lambda v, p: self.check_list(v, p, default_checks)) or ()
             if endpoint is None:
                 continue
             address, port = endpoint
@@ -529,15 +646,53 @@ class LvsSections(Checker):
             if any(r.key == (address, port) for r in out):
                 self.add(t.at("address"), f"duplicate real server {show(t.raw('address'))}")
                 continue
-            if check is not None and check.type != "script" and check.port is None and not port:
+            portless = [k for k, c in enumerate(checks) if c.type != "script" and c.port is None]
+            if portless and not port:
                 where = t.at("check") if t.has("check") else vs.at("check")
+                raw = t.raw("check") if t.has("check") else vs.raw("check")
+                if isinstance(raw, list):
+                    where = f"{where}[{portless[0]}]"
                 self.add(
                     f"{where}.port",
                     f"is required: real server {show(t.raw('address'))} has no port to check",
                 )
-                check = None
-            out.append(RealServer(address, port, weight, upper, lower, cast(Any, resolved), check))
+                checks = ()
+            out.append(
+                RealServer(
+                    address,
+                    port,
+                    weight,
+                    upper,
+                    lower,
+                    cast(Any, resolved),
+                    checks[0] if checks else None,
+                    notify_up,
+                    notify_down,
+                    checks[1:],
+                )
+            )
         return out
+
+    def check_list(
+        self, value: object, path: str, base: tuple[HealthCheck, ...]
+    ) -> tuple[HealthCheck, ...] | None:
+        """``check``: one table, or an array of tables (several checks, all must pass).
+
+        A real server's single table is merged key by key onto the service's single
+        check; an array, or a table where the service has several, replaces them."""
+        if isinstance(value, list):
+            if not value:
+                self.add(path, "must not be empty (leave check out for no check)")
+                return None
+            if len(value) > MAX_CHECKS:
+                self.add(path, f"at most {MAX_CHECKS} checks, got {len(value)}")
+                return None
+            found = [self.health_check(v, f"{path}[{i}]", None) for i, v in enumerate(value)]
+            if any(c is None for c in found):
+                return None
+            return tuple(c for c in found if c is not None)
+        one = self.health_check(value, path, base[0] if len(base) == 1 else None)
+        return None if one is None else (one,)
 
     def health_check(
         self, value: object, path: str, base: HealthCheck | None
@@ -578,6 +733,80 @@ class LvsSections(Checker):
             host = dflt.host
         tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
         alpha = t.opt("alpha", self.boolean(), dflt.alpha)
+        tls: dict[str, str | None] = {}
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            tls[key] = t.maybe(key, self.abspath())
+            if tls[key] is None and not t.has(key):
+                tls[key] = getattr(dflt, key)
+        tls_server_name = t.maybe("tls_server_name", self.text(max_len=255, pattern=HTTP_TOKEN_RE))
+        if tls_server_name is None and not t.has("tls_server_name"):
+            tls_server_name = dflt.tls_server_name
+        if (tls["tls_cert_file"] is None) != (tls["tls_key_file"] is None):
+            missing = "tls_key_file" if tls["tls_key_file"] is None else "tls_cert_file"
+            self.add(
+                t.at(missing), "is required with tls_cert_file / tls_key_file (both or neither)"
+            )
+        if tls["tls_ca_file"] is not None:
+            if t.has("tls_verify") and not tls_verify and not t.bad("tls_verify"):
+                self.add(t.at("tls_verify"), "cannot be false with tls_ca_file")
+            tls_verify = True
+        delay_before_retry_s = t.maybe("delay_before_retry", self.seconds(0, 86400, lo_open=True))
+        if delay_before_retry_s is None and not t.has("delay_before_retry"):
+            delay_before_retry_s = dflt.delay_before_retry_s
+        if (
+            delay_before_retry_s is not None
+            and delay_before_retry_s < timeout_s
+            and not t.bad("timeout")
+        ):
+            self.add(
+                t.at("delay_before_retry") if t.has("delay_before_retry") else t.at("timeout"),
+                f"delay_before_retry ({num(delay_before_retry_s)} s) must be at least the "
+                f"timeout ({num(timeout_s)} s)",
+            )
+        connect_ip = t.address("connect_ip", self.any_ip)
+        if connect_ip is None and not t.has("connect_ip"):
+            connect_ip = dflt.connect_ip
+        bindto = t.address("bindto", self.any_ip)
+        if bindto is None and not t.has("bindto"):
+            bindto = dflt.bindto
+        if connect_ip is not None and bindto is not None and connect_ip.version != bindto.version:
+            self.add(t.at("bindto"), f"must be IPv{connect_ip.version} like connect_ip")
+        dynamic_weight = t.opt("dynamic_weight", self.boolean(), dflt.dynamic_weight)
+        warmup_s = t.maybe("warmup", self.seconds(0, 86400))
+        if warmup_s is None and not t.has("warmup"):
+            warmup_s = dflt.warmup_s
+        digest = t.maybe("digest", self.digest)
+        if digest is None and not t.has("digest"):
+            digest = dflt.digest
+        body_regex = t.maybe("expect_body_regex", self.regex)
+        if body_regex is None and not t.has("expect_body_regex"):
+            body_regex = dflt.expect_body_regex
+        urls = dflt.urls
+        if t.has("urls"):
+            if t.has("path"):
+                self.add(t.at("path"), "give the path in each entry of urls, not here")
+            first = HttpUrl("/", expect_status, expect_body, digest, body_regex)
+            urls = self.urls(t.raw("urls"), t.at("urls"), first) or ()
+        payload = t.maybe("payload", self.hex_bytes)
+        if payload is None and not t.has("payload"):
+            payload = dflt.payload
+        expect_reply = t.maybe("expect_reply", self.hex_bytes)
+        if expect_reply is None and not t.has("expect_reply"):
+            expect_reply = dflt.expect_reply
+        require_reply = t.opt("require_reply", self.boolean(), dflt.require_reply)
+        query_name = t.opt("query_name", self.dns_name, dflt.query_name)
+        query_type = t.opt("query_type", self.choice(tuple(dnsmsg.QTYPES)), dflt.query_type)
+        expect_rcode = t.opt("expect_rcode", self.choice(tuple(dnsmsg.RCODES)), dflt.expect_rcode)
+        expect_answer = t.maybe("expect_answer", self.dns_answer)
+        if expect_answer is None and not t.has("expect_answer"):
+            expect_answer = dflt.expect_answer
+        if expect_answer is not None and not t.bad("query_type"):
+            want = "A" if ":" not in expect_answer else "AAAA"
+            if query_type != want:
+                self.add(
+                    t.at("expect_answer") if t.has("expect_answer") else t.at("query_type"),
+                    f'an {want} address needs query_type = "{want}", got {query_type}',
+                )
         script = t.maybe("script", self.argv)
         if script is None and not t.has("script"):
             script = dflt.script
@@ -591,8 +820,24 @@ class LvsSections(Checker):
         if kind not in ("http", "https"):  # keep resolved checks free of inapplicable values
             http_path, expect_status = CHECK.path, CHECK.expect_status
             expect_body, host = CHECK.expect_body, CHECK.host
+            digest, urls, body_regex = CHECK.digest, CHECK.urls, CHECK.expect_body_regex
+        if kind != "udp":
+            payload, expect_reply, require_reply = (
+                CHECK.payload,
+                CHECK.expect_reply,
+                CHECK.require_reply,
+            )
+        if kind != "dns":
+            query_name, query_type = CHECK.query_name, CHECK.query_type
+            expect_rcode, expect_answer = CHECK.expect_rcode, CHECK.expect_answer
         if kind != "https":
             tls_verify = CHECK.tls_verify
+            tls = {k: None for k in tls}
+            tls_server_name = None
+        if kind == "script":
+            connect_ip, bindto = None, None
+        else:
+            dynamic_weight = False
         if kind != "script":
             script = None
         elif script is None:
@@ -611,7 +856,117 @@ class LvsSections(Checker):
             tls_verify=tls_verify,
             script=script,
             alpha=alpha,
+            digest=digest,
+            expect_body_regex=body_regex,
+            urls=urls,
+            payload=payload,
+            expect_reply=expect_reply,
+            require_reply=require_reply,
+            query_name=query_name,
+            query_type=query_type,
+            expect_rcode=expect_rcode,
+            expect_answer=expect_answer,
+            tls_ca_file=tls["tls_ca_file"],
+            tls_cert_file=tls["tls_cert_file"],
+            tls_key_file=tls["tls_key_file"],
+            tls_server_name=tls_server_name,
+            delay_before_retry_s=delay_before_retry_s,
+            warmup_s=warmup_s,
+            connect_ip=connect_ip,
+            bindto=bindto,
+            dynamic_weight=dynamic_weight,
         )
+
+    def hex_bytes(self, value: object, path: str) -> str | None:
+        """Bytes written as hexadecimal digits (``"0a1b"``), at most 1,024 bytes."""
+        text = self.text(max_len=2048)(value, path)
+        if text is None:
+            return None
+        compact = text.replace(" ", "")
+        try:
+            bytes.fromhex(compact)
+        except ValueError:
+            self.add(path, f'must be bytes in hexadecimal digits like "0a1b", got {show(value)}')
+            return None
+        return compact.lower()
+
+    def dns_name(self, value: object, path: str) -> str | None:
+        text = self.text(max_len=255)(value, path)
+        if text is None:
+            return None
+        try:
+            dnsmsg.encode_name(text)
+        except (ValueError, UnicodeError) as exc:
+            self.add(path, f"must be a domain name: {exc}")
+            return None
+        return text
+
+    def dns_answer(self, value: object, path: str) -> str | None:
+        if not isinstance(value, str) or parse_ip(value) is None:
+            self.add(path, f"must be an IPv4 or IPv6 address, got {show(value)}")
+            return None
+        address = parse_ip(value)
+        assert address is not None
+        return address.compressed
+
+    def any_ip(self, value: object, path: str) -> IPAddress | None:
+        address = parse_ip(value) if isinstance(value, str) else None
+        if address is None:
+            self.add(path, f"must be an IPv4 or IPv6 address, got {show(value)}")
+        return address
+
+    def regex(self, value: object, path: str) -> str | None:
+        """A regular expression (Python's ``re``, searched in the body as bytes)."""
+        text = self.text(max_len=1024)(value, path)
+        if text is None:
+            return None
+        try:
+            re.compile(text.encode())
+        except re.error as exc:
+            self.add(path, f"is not a regular expression: {exc}")
+            return None
+        return text
+
+    def digest(self, value: object, path: str) -> str | None:
+        """An MD5 digest as 32 hexadecimal digits (what keepalived's genhash prints)."""
+        text = self.text(max_len=32)(value, path)
+        if text is None:
+            return None
+        if not DIGEST_RE.fullmatch(text):
+            self.add(path, f"must be an MD5 digest, 32 hexadecimal digits, got {show(value)}")
+            return None
+        return text.lower()
+
+    def urls(self, value: object, path: str, dflt: HttpUrl) -> tuple[HttpUrl, ...] | None:
+        """``urls = [{ path, expect_status, expect_body, digest }, ...]``: keys an entry
+        leaves out come from the check's own (``path`` is required)."""
+        tables = self.tables(value, path, "check.urls")
+        if not tables:
+            if isinstance(value, list) and not value:
+                self.add(path, "must not be empty")
+            return None
+        if len(tables) > MAX_URLS:
+            self.add(path, f"at most {MAX_URLS} URLs, got {len(tables)}")
+            return None
+        out: list[HttpUrl] = []
+        for i, data in enumerate(tables):
+            if data is None:
+                continue
+            t = Table(self, data, f"{path}[{i}]", URL_KEYS)
+            url_path = t.req("path", self.http_path)
+            expect_status = t.opt("expect_status", self.statuses, dflt.expect_status)
+            expect_body = t.maybe("expect_body", self.text(max_len=4096))
+            if expect_body is None and not t.has("expect_body"):
+                expect_body = dflt.expect_body
+            digest = t.maybe("digest", self.digest)
+            if digest is None and not t.has("digest"):
+                digest = dflt.digest
+            regex = t.maybe("expect_body_regex", self.regex)
+            if regex is None and not t.has("expect_body_regex"):
+                regex = dflt.expect_body_regex
+            if url_path is not None:
+                out.append(HttpUrl(url_path, expect_status, expect_body, digest, regex))
+        return tuple(out)
 
     def http_path(self, value: object, path: str) -> str | None:
         text = self.text(max_len=1024)(value, path)
@@ -626,18 +981,34 @@ class LvsSections(Checker):
         return text
 
     def statuses(self, value: object, path: str) -> tuple[int, ...] | None:
-        """One HTTP status code or an array of them."""
-        status = self.integer(100, 599)
+        """One HTTP status code, a range ``"200-299"`` (keepalived's ``status_code
+        200-299``), or an array of them; ranges are spelled out."""
+
+        def one(item: object, item_path: str) -> tuple[int, ...] | None:
+            if isinstance(item, str):
+                found = STATUS_RANGE_RE.fullmatch(item.strip())
+                low, high = (int(found[1]), int(found[2])) if found else (0, 0)
+                if not found or not 100 <= low <= high <= 599:
+                    self.add(
+                        item_path,
+                        'must be a status code 100..599 or a range like "200-299", '
+                        f"got {show(item)}",
+                    )
+                    return None
+                return tuple(range(low, high + 1))
+            code = self.integer(100, 599)(item, item_path)
+            return None if code is None else (code,)
+
         if not isinstance(value, list):
-            one = status(value, path)
-            return None if one is None else (one,)
-        codes = self.unique_list(value, path, status)
-        if codes is None:
+            return one(value, path)
+        items = self.unique_list(value, path, one)
+        if items is None:
             return None
-        if not codes:
-            self.add(path, "must not be empty")
+        if not items:
+            if not value:
+                self.add(path, "must not be empty")
             return None
-        return tuple(codes)
+        return tuple(dict.fromkeys(code for item in items for code in item))
 
     def rs_forwarding(self, value: object, path: str) -> str | None:
         if value == "fullnat":
@@ -645,14 +1016,125 @@ class LvsSections(Checker):
             return None
         return self.choice(("nat", "dr", "tun"))(value, path)
 
-    def check_services(self, servers: Sequence[VirtualServer | None]) -> None:
+    def vs_groups(
+        self, tables: Sequence[Mapping[str, object] | None]
+    ) -> dict[str, VirtualServerGroup | None]:
+        """``[[virtual_server_group]]``: name, ``addresses`` ("ip:port", IPv4 ranges
+        "192.0.2.10-20:80") and ``fwmarks``; by name (None: a group with problems)."""
+        out: dict[str, VirtualServerGroup | None] = {}
+        for i, data in enumerate(tables):
+            path = f"virtual_server_group[{i}]"
+            if data is None:
+                continue
+            t = Table(self, data, path, VS_GROUP_KEYS)
+            name = t.req("name", self.name())
+            addresses: list[str] = []
+            if t.has("addresses"):
+                items = self.array(t.raw("addresses"), t.at("addresses")) or []
+                for j, item in enumerate(items):
+                    addresses += self.group_address(item, f"{t.at('addresses')}[{j}]")
+            fwmarks = t.many("fwmarks", self.integer(1, UINT32_MAX))
+            if not t.has("addresses") and not t.has("fwmarks"):
+                self.add(path, "needs addresses or fwmarks")
+            if name is None:
+                continue
+            if name in out:
+                self.add(t.at("name"), f"duplicate name {quote(name)}")
+                continue
+            ok = not (t.bad("addresses") or t.bad("fwmarks"))
+            group = VirtualServerGroup(name, tuple(dict.fromkeys(addresses)), fwmarks)
+            out[name] = group if ok and (group.addresses or group.fwmarks) else None
+        return out
+
+    def group_address(self, value: object, path: str) -> list[str]:
+        """One member: "ip:port", "[ipv6]:port", or an IPv4 range "192.0.2.10-20:80"."""
+        form = '"ip:port", "[ipv6]:port" or "192.0.2.10-20:80"'
+        if not isinstance(value, str):
+            self.add(path, f"must be a string ({form}), {got(value)}")
+            return []
+        host, port_text = split_endpoint(value)
+        if host is None or port_text is None or not port_text.isdigit():
+            self.add(path, f"must be {form}, got {show(value)}")
+            return []
+        port = int(port_text)
+        if port > 65535:
+            self.add(path, f"port must be 0..65535, got {show(value)}")
+            return []
+        first, dash, last_text = host.rpartition("-")
+        if not dash:
+            address = parse_ip(host)
+            if address is None:
+                self.add(path, f"must be {form}, got {show(value)}")
+                return []
+            shown = address.compressed if address.version == 4 else f"[{address.compressed}]"
+            return [f"{shown}:{port}"]
+        start = parse_ip(first)
+        if start is None or start.version != 4 or not last_text.isdigit():
+            self.add(path, f"ranges are IPv4, last octet: {form}, got {show(value)}")
+            return []
+        octets = start.compressed.split(".")
+        low, high = int(octets[3]), int(last_text)
+        if not low <= high <= 255:
+            self.add(path, f"range end must be {low}..255, got {show(value)}")
+            return []
+        prefix = ".".join(octets[:3])
+        return [f"{prefix}.{n}:{port}" for n in range(low, high + 1)]
+
+    def grouped_virtual_servers(
+        self,
+        data: Mapping[str, object] | None,
+        path: str,
+        groups: Mapping[str, VirtualServerGroup | None],
+    ) -> list[VirtualServer | None]:
+        """A ``[[virtual_server]]``: itself, or with ``group``, one service per member of
+        the group (the same pool, scheduler and checks), each marked with the group."""
+        if data is None or "group" not in data:
+            return [self.virtual_server(data, path)]
+        name = data["group"]
+        if "address" in data or "fwmark" in data:
+            self.add(f"{path}.group", "give group, or address / fwmark, not both")
+            return [None]
+        group = groups.get(name) if isinstance(name, str) else None
+        if group is None:
+            if isinstance(name, str) and name in groups:
+                return [None]  # the group has problems of its own
+            self.add(f"{path}.group", f"no [[virtual_server_group]] named {show(name)}")
+            return [None]
+        before = len(self.problems)
+        out: list[VirtualServer | None] = []
+        members: list[dict[str, object]] = [{"address": a} for a in group.addresses]
+        members += [{"fwmark": m} for m in group.fwmarks]
+        for member in members:
+            raw = {k: v for k, v in data.items() if k != "group"}
+            if "address" in member:
+                raw.pop("family", None)
+                raw.pop("match", None)
+            else:
+                raw.pop("protocol", None)
+            raw.update(member)
+            vs = self.virtual_server(raw, path)
+            out.append(None if vs is None else dataclasses.replace(vs, group=group.name))
+        # Every member repeats the table's own problems: say each once.
+        fresh = self.problems[before:]
+        del self.problems[before:]
+        for problem in fresh:
+            if problem not in self.problems:
+                self.problems.append(problem)
+        return out
+
+    def check_services(
+        self, servers: Sequence[VirtualServer | None], tables: Sequence[int] | None = None
+    ) -> None:
+        """Services unique by key; ``tables`` gives each service's table index (a group
+        expands one table into several services)."""
         seen: dict[ServiceKey, int] = {}
-        for i, vs in enumerate(servers):
+        for n, vs in enumerate(servers):
             if vs is None:
                 continue
+            i = n if tables is None else tables[n]
             key = vs.key
             if key in seen:
-                field = "fwmark" if vs.fwmark is not None else "address"
+                field = "group" if vs.group is not None else "fwmark" if vs.fwmark else "address"
                 self.add(
                     f"virtual_server[{i}].{field}",
                     f"duplicate service {_service_text(key)} (also virtual_server[{seen[key]}])",

@@ -34,7 +34,7 @@ Forwarding = Literal["nat", "dr", "tun", "fullnat"]
 TunnelType = Literal["ipip", "gue", "gre"]
 AuthType = Literal["none", "pass"]
 HealthAction = Literal["quiesce", "remove"]
-CheckType = Literal["tcp", "http", "https", "script"]
+CheckType = Literal["tcp", "http", "https", "script", "udp", "dns"]
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "sctp")
@@ -68,7 +68,7 @@ SCHEDULER_FLAGS: dict[str, str] = {
 TUNNEL_TYPES: tuple[str, ...] = ("ipip", "gue", "gre")
 TUNNEL_FLAGS: tuple[str, ...] = ("nocsum", "csum", "remcsum")
 HEALTH_ACTIONS: tuple[str, ...] = ("quiesce", "remove")
-CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script")
+CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script", "udp", "dns")
 
 DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
 DEFAULT_STATE_DIR = "/run/hadirector"
@@ -168,6 +168,9 @@ class VrrpInstance:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_scripts: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
+    # Weight of the virtual servers' quorum as a tracked input (None: not tracked): the
+    # input is up while any virtual server has quorum (ipvs/pool.py).
+    track_quorum: int | None = None
     notify: NotifyScripts = field(default_factory=NotifyScripts)
     smtp_alert: bool = True  # mail on state changes (only with [alerts.email])
 
@@ -275,6 +278,17 @@ class FwmarkMatch:
 
 
 @dataclass(frozen=True)
+class HttpUrl:
+    """One URL of an HTTP(S) check: what it must answer."""
+
+    path: str = "/"
+    expect_status: tuple[int, ...] = (200,)
+    expect_body: str | None = None
+    digest: str | None = None  # MD5 of the whole body, lowercase hex (keepalived's genhash)
+    expect_body_regex: str | None = None  # a regular expression the body must match
+
+
+@dataclass(frozen=True)
 class HealthCheck:
     """A real server's health check, resolved (the service default merged with its own)."""
 
@@ -291,6 +305,47 @@ class HealthCheck:
     tls_verify: bool = False  # https
     script: tuple[str, ...] | None = None  # script: argv
     alpha: bool = False  # the server starts down (out of rotation) until `rise` successes
+    digest: str | None = None  # http(s): MD5 of the body, lowercase hex
+    expect_body_regex: str | None = None  # http(s): a regular expression the body must match
+    # http(s): several URLs, each on its own connection, all must pass; empty: the one
+    # given by path / expect_status / expect_body / digest.
+    urls: tuple[HttpUrl, ...] = ()
+    payload: str | None = None  # udp: the datagram, lowercase hex (None: empty)
+    expect_reply: str | None = None  # udp: hex bytes the reply must start with
+    require_reply: bool = False  # udp: a reply must come (else no ICMP error is enough)
+    query_name: str = "."  # dns
+    query_type: str = "A"  # dns: A, AAAA, NS, SOA, ...
+    expect_rcode: str = "NOERROR"  # dns
+    expect_answer: str | None = None  # dns: an address the A/AAAA answers must hold
+    tls_ca_file: str | None = None  # https: verify against this CA file (turns tls_verify on)
+    tls_cert_file: str | None = None  # https: client certificate (with tls_key_file)
+    tls_key_file: str | None = None
+    tls_server_name: str | None = None  # https: SNI and the name verified; None: host/address
+    # After a failed probe of a server still up, the next probe comes this soon (None: at
+    # the next interval); keepalived's delay_before_retry.
+    delay_before_retry_s: float | None = None
+    # The first probe comes at a random time within this many seconds of the start (None:
+    # first probes spread evenly over one interval); keepalived's warmup.
+    warmup_s: float | None = None
+    connect_ip: IPAddress | None = None  # probe this address instead of the real server's
+    bindto: IPAddress | None = None  # the probes' source address
+    # script: exit 2..255 means up with weight (code - 2), keepalived's misc_dynamic.
+    dynamic_weight: bool = False
+
+    @property
+    def http_urls(self) -> tuple[HttpUrl, ...]:
+        """The URLs an HTTP(S) check fetches, in order."""
+        if self.urls:
+            return self.urls
+        return (
+            HttpUrl(
+                self.path,
+                self.expect_status,
+                self.expect_body,
+                self.digest,
+                self.expect_body_regex,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -304,10 +359,30 @@ class RealServer:
     lower_threshold: int = 0
     forwarding: Forwarding = "nat"
     check: HealthCheck | None = None  # None: no health check (always in rotation)
+    notify_up: tuple[str, ...] | None = None  # argv run when its check brings it back
+    notify_down: tuple[str, ...] | None = None  # argv run when its check takes it out
+    # Checks beyond ``check`` (``check`` given as an array): all must pass.
+    extra_checks: tuple[HealthCheck, ...] = ()
+
+    @property
+    def checks(self) -> tuple[HealthCheck, ...]:
+        """Every check of this server, in order (empty: always in rotation)."""
+        return () if self.check is None else (self.check, *self.extra_checks)
 
     @property
     def key(self) -> tuple[IPAddress, int | None]:
         return (self.address, self.port)
+
+
+@dataclass(frozen=True)
+class SorryServer:
+    """A virtual server's ``sorry_server``: in rotation only while the pool lacks quorum."""
+
+    address: IPAddress
+    port: int | None  # resolved like a real server's: None only for fwmark services
+    forwarding: Forwarding = "nat"  # resolved: the service's unless given
+    weight: int = 1
+    inhibit: bool = False  # out of use: kept with weight 0 instead of deleted
 
 
 @dataclass(frozen=True)
@@ -333,6 +408,19 @@ class VirtualServer:
     real_servers: tuple[RealServer, ...] = ()
     health_action: HealthAction = "quiesce"  # what a failed check does: weight 0, or delete
     check: HealthCheck | None = None  # the default check of every real server (resolved there)
+    # Pool (ipvs/pool.py): quorum is the least sum of live servers' weights; hysteresis
+    # widens it both ways; the commands run when it is gained or lost.
+    quorum: int = 1
+    hysteresis: int = 0
+    quorum_up: tuple[str, ...] | None = None
+    quorum_down: tuple[str, ...] | None = None
+    sorry_server: SorryServer | None = None
+    # Seconds over which a recovered server's weight climbs back (0: at once).
+    slow_start_s: float = 0.0
+    # Default checks beyond ``check`` (``check`` given as an array).
+    extra_checks: tuple[HealthCheck, ...] = ()
+    # The virtual_server_group this service was expanded from (None: its own address).
+    group: str | None = None
     smtp_alert: bool = True  # mail when a real server goes down or up (only with [alerts.email])
     # Announced over BGP (through the [anycast] route table) while at least
     # anycast_min_servers real servers are up; see hadirector/anycast/.
@@ -419,6 +507,15 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class VirtualServerGroup:
+    """A ``[[virtual_server_group]]``: addresses and marks sharing one pool of servers."""
+
+    name: str
+    addresses: tuple[str, ...] = ()  # "ip:port" each, ranges expanded
+    fwmarks: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one director."""
 
@@ -429,8 +526,20 @@ class Config:
     track_files: tuple[TrackFile, ...] = ()
     ipvs: IpvsSettings = field(default_factory=IpvsSettings)
     virtual_servers: tuple[VirtualServer, ...] = ()
+    virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     anycast: AnycastSettings = field(default_factory=AnycastSettings)
+
+    def service_tables(self) -> list[tuple[int, VirtualServer]]:
+        """Each ``[[virtual_server]]`` table once, with its index in the file: a group's
+        members (consecutive, from one table) count once, by their first service."""
+        out: list[tuple[int, VirtualServer]] = []
+        previous: str | None = None
+        for vs in self.virtual_servers:
+            if vs.group is None or vs.group != previous:
+                out.append((len(out), vs))
+            previous = vs.group
+        return out
 
     @property
     def anycast_servers(self) -> tuple[VirtualServer, ...]:

@@ -230,6 +230,7 @@ class VrrpSections(Checker):
             t, "track_scripts", self.ref(scripts, "track_script"), scripts
         )
         track_files = self.track_refs(t, "track_files", self.ref(files, "track_file"), files)
+        track_quorum = t.maybe("track_quorum", self.integer(-253, 253))
         notify = self.notify(t)
         smtp_alert = t.opt("smtp_alert", self.boolean(), INSTANCE.smtp_alert)
 
@@ -263,6 +264,7 @@ class VrrpSections(Checker):
             track_interfaces=track_ifs,
             track_scripts=track_scripts,
             track_files=track_files,
+            track_quorum=track_quorum,
             notify=notify,
             smtp_alert=smtp_alert,
         )

@@ -22,8 +22,11 @@ class ControlError(Exception):
     """The CLI could not talk to the agent (not running, no permission, bad reply)."""
 
 
-def request(path: str, command: str, *, timeout_s: float | None = None) -> dict[str, Any]:
-    """Send one command to the agent at ``path``; its reply (raises ``ControlError``)."""
+def request(
+    path: str, command: str, *, timeout_s: float | None = None, **args: str
+) -> dict[str, Any]:
+    """Send one command (with its arguments) to the agent at ``path``; its reply (raises
+    ``ControlError``)."""
     if timeout_s is None:
         timeout_s = RELOAD_CLIENT_TIMEOUT_S if command == "reload" else CLIENT_TIMEOUT_S
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -43,7 +46,7 @@ def request(path: str, command: str, *, timeout_s: float | None = None) -> dict[
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc}") from None
         try:
-            sock.sendall(request_line(command))
+            sock.sendall(request_line(command, **args))
             data = bytearray()
             while b"\n" not in data:
                 chunk = sock.recv(65536)
@@ -118,6 +121,10 @@ def format_status(st: AgentStatus) -> str:
     if st.checks.running:
         down = ", ".join(st.checks.down) or "none"
         lines.append(f"checks: {st.checks.running} running, down: {down}")
+    if st.checks.drained:
+        lines.append(f"drained: {', '.join(st.checks.drained)}")
+    if st.checks.quorum_lost:
+        lines.append(f"without quorum: {', '.join(st.checks.quorum_lost)}")
     anycast = st.anycast
     if anycast.device is not None:
         where = f"dev {anycast.device} table {anycast.route_table}"

@@ -14,8 +14,9 @@ the agent.
 
 ``status`` replies with the agent's status snapshot (hadirector/status.py); ``reload`` does
 what SIGHUP does (``Controlled.reload``, which serialises reloads) and returns the outcome:
-applied, or the problems that made the agent keep its running configuration. The metrics
-page renders the same snapshot.
+applied, or the problems that made the agent keep its running configuration; ``drain`` /
+``undrain`` (``Controlled.drain``) quiesce or restore one real server and answer what was
+done or why not. The metrics page renders the same snapshot.
 
 This module knows the agent only as ``Controlled``: it makes no VRRP or IPVS decision and
 does not import the agent.
@@ -40,7 +41,7 @@ from hadirector.control.protocol import (
     RequestError,
     encode_reply,
     error_reply,
-    parse_request,
+    parse,
 )
 from hadirector.status import AgentStatus
 
@@ -60,6 +61,8 @@ class Controlled(Protocol):
     def runtime_metrics(self) -> list[Any]: ...
 
     async def reload(self) -> list[str]: ...
+
+    def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]: ...
 
 
 class Operations:
@@ -214,9 +217,10 @@ class Operations:
         """One request line from a peer of ``uid`` (None: trusted, in-process) to its reply;
         never raises for what a client sends."""
         try:
-            command = parse_request(line)
+            request = parse(line)
         except RequestError as exc:
             return error_reply(str(exc))
+        command = request.command
         if not self.privileged(uid):
             assert uid is not None
             if self.status_gid is None:
@@ -227,6 +231,11 @@ class Operations:
                 return error_reply(self.refusal(uid, command))
         if command == "status":
             return {"ok": True, "status": self.agent.status().to_json()}
+        if command in ("drain", "undrain"):
+            service, server = request.args["service"], request.args["server"]
+            self.log.info(f"control.{command}", service=service, server=server)
+            done, text = self.agent.drain(service, server, command == "drain")
+            return {"ok": True, "result": text} if done else error_reply(text)
         self.log.info("control.reload")
         problems = await self.agent.reload()
         if problems:

@@ -14,8 +14,11 @@ Services not in the configuration are never touched unless ``own_whole_table`` i
 services this process configured and a reload removed are deleted.
 
 Real servers whose health checks fail (``set_health``, from checks/runner.py) are quiesced
-(weight 0) or left out (deleted) as their service's ``health_action`` says; such a change
-is reconciled at once (reason ``health``) without redoing the preparation a reload needs.
+(weight 0) or left out (deleted) as their service's ``health_action`` says; drained servers
+are quiesced; a service without quorum puts its sorry server in place of its real servers
+(ipvs/pool.py decides, the agent's pool keeper says which services lack quorum). Such a
+change is reconciled at once (reason ``health``) without redoing the preparation a reload
+needs.
 
 Decisions live in ipvs/model.py and ipvs/reconcile.py; this module only sequences I/O.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +37,7 @@ import trio
 from hadirector import logs
 from hadirector.config.schema import Config, VirtualServer
 from hadirector.errors import ConfigError, IpvsUnavailable, KernelError
-from hadirector.ipvs import model, reconcile
+from hadirector.ipvs import model, pool, reconcile
 from hadirector.ipvs.types import Timeouts
 from hadirector.status import IpvsStatus, sorted_strs
 
@@ -64,6 +67,8 @@ def needed_sysctls(services: Iterable[VirtualServer]) -> dict[str, str]:
     wanted: dict[str, str] = {}
     for vs in services:
         methods = {vs.forwarding} | {rs.forwarding for rs in vs.real_servers}
+        if vs.sorry_server is not None:
+            methods.add(vs.sorry_server.forwarding)
         if methods & {"nat", "fullnat"}:
             if vs.family == 4:
                 wanted["net/ipv4/ip_forward"] = "1"
@@ -85,6 +90,10 @@ class IpvsManager:
         self.owned: set[model.ServiceKey] = set()
         self.refused: set[model.ServiceKey] = set()
         self.down: set[tuple[model.ServiceKey, model.DestKey]] = set()
+        self.drained: frozenset[tuple[model.ServiceKey, model.DestKey]] = frozenset()
+        self.lost: frozenset[model.ServiceKey] = frozenset()  # services without quorum
+        self.ramp: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # slow start
+        self.weights: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # dynamic
         self._reload_pending = False  # a wake-up for a new config (not just health)
         self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
         self._wake = trio.Event()
@@ -169,12 +178,27 @@ class IpvsManager:
         read = self.kernel.traffic if self.kernel is not None else {}
         return {key: t for key, t in read.items() if key in self.owned}
 
-    def set_health(self, down: set[tuple[model.ServiceKey, model.DestKey]]) -> None:
-        """Real servers whose checks fail (from the health checker); reconcile soon.
+    def set_health(
+        self,
+        down: set[tuple[model.ServiceKey, model.DestKey]],
+        *,
+        drained: frozenset[tuple[model.ServiceKey, model.DestKey]] = frozenset(),
+        lost: frozenset[model.ServiceKey] = frozenset(),
+        ramp: Mapping[tuple[model.ServiceKey, model.DestKey], int] | None = None,
+        weights: Mapping[tuple[model.ServiceKey, model.DestKey], int] | None = None,
+    ) -> None:
+        """Real servers whose checks fail (from the health checker), those drained by the
+        operator, and the services without quorum; reconcile soon.
 
-        Each service's ``health_action`` decides: quiesce (weight 0) or remove.
+        Each service's ``health_action`` decides for a failed server: quiesce (weight 0) or
+        remove; drained servers are quiesced; slow-starting servers get their ``ramp``
+        weight; ipvs/pool.py places sorry servers.
         """
         self.down = set(down)
+        self.drained = frozenset(drained)
+        self.lost = frozenset(lost)
+        self.ramp = dict(ramp or {})
+        self.weights = dict(weights or {})
         self._wake.set()
 
     async def _prepare(self) -> None:
@@ -262,7 +286,15 @@ class IpvsManager:
         }
         removed = {pair for pair in self.down if pair[0] in removing}
         table = model.apply_health(table, self.down - removed, quiesce=True)
-        return model.apply_health(table, removed, quiesce=False)
+        table = model.apply_health(table, removed, quiesce=False)
+        return pool.apply(
+            table,
+            self.config.virtual_servers,
+            lost=self.lost,
+            drained=self.drained,
+            ramp=self.ramp,
+            weights=self.weights,
+        )
 
     async def reconcile(self, reason: str) -> list[Any]:
         """Bring the kernel to the desired table; return the operations written."""

@@ -8,6 +8,8 @@ Pure and keepalived-compatible in its arithmetic. Three kinds of tracked resourc
   adds W. W < 0: failing subtracts |W|.
 - ``file`` (state: the integer read from the file). Weight 0: a non-zero value means FAULT.
   Otherwise the value times the weight is added.
+- ``quorum`` (state: some virtual server has quorum, a bool; ``track_quorum``): weighed
+  as a script is. Weight 0: every pool without quorum means FAULT.
 
 The sum is clamped to 1..254: tracking never makes a router the address owner nor silences
 it (priority 0 is reserved for "leaving", RFC 5798 §5.2.4). A base priority of 255 (address
@@ -28,8 +30,8 @@ from typing import Literal
 
 from hadirector.errors import ConfigError, Problem
 
-TrackKind = Literal["interface", "script", "file"]
-KINDS: tuple[str, ...] = ("interface", "script", "file")
+TrackKind = Literal["interface", "script", "file", "quorum"]
+KINDS: tuple[str, ...] = ("interface", "script", "file", "quorum")
 MAX_WEIGHT = 254
 OWNER_PRIORITY = 255
 MIN_PRIORITY = 1
@@ -74,7 +76,7 @@ def _contribution(spec: TrackSpec, state: bool | int) -> int | None:
         if spec.weight == 0:
             return None if value != 0 else 0
         return value * spec.weight
-    ok = bool(state)  # interface up / script succeeding
+    ok = bool(state)  # interface up / script succeeding / some pool with quorum
     if spec.weight == 0:
         return 0 if ok else None
     if spec.weight > 0:

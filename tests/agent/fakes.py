@@ -427,6 +427,7 @@ class FakeIpvs:
         self.configs: list[Config] = [config]
         self.health: list[set[Any]] = []
         self.health_before_run: list[bool] = []  # per set_health: was run() not started yet
+        self.pool_states: list[tuple[frozenset[Any], frozenset[Any]]] = []  # drained, lost
         self.started = False
 
     async def run(self) -> None:
@@ -436,8 +437,17 @@ class FakeIpvs:
     def update(self, config: Config) -> None:
         self.configs.append(config)
 
-    def set_health(self, down: set[Any]) -> None:
+    def set_health(
+        self,
+        down: set[Any],
+        *,
+        drained: frozenset[Any] = frozenset(),
+        lost: frozenset[Any] = frozenset(),
+        ramp: Any = None,
+        weights: Any = None,
+    ) -> None:
         self.health.append(set(down))
+        self.pool_states.append((frozenset(drained), frozenset(lost)))
         self.health_before_run.append(not self.started)
 
     def status(self) -> IpvsStatus:

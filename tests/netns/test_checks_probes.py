@@ -4,7 +4,8 @@ certificate made here with openssl) and script probes, run by the real ``HealthC
 A checker namespace (203.0.113.1, 2001:db8:3::1) and a server namespace (203.0.113.2,
 2001:db8:3::2) share a bridge. The server is a small threaded Python HTTP(S) server whose
 behaviour is read from a file at each connection: ``ok`` (200 "healthy"), ``500``
-(500 "broken"), ``hang`` (accepts, never answers). Each test walks a check through
+(500 "broken"), ``hang`` (accepts, never answers); whatever the mode, ``/teapot`` answers
+418 "short and stout" and ``/big`` 200 with a 70,000-byte body. Each test walks a check through
 up -> down (server stopped, 500, hang) -> up and checks the rise/fall counts from the
 recorded probe results: a change is reported exactly when the last ``fall`` (``rise``)
 results disagreed with the old state.
@@ -12,6 +13,7 @@ results disagreed with the old state.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -47,6 +49,9 @@ ctx = None
 if cert != "-":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+    if len(sys.argv) > 5:  # client certificates required, signed by this CA
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(sys.argv[5])
 srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -69,6 +74,11 @@ def handle(conn):
                 return
             data += chunk
         status, body = (b"200 OK", b"healthy") if mode == "ok" else (b"500 Oops", b"broken")
+        path = data.split(b" ", 2)[1]
+        if path == b"/teapot":
+            status, body = b"418 Teapot", b"short and stout"
+        elif path == b"/big":
+            status, body = b"200 OK", b"x" * 70000
         conn.sendall(b"HTTP/1.0 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     except OSError:
         pass
@@ -97,7 +107,7 @@ class Net:
     tmp: Path
     mode_file: Path
     server_proc: subprocess.Popen[bytes] | None = None
-    cert: tuple[str, str] = ("-", "-")
+    cert: tuple[str, ...] = ("-", "-")
 
     def set_mode(self, mode: str) -> None:
         self.mode_file.write_text(mode)
@@ -308,6 +318,158 @@ def test_http_body_mismatch_and_expected_status(net: Net) -> None:
     assert all(r.ok for r in rec.results), rec.results
 
 
+def test_several_urls_status_ranges_and_digest(net: Net) -> None:
+    net.start_server()
+    healthy = hashlib.md5(b"healthy").hexdigest()
+    check = {
+        "type": "http",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "urls": [
+            {"path": "/", "expect_status": "200-299", "digest": healthy},
+            {
+                "path": "/teapot",
+                "expect_status": ["400-418"],
+                "expect_body_regex": "^short.*stout$",
+            },
+        ],
+    }
+    # Up while both answer; a 500 on the first URL takes it down, named by its path.
+    rec = walk(
+        net,
+        check,
+        [("/: status 500", lambda: net.set_mode("500"), lambda: net.set_mode("ok"))],
+        rise=1,
+        fall=1,
+    )
+    assert {r.reason for r in rec.results if r.ok} == {"ok"}
+
+    # A wrong digest, and a body too large to digest, are failures with their reasons.
+    for url, reason in (
+        ({"path": "/", "digest": "0" * 32}, "digest mismatch"),
+        ({"path": "/big", "digest": healthy}, "body over 65536 bytes for digest"),
+    ):
+        rec = Recorder()
+        cfg = config({"type": "http", "interval": 0.3, "timeout": 0.25, "fall": 1, "urls": [url]})
+
+        async def main(cfg: Any = cfg, rec: Recorder = rec) -> None:
+            checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(checker.run)
+                await wait_state(checker, up=False)
+                nursery.cancel_scope.cancel()
+
+        run_in(net.checker, main)
+        assert rec.results[0] == probes.ProbeResult(False, reason)
+
+
+UDP_SERVER_CODE = r"""
+import socket, sys
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+port, mode_file = int(sys.argv[1]), sys.argv[2]
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+sock.bind(("::", port))
+print("listening", flush=True)
+while True:
+    data, peer = sock.recvfrom(65535)
+    mode = open(mode_file).read().strip()
+    if mode == "hang":
+        continue
+    if data.startswith(b"ping"):
+        sock.sendto((b"pong" if mode == "ok" else b"nope") + data[4:], peer)
+        continue
+    query = DNS(data)
+    name = query.qd[0].qname
+    if mode != "ok":
+        reply = DNS(id=query.id, qr=1, rd=1, rcode=2, qd=query.qd)
+    elif name == b"svc.example.":
+        reply = DNS(id=query.id, qr=1, rd=1, ra=1, qd=query.qd,
+                    an=DNSRR(rrname=name, type="A", rdata="192.0.2.53"))
+    else:
+        reply = DNS(id=query.id, qr=1, rd=1, rcode=3, qd=query.qd)
+    sock.sendto(bytes(reply), peer)
+"""
+
+
+def start_udp_server(net: Net) -> None:
+    code = net.tmp / "udp_server.py"
+    code.write_text(UDP_SERVER_CODE)
+    proc = net.server.spawn(
+        sys.executable, str(code), str(PORT), str(net.mode_file), stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"listening"
+    net.server_proc = proc
+
+
+def udp_breakers(net: Net) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    return [
+        ("port unreachable", net.stop_server, lambda: start_udp_server(net)),
+        ("timeout 0.25 s", lambda: net.set_mode("hang"), lambda: net.set_mode("ok")),
+    ]
+
+
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_udp_check_with_an_expected_reply(net: Net, address: str) -> None:
+    start_udp_server(net)
+    check = {
+        "type": "udp",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "payload": b"ping-1".hex(),
+        "expect_reply": b"pong-1".hex(),
+    }
+    mismatch = ("reply mismatch", lambda: net.set_mode("500"), lambda: net.set_mode("ok"))
+    walk(net, check, [*udp_breakers(net), mismatch], address=address)
+
+
+def test_udp_check_without_a_reply_is_up_until_port_unreachable(net: Net) -> None:
+    start_udp_server(net)
+    check = {"type": "udp", "interval": 0.3, "timeout": 0.25, "payload": b"hello".hex()}
+    rec = walk(net, check, [udp_breakers(net)[0]], rise=1, fall=1)
+    assert {r.reason for r in rec.results if r.ok} == {"ok"}
+
+
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_dns_check(net: Net, address: str) -> None:
+    start_udp_server(net)
+    check = {
+        "type": "dns",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "query_name": "svc.example",
+        "expect_answer": "192.0.2.53",
+    }
+    servfail = ("rcode SERVFAIL", lambda: net.set_mode("500"), lambda: net.set_mode("ok"))
+    walk(net, check, [*udp_breakers(net), servfail], address=address)
+    # A name the server does not know: NXDOMAIN, which a check can expect.
+    for expected, reason in (("NOERROR", "rcode NXDOMAIN"), ("NXDOMAIN", "ok")):
+        rec = Recorder()
+        cfg = config(
+            {
+                "type": "dns",
+                "interval": 0.3,
+                "timeout": 0.25,
+                "query_name": "gone.example",
+                "expect_rcode": expected,
+                "fall": 1,
+            }
+        )
+
+        async def main(cfg: Any = cfg, rec: Recorder = rec) -> None:
+            checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(checker.run)
+                with trio.fail_after(5):
+                    while not rec.results:
+                        await trio.sleep(0.02)
+                nursery.cancel_scope.cancel()
+
+        run_in(net.checker, main)
+        assert rec.results[0].reason == reason, rec.results
+
+
 @pytest.fixture
 def tls_cert(tmp_path: Path) -> tuple[str, str]:
     if shutil.which("openssl") is None:
@@ -326,7 +488,7 @@ def tls_cert(tmp_path: Path) -> tuple[str, str]:
             "-subj",
             "/CN=rs.test",
             "-addext",
-            f"subjectAltName=IP:{SERVER_V4},IP:{SERVER_V6}",
+            f"subjectAltName=IP:{SERVER_V4},IP:{SERVER_V6},DNS:rs.test",
             "-keyout",
             str(key),
             "-out",
@@ -362,6 +524,55 @@ def test_https_verify_refuses_a_self_signed_certificate(
 
     run_in(net.checker, main)
     assert rec.results[0].reason.startswith("tls: CERTIFICATE_VERIFY_FAILED"), rec.results[0]
+
+
+def first_result(cfg: Any, net: Net) -> probes.ProbeResult:
+    rec = Recorder()
+
+    async def main() -> None:
+        checker = HealthChecker(cfg, rec.sink, prober=rec.probe)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            with trio.fail_after(5):
+                while not rec.results:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    run_in(net.checker, main)
+    return rec.results[0]
+
+
+def test_https_with_our_ca_sni_name_and_a_client_certificate(
+    net: Net, tls_cert: tuple[str, str]
+) -> None:
+    cert, key = tls_cert
+    net.cert = (cert, key, cert)  # the server requires a client certificate it signed
+    net.start_server()
+    base = {**HTTP_CHECK, "type": "https", "tls_ca_file": cert}
+    with_client = {**base, "tls_cert_file": cert, "tls_key_file": key}
+    # Our CA verifies the address (an IP SAN), and the SNI name when one is given.
+    assert first_result(config(with_client), net) == probes.UP
+    assert first_result(config({**with_client, "tls_server_name": "rs.test"}), net) == probes.UP
+    wrong = first_result(config({**with_client, "tls_server_name": "other.test"}), net)
+    assert wrong.reason.startswith("tls: CERTIFICATE_VERIFY_FAILED"), wrong
+    # Without a client certificate the server refuses the handshake.
+    refused = first_result(config(base), net)
+    assert not refused.ok and refused.reason.startswith(("tls:", "connection")), refused
+
+
+def test_connect_ip_and_bindto(net: Net) -> None:
+    net.start_server()
+    net.checker.ip("addr", "add", "203.0.113.3/24", "dev", "eth0")
+    base = {"type": "tcp", "interval": 0.3, "timeout": 0.25, "fall": 1}
+    # The real server's own address answers nothing; connect_ip sends the probe elsewhere.
+    nowhere = config(base, address="203.0.113.99")
+    assert not first_result(nowhere, net).ok
+    moved = config({**base, "connect_ip": SERVER_V4}, address="203.0.113.99")
+    assert first_result(moved, net) == probes.UP
+    # bindto: our second address works; one the checker does not hold cannot be bound.
+    assert first_result(config({**base, "bindto": "203.0.113.3"}), net) == probes.UP
+    refused = first_result(config({**base, "bindto": "198.51.100.7"}), net)
+    assert refused.reason.startswith("error: Cannot assign requested address"), refused
 
 
 def test_script_check_kills_the_group_on_timeout(net: Net) -> None:

@@ -4,8 +4,11 @@ reload behaviour against a scripted prober on trio's mock clock."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -18,6 +21,7 @@ from hadirector.checks.probes import HttpParseError, ProbeResult, judge, parse_r
 from hadirector.checks.runner import CheckKey, HealthChecker
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, HealthCheck, IPAddress
+from hadirector.errors import ConfigError
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
 
@@ -93,6 +97,26 @@ def test_judge() -> None:
     assert judge(r, (200,), "ell").ok
     assert judge(r, (200,), "bye") == ProbeResult(False, "body mismatch")
     assert judge(r, (204, 301), None) == ProbeResult(False, "status 200")
+
+
+def test_judge_digest() -> None:
+    r = parse_response(OK_RESPONSE, eof=False)
+    assert r is not None and r.complete
+    good = hashlib.md5(r.body).hexdigest()
+    assert judge(r, (200,), None, good).ok
+    assert judge(r, (200,), None, "0" * 32) == ProbeResult(False, "digest mismatch")
+    cut = parse_response(OK_RESPONSE.replace(b"Content-Length: 5", b"Content-Length: 9"), eof=False)
+    assert cut is not None and not cut.complete
+    assert judge(cut, (200,), None, good) == ProbeResult(
+        False, f"body over {probes.MAX_RESPONSE_BYTES} bytes for digest"
+    )
+
+
+def test_judge_body_regex() -> None:
+    r = parse_response(OK_RESPONSE, eof=False)
+    assert r is not None
+    assert judge(r, (200,), None, None, r"^h.l+o$").ok
+    assert judge(r, (200,), None, None, r"bye|ciao") == ProbeResult(False, "body regex mismatch")
 
 
 def test_request_and_host_header() -> None:
@@ -268,3 +292,263 @@ def test_a_probe_that_raises_counts_as_a_failure() -> None:
     run_mocked(main)
     assert down_servers(reports) == [{"198.51.100.12"}]
     assert sum(1 for _, a in prober.calls if a == "198.51.100.12") == 3  # kept probing
+
+
+class TypedProber:
+    """Answers by check type from a mutable set of failing types."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+
+    async def __call__(
+        self, check: HealthCheck, address: IPAddress, port: int | None
+    ) -> ProbeResult:
+        await trio.sleep(0.05)
+        if check.type in self.failing:
+            return ProbeResult(False, f"{check.type} failed")
+        return probes.UP
+
+
+def test_a_server_with_several_checks_is_down_while_any_fails() -> None:
+    cfg = load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "check": [
+                        {"type": "tcp", "interval": 1, "rise": 1, "fall": 1},
+                        {"type": "http", "interval": 1, "rise": 1, "fall": 1},
+                    ],
+                    "real_server": [{"address": "198.51.100.11:8080"}],
+                }
+            ]
+        }
+    )
+    prober = TypedProber()
+    changes: list[tuple[str, bool, str]] = []
+
+    async def main() -> None:
+        reports: list[set[CheckKey]] = []
+        checker = HealthChecker(
+            cfg,
+            reports.append,
+            prober=prober,
+            on_change=lambda key, spec, change: changes.append(
+                (str(key[1]), change.up, change.reason)
+            ),
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            assert len(checker.running) == 2  # one task per check
+            await trio.sleep(2.2)
+            prober.failing = {"http"}  # the second check fails: the server goes
+            await trio.sleep(2)
+            prober.failing = {"http", "tcp"}  # both: no second change
+            await trio.sleep(2)
+            prober.failing = {"http"}  # one passes again: still down
+            await trio.sleep(2)
+            assert checker.down == {next(iter(checker.running))[:2]}
+            prober.failing = set()  # the last one passes: back
+            await trio.sleep(2)
+            nursery.cancel_scope.cancel()
+        assert down_servers(reports) == [{"198.51.100.11"}, set()]
+
+    run_mocked(main)
+    assert changes == [
+        ("198.51.100.11:8080", False, "http failed"),
+        ("198.51.100.11:8080", True, "ok"),
+    ]
+
+
+def test_a_group_runs_one_check_per_real_server_for_all_its_services() -> None:
+    cfg = load_mapping(
+        {
+            "virtual_server_group": [{"name": "g", "addresses": ["192.0.2.10-12:80"]}],
+            "virtual_server": [
+                {
+                    "group": "g",
+                    "check": {"type": "tcp", "interval": 1, "rise": 1, "fall": 1},
+                    "real_server": [
+                        {"address": "198.51.100.11:8080"},
+                        {"address": "198.51.100.12:8080"},
+                    ],
+                }
+            ],
+        }
+    )
+    prober = ScriptedProber()
+    prober.failing.add("198.51.100.12")
+
+    async def main() -> None:
+        reports: list[set[CheckKey]] = []
+        checker = HealthChecker(cfg, reports.append, prober=prober)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            assert len(checker.running) == 2  # not 6: one per real server
+            await trio.sleep(2.5)
+            nursery.cancel_scope.cancel()
+        down = reports[-1]
+        assert {str(s) for s, _ in down} == {f"tcp 192.0.2.1{i}:80" for i in range(3)}
+        assert {d.address for _, d in down} == {"198.51.100.12"}
+
+    run_mocked(main)
+    assert {a for _, a in prober.calls[:2]} == {"198.51.100.11", "198.51.100.12"}
+
+
+def test_delay_before_retry_and_warmup() -> None:
+    def cfg(**check: Any) -> Config:
+        return load_mapping(
+            {
+                "virtual_server": [
+                    {
+                        "address": "192.0.2.10:80",
+                        "check": {"type": "tcp", "interval": 5, "rise": 1, "fall": 3, **check},
+                        "real_server": [{"address": f"198.51.100.{i}:8080"} for i in range(11, 21)],
+                    }
+                ]
+            }
+        )
+
+    prober = ScriptedProber()
+    prober.failing.add("198.51.100.11")
+
+    async def main() -> None:
+        reports: list[set[CheckKey]] = []
+        checker = HealthChecker(
+            cfg(delay_before_retry=0.5, timeout=0.4), reports.append, prober=prober
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(6.5)
+            nursery.cancel_scope.cancel()
+        # Three failures 0.5 s apart (after each 0.1 s probe): down well before 3 intervals.
+        assert down_servers(reports) == [{"198.51.100.11"}]
+
+    start = [0.0]
+
+    async def timed() -> None:
+        start[0] = trio.current_time()
+        await main()
+
+    run_mocked(timed)
+    times = [t - start[0] for t, a in prober.calls if a == "198.51.100.11"]
+    assert times[:3] == pytest.approx([0.0, 0.6, 1.2])  # probe 0.1 s + retry 0.5 s
+    assert times[3] == pytest.approx(6.2)  # down: back to the interval from there
+
+    # warmup: first probes at random times within it (a seeded generator here).
+    prober = ScriptedProber()
+
+    async def warm() -> None:
+        checker = HealthChecker(
+            cfg(warmup=2.0), lambda _d: None, prober=prober, rng=random.Random(7)
+        )
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(2.5)
+            nursery.cancel_scope.cancel()
+        firsts = sorted(t - t0 for t, _ in prober.calls)
+        assert len(firsts) == 10 and all(0 <= t < 2.0 for t in firsts), firsts
+        assert firsts != [2.0 * i / 10 for i in range(10)]  # not the even spread
+
+    run_mocked(warm)
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        (
+            {"delay_before_retry": 0.2, "timeout": 0.5},
+            "check.delay_before_retry: delay_before_retry (0.2 s) must be at least the "
+            "timeout (0.5 s)",
+        ),
+        ({"warmup": -1}, "check.warmup: must be 0..86400 seconds"),
+    ],
+)
+def test_invalid_retry_and_warmup(check: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_mapping(
+            {
+                "virtual_server": [
+                    {
+                        "address": "192.0.2.10:80",
+                        "check": {"type": "tcp", **check},
+                        "real_server": [{"address": "198.51.100.11:8080"}],
+                    }
+                ]
+            }
+        )
+    found = [str(p) for p in info.value.problems]
+    assert any(p.startswith(f"virtual_server[0].{expected}") for p in found), found
+
+
+def test_a_dynamic_weight_script_sets_the_weight_by_its_exit_status() -> None:
+    def script(code: int, dynamic: bool = True) -> HealthCheck:
+        return HealthCheck(
+            "script", script=("/bin/sh", "-c", f"exit {code}"), dynamic_weight=dynamic
+        )
+
+    address = ipaddress.ip_address("198.51.100.11")
+
+    async def main() -> list[ProbeResult]:
+        return [
+            await probes.probe(script(0), address, 80),
+            await probes.probe(script(1), address, 80),
+            await probes.probe(script(7), address, 80),
+            await probes.probe(script(2), address, 80),
+            await probes.probe(script(7, dynamic=False), address, 80),
+        ]
+
+    assert trio.run(main) == [
+        probes.UP,
+        ProbeResult(False, "exit 1"),
+        ProbeResult(True, "ok", 5),
+        ProbeResult(True, "ok", 0),
+        ProbeResult(False, "exit 7"),
+    ]
+
+
+def test_the_runner_hands_on_a_dynamic_weight_when_it_changes() -> None:
+    cfg = load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "check": {
+                        "type": "script",
+                        "script": "/bin/true",
+                        "dynamic_weight": True,
+                        "interval": 1,
+                        "rise": 1,
+                        "fall": 1,
+                    },
+                    "real_server": [{"address": "198.51.100.11:8080"}],
+                }
+            ]
+        }
+    )
+    answers = iter(
+        [
+            ProbeResult(True, "ok", 5),
+            ProbeResult(True, "ok", 5),
+            ProbeResult(True, "ok", 9),
+            ProbeResult(False, "exit 1"),
+            probes.UP,
+        ]
+    )
+    seen: list[int | None] = []
+
+    async def prober(check: HealthCheck, address: IPAddress, port: int | None) -> ProbeResult:
+        return next(answers)
+
+    async def main() -> None:
+        checker = HealthChecker(
+            cfg, lambda _d: None, prober=prober, on_weight=lambda k, s, w: seen.append(w)
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(4.5)
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+    assert seen == [5, 9, None]  # unchanged weights are not repeated; a failure clears it

@@ -148,6 +148,7 @@ PLAN: dict[str, tuple[Any, bool]] = {
     "track_interfaces": ((TrackRef("eth2", 0),), False),
     "track_scripts": ((TrackRef("chk", -10),), False),
     "track_files": ((TrackRef("maint", 1),), False),
+    "track_quorum": (0, False),
     "notify": (NotifyScripts(master=("/bin/true",)), False),
     "smtp_alert": (False, False),
 }

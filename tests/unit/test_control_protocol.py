@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from hadirector.control.protocol import (
     COMMANDS,
     MAX_REQUEST_BYTES,
+    Request,
     RequestError,
     decode_reply,
     encode_reply,
     error_reply,
+    parse,
     parse_request,
     request_line,
 )
@@ -36,18 +38,24 @@ def test_commands(line: bytes, command: str) -> None:
     assert parse_request(line) == command
 
 
+ALL = "status, reload, drain, undrain"
+
+
 @pytest.mark.parametrize(
     ("line", "error"),
     [
         (b"{not json", "request is not valid JSON: "),
-        (b"[1, 2]", "unknown command '[1, 2]'; commands: status, reload"),
-        (b'{"command": 7}', "unknown command 7; commands: status, reload"),
-        (b"{}", "unknown command None; commands: status, reload"),
-        (b'{"command": "STATUS"}', "unknown command 'STATUS'; commands: status, reload"),
-        (b"shutdown", "unknown command 'shutdown'; commands: status, reload"),
-        (b"", "unknown command ''; commands: status, reload"),
+        (b"[1, 2]", "unknown command '[1, 2]'; commands: status, reload, drain, undrain"),
+        (b'{"command": 7}', "unknown command 7; commands: status, reload, drain, undrain"),
+        (b"{}", "unknown command None; commands: status, reload, drain, undrain"),
+        (
+            b'{"command": "STATUS"}',
+            "unknown command 'STATUS'; commands: status, reload, drain, undrain",
+        ),
+        (b"shutdown", "unknown command 'shutdown'; commands: status, reload, drain, undrain"),
+        (b"", "unknown command ''; commands: status, reload, drain, undrain"),
         (b"\xff", "request is not UTF-8"),
-        (b'"status"', "unknown command '\"status\"'; commands: status, reload"),
+        (b'"status"', "unknown command '\"status\"'; commands: status, reload, drain, undrain"),
         (b'{"command": "status"} x', "request is not valid JSON: Extra data"),
         (b"x" * (MAX_REQUEST_BYTES + 1), "request too long"),
         # Nesting deep enough to exhaust the JSON decoder's recursion: an error, not a crash.
@@ -68,7 +76,7 @@ def test_an_unknown_word_is_shown_shortened() -> None:
         parse_request(b"y" * 1000)
     assert (
         str(caught.value)
-        == "unknown command 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy...; commands: status, reload"
+        == "unknown command 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy...; commands: " + ALL
     )
 
 
@@ -92,7 +100,38 @@ def test_any_json_object_gives_a_command_or_a_request_error(value: object) -> No
     try:
         assert parse_request(line) == value
     except RequestError as exc:
-        assert str(exc).startswith("unknown command ")
+        assert str(exc).startswith(("unknown command ", f"{value} needs "))
+
+
+def test_drain_and_undrain_take_their_arguments_in_the_object() -> None:
+    line = request_line("drain", service="tcp 192.0.2.1:80", server="10.0.0.1:80")
+    assert parse(line.rstrip(b"\n")) == Request(
+        "drain", {"service": "tcp 192.0.2.1:80", "server": "10.0.0.1:80"}
+    )
+    assert parse(b'{"command": "undrain", "service": "fwmark 7", "server": "10.0.0.1"}').args == {
+        "service": "fwmark 7",
+        "server": "10.0.0.1",
+    }
+    assert parse(b"status") == Request("status")
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (b"drain", "drain needs 'service', a non-empty string"),
+        (b'{"command": "drain", "service": "x"}', "drain needs 'server', a non-empty string"),
+        (b'{"command": "undrain", "service": 7, "server": "y"}', "undrain needs 'service'"),
+        (b'{"command": "drain", "service": " ", "server": "y"}', "drain needs 'service'"),
+        (
+            b'{"command": "drain", "service": "' + b"s" * 300 + b'", "server": "y"}',
+            "drain: 'service' is too long",
+        ),
+    ],
+)
+def test_drain_without_its_arguments(line: bytes, error: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse(line)
+    assert str(caught.value).startswith(error)
 
 
 def test_replies_round_trip_as_one_line() -> None:

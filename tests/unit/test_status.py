@@ -56,7 +56,12 @@ WIRE: dict[str, Any] = {
         "last_reconcile_age_s": 0.5,
         "counters": {"reconciles": 1},
     },
-    "checks": {"running": 2, "down": ["tcp 192.0.2.100:80 10.0.0.1:80"]},
+    "checks": {
+        "running": 2,
+        "down": ["tcp 192.0.2.100:80 10.0.0.1:80"],
+        "drained": [],
+        "quorum_lost": [],
+    },
     "notify": {"pending": 0, "failures": 1},
     "anycast": {"device": None, "route_table": 0, "error": None, "addresses": []},
 }
