@@ -1181,6 +1181,8 @@ class _Converter:
                     where, f"{t['address']}: port 0 needs persistence_timeout; service dropped"
                 )
                 continue
+            if "sorry_server" in t:
+                self.finish_sorry(t, where)
             t["real_server"] = [self.finish_rs(dict(rs), t) for rs in servers]
             t["real_server"] = [rs for rs in t["real_server"] if rs is not None]
             self.service_alert(t, where)
@@ -1188,6 +1190,32 @@ class _Converter:
             _hoist_check(t)
             self.where_of(t, where)
             self.services.append(t)
+
+    def finish_sorry(self, t: Table, where: Where) -> None:
+        """The sorry server as the service takes it: a bare address on a fwmark service,
+        the service's port with DR/TUN (no port translation, as for real servers)."""
+        sorry = dict(t["sorry_server"])
+        bare = sorry.pop("#portless", None)
+        if "address" not in sorry:
+            self.f.dropped(where, "sorry_server_* without sorry_server: left out")
+            del t["sorry_server"]
+            return
+        if bare is not None and "fwmark" in t:
+            sorry["address"] = bare
+        fwd = sorry.get("forwarding", t.get("forwarding", "nat"))
+        if "address" in t and fwd in ("dr", "tun") and bare is None:
+            vport = t["address"].rsplit(":", 1)[1]
+            host, port = sorry["address"].rsplit(":", 1)
+            if port != vport:
+                self.f.changed(
+                    where,
+                    f"sorry_server {host} {port} with DR/TUN: no port translation there, so "
+                    f"the kernel uses port {vport}; written as {vport}",
+                )
+                sorry["address"] = f"{host}:{vport}"
+        if sorry.get("forwarding") == t.get("forwarding", "nat"):
+            sorry.pop("forwarding")
+        t["sorry_server"] = sorry
 
     def service_alert(self, t: Table, where: Where) -> None:
         """hadirector's smtp_alert is per service: the real servers' (keepalived's), when
@@ -1293,17 +1321,35 @@ class _Converter:
                 self.inherited(n, inherit)
             elif k == "real_server":
                 servers.append({"#node": n, "#inherit": inherit})
-            elif k in ("quorum", "hysteresis", "quorum_up", "quorum_down"):
-                self.f.dropped(
-                    n.where, f"{k}: not supported (hadirector has no quorum): use metrics/alerts"
-                )
-            elif k in ("sorry_server", "sorry_server_inhibit", "sorry_server_lvs_method"):
-                self.f.dropped(
-                    n.where,
-                    f"{k}: not supported; with every real server down the service has no "
-                    "destination (add the sorry server as a real server with weight 0 by hand "
-                    "if you need one)",
-                )
+            elif k in ("quorum", "hysteresis"):
+                v = self.number(n, low=1 if k == "quorum" else 0, high=2147483647)
+                if v is not None:
+                    vs[k] = v
+            elif k in ("quorum_up", "quorum_down"):
+                cmd = self.command(n, k)
+                if cmd is not None:
+                    vs[k] = cmd
+            elif k == "sorry_server":
+                if len(n.args) >= 1:
+                    ip_text = n.args[0]
+                    port_text = n.args[1] if len(n.args) > 1 else "0"
+                    e = self.endpoint(ip_text, port_text, n.where)
+                    if e is not None:
+                        e.pop("#where")
+                        sorry = vs.setdefault("sorry_server", {})
+                        sorry["address"] = e["address"]
+                        if port_text == "0":
+                            sorry["#portless"] = ip_text
+                else:
+                    self.f.dropped(n.where, "sorry_server without an address: dropped")
+            elif k == "sorry_server_lvs_method":
+                m: Table = {}
+                self.method(n, m)
+                if "forwarding" in m:
+                    vs.setdefault("sorry_server", {})["forwarding"] = m["forwarding"]
+            elif k == "sorry_server_inhibit":
+                if self.flag(n):
+                    vs.setdefault("sorry_server", {})["inhibit"] = True
             elif k == "omega":
                 self.f.dropped(n.where, "omega: not supported (no notify on shutdown)")
             elif k == "persistence_engine":

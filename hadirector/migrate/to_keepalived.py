@@ -456,10 +456,35 @@ class _Exporter:
             )
         if vs.health_action == "quiesce":
             self.w(1, "inhibit_on_failure")  # the default of every real server
+        self.pool(path, vs)
         for j, rs in enumerate(vs.real_servers):
             self.real_server(f"{path}.real_server[{j}]", vs, rs)
         self.w(0, "}")
         self.w(0, "")
+
+    def pool(self, path: str, vs: VirtualServer) -> None:
+        """quorum, hysteresis, their commands and the sorry server (same meanings)."""
+        if vs.quorum != 1:
+            self.w(1, f"quorum {vs.quorum}")
+        if vs.hysteresis:
+            self.w(1, f"hysteresis {vs.hysteresis}")
+        if vs.quorum_up is not None:
+            self.w(1, f"quorum_up {_command(vs.quorum_up)}")
+        if vs.quorum_down is not None:
+            self.w(1, f"quorum_down {_command(vs.quorum_down)}")
+        sorry = vs.sorry_server
+        if sorry is None:
+            return
+        self.w(1, f"sorry_server {sorry.address} {sorry.port if sorry.port is not None else 0}")
+        if sorry.forwarding != vs.forwarding:
+            self.w(1, f"sorry_server_lvs_method {self.method(path, sorry.forwarding, vs)}")
+        if sorry.inhibit:
+            self.w(1, "sorry_server_inhibit")
+        if sorry.weight != 1:
+            self.dropped(
+                f"{path}.sorry_server.weight",
+                "keepalived gives its sorry server weight 1: left out",
+            )
 
     def method(self, path: str, fwd: str, vs: VirtualServer) -> str:
         if fwd == "fullnat":

@@ -123,6 +123,11 @@ forwarding = "nat"
 persistence_timeout = 300
 persistence_netmask = "255.255.255.0"
 health_action = "remove"
+quorum = 2
+hysteresis = 1
+quorum_up = "/usr/bin/logger -t lb 'quorum up'"
+quorum_down = ["/usr/bin/logger", "quorum down"]
+sorry_server = { address = "10.1.0.99:80", forwarding = "dr", inhibit = true }
 
   [[virtual_server.real_server]]
   address = "10.1.0.11:8080"
@@ -151,6 +156,7 @@ scheduler = "rr"
 forwarding = "dr"
 health_action = "quiesce"
 smtp_alert = false
+sorry_server = { address = "[2001:db8::99]:443" }
 
   [[virtual_server.real_server]]
   address = "[2001:db8::11]:443"

@@ -819,3 +819,32 @@ def test_addresses_and_sender_hadirector_cannot_take_are_reported() -> None:
     assert "keepalived.conf:2: dropped: e-mail alerts: no notification_email address" in (
         messages(findings)
     )
+
+
+def test_quorum_hysteresis_commands_and_sorry_server() -> None:
+    text = """
+virtual_server 10.0.0.50 80 { lb_kind NAT
+ quorum 3
+ hysteresis 1
+ quorum_up "/usr/bin/logger 'pool up'"
+ quorum_down /usr/bin/logger down
+ sorry_server 10.1.0.99 8080
+ sorry_server_lvs_method DR
+ sorry_server_inhibit
+ real_server 10.1.0.11 8080 { weight 2 }
+ real_server 10.1.0.12 8080 { weight 2 } }
+virtual_server fwmark 5 { lb_kind DR
+ sorry_server 10.1.0.98 0
+ real_server 10.1.0.13 0 { weight 1 } }
+"""
+    doc, findings = convert_text(text)
+    vs, fw = doc["virtual_server"]
+    assert (vs["quorum"], vs["hysteresis"]) == (3, 1)
+    assert vs["quorum_up"] == "/usr/bin/logger 'pool up'"
+    assert vs["quorum_down"] == "/usr/bin/logger down"
+    # DR: no port translation, so keepalived's kernel uses the service port
+    assert vs["sorry_server"] == {"address": "10.1.0.99:80", "forwarding": "dr", "inhibit": True}
+    assert fw["sorry_server"] == {"address": "10.1.0.98"}
+    assert "quorum" not in fw and "hysteresis" not in fw
+    assert "sorry_server 10.1.0.99 8080 with DR/TUN" in messages(findings)
+    assert "quorum" not in messages(findings).replace("quorum_", "")
