@@ -176,6 +176,7 @@ class _Converter:
         self.vrrp_version = KA_VRRP_VERSION
         self.garp: Table = {}  # instance defaults from global_defs
         self.vs_groups: dict[str, Node] = {}
+        self.vs_group_tables: list[Table] = []
         self.sync_daemon: tuple[Node, Table] | None = None
         self.script_weights: dict[str, int] = {}
         self.file_weights: dict[str, int] = {}
@@ -1138,6 +1139,7 @@ class _Converter:
     def virtual_server(self, node: Node) -> None:
         args = node.args
         keys: list[Table] = []
+        group_name: str | None = None
         if args[:1] == ("group",) and len(args) >= 2:
             group = self.vs_groups.get(args[1])
             if group is None:
@@ -1147,12 +1149,7 @@ class _Converter:
                 return
             for c in group.children():
                 keys.extend(self.vs_group_entry(c))
-            if keys:
-                self.f.note(
-                    node.where,
-                    f"virtual_server group {args[1]}: written as {len(keys)} virtual servers "
-                    "(hadirector has no groups), each with the same real servers",
-                )
+            group_name = args[1]
         elif args[:1] == ("fwmark",) and len(args) >= 2 and args[1].isdigit():
             keys.append({"fwmark": int(args[1]), "#where": node.where})
         elif len(args) >= 1:
@@ -1163,6 +1160,7 @@ class _Converter:
             self.f.dropped(node.where, f"virtual_server {' '.join(args)}: not understood; dropped")
             return
         vs, servers = self.vs_body(node)
+        made: list[Table] = []
         for key in keys:
             t: Table = {}
             where = key.pop("#where", node.where)
@@ -1189,7 +1187,39 @@ class _Converter:
             self.finish_health_action(t, node)
             _hoist_check(t)
             self.where_of(t, where)
-            self.services.append(t)
+            made.append(t)
+        if group_name is not None and made:
+            made = self.as_group(group_name, made, node.where)
+        self.services.extend(made)
+
+    def as_group(self, name: str, made: list[Table], where: Where) -> list[Table]:
+        """A ``virtual_server group``'s services as one ``[[virtual_server_group]]`` and one
+        service naming it, when they differ only in address / fwmark (else left expanded)."""
+        keyish = ("address", "fwmark", "family", "protocol")
+        rest = [{k: v for k, v in t.items() if k not in keyish} for t in made]
+        if any(r != rest[0] for r in rest[1:]):
+            self.f.note(
+                where,
+                f"virtual_server group {name}: written as {len(made)} virtual servers (its "
+                "members differ in what hadirector resolves per service), each with the same "
+                "real servers",
+            )
+            return made
+        group: Table = {"name": _name(name)}
+        addresses = [t["address"] for t in made if "address" in t]
+        fwmarks = [t["fwmark"] for t in made if "fwmark" in t]
+        if addresses:
+            group["addresses"] = addresses
+        if fwmarks:
+            group["fwmarks"] = fwmarks
+        self.where_of(group, where)
+        self.vs_group_tables.append(group)
+        service: Table = {"group": group["name"]}
+        for t in made:
+            service.update((k, t[k]) for k in ("protocol", "family") if k in t)
+        service.update(rest[0])
+        self.where_of(service, where)
+        return [service]
 
     def finish_sorry(self, t: Table, where: Where) -> None:
         """The sorry server as the service takes it: a bare address on a fwmark service,
@@ -1731,6 +1761,8 @@ class _Converter:
             doc["track_file"] = self.files
         if self.ipvs:
             doc["ipvs"] = self.ipvs
+        if self.vs_group_tables:
+            doc["virtual_server_group"] = self.vs_group_tables
         if self.services:
             doc["virtual_server"] = self.services
         mail = self.mail_table()

@@ -29,6 +29,7 @@ from hadirector.config.schema import (
     RealServer,
     SyncGroup,
     VirtualServer,
+    VirtualServerGroup,
     VrrpInstance,
 )
 from hadirector.migrate.report import Findings, Where
@@ -82,6 +83,7 @@ class _Exporter:
         self.lines = lines
         self.f = findings
         self.out: list[str] = []
+        self.group_inet6 = False  # the group being written has IPv6 marks
 
     def where(self, path: str) -> Where:
         # a real server's check may come from its service's check table
@@ -122,8 +124,22 @@ class _Exporter:
             self.instance(i, inst)
         for i, group in enumerate(self.c.sync_groups):
             self.sync_group(i, group)
+        for group in self.c.virtual_server_groups:
+            self.vs_group(group)
+        written: set[str] = set()
         for i, vs in enumerate(self.c.virtual_servers):
+            if vs.group is not None:
+                if vs.group in written:
+                    continue
+                written.add(vs.group)
+                members = [m for m in self.c.virtual_servers if m.group == vs.group]
+                # the protocol of its addresses, the family of its marks
+                vs = next((m for m in members if m.address is not None), vs)
+                marked = next((m for m in members if m.fwmark is not None), None)
+                if marked is not None and marked.family == 6:
+                    self.group_inet6 = True
             self.virtual_server(i, vs)
+            self.group_inet6 = False
         while self.out and self.out[-1] == "":
             self.out.pop()
         return "\n".join(self.out) + "\n"
@@ -427,9 +443,25 @@ class _Exporter:
 
     # --- IPVS ---------------------------------------------------------------------------
 
+    def vs_group(self, group: VirtualServerGroup) -> None:
+        self.w(0, f"virtual_server_group {group.name} {{")
+        for address in group.addresses:
+            host, port = address.rsplit(":", 1)
+            self.w(1, f"{host.strip('[]')} {port}")
+        for mark in group.fwmarks:
+            self.w(1, f"fwmark {mark}")
+        self.w(0, "}")
+        self.w(0, "")
+
     def virtual_server(self, i: int, vs: VirtualServer) -> None:
         path = f"virtual_server[{i}]"
-        if vs.fwmark is not None:
+        if vs.group is not None:
+            self.w(0, f"virtual_server group {vs.group} {{")
+            if vs.address is not None:
+                self.w(1, f"protocol {(vs.protocol or 'tcp').upper()}")
+            if self.group_inet6:
+                self.w(1, "ip_family inet6")
+        elif vs.fwmark is not None:
             self.w(0, f"virtual_server fwmark {vs.fwmark} {{")
             if vs.family == 6:
                 self.w(1, "ip_family inet6")

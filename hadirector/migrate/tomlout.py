@@ -14,7 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 ARRAY_TABLES = frozenset(
-    {"vrrp_instance", "sync_group", "track_script", "track_file", "virtual_server", "real_server"}
+    {
+        "vrrp_instance",
+        "sync_group",
+        "track_script",
+        "track_file",
+        "virtual_server",
+        "real_server",
+        "virtual_server_group",
+    }
 )
 
 

@@ -182,6 +182,22 @@ health_action = "remove"
     rise = 1
     fall = 1
 
+[[virtual_server_group]]
+name = "web"
+addresses = ["10.0.0.60:80", "10.0.0.61:80", "10.0.0.62:80", "10.0.0.70:8080"]
+fwmarks = [9]
+
+[[virtual_server]]
+group = "web"
+protocol = "tcp"
+scheduler = "rr"
+forwarding = "nat"
+health_action = "remove"
+
+  [[virtual_server.real_server]]
+  address = "10.1.0.21:80"
+  check = { type = "tcp", interval = 6, timeout = 2, rise = 1, fall = 2 }
+
 [[virtual_server]]
 address = "10.0.0.50:53"
 protocol = "udp"

@@ -23,6 +23,7 @@ from hadirector.config.load import load_text
 from hadirector.migrate import kaconf
 from hadirector.migrate.from_keepalived import convert
 from hadirector.migrate.report import Findings, SyntaxProblem
+from hadirector.migrate.tomlout import dumps as tomlout_dumps
 from tests.unit.kasamples import SAMPLES, sample_text, samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -495,10 +496,37 @@ virtual_server group G {
     real_server 10.1.0.1 80 { }
 }
 """
-    doc, _ = convert_text(text)
+    doc, findings = convert_text(text)
+    assert doc["virtual_server_group"] == [
+        {"name": "G", "addresses": ["10.0.0.1:80", "10.0.0.5:80", "10.0.0.6:80"], "fwmarks": [3]}
+    ]
+    (vs,) = doc["virtual_server"]
+    assert vs["group"] == "G" and "address" not in vs and "fwmark" not in vs
+    assert vs["persistence_timeout"] == 360
+    config = load_text(tomlout_dumps(doc))
+    keys = [str(s.address) if s.address else s.fwmark for s in config.virtual_servers]
+    assert keys == ["10.0.0.1", "10.0.0.5", "10.0.0.6", 3]
+    assert "group" not in messages(findings)
+
+
+def test_virtual_server_group_members_that_resolve_differently_stay_expanded() -> None:
+    # ops applies to the mark only (not TCP): the services differ, so they stay apart
+    text = """
+virtual_server_group G {
+    10.0.0.1 53
+    fwmark 3
+}
+virtual_server group G {
+    protocol TCP
+    ops
+    real_server 10.1.0.1 53 { }
+}
+"""
+    doc, findings = convert_text(text)
+    assert "virtual_server_group" not in doc
     keys = [vs.get("address", vs.get("fwmark")) for vs in doc["virtual_server"]]
-    assert keys == ["10.0.0.1:80", "10.0.0.5:80", "10.0.0.6:80", 3]
-    assert all(vs["persistence_timeout"] == 360 for vs in doc["virtual_server"])
+    assert keys == ["10.0.0.1:53", 3]
+    assert "written as 2 virtual servers" in messages(findings)
 
 
 def test_lvs_sync_daemon_syncid_defaults_to_the_vrid() -> None:
