@@ -124,8 +124,8 @@ class _Exporter:
             self.instance(i, inst)
         for i, group in enumerate(self.c.sync_groups):
             self.sync_group(i, group)
-        for group in self.c.virtual_server_groups:
-            self.vs_group(group)
+        for vs_group in self.c.virtual_server_groups:
+            self.vs_group(vs_group)
         written: set[str] = set()
         for i, vs in enumerate(self.c.virtual_servers):
             if vs.group is not None:
