@@ -36,7 +36,16 @@ KA_VRRP_VERSION = 2  # keepalived's default vrrp_version (IPv6 instances always 
 KA_PRIORITY = 100
 KA_DELAY_LOOP = 60.0
 KA_CONNECT_TIMEOUT = 5.0
-KA_RETRY = 1  # TCP_CHECK, HTTP_GET, SSL_GET; MISC_CHECK's is 0
+KA_RETRY = 1  # TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK; MISC_CHECK's is 0
+KA_DELAY_BEFORE_RETRY = 1.0  # seconds after a failed check before the retry
+_CHECKERS = {
+    "TCP_CHECK": "tcp",
+    "HTTP_GET": "http",
+    "SSL_GET": "https",
+    "MISC_CHECK": "script",
+    "UDP_CHECK": "udp",
+    "DNS_CHECK": "dns",
+}
 KA_PERSISTENCE = 360  # persistence_timeout without a value
 KA_HTTP_STATUS = list(range(200, 300))
 KA_GARP_INTERVAL = 0.0
@@ -140,7 +149,6 @@ _HARMLESS = {
     "garp_master_refresh_repeat": None,
     "vrrp_min_garp": None,
     "ha_suspend": "hadirector checks real servers whether or not it holds the VIP",
-    "warmup": "hadirector starts each check on its fixed cadence",
     "notify_priority_changes": None,
     "user": None,
     "instance": None,
@@ -1459,7 +1467,9 @@ class _Converter:
             if v is not None:
                 into["#delay_before_retry"] = (n.where, v)
         elif k == "warmup":
-            into["#warmup"] = n.where
+            v = self.number(n, low=0, high=86400, integer=False)
+            if v is not None:
+                into["#warmup"] = v
         else:
             v = self.number(n, low=0.000001, high=86400, integer=False)
             if v is not None:
@@ -1504,12 +1514,10 @@ class _Converter:
                         self.f.dropped(
                             n.where, "tunnel options on a real server: the service's are used"
                         )
-            elif k in ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK"):
+            elif k in _CHECKERS:
                 checkers.append(n)
             elif k in (
                 "SMTP_CHECK",
-                "DNS_CHECK",
-                "UDP_CHECK",
                 "PING_CHECK",
                 "BFD_CHECK",
                 "FILE_CHECK",
@@ -1520,7 +1528,9 @@ class _Converter:
                     "the same test",
                 )
             elif k in ("notify_up", "notify_down"):
-                self.f.dropped(n.where, f"{k}: not supported (hadirector logs check.up/check.down)")
+                cmd = self.command(n, k)
+                if cmd is not None:
+                    out[k] = cmd
             elif k in (
                 "delay_loop",
                 "connect_timeout",
@@ -1567,40 +1577,31 @@ class _Converter:
             self.f.dropped(node.where, "lthreshold above uthreshold: lthreshold left out")
             out.pop("lower_threshold")
         out["#inhibit"] = inherit.get("inhibit_on_failure", False)
-        if checkers:
-            for extra in checkers[1:]:
-                self.f.dropped(
-                    extra.where,
-                    f"{extra.keyword}: hadirector runs one check per real server (the first, "
-                    f"{checkers[0].keyword}); fold the others into a script check",
-                )
-            check = self.checker(checkers[0], inherit, ip, p)
-            if check is not None:
-                out["check"] = check
+        found = [self.checker(c, inherit, ip, p) for c in checkers]
+        checks = [c for c in found if c is not None]
+        if len(checks) == 1:
+            out["check"] = checks[0]
+        elif checks:  # keepalived needs every checker up, as hadirector does
+            out["check"] = checks
         self.where_of(out, node.where)
         return out
 
     def checker(self, node: Node, inherit: Table, ip: Any, port: int) -> Table | None:
-        kind = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "MISC_CHECK": "script"}[
-            node.keyword
-        ]
+        kind = _CHECKERS[node.keyword]
         opts = dict(inherit)
         check: Table = {"type": kind}
-        url: Table | None = None
-        urls = 0
+        urls: list[Table] = []
         for n in node.children():
             k = n.keyword
             if k in ("connect_port",):
                 v = self.number(n, low=1, high=65535)
                 if v is not None:
                     check["port"] = v
-            elif k == "connect_ip":
-                if n.args and n.args[0] != str(ip):
-                    self.f.changed(
-                        n.where,
-                        f"connect_ip {n.args[0]}: hadirector checks the real server's own address",
-                    )
-            elif k in ("bindto", "bind_port", "bind_if", "connect_fwmark", "fwmark"):
+            elif k in ("connect_ip", "bindto") and kind != "script":
+                v = self.word(n)
+                if v is not None:
+                    check[k] = v
+            elif k in ("bind_port", "bind_if", "connect_fwmark", "fwmark"):
                 self.f.dropped(n.where, f"{k}: not supported; checks use the default source")
             elif k in (
                 "delay_loop",
@@ -1614,15 +1615,25 @@ class _Converter:
             ):
                 self.inherited(n, opts)
             elif k == "url" and kind in ("http", "https"):
-                urls += 1
-                if urls == 1:
-                    url = self.url(n)
-                else:
-                    self.f.dropped(
-                        n.where,
-                        "a second url: hadirector checks one path per real server; the first "
-                        "is kept",
-                    )
+                urls.append(self.url(n))
+            elif k == "payload" and kind == "udp":
+                v = self.hex_word(n)
+                if v is not None:
+                    check["payload"] = v
+            elif k == "require_reply" and kind == "udp":
+                check["require_reply"] = True
+                if n.args:
+                    v = self.hex_word(n)
+                    if v is not None:
+                        check["expect_reply"] = v
+            elif k == "type" and kind == "dns":
+                v = (self.word(n) or "").upper()
+                if v != "A":  # keepalived's default, and hadirector's
+                    check["query_type"] = v
+            elif k == "name" and kind == "dns":
+                v = self.word(n)
+                if v is not None and v != ".":
+                    check["query_name"] = v
             elif k == "misc_path" and kind == "script":
                 cmd: str | list[str] | None = self.command(n, "check script")
                 if cmd is not None:
@@ -1632,11 +1643,8 @@ class _Converter:
                 if v is not None:
                     opts["connect_timeout"] = v
             elif k == "misc_dynamic" and kind == "script":
-                self.f.dropped(
-                    n.where,
-                    "misc_dynamic: the exit status does not set the weight in hadirector "
-                    "(0 = up, anything else = down)",
-                )
+                if self.flag(n):
+                    check["dynamic_weight"] = True
             elif k == "user" and kind == "script":
                 self.f.changed(n.where, "user: the script runs as hadirector's user (root)")
             elif k in ("http_protocol", "enable_sni", "fast_recovery", "timeout"):
@@ -1658,13 +1666,15 @@ class _Converter:
             )
             timeout = new
         retry = opts.get("retry", 0 if kind == "script" else KA_RETRY)
-        retry_delay = opts.get("#delay_before_retry")
-        if retry_delay is not None and retry and retry_delay[1] != interval:
-            self.f.changed(
-                retry_delay[0],
-                f"delay_before_retry {retry_delay[1]:g}: hadirector retries at the check "
-                f"interval ({interval:g} s; fall = retry + 1 checks in a row)",
-            )
+        retry_where, delay = opts.get("#delay_before_retry", (None, KA_DELAY_BEFORE_RETRY))
+        if retry and delay < timeout:
+            if retry_where is not None:
+                self.f.changed(
+                    retry_where,
+                    f"delay_before_retry {delay:g}: hadirector needs it at least the check "
+                    f"timeout: written as {timeout:g} s",
+                )
+            delay = timeout  # keepalived's default 1 s likewise (documented)
         if port == 0 and "port" not in check and kind != "script":
             self.f.dropped(
                 node.where,
@@ -1675,16 +1685,47 @@ class _Converter:
         check["timeout"] = _seconds(timeout)
         check["rise"] = 1
         check["fall"] = min(retry + 1, 1000)
+        if retry and delay != interval:  # at the interval: the cadence itself
+            check["delay_before_retry"] = _seconds(delay)
+        if "#warmup" in opts:
+            check["warmup"] = _seconds(opts["#warmup"])
         if kind in ("http", "https"):
-            url = url or {}
-            check["path"] = url.get("path", "/")
-            check["expect_status"] = url.get("status", KA_HTTP_STATUS)
-            host = url.get("host", opts.get("virtualhost"))
-            if host is not None:
-                check["host"] = host
+            self.http_urls(node, check, urls, opts.get("virtualhost"))
         if opts.get("alpha"):
             check["alpha"] = True
         return check
+
+    def http_urls(self, node: Node, check: Table, urls: list[Table], vhost: str | None) -> None:
+        """One url: the check's path, status and digest; several: ``urls`` (one host)."""
+        hosts = [u.get("host", vhost) for u in urls] or [vhost]
+        if any(h != hosts[0] for h in hosts[1:]):
+            self.f.changed(
+                node.where,
+                f"url blocks with different virtualhost: hadirector sends one host per check; "
+                f"{hosts[0]} used for all",
+            )
+        if hosts[0] is not None:
+            check["host"] = hosts[0]
+        entries: list[Table] = []
+        for u in urls or [{}]:
+            entry: Table = {
+                "path": u.get("path", "/"),
+                "expect_status": u.get("status", KA_HTTP_STATUS),
+            }
+            if "digest" in u:
+                entry["digest"] = u["digest"]
+            entries.append(entry)
+        if len(entries) == 1:
+            check.update(entries[0])
+        else:
+            check["urls"] = entries
+
+    def hex_word(self, n: Node) -> str | None:
+        text = "".join(n.args).lower()
+        if len(text) % 2 or not re.fullmatch(r"[0-9a-f]+", text):
+            self.f.dropped(n.where, f"{n.keyword} {text}: not hexadecimal bytes; left out")
+            return None
+        return text
 
     def url(self, node: Node) -> Table:
         out: Table = {}
@@ -1706,12 +1747,11 @@ class _Converter:
                     codes.extend(c for c in range(max(low, 100), min(high, 599) + 1))
                 if codes:
                     out["status"] = sorted(set(codes))
-            elif n.keyword == "digest":
-                self.f.dropped(
-                    n.where,
-                    "digest: hadirector does not hash the body; use expect_body with a "
-                    "substring the healthy page contains",
-                )
+            elif n.keyword == "digest" and n.args:
+                if re.fullmatch(r"[0-9a-fA-F]{32}", n.args[0]):
+                    out["digest"] = n.args[0].lower()
+                else:
+                    self.f.dropped(n.where, f"digest {n.args[0]}: not an MD5 digest; left out")
             elif n.keyword == "virtualhost" and n.args:
                 out["host"] = n.args[0]
             elif n.keyword in (

@@ -545,15 +545,33 @@ class _Exporter:
         if rs.forwarding != vs.forwarding:
             self.w(2, f"lvs_method {self.method(path, rs.forwarding, vs)}")
         self.smtp_alert(2, vs.smtp_alert)  # keepalived's is per real server
-        if rs.check is not None:
-            self.check(path + ".check", rs.check)
+        if rs.notify_up is not None:
+            self.w(2, f"notify_up {_command(rs.notify_up)}")
+        if rs.notify_down is not None:
+            self.w(2, f"notify_down {_command(rs.notify_down)}")
+        checks = (rs.check, *rs.extra_checks) if rs.check is not None else ()
+        for k, check in enumerate(checks):
+            self.check(path + (".check" if len(checks) == 1 else f".check[{k}]"), check)
         self.w(1, "}")
 
     def check(self, path: str, c: HealthCheck) -> None:
-        name = {"tcp": "TCP_CHECK", "http": "HTTP_GET", "https": "SSL_GET", "script": "MISC_CHECK"}
+        name = {
+            "tcp": "TCP_CHECK",
+            "http": "HTTP_GET",
+            "https": "SSL_GET",
+            "script": "MISC_CHECK",
+            "udp": "UDP_CHECK",
+            "dns": "DNS_CHECK",
+        }
         self.w(2, f"{name[c.type]} {{")
+        if c.connect_ip is not None:
+            self.w(3, f"connect_ip {c.connect_ip}")
         if c.port is not None and c.type != "script":
             self.w(3, f"connect_port {c.port}")
+        if c.bindto is not None:
+            self.w(3, f"bindto {c.bindto}")
+        if c.warmup_s is not None:
+            self.w(3, f"warmup {_num(c.warmup_s)}")
         self.w(3, f"delay_loop {_num(c.interval_s)}")
         if c.type == "script":
             assert c.script is not None
@@ -561,10 +579,13 @@ class _Exporter:
             self.w(3, f"misc_timeout {max(1, math.ceil(c.timeout_s))}")
             if math.ceil(c.timeout_s) != c.timeout_s:
                 self.changed(f"{path}.timeout", "misc_timeout takes whole seconds: rounded up")
+            if c.dynamic_weight:
+                self.w(3, "misc_dynamic")
         else:
             self.w(3, f"connect_timeout {_num(c.timeout_s)}")
         self.w(3, f"retry {c.fall - 1}")
-        self.w(3, f"delay_before_retry {_num(c.interval_s)}")
+        retry_s = c.delay_before_retry_s if c.delay_before_retry_s is not None else c.interval_s
+        self.w(3, f"delay_before_retry {_num(retry_s)}")
         if c.alpha:
             self.w(3, "alpha")
         if c.rise != 1:
@@ -575,18 +596,41 @@ class _Exporter:
         if c.type in ("http", "https"):
             if c.host is not None:
                 self.w(3, f"virtualhost {_word(c.host)}")
-            self.w(3, "url {")
-            self.w(4, f"path {_word(c.path)}")
-            self.w(4, "status_code " + " ".join(_ranges(c.expect_status)))
-            self.w(3, "}")
-            if c.expect_body is not None:
-                self.dropped(
-                    f"{path}.expect_body",
-                    "keepalived compares a digest of the whole body, not a substring: "
-                    "add digest by hand (genhash) if you need it",
-                )
+            for u in c.http_urls:
+                self.w(3, "url {")
+                self.w(4, f"path {_word(u.path)}")
+                self.w(4, "status_code " + " ".join(_ranges(u.expect_status)))
+                if u.digest is not None:
+                    self.w(4, f"digest {u.digest}")
+                self.w(3, "}")
+                if u.expect_body is not None:
+                    self.dropped(
+                        f"{path}.expect_body",
+                        "keepalived compares a digest of the whole body, not a substring: "
+                        "add digest by hand (genhash) if you need it",
+                    )
+                if u.expect_body_regex is not None:
+                    self.dropped(
+                        f"{path}.expect_body_regex",
+                        "keepalived's url regex is not written: add it by hand if you need it",
+                    )
             if c.tls_verify:
                 self.dropped(f"{path}.tls_verify", "keepalived's SSL_GET does not verify")
+        if c.type == "udp":
+            if c.payload is not None:
+                self.w(3, f"payload {c.payload}")
+            if c.require_reply or c.expect_reply is not None:
+                reply = f" {c.expect_reply}" if c.expect_reply is not None else ""
+                self.w(3, f"require_reply{reply}")
+        if c.type == "dns":
+            self.w(3, f"type {c.query_type}")
+            self.w(3, f"name {c.query_name}")
+            if c.expect_rcode != "NOERROR" or c.expect_answer is not None:
+                self.dropped(
+                    f"{path}.expect_answer",
+                    "keepalived's DNS_CHECK only wants an answer: expect_rcode / "
+                    "expect_answer left out",
+                )
         self.w(2, "}")
 
 

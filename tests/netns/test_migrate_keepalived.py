@@ -87,9 +87,9 @@ def _host_only(line: str, toml_text: str) -> bool:
     """A complaint about this host, not the file: a track script whose program the host
     lacks, or scripts without keepalived's script security when the TOML had none either
     (``script_security = false``: written faithfully, keepalived -t exits 6 and says so)."""
-    if (
-        line.strip()
-        == "SECURITY VIOLATION - scripts are being executed but script_security not enabled."
+    if line.strip() in (
+        "SECURITY VIOLATION - scripts are being executed but script_security not enabled.",
+        "SECURITY VIOLATION - check scripts are being executed but script_security not enabled.",
     ):
         return not tomllib.loads(toml_text).get("global", {}).get("script_security", False)
     m = re.fullmatch(r"Disabling track script (\S+) since not found/accessible", line.strip())

@@ -208,4 +208,69 @@ health_action = "remove"
   [[virtual_server.real_server]]
   address = "10.1.0.11:53"
   forwarding = "dr"
+    [virtual_server.real_server.check]
+    type = "dns"
+    query_name = "example.org"
+    query_type = "AAAA"
+    interval = 4
+    timeout = 2
+    rise = 1
+    fall = 2
+    delay_before_retry = 3
+
+  [[virtual_server.real_server]]
+  address = "10.1.0.12:53"
+    [virtual_server.real_server.check]
+    type = "udp"
+    payload = "0001beef"
+    expect_reply = "00"
+    require_reply = true
+    interval = 4
+    timeout = 2
+    rise = 1
+    fall = 1
+
+[[virtual_server]]
+address = "10.0.0.80:80"
+scheduler = "wlc"
+forwarding = "nat"
+health_action = "remove"
+
+  [[virtual_server.real_server]]
+  address = "10.1.0.31:80"
+  notify_up = "/usr/local/bin/rs-up 10.1.0.31"
+  notify_down = ["/usr/local/bin/rs-down", "10.1.0.31"]
+    [[virtual_server.real_server.check]]
+    type = "http"
+    interval = 5
+    timeout = 2
+    rise = 1
+    fall = 3
+    delay_before_retry = 2
+    warmup = 3
+    connect_ip = "10.1.0.131"
+    bindto = "10.0.0.11"
+    urls = [
+      { path = "/a", expect_status = [200], digest = "9b3a3b6c5d4e2f1a0b9c8d7e6f5a4b3c" },
+      { path = "/b", expect_status = [200, 201, 202, 203, 204] },
+    ]
+    [[virtual_server.real_server.check]]
+    type = "script"
+    script = "/usr/local/bin/weight 10.1.0.31"
+    dynamic_weight = true
+    interval = 10
+    timeout = 4
+    rise = 1
+    fall = 1
+
+  [[virtual_server.real_server]]
+  address = "10.1.0.32:80"
+    [virtual_server.real_server.check]
+    type = "http"
+    path = "/x"
+    digest = "00112233445566778899aabbccddeeff"
+    interval = 5
+    timeout = 2
+    rise = 1
+    fall = 2
 """

@@ -437,11 +437,22 @@ virtual_server 10.0.0.50 80 {
         "timeout": 5,
         "rise": 1,
         "fall": 2,
+        # keepalived retries 1 s after a failure; hadirector's floor is the timeout
+        "delay_before_retry": 5,
         "path": "/health",
         "expect_status": list(range(200, 300)),
     }
-    assert tcp == {"type": "tcp", "port": 8080, "interval": 60, "timeout": 5, "rise": 1, "fall": 2}
+    assert tcp == {
+        "type": "tcp",
+        "port": 8080,
+        "interval": 60,
+        "timeout": 5,
+        "rise": 1,
+        "fall": 2,
+        "delay_before_retry": 5,
+    }
     assert script["type"] == "script" and script["fall"] == 1  # MISC_CHECK's retry is 0
+    assert "delay_before_retry" not in script
     assert vs["health_action"] == "remove"  # keepalived removes unless inhibit_on_failure
     assert "inhibit_on_failure differs" in messages(findings)
     assert vs["real_server"][0]["weight"] == 3
@@ -476,6 +487,7 @@ virtual_server fwmark 7 {
         "timeout": 2,
         "rise": 1,
         "fall": 5,
+        "delay_before_retry": 2,
         "path": "/h",
         "expect_status": [200, 301, 302],
         "host": "www.example.com",
@@ -695,7 +707,14 @@ virtual_server 10.0.0.50 80 {
     toml_text, _ = convert_files({"keepalived.conf": text})
     doc = tomllib.loads(toml_text)
     (vs,) = doc["virtual_server"]
-    assert vs["check"] == {"type": "tcp", "interval": 60, "timeout": 3, "rise": 1, "fall": 2}
+    assert vs["check"] == {
+        "type": "tcp",
+        "interval": 60,
+        "timeout": 3,
+        "rise": 1,
+        "fall": 2,
+        "delay_before_retry": 3,
+    }
     assert all("check" not in rs for rs in vs["real_server"])
     config = load_text(toml_text)
     assert all(rs.check is not None for rs in config.virtual_servers[0].real_servers)
@@ -876,3 +895,89 @@ virtual_server fwmark 5 { lb_kind DR
     assert "quorum" not in fw and "hysteresis" not in fw
     assert "sorry_server 10.1.0.99 8080 with DR/TUN" in messages(findings)
     assert "quorum" not in messages(findings).replace("quorum_", "")
+
+
+def test_checkers_several_urls_digest_retry_and_the_newer_check_types() -> None:
+    text = """
+virtual_server 10.0.0.50 80 {
+    delay_loop 10
+    real_server 10.0.0.11 80 {
+        notify_up "/usr/bin/logger up"
+        notify_down /usr/bin/logger down
+        HTTP_GET {
+            connect_ip 10.0.0.111
+            bindto 10.0.0.1
+            warmup 4
+            connect_timeout 2
+            retry 3
+            delay_before_retry 3
+            url { path /a
+                  digest 9B3A3B6C5D4E2F1A0B9C8D7E6F5A4B3C }
+            url { path /b
+                  status_code 200 301-302 }
+        }
+        MISC_CHECK {
+            misc_path "/usr/bin/w 10.0.0.11"
+            misc_timeout 5
+            misc_dynamic
+        }
+    }
+    real_server 10.0.0.12 80 {
+        UDP_CHECK {
+            connect_port 53
+            connect_timeout 2
+            payload 00 01 ff
+            require_reply 00
+            delay_before_retry 1
+        }
+        DNS_CHECK { connect_port 53
+            connect_timeout 2
+            retry 0 }
+        DNS_CHECK { connect_port 53
+            connect_timeout 2
+            retry 0
+            type AAAA
+            name example.org }
+    }
+}
+"""
+    doc, findings = convert_text(text)
+    first, second = doc["virtual_server"][0]["real_server"]
+    assert (first["notify_up"], first["notify_down"]) == (
+        "/usr/bin/logger up",
+        "/usr/bin/logger down",
+    )
+    http, script = first["check"]  # keepalived needs every checker up, as hadirector does
+    assert http == {
+        "type": "http",
+        "connect_ip": "10.0.0.111",
+        "bindto": "10.0.0.1",
+        "interval": 10,
+        "timeout": 2,
+        "rise": 1,
+        "fall": 4,
+        "delay_before_retry": 3,
+        "warmup": 4,
+        "urls": [
+            {
+                "path": "/a",
+                "expect_status": list(range(200, 300)),
+                "digest": "9b3a3b6c5d4e2f1a0b9c8d7e6f5a4b3c",
+            },
+            {"path": "/b", "expect_status": [200, 301, 302]},
+        ],
+    }
+    assert script["dynamic_weight"] is True and script["timeout"] == 5
+    udp, dns_default, dns = second["check"]
+    # an explicit delay below the timeout is raised to it, and said
+    assert udp["delay_before_retry"] == 2
+    assert (udp["payload"], udp["require_reply"], udp["expect_reply"]) == ("0001ff", True, "00")
+    # keepalived's DNS_CHECK defaults (type A, name ".") are hadirector's: nothing written
+    assert "query_type" not in dns_default and "query_name" not in dns_default
+    assert (dns["query_type"], dns["query_name"]) == ("AAAA", "example.org")
+    said = messages(findings)
+    assert "delay_before_retry 1: hadirector needs it at least the check timeout" in said
+    for word in ("url", "digest", "connect_ip", "bindto", "warmup", "misc_dynamic", "notify"):
+        assert word not in said.replace("delay_before_retry 1", ""), said
+    config = load_text(tomlout_dumps(doc))
+    assert len(config.virtual_servers[0].real_servers[1].extra_checks) == 2
