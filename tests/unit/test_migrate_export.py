@@ -210,3 +210,44 @@ def test_no_mail_no_smtp_alert_written() -> None:
     conf, findings = export(toml_text)
     assert "smtp" not in conf and "notification_email" not in conf
     assert findings.exit_code == 0
+
+
+def test_pools_groups_and_checkers_are_written_with_keepalived_keywords() -> None:
+    conf, findings = export(FULL)
+    assert findings.exit_code == 0, findings.text()
+    lines = {line.strip() for line in conf.splitlines()}
+    for line in (
+        "quorum 2",
+        "hysteresis 1",
+        "quorum_up \"/usr/bin/logger -t lb 'quorum up'\"",
+        "quorum_down \"/usr/bin/logger 'quorum down'\"",
+        "sorry_server 10.1.0.99 80",
+        "sorry_server_lvs_method DR",
+        "sorry_server_inhibit",
+        "sorry_server 2001:db8::99 443",
+        "virtual_server_group web {",
+        "10.0.0.70 8080",
+        "fwmark 9",
+        "virtual_server group web {",
+        "digest 9b3a3b6c5d4e2f1a0b9c8d7e6f5a4b3c",
+        "status_code 200-204",
+        "connect_ip 10.1.0.131",
+        "bindto 10.0.0.11",
+        "warmup 3",
+        "delay_before_retry 2",
+        "misc_dynamic",
+        "UDP_CHECK {",
+        "payload 0001beef",
+        "require_reply 00",
+        "DNS_CHECK {",
+        "type AAAA",
+        "name example.org",
+        'notify_up "/usr/local/bin/rs-up 10.1.0.31"',
+    ):
+        assert line in lines, line
+    # one virtual_server block for the group's five members
+    assert conf.count("virtual_server group web {") == 1
+    # both checkers of 10.1.0.31 in its block
+    block = conf[conf.index("real_server 10.1.0.31 80") : conf.index("real_server 10.1.0.32 80")]
+    assert "HTTP_GET {" in block and "MISC_CHECK {" in block
+    assert block.count("url {") == 2
