@@ -1044,18 +1044,26 @@ class Lab:
         return node
 
     def wait_forwarding(self, node: Node, timeout_s: float = 5.0) -> None:
-        """Wait until the bridge forwards on the node's port (carrier seen, port enabled).
+        """Wait until the bridge forwards on the node's port (carrier seen, port enabled)
+        and the node's own end has carrier too.
 
-        The bridge learns of a carrier change a moment after ``ip link set up`` returns;
-        a frame sent in between is dropped. Call this after ``set_carrier(True)`` too.
+        Each side learns of a carrier change a moment after ``ip link set up`` returns
+        (the kernel's link-watch work, on its own namespace's schedule); a frame sent in
+        between is dropped. Call this after ``set_carrier(True)`` too.
         """
         deadline = time.monotonic() + timeout_s
         while True:
             out = self.switch.ip("-d", "-o", "link", "show", "dev", node.port).stdout
-            if "bridge_slave state forwarding" in out and " state UP " in out:
+            mine = node.netns.ip("-o", "link", "show", "dev", node.ifname).stdout
+            if (
+                "bridge_slave state forwarding" in out
+                and " state UP " in out
+                and "LOWER_UP" in mine
+                and " state UP " in mine
+            ):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"bridge port {node.port} not forwarding: {out}")
+                raise TimeoutError(f"bridge port {node.port} not forwarding: {out} / {mine}")
             time.sleep(0.01)
 
     def on_close(self, cleanup: Callable[[], None]) -> None:
