@@ -26,6 +26,13 @@ previous_delta), 2 persistence-engine data (up to 255 bytes), 3 persistence-engi
 to 16 bytes). A type with bit 0x40 set may be skipped by a receiver that does not know it;
 any other unknown type makes the message invalid.
 
+hadirector's own control messages (bulk resync, sync/bulk.py) are version 1 messages with
+no entry and a 12-byte trailer that a kernel receiver ignores (it checks the header's size
+against the datagram and then reads ``count`` entries, here none)::
+
+    8-11: "HDRS"    12: kind (1: resync request, 2: resync done)    13-15: 0
+    16-19: entries sent (done) or 0 (request)
+
 Version 0 messages (first byte = entry count) are not decoded: the kernel sends version 1
 unless ``net.ipv4.vs.sync_version`` is set to 0.
 
@@ -48,10 +55,12 @@ __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_PORT",
     "Conn",
+    "Control",
     "Message",
     "SeqAdjust",
     "decode",
     "encode",
+    "encode_control",
     "pack",
 ]
 
@@ -139,10 +148,37 @@ class Conn:
         return bool(self.flags & F_TEMPLATE)
 
 
+CONTROL_MAGIC = b"HDRS"
+CONTROL = struct.Struct("!4sB3xI")
+REQUEST = 1
+DONE = 2
+
+
+@dataclass(frozen=True)
+class Control:
+    """A hadirector control message: ``kind`` REQUEST or DONE, ``entries`` sent (DONE)."""
+
+    kind: int
+    entries: int = 0
+
+
 @dataclass(frozen=True)
 class Message:
     syncid: int
     conns: tuple[Conn, ...] = field(default_factory=tuple)
+    control: Control | None = None
+
+
+def encode_control(syncid: int, control: Control) -> bytes:
+    """A control message (no entries: a kernel backup daemon takes it and does nothing)."""
+    _check_range("sync id", syncid, 8)
+    if control.kind not in (REQUEST, DONE):
+        raise ValueError(f"unknown control kind {control.kind}")
+    _check_range("entries", control.entries, 32)
+    size = HEADER_LEN + CONTROL.size
+    return HEADER.pack(0, syncid, size, 0, VERSION, 0) + CONTROL.pack(
+        CONTROL_MAGIC, control.kind, control.entries
+    )
 
 
 def _check_range(name: str, value: int, bits: int) -> None:
@@ -339,6 +375,10 @@ def decode(data: bytes) -> Message:
         p += _pad(p)
         conn, p = _decode_conn(data, p)
         conns.append(conn)
+    if count == 0 and len(data) == HEADER_LEN + CONTROL.size:
+        magic, kind, entries = CONTROL.unpack_from(data, HEADER_LEN)
+        if magic == CONTROL_MAGIC and kind in (REQUEST, DONE) and data[13:16] == bytes(3):
+            return Message(syncid, (), Control(kind, entries))
     if p != len(data):
         raise _bad("trailing", f"{len(data) - p} bytes after the last entry")
     return Message(syncid, tuple(conns))

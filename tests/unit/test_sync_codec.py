@@ -224,7 +224,11 @@ def test_garbage_gives_a_message_or_decode_error_only(data: bytes) -> None:
     except DecodeError as error:
         assert error.reason.startswith("sync.")
     else:  # what decoded re-encodes to a message that decodes the same
-        assert codec.decode(codec.encode(message.syncid, message.conns)) == message
+        if message.control is not None:
+            again = codec.encode_control(message.syncid, message.control)
+        else:
+            again = codec.encode(message.syncid, message.conns)
+        assert codec.decode(again) == message
 
 
 @given(st.lists(conns(), min_size=1, max_size=5), st.data())
@@ -251,3 +255,22 @@ def test_mutated_valid_messages_give_message_or_decode_error(
         codec.decode(bytes(good))
     except DecodeError as error:
         assert error.reason.startswith("sync.")
+
+
+def test_control_messages() -> None:
+    request = codec.encode_control(4, codec.Control(codec.REQUEST))
+    assert request == bytes([0, 4, 0, 20, 0, 1, 0, 0]) + b"HDRS" + bytes([1, 0, 0, 0]) + bytes(4)
+    assert codec.decode(request) == codec.Message(4, (), codec.Control(codec.REQUEST))
+    done = codec.encode_control(4, codec.Control(codec.DONE, 70000))
+    assert codec.decode(done).control == codec.Control(codec.DONE, 70000)
+    with pytest.raises(ValueError, match="kind"):
+        codec.encode_control(4, codec.Control(3))
+    bad_kind = request[:12] + bytes([3]) + request[13:]
+    with pytest.raises(DecodeError, match="trailing"):
+        codec.decode(bad_kind)
+
+
+@given(st.integers(0, 255), st.sampled_from([codec.REQUEST, codec.DONE]), u32)
+def test_control_round_trip(syncid: int, kind: int, entries: int) -> None:
+    control = codec.Control(kind, entries)
+    assert codec.decode(codec.encode_control(syncid, control)) == codec.Message(syncid, (), control)
