@@ -20,6 +20,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -31,7 +32,7 @@ from hadirector.ipvs.types import SyncState
 from hadirector.sync import bulk, codec, table
 from hadirector.sync.kernel import SyncKernel
 
-from .lvslab import Lab, in_netns, socket_in
+from .lvslab import Lab, agent, in_netns, socket_in
 
 pytestmark = pytest.mark.vm
 
@@ -40,6 +41,7 @@ SERVICE = ServiceKey.virtual("tcp", VIP, 80)
 REALS = (DestKey.of("192.0.2.2", 8080), DestKey.of("192.0.2.2", 8081))
 CLIENTS = [f"203.0.113.{20 + i}" for i in range(6)]
 SYNCID = 9
+AGENT_START_TIMEOUT_S = 150.0
 
 
 @pytest.fixture
@@ -351,3 +353,75 @@ def test_resync_of_10000_connections(directors: tuple[str, str]) -> None:
         f"sent in {sent.seconds:.2f} s, DONE after {arrival.seconds:.2f} s, "
         f"all listed by the joiner's kernel after {landed_s:.2f} s"
     )
+
+
+AGENT_CONFIG = """
+[global]
+router_id = "{name}"
+
+[[vrrp_instance]]
+name = "web"
+interface = "{dev}"
+vrid = 61
+priority = {priority}
+advert_interval = 1.0
+virtual_addresses = ["192.0.2.100/24"]
+
+[ipvs.sync]
+interface = "{dev}"
+syncid = 9
+resync_timeout = 60
+
+[[virtual_server]]
+address = "{vip}:80"
+scheduler = "rr"
+forwarding = "nat"
+persistence_timeout = 300
+  [[virtual_server.real_server]]
+  address = "192.0.2.2:8080"
+  [[virtual_server.real_server]]
+  address = "192.0.2.2:8081"
+"""
+
+
+def test_agents_resync_a_joining_backup(directors: tuple[str, str], tmp_path: Path) -> None:
+    """Agent A is master with held-open connections made while no backup listened; agent B
+    then starts, asks, and its kernel table gets them all (same real servers)."""
+    a, b = directors
+    configs = {}
+    for name, dev, priority in (("a", "a0", 150), ("b", "b0", 100)):
+        configs[name] = tmp_path / f"{name}.toml"
+        configs[name].write_text(
+            AGENT_CONFIG.format(name=name, dev=dev, priority=priority, vip=VIP)
+        )
+    server = EchoServer(b)
+    held: list[socket.socket] = []
+    try:
+        with agent(a, configs["a"]) as agent_a:
+            agent_a.wait_for(
+                "sync.master", AGENT_START_TIMEOUT_S, 0, lambda e: e.get("vrrp_state") == "MASTER"
+            )
+            held = _open_clients(a)
+            source = _proc(a)
+            assert len(source) == 2 * len(CLIENTS)
+            assert _proc(b) == []
+            with agent(b, configs["b"]) as agent_b:
+                arrived = agent_b.wait_for(
+                    "sync.resync_arrived", AGENT_START_TIMEOUT_S, 0, lambda e: True
+                )
+                assert arrived["entries"] == len(source), agent_b.transcript()
+                [sent] = agent_a.named("sync.resync_sent")
+                assert (sent["entries"], sent["templates"], sent["skipped"]) == (
+                    len(source),
+                    len(CLIENTS),
+                    0,
+                )
+                want = _keyed(source)
+                deadline = time.monotonic() + 30
+                while (landed := _keyed(_proc(b))) != want and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert landed == want
+    finally:
+        for client in held:
+            client.close()
+        server.close()
