@@ -296,6 +296,7 @@ class Agent:
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
             anycast=self.anycast.status(),
+            resync=self.sync.resync_status(time.monotonic()),
         )
 
     def runtime_metrics(self) -> list[Any]:

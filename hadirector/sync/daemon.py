@@ -40,6 +40,7 @@ from hadirector import logs
 from hadirector.config.schema import Config, SyncDaemonSettings
 from hadirector.errors import IpvsUnavailable, KernelError
 from hadirector.ipvs.types import SyncState
+from hadirector.status import ResyncStatus
 from hadirector.sync import roles
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ class SyncDaemons:
         self._in_step = True
         self._touched = False  # this process started or stopped a daemon
         self._failures: dict[SyncState, str] = {}  # last error logged per role
-        self.last_resync: dict[str, Any] | None = None  # the latest sent or received
+        # The latest resync sent or asked for: (role, arrived, entries, seconds, when).
+        self.last_resync: tuple[str, bool, int, float, float] | None = None
         self._resync_role: SyncState | None = None
         self._resync_scope: trio.CancelScope | None = None
 
@@ -135,6 +137,13 @@ class SyncDaemons:
             nursery.cancel_scope.cancel()
 
     # -- bulk resync -------------------------------------------------------------------
+
+    def resync_status(self, now: float) -> ResyncStatus | None:
+        """The last resync for ``hadirector status`` (None: none yet)."""
+        if self.last_resync is None:
+            return None
+        role, arrived, entries, seconds, when = self.last_resync
+        return ResyncStatus(role, arrived, entries, seconds, round(now - when, 3))
 
     def _resync_wanted(self) -> SyncState | None:
         settings = self.settings
@@ -205,13 +214,13 @@ class SyncDaemons:
                     except (OSError, KernelError, ValueError) as exc:
                         self.log.error("sync.resync_failed", role="master", error=str(exc))
                         return
-                    self.last_resync = {
-                        "role": "master",
-                        "entries": sent.entries,
-                        "templates": sent.templates,
-                        "skipped": sent.skipped,
-                        "seconds": round(sent.seconds, 3),
-                    }
+                    self.last_resync = (
+                        "master",
+                        True,
+                        sent.entries,
+                        round(sent.seconds, 3),
+                        time.monotonic(),
+                    )
                     self.log.info(
                         "sync.resync_sent",
                         entries=sent.entries,
@@ -245,23 +254,26 @@ class SyncDaemons:
                     self.log.error("sync.resync_failed", role="backup", error=str(exc))
                     return
                 if arrival is None:
-                    self.last_resync = {
-                        "role": "backup",
-                        "arrived": False,
-                        "waited_s": settings.resync_timeout_s,
-                    }
+                    self.last_resync = (
+                        "backup",
+                        False,
+                        0,
+                        settings.resync_timeout_s,
+                        time.monotonic(),
+                    )
                     self.log.warning(
                         "sync.resync_timeout",
                         waited_s=settings.resync_timeout_s,
                         effect="only connections the kernel's daemons send reach this director",
                     )
                     return
-                self.last_resync = {
-                    "role": "backup",
-                    "arrived": True,
-                    "entries": arrival.received,
-                    "seconds": round(arrival.seconds, 3),
-                }
+                self.last_resync = (
+                    "backup",
+                    True,
+                    arrival.received,
+                    round(arrival.seconds, 3),
+                    time.monotonic(),
+                )
                 self.log.info(
                     "sync.resync_arrived",
                     entries=arrival.received,
