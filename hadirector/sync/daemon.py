@@ -19,8 +19,11 @@ whole connection table (sync/bulk.py; ``sync.resync_sent`` with entries, templat
 skipped, messages, seconds). Each time the role becomes backup (start, restart, a master
 stepping down), the agent sends REQUEST and waits for the master's DONE up to
 ``resync_timeout_s``: ``sync.resync_arrived`` (entries, seconds) or ``sync.resync_timeout``.
-``last_resync`` keeps the latest of these. Resync errors are logged
-(``sync.resync_failed``) and never fatal. Preemption does not wait for the resync yet.
+``last_resync`` keeps the latest of these. While the joiner waits, preemption of the
+deciding instances is held (``hold_preempt``, set by the agent; VrrpMachine.hold_preempt):
+a joiner of higher priority takes over only once its resync has arrived or the wait ran
+out, whichever comes first (both logs say ``preempt="released"``). Resync errors are
+logged (``sync.resync_failed``) and never fatal.
 
 This module only sequences I/O; it must not decide roles itself, and it must not hold up
 VRRP (it runs as its own task and never blocks a VRRP instance).
@@ -82,6 +85,9 @@ class SyncDaemons:
         self.last_resync: tuple[str, bool, int, float, float] | None = None
         self._resync_role: SyncState | None = None
         self._resync_scope: trio.CancelScope | None = None
+        # Holds (seconds) or releases (None) preemption of the deciding instances while a
+        # resync is awaited; set by the agent.
+        self.hold_preempt: Callable[[float | None], None] | None = None
 
     # -- inputs (synchronous: called from VRRP tasks, never block them) ----------------
 
@@ -244,6 +250,8 @@ class SyncDaemons:
             with listener, sender:
                 started = time.monotonic()
                 arrival = None
+                if self.hold_preempt is not None:
+                    self.hold_preempt(settings.resync_timeout_s)
                 try:
                     await bulk.request_resync(
                         sender, settings.syncid, str(settings.mcast_group), settings.mcast_port
@@ -253,6 +261,9 @@ class SyncDaemons:
                 except OSError as exc:
                     self.log.error("sync.resync_failed", role="backup", error=str(exc))
                     return
+                finally:
+                    if self.hold_preempt is not None:
+                        self.hold_preempt(None)
                 if arrival is None:
                     self.last_resync = (
                         "backup",
@@ -264,6 +275,7 @@ class SyncDaemons:
                     self.log.warning(
                         "sync.resync_timeout",
                         waited_s=settings.resync_timeout_s,
+                        preempt="released",
                         effect="only connections the kernel's daemons send reach this director",
                     )
                     return
@@ -279,6 +291,7 @@ class SyncDaemons:
                     entries=arrival.received,
                     announced=arrival.announced,
                     seconds=round(arrival.seconds, 3),
+                    preempt="released",
                 )
 
     async def stop(self) -> None:

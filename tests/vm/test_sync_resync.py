@@ -370,7 +370,8 @@ virtual_addresses = ["192.0.2.100/24"]
 [ipvs.sync]
 interface = "{dev}"
 syncid = 9
-resync_timeout = 60
+resync_timeout = {timeout}
+bulk_resync = {bulk}
 
 [[virtual_server]]
 address = "{vip}:80"
@@ -392,7 +393,9 @@ def test_agents_resync_a_joining_backup(directors: tuple[str, str], tmp_path: Pa
     for name, dev, priority in (("a", "a0", 150), ("b", "b0", 100)):
         configs[name] = tmp_path / f"{name}.toml"
         configs[name].write_text(
-            AGENT_CONFIG.format(name=name, dev=dev, priority=priority, vip=VIP)
+            AGENT_CONFIG.format(
+                name=name, dev=dev, priority=priority, vip=VIP, timeout=60, bulk="true"
+            )
         )
     server = EchoServer(b)
     held: list[socket.socket] = []
@@ -421,6 +424,54 @@ def test_agents_resync_a_joining_backup(directors: tuple[str, str], tmp_path: Pa
                 while (landed := _keyed(_proc(b))) != want and time.monotonic() < deadline:
                     time.sleep(0.2)
                 assert landed == want
+    finally:
+        for client in held:
+            client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("master_answers", [True, False], ids=["answered", "unanswered"])
+def test_a_preferred_joiner_preempts_only_after_its_resync(
+    directors: tuple[str, str], tmp_path: Path, master_answers: bool
+) -> None:
+    """B (priority 200) joins while A (150) is master. B holds its preemption until the
+    resync has arrived (A answers) or its resync_timeout ran out (A has bulk_resync off):
+    B's MASTER transition comes after sync.resync_arrived / sync.resync_timeout, and with
+    the resync, B's table holds A's connections before B takes over."""
+    a, b = directors
+    texts = {
+        "a": ("a0", 150, 60, "true" if master_answers else "false"),
+        "b": ("b0", 200, 60 if master_answers else 20, "true"),
+    }
+    configs = {}
+    for name, (dev, priority, timeout, bulk_on) in texts.items():
+        configs[name] = tmp_path / f"{name}.toml"
+        configs[name].write_text(
+            AGENT_CONFIG.format(
+                name=name, dev=dev, priority=priority, vip=VIP, timeout=timeout, bulk=bulk_on
+            )
+        )
+    server = EchoServer(b)
+    held: list[socket.socket] = []
+    try:
+        with agent(a, configs["a"]) as agent_a:
+            agent_a.wait_for(
+                "sync.master", AGENT_START_TIMEOUT_S, 0, lambda e: e.get("vrrp_state") == "MASTER"
+            )
+            held = _open_clients(a)
+            source = _proc(a)
+            with agent(b, configs["b"]) as agent_b:
+                became_master = agent_b.wait_for(
+                    "vrrp.transition", AGENT_START_TIMEOUT_S, 0, lambda e: e["new"] == "MASTER"
+                )
+                names = [e["event"] for e in agent_b.events]
+                master_at = agent_b.events.index(became_master)
+                outcome = "sync.resync_arrived" if master_answers else "sync.resync_timeout"
+                assert outcome in names[:master_at], agent_b.transcript()
+                if master_answers:
+                    assert _keyed(_proc(b)) >= _keyed(source)
+                else:
+                    assert "sync.resync_arrived" not in names
     finally:
         for client in held:
             client.close()
