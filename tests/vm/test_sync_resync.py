@@ -413,7 +413,7 @@ def test_agents_resync_a_joining_backup(directors: tuple[str, str], tmp_path: Pa
                     "sync.resync_arrived", AGENT_START_TIMEOUT_S, 0, lambda e: True
                 )
                 assert arrived["entries"] == len(source), agent_b.transcript()
-                [sent] = agent_a.named("sync.resync_sent")
+                sent = agent_a.wait_for("sync.resync_sent", AGENT_START_TIMEOUT_S)
                 assert (sent["entries"], sent["templates"], sent["skipped"]) == (
                     len(source),
                     len(CLIENTS),
