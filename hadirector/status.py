@@ -268,6 +268,39 @@ class AnycastStatus:
 
 
 @dataclass(frozen=True)
+class ResyncStatus:
+    """The last bulk resync (sync/bulk.py): ``role`` "master" (sent to a joiner) or
+    "backup" (asked for; ``arrived`` False: nothing within resync_timeout, ``seconds`` is
+    then the time waited); ``age_s`` since it ended."""
+
+    role: str
+    arrived: bool
+    entries: int
+    seconds: float
+    age_s: float
+
+    def to_json(self) -> Json:
+        return {
+            "role": self.role,
+            "arrived": self.arrived,
+            "entries": self.entries,
+            "seconds": self.seconds,
+            "age_s": self.age_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "resync") -> ResyncStatus:
+        r = _Reader(data, where)
+        return cls(
+            role=r.text("role"),
+            arrived=r.flag("arrived"),
+            entries=r.integer("entries"),
+            seconds=r.number("seconds"),
+            age_s=r.number("age_s"),
+        )
+
+
+@dataclass(frozen=True)
 class AgentStatus:
     """The whole report: the router, its instances (by name), sync groups, IPVS, checks
     and notify scripts."""
@@ -283,6 +316,7 @@ class AgentStatus:
     checks: ChecksStatus = ChecksStatus()
     notify: NotifyStatus = NotifyStatus()
     anycast: AnycastStatus = AnycastStatus()
+    resync: ResyncStatus | None = None  # None: no bulk resync yet
 
     def instance(self, name: str) -> InstanceStatus:
         """The instance called ``name`` (KeyError if there is none)."""
@@ -305,6 +339,7 @@ class AgentStatus:
             "checks": self.checks.to_json(),
             "notify": self.notify.to_json(),
             "anycast": self.anycast.to_json(),
+            "resync": None if self.resync is None else self.resync.to_json(),
         }
 
     @classmethod
@@ -333,6 +368,12 @@ class AgentStatus:
                 AnycastStatus.from_json(r.data["anycast"], "status.anycast")
                 if "anycast" in r.data
                 else AnycastStatus()
+            ),
+            # Absent from an agent older than bulk resync.
+            resync=(
+                ResyncStatus.from_json(r.data["resync"], "status.resync")
+                if r.data.get("resync") is not None
+                else None
             ),
         )
 

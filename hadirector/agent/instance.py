@@ -567,6 +567,8 @@ class Instance:
             return machine.set_priority(self.agent.effective_priority(self.cfg), now)
         if kind == "force":
             return machine.force(event[1], now, event[2])
+        if kind == "hold_preempt":  # seconds from now, or None: release (bulk resync)
+            return machine.hold_preempt(None if event[1] is None else now + event[1])
         if kind == "stop":
             return machine.stop(now)
         if kind == "reconfigure":

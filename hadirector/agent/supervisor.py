@@ -95,6 +95,7 @@ class Agent:
         self.wakeups = Wakeups()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
+        self.sync.hold_preempt = self._hold_preempt  # while a bulk resync is awaited
         self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
         # Quorum, sorry servers, drained servers and per-server hooks, between the checks
         # and IPVS; its events feed the alerts.
@@ -207,6 +208,20 @@ class Agent:
         self.alerts.set_conditions(wiring.INSTANCE_FAULT, insts)
         self.alerts.set_conditions(wiring.GROUP_FAULT, groups)
 
+    def _hold_preempt(self, seconds: float | None) -> None:
+        """Hold (or release: None) preemption of the instances that decide connection sync."""
+        settings = self.config.ipvs.sync
+        if settings is None:
+            return
+        names = [settings.instance] if settings.instance is not None else []
+        for g in self.config.sync_groups:
+            if g.name == settings.group:
+                names = list(g.instances)
+        for name in names:
+            instance = self.instances.get(name)
+            if instance is not None:
+                instance.post("hold_preempt", seconds)
+
     # -- sync groups ------------------------------------------------------------------
 
     def _build_groups(self) -> None:
@@ -296,6 +311,7 @@ class Agent:
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
             anycast=self.anycast.status(),
+            resync=self.sync.resync_status(time.monotonic()),
         )
 
     def runtime_metrics(self) -> list[Any]:

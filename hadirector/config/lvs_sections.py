@@ -229,6 +229,10 @@ class LvsSections(Checker):
             mcast_port=t.opt("mcast_port", self.integer(1, 65535), SYNC.mcast_port),
             mcast_ttl=t.opt("mcast_ttl", self.integer(1, 255), SYNC.mcast_ttl),
             both=t.opt("both", self.boolean(), SYNC.both),
+            bulk_resync=t.opt("bulk_resync", self.boolean(), SYNC.bulk_resync),
+            resync_timeout_s=t.opt(
+                "resync_timeout", self.seconds(0, 600, lo_open=True), SYNC.resync_timeout_s
+            ),
         )
 
     def multicast_group(self, value: object, path: str) -> IPAddress | None:

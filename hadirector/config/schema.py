@@ -254,6 +254,10 @@ class SyncDaemonSettings:
     # Run the master and the backup daemon together, whatever VRRP says (anycast directors:
     # each sends its connections to all the others and receives theirs).
     both: bool = False
+    # Bulk resync (sync/bulk.py): as master, answer a joiner's request with the whole
+    # connection table; as a joiner (backup), ask for it and wait up to resync_timeout_s.
+    bulk_resync: bool = True
+    resync_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)

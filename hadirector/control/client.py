@@ -132,6 +132,17 @@ def format_status(st: AgentStatus) -> str:
         for a in anycast.addresses:
             word = "announced" if a.announced else "withdrawn"
             lines.append(f"  {a.address} {word}: {a.reason}")
+    resync = st.resync
+    if resync is not None:
+        ago = f"{_duration(resync.age_s)} ago"
+        if resync.role == "master":
+            lines.append(f"resync: sent {resync.entries} entries in {resync.seconds:.2f}s, {ago}")
+        elif resync.arrived:
+            lines.append(
+                f"resync: received {resync.entries} entries in {resync.seconds:.2f}s, {ago}"
+            )
+        else:
+            lines.append(f"resync: none arrived within {resync.seconds:.0f}s, {ago}")
     text = f"notify: {st.notify.pending} pending"
     if st.notify.failures is not None:
         text += f", {st.notify.failures} failed"

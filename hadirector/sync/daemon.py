@@ -13,6 +13,18 @@ steps and performs them, logging ``sync.master`` / ``sync.backup`` (a daemon sta
 and retried every ``RETRY_INTERVAL_S`` while the kernel is out of step; it is never fatal.
 A kernel without IPVS is reported once (``sync.unavailable``) and VRRP goes on.
 
+Bulk resync (``bulk_resync``, on by default; not with ``both``): while the role is
+master, a task listens on the sync group for a joiner's REQUEST and answers each with the
+whole connection table (sync/bulk.py; ``sync.resync_sent`` with entries, templates,
+skipped, messages, seconds). Each time the role becomes backup (start, restart, a master
+stepping down), the agent sends REQUEST and waits for the master's DONE up to
+``resync_timeout_s``: ``sync.resync_arrived`` (entries, seconds) or ``sync.resync_timeout``.
+``last_resync`` keeps the latest of these. While the joiner waits, preemption of the
+deciding instances is held (``hold_preempt``, set by the agent; VrrpMachine.hold_preempt):
+a joiner of higher priority takes over only once its resync has arrived or the wait ran
+out, whichever comes first (both logs say ``preempt="released"``). Resync errors are
+logged (``sync.resync_failed``) and never fatal.
+
 This module only sequences I/O; it must not decide roles itself, and it must not hold up
 VRRP (it runs as its own task and never blocks a VRRP instance).
 """
@@ -20,6 +32,8 @@ VRRP (it runs as its own task and never blocks a VRRP instance).
 from __future__ import annotations
 
 import math
+import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +43,7 @@ from hadirector import logs
 from hadirector.config.schema import Config, SyncDaemonSettings
 from hadirector.errors import IpvsUnavailable, KernelError
 from hadirector.ipvs.types import SyncState
+from hadirector.status import ResyncStatus
 from hadirector.sync import roles
 
 if TYPE_CHECKING:
@@ -66,6 +81,13 @@ class SyncDaemons:
         self._in_step = True
         self._touched = False  # this process started or stopped a daemon
         self._failures: dict[SyncState, str] = {}  # last error logged per role
+        # The latest resync sent or asked for: (role, arrived, entries, seconds, when).
+        self.last_resync: tuple[str, bool, int, float, float] | None = None
+        self._resync_role: SyncState | None = None
+        self._resync_scope: trio.CancelScope | None = None
+        # Holds (seconds) or releases (None) preemption of the deciding instances while a
+        # resync is awaited; set by the agent.
+        self.hold_preempt: Callable[[float | None], None] | None = None
 
     # -- inputs (synchronous: called from VRRP tasks, never block them) ----------------
 
@@ -110,12 +132,167 @@ class SyncDaemons:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while not self.stopping:
-            await self.apply()
-            wait_s = math.inf if self._in_step else RETRY_INTERVAL_S
-            with trio.move_on_after(wait_s):
-                await self._wake.wait()
-            self._wake = trio.Event()
+        async with trio.open_nursery() as nursery:
+            while not self.stopping:
+                await self.apply()
+                self._follow_resync(nursery)
+                wait_s = math.inf if self._in_step else RETRY_INTERVAL_S
+                with trio.move_on_after(wait_s):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+            nursery.cancel_scope.cancel()
+
+    # -- bulk resync -------------------------------------------------------------------
+
+    def resync_status(self, now: float) -> ResyncStatus | None:
+        """The last resync for ``hadirector status`` (None: none yet)."""
+        if self.last_resync is None:
+            return None
+        role, arrived, entries, seconds, when = self.last_resync
+        return ResyncStatus(role, arrived, entries, seconds, round(now - when, 3))
+
+    def _resync_wanted(self) -> SyncState | None:
+        settings = self.settings
+        if self.stopping or settings is None or settings.both or not settings.bulk_resync:
+            return None
+        if not self.available:
+            return None
+        return roles.role_for(self.deciding_state)
+
+    def _follow_resync(self, nursery: trio.Nursery) -> None:
+        """Start the resync task of the current role when the role changed."""
+        role = self._resync_wanted()
+        if role == self._resync_role:
+            return
+        if self._resync_scope is not None:
+            self._resync_scope.cancel()
+            self._resync_scope = None
+        self._resync_role = role
+        if role is None or self.settings is None:
+            return
+        scope = trio.CancelScope()
+        self._resync_scope = scope
+        task = self._answer if role is SyncState.MASTER else self._ask
+        nursery.start_soon(task, self.settings, scope)
+
+    def _sockets(self, settings: SyncDaemonSettings) -> tuple[socket.socket, socket.socket]:
+        from hadirector.sync import bulk
+
+        group = str(settings.mcast_group)
+        family = socket.AF_INET6 if ":" in group else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            bulk.join_group(
+                listener, socket.if_nametoindex(settings.interface), group, settings.mcast_port
+            )
+            sender = bulk.open_sender(settings.interface, group, settings.mcast_ttl)
+        except BaseException:
+            listener.close()
+            raise
+        return listener, sender
+
+    async def _answer(self, settings: SyncDaemonSettings, scope: trio.CancelScope) -> None:
+        from hadirector.sync import bulk
+
+        with scope:
+            try:
+                listener, sender = self._sockets(settings)
+            except OSError as exc:
+                self.log.error("sync.resync_failed", role="master", error=str(exc))
+                return
+            with listener, sender:
+
+                async def respond() -> None:
+                    kernel = self._kernel
+                    if kernel is None:
+                        return
+                    try:
+                        sent = await bulk.resync(
+                            await kernel.table(),
+                            ifname=settings.interface,
+                            syncid=settings.syncid,
+                            group=str(settings.mcast_group),
+                            port=settings.mcast_port,
+                            ttl=settings.mcast_ttl,
+                            maxlen=settings.maxlen,
+                            sock=sender,
+                        )
+                    except (OSError, KernelError, ValueError) as exc:
+                        self.log.error("sync.resync_failed", role="master", error=str(exc))
+                        return
+                    self.last_resync = (
+                        "master",
+                        True,
+                        sent.entries,
+                        round(sent.seconds, 3),
+                        time.monotonic(),
+                    )
+                    self.log.info(
+                        "sync.resync_sent",
+                        entries=sent.entries,
+                        templates=sent.templates,
+                        skipped=sent.skipped,
+                        messages=sent.messages,
+                        seconds=round(sent.seconds, 3),
+                    )
+
+                await bulk.answer_requests(listener, settings.syncid, respond)
+
+    async def _ask(self, settings: SyncDaemonSettings, scope: trio.CancelScope) -> None:
+        from hadirector.sync import bulk
+
+        with scope:
+            try:
+                listener, sender = self._sockets(settings)
+            except OSError as exc:
+                self.log.error("sync.resync_failed", role="backup", error=str(exc))
+                return
+            with listener, sender:
+                started = time.monotonic()
+                arrival = None
+                if self.hold_preempt is not None:
+                    self.hold_preempt(settings.resync_timeout_s)
+                try:
+                    await bulk.request_resync(
+                        sender, settings.syncid, str(settings.mcast_group), settings.mcast_port
+                    )
+                    with trio.move_on_after(settings.resync_timeout_s):
+                        arrival = await bulk.wait_for_resync(listener, settings.syncid, started)
+                except OSError as exc:
+                    self.log.error("sync.resync_failed", role="backup", error=str(exc))
+                    return
+                finally:
+                    if self.hold_preempt is not None:
+                        self.hold_preempt(None)
+                if arrival is None:
+                    self.last_resync = (
+                        "backup",
+                        False,
+                        0,
+                        settings.resync_timeout_s,
+                        time.monotonic(),
+                    )
+                    self.log.warning(
+                        "sync.resync_timeout",
+                        waited_s=settings.resync_timeout_s,
+                        preempt="released",
+                        effect="only connections the kernel's daemons send reach this director",
+                    )
+                    return
+                self.last_resync = (
+                    "backup",
+                    True,
+                    arrival.received,
+                    round(arrival.seconds, 3),
+                    time.monotonic(),
+                )
+                self.log.info(
+                    "sync.resync_arrived",
+                    entries=arrival.received,
+                    announced=arrival.announced,
+                    seconds=round(arrival.seconds, 3),
+                    preempt="released",
+                )
 
     async def stop(self) -> None:
         """The agent is stopping: stop both daemons, then close the kernel socket."""

@@ -67,6 +67,11 @@ Master_Down_Timer, counted as ``preempt_delayed``); after that window they are d
 preemption follows the normal §6.4.2 path (the Master_Down_Timer expires). The delay never
 holds back a takeover from a master that fell silent or sent priority 0.
 
+An outside hold (``hold_preempt``, used while a bulk resync of the connection table is
+awaited: sync/daemon.py) works the same way until its deadline or its release: adverts from
+a lower-priority master are accepted as if preemption were off (``preempt_held``). It too
+never holds back a takeover from a master that fell silent or sent priority 0.
+
 Tracking (``set_priority``) changes the effective priority: in BACKUP it applies to the next
 Skew_Time/Master_Down_Interval computed, in MASTER from the next advert. ``None`` means a
 tracked resource failed: FAULT. The address owner (base priority 255) keeps 255 whatever the
@@ -215,6 +220,7 @@ COUNTER_NAMES = (
     "accepted",
     "discarded_lower_priority",
     "preempt_delayed",
+    "preempt_held",
     "preempted",
     "split_brain_won",
     "transitions",
@@ -258,6 +264,7 @@ class VrrpMachine:
         self._backup_since: float | None = None
         self._last_advert: SendAdvert | None = None
         self._advert_early_s = timers.interval_s(cfg.advert_interval_cs) * ADVERT_EARLY_FRACTION
+        self._preempt_hold_until: float | None = None
 
     # -- properties ------------------------------------------------------------------
 
@@ -481,9 +488,13 @@ class VrrpMachine:
             and self._backup_since is not None
             and now < self._backup_since + timers.interval_s(self.cfg.preempt_delay_cs)
         )
-        if not self.cfg.preempt or priority >= self.effective_priority or held:
+        hold_until = self._preempt_hold_until
+        outside = self.cfg.preempt and hold_until is not None and now < hold_until
+        if not self.cfg.preempt or priority >= self.effective_priority or held or outside:
             if priority < self.effective_priority and held:
                 self.counters["preempt_delayed"] += 1
+            elif priority < self.effective_priority and outside:
+                self.counters["preempt_held"] += 1
             self.counters["accepted"] += 1
             self._adopt_interval(interval_cs)
             self._arm_master_down(now, "master down interval expired")
@@ -628,6 +639,15 @@ class VrrpMachine:
             1, self.cfg.advert_interval_cs, self.cfg.version
         )
         return [self._advert(now, STOP_PRIORITY)]
+
+    def hold_preempt(self, until: float | None) -> list[Action]:
+        """Hold preemption until ``until`` (the clock of ``now``); None releases the hold.
+
+        While held, a BACKUP accepts adverts from a lower-priority master as if preemption
+        were off; once released (or past the deadline) the next one is discarded and the
+        Master_Down_Timer runs out as usual. No action of its own."""
+        self._preempt_hold_until = until
+        return []
 
     def force(self, state: State, now: float, reason: str) -> list[Action]:
         """Sync-group command: go to ``state`` (FAULT, BACKUP or MASTER)."""

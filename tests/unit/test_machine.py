@@ -255,6 +255,42 @@ def test_preempt_delay_never_delays_a_silent_or_leaving_master() -> None:
     assert m.next_deadline() == 2.0 + SKEW_100
 
 
+# -- hold_preempt (bulk resync) ----------------------------------------------------------
+
+
+def test_hold_preempt_holds_until_released() -> None:
+    m = backup(0.0)
+    assert m.hold_preempt(60.0) == []
+    for t in (1.0, 3.0, 5.0):
+        assert advert(m, t, priority=50) == []
+        assert m.next_deadline() == t + DOWN_100  # accepted as if preemption were off
+    assert m.counters["preempt_held"] == 3
+    m.hold_preempt(None)  # the resync arrived
+    assert advert(m, 6.0, priority=50) == []
+    assert m.next_deadline() == 5.0 + DOWN_100  # discarded: the timer runs out, we preempt
+    assert m.timer(5.0 + DOWN_100)[0].new is State.MASTER  # type: ignore[union-attr]
+
+
+def test_hold_preempt_ends_at_its_deadline() -> None:
+    m = backup(0.0)
+    m.hold_preempt(4.0)
+    advert(m, 3.0, priority=50)
+    advert(m, 4.5, priority=50)
+    assert m.next_deadline() == 3.0 + DOWN_100
+    assert m.counters["preempt_held"] == 1
+
+
+def test_hold_preempt_never_delays_a_silent_or_leaving_master() -> None:
+    m = backup(0.0)
+    m.hold_preempt(600.0)
+    advert(m, 1.0, priority=50)
+    assert m.timer(1.0 + DOWN_100)[0].new is State.MASTER  # type: ignore[union-attr]
+    m2 = backup(0.0)
+    m2.hold_preempt(600.0)
+    advert(m2, 1.0, priority=0)
+    assert m2.next_deadline() == 1.0 + SKEW_100
+
+
 # -- §6.4.3 master ------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",
     "hadirector/sync/roles.py",
+    "hadirector/sync/table.py",
     "hadirector/status.py",
     "hadirector/control/protocol.py",
     "hadirector/migrate/kaconf.py",

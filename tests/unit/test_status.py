@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from hadirector.control.client import format_status
 from hadirector.status import (
     STATES,
     AgentStatus,
+    ResyncStatus,
     StatusError,
 )
 from hadirector.vrrp.machine import State
@@ -64,6 +66,7 @@ WIRE: dict[str, Any] = {
     },
     "notify": {"pending": 0, "failures": 1},
     "anycast": {"device": None, "route_table": 0, "error": None, "addresses": []},
+    "resync": None,
 }
 
 
@@ -144,3 +147,28 @@ def test_a_report_that_is_not_an_object(data: object) -> None:
 
 def test_the_states_are_the_machines() -> None:
     assert set(STATES) == {s.value for s in State}
+
+
+@pytest.mark.parametrize(
+    ("resync", "line"),
+    [
+        (
+            ResyncStatus("master", True, 12, 0.25, 65.0),
+            "resync: sent 12 entries in 0.25s, 1m05s ago",
+        ),
+        (
+            ResyncStatus("backup", True, 12, 0.5, 3.0),
+            "resync: received 12 entries in 0.50s, 3.0s ago",
+        ),
+        (ResyncStatus("backup", False, 0, 10.0, 1.0), "resync: none arrived within 10s, 1.0s ago"),
+    ],
+)
+def test_the_last_resync_round_trips_and_is_printed(resync: ResyncStatus, line: str) -> None:
+    st = dataclasses.replace(snapshot(), resync=resync)
+    assert AgentStatus.from_json(json.loads(json.dumps(st.to_json()))) == st
+    assert line in format_status(st).splitlines()
+    older = st.to_json()
+    del older["resync"]  # an agent from before bulk resync
+    assert AgentStatus.from_json(older).resync is None
+    with pytest.raises(StatusError, match=r"status\.resync\.entries"):
+        AgentStatus.from_json({**st.to_json(), "resync": {**resync.to_json(), "entries": "x"}})

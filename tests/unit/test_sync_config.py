@@ -67,6 +67,22 @@ def test_every_key_is_read() -> None:
     assert sync.mcast_group == ipaddress.IPv6Address("ff02::81")
 
 
+def test_bulk_resync_keys() -> None:
+    sync = load_text(document('interface = "eth1"')).ipvs.sync
+    assert sync is not None and (sync.bulk_resync, sync.resync_timeout_s) == (True, 10.0)
+    text = document('interface = "eth1"\nbulk_resync = false\nresync_timeout = 2.5')
+    sync = load_text(text).ipvs.sync
+    assert sync is not None and (sync.bulk_resync, sync.resync_timeout_s) == (False, 2.5)
+    assert any(
+        p.startswith("ipvs.sync.resync_timeout:")
+        for p in problems(document('interface = "eth1"\nresync_timeout = 0'))
+    )
+    assert any(
+        p.startswith("ipvs.sync.bulk_resync:")
+        for p in problems(document('interface = "eth1"\nbulk_resync = "yes"'))
+    )
+
+
 def test_a_sync_group_can_decide() -> None:
     text = document('interface = "eth1"\ngroup = "lvs"', instances=("a", "b"), group="lvs")
     sync = load_text(text).ipvs.sync

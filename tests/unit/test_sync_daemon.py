@@ -92,3 +92,23 @@ def test_the_deciding_state_follows_instance_or_group() -> None:
     assert by_group.deciding_state is None  # the group has not reported yet
     by_group.on_group("g", "MASTER")
     assert by_group.deciding_state == "MASTER"
+
+
+def test_bulk_resync_follows_the_role_unless_off_or_both() -> None:
+    from hadirector.ipvs.types import SyncState
+
+    sync = SyncDaemons(load_text(CONFIG))
+    assert sync._resync_wanted() is None  # the kernel not known to have IPVS yet
+    sync.available = True
+    assert sync._resync_wanted() is SyncState.BACKUP  # starting: ask the master
+    sync.on_instance("web", "MASTER")
+    assert sync._resync_wanted() is SyncState.MASTER  # answer joiners
+    sync.on_instance("web", "STOPPED")
+    assert sync._resync_wanted() is None
+    off = SyncDaemons(load_text(CONFIG + "bulk_resync = false\n"))
+    off.available = True
+    assert off._resync_wanted() is None
+    both_text = CONFIG.replace('interface = "eth1"', 'interface = "eth1"\nboth = true')
+    both = SyncDaemons(load_text(both_text))
+    both.available = True
+    assert both._resync_wanted() is None
