@@ -1,8 +1,9 @@
 """Failback with bulk resync: a pair of ``hadirector run`` directors, inside the VM.
 
-The lab, configuration and helpers are test_lvs_sync.py's (A priority 150, B 100, a sync
-group ``lvs`` of the client-side and the gateway VIP, NAT services: port 80 persistent,
-port 9000 plain; ``[ipvs.sync]`` on sync0), with ``resync_timeout = 60``.
+The lab, configuration and helpers are synclab.py's, shared with test_lvs_sync.py (A
+priority 150, B 100, a sync group ``lvs`` of the client-side and the gateway VIP, NAT
+services: port 80 persistent, port 9000 plain; ``[ipvs.sync]`` on sync0), with
+``resync_timeout = 60``.
 
 1. A is master; B joins as backup. A crashes (SIGKILL, its links down): B takes over.
 2. Through B only: the other client takes the round robin's first pick, the client makes
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from .lvslab import Lab, RealServer, agent, socket_in
-from .test_lvs_sync import (
+from .synclab import (
     ECHO_PORT,
     HTTP_PORT,
     RS,
