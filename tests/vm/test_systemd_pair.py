@@ -627,7 +627,9 @@ def test_upgrade_restarts_the_running_units_and_the_vip_stays_served(pair: Pair)
     time.sleep(0.5)
     result = probe.stop()
     print(f"upgrade {OLD} -> {NEW} under the pair: {result['sent']} probes, "
-          f"{result['lost']} lost, longest gap {result['longest_gap_ms']} ms")  # fmt: skip
+          f"{result['lost']} lost, longest gap {result['longest_gap_ms']} ms "
+          f"(the prober's own longest send gap {result['max_send_gap_ms']} ms, "
+          f"{result['skipped_slots']} slots skipped)")  # fmt: skip
     for d in (a, b):
         print_journal(d.unit, marks[d.unit], f"upgrade to {NEW}")
     starts = {d.unit: events(d.unit, "agent.stopped", marks[d.unit]) for d in (a, b)}
