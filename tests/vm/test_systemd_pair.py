@@ -464,12 +464,16 @@ def test_hardening_leaves_every_feature_working(pair: Pair) -> None:
     assert a.notify_log.stat().st_uid == pwd.getpwnam(USER).pw_uid
     assert events(a.unit, "check.up")
     assert not events(a.unit, "ipvs.unavailable")
-    # The one warning at start: scripts run as the agent's user (it cannot change user).
+    # The warnings at start: scripts run as the agent's user (it cannot change user); and
+    # pool.quorum_lost when the pool is evaluated before the alpha check's first pass (the
+    # real server starts at weight 0; whether it comes first is a race). Nothing else.
     warned = [e for e in journal(a.unit) if e.priority <= 4]
-    assert [e.record and e.record.get("event") for e in warned] == [
-        "security.scripts_as_agent_user"
-    ], [e.message for e in warned]
-    assert warned[0].record and warned[0].record["user"] == USER
+    names = [e.record and e.record.get("event") for e in warned]
+    assert names.count("security.scripts_as_agent_user") == 1, [e.message for e in warned]
+    assert set(names) <= {"security.scripts_as_agent_user", "pool.quorum_lost"}, names
+    assert names.count("pool.quorum_lost") <= 1, names
+    own = next(e for e in warned if e.record and e.record["event"].startswith("security."))
+    assert own.record and own.record["user"] == USER
     for unit in ("hadirector.service", a.unit):
         out = subprocess.run(
             ["systemd-analyze", "security", "--no-pager", unit], capture_output=True, text=True
