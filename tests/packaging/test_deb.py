@@ -29,12 +29,11 @@ from typing import Any
 import pytest
 
 import hadirector
+from tests.debs import NEW, OLD, build_both
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "tools" / "vm" / "run-in-vm"
 GUEST = Path(__file__).with_name("deb_guest.py")
-OLD = f"{hadirector.__version__}-1"
-NEW = f"{hadirector.__version__}-2"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (dpkg, the VM)")
 
@@ -42,17 +41,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (dpkg, the
 @pytest.fixture(scope="session")
 def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The package built twice, versions OLD and NEW (once per session)."""
-    out = tmp_path_factory.mktemp("debs")
-    built = {}
-    for version in (OLD, NEW):
-        env = dict(os.environ, HADIRECTOR_DEB_VERSION=version, HADIRECTOR_DEB_OUT=str(out))
-        proc = subprocess.run(
-            [str(REPO / "tools" / "build-deb")], env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        (deb,) = out.glob(f"hadirector_{version}_*.deb")
-        built[version] = deb
-    return built
+    return build_both(tmp_path_factory.mktemp("debs"))
 
 
 def _field(deb: Path, name: str) -> str:

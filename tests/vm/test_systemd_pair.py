@@ -1,10 +1,12 @@
 """The pair under real systemd: two ``hadirector@`` units in two network namespaces of the VM.
 
 The VM boots systemd as PID 1 (``@pytest.mark.vm(systemd=True)``: ``run-in-vm --systemd``,
-one boot for this module). ``install_agent()`` installs the agent the way a package does
-(``/usr/sbin/hadirector`` and the repository's unit files in /lib/systemd/system); until a
-Debian package exists it is a wrapper running this tree's code. Topology (namespaces of this
-module, documentation addresses only)::
+one boot for this module). The agent is the Debian package of this tree: ``vm_host_setup``
+builds it on the host before the boot (tools/build-deb, versions OLD and NEW, see
+tests/debs.py) and the fixture installs OLD with ``dpkg -i`` in the VM's throw-away root: its
+postinst creates the ``hadirector`` user, and the shipped units run the agent as that user
+with CAP_NET_ADMIN and CAP_NET_RAW only. Topology (namespaces of this module,
+documentation addresses only)::
 
     dir-a eth0 192.0.2.1 (priority 150) ─┐
     dir-b eth0 192.0.2.2 (priority 100) ─┼─ bridge br0 (switch namespace)
@@ -13,17 +15,20 @@ module, documentation addresses only)::
 ``hadirector@a`` and ``hadirector@b`` run /etc/hadirector/{a,b}.toml, each put in its
 namespace by a drop-in (``NetworkNamespacePath=``). The agents run with the shipped unit's
 hardening and every feature that needs a privilege: VRRP (raw socket), gratuitous ARP
-(packet socket), addresses (netlink), IPVS (generic netlink; a NAT service with a script
-health check, alpha) and nftables (a fwmark service's marking rule), a notify script, a
-track script. The client probes the VIP every 10 ms with tests/netns/prober.py (every probe
-numbered and matched: exact counts).
+(packet socket), addresses (netlink), IPVS (generic netlink, ip_vs loaded by the unit's
+``ExecStartPre=+``, the rr scheduler by the drop-in README documents; a NAT service with a
+script health check, alpha) and nftables (a fwmark service's marking rule), a notify script,
+a track script (scripts as the agent's user). The client probes the VIP every 10 ms with
+tests/netns/prober.py (every probe numbered and matched: exact counts).
 
 The tests run in file order, each from the steady state (a MASTER, b BACKUP) and back to it:
 
 1. ``systemctl start`` returns once each instance has its first state; b is started before
    its interface exists (a director booting before its network): it is active at once, says
    what it waits for, and comes up as BACKUP once the interface appears.
-2. Hardening leaves every feature working; ``systemd-analyze security`` prints the exposure.
+2. The agent runs as ``hadirector`` with only CAP_NET_ADMIN and CAP_NET_RAW (effective,
+   permitted, ambient, bounding); hardening leaves every feature working;
+   ``systemd-analyze security`` prints the exposure.
 3. ``systemctl reload`` applies a changed file; a broken file is refused, reported in
    ``systemctl status`` and in the journal at priority err, the old configuration runs on;
    ``journalctl -p warning`` shows warnings and errors only.
@@ -32,7 +37,9 @@ The tests run in file order, each from the steady state (a MASTER, b BACKUP) and
    handover are printed); started again, a preempts back.
 6. SIGSTOP of the master: b takes over, the watchdog kills a, systemd restarts it, b holds
    the VIP meanwhile; a preempts back. ``systemctl status`` of both units is printed.
-7. Shutdown order: a stand-in for the network service (its stop takes a's interface down,
+7. Upgrade to NEW with both units running: the postinst restarts them one at a time (each
+   stop hands over, each start returns once ready); the probes through it are counted.
+8. Shutdown order: a stand-in for the network service (its stop takes a's interface down,
    ordered ``Before=network.target`` as networking.service is) and a are stopped in one
    transaction, as a shutdown does: a hands over before its interface goes down (0 lost).
 """
@@ -43,10 +50,8 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -56,9 +61,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.debs import NEW, OLD, build_both
 from tests.netns.prober import ProberRun
 
-from .lvslab import REPO, Lab, control_status, in_netns, run
+from .lvslab import Lab, control_status, in_netns, run
 
 pytestmark = pytest.mark.vm(systemd=True)
 
@@ -75,28 +81,57 @@ ETC_UNITS = Path("/etc/systemd/system")
 STATE_TIMEOUT_S = 90.0
 PROBE_INTERVAL_MS = 10.0
 SHUTDOWN_TARGET = "vmtest-shutdown.target"
-#: Where the notify scripts (run as script_user nobody) write.
+#: Where the notify scripts (run as the agent's user) write.
 NOTIFY_DIR = Path("/run/vmtest-notify")
 NET_UNIT = "vmtest-net-a.service"
+USER = "hadirector"
+#: CAP_NET_ADMIN (12) and CAP_NET_RAW (13), and nothing else.
+AGENT_CAPS = (1 << 12) | (1 << 13)
+#: The drop-in README "Running under systemd" gives for scheduler modules.
+SCHEDULER_DROPIN = "[Service]\nExecStartPre=+/sbin/modprobe -a ip_vs_rr\n"
+DEB_ENV = {OLD: "HADIRECTOR_TEST_DEB_OLD", NEW: "HADIRECTOR_TEST_DEB_NEW"}
+
+
+def vm_host_setup(exchange: Path) -> dict[str, str]:
+    """On the host, before the boot (tests/vm/vmplugin.py): build the package, OLD and NEW."""
+    debs = build_both(exchange)
+    return {DEB_ENV[version]: str(path) for version, path in debs.items()}
+
+
+def deb(version: str) -> Path:
+    path = os.environ.get(DEB_ENV[version], "")
+    if not path or not Path(path).is_file():
+        pytest.fail(f"no package {version}: {DEB_ENV[version]}={path!r} (built by vm_host_setup)")
+    return Path(path)
+
+
+def dpkg_install(version: str) -> str:
+    """``dpkg -i`` the package; its output (the maintainer scripts' included)."""
+    # The maintainer scripts run the package's own interpreter: none of this test's Python.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    proc = subprocess.run(
+        ["dpkg", "-i", str(deb(version))], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = run("dpkg-query", "-W", "-f", "${Version}", "hadirector").strip()
+    assert installed == version, installed
+    return proc.stdout + proc.stderr
 
 
 def install_agent() -> None:
-    """Install the agent as a package would: ``/usr/sbin/hadirector`` and the units.
+    """``dpkg -i`` OLD: the agent in /usr/lib/hadirector, the units, the ``hadirector`` user."""
+    with pytest.raises(KeyError):
+        pwd.getpwnam(USER)  # a fresh root: the package makes the user
+    print(dpkg_install(OLD), end="")
+    assert Path("/usr/sbin/hadirector").resolve() == Path("/usr/lib/hadirector/venv/bin/hadirector")
+    assert (UNIT_DIR / "hadirector@.service").is_file()
+    assert pwd.getpwnam(USER).pw_uid < 1000  # a system user
 
-    Until the Debian package exists, ``/usr/sbin/hadirector`` is a wrapper that runs this
-    tree's code with this interpreter (outside /tmp: the unit has PrivateTmp); the VM's root
-    is a throw-away overlay. With the package this becomes ``dpkg -i dist/*.deb``."""
-    wrapper = Path("/usr/sbin/hadirector")
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f"export PYTHONPATH={REPO}\n"
-        "export PYTHONDONTWRITEBYTECODE=1\n"
-        f'exec {sys.executable} -m hadirector "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    for unit in ("hadirector.service", "hadirector@.service"):
-        shutil.copy(REPO / "systemd" / unit, UNIT_DIR / unit)
-    run("systemctl", "daemon-reload")
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
 
 
 # --- small tools --------------------------------------------------------------------------
@@ -214,7 +249,6 @@ class Director:
 [global]
 router_id = "dir-{name}"
 control_socket = "{self.socket}"
-script_user = "nobody"
 
 [[track_script]]
 name = "runs"
@@ -259,8 +293,11 @@ match = {{ address = "{VIP}", protocol = "tcp", ports = [25] }}
 """
 
     def write_config(self, text: str | None = None) -> None:
+        """As README says for a file that may hold secrets: 0640 root:hadirector."""
         self.config.parent.mkdir(parents=True, exist_ok=True)
         self.config.write_text(self.config_text() if text is None else text)
+        os.chown(self.config, 0, pwd.getpwnam(USER).pw_gid)
+        self.config.chmod(0o640)
 
 
 class Probes:
@@ -300,7 +337,13 @@ class Pair:
 def pair() -> Iterator[Pair]:
     if os.environ.get("HADIRECTOR_VM_SYSTEMD") != "1" or not Path("/run/systemd/system").is_dir():
         pytest.fail("these tests need systemd as PID 1 (run-in-vm --systemd)")
-    subprocess.run(["modprobe", "-a", "ip_vs", "ip_vs_rr", "nf_tables"], check=True)
+    # ip_vs and its scheduler are loaded by the units (ExecStartPre=+), not here.
+    assert not Path("/sys/module/ip_vs").exists(), "ip_vs loaded before the units started"
+    subprocess.run(["modprobe", "-a", "nf_tables"], check=True)
+    # The VM's root is the build machine's: a container image whose policy-rc.d (exit 101)
+    # forbids maintainer scripts to start or restart services. A director has none; the
+    # overlay's copy goes, so the postinst's restarts run as they would there.
+    Path("/usr/sbin/policy-rc.d").unlink(missing_ok=True)
     install_agent()
     NOTIFY_DIR.mkdir(mode=0o1777, exist_ok=True)
     NOTIFY_DIR.chmod(0o1777)
@@ -321,6 +364,7 @@ def pair() -> Iterator[Pair]:
             (dropin / "netns.conf").write_text(
                 f"[Service]\nNetworkNamespacePath=/run/netns/{d.netns}\n"
             )
+            (dropin / "schedulers.conf").write_text(SCHEDULER_DROPIN)
         run("systemctl", "daemon-reload")
         p = Pair(lab, a, b, switch, client, Probes(client, tmpdir))
         p.plug(a)  # b's interface comes later (test 1)
@@ -363,6 +407,31 @@ def test_start_returns_once_each_instance_has_its_first_state(pair: Pair) -> Non
 # --- 2. hardening ------------------------------------------------------------------------
 
 
+def test_agent_runs_as_its_user_with_two_capabilities(pair: Pair) -> None:
+    pair.steady()
+    user = pwd.getpwnam(USER)
+    for d in (pair.a, pair.b):
+        pid = d.pid()
+        status = proc_status(pid)
+        ps_user = run("ps", "-o", "user=", "-p", str(pid)).strip()
+        caps = {k: status[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+        print(f"{d.unit} pid {pid}: ps user {ps_user}; Uid {status['Uid']}; "
+              f"Gid {status['Gid']}; Groups {status['Groups']!r}; NoNewPrivs "
+              f"{status['NoNewPrivs']}; {caps}")  # fmt: skip
+        assert ps_user == USER
+        assert status["Uid"].split() == [str(user.pw_uid)] * 4
+        assert status["Gid"].split() == [str(user.pw_gid)] * 4
+        for key in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(caps[key], 16) == AGENT_CAPS, (key, caps)
+        assert status["NoNewPrivs"] == "1"
+        # Its runtime directory (the control socket's) belongs to it.
+        assert d.socket.parent.stat().st_uid == user.pw_uid
+        assert d.socket.stat().st_uid == user.pw_uid
+        # ip_vs came from the unit's ExecStartPre=+ (not loaded before: see the fixture).
+        print(f"{d.unit} ExecStartPre: {show(d.unit, 'ExecStartPre')}")
+    assert Path("/sys/module/ip_vs").exists() and Path("/sys/module/ip_vs_rr").exists()
+
+
 def test_hardening_leaves_every_feature_working(pair: Pair) -> None:
     a = pair.a
     pair.steady()
@@ -389,13 +458,22 @@ def test_hardening_leaves_every_feature_working(pair: Pair) -> None:
     # nftables: the fwmark service's marking rule.
     ruleset = in_netns(a.netns, "nft", "list", "table", "inet", "hadirector")
     assert "mark set" in ruleset and "dport" in ruleset, ruleset
-    # The notify script ran as script_user (keepalived's arguments), the track script
+    # The notify script ran as the agent's user (keepalived's arguments), the track script
     # keeps running (a failure would be FAULT: weight 0).
     assert "INSTANCE VI_1 MASTER" in a.notify_log.read_text()
-    assert a.notify_log.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    assert a.notify_log.stat().st_uid == pwd.getpwnam(USER).pw_uid
     assert events(a.unit, "check.up")
     assert not events(a.unit, "ipvs.unavailable")
-    assert not [e for e in journal(a.unit) if e.priority <= 4], "a warning or error at start"
+    # The warnings at start: scripts run as the agent's user (it cannot change user); and
+    # pool.quorum_lost when the pool is evaluated before the alpha check's first pass (the
+    # real server starts at weight 0; whether it comes first is a race). Nothing else.
+    warned = [e for e in journal(a.unit) if e.priority <= 4]
+    names = [e.record and e.record.get("event") for e in warned]
+    assert names.count("security.scripts_as_agent_user") == 1, [e.message for e in warned]
+    assert set(names) <= {"security.scripts_as_agent_user", "pool.quorum_lost"}, names
+    assert names.count("pool.quorum_lost") <= 1, names
+    own = next(e for e in warned if e.record and e.record["event"].startswith("security."))
+    assert own.record and own.record["user"] == USER
     for unit in ("hadirector.service", a.unit):
         out = subprocess.run(
             ["systemd-analyze", "security", "--no-pager", unit], capture_output=True, text=True
@@ -403,6 +481,8 @@ def test_hardening_leaves_every_feature_working(pair: Pair) -> None:
         last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr
         print(f"systemd-analyze security {unit}: {last}")
         assert "Overall exposure level" in last, out.stdout + out.stderr
+        # systemd's words: SAFE, OK, MEDIUM, EXPOSED, UNSAFE; README promises OK or better.
+        assert re.search(r": \d+\.\d (SAFE|OK)\b", last), last
 
 
 # --- 3. reload ---------------------------------------------------------------------------
@@ -528,7 +608,40 @@ def test_watchdog_restarts_a_hung_agent_while_the_peer_holds_the_vip(pair: Pair)
         print(systemctl("status", "--no-pager", "-n", "0", unit, check=False).stdout)
 
 
-# --- 7. shutdown order --------------------------------------------------------------------
+# --- 7. upgrade ---------------------------------------------------------------------------
+
+
+def test_upgrade_restarts_the_running_units_and_the_vip_stays_served(pair: Pair) -> None:
+    """``dpkg -i`` NEW under the running pair: the postinst restarts each running unit, one
+    after the other (the master's stop hands over to the backup, its start returns once it
+    is ready); no unit is left stopped and the VIP is answered throughout."""
+    a, b = pair.a, pair.b
+    pair.steady()
+    marks = {d.unit: cursor(d.unit) for d in (a, b)}
+    pids = {d.unit: d.pid() for d in (a, b)}
+    probe = pair.probes.start()
+    time.sleep(0.5)
+    output = dpkg_install(NEW)
+    print(output, end="")
+    for d in (a, b):
+        assert show(d.unit, "ActiveState") == "active", d.unit
+        assert d.pid() != pids[d.unit], f"{d.unit} not restarted"
+        assert proc_status(d.pid())["Uid"].split()[0] == str(pwd.getpwnam(USER).pw_uid)
+    pair.steady()
+    time.sleep(0.5)
+    result = probe.stop()
+    print(f"upgrade {OLD} -> {NEW} under the pair: {result['sent']} probes, "
+          f"{result['lost']} lost, longest gap {result['longest_gap_ms']} ms "
+          f"(the prober's own longest send gap {result['max_send_gap_ms']} ms, "
+          f"{result['skipped_slots']} slots skipped)")  # fmt: skip
+    for d in (a, b):
+        print_journal(d.unit, marks[d.unit], f"upgrade to {NEW}")
+    starts = {d.unit: events(d.unit, "agent.stopped", marks[d.unit]) for d in (a, b)}
+    assert all(starts.values()), starts  # each stopped gracefully (and started again)
+    assert result["lost"] == 0, result
+
+
+# --- 8. shutdown order --------------------------------------------------------------------
 
 
 def test_shutdown_stops_the_agent_before_the_network(pair: Pair) -> None:

@@ -14,6 +14,11 @@ PID 1 (``run-in-vm --systemd``; HADIRECTOR_VM_SYSTEMD=1 in the guest): one boot 
 them, started when the first of them runs; its output goes to
 ``.vmcache/last-vm-systemd-run.log``.
 
+A test module may define ``vm_host_setup(exchange: Path) -> dict[str, str]``: called on the
+host before its boot (once per module), with the boot's writable exchange directory; what
+it returns is added to the guest's environment (name it ``HADIRECTOR_*`` so it passes
+through). For what only the host can do, such as building the Debian package.
+
 Inside the VM (HADIRECTOR_IN_VM=1) the tests run normally; when HADIRECTOR_VM_REPORT names a
 file, the per-test records are written to it.
 
@@ -206,6 +211,7 @@ class HostVmRunner:
                 *node_ids,
             ]
             env = dict(os.environ, **{REPORT_ENV: str(report)})
+            env.update(self._host_setup(session, systemd, Path(exchange)))
             tail: list[str] = []
             with (
                 log_path.open("w") as log,
@@ -237,6 +243,22 @@ class HostVmRunner:
                 f"VM run exited {status} ({meaning}); tail of {log_path}:\n" + "".join(tail)
             )
         return results
+
+    @staticmethod
+    def _host_setup(session: pytest.Session, systemd: bool, exchange: Path) -> dict[str, str]:
+        """Each module's ``vm_host_setup(exchange)``, once; the environment they return."""
+        env: dict[str, str] = {}
+        seen: set[str] = set()
+        for item in session.items:
+            if not isinstance(item, VmStandIn) or wants_systemd(item) != systemd:
+                continue
+            module = getattr(item.original, "module", None)
+            setup = getattr(module, "vm_host_setup", None)
+            if module is None or setup is None or module.__name__ in seen:
+                continue
+            seen.add(module.__name__)
+            env.update(setup(exchange))
+        return env
 
 
 def wants_systemd(item: pytest.Item) -> bool:
