@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hadirector.ipvs.importer import toml_string
+
 ARRAY_TABLES = frozenset(
     {
         "vrrp_instance",
@@ -26,23 +28,7 @@ ARRAY_TABLES = frozenset(
 )
 
 
-def string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+string = toml_string  # one TOML basic-string writer for both importers
 
 
 def value(v: Any) -> str:
