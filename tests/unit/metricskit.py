@@ -12,6 +12,7 @@ from hadirector.alerts.dispatch import Alerts
 from hadirector.checks import probes
 from hadirector.checks.runner import HealthChecker
 from hadirector.config.load import load_text
+from hadirector.ipvs import model, pool
 from hadirector.ipvs.model import Dest, DestKey, ServiceKey
 from hadirector.ipvs.types import DestState, ServiceTraffic, Stats
 from hadirector.metrics import render, runtime_metrics
@@ -123,7 +124,11 @@ class TrafficRead:
 
 
 def probed_page(
-    config_text: str = RS_CONFIG, alerts_text: str = "", sync: Any = None, ipvs: Any = None
+    config_text: str = RS_CONFIG,
+    alerts_text: str = "",
+    sync: Any = None,
+    ipvs: Any = None,
+    pools: Any = None,
 ) -> str:
     """The page of a checker run on the mock clock until both servers were probed twice:
     10.0.0.5 fails (refused, then a timeout), 10.0.0.6 passes; every probe takes 3 ms."""
@@ -149,7 +154,9 @@ def probed_page(
         async with trio.open_nursery() as nursery:
             await nursery.start(checker.run)
             await done.wait()
-            page = render(status_report(), runtime_metrics(config, checker, alerts, sync, ipvs))
+            page = render(
+                status_report(), runtime_metrics(config, checker, alerts, sync, ipvs, pools)
+            )
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -178,4 +185,17 @@ def exported_page() -> str:
     )
     sync = SyncDaemons(load_text(text))
     sync.on_instance("web", "MASTER")
-    return probed_page(text, ALERTS_TEXT, sync, TrafficRead())
+    return probed_page(text, ALERTS_TEXT, sync, TrafficRead(), PoolsRead(text))
+
+
+class PoolsRead:
+    """What the metrics read of the agent's pool keeper (agent/pools.py): the quorum state
+    of the pure core, with 10.0.0.5 out and drained."""
+
+    def __init__(self, config_text: str) -> None:
+        config = load_text(config_text)
+        vs = config.virtual_servers[0]
+        out = {(vs.key, model.dest_key_of(vs, rs)) for rs in vs.real_servers[:1]}
+        self.core = pool.Pools()
+        self.core.update(config.virtual_servers, out)
+        self.drained = out

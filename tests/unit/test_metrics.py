@@ -278,3 +278,11 @@ def test_ipvs_traffic_metrics() -> None:
     assert ("hadirector_ipvs_dest_bytes_total", (("direction", "in"), a, svc), 3000.0) in got
     assert ("hadirector_ipvs_dest_active_connections", (b, svc), 5.0) in got
     assert ("hadirector_ipvs_dest_inactive_connections", (a, svc), 8.0) in got
+
+
+def test_pool_metrics_on_the_exported_page() -> None:
+    got = samples(exported_page())
+    svc = ("service", "tcp 192.0.2.10:80")
+    assert ("hadirector_virtual_server_quorum", (svc,), 1.0) in got
+    assert ("hadirector_virtual_server_live_weight", (svc,), 7.0) in got
+    assert ("hadirector_real_server_drained", (("server", "10.0.0.5:80"), svc), 1.0) in got
