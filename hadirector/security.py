@@ -322,6 +322,20 @@ def preflight_problems(config: Config) -> list[Problem]:
     return problems
 
 
+def startup_notes(config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """(event, fields) of what the agent says once at start at info level: a non-root
+    agent without ``script_user`` runs its scripts as itself (as the shipped units do)."""
+    if os.geteuid() == 0 or config.global_.script_user is not None:
+        return []
+    if not any(True for _ in script_paths(config)):
+        return []
+    fields = {
+        "user": user_name(os.geteuid()),
+        "detail": "the agent is not root: scripts run as its own user",
+    }
+    return [("security.scripts_as_agent_user", fields)]
+
+
 def startup_warnings(
     config: Config, config_path: Path | str | None
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -340,14 +354,20 @@ def startup_warnings(
                 },
             )
         )
-    if scripts and me != 0:
-        fields: dict[str, Any] = {
-            "user": user_name(me),
-            "detail": "the agent is not root: scripts run as its own user",
-        }
-        if glob.script_user is not None:
-            fields["ignored"] = f"script_user = {glob.script_user!r}"
-        out.append(("security.scripts_as_agent_user", fields))
+    if scripts and me != 0 and glob.script_user is not None:
+        # The operator asked for another user, and an agent that is not root cannot
+        # switch: worth a warning. Without script_user it is the expected set-up (the
+        # shipped units): an info line, startup_notes.
+        out.append(
+            (
+                "security.scripts_as_agent_user",
+                {
+                    "user": user_name(me),
+                    "detail": "the agent is not root: scripts run as its own user",
+                    "ignored": f"script_user = {glob.script_user!r}",
+                },
+            )
+        )
     warning = config_secret_warning(config, config_path)
     if warning:
         out.append(("security.secret_readable", {"detail": warning}))

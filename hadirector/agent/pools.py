@@ -17,6 +17,12 @@ A server that comes back (its check recovers, or it is undrained) in a service w
 ``slow_start`` climbs to its weight in steps (ipvs/pool.py ``SlowStart``; logged as
 ``pool.slow_start``): ``run`` hands IPVS each next weight when it is due.
 
+Start (and a reload adding services) is deterministic: a service's quorum is first
+decided once each of its servers has a first check result (``start`` and ``update`` are
+given the servers whose checks have none yet; ``on_probed`` is told as each gets one), or
+at once for a service whose servers have no check. Until then it is pending (ipvs/pool.py):
+no ``pool.quorum_*`` event, no command, no sorry server, and it counts as having quorum.
+
 Whether any service has quorum is a VRRP tracking input (``track_quorum``): ``on_quorum``
 is called when it changes.
 
@@ -82,6 +88,8 @@ class PoolKeeper:
         self._servers = _servers_of(config)
         self._groups = _groups_of(config)
         self._any_quorum = True
+        # Servers without a first check result, by the pending service they hold back.
+        self._unsettled: dict[model.ServiceKey, set[model.DestKey]] = {}
 
     def subscribe(self, callback: Subscriber) -> None:
         """Be told of every pool event (``pool.ServerChange``, ``pool.QuorumChange``)."""
@@ -96,12 +104,35 @@ class PoolKeeper:
 
     # -- inputs -----------------------------------------------------------------------
 
-    def start(self, down: set[Pair]) -> None:
+    def start(self, down: set[Pair], unsettled: set[Pair] | None = None) -> None:
         """The servers that start down (``alpha``) and those drained before a restart:
-        evaluated before the first reconcile."""
+        evaluated before the first reconcile. ``unsettled``: the servers whose checks have
+        no result yet (their services' quorum waits for them)."""
         self.down = set(down)
         self.drained = self._load_drained()
+        self._hold(unsettled or set())
         self._evaluate()
+
+    def _hold(self, unsettled: set[Pair]) -> None:
+        """Services not decided yet wait for these servers' first check results."""
+        self._unsettled = {}
+        for service, server in unsettled:
+            if service not in self.core.up:
+                self._unsettled.setdefault(service, set()).add(server)
+
+    def on_probed(self, key: Pair) -> None:
+        """Every check of a server has its first result (the health checker's
+        ``on_probed``): a service waiting for nothing else is decided now."""
+        settled = False
+        for member in self._groups.get(key[0], (key[0],)):
+            waiting = self._unsettled.get(member)
+            if waiting is not None and key[1] in waiting:
+                waiting.discard(key[1])
+                if not waiting:
+                    del self._unsettled[member]
+                    settled = True
+        if settled:
+            self._evaluate()
 
     def drain(self, service: str, server: str, drained: bool) -> tuple[bool, str]:
         """The operator drains (or undrains) one real server of one service: (done, what
@@ -144,9 +175,11 @@ class PoolKeeper:
         self.down = set(down)
         self._evaluate()
 
-    def update(self, config: Config) -> None:
-        """A reload: servers no longer configured are forgotten, quorum re-evaluated."""
+    def update(self, config: Config, unsettled: set[Pair] | None = None) -> None:
+        """A reload: servers no longer configured are forgotten, quorum re-evaluated; a
+        service it adds waits for its ``unsettled`` servers' first check results."""
         self.config = config
+        self._hold(unsettled or set())
         self._servers = _servers_of(config)
         self._groups = _groups_of(config)
         self.slow.forget(set(self._servers))
@@ -278,7 +311,8 @@ class PoolKeeper:
 
     def _evaluate(self) -> None:
         services = self.config.virtual_servers
-        changes = self.core.update(services, self.down | self.drained, self.weights)
+        unsettled = {(s, d) for s, servers in self._unsettled.items() for d in servers}
+        changes = self.core.update(services, self.down | self.drained, self.weights, unsettled)
         by_key = {model.service_key_of(vs): vs for vs in services}
         for change in changes:
             vs = by_key[change.service]

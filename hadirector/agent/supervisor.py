@@ -110,6 +110,7 @@ class Agent:
         # Anycast addresses follow the check verdicts (hadirector/anycast/).
         self.anycast = Announcer(config, self.checks)
         self.checks.on_verdict = self.anycast.poke
+        self.checks.on_probed = self.pools.on_probed  # quorum waits for first results
         self._nursery: trio.Nursery | None = None
         self.stopping = False
         self._stop_requested = trio.Event()
@@ -374,6 +375,8 @@ class Agent:
         self._build_groups()
         for event, fields in security.startup_warnings(self.config, self.config_path):
             self.log.warning(event, **fields)
+        for event, fields in security.startup_notes(self.config):
+            self.log.info(event, **fields)
         self._script_identity()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -388,7 +391,8 @@ class Agent:
             self.tracking.start(nursery, self.config)
             # Pools first: an instance tracking quorum starts knowing whether there is any.
             # Servers whose checks start them down (alpha) are out from the first reconcile.
-            self.pools.start(self.checks.down_at_start())
+            # A pool's quorum is decided once its servers' checks have first results.
+            self.pools.start(self.checks.down_at_start(), self.checks.unprobed())
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
             self._tune_process()
@@ -603,7 +607,7 @@ class Agent:
             self.tracking.start(self._nursery, self.config)
         self._retrack()
         self.ipvs.update(new)
-        self.pools.update(new)
+        self.pools.update(new, self.checks.unprobed(new))
         self.sync.update(new)
         self.checks.update(new)
         self.alerts.update(new.alerts)

@@ -157,6 +157,9 @@ class HealthChecker:
         # Called after a probe that decided something new for anycast (a check's first
         # probe or first success, an up/down change); see hadirector/anycast/.
         self.on_verdict: Callable[[], None] | None = None
+        # Called once every check of a server has its first result (the pool keeper
+        # decides a service's quorum only then), with the server's key.
+        self.on_probed: Callable[[CheckKey], None] | None = None
 
     @property
     def down(self) -> set[CheckKey]:
@@ -178,6 +181,19 @@ class HealthChecker:
             if not r.ever_ok:
                 out.add((s, d))
                 out.update((m, d) for m in r.spec.members)
+        return out
+
+    def unprobed(self, config: Config | None = None) -> set[CheckKey]:
+        """Servers with a check that has no result yet (in every service of a
+        virtual_server_group): before ``run``, every server with a check. With ``config``
+        (a reload about to be applied): as they will be once ``update`` has run."""
+        specs = self._specs if config is None else specs_from_config(config)
+        out: set[CheckKey] = set()
+        for key, spec in specs.items():
+            entry = self.running.get(key)
+            if entry is None or entry.probes == 0:
+                out.add((key[0], key[1]))
+                out.update((m, key[1]) for m in spec.members)
         return out
 
     @property
@@ -290,6 +306,8 @@ class HealthChecker:
                     if self.on_change is not None and (pair in self.down) != was_down:
                         self.on_change(pair, spec, change)
                     self._report()
+                if entry.probes == 1 and self.on_probed is not None and self._probed(key):
+                    self.on_probed(pair)
                 if (news or change is not None) and self.on_verdict is not None:
                     self.on_verdict()
                 now = trio.current_time()
@@ -300,6 +318,15 @@ class HealthChecker:
                 due += interval_s
                 if due <= now:  # a probe overran (should not: timeout < interval): skip ahead
                     due += math.ceil((now - due) / interval_s) * interval_s
+
+    def _probed(self, key: RunKey) -> bool:
+        """Every check of this key's server has a result."""
+        index = 0
+        while (entry := self.running.get((key[0], key[1], index))) is not None:
+            if entry.probes == 0:
+                return False
+            index += 1
+        return True
 
 
 def _sort_key(key: RunKey) -> tuple[object, ...]:

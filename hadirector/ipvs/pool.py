@@ -9,7 +9,11 @@ sum of its live servers' configured weights. Quorum follows keepalived's rule:
 
 A service seen for the first time is taken to have quorum, so one that starts (or is
 added by a reload) below ``quorum`` loses it at once: its ``quorum_down`` runs and its
-sorry server goes in.
+sorry server goes in. "At once" means when its servers' states are known: a service with
+a server whose health check has no result yet (``unsettled``) is *pending*: no decision,
+no event, no command, no sorry server, and it counts as having quorum, until every check
+of each of its servers has given its first result (a server without a check is known
+from the start: in rotation). Once decided, a service is never pending again.
 
 While a service lacks quorum and has a ``sorry_server``, the sorry server is in rotation
 with its own weight and forwarding method and every real server is out (quiesced with
@@ -129,6 +133,8 @@ class Pools:
     def __init__(self) -> None:
         self.up: dict[ServiceKey, bool] = {}
         self.live: dict[ServiceKey, int] = {}
+        # Services not decided yet: a server of theirs has a check without a result.
+        self.pending: frozenset[ServiceKey] = frozenset()
 
     @property
     def lost(self) -> frozenset[ServiceKey]:
@@ -136,29 +142,41 @@ class Pools:
         return frozenset(key for key, up in self.up.items() if not up)
 
     def any_quorum(self) -> bool:
-        """True while some service has quorum, or when there is no service at all."""
-        return not self.up or any(self.up.values())
+        """True while some service has quorum or is pending, or when there is no service."""
+        return not self.up or bool(self.pending) or any(self.up.values())
 
     def update(
         self,
         services: Iterable[PoolServiceLike],
         out: Collection[Pair],
         weights: Mapping[Pair, int] | None = None,
+        unsettled: Collection[Pair] = (),
     ) -> list[QuorumChange]:
         """Re-evaluate every service given the servers that are ``out`` (down or drained);
-        forget services no longer configured; return the changes in configuration order."""
+        forget services no longer configured; return the changes in configuration order.
+
+        A service not decided before with a server in ``unsettled`` (a check without a
+        first result) stays pending: left out of ``up`` and ``live``, no change."""
         changes: list[QuorumChange] = []
         up: dict[ServiceKey, bool] = {}
         live: dict[ServiceKey, int] = {}
+        pending: set[ServiceKey] = set()
         for vs in services:
             key = service_key_of(vs)
+            if (
+                unsettled
+                and key not in self.up
+                and any((key, dest_key_of(vs, rs)) in unsettled for rs in vs.real_servers)
+            ):
+                pending.add(key)
+                continue
             weight = live_weight(vs, out, weights)
             before = self.up.get(key, True)
             now = next_quorum(before, weight, int(vs.quorum), int(vs.hysteresis))
             up[key], live[key] = now, weight
             if now != before:
                 changes.append(QuorumChange(key, now, weight, int(vs.quorum), int(vs.hysteresis)))
-        self.up, self.live = up, live
+        self.up, self.live, self.pending = up, live, frozenset(pending)
         return changes
 
 

@@ -645,10 +645,18 @@ class Lab:
         return host
 
     async def start(
-        self, host: Host, config: str | Config, config_path: Path | None = None
+        self,
+        host: Host,
+        config: str | Config,
+        config_path: Path | None = None,
+        *,
+        prepare: Callable[[Agent], None] | None = None,
     ) -> Running:
-        """Build an agent on ``host`` and run it in the background."""
+        """Build an agent on ``host`` and run it in the background (``prepare`` is given
+        the agent before it runs, e.g. to replace its health checker's prober)."""
         running = Running(host, host.agent(config, config_path))
+        if prepare is not None:
+            prepare(running.agent)
 
         async def run() -> None:
             bind_contextvars(host=host.name)  # inherited by every task the agent starts

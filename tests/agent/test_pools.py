@@ -16,6 +16,7 @@ import trio.testing
 from hadirector import metrics, security
 from hadirector.agent.pools import PoolKeeper
 from hadirector.alerts import notify
+from hadirector.checks import probes
 from hadirector.checks.risefall import Change
 from hadirector.config.load import load_text
 from hadirector.ipvs import model, pool
@@ -410,3 +411,82 @@ def test_a_dynamic_weight_reaches_ipvs_and_quorum() -> None:
     assert ipvs.calls[-1][2] == frozenset({skey})
     keeper.on_check_weight((skey, rs1), None, None)  # back to the configured weight
     assert ipvs.weights[-1] == {} and ipvs.calls[-1][2] == frozenset()
+
+
+START_LVS = """
+[[virtual_server]]
+address = "192.0.2.100:80"
+quorum_down = "/usr/local/bin/pool down"
+sorry_server = {{ address = "198.51.100.99:80" }}
+check = {{ type = "tcp", interval = 2, timeout = 1, alpha = true, rise = {rise}, fall = 1 }}
+  [[virtual_server.real_server]]
+  address = "198.51.100.11:80"
+  [[virtual_server.real_server]]
+  address = "198.51.100.12:80"
+
+[[virtual_server]]
+address = "192.0.2.101:80"
+  [[virtual_server.real_server]]
+  address = "198.51.100.13:80"
+"""
+
+
+def start_events(rise: int, answers: list[bool]) -> tuple[list[Any], list[Any]]:
+    """A whole agent starting with an alpha pool whose probes answer ``answers`` in turn
+    (then up): (what happened in order: ("probe", ok) and the pool events, the IPVS
+    adapter's lost services at each hand-over)."""
+    log: list[Any] = []
+    replies = iter(answers)
+
+    async def prober(_check: Any, _address: Any, _port: Any) -> Any:
+        ok = next(replies, True)
+        log.append(("probe", ok))
+        return probes.ProbeResult(ok, "ok" if ok else "connect refused")
+
+    def prepare(agent: Any) -> None:
+        agent.checks.prober = prober
+        agent.pools.subscribe(log.append)
+
+    lost: list[Any] = []
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _b = pair(lab)
+        text = instance_toml(priority=200) + START_LVS.format(rise=rise)
+        ra = await lab.start(a, text, prepare=prepare)
+        await trio.sleep(7)
+        lost.extend(state[1] for state in ra.agent.ipvs.pool_states)
+
+    run_lab(scenario)
+    return log, lost
+
+
+def test_no_quorum_decision_before_the_first_check_results() -> None:
+    """An alpha pool (both servers start out) is not declared without quorum at start: it
+    waits for each server's first result; with rise = 1 and passing probes it never loses
+    quorum, no sorry server goes in (the service without checks is decided at once)."""
+    for _ in range(3):  # the same every time
+        log, lost = start_events(rise=1, answers=[True, True])
+        assert [e for e in log if not isinstance(e, tuple)] == [
+            pool.ServerChange(SVC_100, RS_11, True, "check", "ok"),
+            pool.ServerChange(SVC_100, RS_12, True, "check", "ok"),
+        ], log
+        assert all(not services for services in lost), lost
+
+
+def test_a_pool_still_down_after_its_first_results_loses_quorum_then() -> None:
+    """rise = 2: after the first results the alpha servers are still out, so quorum is
+    lost right after the second server's first probe (never before), and gained when
+    the first server's second success brings it in."""
+    log, lost = start_events(rise=2, answers=[True, False])
+    names = [e if isinstance(e, tuple) else type(e).__name__ for e in log]
+    first_lost = names.index("QuorumChange")
+    assert names[:first_lost] == [("probe", True), ("probe", False)], names
+    assert log[first_lost] == pool.QuorumChange(SVC_100, False, 0, 1, 0)
+    assert pool.QuorumChange(SVC_100, True, 1, 1, 0) in log[first_lost + 1 :], log
+    assert lost[0] == frozenset(), lost  # the first hand-over: nothing lacks quorum yet
+    assert frozenset({SVC_100}) in lost, lost
+
+
+SVC_100 = model.ServiceKey(4, 6, "192.0.2.100", 80, 0)
+RS_11 = model.DestKey.of("198.51.100.11", 80)
+RS_12 = model.DestKey.of("198.51.100.12", 80)

@@ -71,6 +71,23 @@ def test_next_quorum(up: bool, live: int, quorum: int, hysteresis: int, expected
     assert pool.next_quorum(up, live, quorum, hysteresis) is expected
 
 
+def test_a_service_waits_for_its_servers_first_results_then_is_decided_for_good() -> None:
+    config = loaded(service(quorum=3))
+    pools = pool.Pools()
+    everyone_out = {(SVC, RS1), (SVC, RS2), (SVC, RS3)}
+    # One server without a first result: pending, whatever the others' states.
+    assert pools.update(config.virtual_servers, everyone_out, unsettled={(SVC, RS3)}) == []
+    assert (pools.pending, pools.up, pools.lost) == (frozenset({SVC}), {}, frozenset())
+    assert pools.any_quorum()  # a pending service counts as having quorum
+    # All results in: decided against the live weight then (0: lost).
+    [change] = pools.update(config.virtual_servers, everyone_out)
+    assert change == pool.QuorumChange(SVC, False, 0, 3, 0)
+    assert pools.pending == frozenset() and not pools.any_quorum()
+    # Decided once, never pending again (a reload adding a check to it changes nothing).
+    [change] = pools.update(config.virtual_servers, set(), unsettled={(SVC, RS1)})
+    assert change.up and pools.pending == frozenset()
+
+
 def test_a_flapping_pool_changes_only_outside_the_hysteresis_band() -> None:
     config = loaded(service(quorum=3, hysteresis=1))
     pools = pool.Pools()

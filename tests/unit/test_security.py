@@ -310,7 +310,7 @@ def test_a_check_script_runs_as_script_user(open_dir: Path) -> None:
     assert out.read_text().split() == [str(NOBODY.pw_uid)]
 
 
-def test_one_warning_at_start_says_who_runs_the_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_who_runs_the_scripts_is_said_once_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     with_script = INSTANCE + 'notify = "/bin/true"\n'
     as_nobody = '[global]\nscript_user = "nobody"\n' + with_script
 
@@ -321,9 +321,15 @@ def test_one_warning_at_start_says_who_runs_the_scripts(monkeypatch: pytest.Monk
     [(event, _)] = events(with_script)
     assert event == "security.scripts_as_root"
     assert events(as_nobody) == [] and events(INSTANCE) == []
-    # A non-root agent cannot switch users: it says so, and that script_user is ignored.
+    assert security.startup_notes(load_text(with_script)) == []
+    # A non-root agent cannot switch users: a warning when script_user asks it to (it is
+    # ignored); without script_user (the shipped units) it is expected: an info note.
     monkeypatch.setattr(security.os, "geteuid", lambda: NOBODY.pw_uid)
     [(event, fields)] = events(as_nobody)
     assert event == "security.scripts_as_agent_user"
     assert fields["user"] == "nobody" and fields["ignored"] == "script_user = 'nobody'"
-    assert events(INSTANCE) == []
+    assert security.startup_notes(load_text(as_nobody)) == []
+    assert events(with_script) == [] and events(INSTANCE) == []
+    [(event, fields)] = security.startup_notes(load_text(with_script))
+    assert event == "security.scripts_as_agent_user" and fields["user"] == "nobody"
+    assert "ignored" not in fields and security.startup_notes(load_text(INSTANCE)) == []
