@@ -4,17 +4,20 @@ Each probe runs once and answers a ``ProbeResult`` (up or not, and why in a few 
 ``connect refused``, ``status 500``, ``timeout 1.0 s``). The whole probe, connect
 included, is bounded by the check's timeout. TCP sockets close with ``SO_LINGER`` 0 (a
 reset, no TIME_WAIT), so thousands of checks a second leave nothing behind. HTTP is a
-hand-written ``GET ... HTTP/1.0`` with ``Connection: close``; the response is read until
-the headers end (or, when a body must match, until ``Content-Length`` bytes or close) and
-never beyond ``MAX_RESPONSE_BYTES``; with a ``digest`` the MD5 of the whole body must
-match (keepalived's ``genhash``). A check with several ``urls`` fetches each in turn, one
-connection each, within the one timeout; all must pass. HTTPS is the same over
-``trio.SSLStream``. UDP sends a payload and wants a reply starting with the expected
-bytes (or, without ``require_reply``, no ICMP port unreachable); DNS sends one query
-(dnsmsg.py) and judges the response's rcode and answers. A script
-runs in its own session and its whole process group is killed on timeout or cancel.
+hand-written ``GET ... HTTP/1.0`` (or ``HTTP/1.1``, ``http_version``) with ``Host`` and
+``Connection: close`` (httpmsg.py); the response is read until the headers end (or, when
+a body must match, to the end of the body as its framing says: ``Content-Length``, the
+last chunk of a chunked body, or close) and never beyond ``MAX_RESPONSE_BYTES``; with a
+``digest`` the MD5 of the whole body must match (keepalived's ``genhash``). A check
+with several ``urls`` fetches each in turn, one connection each, within the one timeout;
+all must pass. HTTPS is the same over ``trio.SSLStream``. UDP sends a payload and wants
+a reply starting with the expected bytes (or, without ``require_reply``, no ICMP port
+unreachable); DNS sends one query (dnsmsg.py) and judges the response's rcode and
+answers. A script runs in its own session and its whole process group is killed on
+timeout or cancel.
 
-Parsing (``parse_response``, ``judge``) is plain code on bytes, tested on canned input.
+Parsing (httpmsg.py's ``parse_response``, ``judge``) is plain code on bytes, tested on
+canned input.
 This module probes and reports; it decides nothing about state (that is risefall.py).
 """
 
@@ -36,13 +39,18 @@ import trio
 from hadirector import security
 from hadirector.alerts.notify import kill_group
 from hadirector.checks import dnsmsg
+from hadirector.checks.httpmsg import (
+    HttpParseError,
+    HttpResponse,
+    host_header,
+    parse_response,
+    request_bytes,
+)
 from hadirector.config.schema import HealthCheck, HttpUrl, IPAddress
 
 MAX_RESPONSE_BYTES = 65536
-MAX_HEADER_BYTES = 16384
 READ_CHUNK_BYTES = 16384
 LINGER_RESET = struct.pack("ii", 1, 0)
-USER_AGENT = "hadirector-check"
 
 
 @dataclass(frozen=True)
@@ -55,66 +63,6 @@ class ProbeResult:
 
 
 UP = ProbeResult(True, "ok")
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    """What a check needs of an HTTP response: status, headers, and the body read."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    complete: bool  # the body is all there (Content-Length reached or connection closed)
-
-
-class HttpParseError(Exception):
-    """The server's answer is not HTTP."""
-
-
-def parse_response(data: bytes, *, eof: bool) -> HttpResponse | None:
-    """Parse what has been read so far; None when more bytes are needed.
-
-    Raises ``HttpParseError`` for a malformed status line or headers, or headers larger
-    than ``MAX_HEADER_BYTES``.
-    """
-    end = data.find(b"\r\n\r\n")
-    sep = 4
-    if end < 0:
-        end = data.find(b"\n\n")  # tolerate bare LF line ends
-        sep = 2
-    if end < 0:
-        if len(data) > MAX_HEADER_BYTES:
-            raise HttpParseError("headers too long")
-        if eof:
-            if not data:
-                raise HttpParseError("empty response")
-            raise HttpParseError("truncated headers")
-        return None
-    head = data[:end].decode("latin-1")
-    lines = head.replace("\r\n", "\n").split("\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[0]) != 8:
-        raise HttpParseError(f"bad status line {lines[0][:60]!r}")
-    code = parts[1]
-    if len(code) != 3 or not code.isdigit():
-        raise HttpParseError(f"bad status code {code[:10]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise HttpParseError(f"bad header line {line[:60]!r}")
-        headers[name.lower()] = value.strip()
-    body = data[end + sep :]
-    complete = eof
-    length_text = headers.get("content-length")
-    if length_text is not None:
-        if not length_text.isdigit():
-            raise HttpParseError(f"bad Content-Length {length_text[:20]!r}")
-        length = int(length_text)
-        if len(body) >= length:
-            body = body[:length]
-            complete = True
-    return HttpResponse(int(code), headers, body, complete)
 
 
 def judge(
@@ -144,18 +92,6 @@ def judge(
 def _regex(pattern: str) -> re.Pattern[bytes]:
     """A body regex, compiled once (the loader checked it compiles)."""
     return re.compile(pattern.encode())
-
-
-def request_bytes(path: str, host: str) -> bytes:
-    return (
-        f"GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
-        "Accept: */*\r\nConnection: close\r\n\r\n"
-    ).encode("ascii")
-
-
-def host_header(address: IPAddress, port: int, default_port: int) -> str:
-    host = address.compressed if address.version == 4 else f"[{address.compressed}]"
-    return host if port == default_port else f"{host}:{port}"
 
 
 # --------------------------------------------------------------------------- the probes
@@ -248,7 +184,7 @@ async def probe_url(check: HealthCheck, url: HttpUrl, address: IPAddress, port: 
                 # SNI: the name given; verification: that name, or the address.
                 server_hostname=name or (address.compressed if check.tls_verify else None),
             )
-        await stream.send_all(request_bytes(url.path, host))
+        await stream.send_all(request_bytes(url.path, host, check.http_version))
         data = bytearray()
         eof = False
         while True:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 from hadirector.checks import dnsmsg
+from hadirector.checks.httpmsg import HTTP_VERSIONS
 from hadirector.config.schema import (
     CHECK_TYPES,
     DEFAULT_PROTOCOL,
@@ -112,6 +113,7 @@ CHECK_KEY_TYPES: Final = {
     "expect_rcode": ("dns",),
     "expect_answer": ("dns",),
     "host": ("http", "https"),
+    "http_version": ("http", "https"),
     "tls_verify": ("https",),
     "tls_ca_file": ("https",),
     "tls_cert_file": ("https",),
@@ -735,6 +737,7 @@ class LvsSections(Checker):
         host = t.maybe("host", self.text(max_len=255, pattern=HTTP_TOKEN_RE))
         if host is None and not t.has("host"):
             host = dflt.host
+        http_version = t.opt("http_version", self.http_version, dflt.http_version)
         tls_verify = t.opt("tls_verify", self.boolean(), dflt.tls_verify)
         alpha = t.opt("alpha", self.boolean(), dflt.alpha)
         tls: dict[str, str | None] = {}
@@ -824,6 +827,7 @@ class LvsSections(Checker):
         if kind not in ("http", "https"):  # keep resolved checks free of inapplicable values
             http_path, expect_status = CHECK.path, CHECK.expect_status
             expect_body, host = CHECK.expect_body, CHECK.host
+            http_version = CHECK.http_version
             digest, urls, body_regex = CHECK.digest, CHECK.urls, CHECK.expect_body_regex
         if kind != "udp":
             payload, expect_reply, require_reply = (
@@ -857,6 +861,7 @@ class LvsSections(Checker):
             expect_status=expect_status,
             expect_body=expect_body,
             host=host,
+            http_version=http_version,
             tls_verify=tls_verify,
             script=script,
             alpha=alpha,
@@ -880,6 +885,15 @@ class LvsSections(Checker):
             bindto=bindto,
             dynamic_weight=dynamic_weight,
         )
+
+    def http_version(self, value: object, path: str) -> str | None:
+        """``"1.0"`` or ``"1.1"``, as a string (a TOML number is refused, naming the
+        spelling to use)."""
+        if isinstance(value, str) and value in HTTP_VERSIONS:
+            return value
+        want = " or ".join(f'"{v}"' for v in HTTP_VERSIONS)
+        self.add(path, f"must be {want} (a string), got {show(value)}")
+        return None
 
     def hex_bytes(self, value: object, path: str) -> str | None:
         """Bytes written as hexadecimal digits (``"0a1b"``), at most 1,024 bytes."""

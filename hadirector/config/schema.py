@@ -306,6 +306,7 @@ class HealthCheck:
     expect_status: tuple[int, ...] = (200,)  # http(s)
     expect_body: str | None = None  # http(s): a substring the body must contain
     host: str | None = None  # http(s): Host header (and TLS server name); None: the address
+    http_version: str = "1.0"  # http(s): the request's version, "1.0" or "1.1"
     tls_verify: bool = False  # https
     script: tuple[str, ...] | None = None  # script: argv
     alpha: bool = False  # the server starts down (out of rotation) until `rise` successes

@@ -1647,8 +1647,20 @@ class _Converter:
                     check["dynamic_weight"] = True
             elif k == "user" and kind == "script":
                 self.f.changed(n.where, "user: the script runs as hadirector's user (root)")
-            elif k in ("http_protocol", "enable_sni", "fast_recovery", "timeout"):
-                self.f.note(n.where, f"{k}: not converted (HTTP/1.0, SNI = host)")
+            elif k == "http_protocol" and kind in ("http", "https"):
+                v = self.word(n)
+                if v == "1.1":
+                    check["http_version"] = "1.1"
+                elif v in ("1.0", "1.0C"):
+                    self.f.note(
+                        n.where,
+                        f"http_protocol {v}: hadirector's HTTP/1.0 request (the default) says "
+                        "Connection: close, as keepalived's 1.0C does",
+                    )
+                else:
+                    self.f.dropped(n.where, f"http_protocol {v}: not 1.0, 1.0C or 1.1; 1.0 used")
+            elif k in ("enable_sni", "fast_recovery", "timeout"):
+                self.f.note(n.where, f"{k}: not converted (SNI = host)")
             else:
                 self.unsupported(n, node.keyword)
         if kind == "script" and "script" not in check:

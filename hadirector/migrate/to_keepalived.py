@@ -596,6 +596,8 @@ class _Exporter:
         if c.type in ("http", "https"):
             if c.host is not None:
                 self.w(3, f"virtualhost {_word(c.host)}")
+            if c.http_version != "1.0":
+                self.w(3, f"http_protocol {c.http_version}")
             for u in c.http_urls:
                 self.w(3, "url {")
                 self.w(4, f"path {_word(u.path)}")

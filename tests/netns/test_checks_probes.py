@@ -14,6 +14,7 @@ results disagreed with the old state.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -636,3 +637,112 @@ def test_alpha_server_starts_down_and_comes_in_after_rise_successes(net: Net) ->
             assert rec.reports == [(0, True), (3, False)], rec.reports
         else:
             assert rec.reports == [], rec.reports
+
+
+# An HTTP/1.1 server of the standard library's http.server: it writes down each request's
+# line, Host and Connection, answers /chunked with a chunked body (several writes) and
+# /length with Content-Length, ``mode`` 500 with a 500; and whatever the client asked it
+# keeps the connection open after its answer, as a keep-alive server may.
+HTTP11_SERVER_CODE = r"""
+import http.server, json, socket, sys, time
+port, mode_file, log_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        with open(log_file, "a") as log:
+            log.write(json.dumps([self.requestline, self.headers.get("Host"),
+                                  self.headers.get("Connection")]) + "\n")
+        status = 500 if open(mode_file).read().strip() == "500" else 200
+        if self.path == "/chunked":
+            self.send_response(status)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b"hea", b"lthy and ", b"chunked"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                time.sleep(0.002)
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            body = b"fine, by length"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        self.wfile.flush()
+        self.close_connection = False  # held open: the checker must not wait for a close
+
+    def log_message(self, *args):
+        pass
+
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def handle_error(self, request, client_address):
+        pass  # the checker ends each connection with a reset
+
+server = Server(("::", port), Handler)
+print("listening", flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("address", [SERVER_V4, SERVER_V6], ids=["ipv4", "ipv6"])
+def test_http11_with_host_chunked_and_length_bodies(net: Net, address: str) -> None:
+    """HTTP/1.1 against http.server: the request line, Host and Connection it sees; a
+    chunked body decoded for the regex and the digest, a Content-Length body for the
+    substring, both read to their end although the server keeps the connection open
+    (a checker waiting for a close would time out); then down on 500 and on a stop."""
+    code = net.tmp / "http11.py"
+    code.write_text(HTTP11_SERVER_CODE)
+    log = net.tmp / "requests"
+    log.touch()
+
+    def start() -> None:
+        proc = net.server.spawn(
+            sys.executable, str(code), str(PORT), str(net.mode_file), str(log),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"listening"
+        net.server_proc = proc
+
+    start()
+    check = {
+        "type": "http",
+        "http_version": "1.1",
+        "host": "www.example.com",
+        "interval": 0.3,
+        "timeout": 0.25,
+        "urls": [
+            {
+                "path": "/chunked",
+                "expect_body_regex": "^healthy and chunked$",
+                "digest": hashlib.md5(b"healthy and chunked").hexdigest(),
+            },
+            {"path": "/length", "expect_body": "by length"},
+        ],
+    }
+    rec = walk(
+        net,
+        check,
+        [
+            ("/chunked: status 500", lambda: net.set_mode("500"), lambda: net.set_mode("ok")),
+            ("connect refused", net.stop_server, start),
+        ],
+        address=address,
+    )
+    assert rec.results[0] == probes.UP
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert seen[:2] == [
+        ["GET /chunked HTTP/1.1", "www.example.com", "close"],
+        ["GET /length HTTP/1.1", "www.example.com", "close"],
+    ], seen[:4]
+    assert {tuple(s) for s in seen} == {tuple(s) for s in seen[:2]}
+    net.stop_server()

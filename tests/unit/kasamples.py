@@ -160,7 +160,7 @@ sorry_server = { address = "[2001:db8::99]:443" }
 
   [[virtual_server.real_server]]
   address = "[2001:db8::11]:443"
-  check = { type = "https", interval = 10, timeout = 5, rise = 1, fall = 2 }
+  check = { type = "https", interval = 10, timeout = 5, rise = 1, fall = 2, http_version = "1.1" }
 
 [[virtual_server]]
 fwmark = 7

@@ -16,8 +16,9 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hadirector.checks import probes
-from hadirector.checks.probes import HttpParseError, ProbeResult, judge, parse_response
+from hadirector.checks import httpmsg, probes
+from hadirector.checks.httpmsg import HttpParseError, parse_response
+from hadirector.checks.probes import ProbeResult, judge
 from hadirector.checks.runner import CheckKey, HealthChecker
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, HealthCheck, IPAddress
@@ -66,7 +67,10 @@ def test_bare_lf_line_ends() -> None:
         (b"HTTP/2 200\r\n\r\n", False, "bad status line"),
         (b"HTTP/1.0 200 OK\r\nno colon here\r\n\r\n", False, "bad header line"),
         (b"HTTP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n", False, "bad Content-Length"),
-        (b"x" * (probes.MAX_HEADER_BYTES + 1), False, "headers too long"),
+        (b"x" * (httpmsg.MAX_HEADER_BYTES + 1), False, "headers too long"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", False, "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n", False, "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc", False, "line end"),
     ],
 )
 def test_malformed(data: bytes, eof: bool, message: str) -> None:
@@ -80,7 +84,11 @@ def test_parse_never_raises_anything_else(data: bytes, eof: bool) -> None:
         parse_response(data, eof=eof)
 
 
-@given(st.integers(100, 599), st.binary(max_size=100), st.integers(0, 120))
+@given(
+    st.integers(200, 599).filter(lambda s: s not in (204, 304)),
+    st.binary(max_size=100),
+    st.integers(0, 120),
+)
 def test_status_and_body_survive_any_split(status: int, body: bytes, cut: int) -> None:
     data = b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (status, len(body)) + body
     cut = min(cut, len(data))
@@ -88,6 +96,63 @@ def test_status_and_body_survive_any_split(status: int, body: bytes, cut: int) -
     assert partial is None or partial.status == status
     whole = parse_response(data, eof=False)
     assert whole is not None and (whole.status, whole.body, whole.complete) == (status, body, True)
+
+
+def chunked(body: bytes, sizes: list[int], trailer: bytes = b"") -> bytes:
+    """``body`` as an HTTP/1.1 chunked answer, cut into chunks of ``sizes`` (then the rest)."""
+    out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    pos = 0
+    for size in [*sizes, len(body)]:
+        piece = body[pos : pos + size]
+        if piece:
+            out += b"%x;ext=1\r\n" % len(piece) + piece + b"\r\n"
+        pos += len(piece)
+    return out + b"0\r\n" + trailer + b"\r\n"
+
+
+def test_a_chunked_body_is_decoded_and_complete_at_its_last_chunk() -> None:
+    data = chunked(b"healthy and well", [3, 4], trailer=b"X-Check: 1\r\n")
+    r = parse_response(data + b"HTTP/1.1 200 OK\r\n", eof=False)  # what follows is not read
+    assert r is not None and (r.status, r.body, r.complete) == (200, b"healthy and well", True)
+    # Not complete before the last chunk's empty line, whatever Content-Length says.
+    r = parse_response(data[:-2], eof=False)
+    assert r is not None and r.body == b"healthy and well" and not r.complete
+    assert judge(r, (200,), "well").ok
+    digest = hashlib.md5(b"healthy and well").hexdigest()
+    assert judge(r, (200,), None, digest) == ProbeResult(
+        False, f"body over {probes.MAX_RESPONSE_BYTES} bytes for digest"
+    )
+    whole = parse_response(data, eof=False)
+    assert whole is not None and judge(whole, (200,), None, digest).ok
+
+
+@given(st.binary(max_size=200), st.lists(st.integers(1, 50), max_size=6), st.integers(0, 400))
+def test_a_chunked_body_survives_any_chunking_and_any_split(
+    body: bytes, sizes: list[int], cut: int
+) -> None:
+    data = chunked(body, sizes)
+    whole = parse_response(data, eof=False)
+    assert whole is not None and (whole.body, whole.complete) == (body, True)
+    partial = parse_response(data[: min(cut, len(data) - 1)], eof=False)
+    assert partial is None or (body.startswith(partial.body) and not partial.complete)
+
+
+def test_interim_answers_no_body_answers_and_other_codings() -> None:
+    r = parse_response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", eof=False)
+    assert r is None  # the final answer's headers are still to come
+    r = parse_response(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        eof=False,
+    )
+    assert r is not None and (r.status, r.body, r.complete) == (200, b"ok", True)
+    for status in (204, 304):
+        r = parse_response(b"HTTP/1.1 %d X\r\nContent-Length: 9\r\n\r\n" % status, eof=False)
+        assert r is not None and (r.body, r.complete) == (b"", True)
+    # A last coding other than chunked: the body ends when the server closes.
+    gz = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 1\r\n\r\nabc"
+    r = parse_response(gz, eof=False)
+    assert r is not None and (r.body, r.complete) == (b"abc", False)
 
 
 def test_judge() -> None:
@@ -120,14 +185,18 @@ def test_judge_body_regex() -> None:
 
 
 def test_request_and_host_header() -> None:
-    assert probes.request_bytes("/h?x=1", "example.com").startswith(
+    assert httpmsg.request_bytes("/h?x=1", "example.com").startswith(
         b"GET /h?x=1 HTTP/1.0\r\nHost: example.com\r\n"
     )
-    assert probes.request_bytes("/", "a").endswith(b"Connection: close\r\n\r\n")
+    assert httpmsg.request_bytes("/", "a").endswith(b"Connection: close\r\n\r\n")
+    assert httpmsg.request_bytes("/", "www.example.com", "1.1") == (
+        b"GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: hadirector-check\r\n"
+        b"Accept: */*\r\nConnection: close\r\n\r\n"
+    )
     v4, v6 = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1")
-    assert probes.host_header(v4, 80, 80) == "192.0.2.1"
-    assert probes.host_header(v4, 8080, 80) == "192.0.2.1:8080"
-    assert probes.host_header(v6, 8443, 443) == "[2001:db8::1]:8443"
+    assert httpmsg.host_header(v4, 80, 80) == "192.0.2.1"
+    assert httpmsg.host_header(v4, 8080, 80) == "192.0.2.1:8080"
+    assert httpmsg.host_header(v6, 8443, 443) == "[2001:db8::1]:8443"
 
 
 # --------------------------------------------------------------------------- runner

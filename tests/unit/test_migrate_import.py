@@ -496,6 +496,29 @@ virtual_server fwmark 7 {
     assert findings.exit_code == 0, messages(findings)
 
 
+def test_http_protocol() -> None:
+    text = """
+virtual_server 192.0.2.10 80 {
+    real_server 10.0.0.11 80 {
+        HTTP_GET {
+            url { path /h }
+            http_protocol 1.1
+            virtualhost www.example.com
+        }
+        HTTP_GET { url { path /a } http_protocol 1.0C }
+        HTTP_GET { url { path /b } http_protocol 2 }
+    }
+}
+"""
+    doc, findings = convert_text(text)
+    first, second, third = doc["virtual_server"][0]["real_server"][0]["check"]
+    assert (first["http_version"], first["host"]) == ("1.1", "www.example.com")
+    assert "http_version" not in second and "http_version" not in third
+    said = messages(findings)
+    assert "http_protocol 1.0C: hadirector's HTTP/1.0 request (the default) says" in said
+    assert "dropped: http_protocol 2: not 1.0, 1.0C or 1.1; 1.0 used" in said, said
+
+
 def test_virtual_server_group_expands_to_services() -> None:
     text = """
 virtual_server_group G {
