@@ -1065,8 +1065,10 @@ class LvsSections(Checker):
         return out
 
     def group_address(self, value: object, path: str) -> list[str]:
-        """One member: "ip:port", "[ipv6]:port", or an IPv4 range "192.0.2.10-20:80"."""
-        form = '"ip:port", "[ipv6]:port" or "192.0.2.10-20:80"'
+        """One member: "ip:port", "[ipv6]:port", or a range where the last part varies:
+        IPv4's last octet ("192.0.2.10-20:80"), IPv6's last 16-bit group, in hexadecimal
+        as IPv6 writes it ("[2001:db8::a-1f]:80", keepalived's syntax)."""
+        form = '"ip:port", "[ipv6]:port", "192.0.2.10-20:80" or "[2001:db8::a-1f]:80"'
         if not isinstance(value, str):
             self.add(path, f"must be a string ({form}), {got(value)}")
             return []
@@ -1087,8 +1089,10 @@ class LvsSections(Checker):
             shown = address.compressed if address.version == 4 else f"[{address.compressed}]"
             return [f"{shown}:{port}"]
         start = parse_ip(first)
-        if start is None or start.version != 4 or not last_text.isdigit():
-            self.add(path, f"ranges are IPv4, last octet: {form}, got {show(value)}")
+        if start is not None and start.version == 6:
+            return self.group_range6(start, last_text, port, value, path)
+        if start is None or not last_text.isdigit():
+            self.add(path, f"a range varies the last part of an address: {form}, got {show(value)}")
             return []
         octets = start.compressed.split(".")
         low, high = int(octets[3]), int(last_text)
@@ -1097,6 +1101,35 @@ class LvsSections(Checker):
             return []
         prefix = ".".join(octets[:3])
         return [f"{prefix}.{n}:{port}" for n in range(low, high + 1)]
+
+    def group_range6(
+        self, start: IPAddress, last_text: str, port: int, value: object, path: str
+    ) -> list[str]:
+        """An IPv6 range: the last 16-bit group from the start's to ``last_text``
+        (hexadecimal, as keepalived reads it), at most ``MAX_GROUP_RANGE`` addresses."""
+        digits = "0123456789abcdefABCDEF"
+        if not 1 <= len(last_text) <= 4 or last_text.strip(digits):
+            self.add(
+                path,
+                f"an IPv6 range ends with the last group in hexadecimal (1..4 digits, "
+                f'"[2001:db8::a-1f]:80"), got {show(value)}',
+            )
+            return []
+        low, high = int(start) & 0xFFFF, int(last_text, 16)
+        if high < low:
+            self.add(
+                path,
+                f"range end must be {low:x}..ffff (hexadecimal, the last group), got {show(value)}",
+            )
+            return []
+        if high - low + 1 > MAX_GROUP_RANGE:
+            self.add(
+                path,
+                f"a range holds at most {MAX_GROUP_RANGE} addresses (one IPVS service each), "
+                f"got {high - low + 1} in {show(value)}",
+            )
+            return []
+        return [f"[{(start + (n - low)).compressed}]:{port}" for n in range(low, high + 1)]
 
     def grouped_virtual_servers(
         self,

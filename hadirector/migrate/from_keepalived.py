@@ -1302,6 +1302,25 @@ class _Converter:
                 if e is not None:
                     out.append(e)
             return out
+        m6 = re.fullmatch(r"(.+:.*)-([0-9a-fA-F]{1,4})", c.keyword)
+        if m6:  # keepalived's IPv6 range: the last 16-bit group, in hexadecimal
+            try:
+                start = ipaddress.IPv6Address(m6.group(1))
+            except ValueError:
+                self.f.dropped(c.where, f"{c.keyword}: not an address range; dropped")
+                return []
+            low, high = int(start) & 0xFFFF, int(m6.group(2), 16)
+            if high <= low:
+                self.f.dropped(
+                    c.where, f"{c.keyword}: the range end is not above its start; dropped"
+                )
+                return []
+            out = []
+            for n in range(low, high + 1):
+                e = self.endpoint(str(start + (n - low)), port, c.where)
+                if e is not None:
+                    out.append(e)
+            return out
         if "/" in c.keyword:
             self.f.dropped(c.where, f"{c.keyword}: address prefixes not supported; dropped")
             return []

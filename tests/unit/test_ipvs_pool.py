@@ -488,8 +488,29 @@ def test_a_group_expands_to_one_service_per_member_sharing_the_pool() -> None:
             "virtual_server_group[0].addresses[0]: range end must be 20..255",
         ),
         (
-            {"virtual_server_group": [{"name": "g", "addresses": ["[2001:db8::1-9]:80"]}]},
-            "virtual_server_group[0].addresses[0]: ranges are IPv4, last octet",
+            {"virtual_server_group": [{"name": "g", "addresses": ["[2001:db8::a-9]:80"]}]},
+            "virtual_server_group[0].addresses[0]: range end must be a..ffff (hexadecimal",
+        ),
+        (
+            {"virtual_server_group": [{"name": "g", "addresses": ["[2001:db8::1-10000]:80"]}]},
+            "virtual_server_group[0].addresses[0]: an IPv6 range ends with the last group",
+        ),
+        (
+            {
+                "virtual_server_group": [
+                    {"name": "g", "addresses": ["[2001:db8::1-2001:db8::9]:80"]}
+                ]
+            },
+            "virtual_server_group[0].addresses[0]: an IPv6 range ends with the last group",
+        ),
+        (
+            {"virtual_server_group": [{"name": "g", "addresses": ["[2001:db8::1-101]:80"]}]},
+            "virtual_server_group[0].addresses[0]: a range holds at most 256 addresses "
+            "(one IPVS service each), got 257",
+        ),
+        (
+            {"virtual_server_group": [{"name": "g", "addresses": ["198.51.100.x-9:80"]}]},
+            "virtual_server_group[0].addresses[0]: a range varies the last part of an address",
         ),
         (
             {"virtual_server_group": [{"name": "g", "addresses": ["198.51.100.1"]}]},
@@ -523,6 +544,35 @@ def test_a_group_expands_to_one_service_per_member_sharing_the_pool() -> None:
 def test_invalid_groups(doc: dict[str, Any], expected: str) -> None:
     found = problems(doc)
     assert any(p.startswith(expected) for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("member", "expected"),
+    [
+        ("[2001:db8::1-3]:80", ["[2001:db8::1]:80", "[2001:db8::2]:80", "[2001:db8::3]:80"]),
+        ("[2001:db8::fffe-ffff]:443", ["[2001:db8::fffe]:443", "[2001:db8::ffff]:443"]),
+        ("[2001:db8::9-B]:80", ["[2001:db8::9]:80", "[2001:db8::a]:80", "[2001:db8::b]:80"]),
+        ("[2001:db8:0:1::5-5]:80", ["[2001:db8:0:1::5]:80"]),
+        ("[2001:db8::1:0-1]:80", ["[2001:db8::1:0]:80", "[2001:db8::1:1]:80"]),
+    ],
+)
+def test_an_ipv6_range_varies_the_last_group_in_hexadecimal(
+    member: str, expected: list[str]
+) -> None:
+    doc = {
+        "virtual_server_group": [{"name": "v6", "addresses": [member]}],
+        "virtual_server": [{"group": "v6", "real_server": [{"address": "[2001:db8:1::11]:80"}]}],
+    }
+    config = load_mapping(doc)
+    assert list(config.virtual_server_groups[0].addresses) == expected
+    assert [f"[{vs.address}]:{vs.port}" for vs in config.virtual_servers] == expected
+    assert {vs.group for vs in config.virtual_servers} == {"v6"}
+
+
+def test_a_full_ipv6_range_of_256() -> None:
+    doc = {"virtual_server_group": [{"name": "g", "addresses": ["[2001:db8::100-1ff]:80"]}]}
+    addresses = load_mapping(doc).virtual_server_groups[0].addresses
+    assert len(addresses) == 256 and addresses[-1] == "[2001:db8::1ff]:80"
 
 
 def test_a_groups_problem_is_said_once() -> None:

@@ -544,6 +544,31 @@ virtual_server group G {
     assert "group" not in messages(findings)
 
 
+def test_an_ipv6_range_in_a_virtual_server_group() -> None:
+    """keepalived's IPv6 range varies the last group, read in hexadecimal (its own
+    ``-t`` refuses 2001:db8::1-10000 as too large, so 10 is 0x10)."""
+    text = """
+virtual_server_group G6 {
+    2001:db8::e-10 80
+    2001:db8::a-5 80
+}
+virtual_server group G6 {
+    real_server 2001:db8:1::11 80 { }
+}
+"""
+    doc, findings = convert_text(text)
+    assert doc["virtual_server_group"] == [
+        {"name": "G6", "addresses": ["[2001:db8::e]:80", "[2001:db8::f]:80", "[2001:db8::10]:80"]}
+    ]
+    assert "2001:db8::a-5: the range end is not above its start; dropped" in messages(findings)
+    config = load_text(tomlout_dumps(doc))
+    assert [str(s.address) for s in config.virtual_servers] == [
+        "2001:db8::e",
+        "2001:db8::f",
+        "2001:db8::10",
+    ]
+
+
 def test_virtual_server_group_members_that_resolve_differently_stay_expanded() -> None:
     # ops applies to the mark only (not TCP): the services differ, so they stay apart
     text = """
