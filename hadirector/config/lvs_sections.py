@@ -456,9 +456,6 @@ class LvsSections(Checker):
         own = t.maybe("forwarding", self.rs_forwarding)
         weight = t.opt("weight", self.integer(1, INT32_MAX), SORRY.weight)
         inhibit = t.opt("inhibit", self.boolean(), SORRY.inhibit)
-        if forwarding == "fullnat":
-            self.add(path, 'is not supported with forwarding = "fullnat"')
-            return None
         if endpoint is None:
             return None
         address, port = endpoint

@@ -6,7 +6,8 @@ needed. Nothing outside that table is ever touched.
 
 - A firewall-mark service with a ``match`` gets a prerouting (mangle priority) rule setting
   the mark on the listed traffic: ``ip daddr A tcp dport {80, 443} meta mark set 0x1``.
-- A ``fullnat`` service gets, per real server, a postrouting (srcnat) rule that rewrites the
+- A ``fullnat`` service gets, per real server (and for its sorry server, unless that one
+  has a forwarding of its own), a postrouting (srcnat) rule that rewrites the
   source of the connections IPVS forwarded to that server to the director address
   (``fullnat_source``), so the real server answers the director and needs no route back.
   IPVS keeps conntrack entries for them when ``net.ipv4.vs.conntrack = 1`` (set by the
@@ -60,7 +61,11 @@ def snat_rules(virtual_servers: Iterable[Any]) -> list[str]:
         if vs.forwarding != "fullnat" or vs.fullnat_source is None:
             continue
         fam = _family_kw(vs.fullnat_source)
-        for rs in vs.real_servers:
+        servers = list(vs.real_servers)
+        sorry = getattr(vs, "sorry_server", None)
+        if sorry is not None and sorry.forwarding == "fullnat":
+            servers.append(sorry)  # its own forwarding unless given: source NAT too
+        for rs in servers:
             parts = [f"{fam} daddr {rs.address}"]
             port = rs.port if rs.port is not None else vs.port
             if vs.protocol is not None and port is not None:

@@ -11,7 +11,7 @@ import pytest
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, SorryServer, VirtualServer
 from hadirector.errors import ConfigError
-from hadirector.ipvs import model, pool
+from hadirector.ipvs import model, nft, pool
 from hadirector.ipvs.model import FWD_DROUTE, FWD_MASQ, Dest, DestKey, ServiceKey
 from hadirector.vrrp import track
 
@@ -279,19 +279,44 @@ def test_defaults_and_a_full_pool() -> None:
             "virtual_server[0].sorry_server.colour: unknown key",
         ),
         ({"sorry_server": "203.0.113.99:80"}, "virtual_server[0].sorry_server: must be a table"),
-        (
-            {
-                "forwarding": "fullnat",
-                "fullnat_source": "203.0.113.1",
-                "sorry_server": {"address": "203.0.113.99:80"},
-            },
-            'virtual_server[0].sorry_server: is not supported with forwarding = "fullnat"',
-        ),
     ],
 )
 def test_invalid_pools(over: dict[str, Any], expected: str) -> None:
     found = problems({"virtual_server": [service(**over)]})
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_fullnat_services_sorry_server_is_masqueraded_and_source_natted() -> None:
+    """On a fullnat service the sorry server takes the service's forwarding (masquerade,
+    and the same SNAT rule as its real servers: it needs no route back either), or its
+    own nat/dr/tun (no SNAT then)."""
+    config = loaded(
+        service(
+            forwarding="fullnat",
+            fullnat_source="203.0.113.1",
+            sorry_server={"address": "203.0.113.99:8080"},
+        )
+    )
+    [vs_] = config.virtual_servers
+    assert vs_.sorry_server is not None and vs_.sorry_server.forwarding == "fullnat"
+    sorry = pool.sorry_dest(vs_)
+    assert sorry is not None and sorry[1].forwarding == FWD_MASQ
+    rules = nft.snat_rules(config.virtual_servers)
+    assert rules[-1] == (
+        "ip daddr 203.0.113.99 tcp dport 8080 ct original ip daddr 198.51.100.10 "
+        "snat ip to 203.0.113.1"
+    )
+    assert len(rules) == 4  # three real servers and the sorry server
+    own = loaded(
+        service(
+            forwarding="fullnat",
+            fullnat_source="203.0.113.1",
+            sorry_server={"address": "203.0.113.99:80", "forwarding": "dr"},
+        )
+    )
+    assert len(nft.snat_rules(own.virtual_servers)) == 3
+    out = pool.apply(table_of(config), config.virtual_servers, lost={SVC}, drained=())
+    assert out[SVC].dests[SORRY] == Dest(forwarding=FWD_MASQ, weight=1)
 
 
 def test_invalid_track_quorum_and_notify() -> None:
