@@ -34,6 +34,7 @@ PURE_MODULE_GLOBS = [
     "hadirector/ipvs/pool.py",
     "hadirector/checks/risefall.py",
     "hadirector/checks/dnsmsg.py",
+    "hadirector/checks/httpmsg.py",
     "hadirector/anycast/decide.py",
     "hadirector/net/vrrp_filter.py",
     "hadirector/sync/codec.py",
