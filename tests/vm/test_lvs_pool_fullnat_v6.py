@@ -17,17 +17,29 @@ Topology (namespaces of this module, documentation addresses only)::
 
 rs1 stops: F loses quorum, the sorry server answers (seeing the director's address);
 rs1 comes back: rs1 answers again and the sorry server is deleted.
+
+And keepalived 2.2.7's own checker process programs an IPv6 group range (in a namespace of
+its own) as the table the import of its file describes.
 """
 
 from __future__ import annotations
 
 import itertools
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from hadirector.config.load import load_text
+from hadirector.ipvs import model as m
+from hadirector.ipvs.importer import parse_rules
+from hadirector.ipvs.save import format_table
+from hadirector.migrate import kaconf
+from hadirector.migrate.from_keepalived import convert
+from hadirector.migrate.report import Findings
 
 from .lvslab import AgentProcess, Lab, RealServer, agent, request, routed_lan, run, socket_in
 
@@ -169,3 +181,55 @@ def test_a_fullnat_sorry_server_answers_through_source_nat_and_the_v6_group_is_i
     # The IPv6 server's checks passed throughout (one check for the three services).
     assert not [e for e in process.named("check.down") if "2001:db8" in e["server"]]
     assert process.named("check.configured")[0]["checks"] == 2, process.transcript()
+
+
+KEEPALIVED_V6_GROUP = """
+virtual_server_group G6 {
+    2001:db8:20::e-10 80
+    2001:db8:20::1:fffe-ffff 443
+}
+virtual_server group G6 {
+    lvs_sched rr
+    lvs_method NAT
+    protocol TCP
+    real_server 2001:db8:51::11 8080 {
+        weight 2
+    }
+}
+"""
+
+
+def test_keepalived_reads_an_ipv6_range_as_the_import_does(
+    ipvs_modules: None, tmp_path: Path
+) -> None:
+    """keepalived 2.2.7 itself programs an IPv6 group range (its last group in
+    hexadecimal: e-10 is three addresses, ::e to ::10) as the table the imported TOML describes."""
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(KEEPALIVED_V6_GROUP)
+    nodes = kaconf.parse(
+        str(conf), kaconf.TextSource({str(conf): KEEPALIVED_V6_GROUP}), "high", Findings()
+    )
+    config = load_text(convert(nodes, Findings(), str(conf)))
+    expected = m.desired_from_config(config.virtual_servers)
+    assert len(expected) == 5, format_table(expected)  # ::e, ::f, ::10, ::1:fffe, ::1:ffff
+    with Lab() as lab:
+        ns = lab.netns("ka")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-D", "-C", "-f", str(conf),
+             "-p", str(tmp_path / "k.pid"), "-c", str(tmp_path / "c.pid")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            saved = ""
+            while time.monotonic() < deadline:
+                saved = lab.exec(ns, "ipvsadm", "-S", "-n")
+                if m.tables_equal(parse_rules(saved), expected) or proc.poll() is not None:
+                    break
+                time.sleep(0.2)  # polling the kernel table until keepalived has written it
+        finally:
+            proc.terminate()
+            log = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert m.tables_equal(parse_rules(saved), expected), (
+        f"keepalived:\n{saved}\nimport:\n{format_table(expected)}\nlog:\n{log}"
+    )
