@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hadirector.checks import probes
 from hadirector.checks.probes import HttpParseError, ProbeResult, judge, parse_response
-from hadirector.checks.runner import CheckKey, HealthChecker
+from hadirector.checks.runner import DURATION_BUCKETS_S, CheckKey, Durations, HealthChecker
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.errors import ConfigError
@@ -267,6 +267,51 @@ async def _reload_keeps_unchanged_and_restarts_changed() -> None:
     reports = await run_checker(config(), prober, scenario)
     # Down, then the reload that drops every check leaves nothing down.
     assert down_servers(reports) == [{"198.51.100.11"}, set()]
+
+
+def test_a_reload_that_drops_a_check_cancels_its_probe_in_flight() -> None:
+    class Slow(ScriptedProber):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cancelled: list[str] = []
+
+        async def __call__(
+            self, check: HealthCheck, address: IPAddress, port: int | None
+        ) -> ProbeResult:
+            self.calls.append((trio.current_time(), str(address)))
+            try:
+                await trio.sleep(0.8)
+            except trio.Cancelled:
+                self.cancelled.append(str(address))
+                raise
+            return probes.UP
+
+    prober = Slow()
+
+    async def main() -> None:
+        checker = HealthChecker(config(), lambda _d: None, prober=prober)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(0.1)  # .11's first probe is in flight, .12's not yet due
+            checker.update(load_mapping({}))
+            await trio.sleep(3)
+            nursery.cancel_scope.cancel()
+        assert checker.running == {}
+
+    run_mocked(main)
+    assert prober.cancelled == ["198.51.100.11"]
+    assert [a for _, a in prober.calls] == ["198.51.100.11"]  # nothing probed after it
+
+
+def test_probe_durations_histogram_is_cumulative() -> None:
+    d = Durations()
+    for seconds in (0.0005, 0.001, 0.003, 0.2, 20.0):
+        d.observe(seconds)
+    assert d.count == 5 and d.sum_s == pytest.approx(20.2045)
+    # 0.001 s counts in the 1 ms bucket (<=); 20 s in none (only +Inf).
+    expected = [sum(1 for s in (0.0005, 0.001, 0.003, 0.2) if s <= b) for b in DURATION_BUCKETS_S]
+    assert d.buckets == expected
+    assert d.buckets[0] == 2 and d.buckets[-1] == 4
 
 
 def test_a_probe_that_raises_counts_as_a_failure() -> None:
