@@ -12,8 +12,10 @@ Each check probes on a fixed cadence: the n-th probe is due at ``start + n * int
 of all checks wait in one heap served by one task: it sleeps until the earliest, then
 starts a probe task for every check due by then or within ``BATCH_S`` after (a probe may
 start up to 2 ms early, so thousands of checks a second cost a few hundred wake-ups, not
-one timer and cancel scope per check); when a probe ends its task puts the check's next
-due time back in the heap. First probes
+one timer and cancel scope per check), at most ``BATCH_MAX`` per wake-up (a backlog
+drains in slices, each after the agent's other tasks had their turn, so VRRP adverts are
+not held behind it); when a probe ends its task puts the check's next due time back in
+the heap. First probes
 of the configured checks are spread evenly over one interval so a thousand checks do not
 fire in one burst, or, with ``warmup``, start at a random time within it. With
 ``delay_before_retry``, a failed probe of a server still up is followed by the next one
@@ -134,6 +136,10 @@ def reason_class(reason: str) -> str:
 
 #: A probe may start this much before it is due, with the others of the same wake-up.
 BATCH_S = 0.002
+#: At most this many probes start per wake-up; more due wait for the next (at once, after
+#: every other runnable task of the agent has had its turn: a backlog of checks, after the
+#: process was starved of CPU, must not hold a VRRP advert behind thousands of probes).
+BATCH_MAX = 32
 
 
 class _Running:
@@ -231,10 +237,12 @@ class HealthChecker:
                     await trio.sleep_forever()
                 self._wake = None
                 horizon = trio.current_time() + BATCH_S
-                while heap and heap[0][0] <= horizon:
+                started = 0
+                while heap and heap[0][0] <= horizon and started < BATCH_MAX:
                     due, _, entry = heapq.heappop(heap)
                     if not entry.stopped:
                         nursery.start_soon(self._probe, entry, due)
+                        started += 1
 
     def _schedule(self, entry: _Running, due: float) -> None:
         heapq.heappush(self._heap, (due, next(self._seq), entry))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,13 @@ from hypothesis import strategies as st
 
 from hadirector.checks import probes
 from hadirector.checks.probes import HttpParseError, ProbeResult, judge, parse_response
-from hadirector.checks.runner import DURATION_BUCKETS_S, CheckKey, Durations, HealthChecker
+from hadirector.checks.runner import (
+    BATCH_MAX,
+    DURATION_BUCKETS_S,
+    CheckKey,
+    Durations,
+    HealthChecker,
+)
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.errors import ConfigError
@@ -301,6 +308,43 @@ def test_a_reload_that_drops_a_check_cancels_its_probe_in_flight() -> None:
     run_mocked(main)
     assert prober.cancelled == ["198.51.100.11"]
     assert [a for _, a in prober.calls] == ["198.51.100.11"]  # nothing probed after it
+
+
+def test_a_backlog_of_due_checks_starts_in_slices_between_other_tasks() -> None:
+    """300 checks due at the same instant (warmup 0): the scheduler starts at most
+    BATCH_MAX probes per pass, and another task gets a turn in every run of trio's loop,
+    so it sees at most two passes' probes between two of its turns (trio runs a batch's
+    tasks in random order), never the whole backlog at once."""
+    cfg = load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "check": {"type": "tcp", "interval": 5, "warmup": 0},
+                    "real_server": [
+                        {"address": f"198.51.{100 + i // 200}.{i % 200 + 1}:8080"}
+                        for i in range(300)
+                    ],
+                }
+            ]
+        }
+    )
+    prober = ScriptedProber()
+    seen: list[int] = []
+
+    async def main() -> None:
+        checker = HealthChecker(cfg, lambda _d: None, prober=prober, rng=random.Random(1))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            while len(prober.calls) < 300:
+                seen.append(len(prober.calls))
+                await trio.sleep(0)  # another task of the agent, taking its turns
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+    steps = [b - a for a, b in itertools.pairwise([*seen, 300])]
+    assert max(steps) <= 2 * BATCH_MAX < 300, steps
+    assert len({t for t, _ in prober.calls}) == 1  # all at their due time all the same
 
 
 def test_probe_durations_histogram_is_cumulative() -> None:
