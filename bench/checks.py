@@ -37,7 +37,7 @@ Usage (root)::
     python3 bench/checks.py --window 30 --json out.json
 
 It prints figures; it asserts nothing. Not measured here (see bench/README.md): the
-detection latency in IPVS (tests/vm/test_lvs_health.py, on the VM's kernel), and
+detection latency in IPVS (bench/detection.py, on the VM's kernel), and
 keepalived's checker side by side (it needs IPVS, which the build machines' kernel lacks).
 """
 
