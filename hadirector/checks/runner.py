@@ -180,6 +180,9 @@ class HealthChecker:
         self._specs = specs_from_config(config)
         self._nursery: trio.Nursery | None = None
         self._reported: set[CheckKey] = set()  # the sink starts knowing of no failure
+        # The running checks that hold their server down, kept as they change: a change
+        # costs the failed servers' count, not a walk over every check.
+        self._holding: dict[RunKey, _Running] = {}
         # The next due time of every check: (due, sequence, check), served by run().
         self._heap: list[tuple[float, int, _Running]] = []
         self._seq = itertools.count()
@@ -193,11 +196,17 @@ class HealthChecker:
         """The servers one of whose checks holds them down (in every service of a
         virtual_server_group)."""
         out: set[CheckKey] = set()
-        for (s, d, _), r in self.running.items():
-            if not r.hysteresis.up:
-                out.add((s, d))
-                out.update((m, d) for m in r.spec.members)
+        for (s, d, _), r in self._holding.items():
+            out.add((s, d))
+            out.update((m, d) for m in r.spec.members)
         return out
+
+    def _hold(self, entry: _Running) -> None:
+        """Keep ``_holding`` in step with the entry's state (after any change of it)."""
+        if entry.hysteresis.up:
+            self._holding.pop(entry.key, None)
+        else:
+            self._holding[entry.key] = entry
 
     @property
     def unproven(self) -> set[CheckKey]:
@@ -267,6 +276,7 @@ class HealthChecker:
         gone = [k for k in self.running if k not in specs]
         for key in gone:
             self._stop(self.running.pop(key))
+            self._holding.pop(key, None)
         stopped = len(gone)
         fresh = [k for k, s in specs.items() if k not in self.running or self.running[k].spec != s]
         started = trio.current_time()
@@ -281,6 +291,7 @@ class HealthChecker:
             if old is not None:
                 entry.ever_ok, entry.probes = old.ever_ok, old.probes
             self.running[key] = entry
+            self._hold(entry)
             if spec.check.warmup_s is not None:  # keepalived's warmup: a random start
                 offset_s = self.rng.uniform(0.0, spec.check.warmup_s)
             else:
@@ -354,6 +365,7 @@ class HealthChecker:
         spec = entry.spec
         pair = entry.pair
         was_down = pair in self._reported
+        self._hold(entry)
         emit = self.log.info if change.up else self.log.warning
         emit(
             "check.up" if change.up else "check.down",

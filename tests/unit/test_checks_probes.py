@@ -347,6 +347,59 @@ def test_a_backlog_of_due_checks_starts_in_slices_between_other_tasks() -> None:
     assert len({t for t, _ in prober.calls}) == 1  # all at their due time all the same
 
 
+def test_the_down_set_follows_every_change_reload_and_alpha() -> None:
+    """``down`` (kept as checks change) against the states of every running check, after
+    each step of a seeded walk: servers failing and recovering, two checks per server,
+    a group of two services, reloads that add, change and drop checks, alpha servers."""
+
+    def cfg(count: int, interval: float, alpha_from: int) -> Config:
+        checks: list[dict[str, Any]] = [
+            {"type": "tcp", "interval": interval, "rise": 1, "fall": 1},
+            {"type": "http", "interval": 1.5, "rise": 2, "fall": 1},
+        ]
+        alpha = [{**c, "alpha": True} for c in checks]
+        servers = [
+            {"address": f"198.51.100.{i}:8080", **({"check": alpha} if i >= alpha_from else {})}
+            for i in range(1, count + 1)
+        ]
+        return load_mapping(
+            {
+                "virtual_server_group": [{"name": "g", "addresses": ["192.0.2.10-11:80"]}],
+                "virtual_server": [{"group": "g", "check": checks, "real_server": servers}],
+            }
+        )
+
+    prober = ScriptedProber()
+    rng = random.Random(11)
+
+    def expected(checker: HealthChecker) -> set[CheckKey]:
+        out: set[CheckKey] = set()
+        for (s, d, _), r in checker.running.items():
+            if not r.hysteresis.up:
+                out.add((s, d))
+                out.update((m, d) for m in r.spec.members)
+        return out
+
+    async def main() -> None:
+        checker = HealthChecker(cfg(8, 1.0, 99), lambda _d: None, prober=prober)
+        seen_down = 0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            for step in range(40):
+                prober.failing = {f"198.51.100.{i}" for i in range(1, 11) if rng.random() < 0.3}
+                if step % 7 == 3:
+                    count, interval = rng.choice([(6, 1.0), (8, 1.0), (10, 2.0), (8, 2.0)])
+                    checker.update(cfg(count, interval, rng.choice([3, 7, 99])))
+                    assert checker.down == expected(checker)
+                await trio.sleep(rng.uniform(0.2, 1.5))
+                assert checker.down == expected(checker)
+                seen_down += len(checker.down)
+            assert seen_down, "no server was ever down: the walk tested nothing"
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+
+
 def test_probe_durations_histogram_is_cumulative() -> None:
     d = Durations()
     for seconds in (0.0005, 0.001, 0.003, 0.2, 20.0):
