@@ -137,25 +137,51 @@ def _os_reason(exc: OSError) -> str:
     return f"error: {exc.strerror or exc}"
 
 
-async def _connect(
-    address: IPAddress, port: int, bindto: IPAddress | None = None
-) -> trio.socket.SocketType:
+def _stream_socket(address: IPAddress, bindto: IPAddress | None) -> socket.socket:
+    """A non-blocking TCP socket that closes with a reset, bound to ``bindto`` if given."""
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         if bindto is not None:
-            await sock.bind((bindto.compressed, 0))
-        await sock.connect((address.compressed, port))
+            sock.bind((bindto.compressed, 0))
     except BaseException:
         sock.close()
         raise
     return sock
 
 
+async def _connect_raw(sock: socket.socket, address: IPAddress, port: int) -> None:
+    """Connect a non-blocking socket: the kernel's answer, or wait until it is writable and
+    read ``SO_ERROR`` (a literal address: no resolver, no wrapper object)."""
+    err = sock.connect_ex((address.compressed, port))
+    if err == errno.EINPROGRESS:
+        await trio.lowlevel.wait_writable(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    # An answer at once (a local peer) is returned without a checkpoint: the callers'
+    # next step (a send, or the end of the probe's task) is one.
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+async def _connect(
+    address: IPAddress, port: int, bindto: IPAddress | None = None
+) -> trio.socket.SocketType:
+    sock = _stream_socket(address, bindto)
+    try:
+        await _connect_raw(sock, address, port)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.socket.from_stdlib_socket(sock)
+
+
 async def probe_tcp(address: IPAddress, port: int, bindto: IPAddress | None = None) -> ProbeResult:
-    sock = await _connect(address, port, bindto)
-    sock.close()
+    sock = _stream_socket(address, bindto)
+    try:
+        await _connect_raw(sock, address, port)
+    finally:
+        sock.close()  # nothing waits on it any more: a plain close (SO_LINGER 0: a reset)
     return UP
 
 

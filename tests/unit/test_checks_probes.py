@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,13 @@ from hypothesis import strategies as st
 from hadirector.checks import httpmsg, probes
 from hadirector.checks.httpmsg import HttpParseError, parse_response
 from hadirector.checks.probes import ProbeResult, judge
-from hadirector.checks.runner import CheckKey, HealthChecker
+from hadirector.checks.runner import (
+    BATCH_MAX,
+    DURATION_BUCKETS_S,
+    CheckKey,
+    Durations,
+    HealthChecker,
+)
 from hadirector.config.load import load_mapping
 from hadirector.config.schema import Config, HealthCheck, IPAddress
 from hadirector.errors import ConfigError
@@ -336,6 +343,141 @@ async def _reload_keeps_unchanged_and_restarts_changed() -> None:
     reports = await run_checker(config(), prober, scenario)
     # Down, then the reload that drops every check leaves nothing down.
     assert down_servers(reports) == [{"198.51.100.11"}, set()]
+
+
+def test_a_reload_that_drops_a_check_cancels_its_probe_in_flight() -> None:
+    class Slow(ScriptedProber):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cancelled: list[str] = []
+
+        async def __call__(
+            self, check: HealthCheck, address: IPAddress, port: int | None
+        ) -> ProbeResult:
+            self.calls.append((trio.current_time(), str(address)))
+            try:
+                await trio.sleep(0.8)
+            except trio.Cancelled:
+                self.cancelled.append(str(address))
+                raise
+            return probes.UP
+
+    prober = Slow()
+
+    async def main() -> None:
+        checker = HealthChecker(config(), lambda _d: None, prober=prober)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            await trio.sleep(0.1)  # .11's first probe is in flight, .12's not yet due
+            checker.update(load_mapping({}))
+            await trio.sleep(3)
+            nursery.cancel_scope.cancel()
+        assert checker.running == {}
+
+    run_mocked(main)
+    assert prober.cancelled == ["198.51.100.11"]
+    assert [a for _, a in prober.calls] == ["198.51.100.11"]  # nothing probed after it
+
+
+def test_a_backlog_of_due_checks_starts_in_slices_between_other_tasks() -> None:
+    """300 checks due at the same instant (warmup 0): the scheduler starts at most
+    BATCH_MAX probes per pass, and another task gets a turn in every run of trio's loop,
+    so it sees at most two passes' probes between two of its turns (trio runs a batch's
+    tasks in random order), never the whole backlog at once."""
+    cfg = load_mapping(
+        {
+            "virtual_server": [
+                {
+                    "address": "192.0.2.10:80",
+                    "check": {"type": "tcp", "interval": 5, "warmup": 0},
+                    "real_server": [
+                        {"address": f"198.51.{100 + i // 200}.{i % 200 + 1}:8080"}
+                        for i in range(300)
+                    ],
+                }
+            ]
+        }
+    )
+    prober = ScriptedProber()
+    seen: list[int] = []
+
+    async def main() -> None:
+        checker = HealthChecker(cfg, lambda _d: None, prober=prober, rng=random.Random(1))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            while len(prober.calls) < 300:
+                seen.append(len(prober.calls))
+                await trio.sleep(0)  # another task of the agent, taking its turns
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+    steps = [b - a for a, b in itertools.pairwise([*seen, 300])]
+    assert max(steps) <= 2 * BATCH_MAX < 300, steps
+    assert len({t for t, _ in prober.calls}) == 1  # all at their due time all the same
+
+
+def test_the_down_set_follows_every_change_reload_and_alpha() -> None:
+    """``down`` (kept as checks change) against the states of every running check, after
+    each step of a seeded walk: servers failing and recovering, two checks per server,
+    a group of two services, reloads that add, change and drop checks, alpha servers."""
+
+    def cfg(count: int, interval: float, alpha_from: int) -> Config:
+        checks: list[dict[str, Any]] = [
+            {"type": "tcp", "interval": interval, "rise": 1, "fall": 1},
+            {"type": "http", "interval": 1.5, "rise": 2, "fall": 1},
+        ]
+        alpha = [{**c, "alpha": True} for c in checks]
+        servers = [
+            {"address": f"198.51.100.{i}:8080", **({"check": alpha} if i >= alpha_from else {})}
+            for i in range(1, count + 1)
+        ]
+        return load_mapping(
+            {
+                "virtual_server_group": [{"name": "g", "addresses": ["192.0.2.10-11:80"]}],
+                "virtual_server": [{"group": "g", "check": checks, "real_server": servers}],
+            }
+        )
+
+    prober = ScriptedProber()
+    rng = random.Random(11)
+
+    def expected(checker: HealthChecker) -> set[CheckKey]:
+        out: set[CheckKey] = set()
+        for (s, d, _), r in checker.running.items():
+            if not r.hysteresis.up:
+                out.add((s, d))
+                out.update((m, d) for m in r.spec.members)
+        return out
+
+    async def main() -> None:
+        checker = HealthChecker(cfg(8, 1.0, 99), lambda _d: None, prober=prober)
+        seen_down = 0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(checker.run)
+            for step in range(40):
+                prober.failing = {f"198.51.100.{i}" for i in range(1, 11) if rng.random() < 0.3}
+                if step % 7 == 3:
+                    count, interval = rng.choice([(6, 1.0), (8, 1.0), (10, 2.0), (8, 2.0)])
+                    checker.update(cfg(count, interval, rng.choice([3, 7, 99])))
+                    assert checker.down == expected(checker)
+                await trio.sleep(rng.uniform(0.2, 1.5))
+                assert checker.down == expected(checker)
+                seen_down += len(checker.down)
+            assert seen_down, "no server was ever down: the walk tested nothing"
+            nursery.cancel_scope.cancel()
+
+    run_mocked(main)
+
+
+def test_probe_durations_histogram_is_cumulative() -> None:
+    d = Durations()
+    for seconds in (0.0005, 0.001, 0.003, 0.2, 20.0):
+        d.observe(seconds)
+    assert d.count == 5 and d.sum_s == pytest.approx(20.2045)
+    # 0.001 s counts in the 1 ms bucket (<=); 20 s in none (only +Inf).
+    expected = [sum(1 for s in (0.0005, 0.001, 0.003, 0.2) if s <= b) for b in DURATION_BUCKETS_S]
+    assert d.buckets == expected
+    assert d.buckets[0] == 2 and d.buckets[-1] == 4
 
 
 def test_a_probe_that_raises_counts_as_a_failure() -> None:
