@@ -106,9 +106,20 @@ def _hadirector_factory(
     return HadirectorDirector(lab, node, priority, advert_s, version)
 
 
+def _mixed_factory(lab: Lab, node: str, priority: int, advert_s: float, version: int) -> Director:
+    """keepalived on dir-a (the master), hadirector on dir-b: a pair half migrated."""
+    make = keepalived_factory if node == "dir-a" else _hadirector_factory
+    return make(lab, node, priority, advert_s, version)
+
+
+def _mixed_unavailable() -> str | None:
+    return _keepalived_unavailable() or _hadirector_unavailable()
+
+
 IMPLS = {
     "keepalived": Impl("keepalived", _keepalived_unavailable, lambda: keepalived_factory),
     "hadirector": Impl("hadirector", _hadirector_unavailable, lambda: _hadirector_factory),
+    "ka-hd": Impl("ka-hd", _mixed_unavailable, lambda: _mixed_factory),
 }
 
 
@@ -188,6 +199,12 @@ def run_once(impl: str, factory: DirectorFactory, advert_s: float, scenario: str
             f.t for f in lab.wire("arp", since=t_event)
             if f.src_mac == new_mac and f.info["gratuitous"] and f.info["sender_ip"] == vip
         ]  # fmt: skip
+        # The stopping master's priority-0 advert, and the taker's first GARP after it.
+        prio0 = [
+            f.t for f in lab.wire("vrrp", since=t_event)
+            if f.src_mac == old_mac and f.info["priority"] == 0
+        ]  # fmt: skip
+        announced = [t for t in garp if prio0 and t >= prio0[0]]
         spurious = sum(
             spurious_transitions(
                 [t for t in d.transitions() if t.t <= t_end], EXPECTED[scenario][d.node]
@@ -201,6 +218,11 @@ def run_once(impl: str, factory: DirectorFactory, advert_s: float, scenario: str
         spurious=spurious,
         takeover_ms=round((takeover[0] - t_event) * 1000, 1) if takeover else None,
         garp_ms=round((garp[0] - t_event) * 1000, 1) if garp else None,
+        late_ms=(
+            round((announced[0] - prio0[0] - skew_time_s(LOW, advert_s)) * 1000, 2)
+            if scenario == "stop" and announced
+            else None
+        ),
         skipped_slots=probes["skipped_slots"],
         max_send_gap_ms=probes["max_send_gap_ms"],
         max_send_gap_at=_since(probes["max_send_gap_at"], t_event),
@@ -212,6 +234,11 @@ def run_once(impl: str, factory: DirectorFactory, advert_s: float, scenario: str
         },
     )
     return row
+
+
+def skew_time_s(priority: int, advert_s: float) -> float:
+    """RFC 5798 Skew_Time: what a backup waits after a priority-0 advert."""
+    return (256 - priority) / 256 * advert_s
 
 
 def _since(t: float | None, t0: float) -> float | None:
@@ -235,6 +262,7 @@ COLUMNS = (
     ("spurious", "spurious", ">8"),
     ("takeover_ms", "master ms", ">9"),
     ("garp_ms", "garp ms", ">8"),
+    ("late_ms", "late ms", ">7"),
     ("sent", "sent", ">6"),
     ("max_send_gap_ms", "stall ms", ">8"),
 )
@@ -268,7 +296,8 @@ def median_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     out = {k: ok[0][k] for k in ("impl", "advert_s", "scenario")}
     out["impl"] = f"{out['impl']}~"
-    for key in ("gap_ms", "lost", "spurious", "takeover_ms", "garp_ms", "sent", "max_send_gap_ms"):
+    keys = ("gap_ms", "lost", "spurious", "takeover_ms", "garp_ms", "late_ms", "sent")
+    for key in (*keys, "max_send_gap_ms"):
         values = [r[key] for r in ok if r.get(key) is not None]
         out[key] = statistics.median(values) if values else None
     return out
@@ -295,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--impl",
         type=_names(list(IMPLS)),
         default=list(IMPLS),
-        help="comma-separated: keepalived,hadirector (default: all available)",
+        help="comma-separated: keepalived,hadirector,ka-hd (keepalived on dir-a, hadirector "
+        "on dir-b) (default: all available)",
     )
     parser.add_argument(
         "--advert",
@@ -352,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(
         f"# {len(rows)} runs in {time.monotonic() - started:.0f} s; gap = longest time "
         "without a reply; master/garp ms = event to MASTER report / first GARP; stall = "
-        "longest pause of the prober itself (load); '~' rows are medians"
+        "longest pause of the prober itself (load); late = (stop) the taker's first GARP "
+        "after the priority-0 advert on the wire, less Skew_Time; '~' rows are medians"
     )
     if args.json:
         text = json.dumps({"load": load, "cpus": os.cpu_count(), "runs": rows}, indent=1)
