@@ -691,12 +691,13 @@ class Instance:
         for cmd in self.vips.acquire(self.cfg.virtual_addresses):
             if await self._add_vip(cmd):
                 added.append(vips.key(cmd.vip))
+        # First announcement now, before the first advert (make-before-break) and before
+        # any logging; the rest of the burst, the delayed burst and the refresh run in the
+        # background. Only what we hold: announcing an address the kernel refused would
+        # draw traffic to a black hole.
+        self._announce_once(self._held_vips())
         if added:
             self.log.info("vip.added", vips=added)
-        # First announcement now, before the first advert (make-before-break); the rest of
-        # the burst, the delayed burst and the refresh run in the background. Only what we
-        # hold: announcing an address the kernel refused would draw traffic to a black hole.
-        self._announce_once(self._held_vips())
         self._start_announcer(first_done=True)
 
     async def _add_vip(self, cmd: vips.AddVip) -> bool | None:

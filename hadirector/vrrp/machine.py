@@ -42,8 +42,10 @@ Timer arithmetic lives in ``timers.py`` (exact, never rounded to centiseconds).
 
 Make-before-break, for a loss-free handover between the two directors of a pair:
 
-- The taker emits ``[Transition, AcquireAddresses, SendAdvert]``: the addresses are up and
-  announced before its first advert makes the old master step down.
+- The taker emits ``[AcquireAddresses, SendAdvert, Transition]``: the addresses are up and
+  announced before its first advert makes the old master step down, and both are on the
+  wire before the transition is reported (its log line, notify scripts, sync group and
+  alerts cost the caller time a client waiting for the announcement should not wait).
 - ``stop()`` while MASTER sends a priority-0 advert (the peer then waits only Skew_Time,
   §6.4.2) but keeps the addresses: the machine is *draining* (state still MASTER, ``draining``
   true). It repeats the priority-0 advert every Advertisement_Interval in case one is lost.
@@ -374,14 +376,15 @@ class VrrpMachine:
         return [ReleaseAddresses()]
 
     def _become_master(self, now: float, reason: str) -> list[Action]:
-        """Taker order: transition, addresses up and announced, then the first advert."""
+        """Taker order: addresses up and announced, the first advert, then the transition
+        reported (the state is MASTER from now on all the same)."""
         self._down_at = None
         if self._release_at is not None:
             self._release_at = None
             self.counters["release_cancelled"] += 1
         transition = self._transition(State.MASTER, reason)
         self._holding = True
-        return [transition, AcquireAddresses(), self._advert(now)]
+        return [AcquireAddresses(), self._advert(now), transition]
 
     def _become_backup(self, now: float, reason: str) -> list[Action]:
         """§6.4.1 (and leaving FAULT): BACKUP with our own interval, Master_Down armed."""

@@ -60,6 +60,33 @@ def test_graceful_stop_is_make_before_break_and_run_returns() -> None:
     run_lab(scenario)
 
 
+def test_taker_is_on_the_wire_before_it_reports() -> None:
+    """A taker adds its VIPs, announces them and sends its first advert before anything
+    else: the transition's log line, notify scripts, sync group and alerts come after, as
+    does the ``vip.added`` log line. A client waiting for the announcement (a stopped
+    keepalived removes the VIPs with its priority 0) waits for none of that."""
+
+    async def scenario(lab: Lab) -> None:
+        wire, _a, _b = pair(lab)
+        ra, rb = await elect(lab)
+        t_stop = trio.current_time()
+        ra.stop()
+        with trio.fail_after(5):
+            await ra.wait()
+        assert rb.state("VI_1") == "MASTER"
+        add = lab.find("add", host="b")[0]
+        garp = lab.find("garp", host="b")[0]
+        advert = next(f for f, adv in wire.adverts_from("b") if f.time >= t_stop)
+        (took,) = [e for e in lab.find("transition", host="b") if e.detail["new"] == "MASTER"]
+        (logged,) = lab.find("vip.added", host="b")
+        assert add.seq < garp.seq < advert.seq < took.seq
+        assert garp.seq < logged.seq
+        # All in the same instant of the driver: the order is the only difference.
+        assert add.time == garp.time == advert.time == took.time
+
+    run_lab(scenario)
+
+
 def test_preemption_back_after_restart_has_no_gap_and_no_extra_transition() -> None:
     async def scenario(lab: Lab) -> None:
         _, a, _ = pair(lab)

@@ -58,7 +58,7 @@ def master(**overrides: Any) -> tuple[VrrpMachine, float]:
     deadline = m.next_deadline()
     assert deadline is not None
     actions = m.timer(deadline)
-    assert [type(a) for a in actions] == [Transition, AcquireAddresses, SendAdvert]
+    assert [type(a) for a in actions] == [AcquireAddresses, SendAdvert, Transition]
     assert m.state is State.MASTER
     return m, deadline
 
@@ -81,9 +81,9 @@ def test_rfc5798_6_4_1_non_owner_starts_backup_with_master_down_timer() -> None:
 def test_rfc5798_6_4_1_owner_starts_master_addresses_before_advert() -> None:
     m = VrrpMachine(config(priority=255))
     assert m.start(5.0) == [
-        Transition(State.INIT, State.MASTER, "startup"),
         AcquireAddresses(),
         SendAdvert(255, 100),
+        Transition(State.INIT, State.MASTER, "startup"),
     ]
     assert m.next_deadline() == 6.0
     assert m.start(5.0) == []  # start is idempotent
@@ -106,9 +106,9 @@ def test_rfc5798_6_4_2_master_down_timer_makes_master_in_taker_order() -> None:
     assert m.timer(DOWN_100 - 1e-9) == []
     assert m.state is State.BACKUP
     assert m.timer(DOWN_100) == [
-        Transition(State.BACKUP, State.MASTER, "master down interval expired"),
         AcquireAddresses(),
         SendAdvert(100, 100),
+        Transition(State.BACKUP, State.MASTER, "master down interval expired"),
     ]
     assert m.next_deadline() == DOWN_100 + 1.0
     assert m.timer(DOWN_100 + 1.0) == [SendAdvert(100, 100)]
@@ -138,7 +138,7 @@ def test_rfc5798_6_4_2_preempt_discards_lower_priority_timer_keeps_running() -> 
     assert advert(m, 2.0, priority=50) == []
     assert m.next_deadline() == DOWN_100  # not reset: we preempt when it expires
     assert m.counters["discarded_lower_priority"] == 2
-    assert m.timer(DOWN_100)[0] == Transition(
+    assert m.timer(DOWN_100)[2] == Transition(
         State.BACKUP, State.MASTER, "master down interval expired"
     )
 
@@ -156,9 +156,9 @@ def test_rfc5798_6_4_2_priority_zero_waits_only_skew_time() -> None:
     assert advert(m, 2.0, priority=0) == []
     assert m.next_deadline() == 2.0 + SKEW_100
     assert m.timer(2.0 + SKEW_100) == [
-        Transition(State.BACKUP, State.MASTER, "master released (priority 0)"),
         AcquireAddresses(),
         SendAdvert(100, 100),
+        Transition(State.BACKUP, State.MASTER, "master released (priority 0)"),
     ]
 
 
@@ -235,7 +235,7 @@ def test_preempt_delay_holds_off_preemption_after_start() -> None:
     # After the delay, discarded: the timer armed at 9.9 runs out and we preempt.
     assert advert(m, 10.5, priority=50) == []
     assert m.next_deadline() == 9.9 + DOWN_100
-    assert m.timer(9.9 + DOWN_100)[0].new is State.MASTER  # type: ignore[union-attr]
+    assert m.timer(9.9 + DOWN_100)[2].new is State.MASTER  # type: ignore[union-attr]
 
 
 def test_preempt_delay_restarts_when_leaving_fault() -> None:
@@ -268,7 +268,7 @@ def test_hold_preempt_holds_until_released() -> None:
     m.hold_preempt(None)  # the resync arrived
     assert advert(m, 6.0, priority=50) == []
     assert m.next_deadline() == 5.0 + DOWN_100  # discarded: the timer runs out, we preempt
-    assert m.timer(5.0 + DOWN_100)[0].new is State.MASTER  # type: ignore[union-attr]
+    assert m.timer(5.0 + DOWN_100)[2].new is State.MASTER  # type: ignore[union-attr]
 
 
 def test_hold_preempt_ends_at_its_deadline() -> None:
@@ -284,7 +284,7 @@ def test_hold_preempt_never_delays_a_silent_or_leaving_master() -> None:
     m = backup(0.0)
     m.hold_preempt(600.0)
     advert(m, 1.0, priority=50)
-    assert m.timer(1.0 + DOWN_100)[0].new is State.MASTER  # type: ignore[union-attr]
+    assert m.timer(1.0 + DOWN_100)[2].new is State.MASTER  # type: ignore[union-attr]
     m2 = backup(0.0)
     m2.hold_preempt(600.0)
     advert(m2, 1.0, priority=0)
@@ -385,9 +385,9 @@ def test_preempted_hold_cancelled_by_retaking_mastership() -> None:
     assert m.next_deadline() == t + 0.2 + SKEW_100
     actions = m.timer(t + 0.2 + SKEW_100)
     assert actions == [
-        Transition(State.BACKUP, State.MASTER, "master released (priority 0)"),
         AcquireAddresses(),
         SendAdvert(100, 100),
+        Transition(State.BACKUP, State.MASTER, "master released (priority 0)"),
     ]
     assert m.counters["release_cancelled"] == 1
     # The pending release is gone: nothing fires at the old release time.
@@ -401,7 +401,7 @@ def test_master_down_and_release_due_together_keep_addresses() -> None:
     # Master_Down (3.609 s) comes before the 4 s hold; run everything at once, late.
     actions = m.timer(t + 10.0)
     assert ReleaseAddresses() not in actions
-    assert actions[0] == Transition(State.BACKUP, State.MASTER, "master down interval expired")
+    assert actions[2] == Transition(State.BACKUP, State.MASTER, "master down interval expired")
 
 
 # -- make-before-break stop -----------------------------------------------------------------
@@ -531,7 +531,7 @@ def test_owner_priority_never_changed_by_tracking() -> None:
     assert m.set_priority(100, 0.1) == []
     assert m.effective_priority == 255
     assert m.set_priority(None, 0.2)[1] == Transition(State.MASTER, State.FAULT, "tracking fault")
-    assert m.set_priority(255, 0.3)[0] == Transition(
+    assert m.set_priority(255, 0.3)[2] == Transition(
         State.FAULT, State.MASTER, "tracking recovered"
     )
 
@@ -568,9 +568,9 @@ def test_owner_link_up_rerun_init_goes_master() -> None:
     m.start(0.0)
     m.set_link(False, 1.0)
     assert m.set_link(True, 2.0) == [
-        Transition(State.FAULT, State.MASTER, "link up"),
         AcquireAddresses(),
         SendAdvert(255, 100),
+        Transition(State.FAULT, State.MASTER, "link up"),
     ]
 
 
@@ -580,9 +580,9 @@ def test_owner_link_up_rerun_init_goes_master() -> None:
 def test_force_master_from_backup_uses_taker_order() -> None:
     m = backup(0.0)
     assert m.force(State.MASTER, 1.0, "sync group g") == [
-        Transition(State.BACKUP, State.MASTER, "sync group g"),
         AcquireAddresses(),
         SendAdvert(100, 100),
+        Transition(State.BACKUP, State.MASTER, "sync group g"),
     ]
     assert m.force(State.MASTER, 1.1, "sync group g") == []
 
@@ -604,9 +604,9 @@ def test_force_fault_and_back() -> None:
     ]
     assert m.fault_reasons == ("sync group",)
     assert m.force(State.MASTER, t + 1, "sync group g") == [
-        Transition(State.FAULT, State.MASTER, "sync group g"),
         AcquireAddresses(),
         SendAdvert(100, 100),
+        Transition(State.FAULT, State.MASTER, "sync group g"),
     ]
     m.force(State.FAULT, t + 2, "g")
     assert m.force(State.BACKUP, t + 3, "g") == [Transition(State.FAULT, State.BACKUP, "g")]
@@ -802,22 +802,25 @@ class Pair:
         node = self.nodes[i]
         m = node.machine
         assert m is not None
+        # A taker reports its transition after its addresses and first advert.
+        taking = any(isinstance(a, Transition) and a.new is State.MASTER for a in actions)
         for k, action in enumerate(actions):
             if isinstance(action, Transition):
                 assert action.old is node.state, (action, node.state)
                 node.state = action.new
                 if action.new is State.MASTER:
-                    # Make-before-break: addresses up and announced before the first advert.
-                    assert actions[k + 1 : k + 3] == [AcquireAddresses(), SendAdvert(
+                    # Make-before-break: addresses up and announced before the first advert,
+                    # both before the transition is reported.
+                    assert k >= 2 and actions[k - 2 : k] == [AcquireAddresses(), SendAdvert(
                         m.effective_priority, node.cfg.advert_interval_cs)]  # fmt: skip
             elif isinstance(action, AcquireAddresses):
-                assert node.state is State.MASTER
+                assert node.state is State.MASTER or taking
                 node.holding = True
             elif isinstance(action, ReleaseAddresses):
                 assert node.holding
                 node.holding = False
             else:
-                assert node.state is State.MASTER
+                assert node.state is State.MASTER or taking
                 if node.link_up:
                     self.seq += 1
                     self.wire.append((self.now + LATENCY_S, self.seq, 1 - i, action))
