@@ -570,7 +570,12 @@ class Instance:
         if kind == "hold_preempt":  # seconds from now, or None: release (bulk resync)
             return machine.hold_preempt(None if event[1] is None else now + event[1])
         if kind == "stop":
-            return machine.stop(now)
+            stopped = machine.stop(now)
+            if machine.draining:
+                # Priority 0 sent: the VIPs stay until the taker is heard, but announcing
+                # them now (a burst or refresh due) would draw the clients back from it.
+                self._stop_announcing()
+            return stopped
         if kind == "reconfigure":
             return self._reconfigure(event[1], now)
         if kind == "readd":
