@@ -118,7 +118,7 @@ def test_crash_failover(netlab: Lab, family: int) -> None:
     assert all(r["end"] < result["mac_changes"][0]["t"] for r in result["lost_runs"])
     assert b.states() == ["BACKUP", "MASTER"]
     assert b.transitions()[-1].t > t_crash
-    # Logged after the transition: it may still be on its way through the log pipe.
+    # Logged with the takeover: it may still be on its way through the log pipe.
     added = wait_for(lambda: b.records("vip.added"), 15, "vip.added from dir-b")
     assert added[0]["vips"] == [f"{vip}/{24 if family == 4 else 64}"]
 
