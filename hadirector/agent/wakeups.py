@@ -16,6 +16,9 @@ deadline also serves the requests at the top of the heap whose early time has co
 instances whose adverts fall close together send them in one wake-up, and from then on
 share it (their next adverts are counted from the same ``now``).
 
+agent/hotloop.py serves the same interface from a thread of its own (the production
+agent); this one serves it in trio (tests under trio's virtual clock).
+
 What it must not do: decide anything about VRRP, or let a callback wait (callbacks are
 plain functions and must not raise).
 """
@@ -51,6 +54,18 @@ class Wakeups:
         scope = self._scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
+
+    def now(self) -> float:
+        """The time on trio's clock."""
+        return trio.current_time()
+
+    def call_in_trio(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` in trio: callbacks already run there, so now."""
+        fn()
+
+    def threads(self) -> list[int]:
+        """The native ids of threads of its own: none."""
+        return []
 
     def __len__(self) -> int:
         return len(self._heap)
