@@ -70,7 +70,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -128,6 +128,10 @@ IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 _RECV_BUFFER_BYTES = 65535
 _RCVBUF_BYTES = 1 << 21
 _ANC_BUFFER_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+
+
+# sendmsg's address and ancillary data for one (source, destination).
+_SendArgs = tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -230,10 +234,10 @@ class _Port:
         self.reader_scope: trio.CancelScope | None = None
         self._error_logged = -math.inf
         self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
-        self._send_args_cache: dict[
-            tuple[IPAddress, IPAddress],
-            tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]],
-        ] = {}
+        # The last (source, destination) sent to and its arguments: compared by identity,
+        # no address hashing per advert.
+        self._send_args_last: tuple[Any, Any, _SendArgs | None] = (None, None, None)
+        self._send_args_cache: dict[tuple[IPAddress, IPAddress], _SendArgs] = {}
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         try:
@@ -350,12 +354,14 @@ class _Port:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _send_args(
-        self, src: IPAddress, dst: IPAddress
-    ) -> tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]:
+    def _send_args(self, src: IPAddress, dst: IPAddress) -> _SendArgs:
         """sendmsg's address and ancillary data for ``src`` -> ``dst`` (built once)."""
+        last = self._send_args_last
+        if last[0] is src and last[1] is dst and last[2] is not None:  # the same objects
+            return last[2]
         cached = self._send_args_cache.get((src, dst))
         if cached is not None:
+            self._send_args_last = (src, dst, cached)
             return cached
         address: tuple[str, int] | tuple[str, int, int, int]
         if self.family == 4:
@@ -372,6 +378,7 @@ class _Port:
         if len(self._send_args_cache) >= 256:  # sources and peers are few; bounded anyway
             self._send_args_cache.clear()
         self._send_args_cache[(src, dst)] = (address, ancillary)
+        self._send_args_last = (src, dst, (address, ancillary))
         return address, ancillary
 
     def send_nowait(self, payload: bytes, src: IPAddress, dst: IPAddress) -> bool:
