@@ -74,7 +74,11 @@ class WakeupsPort(Protocol):
     from the callbacks; ``call_in_trio`` runs what needs trio (waking a driver) in trio."""
 
     def call_at(
-        self, at: float, callback: Callable[[float], None], early: float | None = None
+        self,
+        at: float,
+        callback: Callable[[float], None],
+        early: float | None = None,
+        current: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None: ...
 
     def now(self) -> float: ...

@@ -45,6 +45,8 @@ from collections.abc import Callable
 
 import trio
 
+from hadirector.agent.wakeups import Entry, settle_top
+
 __all__ = ["Baton", "HotLoop"]
 
 _TRIO = 0
@@ -97,7 +99,7 @@ class HotLoop:
     docstring). The interface of agent/wakeups.py ``Wakeups``, plus ``add_reader``."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, float, int, Callable[[float], None]]] = []
+        self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._readers: dict[int, Callable[[], None]] = {}
         self._epoll: select.epoll | None = None
@@ -123,13 +125,18 @@ class HotLoop:
         return self._clock.current_time()
 
     def call_at(
-        self, at: float, callback: Callable[[float], None], early: float | None = None
+        self,
+        at: float,
+        callback: Callable[[float], None],
+        early: float | None = None,
+        current: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None:
         """Call ``callback(now)`` once, in the thread, at ``at`` or soon after; from
-        ``early`` on (at most ``at``) when it wakes for another request anyway."""
+        ``early`` on (at most ``at``) when it wakes for another request anyway;
+        ``current`` as in agent/wakeups.py (a deadline that moved later is moved)."""
         if early is None or early > at:
             early = at
-        heapq.heappush(self._heap, (at, early, next(self._seq), callback))
+        heapq.heappush(self._heap, (at, early, next(self._seq), callback, current))
         if at < self._sleeping_until:
             self._kick()
 
@@ -248,9 +255,11 @@ class HotLoop:
                     if ready is not None:
                         ready()
                 now = current_time()
+                settle_top(heap)
                 # Due, or allowed early (the top of the heap only, as in agent/wakeups.py).
                 while heap and heap[0][1] <= now:
                     pop(heap)[3](now)
+                settle_top(heap)
                 if heap:
                     at = heap[0][0]
                     self._sleeping_until = at

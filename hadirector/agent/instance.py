@@ -249,7 +249,19 @@ class Instance:
         early, at = self._wake_window()
         if at < self._wakeup_at:
             self._wakeup_at = at
-            self.agent.wakeups.call_at(at, self._on_wakeup, early)
+            self.agent.wakeups.call_at(at, self._on_wakeup, early, self._moved_wakeup)
+
+    def _moved_wakeup(self) -> tuple[float, float] | None:
+        """For the wake-up task, before it sleeps: the timer window now, if the driver is
+        parked (a backup's Master_Down deadline moved with the adverts it heard); the
+        request is then moved there, and it is the one pending."""
+        if not self._idle:
+            return None  # the driver serves its deadlines itself, and asks when it parks
+        window = self._wake_window()
+        if window[1] < self._wakeup_at:
+            return None  # earlier than asked (asked again already, or about to): as it is
+        self._wakeup_at = window[1]
+        return window
 
     def _on_wakeup(self, now: float) -> None:
         """A deadline this instance asked for, in the agent's wake-up task.
