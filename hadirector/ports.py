@@ -68,6 +68,28 @@ class VrrpSocketsPort(Protocol):
     async def run(self, *, task_status: Any = ...) -> None: ...
 
 
+class WakeupsPort(Protocol):
+    """Where the instances' deadlines are served, and their hot path runs (agent/wakeups.py
+    in trio, agent/hotloop.py in a thread of its own). ``now`` is trio's clock, readable
+    from the callbacks; ``call_in_trio`` runs what needs trio (waking a driver) in trio."""
+
+    def call_at(
+        self,
+        at: float,
+        callback: Callable[[float], None],
+        early: float | None = None,
+        current: Callable[[], tuple[float, float] | None] | None = None,
+    ) -> None: ...
+
+    def now(self) -> float: ...
+
+    def call_in_trio(self, fn: Callable[[], None]) -> None: ...
+
+    def threads(self) -> list[int]: ...
+
+    async def run(self, *, task_status: Any = ...) -> None: ...
+
+
 class AnnouncerPort(Protocol):
     """Gratuitous ARP / unsolicited NA on one interface."""
 
@@ -136,19 +158,25 @@ class Adapters:
     addresses: Callable[[], AddressesPort]
     links: Callable[[], LinksPort]
     ipvs: Callable[[Any], IpvsPort]
+    # None: agent/wakeups.py, the instances' hot path in trio (what tests under trio's
+    # virtual clock need); real(): agent/hotloop.py, which also reads the VRRP sockets.
+    wakeups: Callable[[], WakeupsPort] | None = None
 
     @classmethod
     def real(cls) -> Adapters:
+        from hadirector.agent.hotloop import HotLoop
         from hadirector.ipvs.manager import IpvsManager
         from hadirector.net.addresses import AddressManager
         from hadirector.net.announce import Announcer
         from hadirector.net.links import LinkWatcher
         from hadirector.net.vrrp_socket import VrrpSockets
 
+        loop = HotLoop()  # the deadlines and the VRRP receive sockets, in one thread
         return cls(
-            vrrp_sockets=VrrpSockets,
+            vrrp_sockets=lambda: VrrpSockets(loop),
             open_announcer=Announcer.open,
             addresses=AddressManager,
             links=LinkWatcher,
             ipvs=IpvsManager,
+            wakeups=lambda: loop,
         )

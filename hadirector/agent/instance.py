@@ -9,7 +9,10 @@ change). Two shortcuts, both while the driver is parked with nothing queued: an 
 that arrives is handed to the machine by the receive task of its socket (no wake-up per
 advert: a backup's Master_Down deadline just moves), and a deadline that comes is served by
 the agent's wake-up task (agent/wakeups.py), which runs the machine's timers and sends the
-adverts they answer without waiting (a master's advert wakes no driver). Anything else the
+adverts they answer without waiting (a master's advert wakes no driver). With the real
+adapters both shortcuts run in the hot path's thread (agent/hotloop.py), which never runs
+while trio does: they read the clock through ``agent.wakeups.now`` and wake the driver
+through ``call_in_trio``, after queueing the event in order. Anything else the
 machine answers is posted to the driver as a control event; an advert arriving while the
 driver is busy waits in the queue behind its work. Every VIP change is made by the driver,
 as vrrp/vips.py decides. The machine answers with actions, which the driver performs in the
@@ -119,13 +122,17 @@ class Instance:
         self.agent = agent
         self.cfg = cfg
         self.log = logs.get(instance=cfg.name)
-        self.rejects = RateLimitedLog(self.log, clock=trio.current_time)
+        # The hot path's clock: trio's, readable from the thread agent/hotloop.py runs it in.
+        self._now = agent.wakeups.now
+        self.rejects = RateLimitedLog(self.log, clock=self._now)
         self.counters: Counter[str] = Counter()
         # Two queues: control events (never dropped) are served before adverts (bounded,
         # dropped and counted when full); ``post`` wakes the driver.
         self._control: deque[tuple[Any, ...]] = deque()
         self._adverts: deque[tuple[Any, ...]] = deque()
         self._wake = trio.Event()
+        # A wake-up of the driver asked from the hot path's thread and not yet run in trio.
+        self._wake_pending = False
         # The driver is parked with nothing queued: an accepted advert is then handed to
         # the machine at once by the receive path (``_on_packet``), and a due deadline by
         # the agent's wake-up task (``_on_wakeup``); only what needs the driver wakes it.
@@ -205,6 +212,18 @@ class Instance:
                 self.stop_requested = True
             self._control.append(event)
         self._idle = False
+        self._wake_driver()
+
+    def _wake_driver(self) -> None:
+        """Set the driver's wake-up event, in trio: the hot path may run in a thread of its
+        own (agent/hotloop.py), which then only asks (once until it has run); the events are
+        queued already, in the order they happened."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.agent.wakeups.call_in_trio(self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wake_pending = False
         self._wake.set()
 
     def _wake_at(self) -> float:
@@ -230,7 +249,19 @@ class Instance:
         early, at = self._wake_window()
         if at < self._wakeup_at:
             self._wakeup_at = at
-            self.agent.wakeups.call_at(at, self._on_wakeup, early)
+            self.agent.wakeups.call_at(at, self._on_wakeup, early, self._moved_wakeup)
+
+    def _moved_wakeup(self) -> tuple[float, float] | None:
+        """For the wake-up task, before it sleeps: the timer window now, if the driver is
+        parked (a backup's Master_Down deadline moved with the adverts it heard); the
+        request is then moved there, and it is the one pending."""
+        if not self._idle:
+            return None  # the driver serves its deadlines itself, and asks when it parks
+        window = self._wake_window()
+        if window[1] < self._wakeup_at:
+            return None  # earlier than asked (asked again already, or about to): as it is
+        self._wakeup_at = window[1]
+        return window
 
     def _on_wakeup(self, now: float) -> None:
         """A deadline this instance asked for, in the agent's wake-up task.
@@ -247,7 +278,7 @@ class Instance:
         assert self.machine is not None
         if self.follower.due(now):
             self._idle = False
-            self._wake.set()  # the driver re-opens the socket
+            self._wake_driver()  # the driver re-opens the socket
             return
         actions: list[Any] = self.machine.timer(now)
         if all(type(a) is SendAdvert for a in actions):
@@ -909,7 +940,7 @@ class Instance:
             priority=advert.priority,
             interval_cs=advert.interval_cs,
             source=received.src,
-            now=trio.current_time(),
+            now=self._now(),
         )
         if actions:
             self.post("perform", actions)
@@ -969,7 +1000,7 @@ class Instance:
                 self.peer_old_checksum = True
                 self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
         self.counters["adverts_accepted"] += 1
-        self.last_peer = (src, result.advert.priority, trio.current_time())
+        self.last_peer = (src, result.advert.priority, self._now())
         return result.advert
 
 

@@ -46,7 +46,7 @@ from hadirector.config import load as config_load
 from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import ConfigError, Problem
 from hadirector.ipvs import pool
-from hadirector.ports import Adapters
+from hadirector.ports import Adapters, WakeupsPort
 from hadirector.preflight import preflight, read_hmac_keys
 from hadirector.status import (
     AgentStatus,
@@ -91,8 +91,11 @@ class Agent:
         self.tracking = Tracking(self.links, self._retrack)
         # One receive and one send socket per (interface, family), shared by the instances.
         self.vrrp_sockets = self.adapters.vrrp_sockets()
-        # The instances' deadlines, served by one task (agent/wakeups.py).
-        self.wakeups = Wakeups()
+        # The instances' deadlines, served by one task (agent/wakeups.py) or, with the real
+        # adapters, by a thread that also reads the VRRP sockets (agent/hotloop.py).
+        self.wakeups: WakeupsPort = (
+            self.adapters.wakeups() if self.adapters.wakeups is not None else Wakeups()
+        )
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
         self.sync.hold_preempt = self._hold_preempt  # while a bulk resync is awaited
@@ -430,7 +433,10 @@ class Agent:
         prio = self.config.global_.realtime_priority
         if prio:
             try:
-                os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(prio))
+                policy = os.SCHED_RR | os.SCHED_RESET_ON_FORK
+                # This thread, and the VRRP hot path's (agent/hotloop.py) if it has one.
+                for tid in (0, *self.wakeups.threads()):
+                    os.sched_setscheduler(tid, policy, os.sched_param(prio))
                 self.log.info("agent.realtime", policy="SCHED_RR", priority=prio)
             except OSError as exc:
                 self.log.error("agent.realtime_failed", priority=prio, error=str(exc))

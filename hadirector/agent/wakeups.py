@@ -16,6 +16,15 @@ deadline also serves the requests at the top of the heap whose early time has co
 instances whose adverts fall close together send them in one wake-up, and from then on
 share it (their next adverts are counted from the same ``now``).
 
+agent/hotloop.py serves the same interface from a thread of its own (the production
+agent); this one serves it in trio (tests under trio's virtual clock).
+
+A request may also say how to learn its requester's deadline now (``current``): before it
+sleeps and when it wakes, the task asks the top of the heap whether its deadline moved
+later, and moves it (or drops it: no deadline any more) instead of serving it for nothing.
+A backup's Master_Down deadline moves with every advert it hears; without this its wake-up
+would come early once per Master_Down_Interval, only to ask again.
+
 What it must not do: decide anything about VRRP, or let a callback wait (callbacks are
 plain functions and must not raise).
 """
@@ -29,28 +38,68 @@ from collections.abc import Callable
 
 import trio
 
-__all__ = ["Wakeups"]
+__all__ = ["Entry", "Wakeups", "settle_top"]
+
+# A request: (deadline, early time, sequence, callback, how to learn the deadline now).
+Entry = tuple[
+    float, float, int, Callable[[float], None], Callable[[], tuple[float, float] | None] | None
+]
+
+
+def settle_top(heap: list[Entry]) -> None:
+    """Move the requests at the top of the heap whose requester's deadline moved later
+    (drop those that have none any more), until the top is one to wake for."""
+    while heap:
+        at, _early, seq, callback, current = heap[0]
+        if current is None:
+            return
+        moved = current()
+        if moved is None or moved[1] <= at:
+            return
+        early, new_at = moved
+        if new_at == math.inf:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (new_at, min(early, new_at), seq, callback, current))
 
 
 class Wakeups:
     """The heap of deadlines and the task that serves it (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, float, int, Callable[[float], None]]] = []
+        self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None
 
     def call_at(
-        self, at: float, callback: Callable[[float], None], early: float | None = None
+        self,
+        at: float,
+        callback: Callable[[float], None],
+        early: float | None = None,
+        current: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None:
         """Call ``callback(now)`` once, at ``at`` (trio's clock) or soon after; from
-        ``early`` on (at most ``at``) when the task wakes for another request anyway."""
+        ``early`` on (at most ``at``) when the task wakes for another request anyway.
+        ``current()``, if given: the requester's (early, deadline) now, None to leave the
+        request as it is (see the module docstring)."""
         if early is None or early > at:
             early = at
-        heapq.heappush(self._heap, (at, early, next(self._seq), callback))
+        heapq.heappush(self._heap, (at, early, next(self._seq), callback, current))
         scope = self._scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
+
+    def now(self) -> float:
+        """The time on trio's clock."""
+        return trio.current_time()
+
+    def call_in_trio(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` in trio: callbacks already run there, so now."""
+        fn()
+
+    def threads(self) -> list[int]:
+        """The native ids of threads of its own: none."""
+        return []
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -60,11 +109,13 @@ class Wakeups:
         heap = self._heap
         task_status.started()
         while True:
+            settle_top(heap)
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self._scope = scope
                 await trio.sleep_forever()
             self._scope = None
             now = trio.current_time()
+            settle_top(heap)  # a deadline may have moved while it slept
             # Due, or allowed early (only the top of the heap is looked at: a missed early
             # chance costs a wake-up, never a late deadline).
             while heap and heap[0][1] <= now:

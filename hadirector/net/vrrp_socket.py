@@ -30,7 +30,11 @@ even with the same name and ifindex (multicast membership went with the old one)
 caller passes the interface's ``incarnation`` and an ``open`` for a newer one, or for a
 name whose ifindex changed, gets new sockets while the endpoints still on the old ones
 keep them until they close. The receive tasks run in ``VrrpSockets.run()``'s nursery
-(sockets opened before it starts get their task when it does).
+(sockets opened before it starts get their task when it does); given the agent's hot path
+thread (``VrrpSockets(loop)``, agent/hotloop.py), the receive sockets are read there
+instead (``_Port.read_ready``: a batch per readiness, a pause of
+``RECEIVE_ERROR_BACKOFF_S`` after an error), and a packet for an endpoint that does not
+listen yet is queued in trio.
 
 ``VrrpSocket.receive()`` returns a ``Received(payload, src, dst, ttl)``: the VRRP bytes,
 the IP source and destination, and the IPv4 TTL or IPv6 hop limit exactly as received
@@ -66,6 +70,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -82,6 +87,9 @@ from hadirector.net.netlink import (
     nonblocking_call,
 )
 from hadirector.vrrp import codec
+
+if TYPE_CHECKING:
+    from hadirector.agent.hotloop import HotLoop
 
 __all__ = [
     "VRRP_MULTICAST_V4",
@@ -120,6 +128,10 @@ IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 _RECV_BUFFER_BYTES = 65535
 _RCVBUF_BYTES = 1 << 21
 _ANC_BUFFER_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+
+
+# sendmsg's address and ancillary data for one (source, destination).
+_SendArgs = tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -220,11 +232,12 @@ class _Port:
         self.receive_errors = 0
         self.filter_vrids: frozenset[int] = frozenset()
         self.reader_scope: trio.CancelScope | None = None
+        self._error_logged = -math.inf
         self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
-        self._send_args_cache: dict[
-            tuple[IPAddress, IPAddress],
-            tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]],
-        ] = {}
+        # The last (source, destination) sent to and its arguments: compared by identity,
+        # no address hashing per advert.
+        self._send_args_last: tuple[Any, Any, _SendArgs | None] = (None, None, None)
+        self._send_args_cache: dict[tuple[IPAddress, IPAddress], _SendArgs] = {}
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         try:
@@ -329,6 +342,9 @@ class _Port:
     def close(self) -> None:
         if self.reader_scope is not None:
             self.reader_scope.cancel()
+        loop = self.registry.loop
+        if loop is not None and not self.closed:
+            loop.remove_reader(self.receiver.fileno())
         close_socket(self.receiver)
         close_socket(self.sender)
 
@@ -338,12 +354,14 @@ class _Port:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _send_args(
-        self, src: IPAddress, dst: IPAddress
-    ) -> tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]:
+    def _send_args(self, src: IPAddress, dst: IPAddress) -> _SendArgs:
         """sendmsg's address and ancillary data for ``src`` -> ``dst`` (built once)."""
+        last = self._send_args_last
+        if last[0] is src and last[1] is dst and last[2] is not None:  # the same objects
+            return last[2]
         cached = self._send_args_cache.get((src, dst))
         if cached is not None:
+            self._send_args_last = (src, dst, cached)
             return cached
         address: tuple[str, int] | tuple[str, int, int, int]
         if self.family == 4:
@@ -360,6 +378,7 @@ class _Port:
         if len(self._send_args_cache) >= 256:  # sources and peers are few; bounded anyway
             self._send_args_cache.clear()
         self._send_args_cache[(src, dst)] = (address, ancillary)
+        self._send_args_last = (src, dst, (address, ancillary))
         return address, ancillary
 
     def send_nowait(self, payload: bytes, src: IPAddress, dst: IPAddress) -> bool:
@@ -387,43 +406,69 @@ class _Port:
     # -- receiving ----------------------------------------------------------------------
 
     async def read_loop(self) -> None:
-        """Read every datagram and hand it to the endpoint of its VRID.
+        """Read every datagram and hand it to the endpoint of its VRID, in a trio task.
 
         Each wake-up drains what the socket holds (non-blocking reads until it has nothing,
         at most ``READ_BATCH`` before yielding to other tasks): one wake-up per burst, not
         per datagram."""
-        log = logs.get(component="vrrp_socket", interface=self.interface, family=self.family)
-        last_logged = -math.inf
-        read = self._read_ipv4 if self.family == 4 else self._read_ipv6
         receiver = self.receiver
-        by_vrid = self.by_vrid
         while not self.closed:
             try:
                 await trio.lowlevel.wait_readable(receiver)
             except (trio.ClosedResourceError, OSError):
                 return  # the last endpoint closed
-            error: OSError | None = None
-            for _ in range(READ_BATCH):
-                try:
-                    got = read()
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    error = exc
-                    break
-                if got is not None:
-                    vrid, received = got
-                    for endpoint in by_vrid.get(vrid, ()):
-                        endpoint._deliver(received)
+            error = self.read_batch()
             if error is not None:
                 if self.closed:
                     return
-                self.receive_errors += 1
-                now = trio.current_time()
-                if now - last_logged >= 1.0:
-                    last_logged = now
-                    log.warning("vrrp.receive_failed", error=str(error), count=self.receive_errors)
+                self._receive_failed(error, trio.current_time())
                 await trio.sleep(RECEIVE_ERROR_BACKOFF_S)
+
+    def read_ready(self) -> None:
+        """The receive socket is readable, in the hot path's thread (agent/hotloop.py): read
+        a batch; after an error, stop reading for ``RECEIVE_ERROR_BACKOFF_S``."""
+        if self.closed:
+            return
+        error = self.read_batch()
+        loop = self.registry.loop
+        if error is None or self.closed or loop is None:
+            return
+        now = loop.now()
+        self._receive_failed(error, now)
+        fd = self.receiver.fileno()
+        loop.remove_reader(fd)
+
+        def again(_now: float) -> None:
+            if not self.closed and self.receiver.fileno() == fd:
+                loop.add_reader(fd, self.read_ready)
+
+        loop.call_at(now + RECEIVE_ERROR_BACKOFF_S, again)
+
+    def _receive_failed(self, error: OSError, now: float) -> None:
+        self.receive_errors += 1
+        if now - self._error_logged >= 1.0:
+            self._error_logged = now
+            logs.get(component="vrrp_socket", interface=self.interface, family=self.family).warning(
+                "vrrp.receive_failed", error=str(error), count=self.receive_errors
+            )
+
+    def read_batch(self) -> OSError | None:
+        """Read what the socket holds, ``READ_BATCH`` datagrams at most, and hand each to
+        the endpoints of its VRID; the error that stopped it, if any."""
+        read = self._read_ipv4 if self.family == 4 else self._read_ipv6
+        by_vrid = self.by_vrid
+        for _ in range(READ_BATCH):
+            try:
+                got = read()
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                return exc
+            if got is not None:
+                vrid, received = got
+                for endpoint in by_vrid.get(vrid, ()):
+                    endpoint._deliver(received)
+        return None
 
     def _vrid(self, datagram: bytes) -> int | None:
         vrid = vrrp_filter.vrid_of(datagram, self.family)
@@ -516,6 +561,16 @@ class VrrpSocket:
         if self._listener is not None:
             self._listener(received)
             return
+        loop = self._port.registry.loop
+        if loop is None:
+            self._queue(received)
+        else:  # read in the hot path's thread: the channel is trio's
+            loop.call_in_trio(lambda: self._queue(received))
+
+    def _queue(self, received: Received) -> None:
+        if self._listener is not None:  # listening since (in trio, after the queued ones)
+            self._listener(received)
+            return
         try:
             self._inbox_send.send_nowait(received)
         except trio.WouldBlock:
@@ -587,7 +642,9 @@ class VrrpSocket:
 class VrrpSockets:
     """The registry of shared VRRP ports of one agent (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: HotLoop | None = None) -> None:
+        # The thread that reads the receive sockets (agent/hotloop.py); None: trio tasks.
+        self.loop = loop
         self._ports: dict[tuple[str, int], _Port] = {}
         self._live: set[_Port] = set()  # _ports and older ones endpoints still use
         self._nursery: trio.Nursery | None = None
@@ -655,6 +712,9 @@ class VrrpSockets:
         return endpoint
 
     def _start_reader(self, port: _Port) -> None:
+        if self.loop is not None:
+            self.loop.add_reader(port.receiver.fileno(), port.read_ready)
+            return
         if self._nursery is None:
             self._pending.append(port)
             return

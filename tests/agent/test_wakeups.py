@@ -3,6 +3,7 @@ one heap, under trio's virtual clock."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -54,5 +55,37 @@ def test_a_request_allowed_early_is_served_with_an_earlier_wake_up() -> None:
             await trio.sleep(3)
             nursery.cancel_scope.cancel()
         assert calls == [("first", 1.0), ("close", 1.0), ("far", 2.0)]
+
+    run_virtual(main)
+
+
+def test_a_deadline_that_moved_later_is_moved_not_woken_for() -> None:
+    """``current`` says where the requester's deadline is now (a backup's Master_Down timer
+    moves with every advert): the task moves the request there, or drops it, before it
+    sleeps, instead of waking at the old time."""
+
+    async def main() -> None:
+        wakeups = Wakeups()
+        calls: list[tuple[str, float]] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wakeups.run)
+            start = trio.current_time()
+            deadline = {"moving": start + 1.0, "gone": start + 1.5}
+
+            def current(name: str):  # type: ignore[no-untyped-def]
+                return lambda: (deadline[name], deadline[name])
+
+            for name in ("moving", "gone"):
+                wakeups.call_at(
+                    deadline[name],
+                    lambda now, name=name: calls.append((name, now - start)),
+                    current=current(name),
+                )
+            deadline["moving"] = start + 2.5
+            deadline["gone"] = math.inf
+            await trio.sleep(5)
+            nursery.cancel_scope.cancel()
+        assert calls == [("moving", 2.5)]
+        assert len(wakeups) == 0
 
     run_virtual(main)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import trio
 
+from hadirector.agent.hotloop import HotLoop
 from hadirector.net.links import LinkUnavailable
 from hadirector.net.vrrp_socket import (
     VRRP_MULTICAST_V4,
@@ -62,9 +63,15 @@ def _run(main: Callable[[], Awaitable[None]]) -> None:
     _run_registries(list(_registries.values()), main)
 
 
-def _run_registries(registries: list[VrrpSockets], main: Callable[[], Awaitable[None]]) -> None:
+def _run_registries(
+    registries: list[VrrpSockets],
+    main: Callable[[], Awaitable[None]],
+    loops: Sequence[HotLoop] = (),
+) -> None:
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
+            for loop in loops:
+                await nursery.start(loop.run)
             for registry in registries:
                 await nursery.start(registry.run)
             await main()
@@ -335,14 +342,16 @@ def _raw_sockets(node: Node, family: int) -> int:
     return len(inodes & mine)
 
 
+@pytest.mark.parametrize("reader", ["trio", "thread"])
 @pytest.mark.parametrize("unicast", [False, True], ids=["multicast", "unicast"])
 @pytest.mark.parametrize("family", [4, 6])
 def test_one_shared_socket_per_interface_receives_only_its_vrids(
-    lab: Lab, family: int, unicast: bool
+    lab: Lab, family: int, unicast: bool, reader: str
 ) -> None:
     """Two agents' worth of VRIDs on one link: each registry's one receive socket gets only
     the VRIDs of its endpoints (the kernel filter: nothing reaches Python as an unknown VRID),
-    and follows a reload (one VRID closed, another opened)."""
+    and follows a reload (one VRID closed, another opened). ``thread``: the first agent's
+    socket is read by the hot path's thread (agent/hotloop.py), as in the agent."""
     a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
     b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
     a_addr = ipaddress.ip_address(A4 if family == 4 else A6)
@@ -350,7 +359,8 @@ def test_one_shared_socket_per_interface_receives_only_its_vrids(
     mode: dict[str, Any] = {}
     if unicast:
         mode = {"unicast_peers": [b_addr], "unicast_src": a_addr}
-    first, second = VrrpSockets(), VrrpSockets()  # two agents on dir-a
+    loops = [HotLoop()] if reader == "thread" else []
+    first, second = VrrpSockets(*loops), VrrpSockets()  # two agents on dir-a
     with a.netns.entered():
         ours = {v: first.open(interface=a.ifname, family=family, vrid=v, **mode) for v in (1, 2, 3)}
         theirs = {
@@ -408,7 +418,7 @@ def test_one_shared_socket_per_interface_receives_only_its_vrids(
         assert second.ports() == []
 
     try:
-        _run_registries([first, second, peer], main)
+        _run_registries([first, second, peer], main, loops)
     finally:
         for endpoint in [*ours.values(), *theirs.values(), *senders.values()]:
             endpoint.close()
