@@ -482,7 +482,12 @@ def test_hmac_election_forged_and_replayed_adverts(netlab: Lab) -> None:
     # A recorded advert of dir-a, replayed (from the client, with dir-a's source address)
     # after dir-a crashed, does not keep dir-b from taking over.
     replayed = ipv4_frame(mac, lan_address("dir-a"), bytes.fromhex(signed.info["raw"]))
-    flood = start_frames(netlab, "client", [replayed], rounds=2000)
+    flood = start_frames(netlab, "client", [replayed], rounds=6000)
+    # The flood is on the wire before the crash (its sender may start late on a busy
+    # machine): dir-b already refuses the old advert as a replay while dir-a lives.
+    wait_for(
+        lambda: "replay" in _rejections([b]) or None, 15, "dir-b rejecting the replayed advert"
+    )
     a.crash()
     b.wait_state("MASTER", STATE_TIMEOUT_S)
     assert flood.poll() is None, "the replay ended before the takeover"
