@@ -48,6 +48,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -131,6 +132,7 @@ async def bench(args: argparse.Namespace) -> None:
     rs1 = DestKey.of(RS["rs1"], PORT)
     zero = 0  # repetitions where the table showed weight 0 after the record
     paths: list[str] = []  # each record's path ("edit": no table read) and its dumps
+    inside: list[tuple[Any, Any]] = []  # the record's own since_change_ms and edit_ms
     logged: dict[str, list[tuple[float, float]]] = {"refused": [], "dropped": []}
     with Lab() as lab:
         _client, _router, director, real = routed_lan(
@@ -181,6 +183,7 @@ async def bench(args: argparse.Namespace) -> None:
                     )
                     zero += await weight() == 0
                     paths.append(f"{done.get('path')}/{done.get('dumps')}")
+                    inside.append((done.get("since_change_ms"), done.get("edit_ms")))
                     logged[kind].append((log_time_s(down) - failed, log_time_s(done) - failed))
                     if kind == "refused":
                         socks["rs1"] = listener(real["rs1"])
@@ -209,6 +212,7 @@ async def bench(args: argparse.Namespace) -> None:
         )
     print(f"weight 0 in the table after the record: {zero} of {sum(map(len, logged.values()))}")
     print("records by path/dumps:", dict(sorted(Counter(paths).items())))
+    print("(set_health -> kernel ack ms, of which plan + write ms):", inside)
     for kind, pairs in logged.items():
         print(kind, "(check.down, ipvs.reconciled) ms:", [(ms(a), ms(b)) for a, b in pairs])
         print(kind, "check.down -> ipvs.reconciled ms:", [ms(b - a) for a, b in pairs])

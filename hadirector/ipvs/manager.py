@@ -102,6 +102,7 @@ class IpvsManager:
         self.ramp: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # slow start
         self.weights: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # dynamic
         self._reload_pending = False  # a wake-up for a new config (not just health)
+        self._health_at: float | None = None  # time.monotonic() of the first unwritten change
         self.counters: dict[str, int] = {"reconciles": 0, "edits": 0, "writes": 0, "errors": 0}
         # This agent's services as it last wrote them in full (None: unknown, after a
         # failed read or write): what a health change is planned against, unread.
@@ -209,6 +210,8 @@ class IpvsManager:
         self.lost = frozenset(lost)
         self.ramp = dict(ramp or {})
         self.weights = dict(weights or {})
+        if self._health_at is None:
+            self._health_at = time.monotonic()
         self._wake.set()
 
     async def _prepare(self) -> None:
@@ -321,6 +324,8 @@ class IpvsManager:
         if ops is None:
             return False
         requests, dumps = self.kernel.requests, self.kernel.dumps
+        changed_at, self._health_at = self._health_at, None
+        started = time.monotonic()
         errors: list[Any] = []
         if ops:
             try:
@@ -339,6 +344,7 @@ class IpvsManager:
             self.known = None  # the kernel differs from what we wrote: read it, repair
             return False
         self.known = desired
+        done = time.monotonic()
         self._log_reconciled(
             reason,
             desired,
@@ -347,6 +353,10 @@ class IpvsManager:
             path="edit",
             requests=self.kernel.requests - requests,
             dumps=self.kernel.dumps - dumps,
+            # from the change handed in (set_health) to the kernel's acknowledgement, and
+            # the part of it this method took (plan and write)
+            since_change_ms=None if changed_at is None else round(1000 * (done - changed_at), 1),
+            edit_ms=round(1000 * (done - started), 1),
         )
         return True
 
@@ -370,6 +380,7 @@ class IpvsManager:
         """Bring the kernel to the desired table; return the operations written."""
         assert self.kernel is not None
         self.known = None  # until this reconcile has written all it planned
+        self._health_at = None
         try:
             desired = self.desired()
         except ConfigError as exc:  # the loader should have refused this configuration
@@ -439,6 +450,7 @@ class IpvsManager:
         path: str,
         requests: int,
         dumps: int,
+        **timing: float | None,
     ) -> None:
         """Say when the table is in step after start, reload or a health change (periodic
         runs stay quiet): ``path`` ``edit`` (direct edits, no read) or ``full`` (read,
@@ -455,6 +467,7 @@ class IpvsManager:
             path=path,
             requests=requests,
             dumps=dumps,
+            **timing,
         )
 
     async def aclose(self) -> None:
