@@ -189,7 +189,7 @@ def test_restart_over_a_kernel_table_writes_nothing(table: m.Table) -> None:
     assert plan(table, kernel, own_whole_table=True, owned=None) == []
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(desired=tables, known=tables, data=st.data())
 def test_plan_edits_is_plan_when_services_agree_else_none(
     desired: m.Table, known: m.Table, data: st.DataObject
@@ -213,7 +213,7 @@ def test_plan_edits_is_plan_when_services_agree_else_none(
     assert plan_edits(desired, after) == []
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(table=tables, data=st.data())
 def test_a_health_change_is_one_edit_per_changed_destination(
     table: m.Table, data: st.DataObject
