@@ -8,7 +8,8 @@ listening socket the bench holds (the kernel completes the handshakes; nothing e
 there). Each repetition waits a random part of an interval (so the failure falls anywhere
 between two probes), fails rs1, and waits for the agent's ``ipvs.reconciled`` log record
 of reason ``health`` that wrote something (the kernel has acknowledged the new weight by
-then); it then reads the table through the agent's own netlink adapter
+then; its ``path`` and ``dumps`` say whether it was a direct edit without a table read);
+it then reads the table through the agent's own netlink adapter
 (``IpvsKernel.dests``) to confirm rs1's weight is 0. Two times, from the failure: the
 agent's ``check.down`` record and that ``ipvs.reconciled`` record (log time stamps; the
 VM has one CPU, so the bench does not poll the kernel meanwhile: a polling loop would
@@ -45,7 +46,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -128,6 +131,8 @@ async def bench(args: argparse.Namespace) -> None:
     service = ServiceKey.virtual("tcp", VIP, 80)
     rs1 = DestKey.of(RS["rs1"], PORT)
     zero = 0  # repetitions where the table showed weight 0 after the record
+    paths: list[str] = []  # each record's path ("edit": no table read) and its dumps
+    inside: list[tuple[Any, Any]] = []  # the record's own since_change_ms and edit_ms
     logged: dict[str, list[tuple[float, float]]] = {"refused": [], "dropped": []}
     with Lab() as lab:
         _client, _router, director, real = routed_lan(
@@ -177,6 +182,8 @@ async def bench(args: argparse.Namespace) -> None:
                         where=lambda e: e.get("reason") == "health" and e.get("written", 0) > 0,
                     )
                     zero += await weight() == 0
+                    paths.append(f"{done.get('path')}/{done.get('dumps')}")
+                    inside.append((done.get("since_change_ms"), done.get("edit_ms")))
                     logged[kind].append((log_time_s(down) - failed, log_time_s(done) - failed))
                     if kind == "refused":
                         socks["rs1"] = listener(real["rs1"])
@@ -204,6 +211,8 @@ async def bench(args: argparse.Namespace) -> None:
             f"{sum(1 for v in dones if v > bound)} |"
         )
     print(f"weight 0 in the table after the record: {zero} of {sum(map(len, logged.values()))}")
+    print("records by path/dumps:", dict(sorted(Counter(paths).items())))
+    print("(set_health -> kernel ack ms, of which plan + write ms):", inside)
     for kind, pairs in logged.items():
         print(kind, "(check.down, ipvs.reconciled) ms:", [(ms(a), ms(b)) for a, b in pairs])
         print(kind, "check.down -> ipvs.reconciled ms:", [ms(b - a) for a, b in pairs])

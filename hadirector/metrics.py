@@ -199,6 +199,7 @@ def families(status: AgentStatus) -> list[Family]:
         out.append(fam)
     ipvs_help = {
         "reconciles": "Reconciliations of the kernel table with the configuration.",
+        "edits": "Health changes written as direct destination edits (no table read).",
         "writes": "IPVS write operations that succeeded.",
         "errors": "IPVS reads and writes that failed.",
     }

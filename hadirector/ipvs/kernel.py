@@ -206,6 +206,10 @@ class IpvsKernel:
         # Traffic counters of every service and destination as of the last ``table()``
         # (the reconciler reads the table anyway: metrics come at no extra kernel request).
         self.traffic: dict[ServiceKey, ServiceTraffic] = {}
+        # Generic netlink requests sent since open (family lookups included), and how many
+        # of them were dumps: the manager logs what each reconcile or edit cost.
+        self.requests = 0
+        self.dumps = 0
 
     # -- life cycle --
 
@@ -305,6 +309,9 @@ class IpvsKernel:
         replies: dict[int, list[dict[int, bytes]]] = {seq: [] for seq in seqs}
         status: dict[int, tuple[int, str]] = {}
         completed = False
+        self.requests += len(payloads)
+        if flags & genl.NLM_F_DUMP == genl.NLM_F_DUMP:
+            self.dumps += len(payloads)
         try:
             await sock.send(b"".join(chunks))
             while (seqs[-1] not in status) if ack_last_only else (len(status) < len(seqs)):

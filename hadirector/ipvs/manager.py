@@ -17,8 +17,15 @@ Real servers whose health checks fail (``set_health``, from checks/runner.py) ar
 (weight 0) or left out (deleted) as their service's ``health_action`` says; drained servers
 are quiesced; a service without quorum puts its sorry server in place of its real servers
 (ipvs/pool.py decides, the agent's pool keeper says which services lack quorum). Such a
-change is reconciled at once (reason ``health``) without redoing the preparation a reload
-needs.
+change (reason ``health``: a check down or up, a drain, a slow-start step, a dynamic
+weight) is written at once as a direct edit of just the destinations it changes, without
+reading the table: the manager keeps the table it last wrote (``known``) and the pure
+``reconcile.plan_edits`` turns the new desired table into those operations (one
+IPVS_CMD_SET_DEST per changed weight, in every member service of a group). A change that is
+not one of destinations only, a failed write, or no ``known`` table (after a failed read or
+write) falls back to the full reconcile at once, which reads the table and repairs; the
+periodic full reconcile goes on repairing drift as before. A reload is always a full
+reconcile, in order with health changes (one task does both).
 
 Decisions live in ipvs/model.py and ipvs/reconcile.py; this module only sequences I/O.
 """
@@ -95,7 +102,11 @@ class IpvsManager:
         self.ramp: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # slow start
         self.weights: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # dynamic
         self._reload_pending = False  # a wake-up for a new config (not just health)
-        self.counters: dict[str, int] = {"reconciles": 0, "writes": 0, "errors": 0}
+        self._health_at: float | None = None  # time.monotonic() of the first unwritten change
+        self.counters: dict[str, int] = {"reconciles": 0, "edits": 0, "writes": 0, "errors": 0}
+        # This agent's services as it last wrote them in full (None: unknown, after a
+        # failed read or write): what a health change is planned against, unread.
+        self.known: dict[model.ServiceKey, model.Entry] | None = None
         self._wake = trio.Event()
         self.last_reconcile_monotonic: float | None = None  # time.monotonic(), for status
 
@@ -123,7 +134,7 @@ class IpvsManager:
                 if self.available and reload:
                     await self._prepare()
                     await self.reconcile("reload")
-                elif self.available:
+                elif self.available and not await self.edit("health"):
                     await self.reconcile("health")
             elif self.available:
                 await self.reconcile("periodic")
@@ -199,6 +210,8 @@ class IpvsManager:
         self.lost = frozenset(lost)
         self.ramp = dict(ramp or {})
         self.weights = dict(weights or {})
+        if self._health_at is None:
+            self._health_at = time.monotonic()
         self._wake.set()
 
     async def _prepare(self) -> None:
@@ -296,14 +309,84 @@ class IpvsManager:
             weights=self.weights,
         )
 
+    async def edit(self, reason: str) -> bool:
+        """Write a health change as direct destination edits against ``known`` (no table
+        read); False when a full reconcile must do it (nothing known, a change beyond
+        destinations, a write that failed: then ``known`` is forgotten)."""
+        assert self.kernel is not None
+        if self.known is None:
+            return False
+        try:
+            desired = self.desired()
+        except ConfigError:
+            return False  # the full reconcile logs it
+        ops = reconcile.plan_edits(desired, self.known)
+        if ops is None:
+            return False
+        requests, dumps = self.kernel.requests, self.kernel.dumps
+        changed_at, self._health_at = self._health_at, None
+        started = time.monotonic()
+        errors: list[Any] = []
+        if ops:
+            try:
+                errors = await self.kernel.apply(ops)
+            except KernelError as exc:
+                self.known = None
+                self.counters["errors"] += 1
+                self.log.error(
+                    "ipvs.apply_failed", error=str(exc), operations=len(ops), reason=reason
+                )
+                return False
+        if ops:
+            self.counters["edits"] += 1
+        self._log_ops(ops, errors, reason)
+        if errors:
+            self.known = None  # the kernel differs from what we wrote: read it, repair
+            return False
+        self.known = desired
+        done = time.monotonic()
+        self._log_reconciled(
+            reason,
+            desired,
+            len(ops),
+            0,
+            path="edit",
+            requests=self.kernel.requests - requests,
+            dumps=self.kernel.dumps - dumps,
+            # from the change handed in (set_health) to the kernel's acknowledgement, and
+            # the part of it this method took (plan and write)
+            since_change_ms=None if changed_at is None else round(1000 * (done - changed_at), 1),
+            edit_ms=round(1000 * (done - started), 1),
+        )
+        return True
+
+    def _log_ops(self, ops: list[Any], errors: list[Any], reason: str) -> None:
+        failed = {id(e.op) for e in errors}
+        # Each write is an event; a bulk load (thousands on a cold start) is summed up per
+        # kind instead, so logging does not double its time.
+        kinds: Counter[str] = Counter(OP_EVENTS[type(op)] for op in ops if id(op) not in failed)
+        if len(ops) <= PER_OP_LOG_LIMIT:
+            for op in ops:
+                if id(op) not in failed:
+                    self.log.info(OP_EVENTS[type(op)], op=reconcile.describe(op), reason=reason)
+        else:
+            self.log.info("ipvs.bulk", reason=reason, operations=dict(sorted(kinds.items())))
+        for error in errors:
+            self.log.error("ipvs.op_failed", op=error.what, error=str(error), reason=reason)
+        self.counters["writes"] += len(ops) - len(errors)
+        self.counters["errors"] += len(errors)
+
     async def reconcile(self, reason: str) -> list[Any]:
         """Bring the kernel to the desired table; return the operations written."""
         assert self.kernel is not None
+        self.known = None  # until this reconcile has written all it planned
+        self._health_at = None
         try:
             desired = self.desired()
         except ConfigError as exc:  # the loader should have refused this configuration
             self.log.error("ipvs.config_error", problems=[str(p) for p in exc.problems])
             return []
+        requests, dumps = self.kernel.requests, self.kernel.dumps
         try:
             actual = await self.kernel.table()
         except KernelError as exc:
@@ -320,7 +403,16 @@ class IpvsManager:
         self.last_reconcile_monotonic = time.monotonic()
         if not ops:
             self.owned = set(desired)
-            self._log_reconciled(reason, desired, 0, 0)
+            self.known = dict(desired)
+            self._log_reconciled(
+                reason,
+                desired,
+                0,
+                0,
+                path="full",
+                requests=self.kernel.requests - requests,
+                dumps=self.kernel.dumps - dumps,
+            )
             return []
         try:
             errors = await self.kernel.apply(ops)
@@ -329,32 +421,40 @@ class IpvsManager:
             self.log.error("ipvs.apply_failed", error=str(exc), operations=len(ops), reason=reason)
             self.owned |= set(desired)
             return []
-        failed = {id(e.op) for e in errors}
-        # Each write is an event; a bulk load (thousands on a cold start) is summed up per
-        # kind instead, so logging does not double its time.
-        kinds: Counter[str] = Counter(OP_EVENTS[type(op)] for op in ops if id(op) not in failed)
-        if len(ops) <= PER_OP_LOG_LIMIT:
-            for op in ops:
-                if id(op) not in failed:
-                    self.log.info(OP_EVENTS[type(op)], op=reconcile.describe(op), reason=reason)
-        else:
-            self.log.info("ipvs.bulk", reason=reason, operations=dict(sorted(kinds.items())))
-        for error in errors:
-            self.log.error("ipvs.op_failed", op=error.what, error=str(error), reason=reason)
-        self.counters["writes"] += len(ops) - len(errors)
-        self.counters["errors"] += len(errors)
+        self._log_ops(ops, errors, reason)
         if reason == "periodic":
             self.log.warning("ipvs.drift_repaired", operations=len(ops) - len(errors))
         # A service whose delete failed is still ours: the next reconcile tries again.
         undeleted = {e.op.key for e in errors if isinstance(e.op, reconcile.DelService)}
         self.owned = set(desired) | undeleted
-        self._log_reconciled(reason, desired, len(ops) - len(errors), len(errors))
+        if not errors:
+            self.known = dict(desired)
+        self._log_reconciled(
+            reason,
+            desired,
+            len(ops) - len(errors),
+            len(errors),
+            path="full",
+            requests=self.kernel.requests - requests,
+            dumps=self.kernel.dumps - dumps,
+        )
         return ops
 
     def _log_reconciled(
-        self, reason: str, desired: dict[model.ServiceKey, model.Entry], written: int, failed: int
+        self,
+        reason: str,
+        desired: dict[model.ServiceKey, model.Entry],
+        written: int,
+        failed: int,
+        *,
+        path: str,
+        requests: int,
+        dumps: int,
+        **timing: float | None,
     ) -> None:
-        """Say when the table is in step after start or reload (periodic runs stay quiet)."""
+        """Say when the table is in step after start, reload or a health change (periodic
+        runs stay quiet): ``path`` ``edit`` (direct edits, no read) or ``full`` (read,
+        plan, write); ``requests`` and ``dumps``: the generic netlink requests it took."""
         if reason == "periodic":
             return
         self.log.info(
@@ -364,6 +464,10 @@ class IpvsManager:
             refused=len(self.refused),
             written=written,
             failed=failed,
+            path=path,
+            requests=requests,
+            dumps=dumps,
+            **timing,
         )
 
     async def aclose(self) -> None:

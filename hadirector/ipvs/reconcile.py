@@ -18,6 +18,14 @@ Rules:
   deletions last (a replacement is up before the old service goes). A deleted service takes
   its destinations with it: no ``DelDest`` is emitted for it.
 
+``plan_edits(desired, known)`` is the health path's planner: given the table as this agent
+last wrote it (``known``, no kernel read), it returns just the destination operations a
+change of health, drain, slow-start or dynamic weight needs (an ``EditDest`` per changed
+weight; ``DelDest`` / ``AddDest`` for a removed or returning server and a sorry server going
+in or out), in the order ``plan`` would emit them, or None when the change is not one of
+destinations only (a service added, deleted or edited: that is a full reconcile's work).
+With ``known`` equal to the kernel's table, its operations are exactly ``plan``'s.
+
 ``apply_ops(actual, ops)`` simulates the kernel on a table (refusing what the kernel refuses),
 so tests can check that a plan converges and is idempotent.
 
@@ -141,6 +149,23 @@ def plan(
     for key in sorted_services(actual):
         if key not in desired and (own_whole_table or key in owned_keys):
             ops.append(DelService(key))
+    return ops
+
+
+def plan_edits(desired: Table, known: Table) -> list[Op] | None:
+    """The destination operations from ``known`` to ``desired``; None if services differ.
+
+    ``known`` is the table of this agent's services as last written; services not in
+    ``desired`` and not in ``known`` are not looked at (the full reconcile owns them).
+    """
+    if desired.keys() != known.keys():
+        return None
+    ops: list[Op] = []
+    for key in sorted_services(desired):
+        want, have = desired[key], known[key]
+        if have.service.effective() != want.service.effective():
+            return None
+        ops.extend(_plan_dests(key, want, have))
     return ops
 
 

@@ -85,6 +85,8 @@ def test_stop_timeout_covers_the_longest_drain() -> None:
 
 
 class _FailingKernel:
+    requests = dumps = 0
+
     async def table(self) -> dict[Any, Any]:
         return {}
 

@@ -22,6 +22,7 @@ from hadirector.ipvs.reconcile import (
     apply_ops,
     describe,
     plan,
+    plan_edits,
 )
 
 # --- strategies: small key spaces so desired and actual overlap often -------------------------
@@ -188,6 +189,57 @@ def test_restart_over_a_kernel_table_writes_nothing(table: m.Table) -> None:
     assert plan(table, kernel, own_whole_table=True, owned=None) == []
 
 
+@settings(max_examples=300, deadline=None)
+@given(desired=tables, known=tables, data=st.data())
+def test_plan_edits_is_plan_when_services_agree_else_none(
+    desired: m.Table, known: m.Table, data: st.DataObject
+) -> None:
+    # Often give both tables the same services (the health path's case): the desired one's
+    # services with the known one's destinations, or the reverse.
+    if data.draw(st.booleans()):
+        known = {k: m.Entry(e.service, known.get(k, e).dests) for k, e in desired.items()}
+    edits = plan_edits(desired, known)
+    agree = desired.keys() == known.keys() and all(
+        desired[k].service.effective() == known[k].service.effective() for k in desired
+    )
+    if not agree:
+        assert edits is None
+        return
+    # Destination operations only, exactly the full planner's, and they converge.
+    assert edits == plan(desired, known, own_whole_table=True, owned=None)
+    assert all(isinstance(op, AddDest | EditDest | DelDest) for op in edits)
+    after = apply_ops(known, edits)
+    assert m.tables_equal(after, desired)
+    assert plan_edits(desired, after) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(table=tables, data=st.data())
+def test_a_health_change_is_one_edit_per_changed_destination(
+    table: m.Table, data: st.DataObject
+) -> None:
+    """Quiesce (weight 0) a few destinations, remove one: an EditDest each, one DelDest."""
+    pairs = [(k, d) for k in m.sorted_services(table) for d in m.sorted_dests(table[k].dests)]
+    if not pairs:
+        return
+    chosen = data.draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=3, unique=True))
+    removed = data.draw(st.sampled_from(chosen)) if data.draw(st.booleans()) else None
+    quiesced = [p for p in chosen if p != removed]
+    desired = m.apply_health(table, quiesced, quiesce=True)
+    desired = m.apply_health(desired, [removed] if removed else [], quiesce=False)
+    edits = plan_edits(desired, table)
+    assert edits is not None
+    want_edits = {p for p in quiesced if table[p[0]].dests[p[1]].weight != 0}
+    assert {(op.service_key, op.dest_key) for op in edits if isinstance(op, EditDest)} == (
+        want_edits
+    )
+    assert all(op.dest.weight == 0 for op in edits if isinstance(op, EditDest))
+    assert [(op.service_key, op.dest_key) for op in edits if isinstance(op, DelDest)] == (
+        [removed] if removed else []
+    )
+    assert len(edits) == len(want_edits) + (removed is not None)
+
+
 # --- examples ------------------------------------------------------------------------------
 
 
@@ -288,3 +340,22 @@ def test_describe_names_the_object() -> None:
     assert describe(AddService(m.ServiceKey.mark(7, 6), m.Service())) == (
         "add service fwmark 7 ipv6 (scheduler wlc)"
     )
+
+
+def test_plan_edits_leaves_service_changes_to_the_full_reconcile() -> None:
+    known = {VIP: m.Entry(m.Service("rr"), {RS1: NAT, RS2: NAT})}
+    quiesced = {VIP: m.Entry(m.Service("rr"), {RS1: replace(NAT, weight=0), RS2: NAT})}
+    assert plan_edits(quiesced, known) == [EditDest(VIP, RS1, replace(NAT, weight=0))]
+    # A sorry server in place of the pool: added first, then the real servers out.
+    sorry = m.DestKey.of("203.0.113.99", 80)
+    pool = {VIP: m.Entry(m.Service("rr"), {sorry: NAT})}
+    assert plan_edits(pool, known) == [
+        AddDest(VIP, sorry, NAT),
+        DelDest(VIP, RS1),
+        DelDest(VIP, RS2),
+    ]
+    assert plan_edits(known, known) == []
+    assert plan_edits({VIP: m.Entry(m.Service("wlc"), {RS1: NAT, RS2: NAT})}, known) is None
+    assert plan_edits({}, known) is None  # a service deleted
+    other = m.ServiceKey.virtual("tcp", "192.0.2.11", 80)
+    assert plan_edits({**known, other: m.Entry(m.Service("rr"), {})}, known) is None

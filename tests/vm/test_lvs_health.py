@@ -127,6 +127,7 @@ def lvs(ipvs_modules: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     "ipvs.reconciled", 120.0, where=lambda e: e.get("reason") == "start"
                 )
                 assert done["services"] == 2 and done["failed"] == 0, process.transcript()
+                assert done["path"] == "full" and done["dumps"] > 0, done  # the table was read
                 yield Lvs(
                     lab, client, director, real, process, servers, itertools.count(21000), config
                 )
@@ -143,6 +144,29 @@ CONFIGURED = {Q: {RS1: 3, RS2: 2}, R: {RS1: 3, RS2: 2}}
 def about(service: str, server: str) -> Callable[[dict[str, Any]], bool]:
     """Matches check events of one real server in one service."""
     return lambda e: e.get("service") == f"tcp {service}" and e.get("server") == server
+
+
+def health_edits(lvs: Lvs, since: int, written: int) -> list[dict[str, Any]]:
+    """The agent's ``ipvs.reconciled`` records of health changes since ``since``, once
+    they have written ``written`` operations in all (bounded wait)."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while True:
+        records = [
+            e for e in lvs.agent.named("ipvs.reconciled", since=since) if e["reason"] == "health"
+        ]
+        if sum(e["written"] for e in records) >= written:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{records}\n{lvs.agent.transcript(since)}")
+        time.sleep(0.2)
+
+
+def assert_direct_edits(records: list[dict[str, Any]], written: int) -> None:
+    """Each health change was written as direct edits: no dump of the table, one generic
+    netlink request per operation, ``written`` operations in all."""
+    assert records and all(e["path"] == "edit" for e in records), records
+    assert all(e["dumps"] == 0 and e["requests"] == e["written"] for e in records), records
+    assert sum(e["written"] for e in records) == written, records
 
 
 def test_a_failed_server_is_quiesced_or_removed_and_comes_back(lvs: Lvs) -> None:
@@ -163,6 +187,9 @@ def test_a_failed_server_is_quiesced_or_removed_and_comes_back(lvs: Lvs) -> None
         )
         assert down["reason"] == "connect refused", down
     lvs.wait_weights(lambda t: t == {Q: {RS1: 0, RS2: 2}, R: {RS2: 2}})
+    # Written as two direct edits (weight 0 in one service, the dest deleted in the
+    # other), without reading the table.
+    assert_direct_edits(health_edits(lvs, mark, 2), 2)
     assert lvs.answers(VIP_QUIESCE, 10) == {"rs2": 10}
     assert lvs.answers(VIP_REMOVE, 10) == {"rs2": 10}
     assert {e["server"] for e in lvs.agent.named("check.down", since=mark)} == {RS1}
@@ -179,6 +206,7 @@ def test_a_failed_server_is_quiesced_or_removed_and_comes_back(lvs: Lvs) -> None
             where=about(vip, RS1),
         )
     lvs.wait_weights(lambda t: t == CONFIGURED)
+    assert_direct_edits(health_edits(lvs, mark, 2), 2)  # weight 3 again; the dest re-added
     assert set(lvs.answers(VIP_QUIESCE, 10)) == {"rs1", "rs2"}
     assert set(lvs.answers(VIP_REMOVE, 10)) == {"rs1", "rs2"}
 
