@@ -131,26 +131,41 @@ async def resync(
     proc_text: str | None = None,
     sock: socket.socket | None = None,
 ) -> Sent:
-    """Read the connection table (or use ``proc_text``) and send it whole; what was sent."""
+    """Read the connection table (or use ``proc_text``) and send it whole; what was sent.
+
+    Reading, parsing and packing run in a worker thread: for tens of thousands of entries
+    they take seconds of CPU on a slow machine, and the agent's loop (its VRRP adverts
+    above all) must go on meanwhile, or the joiner declares the master down before the
+    resync arrives."""
     started = time.monotonic()
+    v6 = isinstance(ip_address(group), IPv6Address)
+    maxlen = maxlen or payload_size(ifname, v6)
+    messages, sent = await trio.to_thread.run_sync(_build, ipvs_table, syncid, maxlen, proc_text)
+    if sock is not None:  # the caller's, already configured (e.g. made in another netns)
+        await send_messages(sock, messages, group, port)
+    else:
+        with open_sender(ifname, group, ttl) as own:
+            await send_messages(own, messages, group, port)
+    return Sent(**sent, seconds=time.monotonic() - started)
+
+
+def _build(
+    ipvs_table: dict[ServiceKey, Entry], syncid: int, maxlen: int, proc_text: str | None
+) -> tuple[list[bytes], dict[str, int]]:
+    """The messages of a resync, DONE last, and their counts for ``Sent`` (CPU work, run in
+    a worker thread: no trio calls)."""
     text = read_proc_conn() if proc_text is None else proc_text
     entries, bad = table.parse_proc_conn(text)
     built = table.sync_entries(entries, ipvs_table)
-    v6 = isinstance(ip_address(group), IPv6Address)
-    messages = codec.pack(syncid, built.conns, maxlen or payload_size(ifname, v6))
+    messages = codec.pack(syncid, built.conns, maxlen)
     done = codec.encode_control(syncid, codec.Control(codec.DONE, len(built.conns)))
-    if sock is not None:  # the caller's, already configured (e.g. made in another netns)
-        await send_messages(sock, [*messages, done], group, port)
-    else:
-        with open_sender(ifname, group, ttl) as own:
-            await send_messages(own, [*messages, done], group, port)
-    return Sent(
-        entries=len(built.conns),
-        templates=built.templates,
-        skipped=built.skipped + bad,
-        messages=len(messages),
-        seconds=time.monotonic() - started,
-    )
+    counts = {
+        "entries": len(built.conns),
+        "templates": built.templates,
+        "skipped": built.skipped + bad,
+        "messages": len(messages),
+    }
+    return [*messages, done], counts
 
 
 # --- the exchange: a joiner asks, the master answers ----------------------------------------
