@@ -333,7 +333,11 @@ def failback(
                                     break
                                 if now_listed != last_count:
                                     last_count, last_change = now_listed, time.monotonic()
-                            ended = a2.named("sync.resync_arrived", "sync.resync_timeout")
+                            # A master without a resync: it never heard B (the wait for the
+                            # resync below fails with both transcripts).
+                            ended = a2.named(
+                                "sync.resync_arrived", "sync.resync_timeout", "vip.added"
+                            )
                             if ended and time.monotonic() - last_change > 10:
                                 say(f"A's table stays at {last_count} of {count}")
                                 break
