@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -51,6 +52,7 @@ if str(REPO) not in sys.path:
 CORPUS = REPO / "bench" / "fuzz-corpus"
 FAILURES = REPO / "bench" / "fuzz-failures"
 TARGET_NAMES = ("vrrp", "sync", "control", "config", "ipvsadm", "keepalived")
+TARGET_ENV, STATS_ENV = "HADIRECTOR_FUZZ_TARGET", "HADIRECTOR_FUZZ_STATS"
 
 
 # --- seeds ----------------------------------------------------------------------------------
@@ -193,7 +195,9 @@ def _signature(exc: BaseException) -> str:
     return f"{type(exc).__name__} at {' / '.join(where)}"
 
 
-def worker(target: str, seconds: int, stats_path: Path) -> None:
+def worker(target: str, stats_path: Path, libfuzzer_args: list[str]) -> None:
+    """Fuzz ``target`` under atheris with libFuzzer's own command line (``-merge=1`` makes
+    libFuzzer run this script again, hence the target in the environment)."""
     import atheris
 
     with atheris.instrument_imports(include=["hadirector", "tomllib"]):
@@ -227,46 +231,73 @@ def worker(target: str, seconds: int, stats_path: Path) -> None:
             write_stats()
 
     write_stats()
-    args = [
-        sys.argv[0],
-        f"-max_total_time={seconds}",
-        f"-max_len={fuzz_targets.MAX_LEN[target]}",
-        "-timeout=30",
-        "-rss_limit_mb=2048",
-        "-print_final_stats=1",
-        str(CORPUS / target),
-    ]
-    atheris.Setup(args, one_input)
+    atheris.Setup([str(Path(__file__).resolve()), *libfuzzer_args], one_input)
     atheris.Fuzz()
 
 
 # --- the driver ------------------------------------------------------------------------------
 
 
+def _spawn(target: str, nice: int, stats_path: Path, libfuzzer_args: list[str]) -> str:
+    """Run the worker for ``target`` (niced); libFuzzer's output."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="0")
+    env[TARGET_ENV], env[STATS_ENV] = target, str(stats_path)
+    script = str(Path(__file__).resolve())
+    proc = subprocess.run(
+        ["nice", "-n", str(nice), sys.executable, script, *libfuzzer_args],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return proc.stdout + f"\nexit status {proc.returncode}\n"
+
+
+def minimize(target: str, nice: int) -> tuple[int, int]:
+    """libFuzzer's merge of the kept corpus into a new one with the same coverage: files
+    before and after."""
+    corpus = CORPUS / target
+    merged = CORPUS / f".{target}.merged"
+    shutil.rmtree(merged, ignore_errors=True)
+    merged.mkdir()
+    stats_path = Path(f"/tmp/hadirector-fuzz-{os.getpid()}-{target}.json")
+    log = _spawn(target, nice, stats_path, ["-merge=1", str(merged), str(corpus)])
+    stats_path.unlink(missing_ok=True)
+    before, after = len(list(corpus.iterdir())), len(list(merged.iterdir()))
+    if "exit status 0" not in log or not after:
+        shutil.rmtree(merged)
+        raise RuntimeError(f"merge of {target} failed:\n" + "\n".join(log.splitlines()[-20:]))
+    shutil.rmtree(corpus)
+    merged.rename(corpus)
+    return before, after
+
+
 def run_target(target: str, seconds: int, nice: int) -> dict[str, Any]:
+    from tests.unit.fuzz_targets import MAX_LEN  # the driver only: not instrumented
+
     seed_corpus(target)
     before = sum(1 for _ in (CORPUS / target).iterdir())
     stats_path = Path(f"/tmp/hadirector-fuzz-{os.getpid()}-{target}.json")
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="0")
     started = time.monotonic()
-    proc = subprocess.run(
-        ["nice", "-n", str(nice), sys.executable, str(Path(__file__).resolve()),
-         "--worker", target, "--seconds", str(seconds), "--stats", str(stats_path)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    args = [
+        f"-max_total_time={seconds}",
+        f"-max_len={MAX_LEN[target]}",
+        "-timeout=30",
+        "-rss_limit_mb=2048",
+        "-print_final_stats=1",
+        str(CORPUS / target),
+    ]
+    log = _spawn(target, nice, stats_path, args)
     elapsed = time.monotonic() - started
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     stats_path.unlink(missing_ok=True)
-    log = proc.stdout
     covs = re.findall(r"cov: (\d+) ft: (\d+)", log)
     done = re.search(r"Done (\d+) runs in (\d+) second", log)
     after = sum(1 for _ in (CORPUS / target).iterdir())
     runs = int(stats.get("runs", 0))
     failures = stats.get("failures", {})
-    crashed = proc.returncode != 0
-    if crashed:  # libFuzzer itself stopped: a timeout, out of memory or a hard crash
+    if (
+        "exit status 0" not in log
+    ):  # libFuzzer itself stopped: a timeout, out of memory or a hard crash
         tail = "\n".join(log.splitlines()[-15:])
-        failures[f"libFuzzer exit {proc.returncode}"] = {"count": 1, "message": tail}
+        failures["libFuzzer stopped"] = {"count": 1, "message": tail}
     return {
         "target": target,
         "seconds": round(elapsed, 1),
@@ -305,17 +336,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="per target (default 1)")
     parser.add_argument("--nice", type=int, default=19, help="niceness of the fuzzing process")
     parser.add_argument("--json", help="also write the figures as JSON to this file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--stats", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.worker, args.seconds, Path(args.stats))
+    parser.add_argument("--minimize", action="store_true",
+                        help="afterwards, merge each corpus down to the files that keep its "
+                        "coverage (libFuzzer -merge=1)")  # fmt: skip
+    if os.environ.get(TARGET_ENV):  # a worker: the rest is libFuzzer's command line
+        worker(os.environ[TARGET_ENV], Path(os.environ[STATS_ENV]), sys.argv[1:])
         return 0
+    args = parser.parse_args(argv)
     seconds = max(1, round(args.minutes * 60))
     results = []
     for target in args.target or TARGET_NAMES:
         results.append(run_target(target, seconds, args.nice))
+        if args.minimize:
+            results[-1]["corpus_after"] = minimize(target, args.nice)[1]
         print(table(results[-1:]).splitlines()[1], flush=True)
     print()
     print(table(results))
