@@ -239,6 +239,27 @@ def open_clients(netns: str, count: int, timeout_s: float, in_flight: int = 256)
     return clients
 
 
+def probe(netns: str, timeout_s: float) -> None:
+    """One connection to VIP:ECHO_PORT from ``netns`` answered, tried again every second
+    (the client's ARP entry for the VIP may still name the crashed director for a while)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock = sockets_in(netns, 1)[0]
+        try:
+            sock.settimeout(1.0)
+            sock.connect((VIP, ECHO_PORT))
+            sock.sendall(b"p")
+            if sock.recv(2):
+                return
+            problem = "closed without an answer"
+        except OSError as error:
+            problem = str(error)
+        finally:
+            sock.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no answer from {VIP}:{ECHO_PORT}: {problem}")
+
+
 def listed(pid: int) -> int:
     """Established connections to VIP:ECHO_PORT in the IPVS table of process ``pid``'s
     namespace (its /proc/PID/net/ip_vs_conn)."""
@@ -306,7 +327,9 @@ def failback(
                 wait_for_master(b, mark_b)
                 b.wait_for("sync.master", STEP_TIMEOUT_S, mark_b)
 
-                say(f"B master; opening {count} connections through B")
+                say("B master; one connection through B until it answers (ARP follows)")
+                probe(ns["cl"], STEP_TIMEOUT_S)
+                say(f"opening {count} connections through B")
                 started = time.monotonic()
                 clients = open_clients(ns["cl"], count, timeout_s=60 + count / 10)
                 opened_s = time.monotonic() - started
