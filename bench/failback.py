@@ -98,6 +98,7 @@ def main() -> int:
     print(f"survived                {r.echoed} of {r.connections} (same real server)")
     print(f"lost                    {r.outcome}, other server {r.other_server}")
     print(f"check (byte on each)    {r.check_s:.1f} s")
+    print(f"lost: entry in A / B    {r.lost_in_a} / {r.lost_in_b}")
     if args.json:
         Path(args.json).write_text(json.dumps(dataclasses.asdict(r), indent=2) + "\n")
     return 0

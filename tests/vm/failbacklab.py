@@ -260,6 +260,27 @@ def probe(netns: str, timeout_s: float) -> None:
             raise AssertionError(f"no answer from {VIP}:{ECHO_PORT}: {problem}")
 
 
+def _states_of_lost(pid: int, clients: Clients, answers: list[bytes | None]) -> dict[str, int]:
+    """The state of each lost connection's entry in process ``pid``'s IPVS table."""
+    states: dict[int, str] = {}
+    with open(f"/proc/{pid}/net/ip_vs_conn") as table:
+        for line in table:
+            fields = line.split()
+            if len(fields) >= 8 and fields[4] == ECHO_PORT_HEX:
+                states[int(fields[2], 16)] = fields[7]
+    counted: dict[str, int] = {}
+    for sock, got, tag in zip(clients.socks, answers, clients.tags, strict=True):
+        if got == tag:
+            continue
+        try:
+            port = sock.getsockname()[1]
+        except OSError:
+            port = -1
+        state = states.get(port, "absent")
+        counted[state] = counted.get(state, 0) + 1
+    return counted
+
+
 def listed(pid: int) -> int:
     """Established connections to VIP:ECHO_PORT in the IPVS table of process ``pid``'s
     namespace (its /proc/PID/net/ip_vs_conn)."""
@@ -287,6 +308,10 @@ class Result:
     outcome: dict[str, int]
     check_s: float  # sending a byte on every connection and reading every answer
     per_server: dict[str, int]
+    # For the connections lost: their entry's state in A's and in B's table after the
+    # check ("absent": none), counted.
+    lost_in_a: dict[str, int] = field(default_factory=dict)
+    lost_in_b: dict[str, int] = field(default_factory=dict)
 
 
 def _config(tmp_path: Path, name: str, priority: int, resync_timeout_s: int) -> Path:
@@ -388,6 +413,8 @@ def failback(
                             clients.socks, b"f", time.monotonic() + 60 + count / 20
                         )
                         check_s = time.monotonic() - started
+                        lost_in_a = _states_of_lost(a2.process.pid, clients, answers)
+                        lost_in_b = _states_of_lost(b.process.pid, clients, answers)
                     except AssertionError as exc:  # what B did meanwhile, to tell why
                         raise AssertionError(
                             f"{exc}\nB since A returned:\n{b.transcript(mark_b)}"
@@ -411,4 +438,6 @@ def failback(
         outcome=outcome,
         check_s=check_s,
         per_server={name: clients.tags.count(tag) for name, tag in TAGS.items()},
+        lost_in_a=lost_in_a,
+        lost_in_b=lost_in_b,
     )
