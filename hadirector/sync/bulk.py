@@ -38,6 +38,9 @@ PAUSE_S = 0.002
 # UDP payload when the interface MTU is not known: the kernel's own floor for sync messages
 # is far below; 1472 fits an Ethernet MTU of 1500 with IPv4 and UDP headers.
 DEFAULT_MAXLEN = 1472
+# A listener's receive buffer: a resync of 50,000 entries (~1,250 datagrams) queued whole.
+RCVBUF = 4 * 1024 * 1024
+SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; the socket module does not name it
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,15 @@ def join_group(sock: socket.socket, index: int, group: str, port: int = DEFAULT_
     """Bind ``sock`` (UDP) to ``group``:``port`` and join the group on interface ``index``.
 
     SO_REUSEADDR lets it share the port with the kernel's backup daemon, which sets the
-    same on its own socket: both then receive every message sent to the group.
+    same on its own socket: both then receive every message sent to the group. The
+    receive buffer is raised (``RCVBUF``; beyond net.core.rmem_max where the process may)
+    so that a whole resync fits in it while the agent is busy elsewhere.
     """
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:  # no CAP_NET_ADMIN: as much as rmem_max allows
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     if isinstance(ip_address(group), IPv6Address):
         sock.bind((group, port, 0, index))
         mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", index)
@@ -131,26 +140,41 @@ async def resync(
     proc_text: str | None = None,
     sock: socket.socket | None = None,
 ) -> Sent:
-    """Read the connection table (or use ``proc_text``) and send it whole; what was sent."""
+    """Read the connection table (or use ``proc_text``) and send it whole; what was sent.
+
+    Reading, parsing and packing run in a worker thread: for tens of thousands of entries
+    they take seconds of CPU on a slow machine, and the agent's loop (its VRRP adverts
+    above all) must go on meanwhile, or the joiner declares the master down before the
+    resync arrives."""
     started = time.monotonic()
+    v6 = isinstance(ip_address(group), IPv6Address)
+    maxlen = maxlen or payload_size(ifname, v6)
+    messages, sent = await trio.to_thread.run_sync(_build, ipvs_table, syncid, maxlen, proc_text)
+    if sock is not None:  # the caller's, already configured (e.g. made in another netns)
+        await send_messages(sock, messages, group, port)
+    else:
+        with open_sender(ifname, group, ttl) as own:
+            await send_messages(own, messages, group, port)
+    return Sent(**sent, seconds=time.monotonic() - started)
+
+
+def _build(
+    ipvs_table: dict[ServiceKey, Entry], syncid: int, maxlen: int, proc_text: str | None
+) -> tuple[list[bytes], dict[str, int]]:
+    """The messages of a resync, DONE last, and their counts for ``Sent`` (CPU work, run in
+    a worker thread: no trio calls)."""
     text = read_proc_conn() if proc_text is None else proc_text
     entries, bad = table.parse_proc_conn(text)
     built = table.sync_entries(entries, ipvs_table)
-    v6 = isinstance(ip_address(group), IPv6Address)
-    messages = codec.pack(syncid, built.conns, maxlen or payload_size(ifname, v6))
+    messages = codec.pack(syncid, built.conns, maxlen)
     done = codec.encode_control(syncid, codec.Control(codec.DONE, len(built.conns)))
-    if sock is not None:  # the caller's, already configured (e.g. made in another netns)
-        await send_messages(sock, [*messages, done], group, port)
-    else:
-        with open_sender(ifname, group, ttl) as own:
-            await send_messages(own, [*messages, done], group, port)
-    return Sent(
-        entries=len(built.conns),
-        templates=built.templates,
-        skipped=built.skipped + bad,
-        messages=len(messages),
-        seconds=time.monotonic() - started,
-    )
+    counts = {
+        "entries": len(built.conns),
+        "templates": built.templates,
+        "skipped": built.skipped + bad,
+        "messages": len(messages),
+    }
+    return [*messages, done], counts
 
 
 # --- the exchange: a joiner asks, the master answers ----------------------------------------
@@ -187,12 +211,18 @@ async def wait_for_resync(listener: socket.socket, syncid: int, started: float) 
     while True:
         data = await tsock.recv(65535)
         try:
+            # Entries are counted from the headers only (the kernel's backup daemon takes
+            # them in): decoding tens of thousands here would keep the queue from being
+            # read fast enough, and the DONE at its end could be dropped.
+            seen, count = codec.peek(data)
+            if seen != syncid:
+                continue
+            if count:
+                received += count
+                continue
             message = codec.decode(data)
         except DecodeError:
             continue
-        if not _matches(message, syncid):
-            continue
-        received += len(message.conns)
         if message.control is not None and message.control.kind == codec.DONE:
             return Arrival(received, message.control.entries, time.monotonic() - started)
 

@@ -62,6 +62,7 @@ __all__ = [
     "encode",
     "encode_control",
     "pack",
+    "peek",
 ]
 
 DEFAULT_GROUP = "224.0.0.81"
@@ -360,8 +361,10 @@ def _decode_conn(data: bytes, p: int) -> tuple[Conn, int]:
     return conn, end
 
 
-def decode(data: bytes) -> Message:
-    """The version 1 message in ``data`` (one UDP payload); DecodeError if it is not one."""
+def peek(data: bytes) -> tuple[int, int]:
+    """The sync id and entry count of the version 1 message in ``data``, from its header
+    alone (DecodeError if the header is not one's): for a receiver that only counts
+    entries and leaves them to the kernel."""
     if len(data) < HEADER_LEN:
         raise _bad("truncated", f"{len(data)} bytes")
     reserved, syncid, size, count, version, spare = HEADER.unpack_from(data)
@@ -369,6 +372,12 @@ def decode(data: bytes) -> Message:
         raise _bad("version", f"not a version 1 message (first byte {reserved}, version {version})")
     if size != len(data):
         raise _bad("size", f"header says {size} bytes, datagram has {len(data)}")
+    return syncid, count
+
+
+def decode(data: bytes) -> Message:
+    """The version 1 message in ``data`` (one UDP payload); DecodeError if it is not one."""
+    syncid, count = peek(data)
     conns: list[Conn] = []
     p = HEADER_LEN
     for _ in range(count):

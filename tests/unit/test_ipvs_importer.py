@@ -345,3 +345,36 @@ def test_edits_replace_every_attribute_with_ipvsadm_defaults() -> None:
             "-a -t 192.0.2.1:80 -r 198.51.100.1:8080 -m\n"
             "-e -t 192.0.2.1:80 -r 198.51.100.1:8080\n"
         )
+
+
+# --- property: any text gives TOML that loads, or a ConfigError with one problem per line ----
+
+_WORDS = st.sampled_from(
+    ["ipvsadm", "/sbin/ipvsadm", "-A", "-E", "-D", "-a", "-e", "-d", "-C", "-At", "-au", "-t",
+     "-u", "-f", "-r", "-s", "-p", "-M", "-w", "-x", "-y", "-g", "-i", "-m", "-o", "-b", "-6",
+     "--add-service", "--tcp-service", "--sctp-service", "--real-server", "--scheduler",
+     "--persistent", "--tun-type", "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum",
+     "--weight", "--netmask", "--sched-flags", "--numeric", "--bogus", "rr", "wlc", "sh", "mh",
+     "gue", "gre", "ipip", "flag-1", "sh-port", "mh-fallback", "0", "1", "80", "65536", "-1",
+     "300", "255.255.255.0", "255.0.255.0", "192.0.2.1:80", "192.0.2.1", "198.51.100.1:8080",
+     "198.51.100.2", "[2001:db8::1]:80", "[2001:db8::1", "2001:db8::1", "1.2.3.4:x", "7",
+     "'quoted word'", '"', "'", "#", "\\", "x"]
+)  # fmt: skip
+_LINES = st.lists(_WORDS, max_size=8).map(" ".join)
+
+
+@needs_loader
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINES | st.text(max_size=30), max_size=8).map("\n".join))
+def test_any_text_gives_loadable_toml_or_a_problem_per_line(text: str) -> None:
+    try:
+        toml_text = import_rules(text)
+    except ConfigError as exc:
+        assert exc.problems
+        lines = text.splitlines()
+        for problem in exc.problems:
+            assert problem.message
+            word, number = problem.path.split()
+            assert word == "line" and 1 <= int(number) <= len(lines), problem
+        return
+    load_text(toml_text)

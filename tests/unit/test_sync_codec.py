@@ -274,3 +274,17 @@ def test_control_messages() -> None:
 def test_control_round_trip(syncid: int, kind: int, entries: int) -> None:
     control = codec.Control(kind, entries)
     assert codec.decode(codec.encode_control(syncid, control)) == codec.Message(syncid, (), control)
+
+
+@given(st.binary(max_size=600))
+def test_peek_agrees_with_decode(data: bytes) -> None:
+    try:
+        message = codec.decode(data)
+    except DecodeError:
+        return
+    assert codec.peek(data) == (message.syncid, len(message.conns))
+
+
+@given(st.integers(0, 255), st.lists(conns(), max_size=20))
+def test_peek_reads_the_header_of_encoded_messages(syncid: int, entries: list[Conn]) -> None:
+    assert codec.peek(codec.encode(syncid, entries)) == (syncid, len(entries))

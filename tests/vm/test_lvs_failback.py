@@ -7,35 +7,36 @@ services: port 80 persistent, port 9000 plain; ``[ipvs.sync]`` on sync0), with
 
 1. A is master; B joins as backup. A crashes (SIGKILL, its links down): B takes over.
 2. Through B only: the other client takes the round robin's first pick, the client makes
-   requests (always the same real server, ``chosen``) and opens a long-lived TCP
-   connection (an echo). A is down: the kernel's sync daemons send these to nobody.
+   requests (always the same real server, ``chosen``) and opens 300 TCP connections to the
+   echo service (one byte answered on each, with the real server's tag), which then stay
+   idle. A is down: the kernel's sync daemons send these to nobody.
 3. A's links come back and A's agent starts again. It joins as backup, asks B for a resync,
    holds its preemption until the resync arrived (``sync.resync_arrived`` comes before its
    MASTER transitions), then preempts (B goes back to BACKUP).
-4. Through A: the long-lived connection still echoes from the same server, and the
-   client's requests still land on ``chosen`` (A's own scheduler would start elsewhere).
+4. Through A: every one of the 300 connections answers a byte from the same real server,
+   and the client's requests still land on ``chosen`` (A's own scheduler would start
+   elsewhere).
+
+bench/failback.py runs the same failback with 10,000 idle connections (failbacklab.py).
 """
 
 from __future__ import annotations
 
-import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .lvslab import Lab, RealServer, agent, socket_in
+from .failbacklab import Clients, EchoHub, exchange, open_clients, raise_nofile
+from .lvslab import Lab, RealServer, agent
 from .synclab import (
-    ECHO_PORT,
     HTTP_PORT,
     RS,
     START_TIMEOUT_S,
     STEP_TIMEOUT_S,
-    VIP,
-    EchoServer,
     build,
-    echo,
     get_with_retries,
     wait_for_master,
     write_config,
@@ -44,6 +45,7 @@ from .synclab import (
 pytestmark = pytest.mark.vm
 
 DEVICES = ("front", "back", "sync0")
+IDLE = 300
 
 
 @pytest.fixture
@@ -61,9 +63,12 @@ def _config(tmp_path: Path, name: str, priority: int) -> Path:
 def test_failback_keeps_connections_and_persistence(lab: Lab, tmp_path: Path) -> None:
     ns = build(lab)
     http = {name: RealServer(name, ns[name], (HTTP_PORT,)) for name in RS}
-    echoes = {name: EchoServer(name, ns[name], ECHO_PORT) for name in RS}
+    raise_nofile(2 * IDLE + 1024)
+    # The idle connections' ports stay clear of the fixed ones the requests use (41000...).
+    lab.sysctl(ns["cl"], net__ipv4__ip_local_port_range="50000 60999")
+    hub = EchoHub({name: ns[name] for name in RS})
+    idle = Clients()
     config_a = _config(tmp_path, "A", 150)
-    long_lived = socket_in(ns["cl"])
     try:
         with agent(ns["dira"], config_a) as a:
             wait_for_master(a)
@@ -84,13 +89,8 @@ def test_failback_keeps_connections_and_persistence(lab: Lab, tmp_path: Path) ->
                 chosen = answers[0].server
                 assert chosen != other.server, (other, answers)
                 assert {x.server for x in answers} == {chosen}, answers
-                long_lived.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                long_lived.bind(("0.0.0.0", 43000))
-                long_lived.settimeout(10)
-                long_lived.connect((VIP, ECHO_PORT))
-                first = echo(long_lived, "via B", 10)
-                echo_server = first.split()[0]
-                assert first == f"{echo_server} via B"
+                idle = open_clients(ns["cl"], IDLE, timeout_s=STEP_TIMEOUT_S)
+                assert set(idle.tags) == {b"1", b"2"}  # both real servers have some
 
                 # 3. A returns and preempts once its resync has arrived.
                 for dev in DEVICES:
@@ -99,7 +99,7 @@ def test_failback_keeps_connections_and_persistence(lab: Lab, tmp_path: Path) ->
                 with agent(ns["dira"], config_a) as a2:
                     arrived = a2.wait_for("sync.resync_arrived", START_TIMEOUT_S)
                     wait_for_master(a2)
-                    assert arrived["entries"] >= 2, arrived  # the template and the echo
+                    assert arrived["entries"] >= IDLE + 1, arrived  # connections, template
 
                     def is_master(event: dict[str, Any]) -> bool:
                         return event["event"] == "vrrp.transition" and event["new"] == "MASTER"
@@ -112,13 +112,13 @@ def test_failback_keeps_connections_and_persistence(lab: Lab, tmp_path: Path) ->
                         "vrrp.transition", STEP_TIMEOUT_S, mark_b, lambda e: e["new"] == "BACKUP"
                     )
 
-                    # 4. Through A: the connection goes on, the client keeps its server.
-                    assert echo(long_lived, "via A", 30) == f"{echo_server} via A"
+                    # 4. Through A: the connections go on, the client keeps its server.
+                    answers, outcome = exchange(idle.socks, b"f", time.monotonic() + 60)
+                    assert answers == idle.tags, outcome
                     after = [get_with_retries(ns["cl"], 44000 + 10 * i) for i in range(3)]
                     assert {x.server for x in after} == {chosen}, (chosen, after)
     finally:
-        long_lived.close()
+        idle.close()
+        hub.close()
         for server in http.values():
             server.stop()
-        for echo_server_ in echoes.values():
-            echo_server_.stop()
