@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
+import itertools
 import json
 import mmap
 import os
@@ -309,6 +311,91 @@ def dual_master_excess(
     return out
 
 
+# --- the wire ------------------------------------------------------------------------------------
+
+
+SO_ATTACH_FILTER, SO_TIMESTAMP = 26, 29
+
+
+def _advert_filter(sources: tuple[str, str]) -> bytes:
+    """A classic BPF program for a packet socket: IPv4, protocol 112, from one of
+    ``sources``; everything else (the flood above all) stays in the kernel."""
+    a, b = (struct.unpack("!I", socket.inet_aton(x))[0] for x in sources)
+    program = [
+        (0x28, 0, 0, 12),  # ldh [12]: EtherType
+        (0x15, 0, 5, 0x0800),  # IPv4, else drop
+        (0x30, 0, 0, 23),  # ldb [23]: protocol
+        (0x15, 0, 3, 112),  # VRRP, else drop
+        (0x20, 0, 0, 26),  # ld [26]: source address
+        (0x15, 2, 0, a),
+        (0x15, 1, 0, b),
+        (0x06, 0, 0, 0),  # drop
+        (0x06, 0, 0, 0xFFFF),  # accept
+    ]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+class WireWatch:
+    """The adverts of A and B on one LAN, as a third station on it hears them: (kernel
+    receive time, source, priority), from a packet socket in namespace ``netns``."""
+
+    def __init__(self, netns: str, dev: str, sources: tuple[str, str]) -> None:
+        self.sources = sources
+        self.adverts: list[tuple[float, str, int]] = []
+        self._sock = socket_in(netns, socket.AF_PACKET, socket.SOCK_RAW)
+        program = _advert_filter(sources)
+        buffer = ctypes.create_string_buffer(program, len(program))
+        fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buffer))
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+        self._sock.bind((dev, 0x0800))  # (CPython applies htons)
+        self._sock.settimeout(0.5)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._read, name=f"wire-{dev}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stopping:
+            try:
+                data, ancillary, _flags, _address = self._sock.recvmsg(2048, 64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            stamp = time.time()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(value) >= 16:
+                    seconds, micros = struct.unpack("ll", value[:16])
+                    stamp = seconds + micros / 1e6
+            if len(data) < 34 + 3:
+                continue
+            ihl = (data[14] & 0x0F) * 4
+            source = socket.inet_ntoa(data[26:30])
+            self.adverts.append((stamp, source, data[14 + ihl + 2]))
+
+    def first_after(self, source: str, t: float) -> float | None:
+        """When ``source``'s first advert at or after ``t`` was heard (None: none was)."""
+        for stamp, src, priority in self.adverts:
+            if stamp >= t and src == source and priority > 0:
+                return stamp
+        return None
+
+    def longest_silence(self, source: str, spans: list[tuple[float, float]]) -> float:
+        """The longest time without an advert from ``source`` inside ``spans`` (when it
+        was master by its own log)."""
+        times = [stamp for stamp, src, _ in self.adverts if src == source]
+        longest = 0.0
+        for start, end in spans:
+            inside = [start, *[t for t in times if start <= t <= end], end]
+            longest = max(longest, *(b - a for a, b in itertools.pairwise(inside)))
+        return longest
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
 # --- the client -----------------------------------------------------------------------------------
 
 
@@ -424,6 +511,7 @@ class Soak:
         self.t0 = time.time()
         self.watch_from = self.watch_until = 0.0  # VIP owners judged between these
         self.flood_rates: list[dict[str, Any]] = []
+        self.wires: dict[str, WireWatch] = {}
         self.abuse_results: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -472,6 +560,10 @@ class Soak:
         flood = self.lab.netns("fl")
         self.lab.plug(self.ns["sw"], "brf", "fl-eth0", flood, "eth0", FLOOD_NET)
         self.ns["fl"] = flood
+        self.wires = {
+            "front": WireWatch(self.ns["cl2"], "eth0", ("203.0.113.4", "203.0.113.5")),
+            "back": WireWatch(self.ns["rs2"], "eth0", ("198.51.100.1", "198.51.100.2")),
+        }
         self.servers = {name: RealServer(name, self.ns[name], (HTTP_PORT,)) for name in RS}
         self.echo_servers = {name: EchoServer(name, self.ns[name], ECHO_PORT) for name in RS}
         for name in ("A", "B"):
@@ -856,6 +948,8 @@ class Soak:
         finally:
             self._stop.set()
             exits = self.stop_agents()
+            for wire in self.wires.values():
+                wire.stop()
             for server in self.servers.values():
                 server.stop()
             for echo_server in self.echo_servers.values():
@@ -900,6 +994,7 @@ class Soak:
                 self.violation(f"agent {name} exited {status} on SIGTERM")
         # Two masters.
         dual_report = []
+        silence: dict[str, float] = {}
         for instance in INSTANCES:
             spans = {
                 name: [
@@ -913,7 +1008,14 @@ class Soak:
             }
             # Judged until the agents are stopped (a stopping master hands over).
             dual = overlaps(overlaps(spans["A"], spans["B"]), [(self.t0, self.watch_until)])
+            wire = self.wires[instance]
+            address_a = wire.sources[0]
+            silence[instance] = wire.longest_silence(address_a, spans["A"])
             for start, stop, counted in dual_master_excess(dual, self.partitions):
+                # B can step down only once it has heard A: count from A's first advert on
+                # the wire (none while they overlap: A was silent, B right to take over).
+                heard = wire.first_after(address_a, stop - counted)
+                counted = 0.0 if heard is None or heard >= stop else stop - heard
                 dual_report.append(
                     {
                         "instance": instance,
@@ -926,7 +1028,7 @@ class Soak:
                 if counted > self.mdi:
                     self.violation(
                         f"two masters of {instance} for {counted:.2f} s after the partition "
-                        f"healed (Master_Down_Interval {self.mdi:.2f} s), "
+                        f"healed and A was heard (Master_Down_Interval {self.mdi:.2f} s), "
                         f"{stop - start:.2f} s in all, from {self.fault_at(start)}"
                     )
         # VIP gaps.
@@ -985,6 +1087,8 @@ class Soak:
             "faults": [dataclasses.asdict(f) for f in self.faults],
             "fault_counts": {k: sum(1 for f in self.faults if f.kind == k) for k in KINDS},
             "dual_masters": dual_report,
+            "a_longest_silence_as_master_s": silence,
+            "adverts_heard": {k: len(w.adverts) for k, w in self.wires.items()},
             "vip_gaps": gap_report,
             "longest_allowed_gap_s": max((g["seconds"] for g in gap_report), default=0.0),
             "echoes": self.client.echoes,
@@ -1102,7 +1206,11 @@ def summary(report: dict[str, Any]) -> str:
     ]
     duals = report["dual_masters"]
     worst = max((d["counted"] for d in duals), default=0.0)
-    lines.append(f"two masters: {len(duals)} overlaps, longest counted after a heal {worst:.2f} s")
+    lines.append(
+        f"two masters: {len(duals)} overlaps, longest counted after a heal and A heard "
+        f"{worst:.2f} s; A's longest silence on the wire while master: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in report["a_longest_silence_as_master_s"].items())
+    )
     lines.extend(
         f"  {d['instance']}: {d['seconds']:.2f} s (counted {d['counted']:.2f} s) at {d['during']}"
         for d in duals
