@@ -28,7 +28,9 @@ holder of both VIPs, B backup):
 Invariants, checked all the time and reported (``Report.violations``):
 
 - never two masters of an instance for longer than Master_Down_Interval, counted from the
-  end of the last partition (loss, delay or link fault) before the overlap ended;
+  end of the last partition (netem, link, flood, the agents' start) before the overlap
+  ended, or from A's first advert heard on the wire after it if later (``WireWatch``: B
+  cannot step down before it hears A; if A was silent all along, B was right);
 - the VIPs always held by a director whose agent lives, except inside the failover window
   of a fault that takes the master away (crash, link, partition, loss); every gap's length
   is reported against Master_Down_Interval;
