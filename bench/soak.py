@@ -98,6 +98,8 @@ def soak(args: argparse.Namespace) -> int:
     with Lab() as lab, tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         report = Soak(lab, Path(tmp), settings, lambda text: print(text, flush=True)).run()
     print(summary(report), flush=True)
+    if report["violations"]:
+        print("timeline (seconds from the start):\n" + "\n".join(report["timeline"]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 1 if report["violations"] else 0

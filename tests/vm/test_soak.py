@@ -53,6 +53,8 @@ def test_chaos_soak_one_deck(lab: Lab, tmp_path: Path) -> None:
     print(json.dumps(report["faults"], indent=None)[:4000])
     assert report["netem"], "sch_netem did not load in the VM: netem faults were not injected"
     assert sorted(f["kind"] for f in report["faults"]) == sorted(KINDS)
+    if report["violations"]:
+        print("timeline (seconds from the start):\n" + "\n".join(report["timeline"]))
     assert report["violations"] == [], f"seed {seed}:\n" + summary(report)
 
 
