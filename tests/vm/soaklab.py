@@ -734,13 +734,13 @@ class Soak:
             fault.end = fault.end or time.time()
             if self.wait_steady():
                 fault.settled = time.time()
+            else:
+                self.violation(f"fault {count} {kind}: the pair did not become steady again")
             if kind == "flood" and self._flood_cpu is not None:
                 flood, before = self._flood_cpu
                 for name, process in self.agents.items():
                     spent = cpu_s(process.process.pid) - before.get(name, 0.0)
                     flood.detail[f"cpu_s_{name}"] = round(spent, 2)
-            else:
-                self.violation(f"fault {count} {kind}: the pair did not become steady again")
             if kind in FAILOVER_KINDS:
                 self.gap_windows.append((fault.start, fault.settled or time.time()))
             self.say(
