@@ -83,6 +83,7 @@ FLOOD_NET = "203.0.113.66/24"
 #: Descriptors B may have beyond its pre-fault level once the faults stopped (sockets of
 #: checks and control clients in flight when sampled; the minimum of several samples).
 FD_SLACK = 4
+CHECK_WAIT_S = 60.0
 KINDS = (
     "crash",
     "link_flap",
@@ -875,14 +876,16 @@ class Soak:
         name = self.rng.choice(sorted(RS))
         server = f"{RS[name]}:{HTTP_PORT}"
         marks = self.marks()
-        self.servers[name].stop()
         fault.start = time.time()
+        self.servers[name].stop()
+        # Two failed checks a second apart make a server down: a minute is plenty, and a
+        # missing line is reported with the fault's other log lines.
         for who in ("A", "B"):
-            self.wait_event(who, "check.down", marks[who], self.s.settle_timeout_s, server=server)
+            self.wait_event(who, "check.down", marks[who], CHECK_WAIT_S, server=server)
         time.sleep(self.hold_s(1.0, 5.0))
         self.servers[name] = RealServer(name, self.ns[name], (HTTP_PORT,))
         for who in ("A", "B"):
-            self.wait_event(who, "check.up", marks[who], self.s.settle_timeout_s, server=server)
+            self.wait_event(who, "check.up", marks[who], CHECK_WAIT_S, server=server)
         fault.end = time.time()
         fault.detail = {"server": server}
         for who in ("A", "B"):
