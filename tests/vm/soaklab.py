@@ -19,7 +19,8 @@ holder of both VIPs, B backup):
 - ``delay``: netem delay with jitter on A's front egress, below what VRRP can notice;
 - ``reload_storm``: reloads of one director (SIGHUP and control ``reload``) with good and
   bad files (weights changed; TOML syntax error, invalid value, cut short), ending good;
-- ``rs_death``: a real server's HTTP listener stops (checks fail), and comes back;
+- ``rs_death``: a real server's HTTP listener stops (checks fail), and comes back (the
+  steady state includes every real server up by both agents' checks);
 - ``flood``: spoofed VRRP adverts for the front VRID from made-up sources, TTL 254 or a
   bad checksum, at a target rate (10,000/s), from a process of their own;
 - ``control_abuse``: garbage, half lines, oversized lines and many simultaneous clients on
@@ -83,7 +84,7 @@ FLOOD_NET = "203.0.113.66/24"
 #: Descriptors B may have beyond its pre-fault level once the faults stopped (sockets of
 #: checks and control clients in flight when sampled; the minimum of several samples).
 FD_SLACK = 4
-CHECK_WAIT_S = 60.0
+CHECK_WAIT_S = 60.0  # two failed HTTP checks 2 s apart make a server down
 KINDS = (
     "crash",
     "link_flap",
@@ -138,7 +139,7 @@ resync_timeout = {resync}
 address = "{vip}:80"
 scheduler = "rr"
 forwarding = "nat"
-check = {{ type = "http", interval = 1.0, timeout = 0.8, rise = 2, fall = 2 }}
+check = {{ type = "http", interval = 2.0, timeout = 1.5, rise = 2, fall = 2 }}
   [[virtual_server.real_server]]
   address = "198.51.100.11:{http}"
   weight = {w1}
@@ -671,10 +672,22 @@ class Soak:
                 return str(event.get("new"))
         return ""
 
+    def servers_up(self, name: str) -> bool:
+        """Every real server up by the agent's last ``check.up``/``check.down`` lines (a
+        check may time out when the emulated VM stalls; a real server's death must start
+        from up)."""
+        process = self.agents[name]
+        last: dict[str, str] = {}
+        for event in process.named("check.up", "check.down"):
+            last[str(event.get("service")) + str(event.get("server"))] = event["event"]
+        return all(state == "check.up" for state in last.values())
+
     def steady(self) -> bool:
         for instance in INSTANCES:
             if self.state("A", instance) != "MASTER" or self.state("B", instance) != "BACKUP":
                 return False
+        if not (self.servers_up("A") and self.servers_up("B")):
+            return False
         if not self.owners:
             return False
         _t, front, back = self.owners[-1]
@@ -878,8 +891,8 @@ class Soak:
         marks = self.marks()
         fault.start = time.time()
         self.servers[name].stop()
-        # Two failed checks a second apart make a server down: a minute is plenty, and a
-        # missing line is reported with the fault's other log lines.
+        # A minute is plenty (CHECK_WAIT_S); a missing line is reported with the fault's
+        # other log lines.
         for who in ("A", "B"):
             self.wait_event(who, "check.down", marks[who], CHECK_WAIT_S, server=server)
         time.sleep(self.hold_s(1.0, 5.0))
