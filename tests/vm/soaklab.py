@@ -170,9 +170,9 @@ class Settings:
     long_lived: int = 4
     probe_interval_s: float = 1.0
     sample_interval_s: float = 5.0
-    #: CI: a rate the emulated agents absorb (each handles ~250 rejected adverts/s of CPU
-    #: under TCG), so the outcome does not hang on the host's load; the long run aims at
-    #: 10,000/s and reports what that does.
+    #: CI: a rate the emulated agents absorb even on a loaded host (there one rejected advert
+    #: cost an agent up to ~4 ms of CPU under TCG), so the outcome does not hang on the
+    #: host's load; the long run aims at 10,000/s and reports what that does.
     flood_rate: int = 200
     flood_seconds: tuple[float, float] = (2.0, 4.0)
     control_clients: int = 200

@@ -9,7 +9,8 @@ flood rate reached) are printed (``pytest -rP`` shows them).
 Smaller than the long run in two ways, to keep the emulated VM's run short and its outcome
 independent of the host's load: the control-socket abuse uses 200 simultaneous clients
 (1,000 in the long run) and the spoofed advert flood runs at 200/s for 2-4 s (the long run
-aims at 10,000/s; under emulation an agent rejects only ~250/s, see README, known limits).
+aims at 10,000/s; under emulation, on a loaded host, an agent may reject only a few hundred
+a second, see README, known limits).
 
 The judging functions are exercised on the host with made-up time lines (the tests without
 the vm marker), so they are known to catch an overlap, a gap or a missed heal.
