@@ -51,6 +51,9 @@ MAX_CONNECTIONS = 16
 IDLE_TIMEOUT_S = 30.0
 ACCEPT_RETRY_S = 0.1  # after accept() fails (out of descriptors)
 ACCEPT_ERROR_LOG_INTERVAL_S = 10.0
+#: Bad requests and clients turned away are logged at most once per this many seconds (per
+#: event), with the number of the others since.
+ABUSE_LOG_INTERVAL_S = 10.0
 
 
 class Controlled(Protocol):
@@ -74,6 +77,8 @@ class Operations:
         self.log = logs.get(component="control")
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
         self._accept_error_logged = -math.inf  # trio time of the last accept error logged
+        self._abuse_logged: dict[str, float] = {}  # event: trio time it was last logged
+        self._abuse_unlogged: dict[str, int] = {}  # event: occurrences not logged since
 
     async def run(
         self,
@@ -167,6 +172,7 @@ class Operations:
                 try:
                     self._limiter.acquire_nowait()
                 except trio.WouldBlock:
+                    self._log_abuse("control.busy", limit=MAX_CONNECTIONS)
                     await stream.send_all(encode_reply(error_reply("too many connections")))
                     return
                 try:
@@ -175,6 +181,16 @@ class Operations:
                     self._limiter.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+
+    def _log_abuse(self, event: str, **fields: Any) -> None:
+        """Log ``event`` (a bad request, a client turned away) at most once per
+        ``ABUSE_LOG_INTERVAL_S``, with how many were not logged since the last line."""
+        now = trio.current_time()
+        if now - self._abuse_logged.get(event, -math.inf) < ABUSE_LOG_INTERVAL_S:
+            self._abuse_unlogged[event] = self._abuse_unlogged.get(event, 0) + 1
+            return
+        self._abuse_logged[event] = now
+        self.log.warning(event, suppressed=self._abuse_unlogged.pop(event, 0), **fields)
 
     @staticmethod
     def privileged(uid: int | None) -> bool:
@@ -196,6 +212,7 @@ class Operations:
         while True:
             while b"\n" not in buffer:
                 if len(buffer) > MAX_REQUEST_BYTES:
+                    self._log_abuse("control.bad_request", error="request too long")
                     await stream.send_all(encode_reply(error_reply("request too long")))
                     return
                 with trio.move_on_after(IDLE_TIMEOUT_S):
@@ -208,6 +225,7 @@ class Operations:
             line, _, rest = bytes(buffer).partition(b"\n")
             buffer = bytearray(rest)
             if len(line) > MAX_REQUEST_BYTES:
+                self._log_abuse("control.bad_request", error="request too long")
                 await stream.send_all(encode_reply(error_reply("request too long")))
                 return
             if line.strip():
@@ -219,6 +237,7 @@ class Operations:
         try:
             request = parse(line)
         except RequestError as exc:
+            self._log_abuse("control.bad_request", error=str(exc))
             return error_reply(str(exc))
         command = request.command
         if not self.privileged(uid):

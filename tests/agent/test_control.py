@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from hadirector import metrics
 from hadirector.control import client, protocol, server
@@ -159,6 +160,36 @@ def test_bad_requests_get_error_replies_and_the_server_keeps_serving(tmp_path: P
         assert (await status_of(sock))["instances"][0]["name"] == "VI_1"
 
     run_lab(scenario)
+
+
+def test_bad_requests_and_clients_turned_away_are_logged_at_a_bounded_rate(
+    tmp_path: Path,
+) -> None:
+    """Each kind of abuse is in the log once per ABUSE_LOG_INTERVAL_S, the rest counted."""
+    sock = tmp_path / "a.sock"
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        ra = await lab.start(a, instance_toml(priority=200))
+        await serve_control(lab, ra, sock)
+        for line in (b"{not json\n", b"\xff\n", b"[1]\n"):
+            assert (await ask(sock, line))["ok"] is False
+        holders = [await trio.open_unix_socket(str(sock)) for _ in range(server.MAX_CONNECTIONS)]
+        await trio.sleep(1)  # every holder accepted and holding a slot
+        for _ in range(3):
+            assert await ask(sock, b"status\n") == {"ok": False, "error": "too many connections"}
+        for holder in holders:
+            await holder.aclose()
+        await trio.sleep(server.ABUSE_LOG_INTERVAL_S)
+        assert (await ask(sock, b"{\n"))["ok"] is False  # the next interval: logged again
+
+    with capture_logs() as events:
+        run_lab(scenario)
+    bad = [e for e in events if e["event"] == "control.bad_request"]
+    busy = [e for e in events if e["event"] == "control.busy"]
+    assert [e["suppressed"] for e in bad] == [0, 2], bad
+    assert [(e["suppressed"], e["limit"]) for e in busy] == [(0, server.MAX_CONNECTIONS)], busy
+    assert all(e["log_level"] == "warning" and e["error"] for e in bad)
 
 
 def test_a_client_over_the_limit_that_already_hung_up_does_not_stop_the_server(
