@@ -60,14 +60,17 @@ class Baton(trio.abc.Instrument):
     takes it back after. The one that had it last waits when the other wants it."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Taken with the lock itself (a C context manager), not the Condition's Python
+        # wrappers: trio takes and gives the baton on every pass of its run loop.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._owner: int | None = _TRIO  # installed from a trio task: trio holds it
         self._last = _TRIO
         self._waiting = [False, False]
 
     def take(self, who: int) -> None:
         cond = self._cond
-        with cond:
+        with self._lock:
             other = 1 - who
             if self._owner is None and not (self._waiting[other] and self._last == who):
                 self._owner = who
@@ -79,12 +82,11 @@ class Baton(trio.abc.Instrument):
             self._owner = who
 
     def give(self, who: int) -> None:
-        cond = self._cond
-        with cond:
+        with self._lock:
             self._owner = None
             self._last = who
             if self._waiting[1 - who]:
-                cond.notify_all()
+                self._cond.notify_all()
 
     # trio's Instrument hooks (the trio thread).
     def before_io_wait(self, timeout: float) -> None:

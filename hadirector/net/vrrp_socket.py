@@ -69,8 +69,7 @@ import math
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import trio
 
@@ -134,9 +133,9 @@ _ANC_BUFFER_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 _SendArgs = tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]
 
 
-@dataclass(frozen=True)
-class Received:
-    """One received VRRP packet: its bytes and the IP fields the agent checks."""
+class Received(NamedTuple):
+    """One received VRRP packet: its bytes and the IP fields the agent checks (a tuple:
+    built for every packet, and a tuple is the cheapest object to build)."""
 
     payload: bytes
     src: IPAddress
@@ -238,6 +237,8 @@ class _Port:
         # no address hashing per advert.
         self._send_args_last: tuple[Any, Any, _SendArgs | None] = (None, None, None)
         self._send_args_cache: dict[tuple[IPAddress, IPAddress], _SendArgs] = {}
+        # parse_ipv4 with a memory: a peer's datagrams differ only in ID and checksum.
+        self._ipv4 = codec.Ipv4Parser()
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         try:
@@ -381,11 +382,14 @@ class _Port:
         self._send_args_last = (src, dst, (address, ancillary))
         return address, ancillary
 
-    def send_nowait(self, payload: bytes, src: IPAddress, dst: IPAddress) -> bool:
-        """Send at once if nobody waits to send and the socket takes it (True)."""
+    def send_nowait(
+        self, payload: bytes, src: IPAddress, dst: IPAddress, args: _SendArgs | None = None
+    ) -> bool:
+        """Send at once if nobody waits to send and the socket takes it (True); ``args``:
+        ``_send_args(src, dst)`` if the caller has them."""
         if self._send_lock.locked():
             return False
-        address, ancillary = self._send_args(src, dst)
+        address, ancillary = args or self._send_args(src, dst)
         try:
             self.sender.sendmsg([payload], ancillary, 0, address)
         except BlockingIOError:
@@ -487,7 +491,7 @@ class _Port:
         if vrid is None:
             return None
         try:
-            packet = codec.parse_ipv4(datagram)
+            packet = self._ipv4.parse(datagram)
         except DecodeError:
             self.malformed += 1
             return None
@@ -540,6 +544,7 @@ class VrrpSocket:
         self.queue_full = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[Received](ENDPOINT_QUEUE)
         self._listener: Callable[[Received], None] | None = None
+        self._last_send: tuple[IPAddress, IPAddress, _SendArgs] | None = None
         self.closed = False
 
     @property
@@ -588,10 +593,21 @@ class VrrpSocket:
 
     def send_nowait(self, payload: bytes, dst: IPAddress) -> bool:
         """Send one VRRP packet to ``dst`` if the socket takes it without waiting (True);
-        False when ``send`` would have to wait (nothing sent). Errors as ``send``."""
-        self._check_send(dst)
+        False when ``send`` would have to wait (nothing sent). Errors as ``send``.
+
+        A master sends to the same destination from the same source every interval: the
+        checked destination and its sendmsg arguments are kept, by identity (the objects
+        are held, so an identity cannot be another address's)."""
+        src = self.local_address
+        last = self._last_send
+        if last is not None and last[0] is dst and last[1] is src and not self.closed:
+            args = last[2]
+        else:
+            self._check_send(dst)
+            args = self._port._send_args(src, dst)
+            self._last_send = (dst, src, args)
         try:
-            return self._port.send_nowait(payload, self.local_address, dst)
+            return self._port.send_nowait(payload, src, dst, args)
         except OSError as exc:
             raise self._send_error(exc, dst) from exc
 

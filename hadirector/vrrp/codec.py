@@ -46,6 +46,7 @@ __all__ = [
     "Advert",
     "IPAddress",
     "Ipv4Packet",
+    "Ipv4Parser",
     "decode",
     "encode",
     "internet_checksum",
@@ -374,3 +375,37 @@ def parse_ipv4(datagram: bytes) -> Ipv4Packet:
         protocol=protocol,
         payload=data[header_len:total_len],
     )
+
+
+class Ipv4Parser:
+    """``parse_ipv4`` with a memory, for datagrams a raw socket delivers.
+
+    A peer sends the same datagram every interval but for the IPv4 identification and the
+    header checksum. A datagram without IP options whose other bytes (total length, flags
+    and fragment offset, TTL, protocol, addresses, VRRP payload) were parsed before gets
+    that parse again: every check of ``parse_ipv4`` is a function of those bytes but the
+    header checksum, which the kernel verified before it delivered the datagram (Linux
+    ``ip_rcv``). At most ``limit`` parses are kept (forgotten all at once when full:
+    spoofed sources or contents only make it parse anew)."""
+
+    __slots__ = ("_known", "_limit")
+
+    def __init__(self, limit: int = 256) -> None:
+        self._known: dict[bytes, Ipv4Packet] = {}
+        self._limit = limit
+
+    def parse(self, datagram: bytes) -> Ipv4Packet:
+        """What ``parse_ipv4`` answers (``DecodeError`` included), for a datagram the
+        kernel delivered."""
+        key = None
+        if type(datagram) is bytes and len(datagram) >= 20 and datagram[0] == 0x45:  # no options
+            key = datagram[2:4] + datagram[6:10] + datagram[12:]
+            known = self._known.get(key)
+            if known is not None:
+                return known
+        packet = parse_ipv4(datagram)
+        if key is not None:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            self._known[key] = packet
+        return packet

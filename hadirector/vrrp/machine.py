@@ -545,6 +545,12 @@ class VrrpMachine:
         from ``ADVERT_EARLY_FRACTION`` of the interval before it expires (``timer_window``);
         the next one is then counted from ``now``.
         """
+        if self._down_at is None and self._drain_at is None and self._release_at is None:
+            # Only the Adver_Timer runs (a master, every interval): the loop below, unrolled.
+            adver_at = self._adver_at
+            if adver_at is None or adver_at - self._advert_early_s > now:
+                return []
+            return [self._advert(now, STOP_PRIORITY if self._draining else None)]
         actions: list[Action] = []
         while True:
             # The earliest due timer; on a tie the first in the order above (strict <).

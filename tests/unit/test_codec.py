@@ -24,6 +24,7 @@ from hadirector.vrrp.codec import (
     Advert,
     IPAddress,
     Ipv4Packet,
+    Ipv4Parser,
     decode,
     encode,
     internet_checksum,
@@ -580,6 +581,72 @@ def test_parse_ipv4_rejections() -> None:
     assert parse_ipv4(ipv4_datagram(b"x" * 8, flags_fragment=0x4000)).payload == b"x" * 8
     # header length beyond the buffer
     assert reason(ipv4_datagram(b"", options=bytes(40))[:40]) == "short"
+
+
+def _with_identification(datagram: bytes, ident: int) -> bytes:
+    """``datagram`` with another IPv4 identification and its header checksum redone."""
+    header_len = (datagram[0] & 0x0F) * 4
+    header = bytearray(datagram[:header_len])
+    header[4:6] = ident.to_bytes(2, "big")
+    header[10:12] = b"\x00\x00"
+    header[10:12] = ref_checksum(bytes(header)).to_bytes(2, "big")
+    return bytes(header) + datagram[header_len:]
+
+
+def test_ipv4_parser_remembers_a_peers_datagram() -> None:
+    parser = Ipv4Parser(limit=4)
+    first = ipv4_datagram(v3_wire(V3_OK))
+    packet = parser.parse(first)
+    assert packet == parse_ipv4(first)
+    # The next advert of the same peer: only the identification and checksum differ.
+    assert parser.parse(_with_identification(first, 0x4321)) is packet
+    # Any other byte is another datagram, parsed in full.
+    other_ttl = ipv4_datagram(v3_wire(V3_OK), ttl=254)
+    assert parser.parse(other_ttl).ttl == 254
+    with pytest.raises(DecodeError) as err:
+        parser.parse(ipv4_datagram(b"x" * 8, flags_fragment=0x2000))
+    assert err.value.reason == "fragment"
+    # IP options: never remembered (parsed every time).
+    with_options = ipv4_datagram(b"abcdefgh", options=bytes([0x94, 0x04, 0, 0]))
+    assert parser.parse(with_options) is not parser.parse(with_options)
+    # Bounded: full, it forgets and starts again.
+    for ttl in range(200, 210):
+        assert parser.parse(ipv4_datagram(b"abcdefgh", ttl=ttl)).ttl == ttl
+    assert len(parser._known) <= 4
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(min_size=0, max_size=24),
+            st.integers(0, 255),
+            st.integers(0, 0xFFFF),
+            st.sampled_from([0, 0x4000, 0x2000, 0x0001]),
+            st.sampled_from([b"", bytes([0x94, 0x04, 0, 0])]),
+            st.integers(0, 3),
+        ),
+        max_size=12,
+    )
+)
+def test_ipv4_parser_answers_as_parse_ipv4(
+    cases: list[tuple[bytes, int, int, int, bytes, int]],
+) -> None:
+    """Datagrams as the kernel delivers them (header checksums right), several alike: the
+    parser answers what parse_ipv4 does, errors included."""
+    parser = Ipv4Parser(limit=3)
+    for payload, ttl, ident, flags_fragment, options, padding in cases:
+        datagram = _with_identification(
+            ipv4_datagram(payload, ttl=ttl, flags_fragment=flags_fragment, options=options),
+            ident,
+        ) + bytes(padding)
+        try:
+            expected = parse_ipv4(datagram)
+        except DecodeError as exc:
+            with pytest.raises(DecodeError) as err:
+                parser.parse(datagram)
+            assert err.value.reason == exc.reason
+            continue
+        assert parser.parse(datagram) == expected
 
 
 @given(st.binary(max_size=120))
