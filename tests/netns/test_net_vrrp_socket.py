@@ -130,6 +130,37 @@ def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(lab: Lab, fa
         sock_b.close()
 
 
+def test_send_nowait_repeats_and_a_closed_endpoint_refuses(lab: Lab) -> None:
+    """``send_nowait`` keeps its destination's arguments between adverts (by identity):
+    the same advert three times, each received as sent, with the peer's IPv4 header parsed
+    once and remembered; after ``close`` it refuses."""
+    a = lab.node("a", ipv4=[f"{A4}/24"])
+    b = lab.node("b", ipv4=[f"{B4}/24"])
+    sock_a = _open(a, 4)
+    sock_b = _open(b, 4)
+    group = VRRP_MULTICAST_V4
+    advert = _advert(sock_a, group, 100)
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            got = []
+            for _ in range(3):
+                assert sock_a.send_nowait(advert, group)
+                got.append(await sock_b.receive())
+            assert got == [Received(advert, ipaddress.ip_address(A4), group, 255)] * 3
+            # The same peer's datagrams, but for their IPv4 identification: one parse.
+            assert got[0].payload is got[1].payload is got[2].payload
+        sock_a.close()
+        with pytest.raises(trio.ClosedResourceError):
+            sock_a.send_nowait(advert, group)
+
+    try:
+        _run(main)
+    finally:
+        sock_a.close()
+        sock_b.close()
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_unicast_adverts_reach_only_the_peer(lab: Lab, family: int) -> None:
     a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
