@@ -135,6 +135,8 @@ def test_flood_delays_neither_reload_link_loss_nor_stop(netlab: Lab) -> None:
     a, b = start_pair(netlab, advert_s=ADVERT_S)
     # Production adapters: the hot path's thread runs beside trio's.
     assert _threads(a.pid) >= 2
+    # The control socket (status) opens after the instances start.
+    wait_for(lambda: a.records("control.listening"), STATE_TIMEOUT_S, "dir-a's control socket")
     watch = AdvertWatch(netlab, netlab.mac("dir-a"))
     watch.wait_fresh()
     env = {**os.environ, "PYTHONPATH": str(REPO)}

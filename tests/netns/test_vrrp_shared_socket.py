@@ -87,6 +87,9 @@ def test_instances_share_one_socket_and_hear_only_their_vrid(netlab: Lab) -> Non
     # One receive and one send socket each, for 20 and 10 instances.
     assert (_raw_sockets(netlab, a), _raw_sockets(netlab, b)) == (2, 2)
 
+    # The control socket opens after the instances start: wait for it before asking.
+    wait_for(lambda: b.records("control.listening"), STATE_TIMEOUT_S, "dir-b's control socket")
+
     def heard_by_all() -> list[dict[str, Any]] | None:
         instances = _status(netlab, b)["instances"]
         ok = all(i["counters"].get("adverts_accepted", 0) >= 10 for i in instances)
