@@ -4,17 +4,22 @@ running BIRD and ``hadirector run``, their real servers, and a client.
 ::
 
     client 203.0.113.2 ── 203.0.113.1 router 192.0.2.1 ──┐ br0 (192.0.2.0/24)
-                                                           ├── d1 192.0.2.11  (BIRD + agent)
-                                                           ├── d2 192.0.2.12
-                                                           ├── d3 192.0.2.13
-                                                           └── servers 192.0.2.21..23:8080
+           2001:db8:113::2   2001:db8:113::1  2001:db8::1 │     (2001:db8::/64)
+                                                           ├── d1 192.0.2.11 2001:db8::11
+                                                           ├── d2 192.0.2.12 2001:db8::12
+                                                           ├── d3 192.0.2.13 2001:db8::13
+                                                           └── servers 192.0.2.21..23,
+                                                               2001:db8::21..23
 
-Every director holds the anycast address 198.51.100.53 on ``lo`` and answers UDP on port 7
-there with its own name (a stand-in for the IPVS service: the host kernel has no IPVS). Its
-agent announces the address while its real server (192.0.2.2N:8080, a TCP listener in the
-servers namespace) passes a TCP check. The BIRD configurations are the shipped
-``conf/bird/director.conf`` and ``router.conf`` with the example's addresses replaced, so
-the tests run what the README tells operators to run.
+The network is dual-stack: BIRD runs an IPv4 and an IPv6 BGP session between each director
+and the router. The agents' anycast address is of the lab's ``family``: 198.51.100.53
+(``AnycastLab(lab)``) or 2001:db8:53::53 (``AnycastLab(lab, family=6)``). Every director
+holds it on ``lo`` and answers UDP on port 7 there with its own name (a stand-in for the
+IPVS service: the host kernel has no IPVS). Its agent announces the address while its real
+server (192.0.2.2N:7 or [2001:db8::2N]:7, a TCP listener in the servers namespace) passes a
+TCP check. The BIRD configurations are the shipped ``conf/bird/director.conf`` and
+``router.conf`` with the example's addresses replaced, so the tests run what the README
+tells operators to run.
 
 Used by tests/netns/test_anycast.py and bench/anycast.py. Needs root, iproute2 and BIRD 2
 (``bird``, ``birdc``); ``anycast_unavailable()`` says why not.
@@ -34,9 +39,12 @@ from pathlib import Path
 from .lab import REPO_ROOT, Lab, Netns, wait_for
 
 VIP = "198.51.100.53"
+VIP6 = "2001:db8:53::53"
 ECHO_PORT = 7
 ROUTER = "192.0.2.1"
+ROUTER6 = "2001:db8::1"
 CLIENT = "203.0.113.2"
+CLIENT6 = "2001:db8:113::2"
 DIRECTORS = ("d1", "d2", "d3")
 CHECK_INTERVAL_S = 0.2
 CHECK_FALL = 2
@@ -47,7 +55,7 @@ BFD_MULTIPLIER = 3
 
 ECHO = """
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 name = sys.argv[3].encode()
 while True:
@@ -57,7 +65,7 @@ while True:
 
 LISTENER = """
 import socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(64)
@@ -74,10 +82,11 @@ PROBER = """
 import json, os, socket, sys, time
 stop, vip, port, nports = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 limit = int(sys.argv[5])
+family, anywhere = (socket.AF_INET6, "::") if ":" in vip else (socket.AF_INET, "0.0.0.0")
 socks = []
 for i in range(nports):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 40000 + i))
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((anywhere, 40000 + i))
     s.settimeout(2.0)
     socks.append(s)
 sent = lost = 0
@@ -116,12 +125,19 @@ def anycast_unavailable() -> str | None:
     return None
 
 
-def director_address(name: str) -> str:
-    return f"192.0.2.{10 + int(name[1:])}"
+def director_address(name: str, family: int = 4) -> str:
+    n = 10 + int(name[1:])
+    return f"192.0.2.{n}" if family == 4 else f"2001:db8::{n}"
 
 
-def server_address(name: str) -> str:
-    return f"192.0.2.{20 + int(name[1:])}"
+def server_address(name: str, family: int = 4) -> str:
+    n = 20 + int(name[1:])
+    return f"192.0.2.{n}" if family == 4 else f"2001:db8::{n}"
+
+
+def endpoint(address: str, port: int) -> str:
+    """``address:port``, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 class Bird:
@@ -160,23 +176,33 @@ class Bird:
 class Director:
     """One director: its namespace, BIRD, UDP echo on the anycast address, and agent."""
 
-    def __init__(self, lab: Lab, name: str, bird_conf: str) -> None:
+    def __init__(self, lab: Lab, name: str, bird_conf: str, family: int = 4) -> None:
         self.lab = lab
         self.name = name
+        self.family = family
+        self.vip = VIP if family == 4 else VIP6
         self.address = director_address(name)
-        self.node = lab.node(name, ipv4=[f"{self.address}/24"])
+        self.address6 = director_address(name, 6)
+        self.node = lab.node(name, ipv4=[f"{self.address}/24"], ipv6=[f"{self.address6}/64"])
         self.ns = self.node.netns
         self.dir = lab.tmpdir / name
         self.dir.mkdir()
-        self.ns.ip("addr", "add", f"{VIP}/32", "dev", "lo")
+        self.ns.ip("addr", "add", f"{self.vip}/{32 if family == 4 else 128}", "dev", "lo")
         self.ns.ip("route", "add", "default", "via", ROUTER)
-        self.bird = Bird(self.ns, self.dir, bird_conf.replace("192.0.2.11", self.address))
+        self.ns.ip("-6", "route", "add", "default", "via", ROUTER6)
+        conf = bird_conf.replace("192.0.2.11", self.address)
+        self.bird = Bird(self.ns, self.dir, conf.replace("2001:db8::11", self.address6))
         self.conf = self.dir / "hadirector.toml"
         self.control = self.dir / "ctl.sock"
         self.log_path = self.dir / "hadirector.log"
         self.conf.write_text(self.toml())
         self.agent: subprocess.Popen[bytes] | None = None
         self.echo = self._spawn_echo()
+
+    @property
+    def server(self) -> str:
+        """Its real server, ``address:port``."""
+        return endpoint(server_address(self.name, self.family), ECHO_PORT)
 
     def toml(self) -> str:
         return f"""
@@ -190,11 +216,11 @@ route_table = {TABLE}
 withdraw_delay = {WITHDRAW_DELAY_S}
 
 [[virtual_server]]
-address = "{VIP}:{ECHO_PORT}"
+address = "{endpoint(self.vip, ECHO_PORT)}"
 protocol = "udp"
 anycast = true
 anycast_min_servers = 1
-real_server = [{{ address = "{server_address(self.name)}:{ECHO_PORT}", forwarding = "dr" }}]
+real_server = [{{ address = "{self.server}", forwarding = "dr" }}]
 
 [virtual_server.check]
 type = "tcp"
@@ -205,7 +231,7 @@ fall = {CHECK_FALL}
 """
 
     def _spawn_echo(self) -> subprocess.Popen[bytes]:
-        return self.ns.spawn(sys.executable, "-c", ECHO, VIP, str(ECHO_PORT), self.name)
+        return self.ns.spawn(sys.executable, "-c", ECHO, self.vip, str(ECHO_PORT), self.name)
 
     def stop_echo(self) -> None:
         self.echo.kill()
@@ -241,7 +267,9 @@ fall = {CHECK_FALL}
         return data
 
     def routes(self) -> str:
-        return self.ns.ip("route", "show", "table", str(TABLE), check=False).stdout
+        """The agent's table, of the lab's address family."""
+        family = f"-{self.family}"
+        return self.ns.ip(family, "route", "show", "table", str(TABLE), check=False).stdout
 
     def log(self) -> str:
         try:
@@ -253,28 +281,40 @@ fall = {CHECK_FALL}
 class AnycastLab:
     """The whole lab (see the module text); ``close()`` removes everything."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, family: int = 4) -> None:
         self.lab = lab
+        self.family = family
+        self.vip = VIP if family == 4 else VIP6
+        self.client_address = CLIENT if family == 4 else CLIENT6
         conf = REPO_ROOT / "conf" / "bird"
         director_conf = (conf / "director.conf").read_text()
         router_conf = (conf / "router.conf").read_text()
-        self.router = lab.node("router", ipv4=[f"{ROUTER}/24"]).netns
+        self.router = lab.node("router", ipv4=[f"{ROUTER}/24"], ipv6=[f"{ROUTER6}/64"]).netns
         self.router.sysctl("net.ipv4.ip_forward", "1")
         self.router.sysctl("net.ipv4.fib_multipath_hash_policy", "1")
+        self.router.sysctl("net.ipv6.conf.all.forwarding", "1")
+        self.router.sysctl("net.ipv6.fib_multipath_hash_policy", "1")
         self.client = lab.namespace("client")
         self.client.ip("link", "add", "eth0", "netns", self.client.name, "type", "veth",
                        "peer", "name", "down0", "netns", self.router.name)  # fmt: skip
         self.client.ip("addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        self.client.ip("addr", "add", f"{CLIENT6}/64", "dev", "eth0", "nodad")
         self.client.ip("link", "set", "eth0", "up")
         self.client.ip("route", "add", "default", "via", "203.0.113.1")
+        self.client.ip("-6", "route", "add", "default", "via", "2001:db8:113::1")
         self.router.ip("addr", "add", "203.0.113.1/24", "dev", "down0")
+        self.router.ip("addr", "add", "2001:db8:113::1/64", "dev", "down0", "nodad")
         self.router.ip("link", "set", "down0", "up")
         rdir = lab.tmpdir / "router"
         rdir.mkdir()
         self.router_bird = Bird(self.router, rdir, router_conf)
-        self.servers = lab.node("servers", ipv4=[f"{server_address(d)}/24" for d in DIRECTORS])
+        self.servers = lab.node(
+            "servers",
+            ipv4=[f"{server_address(d)}/24" for d in DIRECTORS],
+            ipv6=[f"{server_address(d, 6)}/64" for d in DIRECTORS],
+        )
         self.listeners: dict[str, subprocess.Popen[bytes]] = {}
-        self.directors = {name: Director(lab, name, director_conf) for name in DIRECTORS}
+        self.directors = {name: Director(lab, name, director_conf, family) for name in DIRECTORS}
 
     def start(self) -> None:
         for name in DIRECTORS:
@@ -286,7 +326,7 @@ class AnycastLab:
 
     def start_server(self, name: str) -> None:
         proc = self.servers.netns.spawn(
-            sys.executable, "-c", LISTENER, server_address(name), str(ECHO_PORT),
+            sys.executable, "-c", LISTENER, server_address(name, self.family), str(ECHO_PORT),
             stdout=subprocess.PIPE,
         )  # fmt: skip
         assert proc.stdout is not None
@@ -300,12 +340,13 @@ class AnycastLab:
 
     def next_hops(self) -> frozenset[str]:
         """The directors the router's route to the anycast address goes through now."""
-        out = self.router.ip("-o", "route", "show", VIP, check=False).stdout
+        family = f"-{self.family}"
+        out = self.router.ip(family, "-o", "route", "show", self.vip, check=False).stdout
         words = out.split()
         return frozenset(
             name
             for name in DIRECTORS
-            if any(w == "via" and words[i + 1] == director_address(name)
+            if any(w == "via" and words[i + 1] == director_address(name, self.family)
                    for i, w in enumerate(words[:-1]))
         )  # fmt: skip
 
@@ -323,14 +364,15 @@ class AnycastLab:
     def flow_director(self, sport: int) -> str | None:
         """Which director the router sends the client's UDP flow from ``sport`` to."""
         out = self.router.ip(
-            "route", "get", VIP, "from", CLIENT, "iif", "down0", "ipproto", "udp",
-            "sport", str(sport), "dport", str(ECHO_PORT), check=False,
+            f"-{self.family}", "route", "get", self.vip, "from", self.client_address,
+            "iif", "down0", "ipproto", "udp", "sport", str(sport), "dport", str(ECHO_PORT),
+            check=False,
         ).stdout  # fmt: skip
         words = out.split()
         for i, w in enumerate(words[:-1]):
             if w == "via":
                 for name in DIRECTORS:
-                    if words[i + 1] == director_address(name):
+                    if words[i + 1] == director_address(name, self.family):
                         return name
         return None
 
@@ -340,7 +382,8 @@ class AnycastLab:
         """Probes from the client (see PROBER) until ``stop_prober`` or ``limit`` probes."""
         stop = self.lab.tmpdir / f"prober-stop-{time.monotonic_ns()}"
         proc = self.client.spawn(
-            sys.executable, "-c", PROBER, str(stop), VIP, str(ECHO_PORT), str(nports), str(limit),
+            sys.executable, "-c", PROBER, str(stop), self.vip, str(ECHO_PORT), str(nports),
+            str(limit),
             stdout=subprocess.PIPE,
         )  # fmt: skip
         assert proc.stdout is not None

@@ -227,7 +227,8 @@ def test_the_shipped_director_conf_matches_the_default_table() -> None:
     from hadirector.anycast.bird import kernel_tables
 
     conf = Path(__file__).resolve().parents[2] / "conf" / "bird" / "director.conf"
-    assert kernel_tables(conf.read_text()) == [AnycastSettings().route_table]
+    # One kernel protocol per address family, both on the agent's table.
+    assert kernel_tables(conf.read_text()) == [AnycastSettings().route_table] * 2
 
 
 # -- consistent choice across directors (mh) ------------------------------------------------

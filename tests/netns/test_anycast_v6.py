@@ -1,0 +1,130 @@
+"""Anycast over IPv6 in namespaces: the lab of tests/netns/test_anycast.py with the agents'
+anycast address an IPv6 one (2001:db8:53::53, ``AnycastLab(lab, family=6)``).
+
+Each agent puts ``2001:db8:53::53/128 dev hdvip0`` in its table while its real server (an
+IPv6 address, TCP check) is up; BIRD's IPv6 kernel protocol learns it and its IPv6 BGP
+session announces it to the router, which installs one IPv6 route with a next hop per
+director (ECMP). Asserted: the router's IPv6 route and the flows that reach each director;
+a pool down withdraws (the router's route loses that director) and recovery announces;
+SIGKILL of the agent takes the director out (its TUN device and the /128 route go with
+it); SIGTERM withdraws first and drains with no probe lost.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .anycast_lab import DIRECTORS, VIP6, AnycastLab, anycast_unavailable
+from .lab import Lab
+
+ALL = frozenset(DIRECTORS)
+UP_S = 60.0  # liveness bound for a BGP session to (re)establish and announce
+DOWN_S = 30.0  # liveness bound for a withdrawal to reach the router
+REASON_UP = f"udp [{VIP6}]:7: 1 of 1 real servers up, needs 1"
+REASON_DOWN = f"udp [{VIP6}]:7: 0 of 1 real servers up, needs 1"
+
+
+@pytest.fixture(scope="module")
+def anycast6() -> Iterator[AnycastLab]:
+    reason = anycast_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with Lab(watch=False, nodes=()) as lab:
+        ac = AnycastLab(lab, family=6)
+        try:
+            ac.start()
+            ac.wait_hops(ALL, UP_S)
+            yield ac
+        except BaseException:
+            print(ac.logs())
+            raise
+        finally:
+            ac.close()
+
+
+@pytest.fixture
+def ac(anycast6: AnycastLab) -> Iterator[AnycastLab]:
+    anycast6.wait_hops(ALL, UP_S)
+    try:
+        yield anycast6
+    except BaseException:
+        print(anycast6.logs())
+        raise
+
+
+def announced(ac: AnycastLab, name: str) -> list[tuple[bool, str]]:
+    status = ac.directors[name].status()
+    anycast = status.get("anycast")
+    if not isinstance(anycast, dict):
+        return []
+    return [(a["announced"], a["reason"]) for a in anycast["addresses"]]
+
+
+def test_ipv6_address_is_announced_by_every_director_and_flows_spread(ac: AnycastLab) -> None:
+    route = ac.router.ip("-6", "route", "show", VIP6).stdout
+    print(f"\nthe router's route: {route}")
+    assert "proto bird" in route, route
+    for name in DIRECTORS:
+        d = ac.directors[name]
+        assert f"{VIP6} dev hdvip0" in d.routes(), d.routes()
+        assert announced(ac, name) == [(True, REASON_UP)]
+    spread = {ac.flow_director(port) for port in range(40000, 40032)}
+    assert spread == set(ALL), spread  # 32 flows, hashed on ports, reach every director
+    proc, _ = ac.start_prober(nports=32, limit=96)  # each flow three times
+    out, _ = proc.communicate(timeout=60)
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert (result["sent"], result["lost"]) == (96, 0), result
+    assert isinstance(result["by"], dict) and set(result["by"]) == set(ALL), result
+
+
+def test_ipv6_pool_down_withdraws_and_recovery_announces(ac: AnycastLab) -> None:
+    d1 = ac.directors["d1"]
+    t0 = time.monotonic()
+    ac.stop_server("d1")
+    t_out = ac.wait_hops(ALL - {"d1"}, DOWN_S)
+    assert announced(ac, "d1") == [(False, REASON_DOWN)]
+    assert d1.routes().strip() == ""
+    t1 = time.monotonic()
+    ac.start_server("d1")
+    t_in = ac.wait_hops(ALL, UP_S)
+    assert announced(ac, "d1") == [(True, REASON_UP)]
+    print(
+        f"\nIPv6 pool down -> withdrawn at the router: {(t_out - t0) * 1000:.0f} ms; "
+        f"pool back -> announced: {(t_in - t1) * 1000:.0f} ms"
+    )
+
+
+def test_ipv6_agent_sigkill_withdraws(ac: AnycastLab) -> None:
+    d2 = ac.directors["d2"]
+    d2.agent_signal(signal.SIGKILL)
+    ac.wait_hops(ALL - {"d2"}, DOWN_S)
+    d2.wait_agent_exit(30)
+    # The TUN device went with the process, and its /128 route with it.
+    assert d2.ns.ip("link", "show", "hdvip0", check=False).returncode != 0
+    assert d2.routes().strip() == ""
+    d2.start_agent()
+    ac.wait_hops(ALL, UP_S)
+
+
+def test_ipv6_sigterm_withdraws_first_and_drains_without_loss(ac: AnycastLab) -> None:
+    d3 = ac.directors["d3"]
+    proc, stop = ac.start_prober()
+    ac.wait_prober_hits(proc, set(ALL))  # d3 carries some of the flows
+    d3.agent_signal(signal.SIGTERM)
+    ac.wait_hops(ALL - {"d3"}, DOWN_S)
+    assert d3.wait_agent_exit(30) == 0
+    d3.stop_echo()  # the director goes away with its agent
+    time.sleep(0.3)
+    result = ac.stop_prober(proc, stop)
+    print(f"\nIPv6 SIGTERM: probes {result}")
+    assert result["lost"] == 0, result
+    assert isinstance(result["by"], dict) and result["by"].get("d3", 0) > 0, result
+    assert "anycast.withdrawn" in d3.log()
+    d3.echo = d3._spawn_echo()
+    d3.start_agent()
+    ac.wait_hops(ALL, UP_S)
