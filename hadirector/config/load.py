@@ -56,6 +56,7 @@ from hadirector.config.schema import (
     TrackScript,
     VirtualServer,
     VrrpInstance,
+    default_state_dir,
 )
 from hadirector.config.validate import (
     SUN_PATH_MAX,
@@ -280,16 +281,18 @@ class _Loader(VrrpSections, LvsSections, AlertSections):
         if data is None:
             return GlobalConfig()
         t = Table(self, data, "global", GLOBAL_KEYS)
+        control_socket = t.opt(
+            "control_socket", self.abspath(max_bytes=SUN_PATH_MAX), GLOBAL.control_socket
+        )
         return GlobalConfig(
             router_id=t.maybe("router_id", self.text(max_len=255)),
             log_level=cast(Any, t.opt("log_level", self.choice(LOG_LEVELS), GLOBAL.log_level)),
-            control_socket=t.opt(
-                "control_socket", self.abspath(max_bytes=SUN_PATH_MAX), GLOBAL.control_socket
-            ),
+            control_socket=control_socket,
             notify_timeout_s=t.opt(
                 "notify_timeout", self.seconds(0, 3600, lo_open=True), GLOBAL.notify_timeout_s
             ),
-            state_dir=t.opt("state_dir", self.abspath(), GLOBAL.state_dir),
+            # Unset: the control socket's directory (one per hadirector@NAME instance).
+            state_dir=t.opt("state_dir", self.abspath(), default_state_dir(control_socket)),
             realtime_priority=t.opt(
                 "realtime_priority", self.integer(0, 99), GLOBAL.realtime_priority
             ),

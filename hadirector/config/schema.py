@@ -16,6 +16,7 @@ library and the pure core (the IPVS model's ``ServiceKey``): it is part of the p
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,6 +74,14 @@ CHECK_TYPES: tuple[str, ...] = ("tcp", "http", "https", "script", "udp", "dns")
 DEFAULT_CONTROL_SOCKET = "/run/hadirector/hadirector.sock"
 DEFAULT_STATE_DIR = "/run/hadirector"
 MAX_V3_INTERVAL_CS = 4095  # 12-bit Max Adver Int field (RFC 5798 §5.2.7)
+
+
+def default_state_dir(control_socket: str) -> str:
+    """``state_dir`` when the file sets none: the control socket's directory, so that each
+    ``hadirector@NAME`` instance (socket in /run/hadirector/NAME, its runtime directory)
+    keeps its drained servers apart from the others' (``DEFAULT_STATE_DIR`` for the
+    default socket)."""
+    return posixpath.dirname(control_socket)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from hadirector.config.load import load_text
@@ -31,6 +32,7 @@ from hadirector.config.schema import (
     VirtualServer,
     VirtualServerGroup,
     VrrpInstance,
+    default_state_dir,
 )
 from hadirector.migrate.report import Findings, Where
 
@@ -222,7 +224,7 @@ class _Exporter:
             )
         if ipvs.reconcile_interval_s != 10.0:
             self.note("ipvs.reconcile_interval", "keepalived does not repair IPVS drift")
-        defaults = type(g)()
+        defaults = replace(type(g)(), state_dir=default_state_dir(g.control_socket))
         for key, attr in (
             ("log_level", "log_level"),
             ("control_socket", "control_socket"),

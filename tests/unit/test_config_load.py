@@ -186,6 +186,16 @@ def test_global_and_ipvs_defaults() -> None:
     assert i.reconcile_interval_s == 10.0
 
 
+def test_state_dir_defaults_to_the_control_sockets_directory() -> None:
+    """hadirector@NAME: a file that gives only its socket keeps its drained servers there."""
+    socket = {"control_socket": "/run/hadirector/web/hadirector.sock"}
+    g = load({"global": socket}).global_
+    assert g.state_dir == "/run/hadirector/web"
+    g = load({"global": {**socket, "state_dir": "/var/lib/hadirector"}}).global_
+    assert g.state_dir == "/var/lib/hadirector"
+    assert load({"global": {"log_level": "debug"}}).global_.state_dir == "/run/hadirector"
+
+
 def test_virtual_server_defaults() -> None:
     service = load({"virtual_server": [vs()]}).virtual_servers[0]
     assert service.protocol == "tcp"

@@ -131,6 +131,14 @@ def test_what_keepalived_cannot_express_is_reported_at_its_toml_line() -> None:
     assert findings.exit_code == 3
 
 
+def test_state_dir_following_the_control_socket_is_no_separate_note() -> None:
+    """An unset state_dir is the socket's directory: only the socket is the file's own."""
+    _, findings = export('[global]\ncontrol_socket = "/run/hadirector/web/hadirector.sock"\n')
+    text = findings.text()
+    assert "global.control_socket" in text
+    assert "global.state_dir" not in text
+
+
 def test_key_lines_follow_nested_arrays_of_tables() -> None:
     text = (
         "[global]\nrouter_id = 'a'\n\n[[virtual_server]]\nfwmark = 1\n"

@@ -41,6 +41,12 @@ The tests run in file order, each from the steady state (a MASTER, b BACKUP) and
    the VIP meanwhile; a preempts back. ``systemctl status`` of both units is printed.
 7. Upgrade to NEW with both units running: the postinst restarts them one at a time (each
    stop hands over, each start returns once ready); the probes through it are counted.
+7b. Runtime directories: ``hadirector.service`` (/run/hadirector) runs beside the
+   instances (/run/hadirector/a, /b, inside it): stopping it leaves their control sockets
+   and b's drained server (its drained.json, in b's directory: state_dir follows the
+   socket) in place; stopping b leaves the plain unit's and a's; `hadirector status` finds
+   the plain unit's socket by default, an instance's with ``-c``; b's drained server is
+   still drained after its stop and start.
 8. Shutdown order: a stand-in for the network service (its stop takes a's interface down,
    ordered ``Before=network.target`` as networking.service is) and a are stopped in one
    transaction, as a shutdown does: a hands over before its interface goes down (0 lost).
@@ -708,6 +714,105 @@ def test_upgrade_restarts_the_running_units_and_the_vip_stays_served(pair: Pair)
     starts = {d.unit: events(d.unit, "agent.stopped", marks[d.unit]) for d in (a, b)}
     assert all(starts.values()), starts  # each stopped gracefully (and started again)
     assert result["lost"] == 0, result
+
+
+# --- 7b. runtime directories: the plain unit beside the instances ----------------------
+
+
+PLAIN_UNIT = "hadirector.service"
+PLAIN_CONFIG = Path("/etc/hadirector/hadirector.toml")
+PLAIN_SOCKET = Path("/run/hadirector/hadirector.sock")
+PLAIN_ADDRESS = "192.0.2.3"
+PLAIN_VIP = "192.0.2.102"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The packaged ``hadirector`` as an operator runs it (root, none of this test's Python)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return subprocess.run(["/usr/sbin/hadirector", *args], capture_output=True, text=True, env=env)
+
+
+def answers(*args: str) -> str:
+    """``hadirector status ARGS``: its output, or the failure with what it said."""
+    result = cli("status", *args)
+    assert result.returncode == 0, f"hadirector status {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def drained(d: Director) -> list[str]:
+    status = json.loads(answers("--json", "-c", str(d.config)))
+    return list(status["checks"]["drained"])
+
+
+def test_one_units_stop_leaves_the_others_runtime_directories(pair: Pair) -> None:
+    """``hadirector.service`` (/run/hadirector) runs beside ``hadirector@a``/``@b``
+    (/run/hadirector/a, /run/hadirector/b, inside it). Stopping the plain unit leaves the
+    instances' control sockets and drained servers in place; stopping an instance leaves
+    the plain unit's and the other's. ``hadirector status`` finds the plain unit's socket
+    with no argument, an instance's with ``-c /etc/hadirector/NAME.toml``."""
+    a, b = pair.a, pair.b
+    pair.steady()
+    marks = {d.unit: cursor(d.unit) for d in (a, b)}
+    plain_ns = pair.lab.netns("plain")
+    pair.lab.plug(pair.switch, "br0", "p-plain", plain_ns, "eth0", f"{PLAIN_ADDRESS}/24")
+    # The package's example file, replaced (no control_socket, no state_dir: the defaults).
+    PLAIN_CONFIG.write_text(
+        '[global]\nrouter_id = "plain"\n\n[[vrrp_instance]]\nname = "VI_2"\n'
+        f'interface = "eth0"\nvrid = 52\npriority = 100\nadvert_interval = 1.0\n'
+        f'virtual_addresses = ["{PLAIN_VIP}/24"]\n'
+    )
+    os.chown(PLAIN_CONFIG, 0, pwd.getpwnam(USER).pw_gid)
+    PLAIN_CONFIG.chmod(0o640)
+    dropin = ETC_UNITS / f"{PLAIN_UNIT}.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "netns.conf").write_text(f"[Service]\nNetworkNamespacePath=/run/netns/{plain_ns}\n")
+    run("systemctl", "daemon-reload")
+    service, server = f"tcp {VIP}:80", f"{REAL_SERVER}:80"
+    try:
+        systemctl("start", PLAIN_UNIT)
+        out = answers()
+        print(f"{PLAIN_UNIT} started:", out, sep="\n", end="")
+        assert "VI_2" in out, out
+        # A drained server at b (the backup: nothing changes at the master), saved in b's
+        # own runtime directory.
+        result = cli("drain", "-c", str(b.config), service, server)
+        assert result.returncode == 0, result.stderr
+        assert (b.socket.parent / "drained.json").is_file()
+        assert drained(b) == [f"{service} {server}"]
+        print(*sorted(str(p) for p in Path("/run/hadirector").rglob("*")), sep="\n")
+
+        # The plain unit stops: /run/hadirector stays, and with it the instances'.
+        systemctl("stop", PLAIN_UNIT)
+        assert not PLAIN_SOCKET.exists()  # the agent took its own socket away
+        for d in (a, b):
+            assert d.socket.is_socket(), d.socket
+            answers("-c", str(d.config))
+        assert drained(b) == [f"{service} {server}"]
+        result = cli("status")
+        assert result.returncode == 1 and str(PLAIN_SOCKET) in result.stderr, result
+        print(f"after `systemctl stop {PLAIN_UNIT}`: `hadirector status` says "
+              f"{result.stderr.strip()!r}; a and b answer")  # fmt: skip
+
+        # An instance stops: the plain unit's socket and the other instance's stay.
+        systemctl("start", PLAIN_UNIT)
+        systemctl("stop", b.unit)
+        assert not b.socket.exists()
+        answers()
+        answers("-c", str(a.config))
+        # b again: its drained server with it (kept across stop and start).
+        systemctl("start", b.unit)
+        b.wait_state("BACKUP")
+        assert drained(b) == [f"{service} {server}"]
+        result = cli("undrain", "-c", str(b.config), service, server)
+        assert result.returncode == 0, result.stderr
+        assert drained(b) == []
+    finally:
+        systemctl("stop", PLAIN_UNIT, check=False)
+        PLAIN_CONFIG.unlink(missing_ok=True)
+        (dropin / "netns.conf").unlink(missing_ok=True)
+        run("systemctl", "daemon-reload")
+    assert not events(a.unit, "vrrp.transition", marks[a.unit])
+    pair.steady()
 
 
 # --- 8. shutdown order --------------------------------------------------------------------
