@@ -42,7 +42,6 @@ import os
 import random
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +52,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.ipvshost import has_ipvs, run_in_vm  # noqa: E402
 
 VIP = "192.0.2.20"
 RS = {"rs1": "198.51.100.11", "rs2": "198.51.100.12"}
@@ -76,13 +77,6 @@ check = {{ type = "tcp", interval = {interval}, timeout = {timeout}, rise = 1, f
 """
 
 
-def has_ipvs() -> bool:
-    if Path("/proc/net/ip_vs").exists():
-        return True
-    subprocess.run(["modprobe", "-q", "ip_vs"], check=False, capture_output=True)
-    return Path("/proc/net/ip_vs").exists()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeat", type=int, default=10, help="failures of each kind")
@@ -90,15 +84,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=0.25, help="the check's timeout, s")
     args = parser.parse_args()
     if not has_ipvs():
-        if os.environ.get("HADIRECTOR_IN_VM") == "1":
-            print("bench/detection.py: no IPVS even in the VM", file=sys.stderr)
-            return 1
-        print("bench/detection.py: no IPVS in this kernel; running in the VM", flush=True)
-        runner = REPO / "tools" / "vm" / "run-in-vm"
         own = [f"--repeat={args.repeat}", f"--interval={args.interval}"]
         own.append(f"--timeout={args.timeout}")
-        command = [sys.executable, str(runner), "--timeout", "1500", "--"]
-        return subprocess.call([*command, sys.executable, str(Path(__file__).resolve()), *own])
+        return run_in_vm(__file__, own, timeout_s=1500)
     import trio
 
     trio.run(bench, args)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,12 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-
-def has_ipvs() -> bool:
-    if Path("/proc/net/ip_vs").exists():
-        return True
-    subprocess.run(["modprobe", "-q", "ip_vs"], check=False, capture_output=True)
-    return Path("/proc/net/ip_vs").exists()
+from bench.ipvshost import has_ipvs, run_in_vm  # noqa: E402
 
 
 def main() -> int:
@@ -57,21 +51,13 @@ def main() -> int:
     if not 1 <= args.connections <= 50_000:
         parser.error("--connections must be 1..50000")
     if not has_ipvs():
-        if os.environ.get("HADIRECTOR_IN_VM") == "1":
-            print("bench/failback.py: no IPVS even in the VM", file=sys.stderr)
-            return 1
-        print("bench/failback.py: no IPVS in this kernel; running in the VM", flush=True)
-        runner = REPO / "tools" / "vm" / "run-in-vm"
-        command = [sys.executable, str(runner), "--timeout", "3000", "--memory", "2048"]
+        own = [f"--connections={args.connections}"]
+        rw: list[Path] = []
         if args.json:
             out = Path(args.json).resolve()
-            command += ["--rw", str(out.parent)]
-        own = [f"--connections={args.connections}"]
-        if args.json:
+            rw.append(out.parent)
             own.append(f"--json={out}")
-        return subprocess.call(
-            [*command, "--", sys.executable, str(Path(__file__).resolve()), *own]
-        )
+        return run_in_vm(__file__, own, timeout_s=3000, memory_mib=2048, rw=rw)
     subprocess.run(["modprobe", "-a", "ip_vs", "ip_vs_rr"], check=False, capture_output=True)
 
     from tests.vm.failbacklab import failback

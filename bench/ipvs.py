@@ -40,14 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.ipvshost import has_ipvs, run_in_vm  # noqa: E402
+
 INNER_FLAG = "--inner"
-
-
-def has_ipvs() -> bool:
-    if Path("/proc/net/ip_vs").exists():
-        return True
-    subprocess.run(["modprobe", "-q", "ip_vs"], check=False, capture_output=True)
-    return Path("/proc/net/ip_vs").exists()
 
 
 def main() -> int:
@@ -66,13 +61,7 @@ def main() -> int:
         return 0
     own = [f"--services={args.services}", f"--dests={args.dests}", f"--edits={args.edits}"]
     if not has_ipvs():
-        if os.environ.get("HADIRECTOR_IN_VM") == "1":
-            print("bench/ipvs.py: no IPVS even in the VM (modprobe ip_vs failed)", file=sys.stderr)
-            return 1
-        print("bench/ipvs.py: no IPVS in this kernel; running in the VM", flush=True)
-        runner = REPO / "tools" / "vm" / "run-in-vm"
-        command = [sys.executable, str(runner), "--timeout", "3000", "--"]
-        return subprocess.call([*command, sys.executable, str(Path(__file__).resolve()), *own])
+        return run_in_vm(__file__, own, timeout_s=3000)
     subprocess.run(["modprobe", "-a", "ip_vs", "ip_vs_wlc"], check=False, capture_output=True)
     netns = f"hdbench-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
