@@ -13,9 +13,9 @@ it built the snapshot; ages and uptimes are computed by the builder.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 # Every state a VRRP instance (or a sync group, once its members agree) reports.
 STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOPPED")
@@ -32,8 +32,26 @@ def counts(values: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(dict(sorted(values.items())))
 
 
+class _ToJson:
+    """``to_json()`` for the snapshot's dataclasses: every field, in declaration order,
+    under its own name; tuples become lists, mappings dicts, nested parts their JSON."""
+
+    def to_json(self) -> Json:
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(cast(Any, self))}
+
+
+def _json_value(value: object) -> Any:
+    if isinstance(value, _ToJson):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
 @dataclass(frozen=True)
-class InstanceStatus:
+class InstanceStatus(_ToJson):
     """One VRRP instance."""
 
     name: str
@@ -57,27 +75,6 @@ class InstanceStatus:
     def __post_init__(self) -> None:
         object.__setattr__(self, "counters", counts(self.counters))
         object.__setattr__(self, "machine_counters", counts(self.machine_counters))
-
-    def to_json(self) -> Json:
-        return {
-            "name": self.name,
-            "state": self.state,
-            "interface": self.interface,
-            "vrid": self.vrid,
-            "version": self.version,
-            "family": self.family,
-            "unicast": self.unicast,
-            "source": self.source,
-            "priority": self.priority,
-            "effective_priority": self.effective_priority,
-            "advert_interval_cs": self.advert_interval_cs,
-            "master_adver_interval_cs": self.master_adver_interval_cs,
-            "vips": list(self.vips),
-            "vips_held": list(self.vips_held),
-            "fault_reasons": list(self.fault_reasons),
-            "counters": dict(self.counters),
-            "machine_counters": dict(self.machine_counters),
-        }
 
     @classmethod
     def from_json(cls, data: object, where: str = "instance") -> InstanceStatus:
@@ -109,7 +106,7 @@ class InstanceStatus:
 
 
 @dataclass(frozen=True)
-class SyncGroupStatus:
+class SyncGroupStatus(_ToJson):
     """A sync group: its common state (None until the members first agree) and theirs."""
 
     name: str
@@ -118,9 +115,6 @@ class SyncGroupStatus:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", MappingProxyType(dict(self.members)))
-
-    def to_json(self) -> Json:
-        return {"name": self.name, "state": self.state, "members": dict(self.members)}
 
     @classmethod
     def from_json(cls, data: object, where: str = "sync group") -> SyncGroupStatus:
@@ -136,7 +130,7 @@ class SyncGroupStatus:
 
 
 @dataclass(frozen=True)
-class IpvsStatus:
+class IpvsStatus(_ToJson):
     """The IPVS component. ``available`` is None when IPVS is not used (no virtual
     servers); the other optional fields are None when the component does not keep them."""
 
@@ -149,16 +143,6 @@ class IpvsStatus:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counters", counts(self.counters))
-
-    def to_json(self) -> Json:
-        return {
-            "available": self.available,
-            "configured_services": self.configured_services,
-            "services": None if self.services is None else list(self.services),
-            "refused": None if self.refused is None else list(self.refused),
-            "last_reconcile_age_s": self.last_reconcile_age_s,
-            "counters": dict(self.counters),
-        }
 
     @classmethod
     def from_json(cls, data: object, where: str = "ipvs") -> IpvsStatus:
@@ -174,7 +158,7 @@ class IpvsStatus:
 
 
 @dataclass(frozen=True)
-class ChecksStatus:
+class ChecksStatus(_ToJson):
     """Health checks: how many run, and the real servers they hold down; pools: the
     servers the operator drained and the services without quorum."""
 
@@ -182,14 +166,6 @@ class ChecksStatus:
     down: tuple[str, ...] = ()  # "service server", sorted
     drained: tuple[str, ...] = ()  # "service server", sorted
     quorum_lost: tuple[str, ...] = ()  # services, sorted
-
-    def to_json(self) -> Json:
-        return {
-            "running": self.running,
-            "down": list(self.down),
-            "drained": list(self.drained),
-            "quorum_lost": list(self.quorum_lost),
-        }
 
     @classmethod
     def from_json(cls, data: object, where: str = "checks") -> ChecksStatus:
@@ -203,14 +179,11 @@ class ChecksStatus:
 
 
 @dataclass(frozen=True)
-class NotifyStatus:
+class NotifyStatus(_ToJson):
     """Notify scripts: queued or running, and how many failed (None if not counted)."""
 
     pending: int = 0
     failures: int | None = None
-
-    def to_json(self) -> Json:
-        return {"pending": self.pending, "failures": self.failures}
 
     @classmethod
     def from_json(cls, data: object, where: str = "notify") -> NotifyStatus:
@@ -219,15 +192,12 @@ class NotifyStatus:
 
 
 @dataclass(frozen=True)
-class AnycastAddressStatus:
+class AnycastAddressStatus(_ToJson):
     """One anycast address: announced over BGP or not, and why."""
 
     address: str
     announced: bool
     reason: str
-
-    def to_json(self) -> Json:
-        return {"address": self.address, "announced": self.announced, "reason": self.reason}
 
     @classmethod
     def from_json(cls, data: object, where: str) -> AnycastAddressStatus:
@@ -236,7 +206,7 @@ class AnycastAddressStatus:
 
 
 @dataclass(frozen=True)
-class AnycastStatus:
+class AnycastStatus(_ToJson):
     """Anycast: the device and table the routes go in, and each address's verdict. Empty
     (``device`` None) when no virtual server is anycast."""
 
@@ -244,14 +214,6 @@ class AnycastStatus:
     route_table: int = 0
     error: str | None = None  # the device could not be made: nothing is announced
     addresses: tuple[AnycastAddressStatus, ...] = ()
-
-    def to_json(self) -> Json:
-        return {
-            "device": self.device,
-            "route_table": self.route_table,
-            "error": self.error,
-            "addresses": [a.to_json() for a in self.addresses],
-        }
 
     @classmethod
     def from_json(cls, data: object, where: str = "anycast") -> AnycastStatus:
@@ -268,7 +230,7 @@ class AnycastStatus:
 
 
 @dataclass(frozen=True)
-class ResyncStatus:
+class ResyncStatus(_ToJson):
     """The last bulk resync (sync/bulk.py): ``role`` "master" (sent to a joiner) or
     "backup" (asked for; ``arrived`` False: nothing within resync_timeout, ``seconds`` is
     then the time waited); ``age_s`` since it ended."""
@@ -278,15 +240,6 @@ class ResyncStatus:
     entries: int
     seconds: float
     age_s: float
-
-    def to_json(self) -> Json:
-        return {
-            "role": self.role,
-            "arrived": self.arrived,
-            "entries": self.entries,
-            "seconds": self.seconds,
-            "age_s": self.age_s,
-        }
 
     @classmethod
     def from_json(cls, data: object, where: str = "resync") -> ResyncStatus:
@@ -301,7 +254,7 @@ class ResyncStatus:
 
 
 @dataclass(frozen=True)
-class AgentStatus:
+class AgentStatus(_ToJson):
     """The whole report: the router, its instances (by name), sync groups, IPVS, checks
     and notify scripts."""
 
@@ -324,23 +277,6 @@ class AgentStatus:
             if inst.name == name:
                 return inst
         raise KeyError(name)
-
-    def to_json(self) -> Json:
-        """The JSON-ready report (the control socket's ``status`` reply body)."""
-        return {
-            "router_id": self.router_id,
-            "version": self.version,
-            "pid": self.pid,
-            "uptime_s": self.uptime_s,
-            "stopping": self.stopping,
-            "instances": [i.to_json() for i in self.instances],
-            "sync_groups": [g.to_json() for g in self.sync_groups],
-            "ipvs": self.ipvs.to_json(),
-            "checks": self.checks.to_json(),
-            "notify": self.notify.to_json(),
-            "anycast": self.anycast.to_json(),
-            "resync": None if self.resync is None else self.resync.to_json(),
-        }
 
     @classmethod
     def from_json(cls, data: object) -> AgentStatus:
