@@ -446,22 +446,45 @@ class LvsSections(Checker):
         if data is None:
             return None
         t = Table(self, data, path, SORRY_KEYS)
-        endpoint = t.req(
-            "address",
-            self.endpoint(
-                port_required=not is_fwmark and service_port != 0,
-                min_port=0 if service_port == 0 else 1,
-            ),
-        )
+        endpoint = t.req("address", self.server_endpoint(service_port, is_fwmark))
         own = t.maybe("forwarding", self.rs_forwarding)
         weight = t.opt("weight", self.integer(1, INT32_MAX), SORRY.weight)
         inhibit = t.opt("inhibit", self.boolean(), SORRY.inhibit)
         if endpoint is None:
             return None
+        resolved = own or forwarding
+        placed = self.server_placed(t, endpoint, family, service_port, is_fwmark, resolved)
+        if placed is None:
+            return None
+        address, port = placed
+        return SorryServer(address, port, cast(Any, resolved), weight, inhibit)
+
+    def server_endpoint(
+        self, service_port: int | None, is_fwmark: bool
+    ) -> Check[tuple[IPAddress, int | None]]:
+        """A real or sorry server's ``address``. Ports: required for address services,
+        except that a port-0 (all ports) service may leave them out or use 0; optional for
+        fwmark services."""
+        return self.endpoint(
+            port_required=not is_fwmark and service_port != 0,
+            min_port=0 if service_port == 0 else 1,
+        )
+
+    def server_placed(
+        self,
+        t: Table,
+        endpoint: tuple[IPAddress, int | None],
+        family: int | None,
+        service_port: int | None,
+        is_fwmark: bool,
+        forwarding: str,
+    ) -> tuple[IPAddress, int | None] | None:
+        """A real or sorry server's address and port (the service's when it gives none),
+        or None, said at its ``address``, when they do not fit the service: another address
+        family, or another port with dr or tun forwarding (no port translation)."""
         address, port = endpoint
         if port is None and not is_fwmark:
             port = service_port
-        resolved = own or forwarding
         if family is not None and address.version != family:
             self.add(
                 t.at("address"),
@@ -470,17 +493,17 @@ class LvsSections(Checker):
             return None
         if (
             not is_fwmark
-            and resolved in ("dr", "tun")
+            and forwarding in ("dr", "tun")
             and service_port is not None
             and port != service_port
         ):
             self.add(
                 t.at("address"),
-                f"port must be the service port {service_port} with {resolved} forwarding "
+                f"port must be the service port {service_port} with {forwarding} forwarding "
                 f"(no port translation), got {port}",
             )
             return None
-        return SorryServer(address, port, cast(Any, resolved), weight, inhibit)
+        return address, port
 
     def endpoint(
         self, *, port_required: bool, min_port: int = 1
@@ -595,15 +618,7 @@ class LvsSections(Checker):
             if data is None:
                 continue
             t = Table(self, data, path, RS_KEYS)
-            # Ports: required for address services, except that a port-0 (all ports) service
-            # may leave them out or use 0; optional for fwmark services.
-            endpoint = t.req(
-                "address",
-                self.endpoint(
-                    port_required=not is_fwmark and service_port != 0,
-                    min_port=0 if service_port == 0 else 1,
-                ),
-            )
+            endpoint = t.req("address", self.server_endpoint(service_port, is_fwmark))
             weight = t.opt("weight", self.integer(0, INT32_MAX), REAL_SERVER.weight)
             upper = t.opt(
                 "upper_threshold", self.integer(0, INT32_MAX), REAL_SERVER.upper_threshold
@@ -625,27 +640,10 @@ class LvsSections(Checker):
                 checks = t.maybe("check", lambda v, p: self.check_list(v, p, default_checks)) or ()
             if endpoint is None:
                 continue
-            address, port = endpoint
-            if port is None and not is_fwmark:
-                port = service_port
-            if family is not None and address.version != family:
-                self.add(
-                    t.at("address"),
-                    f"must be IPv{family} like the service, got IPv{address.version} {address}",
-                )
+            placed = self.server_placed(t, endpoint, family, service_port, is_fwmark, resolved)
+            if placed is None:
                 continue
-            if (
-                not is_fwmark
-                and resolved in ("dr", "tun")
-                and service_port is not None
-                and port != service_port
-            ):
-                self.add(
-                    t.at("address"),
-                    f"port must be the service port {service_port} with {resolved} forwarding "
-                    f"(no port translation), got {port}",
-                )
-                continue
+            address, port = placed
             if any(r.key == (address, port) for r in out):
                 self.add(t.at("address"), f"duplicate real server {show(t.raw('address'))}")
                 continue
