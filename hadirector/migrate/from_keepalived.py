@@ -46,6 +46,19 @@ _CHECKERS = {
     "UDP_CHECK": "udp",
     "DNS_CHECK": "dns",
 }
+# Checker settings keepalived lets a virtual_server or real_server give for the checkers
+# below it (a checker's own win); inhibit_on_failure is not a checker's.
+_CHECKER_INHERITED = (
+    "delay_loop",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "alpha",
+    "virtualhost",
+    "warmup",
+)
+_INHERITED = (*_CHECKER_INHERITED, "inhibit_on_failure")
 KA_PERSISTENCE = 360  # persistence_timeout without a value
 KA_HTTP_STATUS = list(range(200, 300))
 KA_GARP_INTERVAL = 0.0
@@ -1364,17 +1377,7 @@ class _Converter:
                 vs.setdefault("#flags", []).append((k, n.where))
             elif k == "ip_family":
                 vs["#family"] = n.args[0] if n.args else "inet"
-            elif k in (
-                "delay_loop",
-                "connect_timeout",
-                "retry",
-                "nb_get_retry",
-                "delay_before_retry",
-                "alpha",
-                "inhibit_on_failure",
-                "virtualhost",
-                "warmup",
-            ):
+            elif k in _INHERITED:
                 self.inherited(n, inherit)
             elif k == "real_server":
                 servers.append({"#node": n, "#inherit": inherit})
@@ -1550,17 +1553,7 @@ class _Converter:
                 cmd = self.command(n, k)
                 if cmd is not None:
                     out[k] = cmd
-            elif k in (
-                "delay_loop",
-                "connect_timeout",
-                "retry",
-                "nb_get_retry",
-                "delay_before_retry",
-                "alpha",
-                "inhibit_on_failure",
-                "virtualhost",
-                "warmup",
-            ):
+            elif k in _INHERITED:
                 self.inherited(n, local)
             elif k == "smtp_alert":
                 flag = self.flag(n)
@@ -1622,16 +1615,7 @@ class _Converter:
                     check[k] = v
             elif k in ("bind_port", "bind_if", "connect_fwmark", "fwmark"):
                 self.f.dropped(n.where, f"{k}: not supported; checks use the default source")
-            elif k in (
-                "delay_loop",
-                "connect_timeout",
-                "retry",
-                "nb_get_retry",
-                "delay_before_retry",
-                "alpha",
-                "virtualhost",
-                "warmup",
-            ):
+            elif k in _CHECKER_INHERITED:
                 self.inherited(n, opts)
             elif k == "url" and kind in ("http", "https"):
                 urls.append(self.url(n))
