@@ -19,7 +19,12 @@ anywhere else.
   reader thread, with waits on events.
 - ``Capture``: tcpdump on an interface of a namespace into a pcap file, read back as
   time-stamped frames (``read_pcap``); ``log_time_s`` puts a log record on the same clock.
-- ``control_status``: an agent's ``status`` reply over its control socket.
+- ``control_request``, ``control_status``: a request to an agent over its control socket,
+  and its ``status`` reply.
+- ``ipvs_weights`` / ``wait_ipvs_weights``: a namespace's IPVS table as ``ipvsadm -Ln``
+  shows it (service -> {real server: weight}), and a wait for one table.
+- ``keepalived_table``: keepalived's own checker process run on a file in a namespace of
+  its own until the IPVS table it programs is the one expected.
 
 Test support only: must not be imported by the package, and must not touch the VM's own
 (root) namespace beyond creating and deleting namespaces.
@@ -525,20 +530,82 @@ def log_time_s(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
-def control_status(path: Path, timeout_s: float = 10.0) -> dict[str, Any]:
-    """The ``status`` reply body of the agent listening on control socket ``path``."""
+def control_request(path: Path, timeout_s: float = 10.0, **request_: str) -> dict[str, Any]:
+    """The reply of the agent listening on control socket ``path`` to one request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(path))
-        sock.sendall(b'{"command": "status"}\n')
+        sock.sendall(json.dumps(request_).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
-    reply = json.loads(data)
+    reply: dict[str, Any] = json.loads(data)
+    return reply
+
+
+def control_status(path: Path, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The ``status`` reply body of the agent listening on control socket ``path``."""
+    reply = control_request(path, timeout_s, command="status")
     if not reply.get("ok"):
         raise AssertionError(f"status failed: {reply}")
     status: dict[str, Any] = reply["status"]
     return status
+
+
+def ipvs_weights(lab: Lab, netns: str) -> dict[str, dict[str, int]]:
+    """``ipvsadm -Ln`` in ``netns``: service -> {real server: weight}."""
+    table: dict[str, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    for line in lab.exec(netns, "ipvsadm", "-Ln").splitlines():
+        words = line.split()
+        if words and words[0] in ("TCP", "UDP", "SCTP", "FWM"):
+            current = table.setdefault(words[1], {})
+        elif current is not None and len(words) >= 4 and words[3].isdigit():
+            current[words[1]] = int(words[3])  # -> Address:Port Forward Weight ...
+    return table
+
+
+def wait_ipvs_weights(
+    lab: Lab,
+    netns: str,
+    process: AgentProcess,
+    want: dict[str, dict[str, int]],
+    timeout_s: float,
+) -> None:
+    """Wait until ``ipvs_weights`` is ``want``; else fail with the table and the agent's log."""
+    deadline = time.monotonic() + timeout_s
+    while (table := ipvs_weights(lab, netns)) != want:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ipvsadm -Ln: {table}, wanted {want}\n{process.transcript()}")
+        time.sleep(0.2)
+
+
+def keepalived_table(
+    conf: Path, work: Path, done: Callable[[str], bool], timeout_s: float = 120.0
+) -> tuple[str, str]:
+    """keepalived (its checker process only: ``-C``) run on ``conf`` in a namespace of its
+    own until ``done`` holds for the table it programmed (``ipvsadm -S -n``), keepalived
+    exits, or ``timeout_s`` passes; the last table and keepalived's log. ``work`` holds its
+    pid files."""
+    with Lab() as lab:
+        ns = lab.netns("ka")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-D", "-C", "-f", str(conf),
+             "-p", str(work / "k.pid"), "-c", str(work / "c.pid")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout_s
+            saved = ""
+            while time.monotonic() < deadline:
+                saved = lab.exec(ns, "ipvsadm", "-S", "-n")
+                if done(saved) or proc.poll() is not None:
+                    break
+                time.sleep(0.2)  # polling the kernel table until keepalived has written it
+        finally:
+            proc.terminate()
+            log = proc.communicate(timeout=30)[0].decode(errors="replace")
+    return saved, log

@@ -20,17 +20,23 @@ both services. One agent start; every wait bounded.
 from __future__ import annotations
 
 import itertools
-import json
 import signal
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .lvslab import AgentProcess, Lab, RealServer, agent, request, routed_lan, run
+from .lvslab import (
+    AgentProcess,
+    Lab,
+    RealServer,
+    agent,
+    control_request,
+    request,
+    routed_lan,
+    run,
+    wait_ipvs_weights,
+)
 
 pytestmark = pytest.mark.vm
 
@@ -66,39 +72,10 @@ A, B = (f"{vip}:80" for vip in VIPS)
 RS1, RS2 = "198.51.100.11:8080", "198.51.100.12:8080"
 
 
-def weights(lab: Lab, director: str) -> dict[str, dict[str, int]]:
-    table: dict[str, dict[str, int]] = {}
-    current: dict[str, int] | None = None
-    for line in lab.exec(director, "ipvsadm", "-Ln").splitlines():
-        words = line.split()
-        if words and words[0] in ("TCP", "UDP", "SCTP", "FWM"):
-            current = table.setdefault(words[1], {})
-        elif current is not None and len(words) >= 4 and words[3].isdigit():
-            current[words[1]] = int(words[3])
-    return table
-
-
-def wait_weights(lab: Lab, director: str, process: AgentProcess, want: dict[str, Any]) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while (table := weights(lab, director)) != want:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"ipvsadm -Ln: {table}, wanted {want}\n{process.transcript()}")
-        time.sleep(0.2)
-
-
-def control(path: Path, **request_: str) -> dict[str, Any]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(str(path))
-        sock.sendall(json.dumps(request_).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply: dict[str, Any] = json.loads(data)
-    return reply
+def wait_weights(
+    lab: Lab, director: str, process: AgentProcess, want: dict[str, dict[str, int]]
+) -> None:
+    wait_ipvs_weights(lab, director, process, want, STEP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +131,10 @@ def test_two_addresses_share_one_pool_and_one_check_per_server(
     assert answers(VIPS[0], 4) == {"rs2"} and answers(VIPS[1], 4) == {"rs2"}
 
     # Naming one service drains rs2 in both; undrain gives it back in both.
-    reply = control(out / "control.sock", command="drain", service=f"tcp {B}", server=RS2)
+    reply = control_request(out / "control.sock", command="drain", service=f"tcp {B}", server=RS2)
     assert reply["ok"], reply
     wait_weights(lab, director, process, {A: {RS1: 0, RS2: 0}, B: {RS1: 0, RS2: 0}})
-    reply = control(out / "control.sock", command="undrain", service=A, server=RS2)
+    reply = control_request(out / "control.sock", command="undrain", service=A, server=RS2)
     assert reply["ok"], reply
     wait_weights(lab, director, process, {A: {RS1: 0, RS2: 2}, B: {RS1: 0, RS2: 2}})
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from .lvslab import AgentProcess, Lab, RealServer, agent, request, routed_lan, run
+from .lvslab import AgentProcess, Lab, RealServer, agent, ipvs_weights, request, routed_lan, run
 
 pytestmark = pytest.mark.vm
 
@@ -81,15 +81,7 @@ class Lvs:
 
     def weights(self) -> dict[str, dict[str, int]]:
         """``ipvsadm -Ln``: service -> {real server: weight}."""
-        table: dict[str, dict[str, int]] = {}
-        current: dict[str, int] | None = None
-        for line in self.lab.exec(self.director, "ipvsadm", "-Ln").splitlines():
-            words = line.split()
-            if words and words[0] in ("TCP", "UDP", "SCTP", "FWM"):
-                current = table.setdefault(words[1], {})
-            elif current is not None and len(words) >= 4 and words[3].isdigit():
-                current[words[1]] = int(words[3])  # -> Address:Port Forward Weight ...
-        return table
+        return ipvs_weights(self.lab, self.director)
 
     def wait_weights(self, want: Callable[[dict[str, dict[str, int]]], bool]) -> None:
         deadline = time.monotonic() + STEP_TIMEOUT_S

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import itertools
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +39,18 @@ from hadirector.migrate import kaconf
 from hadirector.migrate.from_keepalived import convert
 from hadirector.migrate.report import Findings
 
-from .lvslab import AgentProcess, Lab, RealServer, agent, request, routed_lan, run, socket_in
+from .lvslab import (
+    AgentProcess,
+    Lab,
+    RealServer,
+    agent,
+    keepalived_table,
+    request,
+    routed_lan,
+    run,
+    socket_in,
+    wait_ipvs_weights,
+)
 
 pytestmark = pytest.mark.vm
 
@@ -86,25 +95,8 @@ V6 = {f"[2001:db8:20::{n}]:80": {"[2001:db8:51::11]:8080": 4} for n in ("a", "b"
 Table = dict[str, dict[str, int]]
 
 
-def weights(lab: Lab, director: str) -> Table:
-    """``ipvsadm -Ln``: service -> {real server: weight}."""
-    table: Table = {}
-    current: dict[str, int] | None = None
-    for line in lab.exec(director, "ipvsadm", "-Ln").splitlines():
-        words = line.split()
-        if words and words[0] in ("TCP", "UDP", "SCTP", "FWM"):
-            current = table.setdefault(words[1], {})
-        elif current is not None and len(words) >= 4 and words[3].isdigit():
-            current[words[1]] = int(words[3])
-    return table
-
-
 def wait_weights(lab: Lab, director: str, process: AgentProcess, want: Table) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while (table := weights(lab, director)) != want:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"ipvsadm -Ln: {table}, wanted {want}\n{process.transcript()}")
-        time.sleep(0.2)
+    wait_ipvs_weights(lab, director, process, want, STEP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -212,24 +204,9 @@ def test_keepalived_reads_an_ipv6_range_as_the_import_does(
     config = load_text(convert(nodes, Findings(), str(conf)))
     expected = m.desired_from_config(config.virtual_servers)
     assert len(expected) == 5, format_table(expected)  # ::e, ::f, ::10, ::1:fffe, ::1:ffff
-    with Lab() as lab:
-        ns = lab.netns("ka")
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-D", "-C", "-f", str(conf),
-             "-p", str(tmp_path / "k.pid"), "-c", str(tmp_path / "c.pid")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            saved = ""
-            while time.monotonic() < deadline:
-                saved = lab.exec(ns, "ipvsadm", "-S", "-n")
-                if m.tables_equal(parse_rules(saved), expected) or proc.poll() is not None:
-                    break
-                time.sleep(0.2)  # polling the kernel table until keepalived has written it
-        finally:
-            proc.terminate()
-            log = proc.communicate(timeout=30)[0].decode(errors="replace")
+    saved, log = keepalived_table(
+        conf, tmp_path, lambda table: m.tables_equal(parse_rules(table), expected)
+    )
     assert m.tables_equal(parse_rules(saved), expected), (
         f"keepalived:\n{saved}\nimport:\n{format_table(expected)}\nlog:\n{log}"
     )

@@ -47,9 +47,11 @@ from .lvslab import (
     RealServer,
     agent,
     control_status,
+    ipvs_weights,
     request,
     routed_lan,
     run,
+    wait_ipvs_weights,
 )
 
 pytestmark = pytest.mark.vm
@@ -127,27 +129,10 @@ class Lvs:
 
     def weights(self) -> Table:
         """``ipvsadm -Ln``: service -> {real server: weight}."""
-        table: Table = {}
-        current: dict[str, int] | None = None
-        for line in self.lab.exec(self.director, "ipvsadm", "-Ln").splitlines():
-            words = line.split()
-            if words and words[0] in ("TCP", "UDP", "SCTP", "FWM"):
-                current = table.setdefault(words[1], {})
-            elif current is not None and len(words) >= 4 and words[3].isdigit():
-                current[words[1]] = int(words[3])
-        return table
+        return ipvs_weights(self.lab, self.director)
 
     def wait_weights(self, want: Table) -> None:
-        deadline = time.monotonic() + STEP_TIMEOUT_S
-        while True:
-            table = self.weights()
-            if table == want:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"ipvsadm -Ln: {table}, wanted {want}\n{self.agent.transcript()}"
-                )
-            time.sleep(0.2)
+        wait_ipvs_weights(self.lab, self.director, self.agent, want, STEP_TIMEOUT_S)
 
     def wait_lines(self, name: str, want: list[str]) -> None:
         """Wait until the command output file ``name`` holds exactly ``want``."""

@@ -9,8 +9,6 @@ the table hadirector derives from the imported TOML (``ipvs.model.desired_from_c
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from hadirector.migrate.kaconf import Node
 from hadirector.migrate.report import Findings
 from tests.unit.kasamples import sample_text, samples
 
-from .lvslab import Lab
+from .lvslab import keepalived_table
 
 pytestmark = pytest.mark.vm
 
@@ -78,30 +76,9 @@ def test_keepalived_programs_the_table_the_import_describes(
     config = load_text(convert(nodes, Findings(), str(conf)))
     expected = m.desired_from_config(config.virtual_servers)
     assert expected, text
-    with Lab() as lab:
-        ns = lab.netns("ka")
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-D", "-C", "-f", str(conf),
-             "-p", str(tmp_path / "k.pid"), "-c", str(tmp_path / "c.pid")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            saved = ""
-            while time.monotonic() < deadline:
-                saved = subprocess.run(
-                    ["ip", "netns", "exec", ns, "ipvsadm", "-S", "-n"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                got = parse_rules(saved)
-                if m.tables_equal(got, expected) or proc.poll() is not None:
-                    break
-                time.sleep(0.2)  # polling the kernel table until keepalived has written it
-        finally:
-            proc.terminate()
-            log = proc.communicate(timeout=30)[0].decode(errors="replace")
-        assert m.tables_equal(parse_rules(saved), expected), (
-            f"keepalived:\n{saved}\nimport:\n{format_table(expected)}\nconf:\n{text}\nlog:\n{log}"
-        )
+    saved, log = keepalived_table(
+        conf, tmp_path, lambda table: m.tables_equal(parse_rules(table), expected)
+    )
+    assert m.tables_equal(parse_rules(saved), expected), (
+        f"keepalived:\n{saved}\nimport:\n{format_table(expected)}\nconf:\n{text}\nlog:\n{log}"
+    )
