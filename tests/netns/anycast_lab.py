@@ -27,6 +27,7 @@ Used by tests/netns/test_anycast.py and bench/anycast.py. Needs root, iproute2 a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .lab import REPO_ROOT, Lab, Netns, wait_for
@@ -409,6 +411,23 @@ class AnycastLab:
         result: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
         return result
 
+    def announced(self, name: str) -> list[tuple[bool, str]]:
+        """Director ``name``'s anycast addresses as its status shows them: (announced, why)."""
+        anycast = self.directors[name].status().get("anycast")
+        if not isinstance(anycast, dict):
+            return []
+        return [(a["announced"], a["reason"]) for a in anycast["addresses"]]
+
+    @contextlib.contextmanager
+    def each_test(self, up_s: float) -> Iterator[AnycastLab]:
+        """A test's start: every director in the router's route again (within ``up_s``)."""
+        self.wait_hops(frozenset(DIRECTORS), up_s)
+        try:
+            yield self
+        except BaseException:
+            print(self.logs())
+            raise
+
     def logs(self) -> str:
         parts = []
         for d in self.directors.values():
@@ -423,6 +442,23 @@ class AnycastLab:
                 d.agent.kill()
             d.bird.kill()
         self.router_bird.kill()
+
+
+@contextlib.contextmanager
+def started(family: int, up_s: float) -> Iterator[AnycastLab]:
+    """The lab of ``family`` built and started, every director in the router's route (within
+    ``up_s``); the logs printed if that or the block fails; everything removed after."""
+    with Lab(watch=False, nodes=()) as lab:
+        ac = AnycastLab(lab, family)
+        try:
+            ac.start()
+            ac.wait_hops(frozenset(DIRECTORS), up_s)
+            yield ac
+        except BaseException:
+            print(ac.logs())
+            raise
+        finally:
+            ac.close()
 
 
 def _tail(path: Path, chars: int = 2000) -> str:

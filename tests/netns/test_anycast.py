@@ -30,8 +30,9 @@ from .anycast_lab import (
     DIRECTORS,
     AnycastLab,
     anycast_unavailable,
+    started,
 )
-from .lab import Lab, wait_for
+from .lab import wait_for
 
 ALL = frozenset(DIRECTORS)
 UP_S = 60.0  # liveness bound for a BGP session to (re)establish and announce
@@ -43,35 +44,14 @@ def anycast() -> Iterator[AnycastLab]:
     reason = anycast_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    with Lab(watch=False, nodes=()) as lab:
-        ac = AnycastLab(lab)
-        try:
-            ac.start()
-            ac.wait_hops(ALL, UP_S)
-            yield ac
-        except BaseException:
-            print(ac.logs())
-            raise
-        finally:
-            ac.close()
+    with started(4, UP_S) as ac:
+        yield ac
 
 
 @pytest.fixture
 def ac(anycast: AnycastLab) -> Iterator[AnycastLab]:
-    anycast.wait_hops(ALL, UP_S)
-    try:
-        yield anycast
-    except BaseException:
-        print(anycast.logs())
-        raise
-
-
-def announced(ac: AnycastLab, name: str) -> list[tuple[bool, str]]:
-    status = ac.directors[name].status()
-    anycast = status.get("anycast")
-    if not isinstance(anycast, dict):
-        return []
-    return [(a["announced"], a["reason"]) for a in anycast["addresses"]]
+    with anycast.each_test(UP_S) as ac:
+        yield ac
 
 
 def test_flows_spread_and_status_says_why(ac: AnycastLab) -> None:
@@ -83,7 +63,7 @@ def test_flows_spread_and_status_says_why(ac: AnycastLab) -> None:
     assert (result["sent"], result["lost"]) == (96, 0), result
     by = result["by"]
     assert isinstance(by, dict) and set(by) == set(ALL), result
-    ((on, reason),) = announced(ac, "d1")
+    ((on, reason),) = ac.announced("d1")
     assert on and reason == "udp 198.51.100.53:7: 1 of 1 real servers up, needs 1"
     assert "198.51.100.53 dev hdvip0" in ac.directors["d1"].routes()
 
@@ -92,7 +72,7 @@ def test_pool_down_withdraws_and_recovery_announces(ac: AnycastLab) -> None:
     t0 = time.monotonic()
     ac.stop_server("d1")
     t_out = ac.wait_hops(ALL - {"d1"}, DOWN_S)
-    ((on, reason),) = announced(ac, "d1")
+    ((on, reason),) = ac.announced("d1")
     assert not on and reason == "udp 198.51.100.53:7: 0 of 1 real servers up, needs 1"
     assert ac.directors["d1"].routes().strip() == ""
     t1 = time.monotonic()

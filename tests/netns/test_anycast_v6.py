@@ -19,8 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .anycast_lab import DIRECTORS, VIP6, AnycastLab, anycast_unavailable
-from .lab import Lab
+from .anycast_lab import DIRECTORS, VIP6, AnycastLab, anycast_unavailable, started
 
 ALL = frozenset(DIRECTORS)
 UP_S = 60.0  # liveness bound for a BGP session to (re)establish and announce
@@ -34,35 +33,14 @@ def anycast6() -> Iterator[AnycastLab]:
     reason = anycast_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    with Lab(watch=False, nodes=()) as lab:
-        ac = AnycastLab(lab, family=6)
-        try:
-            ac.start()
-            ac.wait_hops(ALL, UP_S)
-            yield ac
-        except BaseException:
-            print(ac.logs())
-            raise
-        finally:
-            ac.close()
+    with started(6, UP_S) as ac:
+        yield ac
 
 
 @pytest.fixture
 def ac(anycast6: AnycastLab) -> Iterator[AnycastLab]:
-    anycast6.wait_hops(ALL, UP_S)
-    try:
-        yield anycast6
-    except BaseException:
-        print(anycast6.logs())
-        raise
-
-
-def announced(ac: AnycastLab, name: str) -> list[tuple[bool, str]]:
-    status = ac.directors[name].status()
-    anycast = status.get("anycast")
-    if not isinstance(anycast, dict):
-        return []
-    return [(a["announced"], a["reason"]) for a in anycast["addresses"]]
+    with anycast6.each_test(UP_S) as ac:
+        yield ac
 
 
 def test_ipv6_address_is_announced_by_every_director_and_flows_spread(ac: AnycastLab) -> None:
@@ -72,7 +50,7 @@ def test_ipv6_address_is_announced_by_every_director_and_flows_spread(ac: Anycas
     for name in DIRECTORS:
         d = ac.directors[name]
         assert f"{VIP6} dev hdvip0" in d.routes(), d.routes()
-        assert announced(ac, name) == [(True, REASON_UP)]
+        assert ac.announced(name) == [(True, REASON_UP)]
     spread = {ac.flow_director(port) for port in range(40000, 40032)}
     assert spread == set(ALL), spread  # 32 flows, hashed on ports, reach every director
     proc, _ = ac.start_prober(nports=32, limit=96)  # each flow three times
@@ -87,12 +65,12 @@ def test_ipv6_pool_down_withdraws_and_recovery_announces(ac: AnycastLab) -> None
     t0 = time.monotonic()
     ac.stop_server("d1")
     t_out = ac.wait_hops(ALL - {"d1"}, DOWN_S)
-    assert announced(ac, "d1") == [(False, REASON_DOWN)]
+    assert ac.announced("d1") == [(False, REASON_DOWN)]
     assert d1.routes().strip() == ""
     t1 = time.monotonic()
     ac.start_server("d1")
     t_in = ac.wait_hops(ALL, UP_S)
-    assert announced(ac, "d1") == [(True, REASON_UP)]
+    assert ac.announced("d1") == [(True, REASON_UP)]
     print(
         f"\nIPv6 pool down -> withdrawn at the router: {(t_out - t0) * 1000:.0f} ms; "
         f"pool back -> announced: {(t_in - t1) * 1000:.0f} ms"
