@@ -1027,6 +1027,16 @@ class Soak:
             exits[name] = process.stop()
         return exits
 
+    def write_logs(self, directory: Path) -> None:
+        """Every agent process's whole log, one file each (A0.jsonl, A1.jsonl, ..., B0.jsonl):
+        its JSON records, then any other line it printed."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, history in self.history.items():
+            for index, process in enumerate(history):
+                with process._cond:
+                    lines = [json.dumps(e) for e in process.events] + process.other_lines
+                (directory / f"{name}{index}.jsonl").write_text("".join(f"{x}\n" for x in lines))
+
     def _transcripts(self) -> str:
         return "\n".join(f"--- {n}:\n{p.transcript()}" for n, p in self.agents.items())
 
@@ -1165,16 +1175,19 @@ class Soak:
 
     def timeline(self) -> list[str]:
         """The agents' state changes and fault-related lines, on the run's clock."""
-        names = ("vrrp.transition", "vrrp.advert_rejected", "sync.resync_arrived",
-                 "sync.resync_timeout", "link.change", "check.down", "check.up",
-                 "control.busy", "control.bad_request", "config.reloaded", "config.reload_failed",
-                 "agent.stopping")  # fmt: skip
+        names = ("vrrp.transition", "vrrp.group_transition", "vrrp.advert_rejected",
+                 "link.change", "check.down", "check.up", "control.busy", "control.bad_request",
+                 "config.reloaded", "config.reload_failed", "agent.stopping")  # fmt: skip
         lines = []
         for name, history in self.history.items():
             for process in history:
-                for e in process.named(*names):
+                for e in process.events:
+                    if e["event"] not in names and not e["event"].startswith("sync."):
+                        continue
                     t = log_time_s(e) - self.t0
-                    keys = ("instance", "new", "reason", "suppressed", "interface", "up", "server")
+                    keys = ("instance", "group", "new", "reason", "suppressed", "interface",
+                            "up", "server", "role", "entries", "announced", "seconds",
+                            "error")  # fmt: skip
                     fields = " ".join(f"{k}={e[k]}" for k in keys if k in e)
                     lines.append(f"{t:8.2f} {name} {e['event']} {fields}")
         for i, f in enumerate(self.faults, 1):
