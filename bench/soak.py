@@ -14,6 +14,7 @@ Usage (root; re-runs itself in the VM, tools/vm/run-in-vm, as the host kernel ha
     python3 bench/soak.py --minutes 30
     python3 bench/soak.py --seed 1234 --deck          # one deck, as CI
     python3 bench/soak.py --minutes 30 --json out.json
+    python3 bench/soak.py --minutes 4 --logs logs/     # every agent's whole log too
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000, help="control-socket clients")
     parser.add_argument("--long-lived", type=int, default=8, help="client connections")
     parser.add_argument("--json", default="", help="write the report here as JSON")
+    parser.add_argument("--logs", default="", help="write every agent's whole log in this dir")
     parser.add_argument("--memory", type=int, default=1536, help="VM memory (MiB)")
     args = parser.parse_args()
     if args.seed is None:
@@ -57,6 +60,7 @@ def in_vm(args: argparse.Namespace) -> int:
     minutes = 10 if args.deck else args.minutes
     with tempfile.TemporaryDirectory(prefix="hadirector-soak-") as exchange:
         inner_json = Path(exchange) / "report.json"
+        inner_logs = Path(exchange) / "logs"
         own = [
             f"--minutes={args.minutes}",
             f"--seed={args.seed}",
@@ -65,6 +69,7 @@ def in_vm(args: argparse.Namespace) -> int:
             f"--clients={args.clients}",
             f"--long-lived={args.long_lived}",
             f"--json={inner_json}",
+            *([f"--logs={inner_logs}"] if args.logs else []),
             *(["--deck"] if args.deck else []),
         ]
         command = [
@@ -75,6 +80,8 @@ def in_vm(args: argparse.Namespace) -> int:
         status = subprocess.call(command, cwd=REPO)
         if args.json and inner_json.exists():
             Path(args.json).write_text(inner_json.read_text())
+        if args.logs and inner_logs.is_dir():
+            shutil.copytree(inner_logs, args.logs, dirs_exist_ok=True)
     return status
 
 
@@ -96,7 +103,12 @@ def soak(args: argparse.Namespace) -> int:
     )
     print(f"soak: seed {args.seed} (--seed {args.seed} replays it)", flush=True)
     with Lab() as lab, tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        report = Soak(lab, Path(tmp), settings, lambda text: print(text, flush=True)).run()
+        run = Soak(lab, Path(tmp), settings, lambda text: print(text, flush=True))
+        try:
+            report = run.run()
+        finally:
+            if args.logs:
+                run.write_logs(Path(args.logs))
     print(summary(report), flush=True)
     if report["violations"]:
         print("timeline (seconds from the start):\n" + "\n".join(report["timeline"]), flush=True)

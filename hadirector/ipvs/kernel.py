@@ -9,7 +9,9 @@ opens a fresh one, so a late reply can never be taken for the answer to another 
 Objects are the model's: ``ServiceKey``/``Service`` and ``DestKey``/``Dest`` from
 :mod:`hadirector.ipvs.model`; reads return :mod:`hadirector.ipvs.types` states. ``apply()``
 takes the reconciler's operations and sends them as one batch (many messages per datagram,
-one ACK each), reporting every failure with the object it concerns.
+one ACK each), reporting every failure with the object it concerns. Every exchange is
+bounded: a reply that does not come within ``REPLY_TIMEOUT_S`` of the last one raises
+KernelError (the socket is retired), so a silent kernel never holds the lock.
 
 Destination edits use IPVS_CMD_SET_DEST, which replaces the whole destination: this adapter
 always sends the forwarding method, weight, thresholds and tunnel fields, never a subset.
@@ -57,6 +59,11 @@ SOCKET_RCVBUF_BYTES = 1 << 20
 #: Most messages sent in one datagram by ``apply`` (each ACK is ~36 bytes back).
 BATCH_MAX_BYTES = 32768
 TABLE_READ_ATTEMPTS = 5  # reads of the whole table before giving up until the next reconcile
+#: Longest wait for the kernel's next reply datagram to a request in flight. The kernel
+#: answers a netlink request while handling its send (a dump's later parts as they are
+#: read): a reply that does not come (lost, or never sent) must not hold the adapter's lock,
+#: and with it every later request, forever. The socket is retired and KernelError raised.
+REPLY_TIMEOUT_S = 10.0
 CLONE_NEWNET = 0x40000000
 
 _ERRNO_HINTS = {
@@ -199,6 +206,7 @@ class IpvsKernel:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
+        self.reply_timeout_s = REPLY_TIMEOUT_S
         self._sock: trio.socket.SocketType | None = None
         self._family_id = 0
         self._seq = 0
@@ -285,7 +293,12 @@ class IpvsKernel:
         return self._seq
 
     async def _exchange(
-        self, payloads: list[tuple[int, bytes]], flags: int, *, ack_last_only: bool = False
+        self,
+        payloads: list[tuple[int, bytes]],
+        flags: int,
+        *,
+        ack_last_only: bool = False,
+        quiet_flags: int | None = None,
     ) -> list[tuple[list[dict[int, bytes]], int, str]]:
         """Send (msg_type, body) requests in one datagram; per request: replies, errno, text.
 
@@ -294,13 +307,18 @@ class IpvsKernel:
         a failed request whether or not it was asked to, and handles a datagram's requests in
         order, so when the last ACK arrives every earlier error has arrived before it; the
         requests without an error then succeeded. It halves what has to be read back.
+        ``quiet_flags`` (with ``ack_last_only``): the flags of every request but the last
+        (default: ``flags`` without NLM_F_ACK), e.g. a command followed by a dump.
         """
         sock = self._sock
         if sock is None:
             raise KernelError("IPVS adapter is not open (call open() first)")
         seqs = []
         chunks = []
-        quiet_flags = flags & ~genl.NLM_F_ACK if ack_last_only else flags
+        if not ack_last_only:
+            quiet_flags = flags
+        elif quiet_flags is None:
+            quiet_flags = flags & ~genl.NLM_F_ACK
         for i, (msg_type, body) in enumerate(payloads):
             seq = self._next_seq()
             seqs.append(seq)
@@ -315,7 +333,15 @@ class IpvsKernel:
         try:
             await sock.send(b"".join(chunks))
             while (seqs[-1] not in status) if ack_last_only else (len(status) < len(seqs)):
-                data = await sock.recv(RECV_BUFFER_BYTES)
+                data = b""
+                with trio.move_on_after(self.reply_timeout_s):
+                    data = await sock.recv(RECV_BUFFER_BYTES)
+                if not data:
+                    raise KernelError(
+                        f"no answer from the kernel to a netlink request in "
+                        f"{self.reply_timeout_s:g} s ({len(status)} of {len(seqs)} "
+                        "answered): socket retired, the next request opens a new one"
+                    )
                 for message in genl.parse_messages(data):
                     if message.seq not in replies or message.seq in status:
                         continue  # a late reply to an abandoned request
@@ -376,6 +402,45 @@ class IpvsKernel:
             return await self._request(cmd, attrs, dump=dump)
         except _NetlinkFailure as failure:
             raise IpvsOpError(what, failure.error, failure.detail) from None
+        except IpvsOpError:
+            raise
+        except KernelError as error:  # no answer, a failed socket: say what was asked
+            raise KernelError(f"{what}: {error}") from error
+
+    async def command_then_dump(
+        self, what: str, cmd: int, attrs: bytes, dump_cmd: int
+    ) -> list[dict[int, bytes]]:
+        """Command ``cmd`` without asking for its ACK, then the dump ``dump_cmd``, in one
+        datagram; the dump's replies. A refusal of the command raises IpvsOpError.
+
+        For a command whose success the kernel may leave unanswered: it handles a request
+        whole while the datagram is sent, and sends an error whether asked or not, except
+        EINTR, for which it sends nothing at all (netlink_rcv_skb), even when an ACK was
+        asked. The dump after it always ends (NLMSG_DONE) and says what the command did.
+        """
+        async with self._lock:
+            if self._sock is None:
+                if not self._family_id:
+                    raise KernelError("IPVS adapter is not open (call open() first)")
+                await self._open_locked()
+            payloads = [
+                (self._family_id, genl.genl_body(cmd, attrs)),
+                (self._family_id, genl.genl_body(dump_cmd, b"")),
+            ]
+            try:
+                [(_, error, detail), (replies, _, _)] = await self._exchange(
+                    payloads,
+                    genl.NLM_F_REQUEST | genl.NLM_F_DUMP,
+                    ack_last_only=True,
+                    quiet_flags=genl.NLM_F_REQUEST,
+                )
+            except IpvsOpError:
+                raise
+            except KernelError as exc:
+                raise KernelError(f"{what}: {exc}") from exc
+        if error:
+            raise IpvsOpError(what, error, detail)
+        return replies
 
     # -- reads --
 

@@ -17,6 +17,7 @@ I/O only; what to send is decided in sync/table.py.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -41,6 +42,11 @@ DEFAULT_MAXLEN = 1472
 # A listener's receive buffer: a resync of 50,000 entries (~1,250 datagrams) queued whole.
 RCVBUF = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; the socket module does not name it
+#: A joiner repeats its REQUEST this often until the DONE arrives (or resync_timeout).
+REQUEST_EVERY_S = 1.0
+#: After a DONE the master ignores REQUESTs this long (repeats sent before the joiner heard
+#: the DONE); below REQUEST_EVERY_S, so a joiner's next REQUEST is heard.
+QUIET_AFTER_DONE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,43 @@ async def request_resync(
     await send_messages(sock, [message], group, port)
 
 
+async def ask_resync(
+    listener: socket.socket,
+    sender: socket.socket,
+    syncid: int,
+    group: str = codec.DEFAULT_GROUP,
+    port: int = DEFAULT_PORT,
+    every_s: float = REQUEST_EVERY_S,
+) -> Arrival:
+    """Ask for a resync (REQUEST) and again every ``every_s`` until its DONE is heard on
+    ``listener``; the arrival. The caller bounds the wait (resync_timeout).
+
+    One REQUEST is easily lost: the peer becomes master at the instant this director
+    becomes backup (a preemption), and its answering task does not listen yet; or the
+    sync link drops it. The master drops repeats that were queued while it answered."""
+    started = time.monotonic()
+    arrival: Arrival | None = None
+    failure: OSError | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def repeat() -> None:
+            while True:
+                with contextlib.suppress(OSError):  # e.g. the link is down: try again
+                    await request_resync(sender, syncid, group, port)
+                await trio.sleep(every_s)
+
+        nursery.start_soon(repeat)
+        try:
+            arrival = await wait_for_resync(listener, syncid, started)
+        except OSError as exc:
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    assert arrival is not None
+    return arrival
+
+
 async def wait_for_resync(listener: socket.socket, syncid: int, started: float) -> Arrival:
     """Entries heard on ``listener`` (``join_group``) until a DONE for ``syncid``; the caller
     bounds the wait (``trio.move_on_after(resync_timeout)``). ``started``: monotonic time
@@ -231,8 +274,13 @@ async def answer_requests(
     listener: socket.socket, syncid: int, respond: Callable[[], Awaitable[object]]
 ) -> None:
     """On the master: run ``respond`` (a bulk resync) for each REQUEST heard for ``syncid``,
-    one after the other."""
+    one after the other.
+
+    A joiner repeats its REQUEST until the DONE (``ask_resync``): what queued while a
+    response was sent, and what comes in the ``QUIET_AFTER_DONE_S`` after it (repeats
+    already on their way), is dropped; a joiner that asked meanwhile asks again."""
     tsock = trio.socket.from_stdlib_socket(listener)
+    quiet_until = -1.0
     while True:
         data = await tsock.recv(65535)
         try:
@@ -241,4 +289,19 @@ async def answer_requests(
             continue
         if message.control != codec.Control(codec.REQUEST) or not _matches(message, syncid):
             continue
+        if trio.current_time() < quiet_until:
+            continue
         await respond()
+        _drain(listener)
+        quiet_until = trio.current_time() + QUIET_AFTER_DONE_S
+
+
+def _drain(sock: socket.socket) -> int:
+    """Drop every datagram queued on ``sock``; how many."""
+    dropped = 0
+    while True:
+        try:
+            sock.recv(65535, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return dropped
+        dropped += 1

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from hadirector.sync.kernel import SyncKernel
 
 RETRY_INTERVAL_S = 5.0
+#: Longest the agent's stop waits for the daemons to be stopped (each kernel exchange is
+#: bounded too: ipvs/kernel.py REPLY_TIMEOUT_S).
+STOP_TIMEOUT_S = 12.0
 
 ROLE_EVENTS = {SyncState.MASTER: "sync.master", SyncState.BACKUP: "sync.backup"}
 
@@ -83,7 +86,11 @@ class SyncDaemons:
         self._failures: dict[SyncState, str] = {}  # last error logged per role
         # The latest resync sent or asked for: (role, arrived, entries, seconds, when).
         self.last_resync: tuple[str, bool, int, float, float] | None = None
-        self._resync_role: SyncState | None = None
+        # The resync task follows (role, backup daemon starts): a joiner asks again each
+        # time its kernel's backup daemon was (re)started, which lost what came meanwhile
+        # (e.g. master for a few milliseconds, back to backup within one apply).
+        self._resync_key: tuple[SyncState | None, int] = (None, 0)
+        self._backup_starts = 0
         self._resync_scope: trio.CancelScope | None = None
         # Holds (seconds) or releases (None) preemption of the deciding instances while a
         # resync is awaited; set by the agent.
@@ -162,12 +169,13 @@ class SyncDaemons:
     def _follow_resync(self, nursery: trio.Nursery) -> None:
         """Start the resync task of the current role when the role changed."""
         role = self._resync_wanted()
-        if role == self._resync_role:
+        key = (role, self._backup_starts if role is SyncState.BACKUP else 0)
+        if key == self._resync_key:
             return
         if self._resync_scope is not None:
             self._resync_scope.cancel()
             self._resync_scope = None
-        self._resync_role = role
+        self._resync_key = key
         if role is None or self.settings is None:
             return
         scope = trio.CancelScope()
@@ -248,16 +256,18 @@ class SyncDaemons:
                 self.log.error("sync.resync_failed", role="backup", error=str(exc))
                 return
             with listener, sender:
-                started = time.monotonic()
                 arrival = None
                 if self.hold_preempt is not None:
                     self.hold_preempt(settings.resync_timeout_s)
                 try:
-                    await bulk.request_resync(
-                        sender, settings.syncid, str(settings.mcast_group), settings.mcast_port
-                    )
                     with trio.move_on_after(settings.resync_timeout_s):
-                        arrival = await bulk.wait_for_resync(listener, settings.syncid, started)
+                        arrival = await bulk.ask_resync(
+                            listener,
+                            sender,
+                            settings.syncid,
+                            str(settings.mcast_group),
+                            settings.mcast_port,
+                        )
                 except OSError as exc:
                     self.log.error("sync.resync_failed", role="backup", error=str(exc))
                     return
@@ -295,14 +305,22 @@ class SyncDaemons:
                 )
 
     async def stop(self) -> None:
-        """The agent is stopping: stop both daemons, then close the kernel socket."""
+        """The agent is stopping: stop both daemons, then close the kernel socket. Bounded
+        (``STOP_TIMEOUT_S``, ``sync.stop_timeout``): an agent can always stop."""
         self.stopping = True
         self._wake.set()
-        await self.apply()
-        async with self._lock:
-            if self._kernel is not None:
-                await self._kernel.aclose()
-                self._kernel = None
+        with trio.move_on_after(STOP_TIMEOUT_S) as scope:
+            await self.apply()
+            async with self._lock:
+                if self._kernel is not None:
+                    await self._kernel.aclose()
+                    self._kernel = None
+        if scope.cancelled_caught:
+            self.log.error(
+                "sync.stop_timeout",
+                timeout_s=STOP_TIMEOUT_S,
+                effect="the kernel's sync daemons may still run",
+            )
 
     async def apply(self) -> None:
         """Bring the kernel's daemons in step with the deciding state (never raises)."""
@@ -396,6 +414,8 @@ class SyncDaemons:
             return False
         self._failures.pop(spec.state, None)
         self.counters["starts"] += 1
+        if spec.state is SyncState.BACKUP:
+            self._backup_starts += 1
         self.log.info(
             ROLE_EVENTS[spec.state],
             interface=spec.ifname,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno as errno_module
 
+from hadirector.errors import KernelError
 from hadirector.ipvs import genl
 from hadirector.ipvs.kernel import IpvsKernel, IpvsOpError, decoding
 from hadirector.ipvs.types import SyncDaemon, SyncState
@@ -61,13 +62,28 @@ class SyncKernel:
         await self.ipvs.command(what, genl.IPVS_CMD_NEW_DAEMON, attrs)
 
     async def stop_daemon(self, state: SyncState, *, missing_ok: bool = True) -> None:
-        """Stop the ``state`` daemon; not running is fine unless ``missing_ok`` is False."""
+        """Stop the ``state`` daemon; not running is fine unless ``missing_ok`` is False.
+
+        The stop goes with a listing of the daemons, and the listing says whether it
+        worked: a daemon stopped before its kernel thread first ran (a stop right after a
+        start, e.g. VRRP master for a few milliseconds) makes the kernel's thread stop
+        return EINTR, and for EINTR the kernel answers nothing, not even the ACK asked for
+        (an exchange waiting for that ACK would wait for ever). The daemon is gone all the
+        same. KernelError if it still runs.
+        """
         what = f"stop sync {state.name.lower()} daemon"
         try:
-            await self.ipvs.command(what, genl.IPVS_CMD_DEL_DAEMON, genl.daemon_attr(state))
+            replies = await self.ipvs.command_then_dump(
+                what, genl.IPVS_CMD_DEL_DAEMON, genl.daemon_attr(state), genl.IPVS_CMD_GET_DAEMON
+            )
         except IpvsOpError as error:
             if not (missing_ok and error.errno == errno_module.ESRCH):
                 raise
+            return
+        with decoding(what):
+            running = [genl.decode_daemon(reply) for reply in replies]
+        if any(daemon.state is state for daemon in running):
+            raise KernelError(f"{what}: the kernel still lists it after the stop")
 
     async def daemons(self) -> list[SyncDaemon]:
         """The running daemons (none, one or both roles)."""

@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 
 import pytest
 import trio
+import trio.testing
 
 from hadirector.ipvs import model
 from hadirector.ipvs.model import Dest, DestKey, Entry, Service, ServiceKey
@@ -99,3 +100,71 @@ def test_the_joiner_counts_entries_from_headers_and_stops_at_done() -> None:
 
         arrival = trio.run(main)
     assert (arrival.received, arrival.announced) == (1000, 1000)
+
+
+def test_the_joiner_asks_again_until_the_master_answers() -> None:
+    """The soak's preemption: the joiner asks at the instant the other director becomes
+    master, whose answering task does not listen yet; one REQUEST was lost and the joiner
+    waited out its resync_timeout. It now asks again until the DONE comes."""
+    request = codec.encode_control(7, codec.Control(codec.REQUEST))
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as master,
+    ):
+        listener.bind(("127.0.0.1", 0))
+        master.bind(("127.0.0.1", 0))
+        heard: list[bytes] = []
+
+        async def master_listens_late() -> None:
+            tsock = trio.socket.from_stdlib_socket(master)
+            while len(heard) < 3:  # the first two REQUESTs fall where nobody listens
+                heard.append(await tsock.recv(2000))
+            done = codec.encode_control(7, codec.Control(codec.DONE, 0))
+            await tsock.sendto(done, listener.getsockname())
+
+        async def main() -> bulk.Arrival:
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(master_listens_late)
+                    return await bulk.ask_resync(
+                        listener, sender, 7, "127.0.0.1", master.getsockname()[1], every_s=0.01
+                    )
+
+        arrival = trio.run(main)
+    assert heard == [request] * 3
+    assert (arrival.received, arrival.announced) == (0, 0)
+
+
+def test_the_master_answers_once_for_the_repeats_queued_meanwhile() -> None:
+    request = codec.encode_control(7, codec.Control(codec.REQUEST))
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as joiner,
+    ):
+        listener.bind(("127.0.0.1", 0))
+        answers: list[float] = []
+        answered = trio.Event()
+
+        async def respond() -> None:
+            answers.append(trio.current_time())
+            for _ in range(4):  # repeats queued while the answer is sent
+                joiner.sendto(request, listener.getsockname())
+            answered.set()
+
+        async def main() -> None:
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(bulk.answer_requests, listener, 7, respond)
+                    joiner.sendto(request, listener.getsockname())
+                    await answered.wait()
+                    await trio.sleep(bulk.QUIET_AFTER_DONE_S)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert len(answers) == 1  # the four repeats were dropped
+                    joiner.sendto(request, listener.getsockname())  # a new request: answered
+                    while len(answers) < 2:
+                        await trio.sleep(0.01)
+                    nursery.cancel_scope.cancel()
+
+        trio.run(main)
+    assert len(answers) == 2

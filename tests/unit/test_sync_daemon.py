@@ -112,3 +112,125 @@ def test_bulk_resync_follows_the_role_unless_off_or_both() -> None:
     both = SyncDaemons(load_text(both_text))
     both.available = True
     assert both._resync_wanted() is None
+
+
+# --- the task, on a fake kernel ------------------------------------------------------------
+
+
+class _FakeSync:
+    """The kernel's daemons as SyncDaemons drives them (SyncKernel's three calls); a stop
+    may be made to hang (a kernel that never answers)."""
+
+    def __init__(self) -> None:
+        from hadirector.ipvs.types import SyncDaemon, SyncState
+
+        self.SyncDaemon, self.SyncState = SyncDaemon, SyncState
+        self.running: dict[object, object] = {}
+        self.stop_hangs = False
+        self.on_start: list[object] = []  # called with the state after each start
+
+    async def daemons(self) -> list[object]:
+        await trio.lowlevel.checkpoint()
+        return list(self.running.values())
+
+    async def start_daemon(self, state: object, ifname: str, syncid: int, **kw: object) -> None:
+        await trio.lowlevel.checkpoint()
+        self.running[state] = self.SyncDaemon(state, ifname, syncid, **kw)  # type: ignore[arg-type]
+        for hook in self.on_start:
+            hook(state)  # type: ignore[operator]
+
+    async def stop_daemon(self, state: object) -> None:
+        if self.stop_hangs:
+            await trio.sleep_forever()
+        await trio.lowlevel.checkpoint()
+        self.running.pop(state, None)
+
+
+def _faked(sync: SyncDaemons, fake: _FakeSync, asks: list[str]) -> None:
+    """``sync`` on ``fake``, its resync tasks recorded instead of run on sockets."""
+
+    async def open_kernel() -> object:
+        sync.available = True
+        return object()
+
+    async def resync_task(role: str, _settings: object, scope: trio.CancelScope) -> None:
+        asks.append(role)
+        with scope:
+            await trio.sleep_forever()
+
+    sync._open = open_kernel  # type: ignore[method-assign,assignment]
+    sync._control = lambda _kernel: fake  # type: ignore[method-assign,assignment,return-value]
+    sync._ask = lambda s, c: resync_task("ask", s, c)  # type: ignore[method-assign]
+    sync._answer = lambda s, c: resync_task("answer", s, c)  # type: ignore[method-assign]
+
+
+def test_a_backup_daemon_started_again_asks_for_a_resync_again() -> None:
+    """A master for a few milliseconds (MASTER then BACKUP before the task saw MASTER) had
+    its backup daemon stopped and started again: what the master sent meanwhile is lost,
+    so it asks again. FAULT and back, with the backup daemon kept, does not."""
+    sync = SyncDaemons(load_text(CONFIG))
+    fake = _FakeSync()
+    asks: list[str] = []
+    _faked(sync, fake, asks)
+
+    async def main() -> list[list[str]]:
+        seen = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            sync.on_instance("web", "BACKUP")
+            await trio.testing.wait_all_tasks_blocked()
+            seen.append(list(asks))
+
+            # Preempted again while the master daemon was being started: the task saw
+            # MASTER, then BACKUP, and never had a resync task of MASTER in between.
+            def back_to_backup(state: object) -> None:
+                if state is fake.SyncState.MASTER:
+                    sync.on_instance("web", "BACKUP")
+
+            fake.on_start.append(back_to_backup)
+            sync.on_instance("web", "MASTER")
+            await trio.testing.wait_all_tasks_blocked()
+            fake.on_start.clear()
+            seen.append(list(asks))
+            sync.on_instance("web", "FAULT")
+            await trio.testing.wait_all_tasks_blocked()
+            sync.on_instance("web", "BACKUP")
+            await trio.testing.wait_all_tasks_blocked()
+            seen.append(list(asks))
+            sync.on_instance("web", "MASTER")
+            await trio.testing.wait_all_tasks_blocked()
+            seen.append(list(asks))
+            await sync.stop()
+            nursery.cancel_scope.cancel()
+        return seen
+
+    seen = trio.run(main)
+    assert seen[0] == ["ask"]
+    assert seen[1] == ["ask", "ask"]
+    assert seen[2] == ["ask", "ask"]
+    assert seen[3] == ["ask", "ask", "answer"]
+
+
+def test_a_stop_is_bounded_when_the_kernel_does_not_answer() -> None:
+    from hadirector.sync import daemon
+
+    sync = SyncDaemons(load_text(CONFIG))
+    fake = _FakeSync()
+    _faked(sync, fake, [])
+
+    async def main() -> float:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sync.run)
+            await trio.testing.wait_all_tasks_blocked()
+            fake.stop_hangs = True
+            started = trio.current_time()
+            await sync.stop()
+            nursery.cancel_scope.cancel()
+        return trio.current_time() - started
+
+    with capture_logs() as events:
+        waited = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert waited == daemon.STOP_TIMEOUT_S
+    assert [e["event"] for e in events if e["event"] == "sync.stop_timeout"] == [
+        "sync.stop_timeout"
+    ]

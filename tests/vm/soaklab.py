@@ -44,7 +44,9 @@ Invariants, checked all the time and reported (``Report.violations``):
   reported (judged by the long soak);
 - every fault an agent can observe is in the agents' JSON logs (the events each kind must
   cause); netem delay and partial loss are below what VRRP observes (no sequence numbers in
-  VRRPv3), so for them nothing is expected: they are reported as silent by design.
+  VRRPv3), so for them nothing is expected: they are reported as silent by design. After a
+  crash both directors' bulk resyncs must arrive: A's when it returns, B's once A
+  preempted it (waited for up to resync_timeout + 10 s before the next fault).
 
 The flood and the abuse run as processes of their own (tests/vm/soakhelpers.py), outside
 the harness's interpreter lock.
@@ -194,6 +196,10 @@ class Fault:
     expect: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     seen: list[str] = dataclasses.field(default_factory=list)
     missing: list[str] = dataclasses.field(default_factory=list)
+    #: An event that may come after the steady state: (who, event, log mark at the start),
+    #: waited for (bounded) before the next fault; its lines are judged until then.
+    after: tuple[str, str, int] | None = None
+    judged_until: float = 0.0
 
 
 @dataclasses.dataclass
@@ -750,6 +756,10 @@ class Soak:
                 fault.settled = time.time()
             else:
                 self.violation(f"fault {count} {kind}: the pair did not become steady again")
+            if fault.after is not None:
+                who, event, mark = fault.after
+                self.wait_event(who, event, mark, self.s.resync_timeout_s + 10)
+                fault.judged_until = time.time()
             if kind == "flood" and self._flood_cpu is not None:
                 flood, before = self._flood_cpu
                 for name, process in self.agents.items():
@@ -789,6 +799,10 @@ class Soak:
         fault.end = time.time()
         fault.expect.append(("A", "vrrp.transition", {"instance": "front", "new": "BACKUP"}))
         fault.expect.append(("A", "sync.resync_arrived", {}))
+        # A preempts B once its resync arrived; B, backup again, asks A for its table
+        # (at the instant A becomes master: its REQUEST is repeated until answered).
+        fault.expect.append(("B", "sync.resync_arrived", {}))
+        fault.after = ("B", "sync.resync_arrived", mark_b)
 
     def fault_link_flap(self, fault: Fault) -> None:
         who = self.rng.choice(("A", "B"))
@@ -1027,6 +1041,16 @@ class Soak:
             exits[name] = process.stop()
         return exits
 
+    def write_logs(self, directory: Path) -> None:
+        """Every agent process's whole log, one file each (A0.jsonl, A1.jsonl, ..., B0.jsonl):
+        its JSON records, then any other line it printed."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, history in self.history.items():
+            for index, process in enumerate(history):
+                with process._cond:
+                    lines = [json.dumps(e) for e in process.events] + process.other_lines
+                (directory / f"{name}{index}.jsonl").write_text("".join(f"{x}\n" for x in lines))
+
     def _transcripts(self) -> str:
         return "\n".join(f"--- {n}:\n{p.transcript()}" for n, p in self.agents.items())
 
@@ -1108,7 +1132,8 @@ class Soak:
         for fault in self.faults:
             for who, event, fields in fault.expect:
                 text = f"{who}:{event}{fields if fields else ''}"
-                if self.logged(who, event, fields, fault.start - 1, (fault.settled or end) + 1):
+                until = max(fault.settled or end, fault.judged_until) + 1
+                if self.logged(who, event, fields, fault.start - 1, until):
                     fault.seen.append(text)
                 else:
                     fault.missing.append(text)
@@ -1165,16 +1190,19 @@ class Soak:
 
     def timeline(self) -> list[str]:
         """The agents' state changes and fault-related lines, on the run's clock."""
-        names = ("vrrp.transition", "vrrp.advert_rejected", "sync.resync_arrived",
-                 "sync.resync_timeout", "link.change", "check.down", "check.up",
-                 "control.busy", "control.bad_request", "config.reloaded", "config.reload_failed",
-                 "agent.stopping")  # fmt: skip
+        names = ("vrrp.transition", "vrrp.group_transition", "vrrp.advert_rejected",
+                 "link.change", "check.down", "check.up", "control.busy", "control.bad_request",
+                 "config.reloaded", "config.reload_failed", "agent.stopping")  # fmt: skip
         lines = []
         for name, history in self.history.items():
             for process in history:
-                for e in process.named(*names):
+                for e in process.events:
+                    if e["event"] not in names and not e["event"].startswith("sync."):
+                        continue
                     t = log_time_s(e) - self.t0
-                    keys = ("instance", "new", "reason", "suppressed", "interface", "up", "server")
+                    keys = ("instance", "group", "new", "reason", "suppressed", "interface",
+                            "up", "server", "role", "entries", "announced", "seconds",
+                            "error")  # fmt: skip
                     fields = " ".join(f"{k}={e[k]}" for k in keys if k in e)
                     lines.append(f"{t:8.2f} {name} {e['event']} {fields}")
         for i, f in enumerate(self.faults, 1):

@@ -109,6 +109,36 @@ def test_daemon_errors_are_clear(directors: tuple[str, str]) -> None:
     assert "nosuchdev0" in str(caught[2])
 
 
+def test_a_daemon_stopped_right_after_its_start_is_stopped_and_answered(
+    directors: tuple[str, str],
+) -> None:
+    """A VRRP master for a few milliseconds starts the master daemon and stops it again.
+    Stopped before its kernel thread first ran, the kernel's stop says EINTR and answers
+    nothing, not even the ACK asked for (in this VM: every time); an adapter waiting for
+    that ACK held its lock for ever (the soak's stuck agent). The stop is answered by the
+    listing sent with it, and the adapter stays usable."""
+    a, _ = directors
+
+    async def main() -> list[list[SyncDaemon]]:
+        after = []
+        async with IpvsKernel(a) as ka:
+            ka.reply_timeout_s = 60.0  # far beyond: a stop must not wait for a reply at all
+            sync = SyncKernel(ka)
+            for state in (SyncState.MASTER, SyncState.BACKUP) * 3:
+                await sync.start_daemon(state, "a0", 9)
+                with trio.fail_after(30):
+                    await sync.stop_daemon(state)
+                after.append(await sync.daemons())
+            await sync.start_daemon(SyncState.BACKUP, "a0", 9)
+            after.append(await sync.daemons())
+            await sync.stop_daemon(SyncState.BACKUP)
+        return after
+
+    after = trio.run(main)
+    assert after[:6] == [[]] * 6
+    assert [d.state for d in after[6]] == [SyncState.BACKUP]
+
+
 def test_connections_reach_the_backup(directors: tuple[str, str]) -> None:
     """A TCP connection through the master's IPVS appears in the backup's table."""
     a, b = directors
