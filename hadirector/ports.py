@@ -167,14 +167,14 @@ class Adapters:
         from hadirector.agent.hotloop import HotLoop
         from hadirector.ipvs.manager import IpvsManager
         from hadirector.net.addresses import AddressManager
-        from hadirector.net.announce import Announcer
+        from hadirector.net.announce import SharedAnnouncers
         from hadirector.net.links import LinkWatcher
         from hadirector.net.vrrp_socket import VrrpSockets
 
         loop = HotLoop()  # the deadlines and the VRRP receive sockets, in one thread
         return cls(
             vrrp_sockets=lambda: VrrpSockets(loop),
-            open_announcer=Announcer.open,
+            open_announcer=SharedAnnouncers(),  # one announcer per interface
             addresses=AddressManager,
             links=LinkWatcher,
             ipvs=IpvsManager,

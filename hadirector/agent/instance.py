@@ -789,9 +789,14 @@ class Instance:
                 self._announce_once(self._held_vips())
             if cfg.garp_master_delay_s > 0:
                 await trio.sleep(cfg.garp_master_delay_s)
-                for _ in range(cfg.garp_master_repeat):
-                    self._announce_once(self._held_vips())
-                    await trio.sleep(cfg.garp_interval_s)
+                # The instances that became master together repeat together: one task
+                # makes the calls due (agent/repeats.py), not one sleep per instance.
+                await self.agent.repeats.repeat(
+                    lambda: self._announce_once(self._held_vips()),
+                    cfg.garp_master_repeat,
+                    cfg.garp_interval_s,
+                    scope,
+                )
             if cfg.garp_master_refresh_s > 0:
                 while True:
                     await trio.sleep(cfg.garp_master_refresh_s)

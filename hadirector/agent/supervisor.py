@@ -35,6 +35,7 @@ import trio
 from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
 from hadirector.agent.pools import PoolKeeper
+from hadirector.agent.repeats import Repeats
 from hadirector.agent.tracking import Tracking
 from hadirector.agent.wakeups import Wakeups
 from hadirector.alerts import notify, wiring
@@ -96,6 +97,8 @@ class Agent:
         self.wakeups: WakeupsPort = (
             self.adapters.wakeups() if self.adapters.wakeups is not None else Wakeups()
         )
+        # The instances' spaced GARP repeats, made by one task (agent/repeats.py).
+        self.repeats = Repeats()
         self.ipvs = self.adapters.ipvs(config)
         self.sync = SyncDaemons(config)
         self.sync.hold_preempt = self._hold_preempt  # while a bulk resync is awaited
@@ -391,6 +394,7 @@ class Agent:
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
             nursery.start_soon(self.wakeups.run)  # requests made before it runs wait in its heap
+            nursery.start_soon(self.repeats.run)
             self.tracking.start(nursery, self.config)
             # Pools first: an instance tracking quorum starts knowing whether there is any.
             # Servers whose checks start them down (alpha) are out from the first reconcile.

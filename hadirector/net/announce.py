@@ -36,6 +36,7 @@ import errno
 import ipaddress
 import socket
 import struct
+from collections.abc import Callable
 
 from hadirector.net.links import LINK_UNAVAILABLE_ERRNOS, LinkUnavailable
 from hadirector.net.netlink import (
@@ -59,7 +60,7 @@ from hadirector.net.netlink import (
 )
 from hadirector.vrrp.codec import internet_checksum
 
-__all__ = ["Announcer", "build_garp", "build_unsolicited_na"]
+__all__ = ["Announcer", "SharedAnnouncers", "build_garp", "build_unsolicited_na"]
 
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
@@ -144,6 +145,9 @@ class Announcer:
         self._requests = requests  # address dumps for refresh()
         self.mac = b""
         self.link_local: ipaddress.IPv6Address | None = None
+        # The frames sent so far, by what they announce: a repeat sends the same bytes
+        # (emptied whenever the MAC or link-local may have changed).
+        self._frames: dict[tuple[object, ...], bytes] = {}
         self.refresh()
 
     @classmethod
@@ -165,6 +169,7 @@ class Announcer:
 
     def refresh(self) -> None:
         """Re-read the interface's MAC and IPv6 link-local address."""
+        self._frames.clear()
         self.mac = bytes(self._sock.getsockname()[4])[:6]
         link_locals = [
             info
@@ -196,9 +201,10 @@ class Announcer:
         self.refresh()
         return True
 
-    def _follow_interface(self) -> None:
+    def _follow_interface(self) -> bool:
         """Refresh if the interface's MAC or IPv6 link-local changed since the last look;
-        re-bind if the interface was deleted, or one of our name created again."""
+        re-bind if the interface was deleted, or one of our name created again. Whether the
+        socket is bound to a device now."""
         try:
             messages: list[Message] | None = self._events.receive_pending()
         except EventsLost:
@@ -209,11 +215,12 @@ class Announcer:
             and LinkInfo.from_message(m).name == self.interface
             for m in messages
         )
-        if (recreated or not self._bound()) and self._rebind():
-            return
+        bound = self._bound()
+        if (recreated or not bound) and self._rebind():
+            return True
         if messages is None:
             self.refresh()
-            return
+            return bound
         for message in messages:
             if message_index(message) != self.ifindex:
                 continue
@@ -226,41 +233,75 @@ class Announcer:
                 changed = False  # RTM_DELLINK: the socket is unbound, handled above
             if changed:
                 self.refresh()
-                return
+                return bound
+        return bound
 
-    def _require_ethernet(self, what: str) -> None:
-        if not self._bound():
+    def _require_ethernet(self, what: str, bound: bool) -> None:
+        if not bound:
             raise LinkUnavailable(errno.ENODEV, f"{what}: {self.interface} is gone")
         if len(self.mac) != 6:
             raise OSError(errno.EOPNOTSUPP, f"{what}: {self.interface} is not an Ethernet link")
 
-    def _send(self, frame: bytes, what: str) -> None:
+    def _send(self, frame: bytes, kind: str, address: object) -> None:
         try:
             self._sock.send(frame)
         except BlockingIOError:
             raise
         except OSError as exc:
             if exc.errno in LINK_UNAVAILABLE_ERRNOS:
-                message = f"{what} on {self.interface}: {exc.strerror}"
+                message = f"{kind} for {address} on {self.interface}: {exc.strerror}"
                 raise LinkUnavailable(exc.errno, message) from exc
             raise
 
     def send_garp(self, address: ipaddress.IPv4Address, *, reply: bool = False) -> None:
         """Broadcast one gratuitous ARP request (or, with ``reply``, reply) for ``address``."""
-        what = f"gratuitous ARP for {address}"
-        self._follow_interface()
-        self._require_ethernet(what)
-        self._send(build_garp(self.mac, address, reply=reply), what)
+        bound = self._follow_interface()
+        key = ("garp", address, reply)
+        frame = self._frames.get(key)
+        if frame is None or not bound:
+            what = f"gratuitous ARP for {address}"
+            self._require_ethernet(what, bound)
+            frame = self._frames[key] = build_garp(self.mac, address, reply=reply)
+        self._send(frame, "gratuitous ARP", address)
 
     def send_unsolicited_na(self, address: ipaddress.IPv6Address) -> None:
         """Send one unsolicited Neighbor Advertisement for ``address`` to all nodes."""
-        what = f"unsolicited NA for {address}"
-        self._follow_interface()
-        self._require_ethernet(what)
-        source = self.link_local if self.link_local is not None else address
-        self._send(build_unsolicited_na(self.mac, source, address), what)
+        bound = self._follow_interface()
+        key = ("na", address)
+        frame = self._frames.get(key)
+        if frame is None or not bound:
+            what = f"unsolicited NA for {address}"
+            self._require_ethernet(what, bound)
+            source = self.link_local if self.link_local is not None else address
+            frame = self._frames[key] = build_unsolicited_na(self.mac, source, address)
+        self._send(frame, "unsolicited NA", address)
 
     def close(self) -> None:
         close_socket(self._sock)
         self._events.close()
         self._requests.close()
+
+
+class SharedAnnouncers:
+    """The agent's announcers, one per interface, whichever instances announce there.
+
+    Calling it opens the interface's announcer the first time (an interface that cannot be
+    opened raises, and is tried again on the next call) and returns the same one after: its
+    packet socket, netlink sockets and ready frames serve every instance with VIPs on the
+    interface. An announcer follows its interface by name (deleted, created again), so
+    sharing changes nothing in what is sent or when."""
+
+    def __init__(self, opener: Callable[[str], Announcer] = Announcer.open) -> None:
+        self._opener = opener
+        self._by_interface: dict[str, Announcer] = {}
+
+    def __call__(self, interface: str) -> Announcer:
+        announcer = self._by_interface.get(interface)
+        if announcer is None:
+            announcer = self._by_interface[interface] = self._opener(interface)
+        return announcer
+
+    def close(self) -> None:
+        for announcer in self._by_interface.values():
+            announcer.close()
+        self._by_interface.clear()

@@ -110,3 +110,36 @@ def test_a_stopping_master_announces_nothing_after_its_priority_0() -> None:
         assert lab.find("garp", host="b")
 
     run_lab(scenario)
+
+
+def test_instances_mastering_together_keep_each_their_schedule() -> None:
+    """Three instances of one agent become master together: their delayed bursts fall due
+    together and are made by the agent's one repeats task (agent/repeats.py); each VIP still
+    gets its own full schedule."""
+
+    async def scenario(lab: Lab) -> None:
+        _, a, _ = pair(lab)
+        config = "".join(
+            instance_toml(
+                name=f"VI_{k}",
+                vrid=50 + k,
+                priority=200,
+                vips=[f"192.0.2.{100 + k}/24"],
+                extra=EXTRA,
+            )
+            for k in range(3)
+        )
+        ra = await lab.start(a, config)
+        await trio.sleep(15)
+        for k in range(3):
+            ip = f"192.0.2.{100 + k}"
+            t0 = next(e.time for e in lab.find("add", host="a") if e.subject.startswith(ip))
+            times = [e.time - t0 for e in lab.find("garp", host="a", subject=ip)]
+            second = [0.02 + 2.0 + n * 0.01 for n in range(3)]
+            refresh = [second[-1] + 0.01 + 4.0 * n for n in (1, 2, 3)]
+            assert times == pytest.approx([0.0, 0.01, 0.02, *second, *refresh]), ip
+        assert {ra.state(f"VI_{k}") for k in range(3)} == {"MASTER"}
+        ra.stop()
+        await ra.wait()
+
+    run_lab(scenario)

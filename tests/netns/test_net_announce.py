@@ -14,7 +14,7 @@ import trio
 
 from hadirector.config.schema import VirtualAddress
 from hadirector.net.addresses import AddressManager
-from hadirector.net.announce import Announcer
+from hadirector.net.announce import Announcer, SharedAnnouncers
 from hadirector.net.links import LinkUnavailable
 from tests.netns.lab import Capture, Lab, Node, bare_lab
 
@@ -206,3 +206,31 @@ def test_announcer_follows_mac_and_link_local_changes_and_reports_link_down(
         [old_link_local, old_mac],
         [new_link_local, new_mac],
     ]
+
+
+def test_shared_announcers_one_per_interface_repeats_same_frames(lab: Lab, tmp_path: Path) -> None:
+    """The agent's announcers: every instance on an interface gets the same one (one packet
+    socket), a repeat sends the very frame of the first send, and an interface that is not
+    there yet fails to open and opens once it is."""
+    a = lab.node("a", ipv4=["192.0.2.11/24"])
+    watcher = lab.node("w")
+    shared = SharedAnnouncers()
+    try:
+        with a.netns.entered():
+            first = shared("eth0")
+            assert shared("eth0") is first
+            with pytest.raises(OSError):
+                shared("late0")
+            a.netns.ip("link", "add", "late0", "type", "veth", "peer", "name", "late1")
+            late = shared("late0")
+            assert late is not first and shared("late0") is late
+        with Capture(watcher.netns, "eth0", "arp or icmp6", tmp_path / "s.pcap") as cap:
+            for announcer in (first, shared("eth0"), first):
+                announcer.send_garp(VIP4)
+                announcer.send_unsolicited_na(VIP6)
+            cap.wait_frames("arp", 3)
+            cap.wait_frames("icmpv6.type == 136", 3)
+    finally:
+        shared.close()
+    assert cap.fields("arp", "arp.src.hw_mac", "arp.src.proto_ipv4") == [[a.mac, str(VIP4)]] * 3
+    assert cap.fields("icmpv6.type == 136", "icmpv6.nd.na.target_address") == [[str(VIP6)]] * 3
