@@ -45,6 +45,7 @@ from collections.abc import Callable
 
 import trio
 
+from hadirector.agent.epollwait import DeadlineWait
 from hadirector.agent.wakeups import Entry, settle_top
 
 __all__ = ["Baton", "HotLoop"]
@@ -225,6 +226,16 @@ class HotLoop:
                 self._token.run_sync_soon(self._failed.set)
 
     def _serve(self) -> None:
+        assert self._epoll is not None
+        # Deadlines met to the microsecond: a timerfd in the set, not epoll's timeout (whole
+        # milliseconds rounded up, plus 0.1 % slack: agent/epollwait.py).
+        deadline_wait = DeadlineWait(self._epoll)
+        try:
+            self._serve_with(deadline_wait.wait)
+        finally:
+            deadline_wait.close()
+
+    def _serve_with(self, wait: Callable[[float], list[tuple[int, int]]]) -> None:
         heap = self._heap
         readers = self._readers
         epoll = self._epoll
@@ -236,7 +247,7 @@ class HotLoop:
         current_time = clock.current_time
         timeout = -1.0
         while True:
-            events = epoll.poll(timeout)
+            events = wait(timeout)
             baton.take(_HOT)
             try:
                 if self._stopping:
@@ -265,7 +276,7 @@ class HotLoop:
                 if heap:
                     at = heap[0][0]
                     self._sleeping_until = at
-                    # epoll counts milliseconds, rounding up: never before the deadline.
+                    # Rounded up to the nanosecond by the wait: never before the deadline.
                     timeout = max(at - current_time(), 0.0)
                 else:
                     self._sleeping_until = math.inf
