@@ -942,7 +942,7 @@ class Instance:
         now = self._now()
         stamp_ns = received.stamp_ns
         if stamp_ns is not None:
-            age_s = (time.time_ns() - stamp_ns) / 1e9  # the stamp's clock: CLOCK_REALTIME
+            age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
             now = timers.arrival_time(now, age_s, advert.interval_cs)
         if not self._idle:
             self.post("advert", advert, received.src, now)
@@ -1014,6 +1014,11 @@ class Instance:
         self.counters["adverts_accepted"] += 1
         self.last_peer = (src, result.advert.priority, self._now())
         return result.advert
+
+
+# The clock the kernel's receive time stamps (SO_TIMESTAMPNS) are on: CLOCK_REALTIME. Not
+# the agent's injected wall clock: the age of an advert is this clock's now less its stamp.
+kernel_stamp_clock_ns = time.time_ns
 
 
 def receive_policy(cfg: VrrpInstance) -> receive.ReceivePolicy:

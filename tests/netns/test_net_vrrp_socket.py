@@ -12,6 +12,7 @@ import ipaddress
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,15 @@ def test_multicast_adverts_arrive_with_ttl_255_and_own_are_not_seen(lab: Lab, fa
     async def main() -> None:
         with trio.fail_after(10):
             from_a = _advert(sock_a, group, 100)
+            sent_ns = time.time_ns()
             await sock_a.send(from_a, group)
             got = await sock_b.receive()
+            read_ns = time.time_ns()
             assert got == Received(from_a, expected_a, group, 255)
+            # The kernel's receive time stamp (SO_TIMESTAMPNS, CLOCK_REALTIME): between the
+            # send and the read.
+            assert got.stamp_ns is not None
+            assert sent_ns <= got.stamp_ns <= read_ns
             codec.decode(got.payload, src=got.src, dst=got.dst)  # the checksum survived
             # A's own advert never comes back to A; B's does reach A.
             assert await _receive_within(sock_a, 0.3) is None
