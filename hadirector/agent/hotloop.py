@@ -7,7 +7,10 @@ master's advert (its Adver_Timer, the advert built and sent) and a backup's rece
 (read, receive checks, the machine's Master_Down timer moved) then cost one wake-up of a
 plain ``epoll_wait`` loop, not a pass of trio's scheduler: on a 2-core VM a trio wake-up
 costs 150-300 µs of CPU, a bare ``epoll_wait`` one 25-50 µs, and at a 10 ms advert interval
-that is the whole difference.
+that is the whole difference. The wait ends at the earliest deadline to the microsecond
+(a timerfd in the epoll set, agent/epollwait.py), not epoll's whole milliseconds plus the
+kernel's 0.1 % slack: a backup takes over when Skew_Time ends, not up to a millisecond
+after.
 
 How it stays safe: the thread and trio take turns, never run at once. The trio run loop
 holds the *baton* while it runs tasks and hands it over only while it waits for I/O (a trio

@@ -36,9 +36,11 @@ instead (``_Port.read_ready``: a batch per readiness, a pause of
 ``RECEIVE_ERROR_BACKOFF_S`` after an error), and a packet for an endpoint that does not
 listen yet is queued in trio.
 
-``VrrpSocket.receive()`` returns a ``Received(payload, src, dst, ttl)``: the VRRP bytes,
-the IP source and destination, and the IPv4 TTL or IPv6 hop limit exactly as received
-(checking it is the agent's job: it knows multicast from unicast). IPv4 datagrams arrive
+``VrrpSocket.receive()`` returns a ``Received(payload, src, dst, ttl, stamp_ns)``: the VRRP
+bytes, the IP source and destination, the IPv4 TTL or IPv6 hop limit exactly as received
+(checking it is the agent's job: it knows multicast from unicast), and when the kernel
+received it (``SO_TIMESTAMPNS``: CLOCK_REALTIME nanoseconds; the agent counts the advert's
+timers from there, not from when its thread got to the socket). IPv4 datagrams arrive
 with their header and are parsed by ``vrrp.codec.parse_ipv4``; IPv6 gets the destination
 and hop limit from ``IPV6_PKTINFO`` and ``IPV6_HOPLIMIT`` ancillary data. An endpoint does
 not get packets whose source is its own address (counted in ``own_skipped``) nor, in
