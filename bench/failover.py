@@ -112,6 +112,14 @@ def _mixed_factory(lab: Lab, node: str, priority: int, advert_s: float, version:
     return make(lab, node, priority, advert_s, version)
 
 
+def _reverse_mixed_factory(
+    lab: Lab, node: str, priority: int, advert_s: float, version: int
+) -> Director:
+    """hadirector on dir-a (the master), keepalived on dir-b: the other direction."""
+    make = _hadirector_factory if node == "dir-a" else keepalived_factory
+    return make(lab, node, priority, advert_s, version)
+
+
 def _mixed_unavailable() -> str | None:
     return _keepalived_unavailable() or _hadirector_unavailable()
 
@@ -120,6 +128,7 @@ IMPLS = {
     "keepalived": Impl("keepalived", _keepalived_unavailable, lambda: keepalived_factory),
     "hadirector": Impl("hadirector", _hadirector_unavailable, lambda: _hadirector_factory),
     "ka-hd": Impl("ka-hd", _mixed_unavailable, lambda: _mixed_factory),
+    "hd-ka": Impl("hd-ka", _mixed_unavailable, lambda: _reverse_mixed_factory),
 }
 
 
@@ -325,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_names(list(IMPLS)),
         default=list(IMPLS),
         help="comma-separated: keepalived,hadirector,ka-hd (keepalived on dir-a, hadirector "
-        "on dir-b) (default: all available)",
+        "on dir-b),hd-ka (the other way round) (default: all available)",
     )
     parser.add_argument(
         "--advert",

@@ -22,6 +22,7 @@ class ReceivedPacket(Protocol):
     src: IPAddress
     dst: IPAddress
     ttl: int
+    stamp_ns: int | None  # the kernel's receive time stamp (CLOCK_REALTIME ns), if any
 
 
 class VrrpEndpoint(Protocol):

@@ -7,7 +7,10 @@ master's advert (its Adver_Timer, the advert built and sent) and a backup's rece
 (read, receive checks, the machine's Master_Down timer moved) then cost one wake-up of a
 plain ``epoll_wait`` loop, not a pass of trio's scheduler: on a 2-core VM a trio wake-up
 costs 150-300 µs of CPU, a bare ``epoll_wait`` one 25-50 µs, and at a 10 ms advert interval
-that is the whole difference.
+that is the whole difference. The wait ends at the earliest deadline to the microsecond
+(a timerfd in the epoll set, agent/epollwait.py), not epoll's whole milliseconds plus the
+kernel's 0.1 % slack: a backup takes over when Skew_Time ends, not up to a millisecond
+after.
 
 How it stays safe: the thread and trio take turns, never run at once. The trio run loop
 holds the *baton* while it runs tasks and hands it over only while it waits for I/O (a trio
@@ -45,6 +48,7 @@ from collections.abc import Callable
 
 import trio
 
+from hadirector.agent.epollwait import DeadlineWait
 from hadirector.agent.wakeups import Entry, settle_top
 
 __all__ = ["Baton", "HotLoop"]
@@ -225,6 +229,16 @@ class HotLoop:
                 self._token.run_sync_soon(self._failed.set)
 
     def _serve(self) -> None:
+        assert self._epoll is not None
+        # Deadlines met to the microsecond: a timerfd in the set, not epoll's timeout (whole
+        # milliseconds rounded up, plus 0.1 % slack: agent/epollwait.py).
+        deadline_wait = DeadlineWait(self._epoll)
+        try:
+            self._serve_with(deadline_wait.wait)
+        finally:
+            deadline_wait.close()
+
+    def _serve_with(self, wait: Callable[[float], list[tuple[int, int]]]) -> None:
         heap = self._heap
         readers = self._readers
         epoll = self._epoll
@@ -236,7 +250,7 @@ class HotLoop:
         current_time = clock.current_time
         timeout = -1.0
         while True:
-            events = epoll.poll(timeout)
+            events = wait(timeout)
             baton.take(_HOT)
             try:
                 if self._stopping:
@@ -265,7 +279,7 @@ class HotLoop:
                 if heap:
                     at = heap[0][0]
                     self._sleeping_until = at
-                    # epoll counts milliseconds, rounding up: never before the deadline.
+                    # Rounded up to the nanosecond by the wait: never before the deadline.
                     timeout = max(at - current_time(), 0.0)
                 else:
                     self._sleeping_until = math.inf

@@ -51,7 +51,7 @@ from hadirector.config.schema import VrrpInstance
 from hadirector.errors import KernelError
 from hadirector.ports import AnnouncerPort, VrrpEndpoint
 from hadirector.preflight import read_hmac_keys
-from hadirector.vrrp import auth, codec, iface, receive, send, vips
+from hadirector.vrrp import auth, codec, iface, receive, send, timers, vips
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import (
     AcquireAddresses,
@@ -195,8 +195,8 @@ class Instance:
         return self.vips.held
 
     def post(self, *event: Any) -> None:
-        """Queue an event for the driver. An ``("advert", advert, source)`` goes on the
-        bounded advert queue (dropped and counted when it is full); anything else is a
+        """Queue an event for the driver. An ``("advert", advert, source[, arrived])`` goes on
+        the bounded advert queue (dropped and counted when it is full); anything else is a
         control event (stop, link, address, priority, force, reconfigure, VIP repairs, the
         actions of an advert ``_on_packet`` handed to the machine): never dropped, and
         served before any queued advert."""
@@ -582,9 +582,13 @@ class Instance:
         machine = self.machine
         kind = event[0]
         if kind == "advert":
-            _, advert, source = event
+            advert, source = event[1], event[2]
+            arrived = event[3] if len(event) > 3 else now  # when it reached the host
             return machine.receive(
-                priority=advert.priority, interval_cs=advert.interval_cs, source=source, now=now
+                priority=advert.priority,
+                interval_cs=advert.interval_cs,
+                source=source,
+                now=min(now, arrived),
             )
         if kind == "perform":
             performed: list[Any] = event[1]  # the machine's answer to an advert _on_packet gave it
@@ -658,6 +662,12 @@ class Instance:
             elif isinstance(action, ReleaseAddresses):
                 await self._release()
             elif isinstance(action, Transition):
+                if action.new is State.MASTER and action.old is not State.MASTER:
+                    # A takeover, announced already (the actions before this one): other
+                    # drivers taking over at the same moment (a sync group's members) add
+                    # and announce their VIPs before this one reports (log lines, scripts,
+                    # alerts, the group: ~0.5 ms, more under load).
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 self._on_transition(action)
             elif isinstance(action, _VipChanges):
                 await self._apply_vips(action.commands)
@@ -939,15 +949,21 @@ class Instance:
         advert = self._accept(received)
         if advert is None:
             return
+        # Its timers count from when it reached the host (the kernel's time stamp).
+        now = self._now()
+        stamp_ns = received.stamp_ns
+        if stamp_ns is not None:
+            age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
+            now = timers.arrival_time(now, age_s, advert.interval_cs)
         if not self._idle:
-            self.post("advert", advert, received.src)
+            self.post("advert", advert, received.src, now)
             return
         assert self.machine is not None
         actions = self.machine.receive(
             priority=advert.priority,
             interval_cs=advert.interval_cs,
             source=received.src,
-            now=self._now(),
+            now=now,
         )
         if actions:
             self.post("perform", actions)
@@ -1009,6 +1025,11 @@ class Instance:
         self.counters["adverts_accepted"] += 1
         self.last_peer = (src, result.advert.priority, self._now())
         return result.advert
+
+
+# The clock the kernel's receive time stamps (SO_TIMESTAMPNS) are on: CLOCK_REALTIME. Not
+# the agent's injected wall clock: the age of an advert is this clock's now less its stamp.
+kernel_stamp_clock_ns = time.time_ns
 
 
 def receive_policy(cfg: VrrpInstance) -> receive.ReceivePolicy:

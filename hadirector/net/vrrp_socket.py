@@ -36,9 +36,11 @@ instead (``_Port.read_ready``: a batch per readiness, a pause of
 ``RECEIVE_ERROR_BACKOFF_S`` after an error), and a packet for an endpoint that does not
 listen yet is queued in trio.
 
-``VrrpSocket.receive()`` returns a ``Received(payload, src, dst, ttl)``: the VRRP bytes,
-the IP source and destination, and the IPv4 TTL or IPv6 hop limit exactly as received
-(checking it is the agent's job: it knows multicast from unicast). IPv4 datagrams arrive
+``VrrpSocket.receive()`` returns a ``Received(payload, src, dst, ttl, stamp_ns)``: the VRRP
+bytes, the IP source and destination, the IPv4 TTL or IPv6 hop limit exactly as received
+(checking it is the agent's job: it knows multicast from unicast), and when the kernel
+received it (``SO_TIMESTAMPNS``: CLOCK_REALTIME nanoseconds; the agent counts the advert's
+timers from there, not from when its thread got to the socket). IPv4 datagrams arrive
 with their header and are parsed by ``vrrp.codec.parse_ipv4``; IPv6 gets the destination
 and hop limit from ``IPV6_PKTINFO`` and ``IPV6_HOPLIMIT`` ancillary data. An endpoint does
 not get packets whose source is its own address (counted in ``own_skipped``) nor, in
@@ -123,10 +125,21 @@ IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # also its cmsg type
 
 _RECV_BUFFER_BYTES = 65535
 _RCVBUF_BYTES = 1 << 21
-_ANC_BUFFER_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+_TIMESPEC = struct.Struct("@ll")
+_STAMP_BUFFER_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
+_ANC_BUFFER_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + _STAMP_BUFFER_BYTES
+
+
+def _stamp_ns(data: bytes) -> int | None:
+    """A ``SCM_TIMESTAMPNS`` (``struct timespec``) as integer nanoseconds."""
+    if len(data) < _TIMESPEC.size:
+        return None
+    sec, nsec = _TIMESPEC.unpack_from(data)
+    return int(sec) * 1_000_000_000 + int(nsec)
 
 
 # sendmsg's address and ancillary data for one (source, destination).
@@ -141,6 +154,8 @@ class Received(NamedTuple):
     src: IPAddress
     dst: IPAddress
     ttl: int  # IPv4 TTL or IPv6 hop limit
+    # When the kernel received it (SO_TIMESTAMPNS: CLOCK_REALTIME, ns); None if not given.
+    stamp_ns: int | None = None
 
 
 # Peers are few: their address objects are built once, not per packet (bounded, so a flood
@@ -255,6 +270,9 @@ class _Port:
                 sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, device)
                 sock.setblocking(False)
             receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
+            # Each datagram comes with the time the kernel received it: the agent counts an
+            # advert's timers from there, not from when its thread got to read it.
+            receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             _attach_filter(sender, vrrp_filter.vrid_filter((), family))
             if family == 4:
                 self._setup_ipv4()
@@ -486,7 +504,9 @@ class _Port:
 
     def _read_ipv4(self) -> tuple[int, Received] | None:
         """One datagram, if any (BlockingIOError if none): its VRID and fields."""
-        datagram = self.receiver.recv(_RECV_BUFFER_BYTES)
+        datagram, ancillary, _flags, _address = self.receiver.recvmsg(
+            _RECV_BUFFER_BYTES, _STAMP_BUFFER_BYTES
+        )
         vrid = self._vrid(datagram)
         if vrid is None:
             return None
@@ -495,7 +515,11 @@ class _Port:
         except DecodeError:
             self.malformed += 1
             return None
-        return vrid, Received(packet.payload, packet.src, packet.dst, packet.ttl)
+        stamp = None
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                stamp = _stamp_ns(data)
+        return vrid, Received(packet.payload, packet.src, packet.dst, packet.ttl, stamp)
 
     def _read_ipv6(self) -> tuple[int, Received] | None:
         """One datagram, if any (BlockingIOError if none): its VRID and fields."""
@@ -507,8 +531,11 @@ class _Port:
             return None
         dst: ipaddress.IPv6Address | None = None
         hop_limit: int | None = None
+        stamp = None
         for level, kind, data in ancillary:
             if level != socket.IPPROTO_IPV6:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    stamp = _stamp_ns(data)
                 continue
             if kind == IPV6_PKTINFO and len(data) >= 16:
                 dst = _ipv6(bytes(data[:16]))
@@ -518,7 +545,7 @@ class _Port:
             self.malformed += 1
             return None
         src = _ipv6_text(str(address[0]))
-        return vrid, Received(bytes(payload), src, dst, hop_limit)
+        return vrid, Received(bytes(payload), src, dst, hop_limit, stamp)
 
 
 class VrrpSocket:

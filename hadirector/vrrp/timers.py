@@ -1,6 +1,7 @@
 """VRRP timer arithmetic: Skew_Time and Master_Down_Interval (RFC 5798 §6.1, RFC 3768 §6.1).
 
-Pure functions of priority and interval; exact. Intervals come in centiseconds (the unit
+Pure functions of priority and interval; exact (``arrival_time``: float arithmetic on
+times it is given). Intervals come in centiseconds (the unit
 of the v3 wire field); results are returned exactly as ``Fraction`` seconds and, for the
 callers that schedule with a float clock, as float seconds computed by a single correctly
 rounded division (every result is ``n / 25600`` s for an integer ``n``, so values such as
@@ -64,8 +65,26 @@ def interval_s(interval_cs: int) -> float:
     return interval_cs / CS_PER_S
 
 
+def arrival_time(now: float, age_s: float, interval_cs: int) -> float:
+    """When an advert reached the host, on the clock of ``now``: ``now`` less ``age_s``, how
+    long it waited in the socket (the kernel's receive time stamp against the clock it
+    was taken on). The timers an advert starts count from its arrival (RFC 5798 §6.4.2:
+    Master_Down_Timer, and Skew_Time after a priority 0), not from when a busy process got
+    to it.
+
+    The age is bounded to [0, a quarter of the advert's interval]: a negative age (the
+    stamping clock stepped back) counts as none, and a longer one is taken as that bound,
+    so that a clock stepped forward while the advert waited can move a backup's
+    Master_Down deadline at most a quarter of an interval early, never past the next
+    advert (the margin is two intervals and Skew_Time)."""
+    if age_s <= 0.0:
+        return now
+    return now - min(age_s, interval_cs / (4 * CS_PER_S))
+
+
 __all__ = [
     "CS_PER_S",
+    "arrival_time",
     "interval_s",
     "master_down_interval",
     "master_down_interval_s",

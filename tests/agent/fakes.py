@@ -76,6 +76,7 @@ class Received:
     src: IPAddress
     dst: IPAddress
     ttl: int = 255
+    stamp_ns: int | None = None  # when the "kernel" received it (Wire.stamps)
 
 
 @dataclass
@@ -108,17 +109,20 @@ class Wire:
 
     Multicast packets reach every other multicast endpoint of the same family; unicast
     packets reach the endpoint whose local address is the destination. ``delay_s`` delays
-    every delivery; ``cut(a, b)`` drops everything between two hosts (both ways),
-    ``isolate(a)`` drops everything to and from a host, ``heal()`` undoes both; ``drop``, a
-    predicate of (frame, receiving endpoint), loses chosen packets. A host's link being down
-    (``FakeLinks``) drops its packets too. ``frames`` keeps everything sent, with the hosts
-    each packet reached.
+    every delivery; with ``stamps`` each packet carries its send time as a kernel receive
+    time stamp would (``Received.stamp_ns``, on the virtual clock: a test puts the agent's
+    ``kernel_stamp_clock_ns`` on it too); ``cut(a, b)`` drops everything between two hosts
+    (both ways), ``isolate(a)`` drops everything to and from a host, ``heal()`` undoes
+    both; ``drop``, a predicate of (frame, receiving endpoint), loses chosen packets. A
+    host's link being down (``FakeLinks``) drops its packets too. ``frames`` keeps
+    everything sent, with the hosts each packet reached.
     """
 
     def __init__(self, lab: Lab, name: str, delay_s: float = 0.0) -> None:
         self.lab = lab
         self.name = name
         self.delay_s = delay_s
+        self.stamps = False
         self.endpoints: list[FakeEndpoint] = []
         self.frames: list[Frame] = []
         self._cuts: set[frozenset[str]] = set()
@@ -150,6 +154,7 @@ class Wire:
         exclude: FakeEndpoint | None = None,
     ) -> Frame:
         now = trio.current_time()
+        stamp_ns = round(now * 1e9) if self.stamps else None
         frame = Frame(next(self.lab.seq), now, sender, src, dst, bytes(payload), ttl)
         self.frames.append(frame)
         if exclude is not None and not exclude.link_up():
@@ -167,7 +172,7 @@ class Wire:
             if self.drop is not None and self.drop(frame, ep):
                 continue
             frame.delivered_to.append(ep.host.name)
-            ep.deliver(now + self.delay_s, Received(frame.payload, src, dst, ttl))
+            ep.deliver(now + self.delay_s, Received(frame.payload, src, dst, ttl, stamp_ns))
         return frame
 
     def inject(

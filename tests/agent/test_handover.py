@@ -345,3 +345,69 @@ def test_sync_group_fault_on_the_backup_keeps_the_master_and_recovers() -> None:
             ]
 
     run_lab(scenario)
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_skew_time_counts_from_the_kernel_receive_stamp(
+    stamped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A priority-0 advert that waited 20 ms in the receive socket (the wire's delay here)
+    starts Skew_Time from when the kernel received it, as its time stamp says: the taker
+    adds the VIP Skew_Time after the advert was sent, not Skew_Time after it was read.
+    Without a stamp, Skew_Time counts from the read."""
+    from hadirector.agent import instance
+
+    monkeypatch.setattr(instance, "kernel_stamp_clock_ns", lambda: round(trio.current_time() * 1e9))
+    delay_s = 0.02
+
+    async def scenario(lab: Lab) -> None:
+        wire, _a, _b = pair(lab, delay_s=delay_s)
+        wire.stamps = stamped
+        ra, rb = await elect(lab)
+        t_stop = trio.current_time()
+        ra.stop()
+        with trio.fail_after(5):
+            await ra.wait()
+        assert rb.state("VI_1") == "MASTER"
+        zero = next(f for f, adv in wire.adverts_from("a") if adv.priority == 0)
+        assert zero.time == t_stop
+        b_add = lab.find("add", host="b")[0]
+        skew = skew_time_s(100, INTERVAL_CS, 3)
+        expected = skew if stamped else delay_s + skew
+        assert b_add.time - zero.time == pytest.approx(expected)
+
+    run_lab(scenario)
+
+
+def test_sync_group_members_taking_over_together_announce_before_either_reports() -> None:
+    """Both members of b's sync group take over in the same instant (a stopped: priority 0
+    on both LANs). Each driver adds and announces its VIP, then lets the other do the same
+    before it reports: both VIPs are added and announced before either transition's
+    report (log line, scripts, alerts, the group), so the second member's VIP does not wait
+    for the first member's report."""
+
+    async def scenario(lab: Lab) -> None:
+        _lan, _srv, a, b = sync_hosts(lab)
+        ra = await lab.start(a, sync_config(200))
+        rb = await lab.start(b, sync_config(100))
+        await trio.sleep(2)
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["BACKUP", "BACKUP"]
+        t_stop = trio.current_time()
+        ra.stop()
+        with trio.fail_after(5):
+            await ra.wait()
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        adds = [e for e in lab.find("add", host="b") if e.time >= t_stop]
+        garps = [e for e in lab.find("garp", host="b") if e.time >= t_stop]
+        reports = [
+            e
+            for e in lab.find("transition", host="b")
+            if e.time >= t_stop and e.detail["new"] == "MASTER"
+        ]
+        assert len(adds) == 2 and len(reports) == 2
+        assert {e.time for e in adds + reports} == {adds[0].time}  # one virtual instant
+        first_report = min(e.seq for e in reports)
+        assert max(e.seq for e in adds) < first_report
+        assert len([e for e in garps if e.seq < first_report]) >= 2
+
+    run_lab(scenario)

@@ -206,6 +206,50 @@ def test_many_concurrent_changes_share_one_socket(lab: Lab) -> None:
         manager.close()
 
 
+class _Steps(trio.abc.Instrument):
+    """Counts the times trio resumes one task (each pass of its scheduler for it)."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+def test_a_vip_change_takes_one_pass_of_the_scheduler(lab: Lab) -> None:
+    """The kernel answers an address change inside the send: the request yields once (its
+    checkpoint) and sends and reads its answer without a scheduler pass for each, so a
+    taker's VIP is added, and a sync group's next VIP follows, without waiting for trio's
+    other tasks twice more. A dump still yields between its parts."""
+    a = lab.node("a")
+    manager = _manager(a)
+    first, second = vip("198.51.100.1/32"), vip("198.51.100.2/32")
+
+    async def main() -> None:
+        assert await manager.add(first) is True  # the socket opened, the index known
+        steps = _Steps(trio.lowlevel.current_task())
+        trio.lowlevel.add_instrument(steps)
+        try:
+            assert await manager.add(second) is True
+            added = steps.steps
+            assert await manager.add(second) is False  # EEXIST, an error answer
+            refused = steps.steps - added
+            assert await manager.remove(second) is True
+            removed = steps.steps - added - refused
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert (added, refused, removed) == (1, 1, 1)
+        assert "198.51.100.1/32" in _ip_addr(a)
+        assert "198.51.100.2/32" not in _ip_addr(a)
+
+    try:
+        trio.run(main)
+    finally:
+        manager.close()
+
+
 def test_watch_survives_lost_notifications_and_a_failing_relisting(lab: Lab) -> None:
     """ENOBUFS, then a re-listing that fails for a while: watch() waits, re-lists, reports."""
     a = lab.node("a", ipv4=["192.0.2.11/24"])

@@ -78,3 +78,38 @@ def test_module_is_pure() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_arrival_time_counts_back_the_time_spent_in_the_socket() -> None:
+    # An advert that waited 3 ms before the agent read it arrived 3 ms before ``now``.
+    assert timers.arrival_time(100.0, 0.003, 10) == pytest.approx(99.997)
+    assert timers.arrival_time(100.0, 0.0, 10) == 100.0
+
+
+def test_arrival_time_ignores_a_negative_age() -> None:
+    # The stamping clock stepped back: the advert is taken as arrived now, never later.
+    assert timers.arrival_time(100.0, -5.0, 100) == 100.0
+
+
+def test_arrival_time_bounds_the_age_to_a_quarter_interval() -> None:
+    # The stamping clock stepped forward by an hour: a quarter interval at most, so a
+    # backup's Master_Down deadline cannot move before the next advert is due.
+    assert timers.arrival_time(100.0, 3600.0, 100) == 100.0 - 0.25
+    assert timers.arrival_time(100.0, 3600.0, 10) == pytest.approx(100.0 - 0.025)
+
+
+@given(
+    now=st.floats(min_value=0, max_value=1e9),
+    age=st.floats(min_value=-1e6, max_value=1e6),
+    interval_cs=st.integers(min_value=1, max_value=4095),
+    priority=st.integers(min_value=1, max_value=254),
+)
+def test_arrival_time_never_later_than_now_nor_a_deadline_before_the_next_advert(
+    now: float, age: float, interval_cs: int, priority: int
+) -> None:
+    at = timers.arrival_time(now, age, interval_cs)
+    assert at <= now
+    assert now - at <= interval_cs / 400 * (1 + 1e-9) + 1e-6
+    # The Master_Down deadline counted from there is after the next advert is due.
+    next_advert = now + timers.interval_s(interval_cs)
+    assert at + timers.master_down_interval_s(priority, interval_cs, 3) > next_advert
