@@ -85,6 +85,12 @@ def main() -> int:
     print(f"lost                    {r.outcome}, other server {r.other_server}")
     print(f"check (byte on each)    {r.check_s:.1f} s")
     print(f"lost: entry in A / B    {r.lost_in_a} / {r.lost_in_b}")
+    print(f"MACs                    {r.macs}")
+    for role, changed in r.counters.items():
+        print(f"counters during check   {role}: {changed}")
+    print("capture (RST and ARP on the switch ports, from A's return):")
+    for line in r.capture:
+        print(f"  {line}")
     if args.json:
         Path(args.json).write_text(json.dumps(dataclasses.asdict(r), indent=2) + "\n")
     return 0
