@@ -317,7 +317,7 @@ def capture_summary(pcap: Path, limit: int = 60) -> list[str]:
         macs = [f for f in fields if f.count(":") == 5 and len(f.rstrip(",")) == 17]
         ips = [f.rstrip(":,") for f in fields if f.count(".") >= 3 and f[0].isdigit()]
         key = " ".join(
-            fields[2:4]
+            fields[3:6]
             + macs[:1]
             + [">".join(".".join(ip.split(".")[:4]) for ip in ips[:2]), flags]
         )
