@@ -20,7 +20,8 @@ Figures (all under the VM's emulation, qemu TCG: several times real hardware):
 - ``resync``: entries A's agent received, and request -> DONE as A's agent measured it;
 - ``all listed``: A's request -> A's kernel table lists all N (polled every 0.25 s);
 - ``survived``: connections answered after the failback by the same real server; the
-  others as reset, closed, silent (no answer within 60 s + N/20 s) or other server.
+  others as reset (an RST: ECONNRESET), timed out (the client's own TCP gave up: ETIMEDOUT),
+  closed, silent (no answer within 60 s + N/20 s) or other server.
 
 It prints figures and asserts nothing about them.
 """

@@ -154,16 +154,28 @@ def exchange(
     socks: list[socket.socket], byte: bytes, deadline: float
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """Send ``byte`` on each socket (non-blocking) and read the two-byte answers: per socket
-    the tag that came back (None if none), and how the others ended."""
+    the tag that came back (None if none), and how the others ended: ``reset`` (an RST came,
+    ECONNRESET or EPIPE), ``timed out`` (the client's own TCP gave up, ETIMEDOUT: no RST was
+    involved), ``error`` (another errno), ``closed``, ``silent`` (nothing by ``deadline``) or
+    ``garbled``."""
     selector = selectors.DefaultSelector()
     answers: list[bytes | None] = [None] * len(socks)
     buffers = [b""] * len(socks)
-    outcome = {"reset": 0, "closed": 0, "silent": 0, "garbled": 0}
+    outcome = {"reset": 0, "timed out": 0, "error": 0, "closed": 0, "silent": 0, "garbled": 0}
+
+    def failed(error: OSError) -> None:
+        if error.errno in (errno.ECONNRESET, errno.EPIPE):
+            outcome["reset"] += 1
+        elif error.errno == errno.ETIMEDOUT:
+            outcome["timed out"] += 1
+        else:
+            outcome["error"] += 1
+
     for index, sock in enumerate(socks):
         try:
             sock.send(byte)
-        except OSError:
-            outcome["reset"] += 1
+        except OSError as error:
+            failed(error)
             continue
         selector.register(sock, selectors.EVENT_READ, index)
     while selector.get_map() and time.monotonic() < deadline:
@@ -173,8 +185,8 @@ def exchange(
                 chunk = socks[index].recv(16)
             except (BlockingIOError, InterruptedError):
                 continue
-            except OSError:
-                outcome["reset"] += 1
+            except OSError as error:
+                failed(error)
                 selector.unregister(socks[index])
                 continue
             if not chunk:
