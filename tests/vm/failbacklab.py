@@ -306,6 +306,10 @@ def tcp_counters(netns: str) -> dict[str, int]:
         for name, value in zip(names_.split(), values.partition(":")[2].split(), strict=False):
             with contextlib.suppress(ValueError):
                 counters[f"{group}.{name}"] = int(value)
+    # The per-CPU input backlogs are the machine's, not the namespace's: packets dropped
+    # because a backlog was full (netdev_max_backlog), the second column, hexadecimal.
+    with open("/proc/net/softnet_stat") as stat:
+        counters["softnet.dropped"] = sum(int(line.split()[1], 16) for line in stat)
     return counters
 
 
