@@ -20,7 +20,8 @@ Figures (all under the VM's emulation, qemu TCG: several times real hardware):
 - ``resync``: entries A's agent received, and request -> DONE as A's agent measured it;
 - ``all listed``: A's request -> A's kernel table lists all N (polled every 0.25 s);
 - ``survived``: connections answered after the failback by the same real server; the
-  others as reset, closed, silent (no answer within 60 s + N/20 s) or other server.
+  others as reset (an RST: ECONNRESET), timed out (the client's own TCP gave up: ETIMEDOUT),
+  closed, silent (no answer within 60 s + N/20 s) or other server.
 
 It prints figures and asserts nothing about them.
 """
@@ -85,6 +86,12 @@ def main() -> int:
     print(f"lost                    {r.outcome}, other server {r.other_server}")
     print(f"check (byte on each)    {r.check_s:.1f} s")
     print(f"lost: entry in A / B    {r.lost_in_a} / {r.lost_in_b}")
+    print(f"MACs                    {r.macs}")
+    for role, changed in r.counters.items():
+        print(f"counters during check   {role}: {changed}")
+    print("capture (RST and ARP on the switch ports, from A's return):")
+    for line in r.capture:
+        print(f"  {line}")
     if args.json:
         Path(args.json).write_text(json.dumps(dataclasses.asdict(r), indent=2) + "\n")
     return 0

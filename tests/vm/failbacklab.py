@@ -26,6 +26,7 @@ import errno
 import resource
 import selectors
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .lvslab import Lab, _setns, agent, log_time_s
+from .lvslab import Capture, Lab, _setns, agent, in_netns, log_time_s
 from .synclab import (
     ECHO_PORT,
     RS,
@@ -153,16 +154,28 @@ def exchange(
     socks: list[socket.socket], byte: bytes, deadline: float
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """Send ``byte`` on each socket (non-blocking) and read the two-byte answers: per socket
-    the tag that came back (None if none), and how the others ended."""
+    the tag that came back (None if none), and how the others ended: ``reset`` (an RST came,
+    ECONNRESET or EPIPE), ``timed out`` (the client's own TCP gave up, ETIMEDOUT: no RST was
+    involved), ``error`` (another errno), ``closed``, ``silent`` (nothing by ``deadline``) or
+    ``garbled``."""
     selector = selectors.DefaultSelector()
     answers: list[bytes | None] = [None] * len(socks)
     buffers = [b""] * len(socks)
-    outcome = {"reset": 0, "closed": 0, "silent": 0, "garbled": 0}
+    outcome = {"reset": 0, "timed out": 0, "error": 0, "closed": 0, "silent": 0, "garbled": 0}
+
+    def failed(error: OSError) -> None:
+        if error.errno in (errno.ECONNRESET, errno.EPIPE):
+            outcome["reset"] += 1
+        elif error.errno == errno.ETIMEDOUT:
+            outcome["timed out"] += 1
+        else:
+            outcome["error"] += 1
+
     for index, sock in enumerate(socks):
         try:
             sock.send(byte)
-        except OSError:
-            outcome["reset"] += 1
+        except OSError as error:
+            failed(error)
             continue
         selector.register(sock, selectors.EVENT_READ, index)
     while selector.get_map() and time.monotonic() < deadline:
@@ -172,8 +185,8 @@ def exchange(
                 chunk = socks[index].recv(16)
             except (BlockingIOError, InterruptedError):
                 continue
-            except OSError:
-                outcome["reset"] += 1
+            except OSError as error:
+                failed(error)
                 selector.unregister(socks[index])
                 continue
             if not chunk:
@@ -281,6 +294,55 @@ def _states_of_lost(pid: int, clients: Clients, answers: list[bytes | None]) -> 
     return counted
 
 
+def tcp_counters(netns: str) -> dict[str, int]:
+    """The Tcp and TcpExt counters of namespace ``netns`` (/proc/net/snmp and netstat)."""
+    counters: dict[str, int] = {}
+    text = in_netns(netns, "cat", "/proc/net/snmp", "/proc/net/netstat")
+    lines = text.splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        group, _, names_ = names.partition(":")
+        if group not in ("Tcp", "TcpExt", "Ip", "IpExt"):
+            continue
+        for name, value in zip(names_.split(), values.partition(":")[2].split(), strict=False):
+            with contextlib.suppress(ValueError):
+                counters[f"{group}.{name}"] = int(value)
+    # The per-CPU input backlogs are the machine's, not the namespace's: packets dropped
+    # because a backlog was full (netdev_max_backlog), the second column, hexadecimal.
+    with open("/proc/net/softnet_stat") as stat:
+        counters["softnet.dropped"] = sum(int(line.split()[1], 16) for line in stat)
+    return counters
+
+
+def counter_changes(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+def capture_summary(pcap: Path, limit: int = 60) -> list[str]:
+    """A capture's frames as tcpdump prints them (interface, direction, MACs): the first
+    ``limit`` lines, then per interface/direction/addresses/flags how many."""
+    text = subprocess.run(
+        ["tcpdump", "-r", str(pcap), "-n", "-e", "-tttt"], capture_output=True, text=True
+    ).stdout
+    lines = text.splitlines()
+    counted: dict[str, int] = {}
+    for line in lines:
+        fields = line.split()
+        flags = ""
+        if "Flags" in fields:
+            flags = fields[fields.index("Flags") + 1]
+        macs = [f for f in fields if f.count(":") == 5 and len(f.rstrip(",")) == 17]
+        ips = [f.rstrip(":,") for f in fields if f.count(".") >= 3 and f[0].isdigit()]
+        key = " ".join(
+            fields[3:6]
+            + macs[:1]
+            + [">".join(".".join(ip.split(".")[:4]) for ip in ips[:2]), flags]
+        )
+        if "ARP" in line:
+            key = " ".join(fields[3:6] + macs[:1] + ["ARP"] + fields[-6:])
+        counted[key] = counted.get(key, 0) + 1
+    return lines[:limit] + [f"{n:6d}  {key}" for key, n in sorted(counted.items())]
+
+
 def listed(pid: int) -> int:
     """Established connections to VIP:ECHO_PORT in the IPVS table of process ``pid``'s
     namespace (its /proc/PID/net/ip_vs_conn)."""
@@ -312,6 +374,11 @@ class Result:
     # check ("absent": none), counted.
     lost_in_a: dict[str, int] = field(default_factory=dict)
     lost_in_b: dict[str, int] = field(default_factory=dict)
+    # Diagnostics: TCP/IP counters changed during the check per namespace, and a capture
+    # (RST frames and ARP, on every port of the LAN switches) from A's return to the end.
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    capture: list[str] = field(default_factory=list)
+    macs: dict[str, str] = field(default_factory=dict)
 
 
 def _config(tmp_path: Path, name: str, priority: int, resync_timeout_s: int) -> Path:
@@ -361,6 +428,9 @@ def failback(
                 listed_by_b = listed(b.process.pid)
                 say(f"opened in {opened_s:.1f} s; B lists {listed_by_b}; A returns")
 
+                capture = Capture(
+                    ns["sw"], "any", tmp_path / "rst.pcap", "tcp[tcpflags] & tcp-rst != 0 or arp"
+                )
                 for dev in DEVICES:
                     lab.ip(ns["dira"], "link", "set", dev, "up")
                 mark_b = b.mark()
@@ -408,11 +478,27 @@ def failback(
                         listed_by_a = listed(a2.process.pid)
 
                         say(f"A master again (resync {arrived['entries']} entries); checking")
+                        roles = ("cl", "dira", "dirb", "rs1", "rs2")
+                        before = {role: tcp_counters(ns[role]) for role in roles}
                         started = time.monotonic()
                         answers, outcome = exchange(
                             clients.socks, b"f", time.monotonic() + 60 + count / 20
                         )
                         check_s = time.monotonic() - started
+                        counters = {
+                            role: counter_changes(before[role], tcp_counters(ns[role]))
+                            for role in roles
+                        }
+                        capture.stop()
+                        captured = capture_summary(tmp_path / "rst.pcap")
+                        macs = {
+                            f"{role} {dev}": lab.ip(ns[role], "-br", "link", "show", dev).split()[2]
+                            for role, devs in (("cl", ("eth0",)), ("dira", ("front", "back")),
+                                               ("dirb", ("front", "back")), ("rs1", ("eth0",)),
+                                               ("rs2", ("eth0",)))
+                            for dev in devs
+                        }  # fmt: skip
+                        macs["switch ports"] = lab.ip(ns["sw"], "-o", "link").replace("\n", " | ")
                         lost_in_a = _states_of_lost(a2.process.pid, clients, answers)
                         lost_in_b = _states_of_lost(b.process.pid, clients, answers)
                     except AssertionError as exc:  # what B did meanwhile, to tell why
@@ -440,4 +526,7 @@ def failback(
         per_server={name: clients.tags.count(tag) for name, tag in TAGS.items()},
         lost_in_a=lost_in_a,
         lost_in_b=lost_in_b,
+        counters=counters,
+        capture=captured,
+        macs=macs,
     )
