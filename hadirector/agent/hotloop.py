@@ -256,10 +256,12 @@ class HotLoop:
                 if self._stopping:
                     return
                 self._sleeping_until = -math.inf  # awake: call_at need not kick
-                if not events and heap and heap[0][1] <= current_time():
+                if heap and heap[0][1] <= current_time():
                     # A deadline is due: first read what arrived before it (the thread may
-                    # have waited for its turn, or for a CPU, since epoll_wait returned). A
-                    # backup whose master's advert is in the socket must not time out.
+                    # have waited for its turn, or for a CPU, since epoll_wait returned, and
+                    # a wake-up for a kick alone says nothing of the sockets). A backup whose
+                    # master's advert is in the socket must not time out. Level-triggered:
+                    # what was ready still is, so this polls a superset of ``events``.
                     events = epoll.poll(0)
                 for fd, _mask in events:
                     if fd == kick_fd:

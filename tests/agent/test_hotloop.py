@@ -5,6 +5,7 @@ These wait for events, never for a time: a slow machine makes them slower, not f
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -161,3 +162,47 @@ def test_a_callback_that_raises_ends_run_with_its_exception() -> None:
     with pytest.raises(BaseExceptionGroup) as raised:
         trio.run(main)
     assert raised.value.subgroup(Boom) is not None
+
+
+def test_a_due_deadline_reads_what_arrived_while_the_thread_waited_for_its_turn() -> None:
+    """The thread wakes for a kick alone, then waits for the baton while trio runs; an advert
+    arrives and the deadline passes meanwhile. The advert is read before the deadline is
+    served (a backup whose master's advert sits in its socket must not take over)."""
+
+    async def main() -> None:
+        loop = HotLoop()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        order: list[str] = []
+        done = trio.Event()
+
+        def ready() -> None:
+            with contextlib.suppress(BlockingIOError):
+                a.recv(100)
+                order.append("read")
+
+        def due(now: float) -> None:
+            order.append("deadline")
+            loop.call_in_trio(done.set)
+
+        loop.add_reader(a.fileno(), ready)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(loop.run)
+            await trio.sleep(0.01)  # the thread waits with no deadline
+            # From here trio keeps the baton (no checkpoint): the request kicks the thread
+            # awake, and it waits for its turn while the advert arrives and the deadline
+            # passes.
+            at = loop.now() + 0.03
+            loop.call_at(at, due)
+            time.sleep(0.02)
+            b.send(b"advert")
+            while loop.now() < at + 0.02:
+                time.sleep(0.01)
+            await done.wait()
+            loop.remove_reader(a.fileno())
+            nursery.cancel_scope.cancel()
+        a.close()
+        b.close()
+        assert order == ["read", "deadline"]
+
+    trio.run(main)
