@@ -115,6 +115,12 @@ class RateLimitedLog:
         self._log.warning(event, suppressed=suppressed, **fields)
 
 
+def _arrived_by(event: tuple[Any, ...], deadline: float) -> bool:
+    """Whether a queued ``("advert", advert, source, arrived)`` reached the host by
+    ``deadline`` (one without its arrival time: no)."""
+    return len(event) > 3 and event[3] is not None and event[3] <= deadline
+
+
 class Instance:
     """One VRRP instance at run time: socket, machine, VIPs, announcements."""
 
@@ -297,13 +303,18 @@ class Instance:
         """The next event for the driver, None when a timer (``_wake_at``) is due first.
 
         Control events come first, then a due timer, then adverts: a flood of adverts
-        delays neither a stop, a link change or a reload, nor the machine's timers."""
+        delays neither a stop, a link change or a reload, nor the machine's timers. An
+        advert that reached the host before the due timer's deadline is served before it
+        (the machine counts it from its arrival): a backup whose driver was busy past its
+        Master_Down deadline while its master's adverts queued must not time out."""
         waited = False
         while True:
             if self._control:
                 event = self._control.popleft()
-            elif trio.current_time() >= self._wake_at():
-                return None
+            elif trio.current_time() >= (deadline := self._wake_at()):
+                if not (self._adverts and _arrived_by(self._adverts[0], deadline)):
+                    return None
+                event = self._adverts.popleft()
             elif self._adverts:
                 event = self._adverts.popleft()
             else:

@@ -411,3 +411,33 @@ def test_sync_group_members_taking_over_together_announce_before_either_reports(
         assert len([e for e in garps if e.seq < first_report]) >= 2
 
     run_lab(scenario)
+
+
+def test_a_busy_backup_serves_the_adverts_that_came_before_its_deadline() -> None:
+    """The backup's driver is busy for longer than Master_Down_Interval while the master's
+    adverts queue for it: when it is free, its Master_Down timer is due, but adverts that
+    reached the host before that deadline are served first, and it stays backup (RFC 5798
+    §6.4.2: an advert from the master resets Master_Down_Timer)."""
+    stall = object()
+
+    async def scenario(lab: Lab) -> None:
+        pair(lab)
+        ra, rb = await elect(lab)
+        inst = rb.agent.instances["VI_1"]
+        perform = inst._perform
+
+        async def slow_perform(actions: list[object]) -> None:
+            if stall in actions:
+                await trio.sleep(5 * master_down_interval_s(100, INTERVAL_CS, 3))
+                return
+            await perform(actions)
+
+        inst._perform = slow_perform  # type: ignore[method-assign]
+        queued = inst.counters["adverts_dropped"]
+        inst.post("perform", [stall])
+        await trio.sleep(10 * master_down_interval_s(100, INTERVAL_CS, 3))
+        assert inst.counters["adverts_dropped"] == queued
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        assert [e for e in lab.find("transition", host="b") if e.detail["new"] == "MASTER"] == []
+
+    run_lab(scenario)
