@@ -146,6 +146,20 @@ class _NetlinkFailure(Exception):
         super().__init__(f"{os.strerror(error)} {detail}".strip())
 
 
+@contextlib.contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """Name ``what`` was asked in what goes wrong: a kernel refusal becomes IpvsOpError,
+    any other KernelError (no answer, a failed socket) gets ``what`` in front."""
+    try:
+        yield
+    except _NetlinkFailure as failure:
+        raise IpvsOpError(what, failure.error, failure.detail) from None
+    except IpvsOpError:
+        raise
+    except KernelError as error:
+        raise KernelError(f"{what}: {error}") from error
+
+
 def _netns_path(netns: str) -> str:
     return netns if "/" in netns else f"/run/netns/{netns}"
 
@@ -228,6 +242,14 @@ class IpvsKernel:
         enough, ``modprobe ip_vs`` is tried once before giving up.
         """
         async with self._lock:
+            await self._open_locked()
+
+    async def _reopen_if_retired_locked(self) -> None:
+        """A new socket if the last one was retired (a request abandoned or unanswered);
+        KernelError if the adapter was never opened. Called with the lock held."""
+        if self._sock is None:
+            if not self._family_id:
+                raise KernelError("IPVS adapter is not open (call open() first)")
             await self._open_locked()
 
     async def _open_locked(self) -> None:
@@ -382,10 +404,7 @@ class IpvsKernel:
         abandoned.
         """
         async with self._lock:
-            if self._sock is None:
-                if not self._family_id:
-                    raise KernelError("IPVS adapter is not open (call open() first)")
-                await self._open_locked()
+            await self._reopen_if_retired_locked()
             flags = genl.NLM_F_REQUEST | (genl.NLM_F_DUMP if dump else genl.NLM_F_ACK)
             body = genl.genl_body(cmd, attrs)
             [(replies, error, detail)] = await self._exchange([(self._family_id, body)], flags)
@@ -398,14 +417,8 @@ class IpvsKernel:
     ) -> list[dict[int, bytes]]:
         """One IPVS command (``genl.IPVS_CMD_*`` and encoded attributes); the top-level
         attributes of each reply. A kernel refusal raises IpvsOpError naming ``what``."""
-        try:
+        with _naming(what):
             return await self._request(cmd, attrs, dump=dump)
-        except _NetlinkFailure as failure:
-            raise IpvsOpError(what, failure.error, failure.detail) from None
-        except IpvsOpError:
-            raise
-        except KernelError as error:  # no answer, a failed socket: say what was asked
-            raise KernelError(f"{what}: {error}") from error
 
     async def command_then_dump(
         self, what: str, cmd: int, attrs: bytes, dump_cmd: int
@@ -418,29 +431,22 @@ class IpvsKernel:
         EINTR, for which it sends nothing at all (netlink_rcv_skb), even when an ACK was
         asked. The dump after it always ends (NLMSG_DONE) and says what the command did.
         """
-        async with self._lock:
-            if self._sock is None:
-                if not self._family_id:
-                    raise KernelError("IPVS adapter is not open (call open() first)")
-                await self._open_locked()
-            payloads = [
-                (self._family_id, genl.genl_body(cmd, attrs)),
-                (self._family_id, genl.genl_body(dump_cmd, b"")),
-            ]
-            try:
+        with _naming(what):
+            async with self._lock:
+                await self._reopen_if_retired_locked()
+                payloads = [
+                    (self._family_id, genl.genl_body(cmd, attrs)),
+                    (self._family_id, genl.genl_body(dump_cmd, b"")),
+                ]
                 [(_, error, detail), (replies, _, _)] = await self._exchange(
                     payloads,
                     genl.NLM_F_REQUEST | genl.NLM_F_DUMP,
                     ack_last_only=True,
                     quiet_flags=genl.NLM_F_REQUEST,
                 )
-            except IpvsOpError:
-                raise
-            except KernelError as exc:
-                raise KernelError(f"{what}: {exc}") from exc
-        if error:
-            raise IpvsOpError(what, error, detail)
-        return replies
+            if error:
+                raise _NetlinkFailure(error, detail)
+            return replies
 
     # -- reads --
 
@@ -577,10 +583,7 @@ class IpvsKernel:
 
     async def _batch(self, encoded: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
         async with self._lock:
-            if self._sock is None:
-                if not self._family_id:
-                    raise KernelError("IPVS adapter is not open (call open() first)")
-                await self._open_locked()
+            await self._reopen_if_retired_locked()
             payloads = [(self._family_id, genl.genl_body(cmd, attrs)) for cmd, attrs in encoded]
             flags = genl.NLM_F_REQUEST | genl.NLM_F_ACK
             results = await self._exchange(payloads, flags, ack_last_only=True)
