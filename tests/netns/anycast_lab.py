@@ -38,6 +38,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from .lab import REPO_ROOT, Lab, Netns, wait_for
 
 VIP = "198.51.100.53"
@@ -392,6 +394,20 @@ class AnycastLab:
         proc.stdout.readline()  # "started"
         return proc, stop
 
+    def probe_every_flow(self) -> dict[str, object]:
+        """32 client flows (source ports 40000-40031), routed and then probed three times
+        each: asserted to reach every director between them and to lose no probe; the
+        prober's result."""
+        spread = {self.flow_director(port) for port in range(40000, 40032)}
+        assert spread == set(DIRECTORS), spread  # hashed on ports, reach every director
+        proc, _ = self.start_prober(nports=32, limit=96)
+        out, _ = proc.communicate(timeout=60)
+        result: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
+        assert (result["sent"], result["lost"]) == (96, 0), result
+        by = result["by"]
+        assert isinstance(by, dict) and set(by) == set(DIRECTORS), result
+        return result
+
     @staticmethod
     def wait_prober_hits(proc: subprocess.Popen[bytes], names: set[str]) -> None:
         """Read the prober's output until each of ``names`` has answered a probe."""
@@ -459,6 +475,16 @@ def started(family: int, up_s: float) -> Iterator[AnycastLab]:
             raise
         finally:
             ac.close()
+
+
+def module_lab(family: int, up_s: float) -> Iterator[AnycastLab]:
+    """For a module-scoped fixture (``yield from``): the test skipped, saying why, where
+    the lab cannot run; else ``started(family, up_s)`` for the module."""
+    reason = anycast_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with started(family, up_s) as ac:
+        yield ac
 
 
 def _tail(path: Path, chars: int = 2000) -> str:

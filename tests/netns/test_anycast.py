@@ -15,7 +15,6 @@ waiting for all three directors in the route and leaves them so.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -29,8 +28,7 @@ from .anycast_lab import (
     CHECK_INTERVAL_S,
     DIRECTORS,
     AnycastLab,
-    anycast_unavailable,
-    started,
+    module_lab,
 )
 from .lab import wait_for
 
@@ -41,11 +39,7 @@ DOWN_S = 30.0  # liveness bound for a withdrawal to reach the router
 
 @pytest.fixture(scope="module")
 def anycast() -> Iterator[AnycastLab]:
-    reason = anycast_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    with started(4, UP_S) as ac:
-        yield ac
+    yield from module_lab(4, UP_S)
 
 
 @pytest.fixture
@@ -55,14 +49,7 @@ def ac(anycast: AnycastLab) -> Iterator[AnycastLab]:
 
 
 def test_flows_spread_and_status_says_why(ac: AnycastLab) -> None:
-    spread = {ac.flow_director(port) for port in range(40000, 40032)}
-    assert spread == set(ALL), spread  # 32 flows, hashed on ports, reach every director
-    proc, _ = ac.start_prober(nports=32, limit=96)  # each flow three times
-    out, _ = proc.communicate(timeout=60)
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    assert (result["sent"], result["lost"]) == (96, 0), result
-    by = result["by"]
-    assert isinstance(by, dict) and set(by) == set(ALL), result
+    ac.probe_every_flow()
     ((on, reason),) = ac.announced("d1")
     assert on and reason == "udp 198.51.100.53:7: 1 of 1 real servers up, needs 1"
     assert "198.51.100.53 dev hdvip0" in ac.directors["d1"].routes()

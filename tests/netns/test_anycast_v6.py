@@ -12,14 +12,13 @@ it); SIGTERM withdraws first and drains with no probe lost.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from .anycast_lab import DIRECTORS, VIP6, AnycastLab, anycast_unavailable, started
+from .anycast_lab import DIRECTORS, VIP6, AnycastLab, module_lab
 
 ALL = frozenset(DIRECTORS)
 UP_S = 60.0  # liveness bound for a BGP session to (re)establish and announce
@@ -30,11 +29,7 @@ REASON_DOWN = f"udp [{VIP6}]:7: 0 of 1 real servers up, needs 1"
 
 @pytest.fixture(scope="module")
 def anycast6() -> Iterator[AnycastLab]:
-    reason = anycast_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    with started(6, UP_S) as ac:
-        yield ac
+    yield from module_lab(6, UP_S)
 
 
 @pytest.fixture
@@ -51,13 +46,7 @@ def test_ipv6_address_is_announced_by_every_director_and_flows_spread(ac: Anycas
         d = ac.directors[name]
         assert f"{VIP6} dev hdvip0" in d.routes(), d.routes()
         assert ac.announced(name) == [(True, REASON_UP)]
-    spread = {ac.flow_director(port) for port in range(40000, 40032)}
-    assert spread == set(ALL), spread  # 32 flows, hashed on ports, reach every director
-    proc, _ = ac.start_prober(nports=32, limit=96)  # each flow three times
-    out, _ = proc.communicate(timeout=60)
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    assert (result["sent"], result["lost"]) == (96, 0), result
-    assert isinstance(result["by"], dict) and set(result["by"]) == set(ALL), result
+    ac.probe_every_flow()
 
 
 def test_ipv6_pool_down_withdraws_and_recovery_announces(ac: AnycastLab) -> None:
