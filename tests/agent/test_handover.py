@@ -30,14 +30,21 @@ async def elect(lab: Lab, a_extra: str = "", b_extra: str = "") -> tuple[Running
     return ra, rb
 
 
+async def stop(running: Running) -> float:
+    """Stop an agent (SIGTERM's path) and wait for its run to return (within 5 s); when
+    the stop was asked."""
+    t_stop = trio.current_time()
+    running.stop()
+    with trio.fail_after(5):
+        await running.wait()
+    return t_stop
+
+
 def test_graceful_stop_is_make_before_break_and_run_returns() -> None:
     async def scenario(lab: Lab) -> None:
         wire, _a, _b = pair(lab)
         ra, rb = await elect(lab)
-        t_stop = trio.current_time()
-        ra.stop()
-        with trio.fail_after(5):
-            await ra.wait()
+        t_stop = await stop(ra)
         await trio.sleep(1)
         assert rb.state("VI_1") == "MASTER"
         assert ra.agent.instances["VI_1"].state.value == "STOPPED"
@@ -69,10 +76,7 @@ def test_taker_is_on_the_wire_before_it_reports() -> None:
     async def scenario(lab: Lab) -> None:
         wire, _a, _b = pair(lab)
         ra, rb = await elect(lab)
-        t_stop = trio.current_time()
-        ra.stop()
-        with trio.fail_after(5):
-            await ra.wait()
+        t_stop = await stop(ra)
         assert rb.state("VI_1") == "MASTER"
         add = lab.find("add", host="b")[0]
         garp = lab.find("garp", host="b")[0]
@@ -295,9 +299,7 @@ def test_graceful_stop_survives_a_lost_packet(lost: str) -> None:
             return hit
 
         wire.drop = drop
-        ra.stop()
-        with trio.fail_after(5):
-            await ra.wait()
+        await stop(ra)
         await trio.sleep(1)
         assert dropped
         assert rb.state("VI_1") == "MASTER"
@@ -364,10 +366,7 @@ def test_skew_time_counts_from_the_kernel_receive_stamp(
         wire, _a, _b = pair(lab, delay_s=delay_s)
         wire.stamps = stamped
         ra, rb = await elect(lab)
-        t_stop = trio.current_time()
-        ra.stop()
-        with trio.fail_after(5):
-            await ra.wait()
+        t_stop = await stop(ra)
         assert rb.state("VI_1") == "MASTER"
         zero = next(f for f, adv in wire.adverts_from("a") if adv.priority == 0)
         assert zero.time == t_stop
@@ -392,10 +391,7 @@ def test_sync_group_members_taking_over_together_announce_before_either_reports(
         rb = await lab.start(b, sync_config(100))
         await trio.sleep(2)
         assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["BACKUP", "BACKUP"]
-        t_stop = trio.current_time()
-        ra.stop()
-        with trio.fail_after(5):
-            await ra.wait()
+        t_stop = await stop(ra)
         assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
         adds = [e for e in lab.find("add", host="b") if e.time >= t_stop]
         garps = [e for e in lab.find("garp", host="b") if e.time >= t_stop]
