@@ -287,9 +287,7 @@ class Instance:
             self._wake_driver()  # the driver re-opens the socket
             return
         actions: list[Any] = self.machine.timer(now)
-        if (len(actions) == 1 and type(actions[0]) is SendAdvert) or all(
-            type(a) is SendAdvert for a in actions
-        ):
+        if all(type(a) is SendAdvert for a in actions):
             unsent: list[tuple[bytes, Any]] = []
             for advert in actions:
                 unsent.extend(self._send_advert_now(advert.priority, advert.interval_cs))
