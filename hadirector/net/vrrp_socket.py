@@ -587,6 +587,8 @@ class VrrpSocket:
         self.queue_full = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[Received](ENDPOINT_QUEUE)
         self._listener: Callable[[Received], None] | None = None
+        # The last source seen that is not ours (compared by identity: no ipaddress == ).
+        self._peer_seen: IPAddress | None = None
         self._last_send: tuple[IPAddress, IPAddress, _SendArgs] | None = None
         self.closed = False
 
@@ -601,9 +603,12 @@ class VrrpSocket:
         return self._port.unknown_vrid
 
     def _deliver(self, received: Received) -> None:
-        if received.src == self.local_address:
-            self.own_skipped += 1
-            return
+        src = received.src
+        if src is not self._peer_seen:  # (the socket reuses a peer's address object)
+            if src == self.local_address:
+                self.own_skipped += 1
+                return
+            self._peer_seen = src
         if not self.multicast and received.dst.is_multicast:
             return  # unicast mode: multicast adverts are for other endpoints or sockets
         if self._listener is not None:
