@@ -32,7 +32,7 @@ each in a lab of its own, and their CPU is read over the same window. On a virtu
 the CPU a process spends per wake-up changes with the host, from one moment to the next
 and for every process alike (seen on the build VM: a hadirector pair and a keepalived pair
 side by side, both moving 1.8 x at the same second, hadirector / keepalived staying
-4.2-4.3): measured one after the other, the ratio depended on which moment each window
+4.0-4.8): measured one after the other, the ratio depended on which moment each window
 fell on (2.4 x to 4.8 x for the same code), measured together it holds. ``--apart``
 measures one implementation after the other (each then has the machine alone). The table
 (markdown) gives each figure, the ratio hadirector / keepalived and the target of the VRRP
