@@ -295,11 +295,6 @@ def _elect(master: ProcessDirector, backup: ProcessDirector, advert_s: float) ->
     return notes
 
 
-def measure_load(impl: str, load: Load, window_s: float, settle_s: float) -> dict[str, Any]:
-    """CPU over ``window_s`` and PSS of both agents of a pair running ``load``."""
-    return measure_loads([impl], load, window_s, settle_s)[impl]
-
-
 def measure_loads(
     impls: Sequence[str], load: Load, window_s: float, settle_s: float
 ) -> dict[str, dict[str, Any]]:
