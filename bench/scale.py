@@ -23,13 +23,22 @@ install`` does; an environment with PYTHONDONTWRITEBYTECODE set would otherwise 
 every module from source at each start, ~0.1 s), and started through the console script of
 the interpreter running the bench, not through whatever ``hadirector`` is first on PATH (a
 version manager's shim, such as pyenv's shell script, costs ~0.2 s before Python starts).
+The agents import the package of the checkout holding the bench (or ``--tree DIR``'s),
+first on their PYTHONPATH: a console script installed from another checkout (an editable
+install) would otherwise run that checkout's code.
 
-Both implementations run in the same invocation, load after load (hadirector, then
-keepalived), so they share the machine's conditions. The table (markdown) gives each
-figure, the ratio hadirector / keepalived and the target of the VRRP engine's rewrite next
-to it. ``--soak SECONDS`` instead runs 255 instances at 1 s with a CPU hog pinned (taskset)
-on the core the backup agent is pinned to, and counts spurious transitions: any state
-change of either agent after the initial election.
+Both implementations run at the same time, load after load: one pair per implementation,
+each in a lab of its own, and their CPU is read over the same window. On a virtual machine
+the CPU a process spends per wake-up changes with the host, from one moment to the next
+and for every process alike (seen on the build VM: a hadirector pair and a keepalived pair
+side by side, both moving 1.8 x at the same second, hadirector / keepalived staying
+4.0-4.8): measured one after the other, the ratio depended on which moment each window
+fell on (2.4 x to 4.8 x for the same code), measured together it holds. ``--apart``
+measures one implementation after the other (each then has the machine alone). The table
+(markdown) gives each figure, the ratio hadirector / keepalived and the target of the VRRP
+engine's rewrite next to it. ``--soak SECONDS`` instead runs 255 instances at 1 s with a
+CPU hog pinned (taskset) on the core the backup agent is pinned to, and counts spurious
+transitions: any state change of either agent after the initial election.
 
 Usage (root)::
 
@@ -37,6 +46,7 @@ Usage (root)::
     python3 bench/scale.py --quick             # 5 s windows, 1 and 100 instances
     python3 bench/scale.py --soak 600          # 10 minutes beside a CPU hog
     python3 bench/scale.py --json runs.json    # also every measurement as JSON
+    python3 bench/scale.py --tree ../other     # the agents run another checkout's code
 
 It prints figures; it asserts nothing about them. Each lab is closed whatever happens
 (processes killed, namespaces deleted).
@@ -46,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -127,23 +138,44 @@ def deployed_command() -> list[str]:
     return [sys.executable, "-m", "hadirector"]
 
 
-def byte_compile() -> Path:
+def byte_compile(tree: Path | None = None) -> Path:
     """Byte-compile the hadirector package the agents will import (as ``pip install``
-    does); return its directory."""
-    spec = importlib.util.find_spec("hadirector")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("hadirector is not importable")
-    package = Path(spec.origin).parent
+    does): the one in ``tree``, else the one this bench imports; return its directory."""
+    if tree is not None:
+        package = tree / "hadirector"
+    else:
+        spec = importlib.util.find_spec("hadirector")
+        if spec is None or spec.origin is None:
+            raise RuntimeError("hadirector is not importable")
+        package = Path(spec.origin).parent
+    if not (package / "__init__.py").is_file():
+        raise RuntimeError(f"no hadirector package in {package.parent}")
     if not compileall.compile_dir(package, quiet=1):
         raise RuntimeError(f"byte-compiling {package} failed")
     return package
 
 
+# The directory holding the hadirector package the agents import (first on their
+# PYTHONPATH): the one this bench imports (its own checkout, unless --tree says another).
+# Without it a console script installed from another checkout (an editable install) would
+# run that checkout's code.
+AGENT_TREE: Path | None = None
+
+
 class DeployedHadirector(HadirectorDirector):
-    """``hadirector run`` started through ``deployed_command()``."""
+    """``hadirector run`` started through ``deployed_command()``, importing the package
+    in ``AGENT_TREE``."""
 
     def argv(self) -> list[str]:
         return [*deployed_command(), "run", "--config", str(self.conf_path), "--log-format", "json"]
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        kwargs = super().popen_kwargs()
+        if AGENT_TREE is not None:
+            env = kwargs["env"]
+            rest = env.get("PYTHONPATH", "")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(AGENT_TREE), rest) if p)
+        return kwargs
 
 
 def make_director(
@@ -263,43 +295,74 @@ def _elect(master: ProcessDirector, backup: ProcessDirector, advert_s: float) ->
     return notes
 
 
-def measure_load(impl: str, load: Load, window_s: float, settle_s: float) -> dict[str, Any]:
-    """CPU over ``window_s`` and PSS of both agents of a pair running ``load``."""
-    row: dict[str, Any] = {"impl": impl, "instances": load.instances, "advert_s": load.advert_s}
-    with Lab(watch=False) as lab:
-        master = make_director(impl, lab, "dir-a", HIGH, load.instances, load.advert_s)
-        backup = make_director(impl, lab, "dir-b", LOW, load.instances, load.advert_s)
-        try:
-            row["notes"] = _elect(master, backup, load.advert_s)
-            time.sleep(settle_s)
-            pids = {"master": _pid(master), "backup": _pid(backup)}
-            before = {role: cpu_ns(pid) for role, pid in pids.items()}
-            t0 = time.monotonic()
-            time.sleep(window_s)
-            after = {role: cpu_ns(pid) for role, pid in pids.items()}
-            elapsed = time.monotonic() - t0
-            for role, pid in pids.items():
-                row[f"{role}_cpu_pct"] = cpu_delta_ns(before[role], after[role]) / elapsed / 1e7
-                row[f"{role}_pss_mib"] = pss_bytes(pid) / MIB
-                row[f"{role}_processes"] = len(process_tree(pid))
-            row["window_s"] = round(elapsed, 3)
-            row["cpu_pct"] = row["master_cpu_pct"] + row["backup_cpu_pct"]
-            row["pss_mib"] = max(row["master_pss_mib"], row["backup_pss_mib"])
-            moved = [
-                [d.node, t.instance, t.new]
-                for d in (master, backup)
-                for t in d.transitions()
-                if t0 <= t.t <= t0 + elapsed
-            ]
-            if moved:
-                row["notes"].append(f"{len(moved)} transitions during the window: {moved[:4]}")
-        except Exception as exc:  # a failed measurement is reported, not fatal to the table
-            row["error"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            for director in (master, backup):
-                if director.running():
-                    director.stop()
-    return row
+def measure_loads(
+    impls: Sequence[str], load: Load, window_s: float, settle_s: float
+) -> dict[str, dict[str, Any]]:
+    """CPU over one ``window_s`` and PSS of both agents of one pair per implementation,
+    every pair running ``load`` at the same time, each in a lab of its own: the machine's
+    changes of speed (module docstring) fall on every implementation alike."""
+    rows: dict[str, dict[str, Any]] = {
+        impl: {"impl": impl, "instances": load.instances, "advert_s": load.advert_s}
+        for impl in impls
+    }
+    pairs: dict[str, tuple[ProcessDirector, ProcessDirector]] = {}
+    with contextlib.ExitStack() as stack:
+        for impl in impls:
+            row = rows[impl]
+            try:
+                lab = stack.enter_context(Lab(watch=False))
+                master = make_director(impl, lab, "dir-a", HIGH, load.instances, load.advert_s)
+                backup = make_director(impl, lab, "dir-b", LOW, load.instances, load.advert_s)
+                stack.callback(_stop, master, backup)
+                pairs[impl] = (master, backup)
+                row["notes"] = _elect(master, backup, load.advert_s)
+            except Exception as exc:  # a failed measurement is reported, not fatal
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                pairs.pop(impl, None)
+        time.sleep(settle_s)
+        pids: dict[str, dict[str, int]] = {}
+        for impl, (master, backup) in pairs.items():
+            try:
+                pids[impl] = {"master": _pid(master), "backup": _pid(backup)}
+            except Exception as exc:
+                rows[impl]["error"] = f"{type(exc).__name__}: {exc}"
+
+        def reading() -> dict[str, dict[str, dict[tuple[int, int], int]]]:
+            return {impl: {role: cpu_ns(p) for role, p in ps.items()} for impl, ps in pids.items()}
+
+        before = reading()
+        t0 = time.monotonic()
+        time.sleep(window_s)
+        after = reading()
+        elapsed = time.monotonic() - t0
+        for impl, ps in pids.items():
+            row = rows[impl]
+            try:
+                for role, pid in ps.items():
+                    delta = cpu_delta_ns(before[impl][role], after[impl][role])
+                    row[f"{role}_cpu_pct"] = delta / elapsed / 1e7
+                    row[f"{role}_pss_mib"] = pss_bytes(pid) / MIB
+                    row[f"{role}_processes"] = len(process_tree(pid))
+                row["window_s"] = round(elapsed, 3)
+                row["cpu_pct"] = row["master_cpu_pct"] + row["backup_cpu_pct"]
+                row["pss_mib"] = max(row["master_pss_mib"], row["backup_pss_mib"])
+                moved = [
+                    [d.node, t.instance, t.new]
+                    for d in pairs[impl]
+                    for t in d.transitions()
+                    if t0 <= t.t <= t0 + elapsed
+                ]
+                if moved:
+                    row["notes"].append(f"{len(moved)} transitions during the window: {moved[:4]}")
+            except Exception as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"
+    return rows
+
+
+def _stop(*directors: ProcessDirector) -> None:
+    for director in directors:
+        if director.running():
+            director.stop()
 
 
 def measure_start(impl: str) -> dict[str, Any]:
@@ -602,6 +665,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--core", type=int, help="CPU the backup and the hog are pinned to (default: the last one)"
     )
+    parser.add_argument(
+        "--tree",
+        metavar="DIR",
+        help="run the agents from the hadirector package in DIR (a checkout; default: "
+        "the one holding this bench)",
+    )
+    parser.add_argument(
+        "--apart",
+        action="store_true",
+        help="CPU and PSS: one implementation after the other, not both in the same window",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -624,8 +698,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"multicast, priorities {HIGH}/{LOW}; {_load_line('before')}"
     )
     if "hadirector" in impls:
-        package = byte_compile()
-        print(f"hadirector: {' '.join(deployed_command())}, {package} byte-compiled")
+        global AGENT_TREE
+        package = byte_compile(None if args.tree is None else Path(args.tree).resolve())
+        AGENT_TREE = package.parent
+        print(
+            f"hadirector: {' '.join(deployed_command())} importing {package} "
+            "(first on its PYTHONPATH), byte-compiled"
+        )
     sys.stdout.flush()
     started = time.monotonic()
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
@@ -648,12 +727,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         rows: dict[tuple[str, Load], dict[str, Any]] = {}
         for load in loads:
+            ordered = [impl for impl in IMPL_NAMES if impl in impls]
+            groups = [[impl] for impl in ordered] if args.apart else [ordered]
+            measured: dict[str, dict[str, Any]] = {}
+            for group in groups:
+                if group:
+                    progress(f"{' + '.join(group)}: {load.label}")
+                    measured |= measure_loads(group, load, window_s, settle_s)
             for impl in IMPL_NAMES:
-                if impl in impls:
-                    progress(f"{impl}: {load.label}")
-                    rows[(impl, load)] = measure_load(impl, load, window_s, settle_s)
-                else:
-                    rows[(impl, load)] = {"error": "not run"}  # shown as "-"
+                rows[(impl, load)] = measured.get(impl, {"error": "not run"})  # "-"
         starts: dict[str, list[dict[str, Any]]] = {impl: [] for impl in IMPL_NAMES}
         for _ in range(start_runs):
             for impl in impls:

@@ -12,8 +12,10 @@ master's advert, came that much later than the protocol says (agent/hotloop.py).
 the wait is ``epoll.poll(-1)`` on a set holding it, and it ends when the timer fires.
 
 Cost: one ``timerfd_settime`` per wait with a timeout (through ctypes, ~1 µs with Python's
-share), and one 8-byte read when the timer fired; no wait without a timeout arms it (the
-timer is disarmed). The timerfd's own event is never returned.
+share); no wait without a timeout arms it (the timer is disarmed). A timer that fired is not
+read: the next ``timerfd_settime``, arming or disarming it, clears its expiry count (the
+kernel's ``timerfd_setup``), so a master's wake-up costs no read. The timerfd's own event
+is never returned.
 
 Where ``timerfd_create`` is missing (not Linux, or no symbol in the C library), ``wait`` is
 ``epoll.poll`` itself, rounded up to the millisecond as before.
@@ -28,6 +30,7 @@ import ctypes
 import math
 import os
 import select
+import struct
 from collections.abc import Callable
 
 __all__ = ["DeadlineWait"]
@@ -35,12 +38,10 @@ __all__ = ["DeadlineWait"]
 _CLOCK_MONOTONIC = 1
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = (("it_interval", _Timespec), ("it_value", _Timespec))
+# struct timespec; struct itimerspec is two of them: it_interval (left zero: one shot), then
+# it_value. Written with pack_into into a buffer made once: no ctypes object per wait.
+_TIMESPEC = struct.Struct("@ll")
+_ITIMERSPEC_BYTES = 2 * _TIMESPEC.size
 
 
 def _timerfd_functions() -> tuple[Callable[..., int], Callable[..., int]] | None:
@@ -72,36 +73,38 @@ class DeadlineWait:
         if fd < 0:
             return  # e.g. ENOSYS, EMFILE: the millisecond wait, as before
         self.fd = fd
-        self._spec = _Itimerspec()
+        self._spec = ctypes.create_string_buffer(_ITIMERSPEC_BYTES)
         self._spec_ref = ctypes.byref(self._spec)
-        self._disarm_ref = ctypes.byref(_Itimerspec())
+        self._disarm_ref = ctypes.byref(ctypes.create_string_buffer(_ITIMERSPEC_BYTES))
         epoll.register(fd, select.EPOLLIN)
         self.precise = True
 
     def wait(self, timeout_s: float) -> list[tuple[int, int]]:
         """Wait for an event or the end of ``timeout_s`` (negative: no end): the events,
         without the timer's; an empty list when the time ran out."""
-        if not self.precise or timeout_s == 0:
+        if not self.precise:
             return self._epoll.poll(timeout_s)
         fd = self.fd
+        if timeout_s == 0:
+            events = self._epoll.poll(0)
+            if self._armed:  # it may have fired, unread: not an event of the caller's
+                events = [event for event in events if event[0] != fd]
+            return events
         if timeout_s > 0:
             # Rounded up to the nanosecond: never before the deadline it was computed from.
-            value = self._spec.it_value
-            value.tv_sec, value.tv_nsec = divmod(math.ceil(timeout_s * 1e9), 1_000_000_000)
+            sec, nsec = divmod(math.ceil(timeout_s * 1e9), 1_000_000_000)
+            _TIMESPEC.pack_into(self._spec, _TIMESPEC.size, sec, nsec)  # it_value
             if self._settime(fd, 0, self._spec_ref, None) != 0:
                 error = ctypes.get_errno()
                 raise OSError(error, os.strerror(error))
-            self._armed = True
+            self._armed = True  # (armed, or fired and unread, until set again)
         elif self._armed:
-            self._settime(fd, 0, self._disarm_ref, None)
+            self._settime(fd, 0, self._disarm_ref, None)  # also clears a fired one
             self._armed = False
         events = self._epoll.poll(-1)
         for i, (event_fd, _mask) in enumerate(events):
             if event_fd == fd:
-                self._armed = False
-                with contextlib.suppress(BlockingIOError):
-                    os.read(fd, 8)
-                del events[i]
+                del events[i]  # fired: left unread (the next settime clears it)
                 break
         return events
 

@@ -275,9 +275,10 @@ class HotLoop:
                 now = current_time()
                 settle_top(heap)
                 # Due, or allowed early (the top of the heap only, as in agent/wakeups.py).
-                while heap and heap[0][1] <= now:
-                    pop(heap)[3](now)
-                settle_top(heap)
+                if heap and heap[0][1] <= now:
+                    while heap and heap[0][1] <= now:
+                        pop(heap)[3](now)
+                    settle_top(heap)  # (nothing popped, nothing ran: settled already)
                 if heap:
                     at = heap[0][0]
                     self._sleeping_until = at

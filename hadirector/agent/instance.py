@@ -955,11 +955,11 @@ class Instance:
         else); the actions it answers, if any, are queued for the driver, which performs
         them before anything else. Otherwise the advert is queued behind what the driver
         has to do, in order."""
-        advert = self._accept(received)
+        now = self._now()
+        advert = self._accept(received, now)
         if advert is None:
             return
         # Its timers count from when it reached the host (the kernel's time stamp).
-        now = self._now()
         stamp_ns = received.stamp_ns
         if stamp_ns is not None:
             age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
@@ -992,8 +992,9 @@ class Instance:
             self._policy_of = self.cfg
         return self._policy
 
-    def _accept(self, received: Any) -> codec.Advert | None:
-        """The receive checks (vrrp/receive.py) on one packet; None when it is dropped.
+    def _accept(self, received: Any, now: float) -> codec.Advert | None:
+        """The receive checks (vrrp/receive.py) on one packet read at ``now``; None when it
+        is dropped.
 
         Counts and logs what the checks answered, commits the HMAC sequence number."""
         src = received.src
@@ -1032,7 +1033,7 @@ class Instance:
                 self.peer_old_checksum = True
                 self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
         self.counters["adverts_accepted"] += 1
-        self.last_peer = (src, result.advert.priority, self._now())
+        self.last_peer = (src, result.advert.priority, now)
         return result.advert
 
 

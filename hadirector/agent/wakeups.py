@@ -60,7 +60,10 @@ def settle_top(heap: list[Entry]) -> None:
         if new_at == math.inf:
             heapq.heappop(heap)
         else:
-            heapq.heapreplace(heap, (new_at, min(early, new_at), seq, callback, current))
+            entry = (new_at, min(early, new_at), seq, callback, current)
+            heapq.heapreplace(heap, entry)
+            if heap[0] is entry:
+                return  # still the top, where its requester just said: no need to ask again
 
 
 class Wakeups:

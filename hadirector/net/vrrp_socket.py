@@ -65,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import ipaddress
 import math
@@ -126,6 +127,9 @@ IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # also its cmsg type
+# ioctl: the length of the datagram at the head of the receive queue, 0 when it is empty.
+SIOCINQ = 0x541B
+_NOTHING_QUEUED = bytes(4)
 
 _RECV_BUFFER_BYTES = 65535
 _RCVBUF_BYTES = 1 << 21
@@ -476,9 +480,15 @@ class _Port:
 
     def read_batch(self) -> OSError | None:
         """Read what the socket holds, ``READ_BATCH`` datagrams at most, and hand each to
-        the endpoints of its VRID; the error that stopped it, if any."""
+        the endpoints of its VRID; the error that stopped it, if any.
+
+        After each datagram the receive queue is asked whether another one waits
+        (``SIOCINQ``), rather than read until a read fails: a failed read costs an
+        exception (its message looked up and decoded), at every advert a backup hears."""
         read = self._read_ipv4 if self.family == 4 else self._read_ipv6
         by_vrid = self.by_vrid
+        receiver = self.receiver
+        queued = bytearray(4)
         for _ in range(READ_BATCH):
             try:
                 got = read()
@@ -490,6 +500,12 @@ class _Port:
                 vrid, received = got
                 for endpoint in by_vrid.get(vrid, ()):
                     endpoint._deliver(received)
+            try:
+                fcntl.ioctl(receiver, SIOCINQ, queued)
+            except (OSError, ValueError):  # closed meanwhile (an endpoint's listener)
+                return None
+            if queued == _NOTHING_QUEUED:
+                return None
         return None
 
     def _vrid(self, datagram: bytes) -> int | None:
@@ -571,6 +587,8 @@ class VrrpSocket:
         self.queue_full = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[Received](ENDPOINT_QUEUE)
         self._listener: Callable[[Received], None] | None = None
+        # The last source seen that is not ours (compared by identity: no ipaddress == ).
+        self._peer_seen: IPAddress | None = None
         self._last_send: tuple[IPAddress, IPAddress, _SendArgs] | None = None
         self.closed = False
 
@@ -585,9 +603,12 @@ class VrrpSocket:
         return self._port.unknown_vrid
 
     def _deliver(self, received: Received) -> None:
-        if received.src == self.local_address:
-            self.own_skipped += 1
-            return
+        src = received.src
+        if src is not self._peer_seen:  # (the socket reuses a peer's address object)
+            if src == self.local_address:
+                self.own_skipped += 1
+                return
+            self._peer_seen = src
         if not self.multicast and received.dst.is_multicast:
             return  # unicast mode: multicast adverts are for other endpoints or sockets
         if self._listener is not None:

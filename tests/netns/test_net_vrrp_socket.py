@@ -9,8 +9,10 @@ unless a test says otherwise.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -31,7 +33,7 @@ from hadirector.net.vrrp_socket import (
     VrrpSockets,
 )
 from hadirector.vrrp import codec
-from tests.netns.lab import Capture, Lab, Node, bare_lab
+from tests.netns.lab import Capture, Lab, Node, bare_lab, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -366,6 +368,49 @@ def test_keepalived_adverts_are_received(lab: Lab, family: int, tmp_path: Path) 
         _run(main)
     finally:
         sock.close()
+
+
+def _queued_bytes(node: Node, sock: socket.socket, family: int) -> int:
+    """What the kernel holds in ``sock``'s receive queue (/proc/net/raw's rx_queue)."""
+    table = node.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
+    inode = str(os.fstat(sock.fileno()).st_ino)
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if fields[9] == inode:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"socket {inode} not in {node.netns.name}'s raw table")
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_batch_reads_every_queued_datagram_then_stops(lab: Lab, family: int) -> None:
+    """One ``read_batch`` hands over every datagram the receive socket holds, in order, and
+    stops when it holds no more (it asks the queue, SIOCINQ, instead of reading until a
+    read fails): nothing is left behind for a later wake-up."""
+    a = lab.node("a", ipv4=[f"{A4}/24"], ipv6=[f"{A6}/64"])
+    b = lab.node("b", ipv4=[f"{B4}/24"], ipv6=[f"{B6}/64"])
+    sock_a = _open(a, family)
+    sock_b = _open(b, family)
+    try:
+        group = VRRP_MULTICAST_V4 if family == 4 else VRRP_MULTICAST_V6
+        got: list[Received] = []
+        sock_b.listen(got.append)  # no receive task runs: only read_batch below reads
+        receiver = sock_b._port.receiver
+        adverts = [_advert(sock_a, group, priority) for priority in (100, 101, 102)]
+        assert sock_a.send_nowait(adverts[0], group)
+        one = wait_for(
+            lambda: _queued_bytes(b, receiver, family) or None, 10, "the first datagram queued"
+        )
+        for advert in adverts[1:]:
+            assert sock_a.send_nowait(advert, group)
+        wait_for(
+            lambda: _queued_bytes(b, receiver, family) >= 3 * one, 10, "three datagrams queued"
+        )
+        assert sock_b._port.read_batch() is None
+        assert [g.payload for g in got] == adverts
+        assert _queued_bytes(b, receiver, family) == 0
+    finally:
+        sock_a.close()
+        sock_b.close()
 
 
 def _raw_sockets(node: Node, family: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import select
+import threading
 import time
 from collections.abc import Iterator
 
@@ -93,5 +94,30 @@ def test_a_rearmed_or_disarmed_timer_does_not_end_a_later_wait(
         time.sleep(0.002)
         os.write(w, b"y")
         assert wait.wait(-1) == [(r, select.EPOLLIN)]
+    finally:
+        wait.close()
+
+
+def test_a_fired_timer_left_unread_is_never_an_event(
+    pipe_set: tuple[select.epoll, int, int],
+) -> None:
+    """The timer that ended a wait is not read (the next settime clears it): a wait without
+    timeout after it waits for a real event, and a zero wait does not report it."""
+    epoll, r, w = pipe_set
+    wait = DeadlineWait(epoll)
+    try:
+        assert wait.wait(0.0001) == []  # the timer fired, and was left unread
+        assert wait.wait(0) == []
+        writer = threading.Timer(0.05, os.write, (w, b"x"))
+        writer.start()
+        try:
+            assert wait.wait(-1) == [(r, select.EPOLLIN)]  # not ended by the stale timer
+        finally:
+            writer.join()
+        os.read(r, 1)
+        assert wait.wait(0.0001) == []  # fired again, unread
+        deadline = time.monotonic() + 0.003
+        assert wait.wait(0.003) == []  # re-armed: ends at its own deadline, not at once
+        assert time.monotonic() >= deadline
     finally:
         wait.close()
