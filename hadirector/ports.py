@@ -166,7 +166,6 @@ class Adapters:
     @classmethod
     def real(cls) -> Adapters:
         from hadirector.agent.hotloop import HotLoop
-        from hadirector.ipvs.manager import IpvsManager
         from hadirector.net.addresses import AddressManager
         from hadirector.net.announce import SharedAnnouncers
         from hadirector.net.links import LinkWatcher
@@ -178,6 +177,14 @@ class Adapters:
             open_announcer=SharedAnnouncers(),  # one announcer per interface
             addresses=AddressManager,
             links=LinkWatcher,
-            ipvs=IpvsManager,
+            ipvs=_ipvs_manager,
             wakeups=lambda: loop,
         )
+
+
+def _ipvs_manager(config: Any) -> IpvsPort:
+    """The real IPVS manager, its module imported when an agent first needs one (the agent
+    builds it only for a configuration with an LVS side: agent/supervisor.py)."""
+    from hadirector.ipvs.manager import IpvsManager
+
+    return IpvsManager(config)

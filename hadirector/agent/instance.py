@@ -935,7 +935,7 @@ class Instance:
                 self.cfg.notify, "INSTANCE", self.cfg.name, tr.new.value, priority, timeout_s
             )
         )
-        self.agent.sync.on_instance(self.cfg.name, tr.new.value)
+        self.agent.on_instance_state(self.cfg.name, tr.new.value)
         self.agent.on_instance_alert(self, tr, priority)
         self.agent.on_member_transition(self, tr)
         self.agent.update_status()

@@ -21,6 +21,7 @@ This module does no protocol reasoning of its own: decisions live in the pure co
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
@@ -28,26 +29,21 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from hadirector import __version__, logs, sdnotify, security
 from hadirector.agent.instance import Instance
-from hadirector.agent.pools import PoolKeeper
 from hadirector.agent.repeats import Repeats
 from hadirector.agent.tracking import Tracking
 from hadirector.agent.wakeups import Wakeups
-from hadirector.alerts import notify, wiring
-from hadirector.alerts.dispatch import Alerts
-from hadirector.anycast.announcer import Announcer
-from hadirector.checks.runner import HealthChecker
+from hadirector.alerts import notify
 from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import ConfigError, Problem
-from hadirector.ipvs import pool
-from hadirector.ports import Adapters, WakeupsPort
+from hadirector.ports import Adapters, IpvsPort, WakeupsPort
 from hadirector.preflight import preflight, read_hmac_keys
 from hadirector.status import (
     AgentStatus,
@@ -56,12 +52,41 @@ from hadirector.status import (
     NotifyStatus,
     SyncGroupStatus,
 )
-from hadirector.sync.daemon import SyncDaemons
 from hadirector.vrrp import auth
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import State, Transition
 
+if TYPE_CHECKING:
+    # The optional parts: imported when built (see "Optional parts" below).
+    from hadirector.agent.pools import PoolKeeper
+    from hadirector.alerts.dispatch import Alerts
+    from hadirector.anycast.announcer import Announcer
+    from hadirector.checks.runner import HealthChecker
+    from hadirector.sync.daemon import SyncDaemons
+
 STOP_TIMEOUT_S = 15.0
+
+
+def wants_lvs(config: Config) -> bool:
+    """Whether ``config`` needs the IPVS manager, pool keeper, health checker and anycast
+    announcer: virtual servers, a whole IPVS table to own, or an instance tracking quorum
+    (the pool keeper tells it that there is none)."""
+    return (
+        bool(config.virtual_servers)
+        or config.ipvs.own_whole_table
+        or any(i.track_quorum is not None for i in config.vrrp_instances)
+    )
+
+
+def wants_alerts(config: Config) -> bool:
+    """Whether ``config`` has an alert destination (without one, alerts cost nothing)."""
+    alerts = config.alerts
+    return any(d is not None for d in (alerts.email, alerts.webhook, alerts.alertmanager))
+
+
+def wants_sync(config: Config) -> bool:
+    """Whether ``config`` runs the kernel's connection-sync daemons (``[ipvs.sync]``)."""
+    return config.ipvs.sync is not None
 
 
 class Agent:
@@ -99,31 +124,136 @@ class Agent:
         )
         # The instances' spaced GARP repeats, made by one task (agent/repeats.py).
         self.repeats = Repeats()
-        self.ipvs = self.adapters.ipvs(config)
-        self.sync = SyncDaemons(config)
-        self.sync.hold_preempt = self._hold_preempt  # while a bulk resync is awaited
-        self.alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
-        # Quorum, sorry servers, drained servers and per-server hooks, between the checks
-        # and IPVS; its events feed the alerts.
-        self.pools = PoolKeeper(config, self.ipvs, self.notifier, self.tracking.set_quorum)
-        self.pools.subscribe(self._on_pool_event)
-        self.checks = HealthChecker(
-            config,
-            self._on_health,
-            on_change=self.pools.on_check_change,
-            on_weight=self.pools.on_check_weight,
-        )
-        # Anycast addresses follow the check verdicts (hadirector/anycast/).
-        self.anycast = Announcer(config, self.checks)
-        self.checks.on_verdict = self.anycast.poke
-        self.checks.on_probed = self.pools.on_probed  # quorum waits for first results
         self._nursery: trio.Nursery | None = None
+        # The optional parts (alerts, connection sync, and the LVS side: IPVS manager, pool
+        # keeper, health checker, anycast announcer) are built now when the configuration
+        # has them, else when first used: a reload that adds them, a status request.
+        self._alerts: Alerts | None = None
+        self._sync: SyncDaemons | None = None
+        self._lvs: _Lvs | None = None
+        self._launched = False  # the VRRP instances started: parts built now run at once
+        self._pools_started = False
+        # Instance and group changes before the alerts were built: their ``since`` times.
+        self._changes_before_alerts: dict[tuple[str, str], float] = {}
+        if wants_alerts(config):
+            self._build_alerts(config)
+        if wants_sync(config):
+            self._build_sync(config)
+        if wants_lvs(config):
+            self._build_lvs(config)
         self.stopping = False
         self._stop_requested = trio.Event()
         self._reload_lock = trio.Lock()  # the one lock: SIGHUP and the control socket
         # Why the last reload was refused (shown in STATUS= until a reload succeeds).
         self.reload_refused = ""
         self.started_monotonic = time.monotonic()
+
+    # -- optional parts -----------------------------------------------------------------
+    #
+    # Built only when the configuration has them (wants_*), or when first asked for (the
+    # properties below: a reload that adds them, a status or metrics request). A VRRP-only
+    # agent thus imports none of their modules before its first advert. A part built once
+    # the agent runs is started at once, as it would have been at start; one built before
+    # the instances started is started where the start order puts it (``run``).
+
+    def _build_alerts(self, config: Config) -> Alerts:
+        from hadirector.alerts.dispatch import Alerts
+
+        alerts = Alerts(config.alerts, config.global_.router_id or socket.gethostname())
+        for (kind, name), at in self._changes_before_alerts.items():
+            alerts.since(kind, name, at)
+        self._changes_before_alerts.clear()
+        self._alerts = alerts
+        if self._nursery is not None:
+            self._nursery.start_soon(alerts.run)
+        return alerts
+
+    def _build_sync(self, config: Config) -> SyncDaemons:
+        from hadirector.sync.daemon import SyncDaemons
+
+        sync = SyncDaemons(config)
+        sync.hold_preempt = self._hold_preempt  # while a bulk resync is awaited
+        # The states it would have heard had it been there from the start.
+        for name, inst in self.instances.items():
+            if inst.state is not State.INIT:
+                sync.on_instance(name, inst.state.value)
+        for name, group in self.groups.items():
+            if group.settled is not None:
+                sync.on_group(name, group.settled.value)
+        self._sync = sync
+        if self._launched:
+            assert self._nursery is not None
+            self._nursery.start_soon(sync.run)
+        return sync
+
+    def _build_lvs(self, config: Config) -> _Lvs:
+        from hadirector.agent.pools import PoolKeeper
+        from hadirector.anycast.announcer import Announcer
+        from hadirector.checks.runner import HealthChecker
+
+        ipvs = self.adapters.ipvs(config)
+        # Quorum, sorry servers, drained servers and per-server hooks, between the checks
+        # and IPVS; its events feed the alerts.
+        pools = PoolKeeper(config, ipvs, self.notifier, self.tracking.set_quorum)
+        pools.subscribe(self._on_pool_event)
+        checks = HealthChecker(
+            config,
+            self._on_health,
+            on_change=pools.on_check_change,
+            on_weight=pools.on_check_weight,
+        )
+        # Anycast addresses follow the check verdicts (hadirector/anycast/).
+        anycast = Announcer(config, checks)
+        checks.on_verdict = anycast.poke
+        checks.on_probed = pools.on_probed  # quorum waits for first results
+        lvs = _Lvs(ipvs, pools, checks, anycast)
+        self._lvs = lvs
+        if self._launched:
+            assert self._nursery is not None
+            self._start_pools()
+            for task in (ipvs.run, anycast.run, checks.run, pools.run):
+                self._nursery.start_soon(task)
+        return lvs
+
+    def _start_pools(self) -> None:
+        """The pool keeper's first evaluation: servers whose checks start them down (alpha)
+        are out from the first reconcile; a pool's quorum is decided once its servers'
+        checks have first results."""
+        if self._lvs is not None and not self._pools_started:
+            self._pools_started = True
+            self._lvs.pools.start(self._lvs.checks.down_at_start(), self._lvs.checks.unprobed())
+
+    def built_parts(self) -> tuple[str, ...]:
+        """Which optional parts exist so far: ``alerts``, ``sync``, ``lvs``."""
+        parts = {"alerts": self._alerts, "sync": self._sync, "lvs": self._lvs}
+        return tuple(name for name, part in parts.items() if part is not None)
+
+    @property
+    def alerts(self) -> Alerts:
+        return self._alerts if self._alerts is not None else self._build_alerts(self.config)
+
+    @property
+    def sync(self) -> SyncDaemons:
+        return self._sync if self._sync is not None else self._build_sync(self.config)
+
+    def _lvs_part(self) -> _Lvs:
+        return self._lvs if self._lvs is not None else self._build_lvs(self.config)
+
+    @property
+    def ipvs(self) -> IpvsPort:
+        return self._lvs_part().ipvs
+
+    @property
+    def pools(self) -> PoolKeeper:
+        return self._lvs_part().pools
+
+    @property
+    def checks(self) -> HealthChecker:
+        return self._lvs_part().checks
+
+    @property
+    def anycast(self) -> Announcer:
+        return self._lvs_part().anycast
 
     # -- tracking ---------------------------------------------------------------------
 
@@ -174,6 +304,8 @@ class Agent:
 
     def _on_health(self, down: set[Any]) -> None:
         """Failed real servers from the health checker go to the pools, then IPVS."""
+        from hadirector.alerts import wiring
+
         self.pools.set_down(down)
         self.alerts.set_conditions(wiring.SERVER_DOWN, wiring.server_conditions(self, down))
 
@@ -186,6 +318,8 @@ class Agent:
     def _on_pool_event(self, event: Any) -> None:
         """The pool keeper's events (ipvs/pool.py): a server in or out of rotation, a
         service's quorum."""
+        from hadirector.ipvs import pool
+
         if isinstance(event, pool.ServerChange):
             self.on_server_change(event.service, event.server, event.up, event.cause, event.reason)
         elif isinstance(event, pool.QuorumChange):
@@ -196,21 +330,39 @@ class Agent:
     ) -> None:
         """A real server left or rejoined rotation (``cause``: its check, or the operator):
         the alerts' event. The pool keeper's ``ServerChange`` carries the same fields."""
+        from hadirector.alerts import wiring
+
         self.alerts.event(wiring.server_event(self, str(service), str(server), up, cause, reason))
 
     def on_quorum_change(self, service: Any, up: bool, live_weight: int, quorum: int) -> None:
         """A service lost or regained quorum (the pool keeper's ``QuorumChange``): the
         alerts' event and Alertmanager's condition."""
+        from hadirector.alerts import wiring
+
         self.alerts.event(wiring.quorum_event(self, str(service), up, live_weight, quorum))
         self.alerts.set_conditions(wiring.QUORUM_LOST, wiring.quorum_conditions(self))
 
     def on_instance_alert(self, inst: Instance, tr: Transition, priority: int | None) -> None:
-        self.alerts.event(
+        if self._alerts is None:  # no destination: only when it changed is remembered
+            self._changes_before_alerts[("instance", inst.cfg.name)] = time.time()
+            return
+        from hadirector.alerts import wiring
+
+        self._alerts.event(
             wiring.instance_event(self, inst, tr.old.value, tr.new.value, tr.reason, priority)
         )
         self._alert_conditions()
 
+    def on_instance_state(self, name: str, state: str) -> None:
+        """An instance's new state, for the connection-sync daemons (if there are any)."""
+        if self._sync is not None:
+            self._sync.on_instance(name, state)
+
     def _alert_conditions(self) -> None:
+        if self._alerts is None:
+            return
+        from hadirector.alerts import wiring
+
         insts, groups = wiring.instance_conditions(self)
         self.alerts.set_conditions(wiring.INSTANCE_FAULT, insts)
         self.alerts.set_conditions(wiring.GROUP_FAULT, groups)
@@ -264,11 +416,17 @@ class Agent:
         settled = group.settle()
         if settled is not None:
             state = settled.value
-            self.alerts.event(
-                wiring.group_event(self, name, before.value if before else None, state)
-            )
-            self._alert_conditions()
-            self.sync.on_group(name, state)
+            if self._alerts is not None:
+                from hadirector.alerts import wiring
+
+                self._alerts.event(
+                    wiring.group_event(self, name, before.value if before else None, state)
+                )
+                self._alert_conditions()
+            else:
+                self._changes_before_alerts[("group", name)] = time.time()
+            if self._sync is not None:
+                self._sync.on_group(name, state)
             gcfg = next(g for g in self.config.sync_groups if g.name == name)
             self.log.info("vrrp.group_transition", group=name, new=state)
             self.notifier.submit(
@@ -389,7 +547,8 @@ class Agent:
             if handle_signals:
                 nursery.start_soon(self._signal_loop)
             nursery.start_soon(self.notifier.run)
-            await nursery.start(self.alerts.run)
+            if self._alerts is not None:  # built later, it starts itself
+                await nursery.start(self._alerts.run)
             nursery.start_soon(self._link_loop)
             nursery.start_soon(self._vip_watch_loop)
             await nursery.start(self.vrrp_sockets.run)
@@ -397,18 +556,23 @@ class Agent:
             nursery.start_soon(self.repeats.run)
             self.tracking.start(nursery, self.config)
             # Pools first: an instance tracking quorum starts knowing whether there is any.
-            # Servers whose checks start them down (alpha) are out from the first reconcile.
-            # A pool's quorum is decided once its servers' checks have first results.
-            self.pools.start(self.checks.down_at_start(), self.checks.unprobed())
+            self._start_pools()
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
-            nursery.start_soon(self.ipvs.run)
-            nursery.start_soon(self.sync.run)
-            await nursery.start(self.anycast.run)
-            nursery.start_soon(self.checks.run)
-            nursery.start_soon(self.pools.run)
+            # From here on a part built later starts at once (_build_*).
+            self._launched = True
+            lvs, sync = self._lvs, self._sync
+            if lvs is not None:
+                self._start_pools()  # if it was built while the instances started
+                nursery.start_soon(lvs.ipvs.run)
+            if sync is not None:
+                nursery.start_soon(sync.run)
+            if lvs is not None:
+                await nursery.start(lvs.anycast.run)
+                nursery.start_soon(lvs.checks.run)
+                nursery.start_soon(lvs.pools.run)
             if operations:
                 from hadirector.control.server import Operations
 
@@ -500,8 +664,9 @@ class Agent:
         # Anycast first: withdraw, and exit only withdraw_delay later (the addresses stay
         # on lo, so flows still routed here meanwhile are served).
         withdrawn_at = trio.current_time()
-        if self.anycast.wanted:
-            await self.anycast.withdraw_all()
+        anycast = self._lvs.anycast if self._lvs is not None else None
+        if anycast is not None and anycast.wanted:
+            await anycast.withdraw_all()
             self.log.info("anycast.draining", delay_s=self.config.anycast.withdraw_delay_s)
         instances = list(self.instances.values())
         for inst in instances:
@@ -516,11 +681,13 @@ class Agent:
                 for inst in instances:
                     if inst.holding:  # never leave a VIP up on a stopped director
                         await inst.release_now()
-        await self.sync.stop()
+        if self._sync is not None:
+            await self._sync.stop()
         async with trio.open_nursery() as drains:  # scripts and alerts at once, each bounded
             drains.start_soon(self.notifier.drain, self.config.global_.notify_timeout_s)
-            drains.start_soon(self.alerts.flush, self.config.alerts.flush_timeout_s)
-        if self.anycast.wanted:
+            if self._alerts is not None:
+                drains.start_soon(self._alerts.flush, self.config.alerts.flush_timeout_s)
+        if anycast is not None and anycast.wanted:
             await trio.sleep_until(withdrawn_at + self.config.anycast.withdraw_delay_s)
         self.log.info("agent.stopped")
 
@@ -587,6 +754,15 @@ class Agent:
                     kept="running keys",
                 )
         old = self.config
+        # A part the new configuration has and the running one has not is built now as it
+        # would have been at start (from the running configuration), and then takes the
+        # new one like the parts already there.
+        if self._alerts is None and wants_alerts(new):
+            self._build_alerts(old)
+        if self._sync is None and wants_sync(new):
+            self._build_sync(old)
+        if self._lvs is None and wants_lvs(new):
+            self._build_lvs(old)
         self.config = new
         self._script_identity()
         # The reload plan: which instances stop, restart or are updated in place.
@@ -616,14 +792,31 @@ class Agent:
             assert self._nursery is not None
             self.tracking.start(self._nursery, self.config)
         self._retrack()
-        self.ipvs.update(new)
-        self.pools.update(new, self.checks.unprobed(new))
-        self.sync.update(new)
-        self.checks.update(new)
-        self.alerts.update(new.alerts)
-        self._alert_conditions()
-        self.anycast.update(new)
+        lvs = self._lvs
+        if lvs is not None:
+            lvs.ipvs.update(new)
+            lvs.pools.update(new, lvs.checks.unprobed(new))
+        if self._sync is not None:
+            self._sync.update(new)
+        if lvs is not None:
+            lvs.checks.update(new)
+        if self._alerts is not None:
+            self._alerts.update(new.alerts)
+            self._alert_conditions()
+        if lvs is not None:
+            lvs.anycast.update(new)
         self.log.info("config.reloaded", instances=sorted(new_by_name))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lvs:
+    """The LVS side, built together: the IPVS manager, the pool keeper between the health
+    checker and IPVS, and the anycast announcer following the checks' verdicts."""
+
+    ipvs: IpvsPort
+    pools: PoolKeeper
+    checks: HealthChecker
+    anycast: Announcer
 
 
 def _wall_clock_ns() -> int:

@@ -5,9 +5,13 @@ is put back and announced."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
+from hadirector.errors import IpvsUnavailable
+from hadirector.ipvs import kernel as ipvs_kernel
 from tests.agent.fakes import Lab, Running, instance_toml, pair, run_lab
 
 VIP1 = "192.0.2.100/24"
@@ -42,12 +46,86 @@ def test_reload_adds_a_vip_and_announces_it_without_a_transition(tmp_path: Path)
         assert add and add[0].time == t_reload
         assert garp and garp[0].seq > add[0].seq and garp[0].time == t_reload
         assert not lab.find("remove", host="a")
-        # The adverts now list both addresses; IPVS got the new configuration.
+        # The adverts now list both addresses. A VRRP-only configuration has no IPVS
+        # manager, before or after (test_a_reload_that_adds_an_lvs_side_...).
         last = wire.adverts_from("a")[-1][1]
         assert [str(x) for x in last.addresses] == ["192.0.2.100", "192.0.2.101"]
-        ipvs = lab.hosts["a"].ipvs[-1]
-        assert ipvs.configs[-1] is ra.agent.config
-        assert len(ipvs.configs) == 2
+        assert lab.hosts["a"].ipvs == []
+        assert ra.agent.built_parts() == ()
+
+    run_lab(scenario)
+
+
+LVS_SYNC_ALERTS = """
+[ipvs.sync]
+interface = "eth0"
+instance = "VI_1"
+bulk_resync = false
+
+[alerts.webhook]
+url = "http://127.0.0.1:9/hook"
+
+[[virtual_server]]
+address = "192.0.2.100:80"
+  [[virtual_server.real_server]]
+  address = "198.51.100.11:80"
+"""
+
+
+class NoIpvsKernel:
+    """The kernel adapter of a kernel without IPVS (the sync daemons' first open fails)."""
+
+    async def open(self) -> None:
+        raise IpvsUnavailable("no IPVS in this test")
+
+
+def test_a_reload_that_adds_an_lvs_side_sync_and_alerts_builds_and_starts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VRRP-only agent builds none of the optional parts (agent/supervisor.py); a reload
+    that configures them builds each as the start would have (from the running
+    configuration), starts it, and hands it the new configuration."""
+    monkeypatch.setattr(ipvs_kernel, "IpvsKernel", NoIpvsKernel)
+    path = tmp_path / "a.toml"
+
+    async def scenario(lab: Lab) -> None:
+        ra, _ = await start_pair(lab, path, instance_toml(priority=200))
+        agent = ra.agent
+        assert agent.built_parts() == ()
+        assert lab.hosts["a"].ipvs == []
+        running = agent.config
+        path.write_text(instance_toml(priority=200) + LVS_SYNC_ALERTS)
+        transitions = lab.transitions()
+        await ra.reload()
+        assert agent.config is not running  # the reload was applied
+        assert agent.built_parts() == ("alerts", "sync", "lvs")
+        await trio.sleep(1)
+        assert lab.transitions() == transitions
+        # IPVS: built with the running configuration, then given the new one; its task
+        # runs, and the pool keeper has handed it the servers' health.
+        [ipvs] = lab.hosts["a"].ipvs
+        assert ipvs.configs == [running, agent.config]
+        assert ipvs.started
+        assert ipvs.health
+        # The sync daemons know the deciding instance's state from before they existed,
+        # and their task ran (and found no IPVS).
+        assert agent.sync.instance_states == {"VI_1": "MASTER"}
+        assert agent.sync.deciding_state == "MASTER"
+        assert agent.sync.available is False
+        # The webhook (delivering to a recorder here): its task runs, so the stop's
+        # transition is delivered.
+        webhook = agent.alerts.webhook
+        assert webhook is not None
+        delivered: list[Any] = []
+
+        async def deliver(item: Any) -> None:
+            delivered.append(item)
+
+        webhook.deliver = deliver  # type: ignore[method-assign]
+        with trio.fail_after(10):
+            ra.stop()
+            await ra.wait()
+        assert [(e.name, e.old, e.new) for e in delivered][:1] == [("VI_1", "MASTER", "STOPPED")]
 
     run_lab(scenario)
 

@@ -8,7 +8,8 @@ adapters. Everything loaded by then is on the way to the first advert; code the 
 advert does not need must not be among it (the IPVS kernel adapter, nftables and sync
 daemon drivers are imported when their tasks run, after the instances started; the control
 server and metrics when the agent serves them), and libraries the daemon never uses not
-at all.
+at all. A configuration with VRRP alone loads none of the optional parts (alerts,
+connection sync, the LVS side: IPVS manager, pools, health checks, anycast).
 """
 
 from __future__ import annotations
@@ -57,9 +58,47 @@ print(json.dumps({"code": code, **seen}))
 """
 
 
-def start_path_modules() -> list[str]:
+# What a VRRP-only configuration never builds before its first advert (agent/supervisor.py
+# builds alerts, connection sync and the LVS side only when the configuration has them).
+# The configuration's own pure pieces (ipvs.model's ServiceKey, the checks' message
+# formats, rise/fall counting) are not among them: the loader and tracking use them.
+NOT_FOR_VRRP_ONLY = (
+    "hadirector.ipvs.manager",
+    "hadirector.ipvs.reconcile",
+    "hadirector.ipvs.pool",
+    "hadirector.agent.pools",
+    "hadirector.checks.runner",
+    "hadirector.checks.probes",
+    "hadirector.alerts.dispatch",
+    "hadirector.alerts.wiring",
+    "hadirector.alerts.events",
+    "hadirector.alerts.transport",
+    "hadirector.anycast",
+    "hadirector.sync",
+)
+
+VRRP_ONLY = """
+[global]
+router_id = "dir-a"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 1
+priority = 150
+advert_interval = 1.0
+virtual_addresses = ["198.18.0.1/32"]
+"""
+
+
+def loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    """The ``modules`` that are one of ``names`` or inside one of them."""
+    return [m for m in modules if any(m == name or m.startswith(name + ".") for name in names)]
+
+
+def start_path_modules(config: Path = CONFIG) -> list[str]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(CONFIG)],
+        [sys.executable, "-c", PROBE, str(config)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,7 +121,13 @@ def test_the_start_path_loads_only_what_the_first_advert_needs() -> None:
         assert needed in modules
     assert "hadirector.ipvs.manager" in modules
     # ...without loading any of these.
-    loaded = [
-        m for m in modules if any(m == name or m.startswith(name + ".") for name in NOT_AT_START)
-    ]
-    assert loaded == []
+    assert loaded(modules, NOT_AT_START) == []
+
+
+def test_a_vrrp_only_start_loads_no_optional_part(tmp_path: Path) -> None:
+    config = tmp_path / "vrrp.toml"
+    config.write_text(VRRP_ONLY)
+    modules = start_path_modules(config)
+    for needed in ("trio", "hadirector.agent", "hadirector.net.vrrp_socket"):
+        assert needed in modules
+    assert loaded(modules, NOT_AT_START + NOT_FOR_VRRP_ONLY) == []
