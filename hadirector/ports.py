@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hadirector.status import IpvsStatus
+if TYPE_CHECKING:
+    from hadirector.status import IpvsStatus
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

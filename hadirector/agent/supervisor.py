@@ -39,29 +39,23 @@ from hadirector.agent.repeats import Repeats
 from hadirector.agent.tracking import Tracking
 from hadirector.agent.wakeups import Wakeups
 from hadirector.alerts import notify
-from hadirector.config import diff as config_diff
 from hadirector.config import load as config_load
 from hadirector.config.schema import Config, VrrpInstance
 from hadirector.errors import ConfigError, Problem
 from hadirector.ports import Adapters, IpvsPort, WakeupsPort
 from hadirector.preflight import preflight, read_hmac_keys
-from hadirector.status import (
-    AgentStatus,
-    ChecksStatus,
-    InstanceStatus,
-    NotifyStatus,
-    SyncGroupStatus,
-)
 from hadirector.vrrp import auth
 from hadirector.vrrp.group import SyncGroup
 from hadirector.vrrp.machine import State, Transition
 
 if TYPE_CHECKING:
-    # The optional parts: imported when built (see "Optional parts" below).
+    # The optional parts, imported when built (see "optional parts" below), and the
+    # status snapshot's types, imported when a status is asked for.
     from hadirector.agent.pools import PoolKeeper
     from hadirector.alerts.dispatch import Alerts
     from hadirector.anycast.announcer import Announcer
     from hadirector.checks.runner import HealthChecker
+    from hadirector.status import AgentStatus, InstanceStatus
     from hadirector.sync.daemon import SyncDaemons
 
 STOP_TIMEOUT_S = 15.0
@@ -452,6 +446,8 @@ class Agent:
     def status(self) -> AgentStatus:
         """The status snapshot: what the control socket, metrics and ``hadirector status``
         report (hadirector/status.py)."""
+        from hadirector.status import AgentStatus, ChecksStatus, NotifyStatus, SyncGroupStatus
+
         cfg = self.config
         groups = []
         for g in cfg.sync_groups:
@@ -491,6 +487,8 @@ class Agent:
     @staticmethod
     def _instance_status(inst: Instance) -> InstanceStatus:
         """One VRRP instance's part of the status snapshot."""
+        from hadirector.status import InstanceStatus
+
         cfg = inst.cfg
         machine = inst.machine
         return InstanceStatus(
@@ -766,6 +764,8 @@ class Agent:
         self.config = new
         self._script_identity()
         # The reload plan: which instances stop, restart or are updated in place.
+        from hadirector.config import diff as config_diff  # a reload's, not the start's
+
         plan = config_diff.diff(old, new)
         stopped = {*plan.vrrp_instances.removed}
         stopped.update(c.name for c in plan.instance_changes if c.replaces)

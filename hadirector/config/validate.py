@@ -15,7 +15,6 @@ The sections are built on this in ``config.vrrp_sections`` and ``config.lvs_sect
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import math
 import posixpath
@@ -148,6 +147,8 @@ class Table:
         self.path = path
         for key in data:
             if key not in keys:
+                import difflib  # only for a mistake: not on every start's path
+
                 hint = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
                 msg = f'unknown key (did you mean "{hint[0]}"?)' if hint else "unknown key"
                 loader.add(join_path(path, str(key)), msg)

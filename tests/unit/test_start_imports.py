@@ -38,6 +38,8 @@ NOT_AT_START = (
     "hadirector.control.client",
     "hadirector.metrics",
     "hadirector.demo",
+    "hadirector.config.diff",  # a reload's plan
+    "difflib",  # the loader's "did you mean", for a mistake only
 )
 
 PROBE = """
@@ -75,6 +77,7 @@ NOT_FOR_VRRP_ONLY = (
     "hadirector.alerts.transport",
     "hadirector.anycast",
     "hadirector.sync",
+    "hadirector.status",  # the snapshot's types: a status request's
 )
 
 VRRP_ONLY = """
