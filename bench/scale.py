@@ -47,6 +47,7 @@ Usage (root)::
     python3 bench/scale.py --soak 600          # 10 minutes beside a CPU hog
     python3 bench/scale.py --json runs.json    # also every measurement as JSON
     python3 bench/scale.py --tree ../other     # the agents run another checkout's code
+    python3 bench/scale.py --start-only --start-runs 5   # start -> first advert alone
 
 It prints figures; it asserts nothing about them. Each lab is closed whatever happens
 (processes killed, namespaces deleted).
@@ -651,6 +652,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="start -> first advert runs per implementation (default 3; quick 1)",
     )
     parser.add_argument(
+        "--start-only",
+        action="store_true",
+        help="measure start -> first advert alone (no CPU or PSS loads)",
+    )
+    parser.add_argument(
         "--impl",
         type=_impls,
         default=list(IMPL_NAMES),
@@ -684,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     window_s = args.window if args.window is not None else (5.0 if args.quick else 20.0)
     settle_s = args.settle if args.settle is not None else (1.0 if args.quick else 3.0)
     loads = args.loads or list(QUICK_LOADS if args.quick else FULL_LOADS)
+    if args.start_only:
+        loads = []
     start_runs = args.start_runs if args.start_runs is not None else (1 if args.quick else 3)
 
     impls = []
@@ -741,7 +749,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for impl in impls:
                 progress(f"{impl}: start -> first advert")
                 starts[impl].append(measure_start(impl))
-        print(f"\nCPU over {window_s:g} s windows (% of one CPU), PSS at the window's end\n")
+        if loads:
+            print(f"\nCPU over {window_s:g} s windows (% of one CPU), PSS at the window's end")
+        print()
         for line in table(loads, rows, starts):
             print(line)
         for (impl, load), row in rows.items():
