@@ -183,12 +183,15 @@ def _check_config(path: Path, bird_config: str = "/etc/bird/bird.conf") -> int:
 def _run(path: Path, log_format: str, log_level: str | None) -> int:
     # Start-up allocates little but modules, classes and configuration, which stay: the
     # collector's passes over them while importing are wasted work (~7 % of the CPU these
-    # imports take). It runs again once they are done; the agent freezes what they left
-    # once its VRRP instances have started.
+    # imports take), and a full pass right after them (~10 ms) would delay the first
+    # advert. The collector stays off until the agent's VRRP instances have their first
+    # state: the agent then collects once, freezes what is left and turns it back on
+    # (Agent._tune_process).
     gc.disable()
     try:
         config = _load(path)
         if config is None:
+            gc.enable()
             return 1
         import trio
 
@@ -196,8 +199,9 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
 
         level = log_level or config.global_.log_level
         logs.configure(log_format, level)
-    finally:
+    except BaseException:
         gc.enable()
+        raise
     try:
         trio.run(agent.run_agent, config, path)
     except KeyboardInterrupt:

@@ -557,6 +557,13 @@ class Agent:
             self._start_pools()
             for cfg in self.config.vrrp_instances:
                 await self._start_instance(cfg)
+            # Each instance's first state (its machine started, its first timer set; or what
+            # it waits for: its interface, an address, its keys) before anything else: the
+            # first advert waits for none of what follows (the collector's pass over the
+            # start's objects, IPVS, checks, the control socket and metrics with their
+            # imports).
+            for inst in list(self.instances.values()):
+                await inst.first_state.wait()
             self._tune_process()
             # IPVS after VRRP: programming a large table must not delay the first advert.
             # From here on a part built later starts at once (_build_*).
@@ -582,9 +589,7 @@ class Agent:
                 await nursery.start(ops.run, glob.control_socket, glob.metrics_listen)
             # READY once every instance has its first state (or waits for its interface,
             # an address or its keys: a director booting before its network must not hold
-            # up the boot): `systemctl start` returns then.
-            for inst in list(self.instances.values()):
-                await inst.first_state.wait()
+            # up the boot), as waited for above: `systemctl start` returns then.
             self.update_status()
             sdnotify.notify("READY=1")
             nursery.start_soon(self._watchdog)
@@ -593,9 +598,14 @@ class Agent:
             nursery.cancel_scope.cancel()
 
     def _tune_process(self) -> None:
-        """Freeze start-up garbage out of the collector; real-time scheduling if configured."""
+        """Freeze start-up garbage out of the collector; real-time scheduling if configured.
+
+        ``hadirector run`` starts with the collector off (cli.py): it is turned on here,
+        once the instances have their first state, after one pass over what the start
+        left."""
         gc.collect()
         gc.freeze()  # fewer and shorter collections on the advert path
+        gc.enable()
         prio = self.config.global_.realtime_priority
         if prio:
             try:
