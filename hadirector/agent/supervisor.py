@@ -175,8 +175,7 @@ class Agent:
             if group.settled is not None:
                 sync.on_group(name, group.settled.value)
         self._sync = sync
-        if self._launched:
-            assert self._nursery is not None
+        if self._launched and self._nursery is not None:
             self._nursery.start_soon(sync.run)
         return sync
 
@@ -202,8 +201,7 @@ class Agent:
         checks.on_probed = pools.on_probed  # quorum waits for first results
         lvs = _Lvs(ipvs, pools, checks, anycast)
         self._lvs = lvs
-        if self._launched:
-            assert self._nursery is not None
+        if self._launched and self._nursery is not None:
             self._start_pools()
             for task in (ipvs.run, anycast.run, checks.run, pools.run):
                 self._nursery.start_soon(task)
@@ -596,6 +594,7 @@ class Agent:
             await self._stop_requested.wait()
             await self.shutdown()
             nursery.cancel_scope.cancel()
+        self._nursery = None  # a part built from now on (a late status) is not started
 
     def _tune_process(self) -> None:
         """Freeze start-up garbage out of the collector; real-time scheduling if configured.

@@ -130,6 +130,31 @@ def test_a_reload_that_adds_an_lvs_side_sync_and_alerts_builds_and_starts_them(
     run_lab(scenario)
 
 
+def test_a_status_builds_what_it_reports_and_starts_it_while_the_agent_runs() -> None:
+    """A VRRP-only agent's status reports its (empty) LVS side and sync as before: asking
+    builds them, started while the agent runs, not once it has returned."""
+
+    async def scenario(lab: Lab) -> None:
+        ra, rb = await start_pair(lab, Path("/nonexistent"), instance_toml(priority=200))
+        assert ra.agent.built_parts() == ()
+        status = ra.agent.status()
+        assert status.checks.running == 0 and status.anycast is not None
+        assert ra.agent.built_parts() == ("sync", "lvs")
+        await trio.sleep(0.5)
+        [ipvs] = lab.hosts["a"].ipvs
+        assert ipvs.started
+        rb.stop()
+        with trio.fail_after(10):
+            await rb.wait()
+        assert rb.agent.built_parts() == ()
+        rb.agent.status()
+        await trio.sleep(0.5)
+        [late] = lab.hosts["b"].ipvs
+        assert not late.started
+
+    run_lab(scenario)
+
+
 def test_vips_changed_by_reload_are_the_ones_announced_afterwards(tmp_path: Path) -> None:
     path = tmp_path / "a.toml"
     extra = "garp_master_refresh = 1.0\n"
