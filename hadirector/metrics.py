@@ -293,8 +293,8 @@ def runtime_metrics(
         "Failed health check probes, by reason.",
         labels=[*labels, "reason"],
     )
-    running = checker.running
-    down = checker.down
+    running = checker.running if checker is not None else {}
+    down = checker.down if checker is not None else set()
     for vs in config.virtual_servers:
         skey = service_key_of(vs)
         for rs in vs.real_servers:
@@ -335,7 +335,7 @@ def runtime_metrics(
     queued = GaugeMetricFamily(
         "hadirector_alerts_queued", "Alerts waiting for delivery.", labels=["destination"]
     )
-    for name, stats in sorted(alerts.stats().items()):
+    for name, stats in sorted(alerts.stats().items() if alerts is not None else ()):
         delivered.add_metric([name], stats.delivered)
         failed.add_metric([name], stats.failures)
         dropped.add_metric([name], stats.dropped)

@@ -121,7 +121,7 @@ class Agent:
         self._nursery: trio.Nursery | None = None
         # The optional parts (alerts, connection sync, and the LVS side: IPVS manager, pool
         # keeper, health checker, anycast announcer) are built now when the configuration
-        # has them, else when first used: a reload that adds them, a status request.
+        # has them, else when first used (a reload that adds them), never by a status request.
         self._alerts: Alerts | None = None
         self._sync: SyncDaemons | None = None
         self._lvs: _Lvs | None = None
@@ -145,7 +145,8 @@ class Agent:
     # -- optional parts -----------------------------------------------------------------
     #
     # Built only when the configuration has them (wants_*), or when first asked for (the
-    # properties below: a reload that adds them, a status or metrics request). A VRRP-only
+    # properties below: a reload that adds them; not a status or metrics request, which
+    # reports a part not built as idle). A VRRP-only
     # agent thus imports none of their modules before its first advert. A part built once
     # the agent runs is started at once, as it would have been at start; one built before
     # the instances started is started where the start order puts it (``run``).
@@ -444,9 +445,19 @@ class Agent:
     def status(self) -> AgentStatus:
         """The status snapshot: what the control socket, metrics and ``hadirector status``
         report (hadirector/status.py)."""
-        from hadirector.status import AgentStatus, ChecksStatus, NotifyStatus, SyncGroupStatus
+        from hadirector.ipvs.manager import idle_status as idle_ipvs_status
+        from hadirector.status import (
+            AgentStatus,
+            AnycastStatus,
+            ChecksStatus,
+            NotifyStatus,
+            SyncGroupStatus,
+        )
 
         cfg = self.config
+        # A part not built (the configuration has none of it) reports what it would report
+        # idle; asking does not build it (a status or metrics request has no side effect).
+        lvs = self._lvs
         groups = []
         for g in cfg.sync_groups:
             members = {m: self.instances[m].state.value for m in g.instances if m in self.instances}
@@ -461,16 +472,22 @@ class Agent:
             stopping=self.stopping,
             instances=tuple(self._instance_status(i) for _, i in sorted(self.instances.items())),
             sync_groups=tuple(groups),
-            ipvs=self.ipvs.status(),
-            checks=ChecksStatus(
-                running=len(self.checks.running),
-                down=tuple(sorted(f"{service} {server}" for service, server in self.checks.down)),
-                drained=self.pools.drained_names(),
-                quorum_lost=self.pools.lost_names(),
+            ipvs=lvs.ipvs.status() if lvs is not None else idle_ipvs_status(),
+            checks=(
+                ChecksStatus(
+                    running=len(lvs.checks.running),
+                    down=tuple(
+                        sorted(f"{service} {server}" for service, server in lvs.checks.down)
+                    ),
+                    drained=lvs.pools.drained_names(),
+                    quorum_lost=lvs.pools.lost_names(),
+                )
+                if lvs is not None
+                else ChecksStatus()
             ),
             notify=NotifyStatus(self.notifier.pending, self.notifier.failures),
-            anycast=self.anycast.status(),
-            resync=self.sync.resync_status(time.monotonic()),
+            anycast=lvs.anycast.status() if lvs is not None else AnycastStatus(),
+            resync=(self._sync.resync_status(time.monotonic()) if self._sync is not None else None),
         )
 
     def runtime_metrics(self) -> list[Any]:
@@ -478,8 +495,14 @@ class Agent:
         metrics endpoint beside the status snapshot's (metrics.py)."""
         from hadirector import metrics
 
+        lvs = self._lvs  # parts not built export nothing, and are not built by asking
         return metrics.runtime_metrics(
-            self.config, self.checks, self.alerts, self.sync, self.ipvs, self.pools
+            self.config,
+            lvs.checks if lvs is not None else None,
+            self._alerts,
+            self._sync,
+            lvs.ipvs if lvs is not None else None,
+            lvs.pools if lvs is not None else None,
         )
 
     @staticmethod

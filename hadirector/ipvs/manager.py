@@ -86,6 +86,22 @@ def needed_sysctls(services: Iterable[VirtualServer]) -> dict[str, str]:
     return wanted
 
 
+# The manager's counters (status and metrics), every one from 0.
+COUNTERS = ("reconciles", "edits", "writes", "errors")
+
+
+def idle_status() -> IpvsStatus:
+    """What a manager with nothing to manage reports (no virtual servers, not owning the
+    table): the status of an agent that has not built one."""
+    return IpvsStatus(
+        available=None,
+        configured_services=0,
+        services=(),
+        refused=(),
+        counters=dict.fromkeys(COUNTERS, 0),
+    )
+
+
 class IpvsManager:
     """Owns the IPVS table of this network namespace for the agent."""
 
@@ -103,7 +119,7 @@ class IpvsManager:
         self.weights: dict[tuple[model.ServiceKey, model.DestKey], int] = {}  # dynamic
         self._reload_pending = False  # a wake-up for a new config (not just health)
         self._health_at: float | None = None  # time.monotonic() of the first unwritten change
-        self.counters: dict[str, int] = {"reconciles": 0, "edits": 0, "writes": 0, "errors": 0}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         # This agent's services as it last wrote them in full (None: unknown, after a
         # failed read or write): what a health change is planned against, unread.
         self.known: dict[model.ServiceKey, model.Entry] | None = None

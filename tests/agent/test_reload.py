@@ -130,27 +130,26 @@ def test_a_reload_that_adds_an_lvs_side_sync_and_alerts_builds_and_starts_them(
     run_lab(scenario)
 
 
-def test_a_status_builds_what_it_reports_and_starts_it_while_the_agent_runs() -> None:
-    """A VRRP-only agent's status reports its (empty) LVS side and sync as before: asking
-    builds them, started while the agent runs, not once it has returned."""
+def test_a_status_or_metrics_request_builds_no_part() -> None:
+    """A VRRP-only agent's status and metrics report the idle LVS side, checks, anycast and
+    sync (as an agent that had built them idle did) without building or starting any of
+    them: a read-only request has no side effect."""
+    from hadirector.ipvs.manager import idle_status
+    from hadirector.status import AnycastStatus, ChecksStatus
 
     async def scenario(lab: Lab) -> None:
-        ra, rb = await start_pair(lab, Path("/nonexistent"), instance_toml(priority=200))
+        ra, _ = await start_pair(lab, Path("/nonexistent"), instance_toml(priority=200))
         assert ra.agent.built_parts() == ()
         status = ra.agent.status()
-        assert status.checks.running == 0 and status.anycast is not None
-        assert ra.agent.built_parts() == ("sync", "lvs")
+        assert status.ipvs == idle_status()
+        assert status.ipvs.available is None and status.ipvs.configured_services == 0
+        assert status.checks == ChecksStatus() and status.anycast == AnycastStatus()
+        assert status.resync is None
+        families = ra.agent.runtime_metrics()
+        assert [f.name for f in families] == []  # nothing configured, nothing exported
         await trio.sleep(0.5)
-        [ipvs] = lab.hosts["a"].ipvs
-        assert ipvs.started
-        rb.stop()
-        with trio.fail_after(10):
-            await rb.wait()
-        assert rb.agent.built_parts() == ()
-        rb.agent.status()
-        await trio.sleep(0.5)
-        [late] = lab.hosts["b"].ipvs
-        assert not late.started
+        assert ra.agent.built_parts() == ()
+        assert lab.hosts["a"].ipvs == []  # no IPVS adapter was made
 
     run_lab(scenario)
 
