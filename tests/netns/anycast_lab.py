@@ -21,8 +21,9 @@ TCP check. The BIRD configurations are the shipped ``conf/bird/director.conf`` a
 ``router.conf`` with the example's addresses replaced, so the tests run what the README
 tells operators to run.
 
-Used by tests/netns/test_anycast.py and bench/anycast.py. Needs root, iproute2 and BIRD 2
-(``bird``, ``birdc``); ``anycast_unavailable()`` says why not.
+Used by tests/netns/test_anycast.py, tests/netns/test_anycast_v6.py and bench/anycast.py.
+Needs root, iproute2 and BIRD 2 (``bird``, ``birdc``); ``anycast_unavailable()`` says why
+not.
 """
 
 from __future__ import annotations
@@ -274,6 +275,14 @@ fall = {CHECK_FALL}
         """The agent's table, of the lab's address family."""
         family = f"-{self.family}"
         return self.ns.ip(family, "route", "show", "table", str(TABLE), check=False).stdout
+
+    def flush_routes(self) -> None:
+        """Flush the agent's table (the lab's address family) behind the agent's back."""
+        self.ns.ip(f"-{self.family}", "route", "flush", "table", str(TABLE))
+
+    def holds_route(self) -> bool:
+        """The agent's host route to the anycast address is in its table."""
+        return f"{self.vip} dev hdvip0" in self.routes()
 
     def log(self) -> str:
         try:

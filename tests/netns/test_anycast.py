@@ -139,8 +139,8 @@ def test_sigterm_withdraws_first_and_drains_without_loss(ac: AnycastLab) -> None
 def test_a_route_flushed_behind_the_agents_back_is_put_back(ac: AnycastLab) -> None:
     d3 = ac.directors["d3"]
     before = d3.log().count("anycast.route_lost")
-    d3.ns.ip("route", "flush", "table", "4242")
+    d3.flush_routes()
     # The agent's next comparison of the table (every few seconds) notices and re-adds.
     wait_for(lambda: d3.log().count("anycast.route_lost") > before, UP_S, "anycast.route_lost")
-    wait_for(lambda: "198.51.100.53 dev hdvip0" in d3.routes(), UP_S, "the route back")
+    wait_for(d3.holds_route, UP_S, "the route back")
     ac.wait_hops(ALL, UP_S)

@@ -7,7 +7,9 @@ session announces it to the router, which installs one IPv6 route with a next ho
 director (ECMP). Asserted: the router's IPv6 route and the flows that reach each director;
 a pool down withdraws (the router's route loses that director) and recovery announces;
 SIGKILL of the agent takes the director out (its TUN device and the /128 route go with
-it); SIGTERM withdraws first and drains with no probe lost.
+it); SIGKILL of BIRD, and a frozen BIRD (SIGSTOP: BFD over the IPv6 session), take it out;
+SIGTERM withdraws first and drains with no probe lost; the /128 route flushed from the
+table behind the agent's back is put back.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .anycast_lab import DIRECTORS, VIP6, AnycastLab, module_lab
+from .anycast_lab import BFD_INTERVAL_S, BFD_MULTIPLIER, DIRECTORS, VIP6, AnycastLab, module_lab
+from .lab import wait_for
 
 ALL = frozenset(DIRECTORS)
 UP_S = 60.0  # liveness bound for a BGP session to (re)establish and announce
@@ -94,4 +97,51 @@ def test_ipv6_sigterm_withdraws_first_and_drains_without_loss(ac: AnycastLab) ->
     assert "anycast.withdrawn" in d3.log()
     d3.echo = d3._spawn_echo()
     d3.start_agent()
+    ac.wait_hops(ALL, UP_S)
+
+
+def test_ipv6_bird_sigkill_withdraws(ac: AnycastLab) -> None:
+    d3 = ac.directors["d3"]
+    t0 = time.monotonic()
+    d3.bird.signal(signal.SIGKILL)
+    t_out = ac.wait_hops(ALL - {"d3"}, DOWN_S)
+    print(f"\nIPv6 BIRD SIGKILL -> withdrawn at the router: {(t_out - t0) * 1000:.0f} ms")
+    assert d3.bird.proc is not None
+    d3.bird.proc.wait(timeout=30)
+    # The agent is not BIRD: it still announces, and its /128 route is still in the table.
+    assert ac.announced("d3") == [(True, REASON_UP)]
+    assert d3.holds_route(), d3.routes()
+    d3.bird.start()
+    ac.wait_hops(ALL, UP_S)
+
+
+def test_ipv6_frozen_director_leaves_ecmp(ac: AnycastLab) -> None:
+    d1 = ac.directors["d1"]
+    t0 = time.monotonic()
+    d1.bird.signal(signal.SIGSTOP)
+    try:
+        t_out = ac.wait_hops(ALL - {"d1"}, DOWN_S)
+    finally:
+        d1.bird.signal(signal.SIGCONT)
+    bound = BFD_MULTIPLIER * BFD_INTERVAL_S * 1000
+    print(
+        f"\nIPv6 frozen BIRD -> out of ECMP: {(t_out - t0) * 1000:.0f} ms "
+        f"(3 x BFD = {bound:.0f} ms)"
+    )
+    ac.wait_hops(ALL, UP_S)
+
+
+def test_ipv6_route_flushed_behind_the_agents_back_is_put_back(ac: AnycastLab) -> None:
+    d3 = ac.directors["d3"]
+
+    def lost() -> int:  # the agent's log lines saying the IPv6 route went missing
+        return sum("anycast.route_lost" in ln and VIP6 in ln for ln in d3.log().splitlines())
+
+    before = lost()
+    d3.flush_routes()
+    assert not d3.holds_route(), d3.routes()
+    # The agent's next comparison of the table (every few seconds) notices and re-adds.
+    wait_for(lambda: lost() > before, UP_S, f"anycast.route_lost for {VIP6}")
+    wait_for(d3.holds_route, UP_S, "the /128 route back")
+    assert ac.announced("d3") == [(True, REASON_UP)]
     ac.wait_hops(ALL, UP_S)
