@@ -92,7 +92,9 @@ class DeadlineWait:
             return events
         if timeout_s > 0:
             # Rounded up to the nanosecond: never before the deadline it was computed from.
-            sec, nsec = divmod(math.ceil(timeout_s * 1e9), 1_000_000_000)
+            ns = math.ceil(timeout_s * 1e9)
+            sec = ns // 1_000_000_000
+            nsec = ns - sec * 1_000_000_000
             _TIMESPEC.pack_into(self._spec, _TIMESPEC.size, sec, nsec)  # it_value
             if self._settime(fd, 0, self._spec_ref, None) != 0:
                 error = ctypes.get_errno()

@@ -249,6 +249,21 @@ class HotLoop:
         pop = heapq.heappop
         current_time = clock.current_time
         timeout = -1.0
+
+        def serve_events(events: list[tuple[int, int]]) -> bool:
+            ran = False
+            for fd, _mask in events:
+                if fd == kick_fd:
+                    self._kicked = False
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(kick_fd)
+                    continue
+                ready = readers.get(fd)
+                if ready is not None:
+                    ready()
+                    ran = True
+            return ran
+
         while True:
             events = wait(timeout)
             baton.take(_HOT)
@@ -256,14 +271,7 @@ class HotLoop:
                 if self._stopping:
                     return
                 self._sleeping_until = -math.inf  # awake: call_at need not kick
-                if heap and heap[0][1] <= current_time():
-                    # A deadline is due: first read what arrived before it (the thread may
-                    # have waited for its turn, or for a CPU, since epoll_wait returned, and
-                    # a wake-up for a kick alone says nothing of the sockets). A backup whose
-                    # master's advert is in the socket must not time out. Level-triggered:
-                    # what was ready still is, so this polls a superset of ``events``.
-                    events = epoll.poll(0)
-                for fd, _mask in events:
+                for fd, _mask in events:  # (``serve_events``, inline: every wake-up)
                     if fd == kick_fd:
                         self._kicked = False
                         with contextlib.suppress(BlockingIOError):
@@ -273,17 +281,27 @@ class HotLoop:
                     if ready is not None:
                         ready()
                 now = current_time()
+                # A deadline is due: first read what arrived before it (the thread may have
+                # waited for its turn, or for a CPU, since epoll_wait returned). A backup
+                # whose master's advert is in the socket must not time out. The clock is
+                # read again only if something ran since (a master's wake-up reads it twice,
+                # a backup's once).
+                if heap and heap[0][1] <= now and serve_events(epoll.poll(0)):
+                    now = current_time()
                 settle_top(heap)
                 # Due, or allowed early (the top of the heap only, as in agent/wakeups.py).
                 if heap and heap[0][1] <= now:
                     while heap and heap[0][1] <= now:
                         pop(heap)[3](now)
                     settle_top(heap)  # (nothing popped, nothing ran: settled already)
+                    now = current_time()  # (not read again when nothing ran since)
                 if heap:
                     at = heap[0][0]
                     self._sleeping_until = at
                     # Rounded up to the nanosecond by the wait: never before the deadline.
-                    timeout = max(at - current_time(), 0.0)
+                    timeout = at - now
+                    if timeout < 0.0:
+                        timeout = 0.0
                 else:
                     self._sleeping_until = math.inf
                     timeout = -1.0

@@ -167,6 +167,14 @@ class Instance:
         self._send_policy: send.SendPolicy | None = None
         self._builder = send.Builder()
         self._hmac_seq = 0
+        # The master's short path (``_on_wakeup``): the packets of its last advert without
+        # HMAC, and what they were built from (compared by identity).
+        self._sent_key: tuple[object, ...] | None = None
+        self._sent_packets: tuple[tuple[bytes, Any], ...] = ()
+        # The backup's short path (``_on_packet``): the payload object (the socket's parse
+        # cache hands the same one for the same datagram), the receive policy and the advert
+        # of the last packet the checks accepted without HMAC or old checksum.
+        self._accepted_last: tuple[bytes, receive.ReceivePolicy, codec.Advert] | None = None
         # A unicast peer was heard using keepalived's old v3 checksum: answer in that form,
         # as keepalived does (one configured with old_unicast_checksum drops the RFC form).
         self.peer_old_checksum = False
@@ -263,7 +271,10 @@ class Instance:
         request is then moved there, and it is the one pending."""
         if not self._idle:
             return None  # the driver serves its deadlines itself, and asks when it parks
-        window = self._wake_window()
+        assert self.machine is not None
+        window = self.machine.timer_window()  # (``_wake_window`` without a retry pending)
+        if window is None or self.follower.retry_at is not None:
+            window = self._wake_window()
         if window[1] < self._wakeup_at:
             return None  # earlier than asked (asked again already, or about to): as it is
         self._wakeup_at = window[1]
@@ -278,6 +289,20 @@ class Instance:
         self._wakeup_at = math.inf
         if not self._idle:
             return
+        assert self.machine is not None
+        if self.follower.retry_at is None:
+            # A master's steady state: its lone Adver_Timer due (vrrp/machine.py
+            # ``advert_tick``), the advert sent, the next wake-up asked; nothing else.
+            tick = self.machine.advert_tick(now)
+            if tick is not None:
+                advert, early, at = tick
+                not_sent = self._send_now(advert)
+                if not_sent:
+                    self.post("perform", [_SendPackets(tuple(not_sent))])
+                else:
+                    self._wakeup_at = at
+                    self.agent.wakeups.call_at(at, self._on_wakeup, early, self._moved_wakeup)
+                return
         if now < self._wake_window()[0]:
             self._ask_wakeup()
             return
@@ -422,6 +447,7 @@ class Instance:
             return
         started = self.hmac_keys is not None
         self.hmac_keys = ring
+        self._accepted_last = None
         self._hmac_files = _hmac_files(cfg)
         self._hmac_key_of.clear()
         if started:
@@ -732,6 +758,34 @@ class Instance:
                 self._send_failed(dst, exc)
         return unsent
 
+    def _send_now(self, advert: SendAdvert) -> list[tuple[bytes, Any]]:
+        """``_send_advert_now`` for the machine's ``advert``, with the packets built for the
+        same advert value, configuration, peer checksum form and socket (no HMAC: signed
+        adverts differ every time) sent again as they are."""
+        sock = self.sock
+        assert sock is not None
+        if self.hmac_keys is not None:
+            return self._send_advert_now(advert.priority, advert.interval_cs)
+        cfg, old_form = self.cfg, self.peer_old_checksum
+        key = (advert, cfg, old_form, sock, sock.local_address, sock.destinations)
+        if key != self._sent_key:
+            self._sent_packets = self._build_advert(advert.priority, advert.interval_cs)
+            self._sent_key = key
+        counters = self.counters
+        unsent: list[tuple[bytes, Any]] = []
+        for payload, dst in self._sent_packets:
+            if unsent:
+                unsent.append((payload, dst))
+                continue
+            try:
+                if not sock.send_nowait(payload, dst):
+                    unsent.append((payload, dst))
+                    continue
+                counters["adverts_sent"] += 1
+            except OSError as exc:
+                self._send_failed(dst, exc)
+        return unsent
+
     def _send_failed(self, dst: Any, exc: OSError) -> None:
         self.counters["send_errors"] += 1
         self.rejects.warning("send", "vrrp.send_failed", dst=str(dst), error=str(exc))
@@ -956,6 +1010,45 @@ class Instance:
         them before anything else. Otherwise the advert is queued behind what the driver
         has to do, in order."""
         now = self._now()
+        last = self._accepted_last
+        if (
+            last is not None
+            and received.payload is last[0]
+            and self._idle
+            and self.hmac_keys is None
+            and self._policy is last[1]
+            and self._policy_of is self.cfg
+        ):
+            # A backup's steady state: the datagram its master sent last time, byte for byte
+            # (the socket's parse cache gave the same payload object, so the same source,
+            # destination and TTL), which the receive checks accepted (vrrp/receive.py,
+            # RFC 5798 §7.1) under the same policy, without HMAC: the same verdict. Counted
+            # and remembered as ``_accept`` does; the machine asked in one call whether it
+            # is the same advert in the same state (vrrp/machine.py ``receive_again``).
+            same = last[2]
+            self.counters["adverts_accepted"] += 1
+            self.last_peer = (received.src, same.priority, now)
+            stamp_ns = received.stamp_ns
+            if stamp_ns is not None:
+                age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
+                now = timers.arrival_time(now, age_s, same.interval_cs)
+            assert self.machine is not None
+            down_at = self.machine.receive_again(same.priority, same.interval_cs, received.src, now)
+            if down_at is not None:
+                if down_at < self._wakeup_at:
+                    self._ask_wakeup()
+                return
+            actions = self.machine.receive(
+                priority=same.priority,
+                interval_cs=same.interval_cs,
+                source=received.src,
+                now=now,
+            )
+            if actions:
+                self.post("perform", actions)
+            else:
+                self._ask_wakeup()
+            return
         advert = self._accept(received, now)
         if advert is None:
             return
@@ -1034,6 +1127,10 @@ class Instance:
                 self.log.info("vrrp.old_unicast_checksum_detected", source=str(src))
         self.counters["adverts_accepted"] += 1
         self.last_peer = (src, result.advert.priority, now)
+        if self.hmac_keys is None and not result.old_checksum and result.hmac_seq is None:
+            self._accepted_last = (received.payload, self._receive_policy, result.advert)
+        else:
+            self._accepted_last = None
         return result.advert
 
 

@@ -162,6 +162,10 @@ class Received(NamedTuple):
     stamp_ns: int | None = None
 
 
+_new_tuple = tuple.__new__
+_TS_SIZE = _TIMESPEC.size
+_TS_UNPACK = _TIMESPEC.unpack_from
+
 # Peers are few: their address objects are built once, not per packet (bounded, so a flood
 # of spoofed sources cannot grow it).
 _ipv6 = functools.lru_cache(maxsize=1024)(ipaddress.IPv6Address)
@@ -252,6 +256,9 @@ class _Port:
         self.reader_scope: trio.CancelScope | None = None
         self._error_logged = -math.inf
         self._send_lock = trio.Lock()  # senders queue here rather than share one fd wait
+        # Senders holding or waiting for the lock (``send_nowait`` yields to them): a
+        # count, not ``Lock.locked()``, a Python call per advert.
+        self._send_queued = 0
         # The last (source, destination) sent to and its arguments: compared by identity,
         # no address hashing per advert.
         self._send_args_last: tuple[Any, Any, _SendArgs | None] = (None, None, None)
@@ -409,7 +416,7 @@ class _Port:
     ) -> bool:
         """Send at once if nobody waits to send and the socket takes it (True); ``args``:
         ``_send_args(src, dst)`` if the caller has them."""
-        if self._send_lock.locked():
+        if self._send_queued:
             return False
         address, ancillary = args or self._send_args(src, dst)
         try:
@@ -424,10 +431,14 @@ class _Port:
         if self.send_nowait(payload, src, dst):
             return
         address, ancillary = self._send_args(src, dst)
-        async with self._send_lock:
-            await nonblocking_call(
-                sender, lambda: sender.sendmsg([payload], ancillary, 0, address), writable=True
-            )
+        self._send_queued += 1
+        try:
+            async with self._send_lock:
+                await nonblocking_call(
+                    sender, lambda: sender.sendmsg([payload], ancillary, 0, address), writable=True
+                )
+        finally:
+            self._send_queued -= 1
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -453,7 +464,7 @@ class _Port:
     def read_ready(self) -> None:
         """The receive socket is readable, in the hot path's thread (agent/hotloop.py): read
         a batch; after an error, stop reading for ``RECEIVE_ERROR_BACKOFF_S``."""
-        if self.closed:
+        if self.receiver.fileno() < 0:  # (``closed``, without a call of its own)
             return
         error = self.read_batch()
         loop = self.registry.loop
@@ -523,19 +534,32 @@ class _Port:
         datagram, ancillary, _flags, _address = self.receiver.recvmsg(
             _RECV_BUFFER_BYTES, _STAMP_BUFFER_BYTES
         )
-        vrid = self._vrid(datagram)
-        if vrid is None:
-            return None
-        try:
-            packet = self._ipv4.parse(datagram)
-        except DecodeError:
-            self.malformed += 1
-            return None
+        vrid: int | None
+        packet = self._ipv4.known(datagram)
+        if packet is not None:
+            # Parsed before (the same bytes but for ID and checksum: a peer's next advert):
+            # a 20-byte header, and the VRID where ``vrrp_filter.vrid_of`` found it then.
+            vrid = datagram[21]
+            if vrid not in self.by_vrid:
+                self.unknown_vrid += 1
+                return None
+        else:
+            vrid = self._vrid(datagram)
+            if vrid is None:
+                return None
+            try:
+                packet = self._ipv4.parse(datagram)
+            except DecodeError:
+                self.malformed += 1
+                return None
         stamp = None
         for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                stamp = _stamp_ns(data)
-        return vrid, Received(packet.payload, packet.src, packet.dst, packet.ttl, stamp)
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TS_SIZE:
+                sec, nsec = _TS_UNPACK(data)  # (``_stamp_ns``, inline)
+                stamp = sec * 1_000_000_000 + nsec
+        # (Received's own __new__ is a Python function: the tuple is built directly.)
+        fields = (packet.payload, packet.src, packet.dst, packet.ttl, stamp)
+        return vrid, _new_tuple(Received, fields)
 
     def _read_ipv6(self) -> tuple[int, Received] | None:
         """One datagram, if any (BlockingIOError if none): its VRID and fields."""
@@ -654,10 +678,16 @@ class VrrpSocket:
             self._check_send(dst)
             args = self._port._send_args(src, dst)
             self._last_send = (dst, src, args)
+        port = self._port
+        if port._send_queued:  # (``_Port.send_nowait``, inline)
+            return False
         try:
-            return self._port.send_nowait(payload, src, dst, args)
+            port.sender.sendmsg([payload], args[1], 0, args[0])
+        except BlockingIOError:
+            return False
         except OSError as exc:
             raise self._send_error(exc, dst) from exc
+        return True
 
     def _check_send(self, dst: IPAddress) -> None:
         if dst.version != self.family:

@@ -394,6 +394,13 @@ class Ipv4Parser:
         self._known: dict[bytes, Ipv4Packet] = {}
         self._limit = limit
 
+    def known(self, datagram: bytes) -> Ipv4Packet | None:
+        """The parse of a datagram the same as one parsed before (as ``parse`` would answer
+        it), or None: call ``parse``."""
+        if type(datagram) is bytes and len(datagram) >= 20 and datagram[0] == 0x45:
+            return self._known.get(datagram[2:4] + datagram[6:10] + datagram[12:])
+        return None
+
     def parse(self, datagram: bytes) -> Ipv4Packet:
         """What ``parse_ipv4`` answers (``DecodeError`` included), for a datagram the
         kernel delivered."""

@@ -70,21 +70,23 @@ class InterfaceFollower:
 
     def __init__(self, retry_s: float = REOPEN_RETRY_S) -> None:
         self.retry_s = retry_s
-        self._retry_at: float | None = None
+        # When a re-open is to be tried again (None: none pending); read, never written,
+        # by the shell's hot path (``next_deadline`` without a call).
+        self.retry_at: float | None = None
         self._failures = 0
         self._gone = False
 
     def next_deadline(self) -> float | None:
         """When a re-open is to be tried again (None: no retry pending)."""
-        return self._retry_at
+        return self.retry_at
 
     @property
     def waiting_for_address(self) -> bool:
         """The interface came back without what the socket needs: a retry is pending."""
-        return self._retry_at is not None
+        return self.retry_at is not None
 
     def due(self, now: float) -> bool:
-        return self._retry_at is not None and now >= self._retry_at
+        return self.retry_at is not None and now >= self.retry_at
 
     def link(self, up: bool, *, stale: bool, present: bool = True) -> list[IfaceCommand]:
         """The interface went down (or was deleted), or is up (perhaps a new one).
@@ -92,7 +94,7 @@ class InterfaceFollower:
         ``stale``: the socket's interface was deleted since it was opened. ``present``: an
         interface of the configured name exists now (it may be gone again already)."""
         if not up:
-            self._retry_at = None  # its next "up" tries again
+            self.retry_at = None  # its next "up" tries again
             commands: list[IfaceCommand] = []
             if stale and not self._gone:
                 self._gone = True
@@ -108,9 +110,9 @@ class InterfaceFollower:
     def retry(self, *, link_up: bool, stale: bool, present: bool = True) -> list[IfaceCommand]:
         """The retry deadline passed, or an address appeared while waiting: try again if
         the interface is still up (down or gone again: its next "up" tries)."""
-        if self._retry_at is None:
+        if self.retry_at is None:
             return []
-        self._retry_at = None
+        self.retry_at = None
         if not link_up:
             return []
         return self.link(True, stale=stale, present=present)
@@ -119,7 +121,7 @@ class InterfaceFollower:
         """The socket was re-opened on the new interface: the link is up for the machine."""
         failed = self._failures
         self._failures = 0
-        self._retry_at = None
+        self.retry_at = None
         self._gone = False
         return [Reopened(failed), SetLink(True)]
 
@@ -127,5 +129,5 @@ class InterfaceFollower:
         """The re-open failed (no address yet, ...): stay down, retry at ``now + retry_s``."""
         first = self._failures == 0
         self._failures += 1
-        self._retry_at = now + self.retry_s
+        self.retry_at = now + self.retry_s
         return [NotReady(self.retry_s)] if first else []

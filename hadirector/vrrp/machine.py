@@ -265,8 +265,12 @@ class VrrpMachine:
         self._taker_heard = False
         self._backup_since: float | None = None
         self._last_advert: SendAdvert | None = None
+        self._adver_interval = (0, 0.0)  # (Advertisement_Interval in cs, in seconds)
         self._advert_early_s = timers.interval_s(cfg.advert_interval_cs) * ADVERT_EARLY_FRACTION
         self._preempt_hold_until: float | None = None
+        # The last advert BACKUP accepted for a reason that does not depend on the time
+        # (``receive_again``): priority, interval, source, and what the answer depended on.
+        self._again: tuple[int, int, IPAddress, MachineConfig, int, int, float] | None = None
 
     # -- properties ------------------------------------------------------------------
 
@@ -306,6 +310,14 @@ class VrrpMachine:
         """When ``timer`` may next be called with effect, and when it must be: the
         Adver_Timer may run up to ``ADVERT_EARLY_FRACTION`` of the interval early, every
         other timer only when it expires. None if no timer is running."""
+        adver_at = self._adver_at
+        if self._down_at is None and self._release_at is None and self._drain_at is None:
+            # A master's lone Adver_Timer, or none (the general case below, unrolled).
+            return None if adver_at is None else (adver_at - self._advert_early_s, adver_at)
+        down_at = self._down_at
+        lone = adver_at is None and self._release_at is None and self._drain_at is None
+        if lone and down_at is not None:
+            return down_at, down_at  # a backup's lone Master_Down_Timer
         deadline = self.next_deadline()
         if deadline is None:
             return None
@@ -337,7 +349,9 @@ class VrrpMachine:
     def _advert(self, now: float, priority: int | None = None) -> SendAdvert:
         """An advert to send now; resets the Adver_Timer (RFC 5798 §6.4.3)."""
         interval_cs = self.cfg.advert_interval_cs
-        self._adver_at = now + timers.interval_s(interval_cs)
+        if interval_cs != self._adver_interval[0]:  # (converted once per interval)
+            self._adver_interval = (interval_cs, timers.interval_s(interval_cs))
+        self._adver_at = now + self._adver_interval[1]
         self.counters["adverts_sent"] += 1
         if priority == STOP_PRIORITY:
             self.counters["priority_zero_sent"] += 1
@@ -474,14 +488,70 @@ class VrrpMachine:
         if self._draining:
             return self._receive_draining(priority, now)
         if self.state is State.BACKUP:
-            return self._receive_backup(priority, interval_cs, now)
+            return self._receive_backup(priority, interval_cs, source, now)
         return self._receive_master(priority, interval_cs, source, now)
+
+    def receive_again(
+        self, priority: int, interval_cs: int, source: IPAddress, now: float
+    ) -> float | None:
+        """``receive`` of the advert BACKUP last accepted whatever the time (priority at or
+        above ours, or preemption off: RFC 5798 §6.4.2 "reset the Master_Down_Timer to
+        Master_Down_Interval"), heard again from the same source object while the state,
+        the configuration, our priority and Master_Adver_Interval are as they were then:
+        the same answer (no action; ``received`` and ``accepted`` counted; the
+        Master_Down_Timer reset from ``now``) in one call, and ``next_deadline()`` after
+        it. None when it is not that case: nothing done, call ``receive``.
+
+        The caller's receive checks (§7.1) are its own: it asks this only for a packet
+        they accepted."""
+        again = self._again
+        if (
+            again is None
+            or again[2] is not source
+            or again[0] != priority
+            or again[1] != interval_cs
+            or again[3] is not self.cfg
+            or again[4] != self.effective_priority
+            or again[5] != self.master_adver_interval_cs
+            or self.state is not State.BACKUP
+            or self._draining
+        ):
+            return None
+        counters = self.counters
+        counters["received"] += 1
+        counters["accepted"] += 1
+        self._down_at = down_at = now + again[6]
+        self._down_reason = "master down interval expired"
+        if self._adver_at is None and self._release_at is None and self._drain_at is None:
+            return down_at  # the lone timer of a backup
+        return self.next_deadline()
+
+    def advert_tick(self, now: float) -> tuple[SendAdvert, float, float] | None:
+        """``timer(now)`` when the Adver_Timer is the only timer running and it is due
+        (RFC 5798 §6.4.3: send an advert, reset the Adver_Timer): that advert, and the
+        timer window after it (``timer_window``), in one call. None when it is not that
+        case: nothing done, call ``timer``."""
+        adver_at = self._adver_at
+        if (
+            adver_at is None
+            or adver_at - self._advert_early_s > now
+            or self._down_at is not None
+            or self._drain_at is not None
+            or self._release_at is not None
+        ):
+            return None
+        advert = self._advert(now, STOP_PRIORITY if self._draining else None)
+        adver_at = self._adver_at
+        assert adver_at is not None
+        return advert, adver_at - self._advert_early_s, adver_at
 
     def _adopt_interval(self, interval_cs: int) -> None:
         if self.cfg.version == 3:  # RFC 5798 §6.4.2; v2 intervals are equal by the check
             self.master_adver_interval_cs = interval_cs
 
-    def _receive_backup(self, priority: int, interval_cs: int, now: float) -> list[Action]:
+    def _receive_backup(
+        self, priority: int, interval_cs: int, source: IPAddress, now: float
+    ) -> list[Action]:
         if priority == STOP_PRIORITY:  # §6.4.2: the master is leaving, wait only Skew_Time
             self._down_at = now + self._skew_s()
             self._down_reason = "master released (priority 0)"
@@ -501,6 +571,18 @@ class VrrpMachine:
             self.counters["accepted"] += 1
             self._adopt_interval(interval_cs)
             self._arm_master_down(now, "master down interval expired")
+            if not self.cfg.preempt or priority >= self.effective_priority:
+                # Accepted whatever the time: the same advert gets the same answer while
+                # nothing below changes (``receive_again``).
+                self._again = (
+                    priority,
+                    interval_cs,
+                    source,
+                    self.cfg,
+                    self.effective_priority,
+                    self.master_adver_interval_cs,
+                    self._master_down_s(),
+                )
             return []
         self.counters["discarded_lower_priority"] += 1  # timer keeps running: we preempt
         return []
