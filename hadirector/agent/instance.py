@@ -15,7 +15,10 @@ while trio does: they read the clock through ``agent.wakeups.now`` and wake the 
 through ``call_in_trio``, after queueing the event in order. Anything else the
 machine answers is posted to the driver as a control event; an advert arriving while the
 driver is busy waits in the queue behind its work. Every VIP change is made by the driver,
-as vrrp/vips.py decides. The machine answers with actions, which the driver performs in the
+as vrrp/vips.py decides, with one exception in where: a takeover's VIP adds, first
+announcement and first advert are made by the hot path that found the takeover (the
+driver parked, nothing else touching the instance: ``_take_over_now``), the rest is the
+driver's. The machine answers with actions, which the driver performs in the
 order given: send an advert, acquire the VIPs (add, then announce), release them, report a
 transition (log, notify scripts, sync group).
 
@@ -301,9 +304,37 @@ class Instance:
         """The machine's answer to a timer or an advert, from the hot path (the driver is
         parked): a takeover's first steps here and now (``_take_over_now``), the rest, or
         all of it, posted to the driver."""
-        if any(type(a) is AcquireAddresses for a in actions):
-            actions = self._take_over_now(actions)
+        if not any(type(a) is AcquireAddresses for a in actions):
+            self.post("perform", actions)
+            return
+        actions = self._take_over_now(actions)
+        i = next((i for i, a in enumerate(actions) if type(a) is not _Acquired), len(actions))
+        took = actions[i] if i < len(actions) else None
+        if not (isinstance(took, Transition) and _takes_over(took)):
+            self.post("perform", actions)
+            return
+        # On the wire: the sync group is told now, not in the driver's report, so that a
+        # member it makes master takes over here too (``command``) if its driver is parked.
+        # Posted first: a command the group sends back to this instance queues behind.
+        actions[i] = _Report(took)
         self.post("perform", actions)
+        self.agent.command_members(self, took)
+
+    def command(self, target: State, reason: str) -> None:
+        """A sync group's command (``force``). Handed to the machine at once when the
+        driver is parked with nothing queued (as the receive path hands it an advert): a
+        takeover's first steps are then made here and now (``_hand_to_driver``), beside
+        the member that made the group move, not after a wake-up of this driver.
+        Otherwise posted, in order."""
+        if not self._idle:
+            self.post("force", target, reason)
+            return
+        assert self.machine is not None
+        actions = self.machine.force(target, self._now(), reason)
+        if actions:
+            self._hand_to_driver(actions)
+        else:
+            self._ask_wakeup()
 
     def _take_over_now(self, actions: list[Any]) -> list[Any]:
         """Perform the leading VIP adds, announcement and adverts of ``actions`` here and
@@ -722,17 +753,21 @@ class Instance:
             elif isinstance(action, ReleaseAddresses):
                 await self._release()
             elif isinstance(action, Transition):
-                if action.new is State.MASTER and action.old is not State.MASTER:
+                if _takes_over(action):
                     # A takeover, announced already (the actions before this one). Its
-                    # sync group's other members are told first (the group's commands,
-                    # posted), then every driver taking over at this moment adds and
-                    # announces its VIPs before this one reports (log lines, scripts,
-                    # alerts, the group's own report: ~0.5 ms, more under load).
+                    # sync group's other members are told first (the group's commands),
+                    # then every driver taking over at this moment adds and announces its
+                    # VIPs before this one reports (log lines, scripts, alerts, the
+                    # group's own report: ~0.5 ms, more under load).
                     self.agent.command_members(self, action)
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     self._on_transition(action, commanded=True)
                 else:
                     self._on_transition(action)
+            elif isinstance(action, _Report):
+                # A takeover the hot path made, its group told (``_hand_to_driver``).
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                self._on_transition(action.transition, commanded=True)
             elif isinstance(action, _VipChanges):
                 await self._apply_vips(action.commands)
             elif isinstance(action, _SendPackets):
@@ -1190,6 +1225,18 @@ class _Acquired:
     those it added now); the driver logs them and starts the announcement task."""
 
     added: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Report:
+    """Internal action: report a takeover the hot path made and told the sync group of
+    (``_hand_to_driver``)."""
+
+    transition: Transition
+
+
+def _takes_over(tr: Transition) -> bool:
+    return tr.new is State.MASTER and tr.old is not State.MASTER
 
 
 class _Wait:

@@ -416,7 +416,7 @@ class Agent:
         for member, target in [] if self.stopping else commands:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
-                other.post("force", target, f"sync group {name}")
+                other.command(target, f"sync group {name}")
 
     def on_member_transition(
         self, inst: Instance, tr: Transition, *, commanded: bool = False

@@ -465,9 +465,11 @@ def test_sync_group_members_taking_over_together_announce_before_either_reports(
 def test_a_sync_group_member_made_master_by_its_group_takes_over_before_the_first_reports() -> None:
     """a stops, and its priority 0 for VI_2 is lost: b's VI_2 would wait for its
     Master_Down timer; its group makes it master when VI_1 takes over. The group is told
-    before VI_1 reports (``command_members``), so VI_2 adds and announces its VIP before
-    VI_1's transition is reported, not after (VI_2's VIP was late by the whole report). The
-    group's own report (log line, scripts) still comes after both members'."""
+    as soon as VI_1's VIP, announcement and advert are out (``command_members``), and VI_2,
+    parked, takes the command at once (``Instance.command``): its VIP is added and
+    announced in the same wake-up, before VI_1's driver runs (its ``vip.added`` line) and
+    before VI_1's transition is reported, not after (VI_2's VIP was late by the whole
+    report). The group's own report (log line, scripts) still comes after both members'."""
 
     async def scenario(lab: Lab) -> None:
         _lan, srv, a, b = sync_hosts(lab)
@@ -493,7 +495,9 @@ def test_a_sync_group_member_made_master_by_its_group_takes_over_before_the_firs
         }
         assert reports["VI_2"].detail["reason"] == "sync group G1"
         assert add1.time == add2.time == reports["VI_1"].time  # one virtual instant
-        assert add1.seq < add2.seq < garp2.seq < reports["VI_1"].seq
+        (logged1,) = [e for e in lab.find("vip.added", host="b") if e.subject == "VI_1"]
+        assert add1.seq < add2.seq < garp2.seq < logged1.seq < reports["VI_1"].seq
+        assert add2.detail["at_once"] is True
         (group,) = [e for e in lab.find("vrrp.group_transition", host="b") if e.time >= t_stop]
         assert group.detail["new"] == "MASTER"
         assert max(r.seq for r in reports.values()) < group.seq
