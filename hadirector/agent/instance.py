@@ -414,6 +414,9 @@ class Instance:
         try:
             await self._run(task_status)
         finally:
+            # A takeover told to the sync group and never reported (the driver cancelled
+            # in between) must not hold the group's report back for good.
+            self.agent.forget_unreported(self.cfg.name)
             self.first_state.set()
             self.done.set()
 

@@ -411,6 +411,11 @@ class Agent:
         self._unreported.add(inst.cfg.name)
         self._command_members(name, inst, tr)
 
+    def forget_unreported(self, member: str) -> None:
+        """``member``'s driver ended: a transition it told its group of (``command_members``)
+        will not be reported; the group's report no longer waits for it."""
+        self._unreported.discard(member)
+
     def _command_members(self, name: str, inst: Instance, tr: Transition) -> None:
         commands = self.groups[name].on_transition(inst.cfg.name, tr.new)
         for member, target in [] if self.stopping else commands:
