@@ -120,6 +120,19 @@ def _reverse_mixed_factory(
     return make(lab, node, priority, advert_s, version)
 
 
+def _hadirector_tree() -> str:
+    """Where the hadirector the directors run is imported from (``PYTHONPATH`` decides:
+    the bench's own checkout is not on the directors' path)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import hadirector; print(hadirector.__file__)"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+    )
+    return done.stdout.decode(errors="replace").strip() or "? (not importable)"
+
+
 def _mixed_unavailable() -> str | None:
     return _keepalived_unavailable() or _hadirector_unavailable()
 
@@ -366,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"# skipping {name}: {reason}")
         else:
             factories[name] = IMPLS[name].factory()
+    if any(name != "keepalived" for name in factories):
+        say(f"# hadirector: {' '.join(hadirector_command() or [])} importing {_hadirector_tree()}")
     load = os.getloadavg()
     say(
         f"# {platform.node()} {os.cpu_count()} cpus, load {load[0]:.2f} {load[1]:.2f}; "

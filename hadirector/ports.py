@@ -102,11 +102,15 @@ class AnnouncerPort(Protocol):
 
 class AddressesPort(Protocol):
     """VIPs on interfaces: add/remove (False = already so), and vanished-VIP events; while
-    ``watch()`` runs, a listener hears of any address appearing (to retry what waited)."""
+    ``watch()`` runs, a listener hears of any address appearing (to retry what waited).
+    ``add_now`` adds without waiting (a takeover in the hot path's thread): as ``add``, or
+    None, with nothing done, for a VIP it cannot add that way (``add`` then)."""
 
     async def open(self) -> None: ...
 
     async def add(self, vip: Any) -> bool: ...
+
+    def add_now(self, vip: Any) -> bool | None: ...
 
     async def remove(self, vip: Any) -> bool: ...
 

@@ -15,7 +15,10 @@ while trio does: they read the clock through ``agent.wakeups.now`` and wake the 
 through ``call_in_trio``, after queueing the event in order. Anything else the
 machine answers is posted to the driver as a control event; an advert arriving while the
 driver is busy waits in the queue behind its work. Every VIP change is made by the driver,
-as vrrp/vips.py decides. The machine answers with actions, which the driver performs in the
+as vrrp/vips.py decides, with one exception in where: a takeover's VIP adds, first
+announcement and first advert are made by the hot path that found the takeover (the
+driver parked, nothing else touching the instance: ``_take_over_now``), the rest is the
+driver's. The machine answers with actions, which the driver performs in the
 order given: send an advert, acquire the VIPs (add, then announce), release them, report a
 transition (log, notify scripts, sync group).
 
@@ -320,7 +323,81 @@ class Instance:
                 self._ask_wakeup()
                 return
             actions = [_SendPackets(tuple(unsent))]
+        self._hand_to_driver(actions)
+
+    def _hand_to_driver(self, actions: list[Any]) -> None:
+        """The machine's answer to a timer or an advert, from the hot path (the driver is
+        parked): a takeover's first steps here and now (``_take_over_now``), the rest, or
+        all of it, posted to the driver."""
+        if not any(type(a) is AcquireAddresses for a in actions):
+            self.post("perform", actions)
+            return
+        actions = self._take_over_now(actions)
+        i = next((i for i, a in enumerate(actions) if type(a) is not _Acquired), len(actions))
+        took = actions[i] if i < len(actions) else None
+        if not (isinstance(took, Transition) and _takes_over(took)):
+            self.post("perform", actions)
+            return
+        # On the wire: the sync group is told now, not in the driver's report, so that a
+        # member it makes master takes over here too (``command``) if its driver is parked.
+        # Posted first: a command the group sends back to this instance queues behind.
+        actions[i] = _Report(took)
         self.post("perform", actions)
+        self.agent.command_members(self, took)
+
+    def command(self, target: State, reason: str) -> None:
+        """A sync group's command (``force``). Handed to the machine at once when the
+        driver is parked with nothing queued (as the receive path hands it an advert): a
+        takeover's first steps are then made here and now (``_hand_to_driver``), beside
+        the member that made the group move, not after a wake-up of this driver.
+        Otherwise posted, in order."""
+        if not self._idle:
+            self.post("force", target, reason)
+            return
+        assert self.machine is not None
+        actions = self.machine.force(target, self._now(), reason)
+        if actions:
+            self._hand_to_driver(actions)
+        else:
+            self._ask_wakeup()
+
+    def _take_over_now(self, actions: list[Any]) -> list[Any]:
+        """Perform the leading VIP adds, announcement and adverts of ``actions`` here and
+        now, without waiting; what is left, for the driver.
+
+        Called by the hot path while the driver is parked (``_hand_to_driver``): a taker's
+        VIPs, first gratuitous ARP and first advert go out in the wake-up that found its
+        Master_Down timer due, not after a hand-over to trio (in the production agent the
+        hot path runs in a thread of its own, agent/hotloop.py, and waking trio costs
+        0.3-0.5 ms). The VIP changes are still the driver's: the same ownership decisions
+        (vrrp/vips.py ``acquire``) and the same adds (``_add_vip_now``), made while the
+        driver is parked and nothing else touches the instance. What needs trio (the
+        ``vip.added`` log line and the announcement task, the transition's report) is left
+        for the driver, in order: ``_Acquired``, then the rest. It stops at the first step
+        that would wait: a VIP that cannot be added at once (IPv6: its local route,
+        net/addresses.py) is left with the VIPs after it for the driver (``_AcquireRest``,
+        which announces once they are all added), as is an advert the socket cannot take
+        now (``_SendPackets``) and what follows it."""
+        rest = list(actions)
+        done: list[Any] = []
+        while rest:
+            action = rest[0]
+            if type(action) is AcquireAddresses:
+                added, later = self._acquire_now()
+                if later:
+                    rest[0] = _AcquireRest(tuple(added), tuple(later))
+                    break
+                self._announce_once(self._held_vips())
+                done.append(_Acquired(tuple(added)))
+            elif type(action) is SendAdvert:
+                unsent = self._send_advert_now(action.priority, action.interval_cs)
+                if unsent:
+                    rest[0] = _SendPackets(tuple(unsent))
+                    break
+            else:
+                break
+            rest.pop(0)
+        return done + rest
 
     async def _next_event(self) -> tuple[Any, ...] | None:
         """The next event for the driver, None when a timer (``_wake_at``) is due first.
@@ -362,6 +439,9 @@ class Instance:
         try:
             await self._run(task_status)
         finally:
+            # A takeover told to the sync group and never reported (the driver cancelled
+            # in between) must not hold the group's report back for good.
+            self.agent.forget_unreported(self.cfg.name)
             self.first_state.set()
             self.done.set()
 
@@ -693,17 +773,30 @@ class Instance:
             if isinstance(action, SendAdvert):
                 await self._send_advert(action.priority, action.interval_cs)
             elif isinstance(action, AcquireAddresses):
-                await self._acquire()
+                added, later = self._acquire_now()
+                await self._acquire_rest(added, later)
+            elif isinstance(action, _AcquireRest):
+                await self._acquire_rest(list(action.added), action.commands)
+            elif isinstance(action, _Acquired):
+                self._acquired(list(action.added))
             elif isinstance(action, ReleaseAddresses):
                 await self._release()
             elif isinstance(action, Transition):
-                if action.new is State.MASTER and action.old is not State.MASTER:
-                    # A takeover, announced already (the actions before this one): other
-                    # drivers taking over at the same moment (a sync group's members) add
-                    # and announce their VIPs before this one reports (log lines, scripts,
-                    # alerts, the group: ~0.5 ms, more under load).
+                if _takes_over(action):
+                    # A takeover, announced already (the actions before this one). Its
+                    # sync group's other members are told first (the group's commands),
+                    # then every driver taking over at this moment adds and announces its
+                    # VIPs before this one reports (log lines, scripts, alerts, the
+                    # group's own report: ~0.5 ms, more under load).
+                    self.agent.command_members(self, action)
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                self._on_transition(action)
+                    self._on_transition(action, commanded=True)
+                else:
+                    self._on_transition(action)
+            elif isinstance(action, _Report):
+                # A takeover the hot path made, its group told (``_hand_to_driver``).
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                self._on_transition(action.transition, commanded=True)
             elif isinstance(action, _VipChanges):
                 await self._apply_vips(action.commands)
             elif isinstance(action, _SendPackets):
@@ -797,34 +890,69 @@ class Instance:
             self._send_policy_of = of
         return self._send_policy
 
-    async def _acquire(self) -> None:
-        added = []
-        for cmd in self.vips.acquire(self.cfg.virtual_addresses):
+    def _acquire_now(self) -> tuple[list[str], list[vips.AddVip]]:
+        """Entering MASTER: add the VIPs vrrp/vips.py names, each at once while that can be
+        done (``_add_vip_now``); the VIPs added, and the commands left from the first that
+        must wait."""
+        added: list[str] = []
+        commands = self.vips.acquire(self.cfg.virtual_addresses)
+        for i, cmd in enumerate(commands):
+            outcome = self._add_vip_now(cmd)
+            if isinstance(outcome, _Wait):
+                return added, commands[i:]
+            if outcome:
+                added.append(vips.key(cmd.vip))
+        return added, []
+
+    async def _acquire_rest(self, added: list[str], commands: Sequence[vips.AddVip]) -> None:
+        """Add what ``_acquire_now`` left (waiting where it must), then announce."""
+        for cmd in commands:
             if await self._add_vip(cmd):
                 added.append(vips.key(cmd.vip))
         # First announcement now, before the first advert (make-before-break) and before
-        # any logging; the rest of the burst, the delayed burst and the refresh run in the
-        # background. Only what we hold: announcing an address the kernel refused would
+        # any logging. Only what we hold: announcing an address the kernel refused would
         # draw traffic to a black hole.
         self._announce_once(self._held_vips())
+        self._acquired(added)
+
+    def _acquired(self, added: list[str]) -> None:
+        """After a takeover's adds and first announcement: the log line, and the rest of
+        the burst, the delayed burst and the refresh in the background."""
         if added:
             self.log.info("vip.added", vips=added)
         self._start_announcer(first_done=True)
 
+    def _add_vip_now(self, cmd: vips.AddVip) -> bool | _Wait | None:
+        """``_add_vip`` without waiting: the same outcomes, or ``_WAIT`` (nothing done)
+        when the address port cannot add this VIP at once (net/addresses.py ``add_now``)."""
+        try:
+            added = self.agent.addresses.add_now(cmd.vip)
+        except KernelError as exc:
+            self._add_failed(cmd, exc)
+            return None
+        if added is None:
+            return _WAIT
+        self.vips.added(cmd)
+        return added
+
     async def _add_vip(self, cmd: vips.AddVip) -> bool | None:
         """Add a VIP and report the outcome to the ownership: whether it was added now
-        (False: it was there already), None if the add failed (logged)."""
+        (False: it was there already), None if the add failed (logged). (A takeover adds
+        at once where it can: ``_acquire_now``.)"""
         try:
             added = await self.agent.addresses.add(cmd.vip)
         except KernelError as exc:
-            failure = self.vips.add_failed(cmd, link_up=self.agent.links.is_up(cmd.vip.dev))
-            if isinstance(failure, vips.LostWithLink):
-                self._lost_with_link(failure)
-            else:
-                self.log.error("vip.add_failed", vip=vips.key(cmd.vip), error=str(exc))
+            self._add_failed(cmd, exc)
             return None
         self.vips.added(cmd)
         return bool(added)
+
+    def _add_failed(self, cmd: vips.AddVip, exc: KernelError) -> None:
+        failure = self.vips.add_failed(cmd, link_up=self.agent.links.is_up(cmd.vip.dev))
+        if isinstance(failure, vips.LostWithLink):
+            self._lost_with_link(failure)
+        else:
+            self.log.error("vip.add_failed", vip=vips.key(cmd.vip), error=str(exc))
 
     async def _remove_vip(self, cmd: vips.RemoveVip) -> bool | None:
         """Remove a VIP (no longer held, whatever the outcome): whether it was there, None
@@ -961,7 +1089,10 @@ class Instance:
                 reason=f"{restored[0].dev} up again",
             )
 
-    def _on_transition(self, tr: Transition) -> None:
+    def _on_transition(self, tr: Transition, *, commanded: bool = False) -> None:
+        """Report a transition: log, notify scripts, connection sync, alerts, the sync
+        group (``commanded``: its members were told already, ``Agent.command_members``),
+        systemd's STATUS."""
         assert self.machine is not None
         priority = self.machine.effective_priority
         if tr.old is tr.new:
@@ -991,7 +1122,7 @@ class Instance:
         )
         self.agent.on_instance_state(self.cfg.name, tr.new.value)
         self.agent.on_instance_alert(self, tr, priority)
-        self.agent.on_member_transition(self, tr)
+        self.agent.on_member_transition(self, tr, commanded=commanded)
         self.agent.update_status()
 
     # -- receive path -----------------------------------------------------------------
@@ -1068,7 +1199,7 @@ class Instance:
             now=now,
         )
         if actions:
-            self.post("perform", actions)
+            self._hand_to_driver(actions)
         else:
             self._ask_wakeup()
 
@@ -1177,6 +1308,42 @@ class _VipChanges:
     """Internal action: VIP changes decided by vrrp/vips.py, for the driver to perform."""
 
     commands: tuple[vips.VipCommand, ...]
+
+
+@dataclass(frozen=True)
+class _AcquireRest:
+    """Internal action: a takeover's adds the hot path could not make at once (``added``:
+    those it made), for the driver to make, then announce (``_take_over_now``)."""
+
+    added: tuple[str, ...]
+    commands: tuple[vips.AddVip, ...]
+
+
+@dataclass(frozen=True)
+class _Acquired:
+    """Internal action: a takeover's VIPs added and announced by the hot path (``added``:
+    those it added now); the driver logs them and starts the announcement task."""
+
+    added: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Report:
+    """Internal action: report a takeover the hot path made and told the sync group of
+    (``_hand_to_driver``)."""
+
+    transition: Transition
+
+
+def _takes_over(tr: Transition) -> bool:
+    return tr.new is State.MASTER and tr.old is not State.MASTER
+
+
+class _Wait:
+    """``_add_vip_now``'s answer when the VIP cannot be added without waiting."""
+
+
+_WAIT = _Wait()
 
 
 @dataclass(frozen=True)

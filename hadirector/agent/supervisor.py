@@ -104,6 +104,9 @@ class Agent:
         )
         self.instances: dict[str, Instance] = {}
         self.groups: dict[str, SyncGroup] = {}
+        # Members that told their group of a transition (``command_members``) and have not
+        # reported it yet.
+        self._unreported: set[str] = set()
         self.group_of: dict[str, str] = {}
         self.notifier = notify.NotifyRunner()
         self.addresses = self.adapters.addresses()
@@ -395,16 +398,47 @@ class Agent:
         self.groups = groups
         self.group_of = {m: g.name for g in self.config.sync_groups for m in g.instances}
 
-    def on_member_transition(self, inst: Instance, tr: Transition) -> None:
+    def command_members(self, inst: Instance, tr: Transition) -> None:
+        """Tell the sync group of ``inst`` its transition and post the group's commands to
+        the other members, before ``inst`` reports it (a taker: agent/instance.py
+        ``_perform``), so that they take over beside it, not after its report. The
+        group's own report waits until every member told this way has reported
+        (``on_member_transition``), so the log and scripts keep their order: each member's
+        transition, then the group's."""
         name = self.group_of.get(inst.cfg.name)
         if name is None:
             return
-        group = self.groups[name]
-        commands = group.on_transition(inst.cfg.name, tr.new)
+        self._unreported.add(inst.cfg.name)
+        self._command_members(name, inst, tr)
+
+    def forget_unreported(self, member: str) -> None:
+        """``member``'s driver ended: a transition it told its group of (``command_members``)
+        will not be reported; the group's report no longer waits for it."""
+        self._unreported.discard(member)
+
+    def _command_members(self, name: str, inst: Instance, tr: Transition) -> None:
+        commands = self.groups[name].on_transition(inst.cfg.name, tr.new)
         for member, target in [] if self.stopping else commands:
             other = self.instances.get(member)
             if other is not None and other.state is not target:
-                other.post("force", target, f"sync group {name}")
+                other.command(target, f"sync group {name}")
+
+    def on_member_transition(
+        self, inst: Instance, tr: Transition, *, commanded: bool = False
+    ) -> None:
+        """A member's transition, reported (``commanded``: its group was told already,
+        ``command_members``): the group's commands, and its own report once its members
+        share a state."""
+        name = self.group_of.get(inst.cfg.name)
+        if name is None:
+            return
+        if commanded:
+            self._unreported.discard(inst.cfg.name)
+        else:
+            self._command_members(name, inst, tr)
+        group = self.groups[name]
+        if any(m in self._unreported for m in group.members):
+            return  # a member told the group and has not reported yet: the group reports after
         before = group.settled
         settled = group.settle()
         if settled is not None:

@@ -13,6 +13,11 @@ and ``.label`` (IPv4 label or None; the kernel keeps labels for IPv4 only).
   on a busy machine), and packets drawn by an announcement sent meanwhile are dropped. So
   ``add`` returns only once a route lookup for the address answers "local" (at most
   ``IPV6_READY_TIMEOUT_S``). IPv4 addresses receive as soon as the add is acknowledged.
+- ``add_now(vip)`` is ``add`` for a thread that must not wait (the VRRP hot path taking
+  over, agent/instance.py): the request sent and its answer read there and then, on a
+  netlink socket of its own (the kernel answers an address change inside the send), True
+  or False as ``add``; None, with nothing changed, for an IPv6 VIP (it waits for its local
+  route: ``add``).
 - ``remove(vip)`` returns True if it removed the address, False if it was not there
   (EADDRNOTAVAIL, or the device is gone).
 - Any other refusal raises ``KernelError`` naming the address and the device.
@@ -91,6 +96,8 @@ NLM_F_CREATE = 0x400
 RTN_LOCAL = 2
 IPV6_READY_TIMEOUT_S = 1.0
 IPV6_READY_POLL_S = 0.001
+# add_now: the kernel answers inside the send; this only bounds a kernel that does not.
+NOW_TIMEOUT_S = 1.0
 WATCH_RETRY_S = 0.1  # watch(): wait after a failed netlink read or re-listing
 
 
@@ -119,6 +126,13 @@ class AddressRemoved:
         return str(self.interface)
 
 
+def _where(vip: Vip, adding: bool) -> str:
+    """What a change was, for an error: ``add 192.0.2.1/24 to eth0``."""
+    if adding:
+        return f"add {vip.interface} to {vip.dev}"
+    return f"remove {vip.interface} from {vip.dev}"
+
+
 def _family(interface: IPInterface) -> int:
     return socket.AF_INET if interface.version == 4 else socket.AF_INET6
 
@@ -129,6 +143,8 @@ class AddressManager:
     def __init__(self) -> None:
         """No I/O here: sockets open in ``open()`` (or on first use)."""
         self._requests: NetlinkSocket | None = None
+        # add_now's: used only by calls that return before anyone else runs (request_now).
+        self._now_requests: NetlinkSocket | None = None
         self._links: NetlinkSocket | None = None
         self._events: NetlinkSocket | None = None
         self._index_by_name: dict[str, int] = {}
@@ -142,12 +158,13 @@ class AddressManager:
         self._links = NetlinkSocket.open(RTMGRP_LINK)
         self._events = NetlinkSocket.open(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
         self._requests = NetlinkSocket.open()
+        self._now_requests = NetlinkSocket.open()
 
     def close(self) -> None:
-        for sock in (self._requests, self._links, self._events):
+        for sock in (self._requests, self._now_requests, self._links, self._events):
             if sock is not None:
                 sock.close()
-        self._requests = self._links = self._events = None
+        self._requests = self._now_requests = self._links = self._events = None
 
     async def _request_socket(self) -> NetlinkSocket:
         if self._requests is None:
@@ -216,42 +233,97 @@ class AddressManager:
             attrs=attrs,
         )
 
+    def _prepare(self, vip: Vip, index: int, *, adding: bool) -> tuple[bytes, int, int]:
+        """Note the change in ``_held`` (before it is made: its notification must find it);
+        the request's body, type and flags."""
+        key = (index, vip.interface)
+        if adding:
+            self._held[key] = vip
+        else:
+            self._held.pop(key, None)
+        msg_type = RTM_NEWADDR if adding else RTM_DELADDR
+        flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE | NLM_F_EXCL if adding else 0)
+        return self._message(vip, index, adding=adding), msg_type, flags
+
+    def _refused(self, vip: Vip, index: int, exc: OSError, *, adding: bool, attempt: int) -> bool:
+        """The kernel refused a change: False when that means it was so already, True to
+        try once more (a stale index, forgotten); KernelError otherwise."""
+        if adding and exc.errno == errno.EEXIST:
+            return False
+        if not adding and exc.errno == errno.EADDRNOTAVAIL:
+            return False
+        key = (index, vip.interface)
+        if exc.errno == errno.ENODEV and attempt == 1:
+            self._index_by_name.pop(vip.dev, None)  # stale index: look it up again
+            self._held.pop(key, None)
+            return True
+        if not adding and exc.errno == errno.ENODEV:
+            return False
+        self._held.pop(key, None)
+        raise KernelError(f"cannot {_where(vip, adding)}: {exc.strerror}") from exc
+
+    def _no_index(self, vip: Vip, exc: OSError, *, adding: bool) -> bool:
+        """No index for the VIP's device: False for a removal (no device, so certainly no
+        address on it); KernelError for an add."""
+        if not adding and exc.errno == errno.ENODEV:
+            return False
+        raise KernelError(f"cannot {_where(vip, adding)}: {exc.strerror}") from exc
+
     async def _change(self, vip: Vip, *, adding: bool) -> bool:
-        verb = "add" if adding else "remove"
-        where = f"{vip.interface} {'to' if adding else 'from'} {vip.dev}"
         sock = await self._request_socket()
         for attempt in (1, 2):
             try:
                 index = await self.index_of(vip.dev)
             except OSError as exc:
-                if not adding and exc.errno == errno.ENODEV:
-                    return False  # no device, so certainly no address on it
-                raise KernelError(f"cannot {verb} {where}: {exc.strerror}") from exc
-            key = (index, vip.interface)
-            if adding:
-                self._held[key] = vip
-            else:
-                self._held.pop(key, None)
-            body = self._message(vip, index, adding=adding)
-            msg_type = RTM_NEWADDR if adding else RTM_DELADDR
-            flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE | NLM_F_EXCL if adding else 0)
+                return self._no_index(vip, exc, adding=adding)
+            body, msg_type, flags = self._prepare(vip, index, adding=adding)
             try:
                 await sock.request(body, msg_type, flags)
             except OSError as exc:
-                if adding and exc.errno == errno.EEXIST:
-                    return False
-                if not adding and exc.errno == errno.EADDRNOTAVAIL:
-                    return False
-                if exc.errno == errno.ENODEV and attempt == 1:
-                    self._index_by_name.pop(vip.dev, None)  # stale index: look it up again
-                    self._held.pop(key, None)
+                if self._refused(vip, index, exc, adding=adding, attempt=attempt):
                     continue
-                if not adding and exc.errno == errno.ENODEV:
-                    return False
-                self._held.pop(key, None)
-                raise KernelError(f"cannot {verb} {where}: {exc.strerror}") from exc
+                return False
             return True
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def add_now(self, vip: Vip) -> bool | None:
+        """``add`` without waiting (module docstring): True if added, False if it was
+        there already, KernelError otherwise; None for an IPv6 VIP (nothing done)."""
+        if vip.interface.version != 4:
+            return None
+        if self._now_requests is None:
+            self._now_requests = NetlinkSocket.open()
+        sock = self._now_requests
+        for attempt in (1, 2):
+            try:
+                index = self._index_now(vip.dev, sock)
+            except OSError as exc:
+                return self._no_index(vip, exc, adding=True)
+            body, msg_type, flags = self._prepare(vip, index, adding=True)
+            try:
+                sock.request_now(body, msg_type, flags, timeout_s=NOW_TIMEOUT_S)
+            except OSError as exc:
+                if self._refused(vip, index, exc, adding=True, attempt=attempt):
+                    continue
+                return False
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _index_now(self, ifname: str, sock: NetlinkSocket) -> int:
+        """``index_of`` without waiting, over ``sock``."""
+        self._refresh_index_cache()
+        index = self._index_by_name.get(ifname)
+        if index is not None:
+            return index
+        replies = sock.request_now(
+            link_request(ifname), RTM_GETLINK, NLM_F_REQUEST, timeout_s=NOW_TIMEOUT_S
+        )
+        for message in replies:
+            if message.msg_type == RTM_NEWLINK:
+                info = LinkInfo.from_message(message)
+                self._index_by_name[ifname] = info.index
+                return info.index
+        raise OSError(errno.ENODEV, f"no interface named {ifname}")
 
     async def add(self, vip: Vip) -> bool:
         """Add ``vip``; True if added, False if it was already there. KernelError otherwise.

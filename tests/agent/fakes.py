@@ -307,6 +307,16 @@ class FakeAddresses:
             raise KernelError(f"cannot {verb} {key}: Operation not permitted")
 
     async def add(self, vip: Any) -> bool:
+        return self._add(vip, at_once=False)
+
+    def add_now(self, vip: Any) -> bool | None:
+        """As the kernel adapter: IPv6 VIPs wait for their local route (``add``)."""
+        if vip.interface.version != 4:
+            return None
+        return self._add(vip, at_once=True)
+
+    def _add(self, vip: Any, *, at_once: bool) -> bool:
+        """Add (recorded with ``at_once``: whether by ``add_now``)."""
         key = str(vip.interface)
         self._check("add", key)
         if self.host.links.index_of(vip.dev) is None:
@@ -315,7 +325,7 @@ class FakeAddresses:
         if key in self.held:
             return False
         self.held[key] = vip
-        self.host.lab.record(self.host.name, "add", key, dev=vip.dev)
+        self.host.lab.record(self.host.name, "add", key, dev=vip.dev, at_once=at_once)
         return True
 
     async def remove(self, vip: Any) -> bool:

@@ -91,6 +91,59 @@ def test_taker_is_on_the_wire_before_it_reports() -> None:
     run_lab(scenario)
 
 
+def test_the_wake_up_that_finds_master_down_due_adds_announces_and_adverts() -> None:
+    """The taker's VIP add (at once: ``add_now``), first announcement and first advert are
+    made by the wake-up that found its Master_Down timer due, before its driver runs: the
+    driver's ``vip.added`` log line comes after the advert (when the driver made the
+    takeover, the log line came between the announcement and the advert), and the
+    transition's report after both."""
+
+    async def scenario(lab: Lab) -> None:
+        wire, _a, _b = pair(lab)
+        ra, rb = await elect(lab)
+        t_stop = await stop(ra)
+        assert rb.state("VI_1") == "MASTER"
+        (add,) = lab.find("add", host="b")
+        garp = lab.find("garp", host="b")[0]
+        advert = next(f for f, adv in wire.adverts_from("b") if f.time >= t_stop)
+        (logged,) = lab.find("vip.added", host="b")
+        (took,) = [e for e in lab.find("transition", host="b") if e.detail["new"] == "MASTER"]
+        assert add.detail["at_once"] is True
+        assert add.seq < garp.seq < advert.seq < logged.seq < took.seq
+
+    run_lab(scenario)
+
+
+def test_an_ipv6_taker_adds_in_its_driver_and_keeps_the_order() -> None:
+    """An IPv6 VIP cannot be added at once (it waits for its local route): the wake-up
+    leaves the takeover to the driver, in the same order: add, announcement, advert, then
+    the report."""
+
+    async def scenario(lab: Lab) -> None:
+        wire = lab.wire("lan6")
+        a = lab.host("a", {"eth0": (wire, "fe80::1")})
+        b = lab.host("b", {"eth0": (wire, "fe80::2")})
+        vips = ["2001:db8::100/64", "2001:db8::101/64"]
+        ra = await lab.start(a, instance_toml(priority=200, vips=vips))
+        rb = await lab.start(b, instance_toml(priority=100, vips=vips))
+        await trio.sleep(2)
+        assert (ra.state("VI_1"), rb.state("VI_1")) == ("MASTER", "BACKUP")
+        t_stop = await stop(ra)
+        assert rb.state("VI_1") == "MASTER"
+        adds = lab.find("add", host="b")
+        nas = lab.find("na", host="b")
+        advert = next(f for f, adv in wire.adverts_from("b") if f.time >= t_stop)
+        (took,) = [e for e in lab.find("transition", host="b") if e.detail["new"] == "MASTER"]
+        assert [e.subject for e in adds] == vips
+        assert all(e.detail["at_once"] is False for e in adds)
+        assert [e.subject for e in nas[:2]] == ["2001:db8::100", "2001:db8::101"]
+        assert adds[-1].seq < nas[0].seq
+        assert nas[1].seq < advert.seq < took.seq
+        assert lab.holders(vips[0]) == lab.holders(vips[1]) == {"b"}
+
+    run_lab(scenario)
+
+
 def test_preemption_back_after_restart_has_no_gap_and_no_extra_transition() -> None:
     async def scenario(lab: Lab) -> None:
         _, a, _ = pair(lab)
@@ -405,6 +458,49 @@ def test_sync_group_members_taking_over_together_announce_before_either_reports(
         first_report = min(e.seq for e in reports)
         assert max(e.seq for e in adds) < first_report
         assert len([e for e in garps if e.seq < first_report]) >= 2
+
+    run_lab(scenario)
+
+
+def test_a_sync_group_member_made_master_by_its_group_takes_over_before_the_first_reports() -> None:
+    """a stops, and its priority 0 for VI_2 is lost: b's VI_2 would wait for its
+    Master_Down timer; its group makes it master when VI_1 takes over. The group is told
+    as soon as VI_1's VIP, announcement and advert are out (``command_members``), and VI_2,
+    parked, takes the command at once (``Instance.command``): its VIP is added and
+    announced in the same wake-up, before VI_1's driver runs (its ``vip.added`` line) and
+    before VI_1's transition is reported, not after (VI_2's VIP was late by the whole
+    report). The group's own report (log line, scripts) still comes after both members'."""
+
+    async def scenario(lab: Lab) -> None:
+        _lan, srv, a, b = sync_hosts(lab)
+        ra = await lab.start(a, sync_config(200))
+        rb = await lab.start(b, sync_config(100))
+        await trio.sleep(2)
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["BACKUP", "BACKUP"]
+
+        def drop(frame: Frame, to: FakeEndpoint) -> bool:
+            advert = frame.advert()
+            return frame.sender == "a" and advert is not None and advert.priority == 0
+
+        srv.drop = drop
+        t_stop = await stop(ra)
+        assert [rb.state(i) for i in ("VI_1", "VI_2")] == ["MASTER", "MASTER"]
+        (add1,) = [e for e in lab.find("add", host="b") if e.subject == VIP]
+        (add2,) = [e for e in lab.find("add", host="b") if e.subject == "198.51.100.1/24"]
+        garp2 = next(e for e in lab.find("garp", host="b") if e.subject == "198.51.100.1")
+        reports = {
+            e.subject: e
+            for e in lab.find("transition", host="b")
+            if e.time >= t_stop and e.detail["new"] == "MASTER"
+        }
+        assert reports["VI_2"].detail["reason"] == "sync group G1"
+        assert add1.time == add2.time == reports["VI_1"].time  # one virtual instant
+        (logged1,) = [e for e in lab.find("vip.added", host="b") if e.subject == "VI_1"]
+        assert add1.seq < add2.seq < garp2.seq < logged1.seq < reports["VI_1"].seq
+        assert add2.detail["at_once"] is True
+        (group,) = [e for e in lab.find("vrrp.group_transition", host="b") if e.time >= t_stop]
+        assert group.detail["new"] == "MASTER"
+        assert max(r.seq for r in reports.values()) < group.seq
 
     run_lab(scenario)
 

@@ -492,7 +492,7 @@ class Migration:
             f"keepalived master stopped (Skew_Time {skew_ms:.1f} ms, a probe every "
             f"{PROBE_INTERVAL_S * 1000:g} ms), per VIP LAN 1/LAN 2:",
             f"  {'taker':28} {'lost':>9} {'GARP - p0 - Skew_Time ms':>25} "
-            f"{'lost sent: first - p0, last - GARP ms':>40}",
+            f"{'lost sent: first - p0, last - GARP ms':>40} {'GARPs apart ms':>15}",
         ]
         for step in self.steps:
             if not step.windows:
@@ -503,7 +503,9 @@ class Migration:
             late = "/".join(f"{((b - a) * 1000 - skew_ms):.2f}" for a, b in step.windows)
             lost = "/".join(str(n) for n in step.lost)
             edges = "/".join(self.edges(step, lan) for lan in LANS)
-            lines.append(f"  {taker:28} {lost:>9} {late:>25} {edges:>40}")
+            garps = [announced for _, announced in step.windows]
+            apart = f"{(max(garps) - min(garps)) * 1000:.2f}"
+            lines.append(f"  {taker:28} {lost:>9} {late:>25} {edges:>40} {apart:>15}")
         return "\n".join(lines)
 
     def table(self, label: str) -> str:

@@ -110,6 +110,39 @@ def test_kernel_refusals_name_the_address_and_device(lab: Lab) -> None:
         manager.close()
 
 
+def test_add_now_adds_an_ipv4_vip_in_the_call_and_leaves_ipv6_to_add(lab: Lab) -> None:
+    """``add_now`` (a takeover in the hot path's thread): the IPv4 VIP is there when the
+    call returns, without trio (called outside any run); False when it was there; the
+    kernel's refusals as ``add``'s; an IPv6 VIP is not its to add (None, nothing done). The
+    VIP it added is watched like ``add``'s: deleted behind our back, it is reported."""
+    a = lab.node("a")
+    manager = _manager(a)
+    v = vip("192.0.2.100/32", label="eth0:vip")
+    try:
+        assert manager.add_now(v) is True
+        assert re.search(r"inet 192\.0\.2\.100/32 .*eth0:vip", _ip_addr(a))
+        assert manager.add_now(v) is False
+        with pytest.raises(KernelError, match=r"192\.0\.2\.101/32 to nosuch0"):
+            manager.add_now(vip("192.0.2.101/32", dev="nosuch0"))
+        with pytest.raises(KernelError, match=r"192\.0\.2\.102/32 to eth0"):
+            manager.add_now(vip("192.0.2.102/32", label="eth0:" + "x" * 20))
+        assert manager.add_now(vip("2001:db8:0:1::100/64")) is None
+        assert "2001:db8:0:1::100" not in _ip_addr(a)
+
+        # Subscribed since open(): the notification waits for watch() in the socket.
+        a.netns.ip("addr", "del", "192.0.2.100/32", "dev", "eth0")
+
+        async def first_removed() -> AddressRemoved:
+            async for removed in manager.watch():
+                return removed
+            raise AssertionError("watch() ended")
+
+        removed = trio.run(first_removed)
+        assert str(removed) == "192.0.2.100/32" and removed.dev == "eth0"
+    finally:
+        manager.close()
+
+
 def test_watch_reports_vips_deleted_behind_our_back_only(lab: Lab) -> None:
     a = lab.node("a", ipv4=["192.0.2.11/24"])
     manager = _manager(a)
