@@ -1176,7 +1176,7 @@ class Instance:
                 now=now,
             )
             if actions:
-                self.post("perform", actions)
+                self._hand_to_driver(actions)  # as the long path below
             else:
                 self._ask_wakeup()
             return
