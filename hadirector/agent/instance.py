@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -835,21 +835,7 @@ class Instance:
 
     def _send_advert_now(self, priority: int, interval_cs: int) -> list[tuple[bytes, Any]]:
         """Send the adverts without waiting; those the socket could not take now."""
-        assert self.sock is not None
-        sock = self.sock
-        unsent: list[tuple[bytes, Any]] = []
-        for payload, dst in self._build_advert(priority, interval_cs):
-            if unsent:
-                unsent.append((payload, dst))
-                continue
-            try:
-                if not sock.send_nowait(payload, dst):
-                    unsent.append((payload, dst))
-                    continue
-                self.counters["adverts_sent"] += 1
-            except OSError as exc:
-                self._send_failed(dst, exc)
-        return unsent
+        return self._send_packets_now(self._build_advert(priority, interval_cs))
 
     def _send_now(self, advert: SendAdvert) -> list[tuple[bytes, Any]]:
         """``_send_advert_now`` for the machine's ``advert``, with the packets built for the
@@ -864,9 +850,16 @@ class Instance:
         if key != self._sent_key:
             self._sent_packets = self._build_advert(advert.priority, advert.interval_cs)
             self._sent_key = key
+        return self._send_packets_now(self._sent_packets)
+
+    def _send_packets_now(self, packets: Iterable[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+        """Send built advert ``packets`` in order without waiting; from the first the socket
+        could not take now, those left (a failed send is counted and logged, not kept)."""
+        sock = self.sock
+        assert sock is not None
         counters = self.counters
         unsent: list[tuple[bytes, Any]] = []
-        for payload, dst in self._sent_packets:
+        for payload, dst in packets:
             if unsent:
                 unsent.append((payload, dst))
                 continue

@@ -46,7 +46,7 @@ import builtins
 import errno
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -203,6 +203,10 @@ class AddressManager:
             return index
         sock = await self._request_socket()
         replies = await sock.request(link_request(ifname), RTM_GETLINK, NLM_F_REQUEST)
+        return self._index_from(ifname, replies)
+
+    def _index_from(self, ifname: str, replies: Iterable[Message]) -> int:
+        """The ifindex a RTM_GETLINK answer for ``ifname`` gives (kept); ENODEV if none."""
         for message in replies:
             if message.msg_type == RTM_NEWLINK:
                 info = LinkInfo.from_message(message)
@@ -318,12 +322,7 @@ class AddressManager:
         replies = sock.request_now(
             link_request(ifname), RTM_GETLINK, NLM_F_REQUEST, timeout_s=NOW_TIMEOUT_S
         )
-        for message in replies:
-            if message.msg_type == RTM_NEWLINK:
-                info = LinkInfo.from_message(message)
-                self._index_by_name[ifname] = info.index
-                return info.index
-        raise OSError(errno.ENODEV, f"no interface named {ifname}")
+        return self._index_from(ifname, replies)
 
     async def add(self, vip: Vip) -> bool:
         """Add ``vip``; True if added, False if it was already there. KernelError otherwise.
