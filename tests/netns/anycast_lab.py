@@ -374,6 +374,29 @@ class AnycastLab:
         )
         return time.monotonic()
 
+    def kill_bird_until_out(self, name: str, timeout_s: float) -> float:
+        """SIGKILL ``name``'s BIRD and wait until the router's next hops are the others and
+        the process is gone: ms from the signal to the router (BIRD is left down)."""
+        bird = self.directors[name].bird
+        t0 = time.monotonic()
+        bird.signal(signal.SIGKILL)
+        t_out = self.wait_hops(frozenset(DIRECTORS) - {name}, timeout_s)
+        assert bird.proc is not None
+        bird.proc.wait(timeout=30)
+        return (t_out - t0) * 1000
+
+    def freeze_bird_until_out(self, name: str, timeout_s: float) -> float:
+        """Freeze ``name``'s BIRD (SIGSTOP) until the router's next hops are the others (its
+        BFD session times out), then thaw it: ms from the freeze to the router."""
+        bird = self.directors[name].bird
+        t0 = time.monotonic()
+        bird.signal(signal.SIGSTOP)
+        try:
+            t_out = self.wait_hops(frozenset(DIRECTORS) - {name}, timeout_s)
+        finally:
+            bird.signal(signal.SIGCONT)
+        return (t_out - t0) * 1000
+
     def flow_director(self, sport: int) -> str | None:
         """Which director the router sends the client's UDP flow from ``sport`` to."""
         out = self.router.ip(
