@@ -1135,53 +1135,45 @@ class Instance:
         has to do, in order."""
         now = self._now()
         last = self._accepted_last
-        if (
+        again = (
             last is not None
             and received.payload is last[0]
             and self._idle
             and self.hmac_keys is None
             and self._policy is last[1]
             and self._policy_of is self.cfg
-        ):
+        )
+        if again:
             # A backup's steady state: the datagram its master sent last time, byte for byte
             # (the socket's parse cache gave the same payload object, so the same source,
             # destination and TTL), which the receive checks accepted (vrrp/receive.py,
             # RFC 5798 §7.1) under the same policy, without HMAC: the same verdict. Counted
             # and remembered as ``_accept`` does; the machine asked in one call whether it
             # is the same advert in the same state (vrrp/machine.py ``receive_again``).
-            same = last[2]
+            assert last is not None
+            advert = last[2]
             self.counters["adverts_accepted"] += 1
-            self.last_peer = (received.src, same.priority, now)
-            stamp_ns = received.stamp_ns
-            if stamp_ns is not None:
-                age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
-                now = timers.arrival_time(now, age_s, same.interval_cs)
-            assert self.machine is not None
-            down_at = self.machine.receive_again(same.priority, same.interval_cs, received.src, now)
-            if down_at is not None:
-                if down_at < self._wakeup_at:
-                    self._ask_wakeup()
+            self.last_peer = (received.src, advert.priority, now)
+        else:
+            accepted = self._accept(received, now)
+            if accepted is None:
                 return
-            actions = self.machine.receive(
-                priority=same.priority,
-                interval_cs=same.interval_cs,
-                source=received.src,
-                now=now,
-            )
-            if actions:
-                self._hand_to_driver(actions)  # as the long path below
-            else:
-                self._ask_wakeup()
-            return
-        advert = self._accept(received, now)
-        if advert is None:
-            return
+            advert = accepted
         # Its timers count from when it reached the host (the kernel's time stamp).
         stamp_ns = received.stamp_ns
         if stamp_ns is not None:
             age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
             now = timers.arrival_time(now, age_s, advert.interval_cs)
-        if not self._idle:
+        if again:
+            assert self.machine is not None
+            down_at = self.machine.receive_again(
+                advert.priority, advert.interval_cs, received.src, now
+            )
+            if down_at is not None:
+                if down_at < self._wakeup_at:
+                    self._ask_wakeup()
+                return
+        elif not self._idle:
             self.post("advert", advert, received.src, now)
             return
         assert self.machine is not None
