@@ -23,27 +23,13 @@ from hadirector.vrrp.machine import (
     VrrpMachine,
 )
 from hadirector.vrrp.timers import master_down_interval_s
+from tests.unit.machinekit import OURS, config
 
-OURS = IPv4Address("192.0.2.10")
 LOWER = IPv4Address("192.0.2.5")
 HIGHER = IPv4Address("192.0.2.20")
 
 DOWN_100 = 3.609375  # Master_Down_Interval, priority 100, 1 s (RFC 5798 §6.1)
 SKEW_100 = 0.609375
-
-
-def config(**overrides: Any) -> MachineConfig:
-    base: dict[str, Any] = {
-        "vrid": 51,
-        "priority": 100,
-        "advert_interval_cs": 100,
-        "version": 3,
-        "primary_address": OURS,
-        "max_adopted_interval_cs": 1000,
-        "handover_hold_cs": 10,
-    }
-    base.update(overrides)
-    return MachineConfig(**base)
 
 
 def backup(now: float = 0.0, **overrides: Any) -> VrrpMachine:

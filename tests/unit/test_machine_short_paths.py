@@ -18,25 +18,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hadirector.vrrp.machine import MachineConfig, SendAdvert, State, VrrpMachine
+from hadirector.vrrp.machine import SendAdvert, State, VrrpMachine
+from tests.unit.machinekit import OURS, config
 
-OURS = IPv4Address("192.0.2.10")
 # Sources as the socket hands them: the same object for the same peer.
 PEERS = (IPv4Address("192.0.2.5"), IPv4Address("192.0.2.20"), OURS)
-
-
-def config(**overrides: Any) -> MachineConfig:
-    base: dict[str, Any] = {
-        "vrid": 51,
-        "priority": 100,
-        "advert_interval_cs": 100,
-        "version": 3,
-        "primary_address": OURS,
-        "max_adopted_interval_cs": 1000,
-        "handover_hold_cs": 10,
-    }
-    base.update(overrides)
-    return MachineConfig(**base)
 
 
 def long_receive(m: VrrpMachine, priority: int, interval_cs: int, source: Any, now: float) -> Any:
