@@ -75,18 +75,19 @@ class Baton(trio.abc.Instrument):
         self._last = _TRIO
         self._waiting = [False, False]
 
-    def take(self, who: int) -> None:
+    def take(self, who: int) -> bool:
         cond = self._cond
         with self._lock:
             other = 1 - who
             if self._owner is None and not (self._waiting[other] and self._last == who):
                 self._owner = who
-                return
+                return False
             self._waiting[who] = True
             while self._owner is not None or (self._waiting[other] and self._last == who):
                 cond.wait()
             self._waiting[who] = False
             self._owner = who
+            return True
 
     def give(self, who: int) -> None:
         with self._lock:
@@ -237,11 +238,11 @@ class HotLoop:
         # milliseconds rounded up, plus 0.1 % slack: agent/epollwait.py).
         deadline_wait = DeadlineWait(self._epoll)
         try:
-            self._serve_with(deadline_wait.wait)
+            self._serve_with(deadline_wait)
         finally:
             deadline_wait.close()
 
-    def _serve_with(self, wait: Callable[[float], list[tuple[int, int]]]) -> None:
+    def _serve_with(self, deadline_wait: DeadlineWait) -> None:
         heap = self._heap
         readers = self._readers
         epoll = self._epoll
@@ -251,7 +252,9 @@ class HotLoop:
         kick_fd = self._kick_fd
         pop = heapq.heappop
         current_time = clock.current_time
-        timeout = -1.0
+        wait_until = deadline_wait.wait_until
+        now = 0.0
+        early = at = math.inf
 
         def serve_events(events: list[tuple[int, int]]) -> bool:
             ran = False
@@ -268,8 +271,8 @@ class HotLoop:
             return ran
 
         while True:
-            events = wait(timeout)
-            baton.take(_HOT)
+            events = wait_until(now, early, at)
+            waited = baton.take(_HOT)
             try:
                 if self._stopping:
                     return
@@ -284,12 +287,18 @@ class HotLoop:
                     if ready is not None:
                         ready()
                 now = current_time()
-                # A deadline is due: first read what arrived before it (the thread may have
-                # waited for its turn, or for a CPU, since epoll_wait returned). A backup
-                # whose master's advert is in the socket must not time out. The clock is
-                # read again only if something ran since (a master's wake-up reads it twice,
-                # a backup's once).
-                if heap and heap[0][1] <= now and serve_events(epoll.poll(0)):
+                # A deadline is due: first read what arrived before it. A backup whose
+                # master's advert is in the socket must not time out. Needed when the thread
+                # waited for its turn since epoll_wait returned, or woke for something else
+                # than the timer: when the timer ended the wait, epoll_wait's list holds
+                # everything that was ready when it came (what comes after it is late). The
+                # clock is read again only if something ran since.
+                if (
+                    heap
+                    and heap[0][1] <= now
+                    and (waited or not deadline_wait.fired)
+                    and serve_events(epoll.poll(0))
+                ):
                     now = current_time()
                 settle_top(heap)
                 # Due, or allowed early (the top of the heap only, as in agent/wakeups.py).
@@ -299,14 +308,12 @@ class HotLoop:
                     settle_top(heap)  # (nothing popped, nothing ran: settled already)
                     now = current_time()  # (not read again when nothing ran since)
                 if heap:
-                    at = heap[0][0]
+                    at, early = heap[0][0], heap[0][1]
                     self._sleeping_until = at
-                    # Rounded up to the nanosecond by the wait: never before the deadline.
-                    timeout = at - now
-                    if timeout < 0.0:
-                        timeout = 0.0
+                    if at < now:
+                        at = early = now
                 else:
                     self._sleeping_until = math.inf
-                    timeout = -1.0
+                    at = early = math.inf
             finally:
                 baton.give(_HOT)

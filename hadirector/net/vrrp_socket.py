@@ -466,7 +466,10 @@ class _Port:
         a batch; after an error, stop reading for ``RECEIVE_ERROR_BACKOFF_S``."""
         if self.receiver.fileno() < 0:  # (``closed``, without a call of its own)
             return
-        error = self.read_batch()
+        # A port for one VRID gets one advert per interval: one read, and epoll (level-
+        # triggered) calls again at once if another waits; a port for several gets them
+        # in bursts: read as a batch.
+        error = self.read_one() if len(self.by_vrid) == 1 else self.read_batch()
         loop = self.registry.loop
         if error is None or self.closed or loop is None:
             return
@@ -496,27 +499,35 @@ class _Port:
         After each datagram the receive queue is asked whether another one waits
         (``SIOCINQ``), rather than read until a read fails: a failed read costs an
         exception (its message looked up and decoded), at every advert a backup hears."""
-        read = self._read_ipv4 if self.family == 4 else self._read_ipv6
-        by_vrid = self.by_vrid
         receiver = self.receiver
         queued = bytearray(4)
         for _ in range(READ_BATCH):
-            try:
-                got = read()
-            except BlockingIOError:
-                return None
-            except OSError as exc:
-                return exc
-            if got is not None:
-                vrid, received = got
-                for endpoint in by_vrid.get(vrid, ()):
-                    endpoint._deliver(received)
+            error = self.read_one()  # (nothing to read: the queue is found empty below)
+            if error is not None:
+                return error
             try:
                 fcntl.ioctl(receiver, SIOCINQ, queued)
             except (OSError, ValueError):  # closed meanwhile (an endpoint's listener)
                 return None
             if queued == _NOTHING_QUEUED:
                 return None
+        return None
+
+    def read_one(self) -> OSError | None:
+        """Read one datagram, if any, and hand it to the endpoints of its VRID; the error
+        that stopped it, if any (no ``SIOCINQ`` asked: the caller's epoll reports the
+        socket again while it holds more)."""
+        read = self._read_ipv4 if self.family == 4 else self._read_ipv6
+        try:
+            got = read()
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return exc
+        if got is not None:
+            vrid, received = got
+            for endpoint in self.by_vrid.get(vrid, ()):
+                endpoint._deliver(received)
         return None
 
     def _vrid(self, datagram: bytes) -> int | None:

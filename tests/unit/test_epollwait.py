@@ -121,3 +121,93 @@ def test_a_fired_timer_left_unread_is_never_an_event(
         assert time.monotonic() >= deadline
     finally:
         wait.close()
+
+
+class _Settimes:
+    """Counts the timer's ``timerfd_settime`` calls (arming and disarming)."""
+
+    def __init__(self, wait: DeadlineWait) -> None:
+        self.count = 0
+        real = wait._settime
+
+        def counted(*args: object) -> int:
+            self.count += 1
+            return real(*args)
+
+        wait._settime = counted
+
+
+def test_a_window_keeps_a_periodic_timer_that_is_never_rearmed(
+    pipe_set: tuple[select.epoll, int, int],
+) -> None:
+    """A master's loop: each wait for the next Adver_Timer's window ends by the timer, in
+    the window, and after the first two no wait arms the timer again: it is periodic, read
+    when it fires (a periodic timerfd left unread stops: the loop would wait for ever)."""
+    epoll, _r, _w = pipe_set
+    wait = DeadlineWait(epoll)
+    settimes = _Settimes(wait)
+    try:
+        interval, window = 0.05, 0.025  # a window wide enough for any wake-up's delay
+        now = time.monotonic()
+        at = now + interval
+        for _ in range(8):
+            assert wait.wait_until(now, at - window, at) == []
+            assert wait.fired
+            woke = time.monotonic()
+            assert woke >= at - window
+            at = woke + interval  # the next advert, an interval after this one
+            now = time.monotonic()
+        assert settimes.count <= 2  # the first arm, and the period learned once
+    finally:
+        wait.close()
+
+
+def test_a_periodic_timer_whose_expiry_someone_else_took_is_armed_again(
+    pipe_set: tuple[select.epoll, int, int],
+) -> None:
+    """Another poll of the set took the timer's event: the expiry was not read and the
+    timer stopped. The next wait finds its expiry past and arms it anew: it ends."""
+    epoll, _r, _w = pipe_set
+    wait = DeadlineWait(epoll)
+    try:
+        now = time.monotonic()
+        assert wait.wait_until(now, now + 0.01, now + 0.02) == [] and wait.fired
+        now = time.monotonic()
+        at = now + 0.02
+        assert wait.wait_until(now, now + 0.01, at) == [] and wait.fired  # periodic now
+        time.sleep(0.03)  # its next expiry passes...
+        epoll.poll(0)  # ...and this poll takes the event (edge-triggered: gone)
+        now = time.monotonic()
+        at = now + 0.02
+        assert wait.wait_until(now, at - 0.01, at) == [] and wait.fired
+        assert time.monotonic() >= at - 0.01
+    finally:
+        wait.close()
+
+
+def test_a_far_deadline_without_window_is_waited_for_coarsely_then_precisely(
+    pipe_set: tuple[select.epoll, int, int],
+) -> None:
+    """A backup's Master_Down deadline: a wait far from it arms no timer and ends with
+    nothing to report, never after the deadline; the wait for the rest ends by the timer
+    at the deadline, not before it. An event ends a coarse wait as any other."""
+    epoll, r, w = pipe_set
+    wait = DeadlineWait(epoll)
+    settimes = _Settimes(wait)
+    try:
+        now = time.monotonic()
+        at = now + 0.03
+        assert wait.wait_until(now, at, at) == []
+        assert settimes.count == 0 and not wait.fired
+        now = time.monotonic()
+        assert wait.wait_until(now, at, at) == []
+        assert wait.fired and time.monotonic() >= at
+        # An advert arrives first: reported, the timer never armed for it.
+        armed = settimes.count
+        os.write(w, b"x")
+        now = time.monotonic()
+        assert wait.wait_until(now, now + 1.0, now + 1.0) == [(r, select.EPOLLIN)]
+        assert settimes.count == armed + 1  # (only the disarm of the fired one-shot)
+        os.read(r, 1)
+    finally:
+        wait.close()
