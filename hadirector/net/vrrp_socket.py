@@ -263,6 +263,9 @@ class _Port:
         # no address hashing per advert.
         self._send_args_last: tuple[Any, Any, _SendArgs | None] = (None, None, None)
         self._send_args_cache: dict[tuple[IPAddress, IPAddress], _SendArgs] = {}
+        # The arguments of the (source, destination) the send socket is connected to and
+        # has as its multicast source (``_connect_default``): sent with a plain ``send``.
+        self.connected_args: _SendArgs | None = None
         # parse_ipv4 with a memory: a peer's datagrams differ only in ID and checksum.
         self._ipv4 = codec.Ipv4Parser()
         af = socket.AF_INET if family == 4 else socket.AF_INET6
@@ -294,15 +297,18 @@ class _Port:
             raise _link_unavailable(exc, f"VRRP sockets on {interface}") from exc
 
     def _setup_ipv4(self) -> None:
-        mreqn = struct.pack("4s4si", VRRP_MULTICAST_V4.packed, b"\0\0\0\0", self.ifindex)
         # Only groups this socket joined, not every group some other socket joined here.
         self.receiver.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         sender = self.sender
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        self._setup_multicast_if()
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP_CS6_TOS)
+
+    def _setup_multicast_if(self) -> None:
+        mreqn = struct.pack("4s4si", VRRP_MULTICAST_V4.packed, b"\0\0\0\0", self.ifindex)
+        self.sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
 
     def _setup_ipv6(self) -> None:
         self.receiver.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
@@ -407,9 +413,31 @@ class _Port:
             ancillary = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
         if len(self._send_args_cache) >= 256:  # sources and peers are few; bounded anyway
             self._send_args_cache.clear()
-        self._send_args_cache[(src, dst)] = (address, ancillary)
-        self._send_args_last = (src, dst, (address, ancillary))
-        return address, ancillary
+        args = (address, ancillary)
+        self._send_args_cache[(src, dst)] = args
+        self._send_args_last = (src, dst, args)
+        if self.connected_args is None and self.family == 4 and dst.is_multicast:
+            self._connect_default(src, dst, args)
+        return args
+
+    def _connect_default(self, src: IPAddress, dst: IPAddress, args: _SendArgs) -> None:
+        """Make ``src`` -> ``dst`` (the first IPv4 multicast pair asked for: the group, from
+        the interface's address, the one every instance on the link most often sends
+        with) the send socket's own: its multicast source (``IP_MULTICAST_IF``) and its
+        peer (``connect``). Those adverts are then a ``send`` of the payload: no address,
+        no ancillary data for Python to convert at each advert. Other pairs keep
+        ``sendmsg`` with their ``IP_PKTINFO`` (which overrides the socket's source). Not
+        done if the kernel refuses either (``sendmsg`` for all, as before)."""
+        # struct ip_mreqn { in_addr imr_multiaddr; in_addr imr_address; int imr_ifindex; }
+        mreqn = struct.pack("4s4si", b"\0\0\0\0", src.packed, self.ifindex)
+        try:
+            self.sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            self.sender.connect((str(dst), 0))
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._setup_multicast_if()
+            return
+        self.connected_args = args
 
     def send_nowait(
         self, payload: bytes, src: IPAddress, dst: IPAddress, args: _SendArgs | None = None
@@ -693,7 +721,10 @@ class VrrpSocket:
         if port._send_queued:  # (``_Port.send_nowait``, inline)
             return False
         try:
-            port.sender.sendmsg([payload], args[1], 0, args[0])
+            if args is port.connected_args:
+                port.sender.send(payload)  # (the socket's own source and peer)
+            else:
+                port.sender.sendmsg([payload], args[1], 0, args[0])
         except BlockingIOError:
             return False
         except OSError as exc:

@@ -509,3 +509,52 @@ def test_one_shared_socket_per_interface_receives_only_its_vrids(
     finally:
         for endpoint in [*ours.values(), *theirs.values(), *senders.values()]:
             endpoint.close()
+
+
+def test_the_group_is_sent_to_by_a_plain_send_and_other_pairs_keep_their_source(
+    lab: Lab,
+) -> None:
+    """The first IPv4 multicast (source, destination) of a port becomes its send socket's
+    own (multicast source and connected peer): those adverts go out with ``send``. A
+    unicast endpoint on the same port, from another of the node's addresses, still sends
+    with its own source (``IP_PKTINFO`` over the socket's): the peer hears each advert
+    from the source its endpoint has, again after the other pair has sent."""
+    a = lab.node("a", ipv4=[f"{A4}/24", f"{C4}/24"])
+    b = lab.node("b", ipv4=[f"{B4}/24"])
+    group_sock = _open(a, 4, vrid=51)
+    peer_sock = _open(
+        a,
+        4,
+        vrid=52,
+        unicast_peers=[ipaddress.ip_address(B4)],
+        unicast_src=ipaddress.ip_address(C4),
+    )
+    hear_group = _open(b, 4, vrid=51)
+    hear_peer = _open(b, 4, vrid=52, unicast_peers=[ipaddress.ip_address(C4)])
+    port = _registry(a).ports()[0]
+    group = VRRP_MULTICAST_V4
+    to_group = _advert(group_sock, group, 100)
+    vip = codec.Advert(version=3, vrid=52, priority=100, interval_cs=100, addresses=(VIP4,))
+    to_peer = codec.encode(vip, src=peer_sock.local_address, dst=ipaddress.ip_address(B4))
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            for _ in range(2):
+                assert group_sock.send_nowait(to_group, group)
+                assert port.connected_args is not None
+                got = await hear_group.receive()
+                assert (got.payload, got.src, got.dst) == (
+                    to_group,
+                    ipaddress.ip_address(A4),
+                    group,
+                )
+                assert peer_sock.send_nowait(to_peer, ipaddress.ip_address(B4))
+                got = await hear_peer.receive()
+                assert (got.payload, got.src) == (to_peer, ipaddress.ip_address(C4))
+                assert got.dst == ipaddress.ip_address(B4)
+
+    try:
+        _run(main)
+    finally:
+        for sock in (group_sock, peer_sock, hear_group, hear_peer):
+            sock.close()
