@@ -11,18 +11,21 @@ one (interface, family) share two raw sockets pinned to that interface with
   index while at least one endpoint on it is in multicast mode. A classic BPF socket
   filter (net/vrrp_filter.py) lets through only the VRIDs of the endpoints open on it, and
   is replaced whenever one opens or closes (a reload): adverts of other routers on the link
-  never reach Python. One task per receive socket reads every datagram (all it holds per
-  wake-up, ``READ_BATCH`` at most before it yields), reads its VRID and queues it for the
-  endpoint of that VRID only, or hands it at once to the endpoint's listener. A datagram for
-  a VRID no endpoint has (queued before the filter changed) is counted in ``unknown_vrid``
-  and dropped; one too short to hold a VRID, or whose IPv4 header does not parse, in
-  ``malformed``;
+  never reach Python. One task per receive socket (or the hot path's thread) reads every
+  datagram (all it holds per wake-up, ``READ_BATCH`` at most before it yields; in the
+  thread, a socket for one VRID one datagram per readiness, epoll reporting it again while
+  it holds more), reads its VRID and queues it for the endpoint of that VRID only, or
+  hands it at once to the endpoint's listener. A datagram for a VRID no endpoint has
+  (queued before the filter changed) is counted in ``unknown_vrid`` and dropped; one too
+  short to hold a VRID, or whose IPv4 header does not parse, in ``malformed``;
 - one *send* socket, with TTL / hop limit 255 for multicast *and* unicast (RFC 5798
   §5.1.1.3 / §5.1.2.5), multicast loop off, the outgoing interface set, and DSCP CS6
   (internetwork control). It is bound to no address: each packet carries its endpoint's
   source in ``IP_PKTINFO`` / ``IPV6_PKTINFO``, so endpoints with different sources
-  (``unicast_src``) share it. A socket filter that drops everything keeps it from queueing
-  the adverts that arrive: only the receive socket reads.
+  (``unicast_src``) share it; the first IPv4 multicast (source, group) asked for is the
+  socket's own (``IP_MULTICAST_IF`` with that source, ``connect`` to the group), sent to
+  with a plain ``send`` (``_Port._connect_default``). A socket filter that drops
+  everything keeps it from queueing the adverts that arrive: only the receive socket reads.
 
 The sockets are opened with the first endpoint on (interface, family) and closed with the
 last (``VrrpSocket.close``). An interface deleted and created again is another interface
