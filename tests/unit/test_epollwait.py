@@ -143,9 +143,13 @@ def test_a_window_keeps_a_periodic_timer_that_is_never_rearmed(
     """A master's loop: each wait for the next Adver_Timer's window ends by the timer, in
     the window, and after the first two no wait arms the timer again: it is periodic, read
     when it fires (a periodic timerfd left unread stops: the loop would wait for ever)."""
-    epoll, _r, _w = pipe_set
+    epoll, _r, w = pipe_set
     wait = DeadlineWait(epoll)
     settimes = _Settimes(wait)
+    # A stopped timer would make the wait last for ever: the pipe ends it then, and the
+    # assertion on what it returned fails.
+    watchdog = threading.Timer(5.0, os.write, (w, b"x"))
+    watchdog.start()
     try:
         interval, window = 0.05, 0.025  # a window wide enough for any wake-up's delay
         now = time.monotonic()
@@ -159,6 +163,7 @@ def test_a_window_keeps_a_periodic_timer_that_is_never_rearmed(
             now = time.monotonic()
         assert settimes.count <= 2  # the first arm, and the period learned once
     finally:
+        watchdog.cancel()
         wait.close()
 
 
