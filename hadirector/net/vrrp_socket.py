@@ -449,12 +449,9 @@ class _Port:
         ``_send_args(src, dst)`` if the caller has them."""
         if self._send_queued:
             return False
-        args = args or self._send_args(src, dst)
+        address, ancillary = args or self._send_args(src, dst)
         try:
-            if args is self.connected_args:
-                self.sender.send(payload)  # (the socket's own source and peer)
-            else:
-                self.sender.sendmsg([payload], args[1], 0, args[0])
+            self.sender.sendmsg([payload], ancillary, 0, address)
         except BlockingIOError:
             return False
         return True
