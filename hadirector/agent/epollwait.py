@@ -12,10 +12,10 @@ master's advert, came that much later than the protocol says (agent/hotloop.py).
 the wait is ``epoll.poll(-1)`` on a set holding it, and it ends when the timer fires.
 
 Cost: one ``timerfd_settime`` per ``wait`` with a timeout (through ctypes, ~1 µs with
-Python's share); no wait without a timeout arms it (the timer is disarmed). A timer that
-fired is not read: the next ``timerfd_settime``, arming or disarming it, clears its expiry
-count (the kernel's ``timerfd_setup``), so a master's wake-up costs no read. The timerfd's
-own event is never returned (``fired`` says whether it ended the last wait).
+Python's share); no wait without a timeout arms it (the timer is disarmed). A one-shot
+timer that fired is not read: the next ``timerfd_settime``, arming or disarming it, clears
+its expiry count (the kernel's ``timerfd_setup``). The timerfd's own event is never
+returned (``fired`` says whether it ended the last wait).
 
 ``wait_until(now, early, at)`` is what the hot loop (agent/hotloop.py) calls: a deadline on
 the caller's clock, read as ``now``, and from when an end is accepted (``early``: a master's
@@ -106,8 +106,9 @@ class DeadlineWait:
         self.precise = False
         self._armed = False
         self.fired = False
-        # The periodic timer's next expiry on the caller's clock (as ``now`` + the timeout
-        # it was armed with; a few µs early) and its period; 0.0: not periodic.
+        # The periodic timer's next expiry and the one that last fired, on the caller's
+        # clock (as ``now`` + the timeout it was armed with: a few µs early; -inf: not
+        # known), and its period (0.0: not periodic).
         self._next_at = -math.inf
         self._fired_at = -math.inf
         self._period = 0.0
@@ -201,11 +202,15 @@ class DeadlineWait:
             if event_fd == fd:
                 del events[i]
                 self.fired = True
-                self._fired_at = next_at = self._next_at
+                # When it fired is known only for a periodic timer (``_next_at`` is its
+                # grid); a one-shot's expiry was never recorded.
+                self._fired_at = -math.inf
                 if self._period > 0.0:
+                    next_at = self._next_at
                     try:
                         ticks = int.from_bytes(os.read(fd, 8), sys.byteorder)
                     except OSError:  # (read already, or re-armed meanwhile): not running
+                        self._fired_at = next_at
                         self._next_at = -math.inf
                     else:
                         self._fired_at = next_at + self._period * (ticks - 1)
