@@ -449,9 +449,12 @@ class _Port:
         ``_send_args(src, dst)`` if the caller has them."""
         if self._send_queued:
             return False
-        address, ancillary = args or self._send_args(src, dst)
+        args = args or self._send_args(src, dst)
         try:
-            self.sender.sendmsg([payload], ancillary, 0, address)
+            if args is self.connected_args:
+                self.sender.send(payload)  # (the socket's own source and peer)
+            else:
+                self.sender.sendmsg([payload], args[1], 0, args[0])
         except BlockingIOError:
             return False
         return True
