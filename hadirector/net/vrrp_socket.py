@@ -269,6 +269,7 @@ class _Port:
         # The arguments of the (source, destination) the send socket is connected to and
         # has as its multicast source (``_connect_default``): sent with a plain ``send``.
         self.connected_args: _SendArgs | None = None
+        self._connected_pair: tuple[IPAddress, IPAddress] | None = None
         # parse_ipv4 with a memory: a peer's datagrams differ only in ID and checksum.
         self._ipv4 = codec.Ipv4Parser()
         af = socket.AF_INET if family == 4 else socket.AF_INET6
@@ -414,10 +415,15 @@ class _Port:
             # struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }
             info = struct.pack("16si", src.packed, self.ifindex)
             ancillary = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
-        if len(self._send_args_cache) >= 256:  # sources and peers are few; bounded anyway
-            self._send_args_cache.clear()
+        cache = self._send_args_cache
+        if len(cache) >= 256:  # sources and peers are few; bounded anyway
+            cache.clear()
+            # The connected pair's are kept: they are what a plain ``send`` is chosen by.
+            pair, connected = self._connected_pair, self.connected_args
+            if pair is not None and connected is not None:
+                cache[pair] = connected
         args = (address, ancillary)
-        self._send_args_cache[(src, dst)] = args
+        cache[(src, dst)] = args
         self._send_args_last = (src, dst, args)
         if self.connected_args is None and self.family == 4 and dst.is_multicast:
             self._connect_default(src, dst, args)
@@ -441,6 +447,7 @@ class _Port:
                 self._setup_multicast_if()
             return
         self.connected_args = args
+        self._connected_pair = (src, dst)
 
     def send_nowait(
         self, payload: bytes, src: IPAddress, dst: IPAddress, args: _SendArgs | None = None

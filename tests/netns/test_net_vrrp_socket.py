@@ -552,6 +552,15 @@ def test_the_group_is_sent_to_by_a_plain_send_and_other_pairs_keep_their_source(
                 got = await hear_peer.receive()
                 assert (got.payload, got.src) == (to_peer, ipaddress.ip_address(C4))
                 assert got.dst == ipaddress.ip_address(B4)
+            # The arguments of 300 other pairs (more than the cache holds: it is emptied
+            # on the way): the group's are still the connected ones, sent with ``send``.
+            src = group_sock.local_address
+            for i in range(300):
+                port._send_args(src, ipaddress.ip_address(f"10.99.{i >> 8}.{i & 255}"))
+            assert port._send_args(src, group) is port.connected_args
+            assert group_sock.send_nowait(to_group, group)
+            got = await hear_group.receive()
+            assert (got.payload, got.src) == (to_group, ipaddress.ip_address(A4))
 
     try:
         _run(main)
