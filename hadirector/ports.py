@@ -42,8 +42,15 @@ class VrrpEndpoint(Protocol):
     def send_nowait(self, payload: bytes, dst: IPAddress) -> bool:
         """Send if the socket takes it without waiting (True); False: nothing sent."""
 
-    def listen(self, listener: Callable[[Any], None]) -> None:
-        """Hand every packet of its VRID to ``listener`` (synchronously, as it arrives)."""
+    def listen(
+        self,
+        listener: Callable[[Any], None],
+        again: Callable[[Any, int | None], bool] | None = None,
+    ) -> None:
+        """Hand every packet of its VRID to ``listener`` (synchronously, as it arrives);
+        ``again(packet, stamp_ns)``, if given, may be handed a packet the same as the
+        last one instead (a shortcut: False when it does not take it, and ``listener``
+        then gets it; net/vrrp_socket.py)."""
 
     def close(self) -> None: ...
 

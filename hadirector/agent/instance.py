@@ -1123,7 +1123,7 @@ class Instance:
     def _start_receiver(self) -> None:
         """Receive from the current socket (the previous one, if any, is closed after)."""
         assert self.sock is not None
-        self.sock.listen(self._on_packet)
+        self.sock.listen(self._on_packet, self._on_again)
 
     def _on_packet(self, received: Any) -> None:
         """One packet for this instance, in the receive task of its socket.
@@ -1133,54 +1133,67 @@ class Instance:
         else); the actions it answers, if any, are queued for the driver, which performs
         them before anything else. Otherwise the advert is queued behind what the driver
         has to do, in order."""
+        if self._on_again(received, received.stamp_ns):
+            return
         now = self._now()
-        last = self._accepted_last
-        again = (
-            last is not None
-            and received.payload is last[0]
-            and self._idle
-            and self.hmac_keys is None
-            and self._policy is last[1]
-            and self._policy_of is self.cfg
-        )
-        if again:
-            # A backup's steady state: the datagram its master sent last time, byte for byte
-            # (the socket's parse cache gave the same payload object, so the same source,
-            # destination and TTL), which the receive checks accepted (vrrp/receive.py,
-            # RFC 5798 §7.1) under the same policy, without HMAC: the same verdict. Counted
-            # and remembered as ``_accept`` does; the machine asked in one call whether it
-            # is the same advert in the same state (vrrp/machine.py ``receive_again``).
-            assert last is not None
-            advert = last[2]
-            self.counters["adverts_accepted"] += 1
-            self.last_peer = (received.src, advert.priority, now)
-        else:
-            accepted = self._accept(received, now)
-            if accepted is None:
-                return
-            advert = accepted
+        advert = self._accept(received, now)
+        if advert is None:
+            return
         # Its timers count from when it reached the host (the kernel's time stamp).
         stamp_ns = received.stamp_ns
         if stamp_ns is not None:
             age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
             now = timers.arrival_time(now, age_s, advert.interval_cs)
-        if again:
-            assert self.machine is not None
-            down_at = self.machine.receive_again(
-                advert.priority, advert.interval_cs, received.src, now
-            )
-            if down_at is not None:
-                if down_at < self._wakeup_at:
-                    self._ask_wakeup()
-                return
-        elif not self._idle:
+        if not self._idle:
             self.post("advert", advert, received.src, now)
             return
+        self._to_machine(advert, received.src, now)
+
+    def _on_again(self, heard: Any, stamp_ns: int | None) -> bool:
+        """A backup's steady state, in one call: ``heard`` (a ``Received``, or the parsed
+        packet the socket's shortcut hands over: net/vrrp_socket.py ``listen``) is the
+        datagram its master sent last time, byte for byte (the socket's parse cache gave
+        the same payload object, so the same source, destination and TTL), which the
+        receive checks accepted (vrrp/receive.py, RFC 5798 §7.1) under the same policy,
+        without HMAC: the same verdict, counted and remembered as ``_accept`` does; the
+        machine asked in one call whether it is the same advert in the same state
+        (vrrp/machine.py ``receive_again``). False, nothing done, when it is not that
+        case: the packet takes the whole path (``_on_packet``)."""
+        last = self._accepted_last
+        if (
+            last is None
+            or heard.payload is not last[0]
+            or not self._idle
+            or self.hmac_keys is not None
+            or self._policy is not last[1]
+            or self._policy_of is not self.cfg
+        ):
+            return False
+        now = self._now()
+        advert = last[2]
+        src = heard.src
+        self.counters["adverts_accepted"] += 1
+        self.last_peer = (src, advert.priority, now)
+        # Its timers count from when it reached the host (the kernel's time stamp).
+        if stamp_ns is not None:
+            age_s = (kernel_stamp_clock_ns() - stamp_ns) / 1e9
+            now = timers.arrival_time(now, age_s, advert.interval_cs)
+        assert self.machine is not None
+        down_at = self.machine.receive_again(advert.priority, advert.interval_cs, src, now)
+        if down_at is None:
+            self._to_machine(advert, src, now)
+        elif down_at < self._wakeup_at:
+            self._ask_wakeup()
+        return True
+
+    def _to_machine(self, advert: codec.Advert, src: Any, now: float) -> None:
+        """An accepted advert to the machine, the driver parked: its actions handed to the
+        driver, or the next wake-up asked."""
         assert self.machine is not None
         actions = self.machine.receive(
             priority=advert.priority,
             interval_cs=advert.interval_cs,
-            source=received.src,
+            source=src,
             now=now,
         )
         if actions:

@@ -57,7 +57,15 @@ source address is missing, ``open`` and ``send`` raise ``LinkUnavailable`` (an O
 One task receives from an endpoint at a time; any number may send (they take turns).
 ``listen(callback)`` replaces ``receive``: each packet is then handed to the callback, in
 the receive task, as it is read (the agent's instances take them this way: no task wake-up
-per packet).
+per packet). ``listen(callback, again)`` adds a shortcut for the steady state, IPv4 only: a
+datagram the same as the last one of its VRID the port handed to listeners (but for the
+IP ID and checksum: a peer's next advert; the parse cache gives the same parsed packet
+object) goes to ``again(packet, stamp_ns)`` of each endpoint that took that one, with no
+``Received`` built and nothing checked again (its source, destination and TTL are those
+of the last one, so are the endpoints' own-source and unicast decisions); ``again``
+answers False when it cannot take the shortcut, and the endpoint is then handed the
+packet as any other. The memory is forgotten when an endpoint of the VRID comes, goes
+or starts listening.
 
 What it must not do: decode or validate VRRP beyond the VRID (the codec and the agent do),
 read the clock, or open a socket per packet or per instance.
@@ -151,6 +159,10 @@ def _stamp_ns(data: bytes) -> int | None:
 
 # sendmsg's address and ancillary data for one (source, destination).
 _SendArgs = tuple[tuple[str, int] | tuple[str, int, int, int], list[tuple[int, int, bytes]]]
+# An endpoint's steady-state shortcut, ``again(packet, stamp_ns)`` (module docstring), and
+# the endpoint whose it is.
+_SteadyListener = Callable[["codec.Ipv4Packet", "int | None"], bool]
+_Steady = tuple[_SteadyListener, "VrrpSocket"]
 
 
 class Received(NamedTuple):
@@ -272,6 +284,9 @@ class _Port:
         self._connected_pair: tuple[IPAddress, IPAddress] | None = None
         # parse_ipv4 with a memory: a peer's datagrams differ only in ID and checksum.
         self._ipv4 = codec.Ipv4Parser()
+        # Per VRID: the parsed packet last handed to listeners, and the shortcuts of the
+        # endpoints that took it (module docstring: ``listen(callback, again)``).
+        self._steady: dict[int, tuple[codec.Ipv4Packet, tuple[_Steady, ...]]] = {}
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         try:
@@ -352,6 +367,7 @@ class _Port:
         self._set_group(self.multicast_members > 0)
 
     def add(self, endpoint: VrrpSocket) -> None:
+        self._steady.pop(endpoint.vrid, None)
         self.by_vrid.setdefault(endpoint.vrid, []).append(endpoint)
         if endpoint.multicast:
             self.multicast_members += 1
@@ -362,6 +378,7 @@ class _Port:
             raise _link_unavailable(exc, f"VRRP socket on {self.interface}") from exc
 
     def remove(self, endpoint: VrrpSocket) -> None:
+        self._steady.pop(endpoint.vrid, None)
         eps = self.by_vrid.get(endpoint.vrid, [])
         if endpoint not in eps:
             return
@@ -558,9 +575,11 @@ class _Port:
         """Read one datagram, if any, and hand it to the endpoints of its VRID; the error
         that stopped it, if any (no ``SIOCINQ`` asked: the caller's epoll reports the
         socket again while it holds more)."""
-        read = self._read_ipv4 if self.family == 4 else self._read_ipv6
         try:
-            got = read()
+            if self.family == 4:
+                self._read_ipv4()
+                return None
+            got = self._read_ipv6()
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -581,37 +600,56 @@ class _Port:
             return None
         return vrid
 
-    def _read_ipv4(self) -> tuple[int, Received] | None:
-        """One datagram, if any (BlockingIOError if none): its VRID and fields."""
+    def _read_ipv4(self) -> None:
+        """Read one datagram (BlockingIOError if none) and hand it to the endpoints of its
+        VRID: through their shortcut when it is the same as the last one (module
+        docstring), else as a ``Received``."""
         datagram, ancillary, _flags, _address = self.receiver.recvmsg(
             _RECV_BUFFER_BYTES, _STAMP_BUFFER_BYTES
         )
+        stamp = None
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TS_SIZE:
+                sec, nsec = _TS_UNPACK(data)  # (``_stamp_ns``, inline)
+                stamp = sec * 1_000_000_000 + nsec
         vrid: int | None
         packet = self._ipv4.known(datagram)
         if packet is not None:
             # Parsed before (the same bytes but for ID and checksum: a peer's next advert):
             # a 20-byte header, and the VRID where ``vrrp_filter.vrid_of`` found it then.
             vrid = datagram[21]
+            steady = self._steady.get(vrid)
+            if steady is not None and steady[0] is packet:
+                for again, endpoint in steady[1]:
+                    if not again(packet, stamp):
+                        endpoint._deliver(_received(packet, stamp))
+                return
             if vrid not in self.by_vrid:
                 self.unknown_vrid += 1
-                return None
+                return
         else:
             vrid = self._vrid(datagram)
             if vrid is None:
-                return None
+                return
             try:
                 packet = self._ipv4.parse(datagram)
             except DecodeError:
                 self.malformed += 1
-                return None
-        stamp = None
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TS_SIZE:
-                sec, nsec = _TS_UNPACK(data)  # (``_stamp_ns``, inline)
-                stamp = sec * 1_000_000_000 + nsec
-        # (Received's own __new__ is a Python function: the tuple is built directly.)
-        fields = (packet.payload, packet.src, packet.dst, packet.ttl, stamp)
-        return vrid, _new_tuple(Received, fields)
+                return
+        received = _received(packet, stamp)
+        takers: list[_Steady] = []
+        for endpoint in self.by_vrid[vrid]:
+            took = endpoint._deliver(received)
+            if took is _QUEUED or (took is _LISTENED and endpoint._again is None):
+                takers = []
+                break
+            if took is _LISTENED:
+                assert endpoint._again is not None
+                takers.append((endpoint._again, endpoint))
+        if takers:
+            self._steady[vrid] = (packet, tuple(takers))
+        else:
+            self._steady.pop(vrid, None)
 
     def _read_ipv6(self) -> tuple[int, Received] | None:
         """One datagram, if any (BlockingIOError if none): its VRID and fields."""
@@ -640,6 +678,18 @@ class _Port:
         return vrid, Received(bytes(payload), src, dst, hop_limit, stamp)
 
 
+def _received(packet: codec.Ipv4Packet, stamp: int | None) -> Received:
+    """The ``Received`` of a parsed IPv4 datagram."""
+    # (Received's own __new__ is a Python function: the tuple is built directly.)
+    return _new_tuple(Received, (packet.payload, packet.src, packet.dst, packet.ttl, stamp))
+
+
+# What ``VrrpSocket._deliver`` did with a packet.
+_SKIPPED = 0  # not for this endpoint (its own source; multicast in unicast mode)
+_LISTENED = 1  # handed to its listener
+_QUEUED = 2  # queued (in trio) for its receive or its listener to come
+
+
 class VrrpSocket:
     """One instance's VRRP endpoint on a shared (interface, family) port (module docstring)."""
 
@@ -663,6 +713,7 @@ class VrrpSocket:
         self.queue_full = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[Received](ENDPOINT_QUEUE)
         self._listener: Callable[[Received], None] | None = None
+        self._again: _SteadyListener | None = None
         # The last source seen that is not ours (compared by identity: no ipaddress == ).
         self._peer_seen: IPAddress | None = None
         self._last_send: tuple[IPAddress, IPAddress, _SendArgs] | None = None
@@ -678,23 +729,26 @@ class VrrpSocket:
         """Datagrams on the shared receive socket for a VRID nobody runs there."""
         return self._port.unknown_vrid
 
-    def _deliver(self, received: Received) -> None:
+    def _deliver(self, received: Received) -> int:
+        """Hand ``received`` to the listener or queue it, unless it is not for this
+        endpoint; which of the three it was (``_LISTENED``, ``_QUEUED``, ``_SKIPPED``)."""
         src = received.src
         if src is not self._peer_seen:  # (the socket reuses a peer's address object)
             if src == self.local_address:
                 self.own_skipped += 1
-                return
+                return _SKIPPED
             self._peer_seen = src
         if not self.multicast and received.dst.is_multicast:
-            return  # unicast mode: multicast adverts are for other endpoints or sockets
+            return _SKIPPED  # unicast mode: multicast adverts are for other endpoints
         if self._listener is not None:
             self._listener(received)
-            return
+            return _LISTENED
         loop = self._port.registry.loop
         if loop is None:
             self._queue(received)
         else:  # read in the hot path's thread: the channel is trio's
             loop.call_in_trio(lambda: self._queue(received))
+        return _QUEUED
 
     def _queue(self, received: Received) -> None:
         if self._listener is not None:  # listening since (in trio, after the queued ones)
@@ -765,11 +819,16 @@ class VrrpSocket:
         """Wait for the next VRRP packet of this endpoint's VRID from someone else."""
         return await self._inbox.receive()
 
-    def listen(self, listener: Callable[[Received], None]) -> None:
+    def listen(
+        self, listener: Callable[[Received], None], again: _SteadyListener | None = None
+    ) -> None:
         """From now on hand every packet ``receive`` would return to ``listener`` instead,
-        at once, in the shared socket's receive task (the packets queued so far first).
-        ``listener`` must not block; what it raises ends that task."""
+        at once, in the shared socket's receive task (the packets queued so far first);
+        ``again``: the steady state's shortcut (module docstring). Neither may block;
+        what they raise ends that task."""
+        self._port._steady.pop(self.vrid, None)
         self._listener = listener
+        self._again = again
         while True:
             try:
                 queued = self._inbox.receive_nowait()

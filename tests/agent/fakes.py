@@ -262,9 +262,14 @@ class FakeEndpoint:
             with trio.move_on_at(deadline):
                 await self._wakeup.wait()
 
-    def listen(self, listener: Callable[[Received], None]) -> None:
+    def listen(
+        self,
+        listener: Callable[[Received], None],
+        again: Callable[[Any, int | None], bool] | None = None,
+    ) -> None:
         """Hand each packet to ``listener`` from the host's VRRP receive task (as the
-        shared socket's reader does), from the time it is due."""
+        shared socket's reader does), from the time it is due (``again`` is not used:
+        every packet goes to ``listener``, which takes the shortcut itself when it can)."""
         self.host.start_pump(self._pump, listener)
 
     async def _pump(self, listener: Callable[[Received], None]) -> None:

@@ -413,6 +413,67 @@ def test_a_batch_reads_every_queued_datagram_then_stops(lab: Lab, family: int) -
         sock_b.close()
 
 
+def test_a_repeated_datagram_takes_the_listeners_shortcut(lab: Lab) -> None:
+    """IPv4: a datagram the same as the last one of its VRID (a peer's next advert: only
+    the IP ID and checksum differ) goes to the endpoint's ``again`` with its kernel time
+    stamp, no ``Received`` built; when ``again`` declines it, the listener gets it as any
+    other; a different datagram, or one after another endpoint of the VRID opened, goes
+    to the listener (the shortcut's memory is forgotten)."""
+    a = lab.node("a", ipv4=[f"{A4}/24"])
+    b = lab.node("b", ipv4=[f"{B4}/24"])
+    sock_a = _open(a, 4)
+    sock_b = _open(b, 4)
+    other: VrrpSocket | None = None
+    group = VRRP_MULTICAST_V4
+    got: list[tuple[str, bytes, int | None]] = []
+    answers: list[bool] = []
+
+    def again(packet: codec.Ipv4Packet, stamp_ns: int | None) -> bool:
+        assert packet.src == ipaddress.ip_address(A4) and packet.dst == group
+        if answers.pop(0):
+            got.append(("again", packet.payload, stamp_ns))
+            return True
+        return False
+
+    def listener(received: Received) -> None:
+        got.append(("listener", received.payload, received.stamp_ns))
+
+    def exchange(advert: bytes, answer: bool | None = None) -> tuple[str, bytes, int | None]:
+        if answer is not None:
+            answers.append(answer)
+        before = len(got)
+        assert sock_a.send_nowait(advert, group)
+        receiver = sock_b._port.receiver
+        wait_for(lambda: _queued_bytes(b, receiver, 4) or None, 10, "the datagram queued")
+        assert sock_b._port.read_batch() is None
+        assert len(got) == before + 1 and answers == []
+        return got[-1]
+
+    try:
+        sock_b.listen(listener, again)  # no receive task runs: only read_batch reads
+        p100, p101 = _advert(sock_a, group, 100), _advert(sock_a, group, 101)
+        assert exchange(p100)[:2] == ("listener", p100)
+        assert exchange(p100, True)[:2] == ("again", p100)
+        declined = exchange(p100, False)
+        assert declined[:2] == ("listener", p100)
+        assert exchange(p101)[:2] == ("listener", p101)
+        assert exchange(p101, True)[:2] == ("again", p101)
+        stamps = [stamp for _how, _payload, stamp in got]
+        assert all(stamp is not None for stamp in stamps)
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+        # Another endpoint of VRID 51 on b (it has no shortcut): both listeners get it.
+        other = _open(b, 4)
+        also: list[Received] = []
+        other.listen(also.append)
+        assert exchange(p101)[:2] == ("listener", p101)
+        assert [r.payload for r in also] == [p101]
+        assert (sock_b._port.unknown_vrid, sock_b._port.malformed) == (0, 0)
+    finally:
+        for sock in (sock_a, sock_b, other):
+            if sock is not None:
+                sock.close()
+
+
 def _raw_sockets(node: Node, family: int) -> int:
     """Raw sockets of this process in ``node``'s namespace (the kernel's table there)."""
     table = node.netns.run("cat", f"/proc/net/raw{'' if family == 4 else '6'}").stdout
