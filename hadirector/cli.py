@@ -196,6 +196,7 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
         import trio
 
         from hadirector import agent, logs
+        from hadirector.agent.hotloop import MonotonicClock
 
         level = log_level or config.global_.log_level
         logs.configure(log_format, level)
@@ -203,7 +204,7 @@ def _run(path: Path, log_format: str, log_level: str | None) -> int:
         gc.enable()
         raise
     try:
-        trio.run(agent.run_agent, config, path)
+        trio.run(agent.run_agent, config, path, clock=MonotonicClock())
     except KeyboardInterrupt:
         return 130
     return 0

@@ -36,6 +36,11 @@ production adapters (ports.Adapters.real) use this one.
 What it must not do: decide anything about VRRP, let a callback block (callbacks are plain
 functions; one that raises stops the agent, as it did in the trio task), or touch trio from
 the thread other than through ``call_in_trio``.
+
+The agent runs trio on ``MonotonicClock`` (cli.py): the clock's reading is
+``time.monotonic`` itself (CLOCK_MONOTONIC, the clock the timerfd counts on), a C call,
+where trio's default clock is a Python method: the hot loop reads the clock at every
+wake-up, and a Python frame there is part of what an advert costs.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import math
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 
 import trio
@@ -54,10 +60,27 @@ import trio
 from hadirector.agent.epollwait import DeadlineWait
 from hadirector.agent.wakeups import Entry, settle_top
 
-__all__ = ["Baton", "HotLoop"]
+__all__ = ["Baton", "HotLoop", "MonotonicClock"]
 
 _TRIO = 0
 _HOT = 1
+
+
+class MonotonicClock(trio.abc.Clock):
+    """trio's clock for the production agent: CLOCK_MONOTONIC seconds (module docstring),
+    ``current_time`` being ``time.monotonic`` itself: no Python frame per reading."""
+
+    def __init__(self) -> None:
+        self.current_time = time.monotonic  # type: ignore[method-assign]
+
+    def start_clock(self) -> None:
+        return None
+
+    def current_time(self) -> float:  # (the class's, for the ABC; instances shadow it)
+        return time.monotonic()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - time.monotonic()
 
 
 class Baton(trio.abc.Instrument):
@@ -111,6 +134,7 @@ class HotLoop:
     def __init__(self) -> None:
         self._heap: list[Entry] = []
         self._seq = itertools.count()
+        self._last_seq = -1  # the sequence number of the last request (``call_at``)
         self._readers: dict[int, Callable[[], None]] = {}
         self._epoll: select.epoll | None = None
         self._kick_fd = -1
@@ -119,6 +143,8 @@ class HotLoop:
         self._sleeping_until = -math.inf
         self._baton = Baton()
         self._clock: trio.abc.Clock | None = None
+        # The clock's reading (``now``): trio's current time until ``run`` has its clock.
+        self._current_time: Callable[[], float] = trio.current_time
         self._token: trio.lowlevel.TrioToken | None = None
         self._thread: threading.Thread | None = None
         self._thread_ident = -1
@@ -130,9 +156,7 @@ class HotLoop:
 
     def now(self) -> float:
         """The time on trio's clock (of the run ``run`` serves), from either thread."""
-        if self._clock is None:
-            return trio.current_time()
-        return self._clock.current_time()
+        return self._current_time()
 
     def call_at(
         self,
@@ -146,7 +170,8 @@ class HotLoop:
         ``current`` as in agent/wakeups.py (a deadline that moved later is moved)."""
         if early is None or early > at:
             early = at
-        heapq.heappush(self._heap, (at, early, next(self._seq), callback, current))
+        self._last_seq = seq = next(self._seq)
+        heapq.heappush(self._heap, (at, early, seq, callback, current))
         if at < self._sleeping_until:
             self._kick()
 
@@ -186,6 +211,7 @@ class HotLoop:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the thread and serve until cancelled; the thread is stopped on the way out."""
         self._clock = trio.lowlevel.current_clock()
+        self._current_time = self._clock.current_time
         self._token = trio.lowlevel.current_trio_token()
         self._failed = trio.Event()
         self._epoll = select.epoll()
@@ -303,9 +329,14 @@ class HotLoop:
                 settle_top(heap)
                 # Due, or allowed early (the top of the heap only, as in agent/wakeups.py).
                 if heap and heap[0][1] <= now:
+                    # A request made from here on is where its requester just said: the
+                    # top is settled again only if it is an older one (a master's next
+                    # Adver_Timer, asked by the callback that sent the advert, is not).
+                    first_new = self._last_seq + 1
                     while heap and heap[0][1] <= now:
                         pop(heap)[3](now)
-                    settle_top(heap)  # (nothing popped, nothing ran: settled already)
+                    if heap and heap[0][2] < first_new:
+                        settle_top(heap)
                     now = current_time()  # (not read again when nothing ran since)
                 if heap:
                     at, early = heap[0][0], heap[0][1]

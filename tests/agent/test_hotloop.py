@@ -13,7 +13,7 @@ import time
 import pytest
 import trio
 
-from hadirector.agent.hotloop import HotLoop
+from hadirector.agent.hotloop import HotLoop, MonotonicClock
 
 
 def test_callbacks_run_in_the_thread_at_their_deadlines_in_order() -> None:
@@ -206,3 +206,72 @@ def test_a_due_deadline_reads_what_arrived_while_the_thread_waited_for_its_turn(
         assert order == ["read", "deadline"]
 
     trio.run(main)
+
+
+def test_the_agents_clock_is_a_monotonic_reading_and_the_loop_reads_it() -> None:
+    """trio runs on ``MonotonicClock`` in the agent (cli.py): its reading is
+    ``time.monotonic`` itself, and the hot loop's ``now`` is trio's time from either
+    thread."""
+    clock = MonotonicClock()
+    assert clock.current_time is time.monotonic
+    before = time.monotonic()
+    assert 0.9 < clock.deadline_to_sleep_time(before + 1.0) <= 1.0
+
+    async def main() -> None:
+        loop = HotLoop()
+        seen: list[float] = []
+        done = trio.Event()
+
+        def callback(now: float) -> None:
+            seen.extend((now, loop.now()))
+            loop.call_in_trio(done.set)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(loop.run)
+            asked = trio.current_time()
+            assert asked <= loop.now() <= trio.current_time()
+            loop.call_at(asked + 0.01, callback)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+        assert asked + 0.01 <= seen[0] <= seen[1] <= trio.current_time()
+        assert before <= asked <= time.monotonic()  # the same clock, no offset
+
+    trio.run(main, clock=clock)
+
+
+def test_a_request_made_by_a_callback_is_not_asked_again_in_that_wake_up() -> None:
+    """The top of the heap is settled (its requester asked whether its deadline moved)
+    after the callbacks only if it is an older request: one a callback just made is
+    where its requester said (a master's next Adver_Timer). Asked only in the wake-ups
+    toward it (epoll's, ending a little early, then the timer's), never in the one that
+    made it, 10 ms before."""
+
+    async def main() -> None:
+        loop = HotLoop()
+        asked: list[tuple[float, float]] = []  # (its deadline, when it was asked)
+        ticks: list[float] = []
+        done = trio.Event()
+
+        def tick(now: float) -> None:
+            ticks.append(now)
+            if len(ticks) == 4:
+                loop.call_in_trio(done.set)
+                return
+            at = now + 0.01
+
+            def current() -> tuple[float, float]:
+                asked.append((at, loop.now()))
+                return at, at
+
+            loop.call_at(at, tick, None, current)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(loop.run)
+            loop.call_at(loop.now(), tick)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+        assert {at for at, _when in asked} == {t + 0.01 for t in ticks[:3]}
+        # epoll's wait ends at most 1.25 ms + 0.1 % early (agent/epollwait.py).
+        assert all(when >= at - 0.002 for at, when in asked), (ticks, asked)
+
+    trio.run(main, clock=MonotonicClock())

@@ -48,11 +48,12 @@ import trio
 from hadirector import cli
 seen = {}
 
-def start(run_agent, config, path):
+def start(run_agent, config, path, clock=None):
     from hadirector import agent
     agent.Agent(config, path)  # what run_agent builds first, real adapters included
     seen["modules"] = sorted(sys.modules)
     seen["entry"] = run_agent is agent.run_agent
+    seen["clock"] = type(clock).__name__
 
 trio.run = start
 code = cli.main(["run", "--config", sys.argv[1], "--log-format", "json"])
@@ -113,6 +114,7 @@ def start_path_modules(config: Path = CONFIG) -> list[str]:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["code"] == 0, proc.stderr
     assert result["entry"] is True
+    assert result["clock"] == "MonotonicClock"  # trio runs on the hot loop's clock
     modules: list[str] = result["modules"]
     return modules
 
