@@ -303,8 +303,12 @@ class Instance:
                 if not_sent:
                     self.post("perform", [_SendPackets(tuple(not_sent))])
                 else:
+                    # Asked without ``current``: a master's next Adver_Timer does not move
+                    # later while it stays parked, so the wake-up task need not ask before
+                    # each wait; if it does move (a reload, another state), the wake-up
+                    # comes early and asks again (below).
                     self._wakeup_at = at
-                    self.agent.wakeups.call_at(at, self._on_wakeup, early, self._moved_wakeup)
+                    self.agent.wakeups.call_at(at, self._on_wakeup, early)
                 return
         if now < self._wake_window()[0]:
             self._ask_wakeup()
