@@ -57,15 +57,15 @@ source address is missing, ``open`` and ``send`` raise ``LinkUnavailable`` (an O
 One task receives from an endpoint at a time; any number may send (they take turns).
 ``listen(callback)`` replaces ``receive``: each packet is then handed to the callback, in
 the receive task, as it is read (the agent's instances take them this way: no task wake-up
-per packet). ``listen(callback, again)`` adds a shortcut for the steady state, IPv4 only: a
-datagram the same as the last one of its VRID the port handed to listeners (but for the
-IP ID and checksum: a peer's next advert; the parse cache gives the same parsed packet
-object) goes to ``again(packet, stamp_ns)`` of each endpoint that took that one, with no
-``Received`` built and nothing checked again (its source, destination and TTL are those
-of the last one, so are the endpoints' own-source and unicast decisions); ``again``
-answers False when it cannot take the shortcut, and the endpoint is then handed the
-packet as any other. The memory is forgotten when an endpoint of the VRID comes, goes
-or starts listening.
+per packet). ``listen(callback, again)`` adds a shortcut for the steady state, IPv4 only: when
+every endpoint of a VRID took the last datagram of that VRID through its listener and has
+a shortcut, the same datagram again (but for the IP ID and checksum: a peer's next
+advert; the parse cache gives the same parsed packet object) goes to their
+``again(packet, stamp_ns)``, with no ``Received`` built and nothing checked again (its
+source, destination and TTL are those of the last one, so are the endpoints' own-source
+and unicast decisions); ``again`` answers False when it cannot take the shortcut, and the
+endpoint is then handed the packet as any other. The memory is forgotten when an
+endpoint of the VRID comes, goes or starts listening.
 
 What it must not do: decode or validate VRRP beyond the VRID (the codec and the agent do),
 read the clock, or open a socket per packet or per instance.
@@ -637,15 +637,16 @@ class _Port:
                 self.malformed += 1
                 return
         received = _received(packet, stamp)
-        takers: list[_Steady] = []
+        # Remembered for the shortcut only if every endpoint of the VRID took it through
+        # its listener and has a shortcut (one that skipped it counts what it skips).
+        takers: list[_Steady] | None = []
         for endpoint in self.by_vrid[vrid]:
             took = endpoint._deliver(received)
-            if took is _QUEUED or (took is _LISTENED and endpoint._again is None):
-                takers = []
-                break
-            if took is _LISTENED:
-                assert endpoint._again is not None
-                takers.append((endpoint._again, endpoint))
+            shortcut = endpoint._again
+            if took == _LISTENED and shortcut is not None and takers is not None:
+                takers.append((shortcut, endpoint))
+            else:
+                takers = None
         if takers:
             self._steady[vrid] = (packet, tuple(takers))
         else:

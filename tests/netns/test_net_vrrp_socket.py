@@ -461,12 +461,18 @@ def test_a_repeated_datagram_takes_the_listeners_shortcut(lab: Lab) -> None:
         stamps = [stamp for _how, _payload, stamp in got]
         assert all(stamp is not None for stamp in stamps)
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-        # Another endpoint of VRID 51 on b (it has no shortcut): both listeners get it.
+        # Another endpoint of VRID 51 on b, without a shortcut, and b's first one opened
+        # again after it: both listeners get every datagram, the same again included
+        # (the shortcut needs every endpoint of the VRID to have one).
         other = _open(b, 4)
         also: list[Received] = []
         other.listen(also.append)
+        sock_b.close()
+        sock_b = _open(b, 4)
+        sock_b.listen(listener, again)
         assert exchange(p101)[:2] == ("listener", p101)
-        assert [r.payload for r in also] == [p101]
+        assert exchange(p101)[:2] == ("listener", p101)
+        assert [r.payload for r in also] == [p101, p101]
         assert (sock_b._port.unknown_vrid, sock_b._port.malformed) == (0, 0)
     finally:
         for sock in (sock_a, sock_b, other):
