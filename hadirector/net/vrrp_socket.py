@@ -287,6 +287,7 @@ class _Port:
         # Per VRID: the parsed packet last handed to listeners, and the shortcuts of the
         # endpoints that took it (module docstring: ``listen(callback, again)``).
         self._steady: dict[int, tuple[codec.Ipv4Packet, tuple[_Steady, ...]]] = {}
+        self._endpoints_changed = 0  # counts the comings, goings and listens (``forget``)
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         receiver = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         try:
@@ -366,8 +367,13 @@ class _Port:
             self.filter_vrids = vrids
         self._set_group(self.multicast_members > 0)
 
+    def forget(self, vrid: int) -> None:
+        """Forget the shortcut of ``vrid``: its endpoints or their listeners changed."""
+        self._steady.pop(vrid, None)
+        self._endpoints_changed += 1
+
     def add(self, endpoint: VrrpSocket) -> None:
-        self._steady.pop(endpoint.vrid, None)
+        self.forget(endpoint.vrid)
         self.by_vrid.setdefault(endpoint.vrid, []).append(endpoint)
         if endpoint.multicast:
             self.multicast_members += 1
@@ -378,7 +384,7 @@ class _Port:
             raise _link_unavailable(exc, f"VRRP socket on {self.interface}") from exc
 
     def remove(self, endpoint: VrrpSocket) -> None:
-        self._steady.pop(endpoint.vrid, None)
+        self.forget(endpoint.vrid)
         eps = self.by_vrid.get(endpoint.vrid, [])
         if endpoint not in eps:
             return
@@ -638,7 +644,9 @@ class _Port:
                 return
         received = _received(packet, stamp)
         # Remembered for the shortcut only if every endpoint of the VRID took it through
-        # its listener and has a shortcut (one that skipped it counts what it skips).
+        # its listener and has a shortcut (one that skipped it counts what it skips), and
+        # none came, went or changed its listener meanwhile.
+        changed = self._endpoints_changed
         takers: list[_Steady] | None = []
         for endpoint in self.by_vrid[vrid]:
             took = endpoint._deliver(received)
@@ -647,7 +655,7 @@ class _Port:
                 takers.append((shortcut, endpoint))
             else:
                 takers = None
-        if takers:
+        if takers and changed == self._endpoints_changed:
             self._steady[vrid] = (packet, tuple(takers))
         else:
             self._steady.pop(vrid, None)
@@ -827,7 +835,7 @@ class VrrpSocket:
         at once, in the shared socket's receive task (the packets queued so far first);
         ``again``: the steady state's shortcut (module docstring). Neither may block;
         what they raise ends that task."""
-        self._port._steady.pop(self.vrid, None)
+        self._port.forget(self.vrid)
         self._listener = listener
         self._again = again
         while True:
